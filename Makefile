@@ -1,0 +1,35 @@
+# menshen: `make run` starts the proxy on the demo config, `make test` runs every check.
+CARGO ?= cargo
+CONFIG ?= conf/menshen.toml
+
+.PHONY: run test build release check certs deps demo-certs bench fmt clippy
+
+# pingora-core pulls libz-ng-sys, which needs cmake to build.
+deps:
+	@command -v cmake >/dev/null 2>&1 || { \
+	  echo "installing cmake (needed by libz-ng-sys)"; \
+	  apt-get update -qq && apt-get install -y -qq cmake >/dev/null; }
+
+demo-certs: deps
+	@test -f certs/demo/ca.crt || $(CARGO) run --quiet --example demo_certs -- certs/demo
+
+release: deps
+	$(CARGO) build --release
+
+run: demo-certs release
+	./target/release/menshen --config $(CONFIG)
+
+check: demo-certs release
+	./target/release/menshen check --config $(CONFIG)
+
+certs: demo-certs release
+	./target/release/menshen certs --config $(CONFIG)
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy: deps
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test: deps fmt clippy
+	$(CARGO) test --all-targets

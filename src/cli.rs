@@ -1,0 +1,121 @@
+//! The `check` and `certs` subcommands: what an operator runs before a rollout.
+
+use std::path::Path;
+
+use crate::config::compile::load_certs;
+use crate::config::{load_initial, ConfigError};
+use crate::reload::summary;
+use crate::tls::cert::{format_time, pair_name, unix_now};
+
+/// Validates everything the proxy would load; prints every problem. Returns the exit code.
+pub fn check(config: &Path) -> i32 {
+    match load_initial(config) {
+        Ok(snapshot) => {
+            println!("{}: ok: {}", config.display(), summary(&snapshot));
+            0
+        }
+        Err(errors) => {
+            print_errors(&errors);
+            eprintln!(
+                "{}: {} problem(s); menshen would not start",
+                config.display(),
+                errors.len()
+            );
+            1
+        }
+    }
+}
+
+/// Prints one error per line on stderr.
+pub fn print_errors(errors: &[ConfigError]) {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+}
+
+/// Prints the certificate table. Returns the exit code (1 if any certificate is rejected).
+pub fn certs(config: &Path) -> i32 {
+    let (load, warn_days) = match load_certs(config) {
+        Ok(l) => l,
+        Err(errors) => {
+            print_errors(&errors);
+            return 1;
+        }
+    };
+    let now = unix_now();
+    let mut rows = vec![[
+        "FILE".to_owned(),
+        "HOSTS".into(),
+        "ISSUER".into(),
+        "APPROVED ROOT".into(),
+        "NOT AFTER".into(),
+        "DAYS".into(),
+        "STATUS".into(),
+    ]];
+    for cert in load.store.certs() {
+        let i = &cert.info;
+        let days = i.days_left(now);
+        let status = if days < i64::from(warn_days) {
+            "expiring"
+        } else {
+            "ok"
+        };
+        let default = load
+            .store
+            .default_cert()
+            .is_some_and(|d| d.info.file == i.file);
+        rows.push([
+            i.file.display().to_string(),
+            i.hosts.join(","),
+            i.issuer.clone(),
+            i.root.clone(),
+            format_time(i.not_after),
+            days.to_string(),
+            if default {
+                format!("{status} (default)")
+            } else {
+                status.to_owned()
+            },
+        ]);
+    }
+    for e in &load.errors {
+        let file = e.file().map(|f| f.display().to_string()).unwrap_or_default();
+        let reason = match e {
+            crate::tls::TlsError::Rejected { reason, .. } => reason.to_string(),
+            other => other.to_string(),
+        };
+        let name = e.file().map(pair_name).unwrap_or_default();
+        let _ = name;
+        rows.push([
+            file,
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            format!("rejected: {reason}"),
+        ]);
+    }
+    print_table(&rows);
+    i32::from(!load.errors.is_empty())
+}
+
+fn print_table(rows: &[[String; 7]]) {
+    let mut widths = [0usize; 7];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}

@@ -1,0 +1,399 @@
+//! The configuration file's schema: serde structs that mirror the TOML exactly.
+//!
+//! Nothing here is used on the data path; `compile.rs` turns a [`FileConfig`] into the runtime
+//! [`crate::snapshot::Snapshot`]. Every section denies unknown keys so a typo is an error, not a
+//! silently ignored setting. Defaults are the `DEFAULT_*` constants below.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Worker threads of the proxy service when `server.threads` is not set.
+pub const DEFAULT_THREADS: usize = 1;
+/// Seconds in-flight requests get to finish on shutdown or upgrade.
+pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
+/// Certificates expiring within this many days are warned about.
+pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 21;
+/// How often the config file and certificate directories are hashed, in milliseconds.
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+/// How long file events are collected before one reload runs, in milliseconds.
+pub const DEFAULT_DEBOUNCE_MS: u64 = 200;
+/// Lower bound on how long a resolved backend address is used before a refresh, in seconds.
+pub const DEFAULT_DNS_MIN_TTL_SECONDS: u64 = 5;
+/// Upper bound on how long a resolved backend address is used before a refresh, in seconds.
+pub const DEFAULT_DNS_MAX_TTL_SECONDS: u64 = 300;
+/// Timeout of one DNS query, in milliseconds.
+pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 2000;
+/// Upstream TCP (and TLS) connect timeout, in milliseconds.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2000;
+/// Upstream read timeout, in milliseconds.
+pub const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
+/// Upstream write timeout, in milliseconds.
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 60_000;
+/// How long a pooled upstream connection may stay idle, in milliseconds.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Health-check interval, in milliseconds.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 2000;
+/// Health-check timeout, in milliseconds.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 1000;
+/// Consecutive successes that mark an unhealthy backend healthy again.
+pub const DEFAULT_HEALTHY_THRESHOLD: usize = 1;
+/// Consecutive failures that mark a healthy backend unhealthy.
+pub const DEFAULT_UNHEALTHY_THRESHOLD: usize = 2;
+/// How long a backend that refused a connection is skipped, in milliseconds.
+pub const DEFAULT_PASSIVE_EJECTION_MS: u64 = 10_000;
+/// Status a health-check response must have.
+pub const DEFAULT_HEALTH_EXPECTED_STATUS: u16 = 200;
+/// Status of a redirect route when `redirect.status` is not set.
+pub const DEFAULT_REDIRECT_STATUS: u16 = 308;
+/// Status of a respond route when `respond.status` is not set.
+pub const DEFAULT_RESPOND_STATUS: u16 = 200;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Where the proxy listens.
+    #[serde(default)]
+    pub listeners: Vec<ListenerSection>,
+    /// Certificates and approved roots.
+    pub tls: Option<TlsSection>,
+    /// Resolvers for backend hostnames.
+    #[serde(default)]
+    pub dns: DnsSection,
+    /// How changes on disk are noticed.
+    #[serde(default)]
+    pub reload: ReloadSection,
+    /// Named pools of backends.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamSection>,
+    /// Virtual hosts and their routes.
+    #[serde(default)]
+    pub sites: Vec<SiteSection>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Let idle worker threads steal tasks from busy ones (costs CPU per request).
+    pub work_stealing: bool,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub grace_period_seconds: u64,
+    /// Pingora's upgrade socket, used for zero-downtime binary upgrades.
+    pub upgrade_sock: Option<String>,
+    /// Pid file (needed by upgrades).
+    pub pid_file: Option<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            threads: DEFAULT_THREADS,
+            work_stealing: false,
+            grace_period_seconds: DEFAULT_GRACE_PERIOD_SECONDS,
+            upgrade_sock: None,
+            pid_file: None,
+        }
+    }
+}
+
+/// `[[listeners]]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    /// Name used in logs.
+    pub name: String,
+    /// `ip:port` to bind.
+    pub addr: String,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM files or directories of root certificates a served chain must end in.
+    pub approved_cas: Vec<String>,
+    /// Directories of `NAME.crt` + `NAME.key` pairs.
+    pub certificates: Vec<String>,
+    /// Certificates expiring within this many days are warned about.
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u32,
+    /// NAME of the pair served when SNI is missing or matches no certificate.
+    pub default_certificate: Option<String>,
+}
+
+fn default_expiry_warning_days() -> u32 {
+    DEFAULT_EXPIRY_WARNING_DAYS
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// `ip:port` of DNS servers; empty means the system's (`/etc/resolv.conf`).
+    pub resolvers: Vec<String>,
+    /// Shortest time an answer is used, whatever its TTL.
+    pub min_ttl_seconds: u64,
+    /// Longest time an answer is used, whatever its TTL.
+    pub max_ttl_seconds: u64,
+    /// Timeout of one query.
+    pub timeout_ms: u64,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        Self {
+            resolvers: Vec::new(),
+            min_ttl_seconds: DEFAULT_DNS_MIN_TTL_SECONDS,
+            max_ttl_seconds: DEFAULT_DNS_MAX_TTL_SECONDS,
+            timeout_ms: DEFAULT_DNS_TIMEOUT_MS,
+        }
+    }
+}
+
+/// `[reload]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSection {
+    /// Watch the config file and certificate directories for changes.
+    pub watch: bool,
+    /// How often content hashes are compared (catches what watchers miss).
+    pub poll_interval_ms: u64,
+    /// How long file events are collected before one reload runs.
+    pub debounce_ms: u64,
+}
+
+impl Default for ReloadSection {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
+            debounce_ms: DEFAULT_DEBOUNCE_MS,
+        }
+    }
+}
+
+/// `[[upstreams]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Name that routes refer to.
+    pub name: String,
+    /// `ip:port` or `hostname:port`, or tables with `addr` and `weight`.
+    pub backends: Vec<BackendEntry>,
+    /// `round_robin` (weighted), `random` (weighted) or `consistent` (ketama hashing).
+    #[serde(default)]
+    pub balance: Balance,
+    /// What `consistent` hashes: `client_ip`, `path` or `header:NAME`.
+    pub hash_key: Option<String>,
+    /// Connect to the backends with TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// SNI and verified name for TLS backends (default: the Host sent upstream).
+    pub sni: Option<String>,
+    /// Verify the backend certificate and hostname (TLS only).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// PEM roots for verifying backends instead of the Mozilla (webpki) roots.
+    pub ca_file: Option<String>,
+    /// Offer HTTP/2 to TLS backends (ALPN h2, falling back to HTTP/1.1).
+    #[serde(default)]
+    pub http2: bool,
+    /// Connect timeout.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Read timeout.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// Write timeout.
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
+    /// Idle timeout of pooled connections.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// How long a backend that failed a connect is skipped.
+    #[serde(default = "default_passive_ejection_ms")]
+    pub passive_ejection_ms: u64,
+    /// Active health check; none when absent.
+    pub health_check: Option<HealthCheckSection>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_connect_timeout_ms() -> u64 {
+    DEFAULT_CONNECT_TIMEOUT_MS
+}
+fn default_read_timeout_ms() -> u64 {
+    DEFAULT_READ_TIMEOUT_MS
+}
+fn default_write_timeout_ms() -> u64 {
+    DEFAULT_WRITE_TIMEOUT_MS
+}
+fn default_idle_timeout_ms() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
+}
+fn default_passive_ejection_ms() -> u64 {
+    DEFAULT_PASSIVE_EJECTION_MS
+}
+
+/// One backend: a bare address string or a table with a weight.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum BackendEntry {
+    /// `"10.0.0.1:8080"` or `"api.internal:443"`, weight 1.
+    Addr(String),
+    /// `{ addr = "...", weight = 3 }`
+    Weighted {
+        /// `ip:port` or `hostname:port`.
+        addr: String,
+        /// Relative share of requests.
+        weight: usize,
+    },
+}
+
+/// Load-balancing algorithm.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Weighted round robin.
+    #[default]
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Consistent (ketama) hashing on `hash_key`.
+    Consistent,
+}
+
+/// `[upstreams.health_check]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// `tcp` (connect) or `http` (request `path`, expect `expected_status`).
+    pub kind: HealthKind,
+    /// Path requested by an `http` check.
+    pub path: Option<String>,
+    /// Status an `http` check expects.
+    #[serde(default = "default_expected_status")]
+    pub expected_status: u16,
+    /// Interval between checks.
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    /// Timeout of one check.
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive successes to become healthy.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: usize,
+    /// Consecutive failures to become unhealthy.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: usize,
+}
+
+fn default_expected_status() -> u16 {
+    DEFAULT_HEALTH_EXPECTED_STATUS
+}
+fn default_health_interval_ms() -> u64 {
+    DEFAULT_HEALTH_INTERVAL_MS
+}
+fn default_health_timeout_ms() -> u64 {
+    DEFAULT_HEALTH_TIMEOUT_MS
+}
+fn default_healthy_threshold() -> usize {
+    DEFAULT_HEALTHY_THRESHOLD
+}
+fn default_unhealthy_threshold() -> usize {
+    DEFAULT_UNHEALTHY_THRESHOLD
+}
+
+/// Kind of active health check.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthKind {
+    /// A TCP (or TLS) connect.
+    Tcp,
+    /// An HTTP request.
+    Http,
+}
+
+/// `[[sites]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSection {
+    /// Name used in logs and errors.
+    pub name: String,
+    /// Exact hosts and wildcards (`*.example.cn` matches any subdomain).
+    pub hosts: Vec<String>,
+    /// Routes; the longest matching prefix wins.
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+/// `[[sites.routes]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Path prefix this route matches.
+    pub prefix: String,
+    /// Methods this route matches (all when absent).
+    pub methods: Option<Vec<String>>,
+    /// Proxy to this upstream.
+    pub upstream: Option<String>,
+    /// Answer directly.
+    pub respond: Option<RespondSection>,
+    /// Answer with a redirect.
+    pub redirect: Option<RedirectSection>,
+    /// Remove the matched prefix before proxying (the rest keeps a leading `/`).
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Replace the matched prefix with this before proxying.
+    pub replace_prefix: Option<String>,
+    /// Host header sent upstream instead of the client's.
+    pub host_header: Option<String>,
+}
+
+/// `respond = { ... }`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RespondSection {
+    /// Response status.
+    #[serde(default = "default_respond_status")]
+    pub status: u16,
+    /// Response body.
+    #[serde(default)]
+    pub body: String,
+    /// Extra response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_respond_status() -> u16 {
+    DEFAULT_RESPOND_STATUS
+}
+
+/// `redirect = { ... }`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectSection {
+    /// Location to redirect to.
+    pub to: String,
+    /// 301, 302, 303, 307 or 308.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+    /// Append the request path and query to `to`.
+    #[serde(default)]
+    pub keep_path: bool,
+}
+
+fn default_redirect_status() -> u16 {
+    DEFAULT_REDIRECT_STATUS
+}

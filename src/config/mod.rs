@@ -1,0 +1,107 @@
+//! Configuration: the TOML schema (`file`), its compilation into a runtime [`Snapshot`]
+//! (`compile`, `sites`, `upstreams`), and the errors a user can get.
+//!
+//! Nothing outside this module reads TOML. Errors name the file, the key and the fix; loading
+//! collects every error rather than stopping at the first.
+
+pub mod compile;
+pub mod file;
+mod sites;
+mod upstreams;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::snapshot::Snapshot;
+use crate::tls::TlsError;
+
+pub use compile::{load, Load};
+
+/// A problem with the configuration or what it points at.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {reason}")]
+    Read {
+        /// Config file.
+        file: PathBuf,
+        /// OS error.
+        reason: String,
+    },
+    /// Not valid TOML, or not the schema (unknown key, wrong type).
+    #[error("{file}: {message}")]
+    Parse {
+        /// Config file.
+        file: PathBuf,
+        /// Parser message, with line and key.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("{}: {key}: {message}", file.display())]
+    Invalid {
+        /// Config file.
+        file: PathBuf,
+        /// Where in the file, e.g. `site "shop": routes[0].upstream`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A certificate or approved root problem.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Collects errors while compiling, each tagged with the config file.
+#[derive(Debug)]
+pub(crate) struct Errors<'a> {
+    file: &'a Path,
+    pub(crate) list: Vec<ConfigError>,
+}
+
+impl<'a> Errors<'a> {
+    pub(crate) fn new(file: &'a Path) -> Self {
+        Self {
+            file,
+            list: Vec::new(),
+        }
+    }
+
+    /// Records an invalid value at `key`.
+    pub(crate) fn invalid(&mut self, key: impl fmt::Display, message: impl fmt::Display) {
+        self.list.push(ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    pub(crate) fn file(&self) -> &Path {
+        self.file
+    }
+}
+
+/// Resolves `path` relative to the directory of the config file.
+pub(crate) fn relative_to(config: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    config.parent().unwrap_or(Path::new(".")).join(p)
+}
+
+/// Loads `path` as the first snapshot (any certificate problem is fatal).
+pub fn load_initial(path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
+    let load = load(path, None)?;
+    if load.snapshot.cert_errors.is_empty() {
+        Ok(load.snapshot)
+    } else {
+        Err(load
+            .snapshot
+            .cert_errors
+            .into_iter()
+            .map(ConfigError::Tls)
+            .collect())
+    }
+}

@@ -1,0 +1,212 @@
+//! `[[sites]]` sections into routed [`Site`]s with precompiled responses.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+
+use super::file::{RouteSection, SiteSection};
+use super::Errors;
+use crate::route::router::{Canned, ProxyAction, Redirect, Rewrite, Route};
+use crate::route::{Action, Site, Upstream};
+
+pub(crate) fn compile(
+    sections: &[SiteSection],
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    errors: &mut Errors<'_>,
+) -> Vec<Site> {
+    let mut names = HashSet::new();
+    let mut claimed: HashMap<String, &str> = HashMap::new();
+    let mut sites = Vec::new();
+    for s in sections {
+        let key = format!("site {:?}", s.name);
+        if !names.insert(s.name.as_str()) {
+            errors.invalid(&key, "name is used twice");
+        }
+        if s.hosts.is_empty() {
+            errors.invalid(&key, "hosts is empty; list the Host names this site serves");
+        }
+        for host in &s.hosts {
+            let lower = host.to_ascii_lowercase();
+            if !valid_host(&lower) {
+                errors.invalid(
+                    format!("{key}: hosts"),
+                    format!("{host:?} is not a host name, IP address or *.wildcard"),
+                );
+            }
+            if let Some(other) = claimed.insert(lower, &s.name) {
+                errors.invalid(
+                    format!("{key}: hosts"),
+                    format!("{host:?} is already served by site {other:?}"),
+                );
+            }
+        }
+        if s.routes.is_empty() {
+            errors.invalid(&key, "has no [[sites.routes]]; add one with prefix = \"/\"");
+        }
+        let mut routes: Vec<Route> = s
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| route(r, upstreams, &format!("{key}: routes[{i}]"), errors))
+            .collect();
+        // Stable: among equal prefixes, config order decides (methods-restricted ones first).
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        sites.push(Site {
+            name: s.name.clone(),
+            hosts: s.hosts.clone(),
+            routes,
+        });
+    }
+    sites
+}
+
+fn valid_host(host: &str) -> bool {
+    let base = host.strip_prefix("*.").unwrap_or(host);
+    host.parse::<std::net::IpAddr>().is_ok()
+        || (!base.contains('*') && rustls::pki_types::DnsName::try_from(base).is_ok())
+}
+
+fn route(
+    r: &RouteSection,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<Route> {
+    let before = errors.list.len();
+    if !r.prefix.starts_with('/') {
+        errors.invalid(
+            format!("{key}.prefix"),
+            format!("{:?} must start with /", r.prefix),
+        );
+    }
+    let methods = r.methods.as_ref().map(|list| {
+        list.iter()
+            .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    errors.invalid(format!("{key}.methods"), format!("{m:?} is not a method"));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let actions = [r.upstream.is_some(), r.respond.is_some(), r.redirect.is_some()];
+    if actions.iter().filter(|a| **a).count() != 1 {
+        errors.invalid(
+            key,
+            "needs exactly one of upstream = \"NAME\", respond = { ... } or redirect = { ... }",
+        );
+        return None;
+    }
+    let proxy_only = r.strip_prefix || r.replace_prefix.is_some() || r.host_header.is_some();
+    if proxy_only && r.upstream.is_none() {
+        errors.invalid(
+            key,
+            "strip_prefix, replace_prefix and host_header only apply to upstream routes",
+        );
+    }
+    let action = if let Some(name) = &r.upstream {
+        proxy_action(r, name, upstreams, key, errors)
+    } else if let Some(resp) = &r.respond {
+        canned(resp, key, errors).map(|c| Action::Respond(Arc::new(c)))
+    } else {
+        r.redirect.as_ref().and_then(|rd| {
+            let status = StatusCode::from_u16(rd.status)
+                .ok()
+                .filter(|s| matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308));
+            if status.is_none() || HeaderValue::from_str(&rd.to).is_err() {
+                errors.invalid(
+                    format!("{key}.redirect"),
+                    "needs status 301, 302, 303, 307 or 308 and a valid `to` URL",
+                );
+            }
+            Some(Action::Redirect(Redirect {
+                status: status?,
+                to: rd.to.clone(),
+                keep_path: rd.keep_path,
+            }))
+        })
+    };
+    if errors.list.len() > before {
+        return None;
+    }
+    Some(Route {
+        prefix: r.prefix.clone(),
+        methods,
+        action: action?,
+    })
+}
+
+fn proxy_action(
+    r: &RouteSection,
+    name: &str,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<Action> {
+    let Some(upstream) = upstreams.get(name) else {
+        errors.invalid(
+            format!("{key}.upstream"),
+            format!("no [[upstreams]] named {name:?}"),
+        );
+        return None;
+    };
+    let rewrite = match (&r.replace_prefix, r.strip_prefix) {
+        (Some(_), true) => {
+            errors.invalid(key, "use strip_prefix or replace_prefix, not both");
+            return None;
+        }
+        (Some(with), false) => Rewrite::ReplacePrefix(with.clone()),
+        (None, true) => Rewrite::ReplacePrefix("/".into()),
+        (None, false) => Rewrite::Keep,
+    };
+    let host_header = match &r.host_header {
+        Some(h) => match HeaderValue::from_str(h) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errors.invalid(format!("{key}.host_header"), format!("{h:?} is not a valid Host"));
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some(Action::Proxy(ProxyAction {
+        upstream: upstream.clone(),
+        rewrite,
+        host_header,
+    }))
+}
+
+fn canned(
+    resp: &super::file::RespondSection,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<Canned> {
+    let Some(status) = StatusCode::from_u16(resp.status).ok().filter(|s| s.as_u16() >= 200) else {
+        errors.invalid(
+            format!("{key}.respond.status"),
+            format!("{} is not a final HTTP status (200-599)", resp.status),
+        );
+        return None;
+    };
+    let mut headers = Vec::new();
+    for (name, value) in &resp.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => headers.push((n, v)),
+            _ => errors.invalid(
+                format!("{key}.respond.headers"),
+                format!("{name:?}: {value:?} is not a valid header"),
+            ),
+        }
+    }
+    Some(Canned {
+        status,
+        headers,
+        body: Bytes::from(resp.body.clone()),
+    })
+}

@@ -1,0 +1,285 @@
+//! `[[upstreams]]` sections into [`Upstream`]s: backends, balancing, peer options, health checks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::protocols::ALPN;
+use pingora::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
+use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora_load_balancing::{Backends, LoadBalancer};
+
+use super::file::{
+    Balance, BackendEntry, FileConfig, HealthCheckSection, HealthKind, UpstreamSection,
+};
+use super::{relative_to, Errors};
+use crate::route::dns::{Discovery, Dns, Target};
+use crate::route::upstream::{ca_list, Balancer, HashKey, Upstream, UpstreamParts};
+use crate::snapshot::Snapshot;
+use crate::tls::read_pem_certs;
+
+/// The address string of a backend entry.
+pub(crate) fn backend_addr(b: &BackendEntry) -> &str {
+    match b {
+        BackendEntry::Addr(a) | BackendEntry::Weighted { addr: a, .. } => a,
+    }
+}
+
+pub(crate) fn compile(
+    file: &FileConfig,
+    dns: Option<Arc<Dns>>,
+    previous: Option<&Snapshot>,
+    errors: &mut Errors<'_>,
+) -> HashMap<String, Arc<Upstream>> {
+    let mut out = HashMap::new();
+    for section in &file.upstreams {
+        let key = format!("upstream {:?}", section.name);
+        if out.contains_key(&section.name) {
+            errors.invalid(&key, "name is used twice");
+            continue;
+        }
+        let reusable = previous
+            .filter(|p| p.file.dns == file.dns)
+            .and_then(|p| p.upstreams.get(&section.name))
+            .filter(|u| u.section == *section);
+        if let Some(up) = reusable {
+            out.insert(section.name.clone(), up.clone());
+            continue;
+        }
+        if let Some(parts) = build(section, dns.clone(), &key, errors) {
+            out.insert(section.name.clone(), Arc::new(Upstream::new(parts)));
+        }
+    }
+    out
+}
+
+fn build(
+    section: &UpstreamSection,
+    dns: Option<Arc<Dns>>,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<UpstreamParts> {
+    let before = errors.list.len();
+    if section.backends.is_empty() {
+        errors.invalid(key, "backends is empty; list at least one \"host:port\"");
+    }
+    let mut targets = Vec::new();
+    for (i, b) in section.backends.iter().enumerate() {
+        let (addr, weight) = match b {
+            BackendEntry::Addr(a) => (a.as_str(), 1),
+            BackendEntry::Weighted { addr, weight } => (addr.as_str(), *weight),
+        };
+        if weight == 0 {
+            errors.invalid(format!("{key}: backends[{i}].weight"), "must be at least 1");
+        }
+        match parse_target(addr, weight) {
+            Some(t) => targets.push(t),
+            None => errors.invalid(
+                format!("{key}: backends[{i}]"),
+                format!("{addr:?} is not ip:port or hostname:port"),
+            ),
+        }
+    }
+    let hash_key = parse_hash_key(section, key, errors);
+    let peer = peer_template(section, key, errors);
+    let health = section
+        .health_check
+        .as_ref()
+        .and_then(|h| health_check(h, section, &peer, key, errors));
+    if errors.list.len() > before {
+        return None;
+    }
+    let needs_dns = targets.iter().any(|t| matches!(t, Target::Name { .. }));
+    let discovery = Arc::new(Discovery::new(targets, dns.filter(|_| needs_dns)));
+    let mut backends = Backends::new(Box::new(SharedDiscovery(discovery.clone())));
+    if let Some(hc) = health {
+        backends.set_health_check(hc);
+    }
+    let balancer = match section.balance {
+        Balance::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
+        Balance::Random => Balancer::Random(LoadBalancer::from_backends(backends)),
+        Balance::Consistent => Balancer::Consistent(LoadBalancer::from_backends(backends)),
+    };
+    Some(UpstreamParts {
+        section: section.clone(),
+        balancer,
+        discovery,
+        hash_key,
+        peer,
+    })
+}
+
+/// Lets the upstream keep a handle on its discovery (for refresh timing) while pingora owns a box.
+struct SharedDiscovery(Arc<Discovery>);
+
+#[async_trait::async_trait]
+impl pingora_load_balancing::discovery::ServiceDiscovery for SharedDiscovery {
+    async fn discover(
+        &self,
+    ) -> pingora::Result<(
+        std::collections::BTreeSet<pingora_load_balancing::Backend>,
+        HashMap<u64, bool>,
+    )> {
+        self.0.discover().await
+    }
+}
+
+fn parse_target(addr: &str, weight: usize) -> Option<Target> {
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Some(Target::Addr(sa, weight));
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    rustls::pki_types::DnsName::try_from(host).ok()?;
+    Some(Target::Name {
+        host: host.to_ascii_lowercase(),
+        port,
+        weight,
+    })
+}
+
+fn parse_hash_key(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) -> HashKey {
+    match section.hash_key.as_deref() {
+        None | Some("client_ip") => HashKey::ClientIp,
+        Some("path") => HashKey::Path,
+        Some(other) => match other
+            .strip_prefix("header:")
+            .map(|h| http::HeaderName::from_bytes(h.as_bytes()))
+        {
+            Some(Ok(name)) => HashKey::Header(name),
+            _ => {
+                errors.invalid(
+                    format!("{key}: hash_key"),
+                    format!("{other:?} is not client_ip, path or header:NAME"),
+                );
+                HashKey::ClientIp
+            }
+        },
+    }
+}
+
+fn ms(v: u64) -> Option<Duration> {
+    (v > 0).then(|| Duration::from_millis(v))
+}
+
+fn peer_template(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) -> HttpPeer {
+    let sni = section.sni.clone().unwrap_or_default();
+    let mut peer = HttpPeer::new("127.0.0.1:1", section.tls, sni);
+    let o = &mut peer.options;
+    o.connection_timeout = ms(section.connect_timeout_ms);
+    o.total_connection_timeout = ms(section.connect_timeout_ms.saturating_mul(2));
+    o.read_timeout = ms(section.read_timeout_ms);
+    o.write_timeout = ms(section.write_timeout_ms);
+    o.idle_timeout = ms(section.idle_timeout_ms);
+    o.verify_cert = section.verify;
+    o.verify_hostname = section.verify;
+    o.alpn = if section.tls && section.http2 {
+        ALPN::H2H1
+    } else {
+        ALPN::H1
+    };
+    if section.http2 && !section.tls {
+        errors.invalid(
+            format!("{key}: http2"),
+            "needs tls = true (HTTP/2 to backends is negotiated with ALPN)",
+        );
+    }
+    if section.tls {
+        let roots = match &section.ca_file {
+            Some(ca) => {
+                let path = relative_to(errors.file(), ca);
+                match read_pem_certs(&path) {
+                    Ok(c) if !c.is_empty() => c,
+                    Ok(_) => {
+                        errors.invalid(
+                            format!("{key}: ca_file"),
+                            format!("{} holds no PEM certificate", path.display()),
+                        );
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        errors.invalid(format!("{key}: ca_file"), e);
+                        Vec::new()
+                    }
+                }
+            }
+            None => webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec(),
+        };
+        o.ca = Some(ca_list(&roots));
+    } else if section.ca_file.is_some() || section.sni.is_some() {
+        errors.invalid(key, "ca_file and sni need tls = true");
+    }
+    peer
+}
+
+fn health_check(
+    h: &HealthCheckSection,
+    section: &UpstreamSection,
+    peer: &HttpPeer,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<Box<dyn HealthCheck + Send + Sync>> {
+    if h.interval_ms == 0 || h.healthy_threshold == 0 || h.unhealthy_threshold == 0 {
+        errors.invalid(
+            format!("{key}: health_check"),
+            "interval_ms, healthy_threshold and unhealthy_threshold must be at least 1",
+        );
+        return None;
+    }
+    let timeout = ms(h.timeout_ms);
+    match h.kind {
+        HealthKind::Tcp => {
+            if h.path.is_some() {
+                errors.invalid(format!("{key}: health_check.path"), "only for kind = \"http\"");
+            }
+            let mut hc = if section.tls {
+                TcpHealthCheck::new_tls(&peer.sni)
+            } else {
+                TcpHealthCheck::new()
+            };
+            hc.consecutive_success = h.healthy_threshold;
+            hc.consecutive_failure = h.unhealthy_threshold;
+            hc.peer_template.options = peer.options.clone();
+            hc.peer_template.options.connection_timeout = timeout;
+            Some(hc)
+        }
+        HealthKind::Http => {
+            let Some(path) = h.path.as_deref().filter(|p| p.starts_with('/')) else {
+                errors.invalid(
+                    format!("{key}: health_check.path"),
+                    "kind = \"http\" needs a path starting with / (e.g. \"/healthz\")",
+                );
+                return None;
+            };
+            let host = section.sni.clone().unwrap_or_else(|| "localhost".into());
+            let mut hc = HttpHealthCheck::new(&host, section.tls);
+            let Ok(req) = RequestHeader::build("GET", path.as_bytes(), None) else {
+                errors.invalid(format!("{key}: health_check.path"), "is not a valid path");
+                return None;
+            };
+            hc.req = req;
+            if hc.req.insert_header("Host", host.as_str()).is_err() {
+                errors.invalid(key, "sni is not a valid Host header value");
+            }
+            hc.consecutive_success = h.healthy_threshold;
+            hc.consecutive_failure = h.unhealthy_threshold;
+            hc.peer_template = peer.clone();
+            hc.peer_template.options.connection_timeout = timeout;
+            hc.peer_template.options.read_timeout = timeout;
+            let expected = h.expected_status;
+            hc.validator = Some(Box::new(move |resp| {
+                if resp.status.as_u16() == expected {
+                    Ok(())
+                } else {
+                    pingora::Error::e_explain(
+                        pingora::ErrorType::HTTPStatus(resp.status.as_u16()),
+                        format!("health check expected {expected}"),
+                    )
+                }
+            }));
+            Some(Box::new(hc))
+        }
+    }
+}

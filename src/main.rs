@@ -1,0 +1,62 @@
+//! The `menshen` command: parse arguments, load the configuration, run or report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use menshen::{cli, config, observe, server};
+
+/// Edge reverse proxy serving only certificates from approved CAs.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, short, global = true, default_value = "/etc/menshen/menshen.toml")]
+    config: PathBuf,
+    /// Take over the listening sockets of a running menshen (zero-downtime upgrade).
+    #[arg(long, global = true)]
+    upgrade: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Validate the configuration and every certificate; exit 0 only if the proxy would start.
+    Check,
+    /// Show the certificates: hosts, issuer, approved root, expiry and status.
+    Certs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command.unwrap_or(Command::Run) {
+        Command::Check => ExitCode::from(cli::check(&args.config) as u8),
+        Command::Certs => ExitCode::from(cli::certs(&args.config) as u8),
+        Command::Run => {
+            observe::logging::init();
+            let snapshot = match config::load_initial(&args.config) {
+                Ok(s) => s,
+                Err(errors) => {
+                    for e in &errors {
+                        tracing::error!("{e}");
+                    }
+                    tracing::error!("menshen did not start: {} problem(s)", errors.len());
+                    return ExitCode::from(1);
+                }
+            };
+            let opts = server::RunOptions {
+                upgrade: args.upgrade,
+            };
+            match server::run(snapshot, opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("menshen stopped: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Observability: process logging now; access log and metrics build on it.
+
+pub mod logging;

@@ -1,0 +1,8 @@
+//! Where a request goes: the host/path router, upstream pools, and backend discovery.
+
+pub mod dns;
+pub mod router;
+pub mod upstream;
+
+pub use router::{Action, Router, Site};
+pub use upstream::Upstream;

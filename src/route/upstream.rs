@@ -1,0 +1,246 @@
+//! A named pool of backends: selection, peer settings, health and passive ejection.
+//!
+//! Built from config once; reused across reloads when its section is unchanged, so health state and
+//! pooled connections survive a reload. Health checks and DNS refreshes run in background tasks
+//! that end when the last snapshot holding this upstream is dropped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::WrappedX509;
+use pingora_load_balancing::selection::{Consistent, Random, RoundRobin};
+use pingora_load_balancing::{Backend, Backends, LoadBalancer};
+
+use super::dns::Discovery;
+use crate::config::file::UpstreamSection;
+
+/// Most backends tried for one request (first attempt plus retries after connect failures).
+pub const MAX_TRIES: usize = 3;
+/// Bound on the selection walk of one pick.
+const MAX_SELECT_ITERATIONS: usize = 256;
+
+/// The load balancer, by algorithm.
+pub enum Balancer {
+    /// Weighted round robin.
+    RoundRobin(LoadBalancer<RoundRobin>),
+    /// Weighted random.
+    Random(LoadBalancer<Random>),
+    /// Ketama consistent hashing.
+    Consistent(LoadBalancer<Consistent>),
+}
+
+impl Balancer {
+    fn select_with<F: Fn(&Backend, bool) -> bool>(&self, key: &[u8], accept: F) -> Option<Backend> {
+        match self {
+            Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
+            Balancer::Random(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
+            Balancer::Consistent(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
+        }
+    }
+
+    fn backends(&self) -> &Backends {
+        match self {
+            Balancer::RoundRobin(lb) => lb.backends(),
+            Balancer::Random(lb) => lb.backends(),
+            Balancer::Consistent(lb) => lb.backends(),
+        }
+    }
+
+    async fn update(&self) -> pingora::Result<()> {
+        match self {
+            Balancer::RoundRobin(lb) => lb.update().await,
+            Balancer::Random(lb) => lb.update().await,
+            Balancer::Consistent(lb) => lb.update().await,
+        }
+    }
+}
+
+/// What consistent hashing hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client address.
+    ClientIp,
+    /// The request path.
+    Path,
+    /// A request header's value.
+    Header(http::HeaderName),
+}
+
+/// A named pool of backends.
+pub struct Upstream {
+    /// Name from the config.
+    pub name: String,
+    /// The section it was built from, to decide reuse on reload.
+    pub section: UpstreamSection,
+    balancer: Balancer,
+    discovery: Arc<Discovery>,
+    /// What consistent hashing hashes.
+    pub hash_key: HashKey,
+    /// Template every request's peer is cloned from.
+    peer: HttpPeer,
+    health_interval: Option<Duration>,
+    passive_ejection: Duration,
+    ejected: Mutex<HashMap<SocketAddr, Instant>>,
+    any_ejected: AtomicBool,
+    started: AtomicBool,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("name", &self.name).finish()
+    }
+}
+
+/// Everything [`Upstream::new`] needs, compiled from the section.
+pub struct UpstreamParts {
+    /// The section.
+    pub section: UpstreamSection,
+    /// Built load balancer (backends not yet discovered).
+    pub balancer: Balancer,
+    /// Its discovery.
+    pub discovery: Arc<Discovery>,
+    /// Hash key.
+    pub hash_key: HashKey,
+    /// Peer template.
+    pub peer: HttpPeer,
+}
+
+impl Upstream {
+    /// An upstream from compiled parts.
+    pub fn new(parts: UpstreamParts) -> Self {
+        let section = parts.section;
+        Self {
+            name: section.name.clone(),
+            health_interval: section
+                .health_check
+                .as_ref()
+                .map(|h| Duration::from_millis(h.interval_ms)),
+            passive_ejection: Duration::from_millis(section.passive_ejection_ms),
+            section,
+            balancer: parts.balancer,
+            discovery: parts.discovery,
+            hash_key: parts.hash_key,
+            peer: parts.peer,
+            ejected: Mutex::new(HashMap::new()),
+            any_ejected: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// Picks a backend not in `tried`: healthy and not ejected if possible; if every untried
+    /// backend is down, any untried one (a down pool still gets a chance, as in nginx).
+    pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
+        let untried = |b: &Backend| b.as_inet().is_some_and(|a| !tried.contains(a));
+        let check_ejected = self.any_ejected.load(Ordering::Relaxed);
+        let pick = self.balancer.select_with(key, |b, healthy| {
+            healthy && untried(b) && !(check_ejected && self.is_ejected(b))
+        });
+        pick.or_else(|| self.balancer.select_with(key, |b, _| untried(b)))
+            .and_then(|b| b.as_inet().copied())
+    }
+
+    fn is_ejected(&self, b: &Backend) -> bool {
+        let Some(addr) = b.as_inet() else {
+            return false;
+        };
+        let Ok(ejected) = self.ejected.lock() else {
+            return false;
+        };
+        ejected.get(addr).is_some_and(|until| Instant::now() < *until)
+    }
+
+    /// Skips `addr` for the passive-ejection period after a failed connect.
+    pub fn eject(&self, addr: SocketAddr) {
+        if self.passive_ejection.is_zero() {
+            return;
+        }
+        if let Ok(mut ejected) = self.ejected.lock() {
+            let now = Instant::now();
+            ejected.retain(|_, until| *until > now);
+            ejected.insert(addr, now + self.passive_ejection);
+            self.any_ejected.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!(upstream = %self.name, backend = %addr, "connect failed; backend ejected for {:?}", self.passive_ejection);
+    }
+
+    /// The peer for one request to `addr`.
+    pub fn peer(&self, addr: SocketAddr, sni: Option<&str>) -> Box<HttpPeer> {
+        let mut peer = self.peer.clone();
+        peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(addr);
+        if let (true, Some(sni)) = (peer.sni.is_empty(), sni) {
+            peer.sni = sni.to_owned();
+        }
+        Box::new(peer)
+    }
+
+    /// Whether requests to this upstream use TLS.
+    pub fn is_tls(&self) -> bool {
+        self.peer.is_tls()
+    }
+
+    /// How many backends it has now.
+    pub fn backend_count(&self) -> usize {
+        self.balancer.backends().get_backend().len()
+    }
+
+    /// Each backend with its health (health-check result, ignoring passive ejection).
+    pub fn backend_health(&self) -> Vec<(SocketAddr, bool)> {
+        let backends = self.balancer.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter_map(|b| b.as_inet().map(|a| (*a, backends.ready(b))))
+            .collect()
+    }
+
+    /// Runs discovery once (resolving hostnames). Called before the snapshot is published.
+    pub async fn discover(&self) -> pingora::Result<()> {
+        self.balancer.update().await
+    }
+
+    /// Starts the health-check and DNS-refresh tasks once. They stop when the upstream is dropped.
+    pub fn start_background(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(interval) = self.health_interval {
+            let weak = Arc::downgrade(self);
+            rt.spawn(async move {
+                loop {
+                    let Some(up) = Weak::upgrade(&weak) else { break };
+                    up.balancer.backends().run_health_check(true).await;
+                    drop(up);
+                    tokio::time::sleep(interval).await;
+                }
+            });
+        }
+        if self.discovery.needs_refresh() {
+            let weak = Arc::downgrade(self);
+            rt.spawn(async move {
+                loop {
+                    let Some(wait) = weak.upgrade().map(|u| u.discovery.refresh_interval()) else {
+                        break;
+                    };
+                    tokio::time::sleep(wait).await;
+                    let Some(up) = weak.upgrade() else { break };
+                    if let Err(e) = up.balancer.update().await {
+                        tracing::warn!(upstream = %up.name, error = %e, "backend discovery failed");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Parses PEM roots for verifying TLS backends into pingora's CA list.
+pub fn ca_list(ders: &[rustls::pki_types::CertificateDer<'_>]) -> Arc<[WrappedX509]> {
+    ders.iter()
+        .filter(|der| x509_parser::parse_x509_certificate(der).is_ok())
+        .map(|der| WrappedX509::new(der.to_vec(), pingora::utils::tls::parse_x509))
+        .collect::<Vec<_>>()
+        .into()
+}

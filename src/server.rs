@@ -1,0 +1,88 @@
+//! Builds the pingora server: listeners (TLS with the SNI resolver and gate), the proxy service,
+//! and the control runtime that runs reloads, health checks and DNS refreshes.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+
+use crate::proxy::Proxy;
+use crate::reload::{summary, Reloader};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::tls::resolver::SniResolver;
+use crate::tls::sni_gate::SniGate;
+
+/// How the process was asked to start.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// Take over the listening sockets of a running menshen (zero-downtime upgrade).
+    pub upgrade: bool,
+}
+
+/// Runs the proxy on `snapshot` until shutdown. Never returns.
+pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("menshen-control")
+        .enable_all()
+        .build()?;
+    control.block_on(snapshot.discover_upstreams());
+    snapshot.start_background(control.handle());
+    snapshot.warn_expiring();
+    tracing::info!("{}", summary(&snapshot));
+    for l in snapshot.listeners() {
+        tracing::info!(listener = %l.name, addr = %l.addr, tls = l.tls, "listening");
+    }
+
+    let server_section = snapshot.file.server.clone();
+    let listeners = snapshot.listeners().to_vec();
+    let state: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+
+    let mut conf = ServerConf {
+        threads: server_section.threads.max(1),
+        work_stealing: server_section.work_stealing,
+        grace_period_seconds: Some(server_section.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(server_section.grace_period_seconds + 5),
+        ..ServerConf::default()
+    };
+    if let Some(sock) = server_section.upgrade_sock {
+        conf.upgrade_sock = sock;
+    }
+    if let Some(pid) = server_section.pid_file {
+        conf.pid_file = pid;
+    }
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut service = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Proxy::new(state.clone()),
+        "menshen",
+    );
+    for l in &listeners {
+        if l.tls {
+            let mut tls = TlsSettings::intermediate("", "")?;
+            tls.set_cert_resolver(Arc::new(SniResolver::new(state.clone())));
+            tls.enable_h2();
+            service.add_tls_with_settings(&l.addr, None, tls);
+        } else {
+            service.add_tcp(&l.addr);
+        }
+    }
+    service
+        .endpoints()
+        .set_pre_tls_callback(Arc::new(SniGate::new(state.clone())));
+    server.add_service(service);
+
+    let reloader = Reloader::new(state, control.handle().clone());
+    reloader.start();
+    // The control runtime must outlive the server; run_forever exits the process.
+    let _control = control;
+    server.run_forever()
+}

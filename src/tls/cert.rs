@@ -1,0 +1,350 @@
+//! One certificate pair (`NAME.crt` + `NAME.key`), verified against the approved roots.
+//!
+//! A [`ServedCert`] only exists for a chain that passed every check in [`verify`]; the store and
+//! the resolver can therefore never hold anything else.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::sign::CertifiedKey;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::time::ASN1Time;
+
+use super::{parse_pem_certs, ApprovedRoots, RejectReason, TlsError};
+
+/// What operators see about a served certificate (`menshen certs`, logs, status page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Pair name: the file stem.
+    pub name: String,
+    /// The `.crt` file.
+    pub file: PathBuf,
+    /// SAN DNS names (lowercase, wildcards included) and IP addresses.
+    pub hosts: Vec<String>,
+    /// Leaf subject.
+    pub subject: String,
+    /// Leaf issuer.
+    pub issuer: String,
+    /// CN (or subject) of the approved root the chain ends in.
+    pub root: String,
+    /// Serial number, hex.
+    pub serial: String,
+    /// Not-before, seconds since the epoch.
+    pub not_before: i64,
+    /// Not-after, seconds since the epoch.
+    pub not_after: i64,
+}
+
+impl CertInfo {
+    /// Whole days until not-after (negative once expired).
+    pub fn days_left(&self, now: i64) -> i64 {
+        (self.not_after - now).div_euclid(86_400)
+    }
+}
+
+/// A verified chain with its key, ready for rustls.
+#[derive(Debug)]
+pub struct ServedCert {
+    /// Operator-facing facts.
+    pub info: CertInfo,
+    /// Chain and signing key as rustls serves them.
+    pub key: Arc<CertifiedKey>,
+    /// SHA-256 of the `.crt` and `.key` file contents, to notice changes.
+    pub content_hash: [u8; 32],
+}
+
+/// Seconds since the epoch, now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 date-time (UTC) of a Unix timestamp, for messages.
+pub fn format_time(ts: i64) -> String {
+    ASN1Time::from_timestamp(ts)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ts.to_string())
+}
+
+/// Reads and verifies `crt` + `key`. `now` is seconds since the epoch.
+pub fn load_pair(
+    crt: &Path,
+    key: &Path,
+    roots: &ApprovedRoots,
+    now: i64,
+) -> Result<ServedCert, TlsError> {
+    let read = |file: &Path| {
+        std::fs::read(file).map_err(|e| TlsError::Io {
+            file: file.to_path_buf(),
+            reason: e.to_string(),
+        })
+    };
+    let crt_bytes = read(crt)?;
+    let key_bytes = read(key)?;
+    let chain = parse_pem_certs(crt, &crt_bytes)?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificateIn(crt.to_path_buf()));
+    }
+    let key_der = rustls_pemfile::private_key(&mut key_bytes.as_slice())
+        .map_err(|e| bad_key(key, format!("not a PEM private key: {e}")))?
+        .ok_or_else(|| {
+            bad_key(
+                key,
+                "no private key found (expected PKCS#8, SEC1 or PKCS#1 PEM)".into(),
+            )
+        })?;
+    let content_hash = hash_pair(&crt_bytes, &key_bytes);
+    let served = verify(crt, key, chain, key_der, roots, now)?;
+    Ok(ServedCert {
+        content_hash,
+        ..served
+    })
+}
+
+/// SHA-256 over a certificate file followed by its key file.
+pub fn hash_pair(crt: &[u8], key: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(crt);
+    ctx.update(key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn bad_key(key: &Path, reason: String) -> TlsError {
+    TlsError::BadKey {
+        file: key.to_path_buf(),
+        reason,
+    }
+}
+
+/// Every check a served chain must pass: a path to an approved root for serverAuth, valid now,
+/// leaf not a CA and not self-signed, well-formed SANs, and a key that matches the leaf.
+pub fn verify(
+    crt: &Path,
+    key_file: &Path,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: &ApprovedRoots,
+    now: i64,
+) -> Result<ServedCert, TlsError> {
+    let info = check_chain(crt, &chain, roots, now)?;
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsError::Rejected {
+            file: crt.to_path_buf(),
+            subject: info.subject.clone(),
+            issuer: info.issuer.clone(),
+            reason: RejectReason::KeyMismatch {
+                key: key_file.display().to_string(),
+            },
+        },
+        other => bad_key(key_file, format!("unusable private key: {other}")),
+    })?;
+    Ok(ServedCert {
+        info,
+        key: Arc::new(certified),
+        content_hash: [0; 32],
+    })
+}
+
+/// Checks a served chain again (after the approved roots changed, or time passed).
+pub fn recheck(cert: &ServedCert, roots: &ApprovedRoots, now: i64) -> Result<CertInfo, TlsError> {
+    check_chain(&cert.info.file, &cert.key.cert, roots, now)
+}
+
+/// The chain checks of [`verify`], without the key; returns what operators see.
+fn check_chain(
+    crt: &Path,
+    chain: &[CertificateDer<'static>],
+    roots: &ApprovedRoots,
+    now: i64,
+) -> Result<CertInfo, TlsError> {
+    let Some(leaf_der) = chain.first() else {
+        return Err(TlsError::NoCertificateIn(crt.to_path_buf()));
+    };
+    let (_, leaf) = x509_parser::parse_x509_certificate(leaf_der).map_err(|e| TlsError::BadKey {
+        file: crt.to_path_buf(),
+        reason: format!("first certificate is not valid X.509: {e}"),
+    })?;
+    let reject = |reason: RejectReason| TlsError::Rejected {
+        file: crt.to_path_buf(),
+        subject: leaf.subject().to_string(),
+        issuer: leaf.issuer().to_string(),
+        reason,
+    };
+    if leaf.subject().as_raw() == leaf.issuer().as_raw() {
+        return Err(reject(RejectReason::SelfSigned));
+    }
+    if leaf.is_ca() {
+        return Err(reject(RejectReason::LeafIsCa));
+    }
+    let not_before = leaf.validity().not_before.timestamp();
+    let not_after = leaf.validity().not_after.timestamp();
+    if now > not_after {
+        return Err(reject(RejectReason::Expired(format_time(not_after))));
+    }
+    if now < not_before {
+        return Err(reject(RejectReason::NotYetValid(format_time(not_before))));
+    }
+    let hosts = san_hosts(&leaf).map_err(reject)?;
+
+    let ee = webpki::EndEntityCert::try_from(leaf_der)
+        .map_err(|e| reject(RejectReason::Invalid(e.to_string())))?;
+    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
+    let path = ee
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            roots.anchors(),
+            &chain[1..],
+            time,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| reject(map_webpki_error(e, chain, roots)))?;
+    let root = roots
+        .root_for(path.anchor())
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    Ok(CertInfo {
+        name: pair_name(crt),
+        file: crt.to_path_buf(),
+        hosts,
+        subject: leaf.subject().to_string(),
+        issuer: leaf.issuer().to_string(),
+        root,
+        serial: leaf.raw_serial_as_string().replace(':', ""),
+        not_before,
+        not_after,
+    })
+}
+
+/// The pair name of a certificate file: its stem.
+pub fn pair_name(crt: &Path) -> String {
+    crt.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn map_webpki_error(
+    e: webpki::Error,
+    chain: &[CertificateDer<'static>],
+    roots: &ApprovedRoots,
+) -> RejectReason {
+    use webpki::Error as E;
+    match e {
+        E::UnknownIssuer => {
+            let chain_end = chain
+                .last()
+                .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+                .map(|(_, c)| c.issuer().to_string())
+                .unwrap_or_default();
+            if roots.has_subject(&chain_end) {
+                // An approved root's name, but its signature does not verify: a different key.
+                RejectReason::Invalid(format!(
+                    "issuer \"{chain_end}\" has an approved name but not the approved key"
+                ))
+            } else {
+                RejectReason::NotApproved { chain_end }
+            }
+        }
+        E::CertExpired { .. } => RejectReason::Invalid(
+            "an intermediate certificate in the chain has expired".to_owned(),
+        ),
+        E::CertNotValidYet { .. } => {
+            RejectReason::Invalid("an intermediate certificate is not yet valid".to_owned())
+        }
+        E::RequiredEkuNotFoundContext(_) => RejectReason::NotServerAuth,
+        E::CaUsedAsEndEntity => RejectReason::LeafIsCa,
+        other => RejectReason::Invalid(format!("{other:?}")),
+    }
+}
+
+/// The SAN DNS names (lowercased, checked) and IP addresses of the leaf.
+fn san_hosts(leaf: &X509Certificate<'_>) -> Result<Vec<String>, RejectReason> {
+    let san = leaf
+        .subject_alternative_name()
+        .map_err(|e| RejectReason::Invalid(format!("unreadable subjectAltName: {e}")))?;
+    let Some(san) = san else {
+        return Err(RejectReason::NoSan);
+    };
+    let mut hosts = Vec::new();
+    for name in &san.value.general_names {
+        match name {
+            GeneralName::DNSName(dns) => {
+                let lower = dns.to_ascii_lowercase();
+                if !valid_san_dns(&lower) {
+                    return Err(RejectReason::BadSan(dns.to_string()));
+                }
+                hosts.push(lower);
+            }
+            GeneralName::IPAddress(bytes) => {
+                if let Some(ip) = ip_from_bytes(bytes) {
+                    hosts.push(ip.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    if hosts.is_empty() {
+        return Err(RejectReason::NoSan);
+    }
+    Ok(hosts)
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
+}
+
+/// A DNS name, or `*.` followed by one with at least two labels (no `*.cn`).
+pub fn valid_san_dns(name: &str) -> bool {
+    let base = match name.strip_prefix("*.") {
+        Some(rest) if rest.contains('.') => rest,
+        Some(_) => return false,
+        None => name,
+    };
+    !base.contains('*') && rustls::pki_types::DnsName::try_from(base).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_sans_must_cover_one_label_under_two() {
+        assert!(valid_san_dns("shop.example.cn"));
+        assert!(valid_san_dns("*.example.cn"));
+        assert!(!valid_san_dns("*.cn"));
+        assert!(!valid_san_dns("a.*.example.cn"));
+        assert!(!valid_san_dns("sh*p.example.cn"));
+        assert!(!valid_san_dns("bad name.cn"));
+    }
+
+    #[test]
+    fn days_left_rounds_down_and_goes_negative() {
+        let info = CertInfo {
+            name: "x".into(),
+            file: PathBuf::from("x.crt"),
+            hosts: vec![],
+            subject: String::new(),
+            issuer: String::new(),
+            root: String::new(),
+            serial: String::new(),
+            not_before: 0,
+            not_after: 10 * 86_400,
+        };
+        assert_eq!(info.days_left(0), 10);
+        assert_eq!(info.days_left(86_400 + 1), 8);
+        assert_eq!(info.days_left(11 * 86_400), -1);
+    }
+}

@@ -1,0 +1,196 @@
+//! TLS termination under approved CAs only.
+//!
+//! `approved` loads the roots, `cert` verifies one certificate pair against them, `store` indexes
+//! the verified certificates by name for SNI, `resolver` hands rustls the certificate for a
+//! ClientHello, and `sni_gate` refuses unknown names with an `unrecognized_name` alert.
+
+pub mod approved;
+pub mod cert;
+pub mod resolver;
+pub mod sni_gate;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::CertificateDer;
+use thiserror::Error;
+use x509_parser::x509::X509Name;
+
+pub use approved::ApprovedRoots;
+pub use cert::{CertInfo, ServedCert};
+pub use store::CertStore;
+
+/// Why a certificate pair may not be served.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Leaf issued by itself.
+    #[error("self-signed certificates are never served; use one issued under an approved CA")]
+    SelfSigned,
+    /// Chain does not reach an approved root.
+    #[error(
+        "chain ends at \"{chain_end}\", which is not an approved CA (if it is an intermediate, \
+         append it to the .crt file after the leaf; if it is a root you trust, add it to tls.approved_cas)"
+    )]
+    NotApproved {
+        /// Issuer of the last certificate in the file.
+        chain_end: String,
+    },
+    /// Past its not-after date.
+    #[error("expired on {0}")]
+    Expired(String),
+    /// Before its not-before date.
+    #[error("not valid until {0}")]
+    NotYetValid(String),
+    /// Extended key usage excludes serverAuth.
+    #[error("not valid for TLS servers (extendedKeyUsage lacks serverAuth)")]
+    NotServerAuth,
+    /// The leaf is itself a CA.
+    #[error("the first certificate is a CA certificate; the leaf (server) certificate must come first")]
+    LeafIsCa,
+    /// The key file's key is not the leaf's.
+    #[error("private key {key} does not match the certificate's public key")]
+    KeyMismatch {
+        /// Key file.
+        key: String,
+    },
+    /// A SAN entry that is not a valid host name.
+    #[error("subjectAltName {0:?} is not a valid DNS name")]
+    BadSan(String),
+    /// No SAN at all.
+    #[error("no DNS names in subjectAltName; browsers ignore the CN, so nothing would match")]
+    NoSan,
+    /// Anything else webpki refuses.
+    #[error("chain verification failed: {0}")]
+    Invalid(String),
+}
+
+/// Everything that can go wrong loading approved roots and certificates.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum TlsError {
+    /// A file or directory could not be read.
+    #[error("{file}: cannot read: {reason}")]
+    Io {
+        /// Path.
+        file: PathBuf,
+        /// OS error.
+        reason: String,
+    },
+    /// A file holds no PEM certificate.
+    #[error("{0}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)")]
+    NoCertificateIn(PathBuf),
+    /// An approved-CA directory is empty.
+    #[error("{0}: tls.approved_cas directory holds no .pem or .crt file")]
+    NoApprovedRootsIn(PathBuf),
+    /// `tls.approved_cas` yields nothing.
+    #[error("tls.approved_cas lists no root certificate; nothing could be served")]
+    NoApprovedRoots,
+    /// An approved root is unusable.
+    #[error("{file}: approved CA rejected: {reason}")]
+    BadApprovedRoot {
+        /// Path.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// `NAME.crt` without `NAME.key`.
+    #[error("{crt}: no private key beside it (expected {key})")]
+    MissingKey {
+        /// Certificate file.
+        crt: PathBuf,
+        /// Expected key file.
+        key: PathBuf,
+    },
+    /// The key file holds no usable key.
+    #[error("{file}: {reason}")]
+    BadKey {
+        /// Key file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A certificate that must not be served.
+    #[error("{file}: {reason} (subject \"{subject}\", issuer \"{issuer}\")")]
+    Rejected {
+        /// Certificate file.
+        file: PathBuf,
+        /// Leaf subject.
+        subject: String,
+        /// Leaf issuer.
+        issuer: String,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// `tls.default_certificate` names no loaded pair.
+    #[error("tls.default_certificate = {0:?} names no certificate pair in tls.certificates")]
+    UnknownDefault(String),
+}
+
+impl TlsError {
+    /// The certificate file this error is about, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            TlsError::Io { file, .. }
+            | TlsError::BadApprovedRoot { file, .. }
+            | TlsError::BadKey { file, .. }
+            | TlsError::Rejected { file, .. } => Some(file),
+            TlsError::NoCertificateIn(file) | TlsError::NoApprovedRootsIn(file) => Some(file),
+            TlsError::MissingKey { crt, .. } => Some(crt),
+            TlsError::NoApprovedRoots | TlsError::UnknownDefault(_) => None,
+        }
+    }
+}
+
+fn io_error(file: &Path, e: std::io::Error) -> TlsError {
+    TlsError::Io {
+        file: file.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Reads every PEM certificate in `file`, in order.
+pub fn read_pem_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = std::fs::read(file).map_err(|e| io_error(file, e))?;
+    parse_pem_certs(file, &bytes)
+}
+
+/// Parses every PEM certificate in `bytes` (the contents of `file`), in order.
+pub fn parse_pem_certs(file: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    rustls_pemfile::certs(&mut &bytes[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| io_error(file, e))
+}
+
+/// The `*.pem` and `*.crt` files directly in `dir`, sorted, hidden entries (`..data`) skipped.
+pub fn pem_files_in(dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
+    let mut files = files_in(dir)?;
+    files.retain(|p| matches!(extension(p), Some("pem" | "crt")));
+    Ok(files)
+}
+
+/// The regular files (following symlinks) directly in `dir`, sorted, hidden entries skipped.
+pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn extension(p: &Path) -> Option<&str> {
+    p.extension().and_then(|e| e.to_str())
+}
+
+/// The first CN of a name, if it has one.
+pub fn common_name(name: &X509Name<'_>) -> Option<String> {
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+}

@@ -1,0 +1,160 @@
+//! The served certificates, indexed by name for SNI selection.
+//!
+//! Built from the certificate directories at every load. On a reload, a pair that fails its checks
+//! keeps its last good version (if that still passes against the current approved roots); at start
+//! there is no last good version, so any failure is fatal (see `config::compile`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+
+use super::cert::{load_pair, recheck};
+use super::{files_in, ApprovedRoots, ServedCert, TlsError};
+
+/// Certificates by host name. Selection: exact name, then wildcard, then the default; where
+/// several certificates cover a name, the one that stays valid longest.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    certs: Vec<Arc<ServedCert>>,
+    exact: HashMap<Box<str>, Arc<ServedCert>>,
+    /// Keyed by the part after `*.`: `*.example.cn` is stored as `example.cn`.
+    wildcard: HashMap<Box<str>, Arc<ServedCert>>,
+    default: Option<Arc<ServedCert>>,
+}
+
+/// The result of reading the certificate directories.
+#[derive(Debug, Default)]
+pub struct CertLoad {
+    /// What will serve.
+    pub store: CertStore,
+    /// Every pair that failed, and every unreadable directory.
+    pub errors: Vec<TlsError>,
+    /// Pairs that failed but whose last good version still serves.
+    pub kept_previous: Vec<PathBuf>,
+}
+
+impl CertStore {
+    /// Reads every `NAME.crt` + `NAME.key` pair in `dirs` and verifies it against `roots`.
+    /// A pair that fails falls back to its version in `previous`, re-checked against `roots`.
+    pub fn load(
+        dirs: &[PathBuf],
+        default_name: Option<&str>,
+        roots: &ApprovedRoots,
+        previous: Option<&CertStore>,
+        now: i64,
+    ) -> CertLoad {
+        let mut load = CertLoad::default();
+        let mut certs = Vec::new();
+        for dir in dirs {
+            let files = match files_in(dir) {
+                Ok(files) => files,
+                Err(e) => {
+                    load.errors.push(e);
+                    continue;
+                }
+            };
+            for crt in files.iter().filter(|p| p.extension().is_some_and(|e| e == "crt")) {
+                let key = crt.with_extension("key");
+                let result = if files.contains(&key) {
+                    load_pair(crt, &key, roots, now)
+                } else {
+                    Err(TlsError::MissingKey {
+                        crt: crt.clone(),
+                        key,
+                    })
+                };
+                match result {
+                    Ok(cert) => certs.push(Arc::new(cert)),
+                    Err(e) => {
+                        load.errors.push(e);
+                        let last_good = previous
+                            .and_then(|p| p.by_file(crt))
+                            .filter(|old| recheck(old, roots, now).is_ok());
+                        if let Some(old) = last_good {
+                            load.kept_previous.push(crt.clone());
+                            certs.push(old.clone());
+                        }
+                    }
+                }
+            }
+        }
+        load.store = CertStore::index(certs);
+        if let Some(name) = default_name {
+            load.store.default = load.store.by_name(name).cloned();
+            if load.store.default.is_none() {
+                load.errors.push(TlsError::UnknownDefault(name.to_owned()));
+            }
+        }
+        load
+    }
+
+    fn index(certs: Vec<Arc<ServedCert>>) -> CertStore {
+        let mut store = CertStore::default();
+        for cert in &certs {
+            for host in &cert.info.hosts {
+                let (map, key) = match host.strip_prefix("*.") {
+                    Some(base) => (&mut store.wildcard, base),
+                    None => (&mut store.exact, host.as_str()),
+                };
+                let longer = |old: &Arc<ServedCert>| cert.info.not_after > old.info.not_after;
+                match map.get(key) {
+                    Some(old) if !longer(old) => {}
+                    _ => {
+                        map.insert(key.into(), cert.clone());
+                    }
+                }
+            }
+        }
+        store.certs = certs;
+        store
+    }
+
+    /// The certificate for a ClientHello's SNI (`None`: no SNI sent).
+    pub fn select(&self, sni: Option<&str>) -> Option<&Arc<ServedCert>> {
+        let Some(name) = sni else {
+            return self.default.as_ref();
+        };
+        self.covering(name).or(self.default.as_ref())
+    }
+
+    /// The certificate whose SANs cover `name` (lowercase), ignoring the default.
+    pub fn covering(&self, name: &str) -> Option<&Arc<ServedCert>> {
+        if let Some(cert) = self.exact.get(name) {
+            return Some(cert);
+        }
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent)
+    }
+
+    /// The rustls key for an SNI, as the resolver needs it.
+    pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.select(sni).map(|c| c.key.clone())
+    }
+
+    /// Whether a handshake with this SNI would get a certificate.
+    pub fn accepts(&self, sni: Option<&str>) -> bool {
+        self.select(sni).is_some()
+    }
+
+    /// Every served certificate, in file order.
+    pub fn certs(&self) -> &[Arc<ServedCert>] {
+        &self.certs
+    }
+
+    /// The served certificate loaded from `file`.
+    pub fn by_file(&self, file: &Path) -> Option<&Arc<ServedCert>> {
+        self.certs.iter().find(|c| c.info.file == file)
+    }
+
+    /// The served certificate of pair `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<ServedCert>> {
+        self.certs.iter().find(|c| c.info.name == name)
+    }
+
+    /// The pair served when SNI is absent or unknown.
+    pub fn default_cert(&self) -> Option<&Arc<ServedCert>> {
+        self.default.as_ref()
+    }
+}
