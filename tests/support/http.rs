@@ -1,0 +1,390 @@
+//! Real clients and servers for the tests: an HTTP/1.1 client over TCP or rustls, origins that
+//! name themselves in their answers (plain or TLS, with a slow streamed download), and a tiny
+//! DNS responder.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// Size of `/download`.
+pub const DOWNLOAD_BYTES: usize = 2 * 1024 * 1024;
+
+/// What a client saw.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Serial (hex, uppercase) of the certificate the server presented, for TLS.
+    pub serial: Option<String>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A TLS client trusting `roots` (PEM).
+pub fn tls_client(roots_pem: &[&str]) -> TlsConnector {
+    let mut store = rustls::RootCertStore::empty();
+    for pem in roots_pem {
+        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+            store.add(cert.expect("root PEM")).expect("add root");
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Serial of a DER certificate, uppercase hex without separators.
+pub fn serial_of(der: &CertificateDer<'_>) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("parse served cert");
+    cert.raw_serial_as_string().replace(':', "").to_uppercase()
+}
+
+/// GET over TLS with SNI `sni` and Host `host`.
+pub async fn get_tls(
+    client: &TlsConnector,
+    port: u16,
+    sni: &str,
+    host: &str,
+    path: &str,
+) -> std::io::Result<Response> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
+    let mut tls = client.connect(name, tcp).await?;
+    let serial = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(serial_of);
+    let mut resp = request(&mut tls, host, path).await?;
+    resp.serial = serial;
+    Ok(resp)
+}
+
+/// GET over plain TCP.
+pub async fn get_plain(port: u16, host: &str, path: &str) -> std::io::Result<Response> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    request(&mut tcp, host, path).await
+}
+
+/// The certificate serial a TLS handshake with `sni` gets, or the handshake error.
+pub async fn handshake_serial(
+    client: &TlsConnector,
+    port: u16,
+    sni: &str,
+) -> std::io::Result<String> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
+    let tls = client.connect(name, tcp).await?;
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(serial_of)
+        .ok_or_else(|| std::io::Error::other("no certificate"))
+}
+
+async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    host: &str,
+    path: &str,
+) -> std::io::Result<Response> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    // A peer that closes without close_notify is fine for these tests.
+    if let Err(e) = s.read_to_end(&mut raw).await {
+        if raw.is_empty() {
+            return Err(e);
+        }
+    }
+    parse_response(&raw)
+}
+
+/// Parses a whole HTTP/1.1 response (Content-Length, chunked, or until close).
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        body = dechunk(&body);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+        serial: None,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..pos]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        data = &data[pos + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// An origin that answers every request with `NAME PATH`; `/download` streams
+/// [`DOWNLOAD_BYTES`] over about two seconds. Counts the requests it served.
+pub struct Origin {
+    pub port: u16,
+    pub hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Origin {
+    pub async fn start(name: &str) -> Origin {
+        Self::start_inner(name, None).await
+    }
+
+    /// The same over TLS with this certificate chain and key (PEM).
+    pub async fn start_tls(name: &str, chain_pem: &str, key_pem: &str) -> Origin {
+        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("origin chain");
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .expect("origin key")
+            .expect("origin key present");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("origin TLS config");
+        Self::start_inner(name, Some(TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    /// Restarts serving on the same port (after [`Origin::stop`]).
+    pub async fn start_on(name: &str, port: u16) -> Origin {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("rebind origin");
+        Self::serve(name, listener, None)
+    }
+
+    async fn start_inner(name: &str, tls: Option<TlsAcceptor>) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        Self::serve(name, listener, tls)
+    }
+
+    fn serve(name: &str, listener: TcpListener, tls: Option<TlsAcceptor>) -> Origin {
+        let port = listener.local_addr().expect("origin addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let name = name.to_owned();
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (name, counter, tls) = (name.clone(), counter.clone(), tls.clone());
+                tokio::spawn(async move {
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(tcp).await {
+                                serve_conn(s, &name, &counter).await;
+                            }
+                        }
+                        None => serve_conn(tcp, &name, &counter).await,
+                    }
+                });
+            }
+        });
+        Origin { port, hits, task }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, name: &str, hits: &AtomicUsize) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let end = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end + 4);
+        hits.fetch_add(1, Ordering::SeqCst);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+        let host = head
+            .lines()
+            .find_map(|l| l.strip_prefix("host: ").or_else(|| l.strip_prefix("Host: ")))
+            .unwrap_or("")
+            .to_owned();
+        let ok = if path == "/download" {
+            download(&mut s).await
+        } else if path == "/health-fail" {
+            let r = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+            s.write_all(r.as_bytes()).await.is_ok()
+        } else {
+            let body = format!("{name} {path} host={host}");
+            let r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(r.as_bytes()).await.is_ok()
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+/// The byte at offset `i` of `/download`.
+pub fn download_byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+async fn download<S: AsyncWrite + Unpin>(s: &mut S) -> bool {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {DOWNLOAD_BYTES}\r\n\r\n");
+    if s.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    let chunk = 64 * 1024;
+    for start in (0..DOWNLOAD_BYTES).step_by(chunk) {
+        let data: Vec<u8> = (start..start + chunk).map(download_byte).collect();
+        if s.write_all(&data).await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    s.flush().await.is_ok()
+}
+
+/// A DNS responder on loopback answering A queries for `name` with `addr`, TTL 5;
+/// everything else NXDOMAIN. Counts queries.
+pub struct DnsResponder {
+    pub addr: SocketAddr,
+    pub queries: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DnsResponder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl DnsResponder {
+    pub async fn start(name: &str, answer: std::net::Ipv4Addr) -> DnsResponder {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind dns");
+        let addr = socket.local_addr().expect("dns addr");
+        let queries = Arc::new(AtomicUsize::new(0));
+        let counter = queries.clone();
+        let wanted = name.trim_end_matches('.').to_ascii_lowercase();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    continue;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                if let Some(reply) = dns_reply(&buf[..n], &wanted, answer) {
+                    let _ = socket.send_to(&reply, peer).await;
+                }
+            }
+        });
+        DnsResponder {
+            addr,
+            queries,
+            task,
+        }
+    }
+}
+
+/// Builds the answer to one query: the question echoed, one A record if it matches.
+fn dns_reply(q: &[u8], wanted: &str, answer: std::net::Ipv4Addr) -> Option<Vec<u8>> {
+    if q.len() < 12 {
+        return None;
+    }
+    // Question name: labels from offset 12.
+    let mut i = 12;
+    let mut labels = Vec::new();
+    while i < q.len() && q[i] != 0 {
+        let len = q[i] as usize;
+        labels.push(String::from_utf8_lossy(q.get(i + 1..i + 1 + len)?).to_ascii_lowercase());
+        i += 1 + len;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+    let question_end = i + 5;
+    let matches = labels.join(".") == wanted;
+    let answer_a = matches && qtype == 1;
+    let mut r = Vec::with_capacity(64);
+    r.extend_from_slice(&q[..2]); // id
+    let rcode = if matches { 0 } else { 3 };
+    r.extend_from_slice(&[0x81, 0x80 | rcode]); // response, RD, RA
+    r.extend_from_slice(&[0, 1, 0, u8::from(answer_a), 0, 0, 0, 0]);
+    r.extend_from_slice(q.get(12..question_end)?);
+    if answer_a {
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4]);
+        r.extend_from_slice(&answer.octets());
+    }
+    Some(r)
+}

@@ -1,0 +1,235 @@
+//! Test harness: a temp directory with approved roots, certificates and a config; the real
+//! `menshen` binary started on loopback; real TLS clients and origins.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod pki;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pki::{Ca, Leaf};
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A directory laid out as menshen expects, with ports chosen for its listeners.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub https: u16,
+    pub http: u16,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("approved")).expect("mkdir approved");
+        std::fs::create_dir_all(dir.path().join("live")).expect("mkdir live");
+        Env {
+            dir,
+            https: free_port(),
+            http: free_port(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file atomically (write + rename), as an operator's `mv` would.
+    pub fn write(&self, rel: &str, contents: &str) {
+        let path = self.path(rel);
+        let tmp = path.with_extension("tmp~");
+        std::fs::write(&tmp, contents).expect("write tmp");
+        std::fs::rename(&tmp, &path).expect("rename into place");
+    }
+
+    /// Adds `ca` to the approved roots.
+    pub fn approve(&self, name: &str, ca: &Ca) {
+        self.write(&format!("approved/{name}.pem"), &ca.pem);
+    }
+
+    /// Installs a pair `live/NAME.crt` (leaf then `chain`) + `live/NAME.key`: key first, so
+    /// a watcher never sees the new certificate with the old key.
+    pub fn put_cert(&self, name: &str, leaf: &Leaf, chain: &[&Ca]) {
+        self.put_pair(name, leaf, chain, &leaf.key_pem);
+    }
+
+    pub fn put_pair(&self, name: &str, leaf: &Leaf, chain: &[&Ca], key_pem: &str) {
+        let mut pem = leaf.pem.clone();
+        for ca in chain {
+            pem.push_str(&ca.pem);
+        }
+        self.write(&format!("live/{name}.key"), key_pem);
+        self.write(&format!("live/{name}.crt"), &pem);
+    }
+
+    /// The config: listeners and TLS wired to this directory, then `body` (upstreams, sites).
+    pub fn config_text(&self, tls_extra: &str, body: &str) -> String {
+        format!(
+            r#"
+[[listeners]]
+name = "https"
+addr = "127.0.0.1:{https}"
+tls = true
+
+[[listeners]]
+name = "http"
+addr = "127.0.0.1:{http}"
+
+[tls]
+approved_cas = ["approved"]
+certificates = ["live"]
+{tls_extra}
+
+[reload]
+poll_interval_ms = 200
+debounce_ms = 50
+
+{body}
+"#,
+            https = self.https,
+            http = self.http
+        )
+    }
+
+    pub fn write_config(&self, tls_extra: &str, body: &str) {
+        self.write("menshen.toml", &self.config_text(tls_extra, body));
+    }
+
+    /// `menshen check`: (success, combined output).
+    pub fn check(&self) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_menshen"))
+            .args(["check", "--config"])
+            .arg(self.path("menshen.toml"))
+            .output()
+            .expect("run menshen check");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// `menshen certs` output.
+    pub fn certs(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_menshen"))
+            .args(["certs", "--config"])
+            .arg(self.path("menshen.toml"))
+            .output()
+            .expect("run menshen certs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts the proxy and waits until both listeners accept.
+    pub fn start(&self) -> Running {
+        let running = self.spawn();
+        for port in [self.https, self.http] {
+            if !wait_port(port, Duration::from_secs(20)) {
+                panic!("menshen did not listen on {port}:\n{}", running.log());
+            }
+        }
+        running
+    }
+
+    /// Starts the proxy without waiting (for start-up failures).
+    pub fn spawn(&self) -> Running {
+        let log = self.path("menshen.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_menshen"))
+            .arg("--config")
+            .arg(self.path("menshen.toml"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn menshen");
+        Running { child, log }
+    }
+}
+
+/// Waits until something accepts on `port`.
+pub fn wait_port(port: u16, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A running proxy; killed on drop.
+pub struct Running {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

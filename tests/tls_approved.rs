@@ -1,0 +1,167 @@
+//! The core promise: only chains that end in an approved root are ever served.
+
+mod support;
+
+use std::time::Duration;
+
+use support::http::{get_tls, handshake_serial, tls_client};
+use support::pki::{other_key_pem, self_signed, Ca, LeafSpec};
+use support::Env;
+
+const SITE: &str = r#"
+[[sites]]
+name = "shop"
+hosts = ["shop.example.cn", "*.example.cn"]
+[[sites.routes]]
+prefix = "/"
+respond = { status = 200, body = "hello from shop" }
+"#;
+
+fn env_with_root() -> (Env, Ca) {
+    let env = Env::new();
+    let root = Ca::root("Approved Test Root");
+    env.approve("root", &root);
+    (env, root)
+}
+
+#[tokio::test]
+async fn approved_chain_with_intermediate_is_served() {
+    let (env, root) = env_with_root();
+    let inter = root.intermediate("Approved Test Issuing CA");
+    let leaf = inter.issue(&LeafSpec::new(&["shop.example.cn"], 0x51));
+    env.put_cert("shop", &leaf, &[&inter]);
+    env.write_config("", SITE);
+    let (ok, out) = env.check();
+    assert!(ok, "check should pass: {out}");
+
+    let _proxy = env.start();
+    let client = tls_client(&[&root.pem]);
+    let resp = get_tls(&client, env.https, "shop.example.cn", "shop.example.cn", "/")
+        .await
+        .expect("TLS request");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "hello from shop");
+    assert_eq!(resp.serial.as_deref(), Some("51"));
+    let table = env.certs();
+    assert!(table.contains("shop.example.cn"), "{table}");
+    assert!(table.contains("Approved Test Root"), "{table}");
+    assert!(table.contains(" ok"), "{table}");
+}
+
+/// Each bad certificate is refused by `check` and by start-up, with the file and the reason.
+#[tokio::test]
+async fn bad_certificates_are_refused_by_check_and_at_start() {
+    let unapproved = Ca::root("Some Other Root");
+    let cases: Vec<(&str, Box<dyn Fn(&Env, &Ca)>, &str)> = vec![
+        (
+            "self-signed",
+            Box::new(|env, _| {
+                let leaf = self_signed(&LeafSpec::new(&["shop.example.cn"], 1));
+                env.put_cert("shop", &leaf, &[]);
+            }),
+            "self-signed certificates are never served",
+        ),
+        (
+            "unapproved",
+            Box::new(move |env, _| {
+                let leaf = unapproved.issue(&LeafSpec::new(&["shop.example.cn"], 2));
+                env.put_cert("shop", &leaf, &[]);
+            }),
+            "chain ends at \"CN=Some Other Root, O=menshen tests\", which is not an approved CA",
+        ),
+        (
+            "expired",
+            Box::new(|env, root| {
+                let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 3).valid(-400, -2));
+                env.put_cert("shop", &leaf, &[]);
+            }),
+            "expired on",
+        ),
+        (
+            "not yet valid",
+            Box::new(|env, root| {
+                let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 4).valid(10, 400));
+                env.put_cert("shop", &leaf, &[]);
+            }),
+            "not valid until",
+        ),
+        (
+            "key mismatch",
+            Box::new(|env, root| {
+                let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 5));
+                env.put_pair("shop", &leaf, &[], &other_key_pem());
+            }),
+            "does not match the certificate's public key",
+        ),
+        (
+            "missing intermediate",
+            Box::new(|env, root| {
+                let inter = root.intermediate("Issuing CA Left Out");
+                let leaf = inter.issue(&LeafSpec::new(&["shop.example.cn"], 6));
+                env.put_cert("shop", &leaf, &[]);
+            }),
+            "chain ends at \"CN=Issuing CA Left Out, O=menshen tests\"",
+        ),
+    ];
+    for (what, install, message) in cases {
+        let (env, root) = env_with_root();
+        install(&env, &root);
+        env.write_config("", SITE);
+        let (ok, out) = env.check();
+        assert!(!ok, "{what}: check must fail");
+        assert!(out.contains("live/shop.crt"), "{what}: names the file: {out}");
+        assert!(out.contains(message), "{what}: says why ({message}): {out}");
+
+        let mut proxy = env.spawn();
+        let code = proxy.wait_exit(Duration::from_secs(10));
+        assert_eq!(code, Some(1), "{what}: menshen must refuse to start");
+        let log = proxy.log();
+        assert!(log.contains(message), "{what}: start-up log says why: {log}");
+        assert!(!support::wait_port(env.https, Duration::from_millis(100)));
+    }
+}
+
+#[tokio::test]
+async fn unknown_sni_is_refused_with_unrecognized_name() {
+    let (env, root) = env_with_root();
+    let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 7));
+    env.put_cert("shop", &leaf, &[]);
+    env.write_config("", SITE);
+    let _proxy = env.start();
+    let client = tls_client(&[&root.pem]);
+    let err = handshake_serial(&client, env.https, "unknown.example.org")
+        .await
+        .expect_err("unknown SNI must be refused");
+    let text = format!("{err:?}");
+    assert!(text.contains("UnrecognisedName"), "alert: {text}");
+    // The covered name still works on the same listener.
+    assert_eq!(
+        handshake_serial(&client, env.https, "shop.example.cn")
+            .await
+            .expect("known SNI"),
+        "07"
+    );
+}
+
+#[tokio::test]
+async fn wildcard_and_longest_valid_certificate_are_selected() {
+    let (env, root) = env_with_root();
+    let wild = root.issue(&LeafSpec::new(&["*.example.cn"], 0x10));
+    let short = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x20).valid(-1, 30));
+    let long = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x30).valid(-1, 300));
+    env.put_cert("wild", &wild, &[]);
+    env.put_cert("short", &short, &[]);
+    env.put_cert("long", &long, &[]);
+    env.write_config("", SITE);
+    let _proxy = env.start();
+    let client = tls_client(&[&root.pem]);
+    let serial = |sni: &'static str| {
+        let client = client.clone();
+        let port = env.https;
+        async move { handshake_serial(&client, port, sni).await.expect(sni) }
+    };
+    assert_eq!(serial("shop.example.cn").await, "30", "exact, valid longest");
+    assert_eq!(serial("api.example.cn").await, "10", "wildcard");
+    let err = handshake_serial(&client, env.https, "a.b.example.cn").await;
+    assert!(err.is_err(), "a wildcard covers one label only");
+}
