@@ -1,0 +1,194 @@
+//! Hot reload: new certificates within seconds, bad ones never replace good ones, Kubernetes
+//! `..data` swaps, broken configs, and transfers in flight that survive it all.
+
+mod support;
+
+use std::time::Duration;
+
+use support::http::{
+    download_byte, get_plain, get_tls, handshake_serial, tls_client, Origin, DOWNLOAD_BYTES,
+};
+use support::pki::{Ca, LeafSpec};
+use support::{eventually, Env};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn site(origin_port: u16, body: &str) -> String {
+    format!(
+        r#"
+[[upstreams]]
+name = "origin"
+backends = ["127.0.0.1:{origin_port}"]
+
+[[sites]]
+name = "shop"
+hosts = ["shop.example.cn", "api.example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "origin"
+[[sites.routes]]
+prefix = "/hello"
+respond = {{ status = 200, body = "{body}" }}
+"#
+    )
+}
+
+async fn serial_becomes(env: &Env, root: &Ca, sni: &str, want: &str) -> bool {
+    let client = tls_client(&[&root.pem]);
+    eventually(Duration::from_secs(2), || {
+        let client = client.clone();
+        async move {
+            let got = handshake_serial(&client, env.https, sni).await.ok()?;
+            (got == want).then_some(())
+        }
+    })
+    .await
+    .is_some()
+}
+
+#[tokio::test]
+async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
+    let env = Env::new();
+    let root = Ca::root("Approved Root");
+    env.approve("root", &root);
+    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)), &[]);
+    let origin = Origin::start("origin").await;
+    env.write_config("", &site(origin.port, "v1"));
+    let proxy = env.start();
+    assert!(serial_becomes(&env, &root, "shop.example.cn", "01").await);
+
+    // A renewed certificate dropped in place is served within 2 seconds.
+    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x2)), &[]);
+    assert!(
+        serial_becomes(&env, &root, "shop.example.cn", "02").await,
+        "new certificate not served within 2s:\n{}",
+        proxy.log()
+    );
+
+    // An unapproved replacement is rejected; the last good version keeps serving, while a
+    // good new pair added in the same change still applies.
+    let other = Ca::root("Unapproved Root");
+    env.put_cert("shop", &other.issue(&LeafSpec::new(&["shop.example.cn"], 0x3)), &[]);
+    env.put_cert("api", &root.issue(&LeafSpec::new(&["api.example.cn"], 0x4)), &[]);
+    assert!(serial_becomes(&env, &root, "api.example.cn", "04").await);
+    assert!(serial_becomes(&env, &root, "shop.example.cn", "02").await);
+    let log = proxy.log();
+    assert!(
+        log.contains("certificate rejected, its last good version keeps serving")
+            && log.contains("which is not an approved CA"),
+        "rejection logged: {log}"
+    );
+}
+
+#[tokio::test]
+async fn kubernetes_data_symlink_swap_is_picked_up() {
+    let env = Env::new();
+    let root = Ca::root("Approved Root");
+    env.approve("root", &root);
+    // The layout a Secret volume has: files are links through `..data` to a timestamped dir.
+    let live = env.path("live");
+    let version = |name: &str, serial: u64| {
+        let dir = live.join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir version");
+        let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], serial));
+        std::fs::write(dir.join("tls.crt"), &leaf.pem).expect("write crt");
+        std::fs::write(dir.join("tls.key"), &leaf.key_pem).expect("write key");
+    };
+    version("..2026_11_01", 0x11);
+    std::os::unix::fs::symlink("..2026_11_01", live.join("..data")).expect("link ..data");
+    for f in ["tls.crt", "tls.key"] {
+        std::os::unix::fs::symlink(format!("..data/{f}"), live.join(f)).expect("link file");
+    }
+    let origin = Origin::start("origin").await;
+    env.write_config("", &site(origin.port, "v1"));
+    let _proxy = env.start();
+    assert!(serial_becomes(&env, &root, "shop.example.cn", "11").await);
+
+    // The kubelet's atomic update: new dir, new link, rename over `..data`.
+    version("..2026_11_02", 0x12);
+    std::os::unix::fs::symlink("..2026_11_02", live.join("..data_tmp")).expect("link tmp");
+    std::fs::rename(live.join("..data_tmp"), live.join("..data")).expect("swap ..data");
+    assert!(serial_becomes(&env, &root, "shop.example.cn", "12").await);
+}
+
+#[tokio::test]
+async fn broken_config_keeps_the_serving_one() {
+    let env = Env::new();
+    let root = Ca::root("Approved Root");
+    env.approve("root", &root);
+    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)), &[]);
+    let origin = Origin::start("origin").await;
+    env.write_config("", &site(origin.port, "v1"));
+    let proxy = env.start();
+
+    env.write("menshen.toml", &env.config_text("", "[[sites]]\nname = 1\nbogus = true\n"));
+    let logged = eventually(Duration::from_secs(3), || async {
+        proxy.log().contains("reload refused").then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "refusal logged: {}", proxy.log());
+    let resp = get_plain(env.http, "shop.example.cn", "/hello").await.expect("GET");
+    assert_eq!(resp.text(), "v1", "old config still serves");
+
+    env.write_config("", &site(origin.port, "v2"));
+    let v2 = eventually(Duration::from_secs(3), || async {
+        let r = get_plain(env.http, "shop.example.cn", "/hello").await.ok()?;
+        (r.text() == "v2").then_some(())
+    })
+    .await;
+    assert!(v2.is_some(), "fixed config applies: {}", proxy.log());
+}
+
+#[tokio::test]
+async fn download_in_flight_survives_certificate_and_config_reloads() {
+    let env = Env::new();
+    let root = Ca::root("Approved Root");
+    env.approve("root", &root);
+    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)), &[]);
+    let origin = Origin::start("origin").await;
+    env.write_config("", &site(origin.port, "v1"));
+    let proxy = env.start();
+
+    let client = tls_client(&[&root.pem]);
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.https))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("shop.example.cn").expect("name");
+    let mut tls = client.connect(name, tcp).await.expect("handshake");
+    let req = "GET /download HTTP/1.1\r\nHost: shop.example.cn\r\nConnection: close\r\n\r\n";
+    tls.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    // Read a first part, then reload certificates and config while the rest streams.
+    while raw.len() < 256 * 1024 {
+        let n = tls.read(&mut buf).await.expect("read first part");
+        assert!(n > 0, "closed early");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x2)), &[]);
+    env.write_config("", &site(origin.port, "v2"));
+    assert!(serial_becomes(&env, &root, "shop.example.cn", "02").await);
+    let v2 = get_tls(&client, env.https, "shop.example.cn", "shop.example.cn", "/hello")
+        .await
+        .expect("new request");
+    assert_eq!(v2.text(), "v2", "config reload applied during the download");
+
+    loop {
+        match tls.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if raw.len() > DOWNLOAD_BYTES => {
+                let _ = e; // no close_notify after a complete body is fine
+                break;
+            }
+            Err(e) => panic!("download broken by reload: {e}\n{}", proxy.log()),
+        }
+    }
+    let resp = support::http::parse_response(&raw).expect("response");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.len(), DOWNLOAD_BYTES, "whole body arrived");
+    assert!(resp
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == download_byte(i)));
+}
