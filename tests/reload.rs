@@ -45,7 +45,7 @@ async fn serial_becomes(env: &Env, root: &Ca, sni: &str, want: &str) -> bool {
     .is_some()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
     let env = Env::new();
     let root = Ca::root("Approved Root");
@@ -79,7 +79,7 @@ async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_data_symlink_swap_is_picked_up() {
     let env = Env::new();
     let root = Ca::root("Approved Root");
@@ -110,7 +110,7 @@ async fn kubernetes_data_symlink_swap_is_picked_up() {
     assert!(serial_becomes(&env, &root, "shop.example.cn", "12").await);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_config_keeps_the_serving_one() {
     let env = Env::new();
     let root = Ca::root("Approved Root");
@@ -138,7 +138,7 @@ async fn broken_config_keeps_the_serving_one() {
     assert!(v2.is_some(), "fixed config applies: {}", proxy.log());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_in_flight_survives_certificate_and_config_reloads() {
     let env = Env::new();
     let root = Ca::root("Approved Root");

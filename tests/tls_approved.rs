@@ -24,7 +24,7 @@ fn env_with_root() -> (Env, Ca) {
     (env, root)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_chain_with_intermediate_is_served() {
     let (env, root) = env_with_root();
     let inter = root.intermediate("Approved Test Issuing CA");
@@ -49,7 +49,7 @@ async fn approved_chain_with_intermediate_is_served() {
 }
 
 /// Each bad certificate is refused by `check` and by start-up, with the file and the reason.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_certificates_are_refused_by_check_and_at_start() {
     let unapproved = Ca::root("Some Other Root");
     let cases: Vec<(&str, Box<dyn Fn(&Env, &Ca)>, &str)> = vec![
@@ -121,7 +121,7 @@ async fn bad_certificates_are_refused_by_check_and_at_start() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_sni_is_refused_with_unrecognized_name() {
     let (env, root) = env_with_root();
     let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 7));
@@ -143,7 +143,7 @@ async fn unknown_sni_is_refused_with_unrecognized_name() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_and_longest_valid_certificate_are_selected() {
     let (env, root) = env_with_root();
     let wild = root.issue(&LeafSpec::new(&["*.example.cn"], 0x10));

@@ -208,10 +208,24 @@ fn peer_template(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) 
             None => webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec(),
         };
         o.ca = Some(ca_list(&roots));
+        // pingora's connection-pool key ignores the CA: without a group of their own, two
+        // upstreams (or two versions of one) at the same address would share connections
+        // verified against different roots.
+        peer.group_key = pool_group(&section.name, &roots);
     } else if section.ca_file.is_some() || section.sni.is_some() {
         errors.invalid(key, "ca_file and sni need tls = true");
     }
     peer
+}
+
+fn pool_group(name: &str, roots: &[rustls::pki_types::CertificateDer<'_>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    for der in roots {
+        der.as_ref().hash(&mut h);
+    }
+    h.finish()
 }
 
 fn health_check(

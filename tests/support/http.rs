@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -175,10 +175,13 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// An origin that answers every request with `NAME PATH`; `/download` streams
-/// [`DOWNLOAD_BYTES`] over about two seconds. Counts the requests it served.
+/// [`DOWNLOAD_BYTES`] over about two seconds; `/healthz` answers per [`Origin::healthy`].
+/// Counts the requests it served, health checks aside.
 pub struct Origin {
     pub port: u16,
     pub hits: Arc<AtomicUsize>,
+    /// What `/healthz` answers: 200 while true, 503 while false.
+    pub healthy: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -228,27 +231,35 @@ impl Origin {
     fn serve(name: &str, listener: TcpListener, tls: Option<TlsAcceptor>) -> Origin {
         let port = listener.local_addr().expect("origin addr").port();
         let hits = Arc::new(AtomicUsize::new(0));
+        let healthy = Arc::new(AtomicBool::new(true));
         let name = name.to_owned();
         let counter = hits.clone();
+        let health = healthy.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 let (name, counter, tls) = (name.clone(), counter.clone(), tls.clone());
+                let health = health.clone();
                 tokio::spawn(async move {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(tcp).await {
-                                serve_conn(s, &name, &counter).await;
+                                serve_conn(s, &name, &counter, &health).await;
                             }
                         }
-                        None => serve_conn(tcp, &name, &counter).await,
+                        None => serve_conn(tcp, &name, &counter, &health).await,
                     }
                 });
             }
         });
-        Origin { port, hits, task }
+        Origin {
+            port,
+            hits,
+            healthy,
+            task,
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -256,7 +267,12 @@ impl Origin {
     }
 }
 
-async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, name: &str, hits: &AtomicUsize) {
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    name: &str,
+    hits: &AtomicUsize,
+    healthy: &AtomicBool,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -271,8 +287,19 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, name: &str, hit
         };
         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
         buf.drain(..end + 4);
-        hits.fetch_add(1, Ordering::SeqCst);
         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+        if path == "/healthz" {
+            let r = if healthy.load(Ordering::SeqCst) {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+            } else {
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+            };
+            if s.write_all(r.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
         let host = head
             .lines()
             .find_map(|l| l.strip_prefix("host: ").or_else(|| l.strip_prefix("Host: ")))
@@ -280,9 +307,6 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, name: &str, hit
             .to_owned();
         let ok = if path == "/download" {
             download(&mut s).await
-        } else if path == "/health-fail" {
-            let r = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
-            s.write_all(r.as_bytes()).await.is_ok()
         } else {
             let body = format!("{name} {path} host={host}");
             let r = format!(

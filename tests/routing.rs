@@ -1,0 +1,281 @@
+//! Routing to backends: hosts and prefixes, failover, health checks, upstream TLS and DNS.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use support::http::{get_plain, get_tls, tls_client, DnsResponder, Origin};
+use support::pki::{Ca, LeafSpec};
+use support::{eventually, free_port, Env};
+
+fn env_with_cert() -> (Env, Ca) {
+    let env = Env::new();
+    let root = Ca::root("Approved Root");
+    env.approve("root", &root);
+    let leaf = root.issue(&LeafSpec::new(&["*.example.cn", "example.cn"], 0x1));
+    env.put_cert("wild", &leaf, &[]);
+    (env, root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_wildcards_and_longest_prefix_route_requests() {
+    let (env, root) = env_with_cert();
+    let web = Origin::start("web").await;
+    let api = Origin::start("api").await;
+    let v2 = Origin::start("api-v2").await;
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[upstreams]]
+name = "web"
+backends = ["127.0.0.1:{web}"]
+[[upstreams]]
+name = "api"
+backends = ["127.0.0.1:{api}"]
+[[upstreams]]
+name = "api-v2"
+backends = ["127.0.0.1:{v2}"]
+
+[[sites]]
+name = "wild"
+hosts = ["*.example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "web"
+
+[[sites]]
+name = "api"
+hosts = ["api.example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "api"
+[[sites.routes]]
+prefix = "/v2/"
+upstream = "api-v2"
+replace_prefix = "/internal/"
+host_header = "api-v2.run.app"
+[[sites.routes]]
+prefix = "/v2/admin"
+methods = ["POST"]
+respond = {{ status = 403, body = "no" }}
+"#,
+            web = web.port,
+            api = api.port,
+            v2 = v2.port
+        ),
+    );
+    let _proxy = env.start();
+    let client = tls_client(&[&root.pem]);
+    let get = |host: &'static str, path: &'static str| {
+        let client = client.clone();
+        let port = env.https;
+        async move {
+            get_tls(&client, port, host, host, path)
+                .await
+                .expect("request")
+        }
+    };
+    assert_eq!(get("www.example.cn", "/x").await.text(), "web /x host=www.example.cn");
+    assert_eq!(get("api.example.cn", "/v1/x").await.text(), "api /v1/x host=api.example.cn");
+    // Longest prefix wins; the GET falls through the POST-only route; prefix and Host rewritten.
+    assert_eq!(
+        get("api.example.cn", "/v2/admin?q=1").await.text(),
+        "api-v2 /internal/admin?q=1 host=api-v2.run.app"
+    );
+    let unknown = get_plain(env.http, "nope.example.org", "/").await.expect("GET");
+    assert_eq!(unknown.status, 403, "a host no site serves is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_when_one_backend_is_down() {
+    let (env, _root) = env_with_cert();
+    let up = Origin::start("up").await;
+    let down = free_port();
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[upstreams]]
+name = "pool"
+backends = ["127.0.0.1:{down}", "127.0.0.1:{up}"]
+connect_timeout_ms = 500
+
+[[sites]]
+name = "site"
+hosts = ["example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "pool"
+"#,
+            up = up.port
+        ),
+    );
+    let _proxy = env.start();
+    for i in 0..10 {
+        let resp = get_plain(env.http, "example.cn", "/").await.expect("GET");
+        assert_eq!(resp.status, 200, "request {i} failed over to the live backend");
+        assert!(resp.text().starts_with("up /"));
+    }
+    assert_eq!(up.hits(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_eject_and_restore_backends() {
+    let (env, _root) = env_with_cert();
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[upstreams]]
+name = "pool"
+backends = ["127.0.0.1:{a}", "127.0.0.1:{b}"]
+[upstreams.health_check]
+kind = "http"
+path = "/healthz"
+interval_ms = 100
+unhealthy_threshold = 1
+healthy_threshold = 1
+
+[[sites]]
+name = "site"
+hosts = ["example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "pool"
+"#,
+            a = a.port,
+            b = b.port
+        ),
+    );
+    let _proxy = env.start();
+    let names = |n: usize| {
+        let port = env.http;
+        async move {
+            let mut seen = HashSet::new();
+            for _ in 0..n {
+                let r = get_plain(port, "example.cn", "/").await.expect("GET");
+                assert_eq!(r.status, 200);
+                seen.insert(r.text().split(' ').next().unwrap_or("").to_owned());
+            }
+            seen
+        }
+    };
+    assert_eq!(names(6).await.len(), 2, "both backends serve while healthy");
+
+    b.healthy.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = b.hits();
+    assert_eq!(names(8).await, HashSet::from(["a".to_owned()]));
+    assert_eq!(b.hits(), before, "the unhealthy backend gets no requests");
+
+    b.healthy.store(true, Ordering::SeqCst);
+    let back = eventually(Duration::from_secs(3), || async {
+        names(4).await.contains("b").then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "the recovered backend serves again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_is_verified() {
+    let (env, _root) = env_with_cert();
+    let backend_ca = Ca::root("Backend CA");
+    let leaf = backend_ca.issue(&LeafSpec::new(&["backend.internal"], 0x9));
+    let origin = Origin::start_tls("secure", &leaf.pem, &leaf.key_pem).await;
+    let impostor_ca = Ca::root("Impostor CA");
+    env.write("backend-ca.pem", &backend_ca.pem);
+    env.write("impostor-ca.pem", &impostor_ca.pem);
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[upstreams]]
+name = "good"
+backends = ["127.0.0.1:{port}"]
+tls = true
+sni = "backend.internal"
+ca_file = "backend-ca.pem"
+[[upstreams]]
+name = "wrong-ca"
+backends = ["127.0.0.1:{port}"]
+tls = true
+sni = "backend.internal"
+ca_file = "impostor-ca.pem"
+[[upstreams]]
+name = "wrong-name"
+backends = ["127.0.0.1:{port}"]
+tls = true
+sni = "other.internal"
+ca_file = "backend-ca.pem"
+
+[[sites]]
+name = "site"
+hosts = ["example.cn"]
+[[sites.routes]]
+prefix = "/good"
+upstream = "good"
+[[sites.routes]]
+prefix = "/wrong-ca"
+upstream = "wrong-ca"
+[[sites.routes]]
+prefix = "/wrong-name"
+upstream = "wrong-name"
+"#,
+            port = origin.port
+        ),
+    );
+    let proxy = env.start();
+    let good = get_plain(env.http, "example.cn", "/good").await.expect("GET");
+    assert_eq!(good.status, 200, "{}", proxy.log());
+    assert!(good.text().starts_with("secure /good"));
+    for path in ["/wrong-ca", "/wrong-name"] {
+        let resp = get_plain(env.http, "example.cn", path).await.expect("GET");
+        assert_eq!(resp.status, 502, "{path}: unverifiable backend is a 502");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_hostname_resolves_through_configured_dns() {
+    let (env, _root) = env_with_cert();
+    let origin = Origin::start("resolved").await;
+    let dns = DnsResponder::start("backend.gcp.internal", [127, 0, 0, 1].into()).await;
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[dns]
+resolvers = ["{dns}"]
+min_ttl_seconds = 1
+
+[[upstreams]]
+name = "named"
+backends = ["backend.gcp.internal:{port}"]
+
+[[sites]]
+name = "site"
+hosts = ["example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "named"
+"#,
+            dns = dns.addr,
+            port = origin.port
+        ),
+    );
+    let proxy = env.start();
+    let resp = get_plain(env.http, "example.cn", "/x").await.expect("GET");
+    assert_eq!(resp.status, 200, "{}", proxy.log());
+    assert!(resp.text().starts_with("resolved /x"));
+    assert!(dns.queries.load(Ordering::SeqCst) >= 1);
+    // The answer's TTL bounds the refresh: the resolver is asked again.
+    let asked_again = eventually(Duration::from_secs(5), || async {
+        (dns.queries.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    assert!(asked_again.is_some(), "refreshed within TTL bounds");
+}
