@@ -9,7 +9,11 @@ mod pki;
 use std::path::PathBuf;
 
 fn main() -> std::io::Result<()> {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "certs/demo".into()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "certs/demo".into()),
+    );
     if dir.join("ca.crt").exists() {
         return Ok(());
     }

@@ -79,7 +79,10 @@ pub fn certs(config: &Path) -> i32 {
         ]);
     }
     for e in &load.errors {
-        let file = e.file().map(|f| f.display().to_string()).unwrap_or_default();
+        let file = e
+            .file()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
         let reason = match e {
             crate::tls::TlsError::Rejected { reason, .. } => reason.to_string(),
             other => other.to_string(),

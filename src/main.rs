@@ -11,7 +11,12 @@ use menshen::{cli, config, observe, server};
 #[command(version, about)]
 struct Args {
     /// Configuration file (TOML).
-    #[arg(long, short, global = true, default_value = "/etc/menshen/menshen.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/menshen/menshen.toml"
+    )]
     config: PathBuf,
     /// Take over the listening sockets of a running menshen (zero-downtime upgrade).
     #[arg(long, global = true)]

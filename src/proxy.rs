@@ -137,7 +137,12 @@ impl ProxyHttp for Proxy {
         let snapshot = self.state.load_full();
         let req = session.req_header();
         let Some(site_idx) = request_host(req).and_then(|h| snapshot.router.find(h)) else {
-            return send_plain(session, 403, "403 Forbidden: this host is not served here\n").await;
+            return send_plain(
+                session,
+                403,
+                "403 Forbidden: this host is not served here\n",
+            )
+            .await;
         };
         let Some(site) = snapshot.router.site_at(site_idx) else {
             return send_plain(session, 500, "500 Internal Server Error\n").await;
@@ -167,7 +172,9 @@ impl ProxyHttp for Proxy {
         let ip_key;
         let key: &[u8] = match &upstream.hash_key {
             HashKey::ClientIp => {
-                ip_key = client_ip(session).map(|ip| ip.to_string()).unwrap_or_default();
+                ip_key = client_ip(session)
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_default();
                 ip_key.as_bytes()
             }
             HashKey::Path => req.uri.path().as_bytes(),
@@ -221,9 +228,10 @@ impl ProxyHttp for Proxy {
         };
         let pq = upstream_request.uri.path_and_query().map(|p| p.as_str());
         if let Some(path) = action.rewrite.apply(&prefix, pq.unwrap_or("/")) {
-            let uri = path
-                .parse::<http::Uri>()
-                .or_err(ErrorType::InvalidHTTPHeader, "rewritten path is not a valid URI")?;
+            let uri = path.parse::<http::Uri>().or_err(
+                ErrorType::InvalidHTTPHeader,
+                "rewritten path is not a valid URI",
+            )?;
             upstream_request.set_uri(uri);
         }
         if let Some(host) = &action.host_header {
@@ -237,7 +245,11 @@ impl ProxyHttp for Proxy {
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
             upstream_request.insert_header("x-real-ip", ip.to_string())?;
         }
-        let proto = if session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some() {
+        let proto = if session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some()
+        {
             "https"
         } else {
             "http"

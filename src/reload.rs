@@ -79,7 +79,10 @@ impl Reloader {
             Ok(Err(errors)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 for e in &errors {
-                    tracing::error!(trigger, "reload refused, the previous configuration keeps serving: {e}");
+                    tracing::error!(
+                        trigger,
+                        "reload refused, the previous configuration keeps serving: {e}"
+                    );
                 }
                 return ReloadReport {
                     applied: false,
@@ -116,7 +119,11 @@ impl Reloader {
         snapshot.discover_upstreams().await;
         snapshot.start_background(&self.rt);
         snapshot.warn_expiring();
-        let errors = snapshot.cert_errors.iter().map(ToString::to_string).collect();
+        let errors = snapshot
+            .cert_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let summary = summary(&snapshot);
         self.state.store(Arc::new(snapshot));
         self.applied.fetch_add(1, Ordering::Relaxed);

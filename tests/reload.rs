@@ -50,14 +50,22 @@ async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
     let env = Env::new();
     let root = Ca::root("Approved Root");
     env.approve("root", &root);
-    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)), &[]);
+    env.put_cert(
+        "shop",
+        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
+        &[],
+    );
     let origin = Origin::start("origin").await;
     env.write_config("", &site(origin.port, "v1"));
     let proxy = env.start();
     assert!(serial_becomes(&env, &root, "shop.example.cn", "01").await);
 
     // A renewed certificate dropped in place is served within 2 seconds.
-    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x2)), &[]);
+    env.put_cert(
+        "shop",
+        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x2)),
+        &[],
+    );
     assert!(
         serial_becomes(&env, &root, "shop.example.cn", "02").await,
         "new certificate not served within 2s:\n{}",
@@ -67,8 +75,16 @@ async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
     // An unapproved replacement is rejected; the last good version keeps serving, while a
     // good new pair added in the same change still applies.
     let other = Ca::root("Unapproved Root");
-    env.put_cert("shop", &other.issue(&LeafSpec::new(&["shop.example.cn"], 0x3)), &[]);
-    env.put_cert("api", &root.issue(&LeafSpec::new(&["api.example.cn"], 0x4)), &[]);
+    env.put_cert(
+        "shop",
+        &other.issue(&LeafSpec::new(&["shop.example.cn"], 0x3)),
+        &[],
+    );
+    env.put_cert(
+        "api",
+        &root.issue(&LeafSpec::new(&["api.example.cn"], 0x4)),
+        &[],
+    );
     assert!(serial_becomes(&env, &root, "api.example.cn", "04").await);
     assert!(serial_becomes(&env, &root, "shop.example.cn", "02").await);
     let log = proxy.log();
@@ -115,23 +131,34 @@ async fn broken_config_keeps_the_serving_one() {
     let env = Env::new();
     let root = Ca::root("Approved Root");
     env.approve("root", &root);
-    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)), &[]);
+    env.put_cert(
+        "shop",
+        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
+        &[],
+    );
     let origin = Origin::start("origin").await;
     env.write_config("", &site(origin.port, "v1"));
     let proxy = env.start();
 
-    env.write("menshen.toml", &env.config_text("", "[[sites]]\nname = 1\nbogus = true\n"));
+    env.write(
+        "menshen.toml",
+        &env.config_text("", "[[sites]]\nname = 1\nbogus = true\n"),
+    );
     let logged = eventually(Duration::from_secs(3), || async {
         proxy.log().contains("reload refused").then_some(())
     })
     .await;
     assert!(logged.is_some(), "refusal logged: {}", proxy.log());
-    let resp = get_plain(env.http, "shop.example.cn", "/hello").await.expect("GET");
+    let resp = get_plain(env.http, "shop.example.cn", "/hello")
+        .await
+        .expect("GET");
     assert_eq!(resp.text(), "v1", "old config still serves");
 
     env.write_config("", &site(origin.port, "v2"));
     let v2 = eventually(Duration::from_secs(3), || async {
-        let r = get_plain(env.http, "shop.example.cn", "/hello").await.ok()?;
+        let r = get_plain(env.http, "shop.example.cn", "/hello")
+            .await
+            .ok()?;
         (r.text() == "v2").then_some(())
     })
     .await;
@@ -143,7 +170,11 @@ async fn download_in_flight_survives_certificate_and_config_reloads() {
     let env = Env::new();
     let root = Ca::root("Approved Root");
     env.approve("root", &root);
-    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)), &[]);
+    env.put_cert(
+        "shop",
+        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
+        &[],
+    );
     let origin = Origin::start("origin").await;
     env.write_config("", &site(origin.port, "v1"));
     let proxy = env.start();
@@ -164,12 +195,22 @@ async fn download_in_flight_survives_certificate_and_config_reloads() {
         assert!(n > 0, "closed early");
         raw.extend_from_slice(&buf[..n]);
     }
-    env.put_cert("shop", &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x2)), &[]);
+    env.put_cert(
+        "shop",
+        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x2)),
+        &[],
+    );
     env.write_config("", &site(origin.port, "v2"));
     assert!(serial_becomes(&env, &root, "shop.example.cn", "02").await);
-    let v2 = get_tls(&client, env.https, "shop.example.cn", "shop.example.cn", "/hello")
-        .await
-        .expect("new request");
+    let v2 = get_tls(
+        &client,
+        env.https,
+        "shop.example.cn",
+        "shop.example.cn",
+        "/hello",
+    )
+    .await
+    .expect("new request");
     assert_eq!(v2.text(), "v2", "config reload applied during the download");
 
     loop {

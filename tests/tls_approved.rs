@@ -36,9 +36,15 @@ async fn approved_chain_with_intermediate_is_served() {
 
     let _proxy = env.start();
     let client = tls_client(&[&root.pem]);
-    let resp = get_tls(&client, env.https, "shop.example.cn", "shop.example.cn", "/")
-        .await
-        .expect("TLS request");
+    let resp = get_tls(
+        &client,
+        env.https,
+        "shop.example.cn",
+        "shop.example.cn",
+        "/",
+    )
+    .await
+    .expect("TLS request");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), "hello from shop");
     assert_eq!(resp.serial.as_deref(), Some("51"));
@@ -48,11 +54,14 @@ async fn approved_chain_with_intermediate_is_served() {
     assert!(table.contains(" ok"), "{table}");
 }
 
+/// Puts one kind of bad certificate pair in place.
+type Install = Box<dyn Fn(&Env, &Ca)>;
+
 /// Each bad certificate is refused by `check` and by start-up, with the file and the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_certificates_are_refused_by_check_and_at_start() {
     let unapproved = Ca::root("Some Other Root");
-    let cases: Vec<(&str, Box<dyn Fn(&Env, &Ca)>, &str)> = vec![
+    let cases: Vec<(&str, Install, &str)> = vec![
         (
             "self-signed",
             Box::new(|env, _| {
@@ -109,14 +118,20 @@ async fn bad_certificates_are_refused_by_check_and_at_start() {
         env.write_config("", SITE);
         let (ok, out) = env.check();
         assert!(!ok, "{what}: check must fail");
-        assert!(out.contains("live/shop.crt"), "{what}: names the file: {out}");
+        assert!(
+            out.contains("live/shop.crt"),
+            "{what}: names the file: {out}"
+        );
         assert!(out.contains(message), "{what}: says why ({message}): {out}");
 
         let mut proxy = env.spawn();
         let code = proxy.wait_exit(Duration::from_secs(10));
         assert_eq!(code, Some(1), "{what}: menshen must refuse to start");
         let log = proxy.log();
-        assert!(log.contains(message), "{what}: start-up log says why: {log}");
+        assert!(
+            log.contains(message),
+            "{what}: start-up log says why: {log}"
+        );
         assert!(!support::wait_port(env.https, Duration::from_millis(100)));
     }
 }
@@ -160,7 +175,11 @@ async fn wildcard_and_longest_valid_certificate_are_selected() {
         let port = env.https;
         async move { handshake_serial(&client, port, sni).await.expect(sni) }
     };
-    assert_eq!(serial("shop.example.cn").await, "30", "exact, valid longest");
+    assert_eq!(
+        serial("shop.example.cn").await,
+        "30",
+        "exact, valid longest"
+    );
     assert_eq!(serial("api.example.cn").await, "10", "wildcard");
     let err = handshake_serial(&client, env.https, "a.b.example.cn").await;
     assert!(err.is_err(), "a wildcard covers one label only");

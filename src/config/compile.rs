@@ -16,7 +16,7 @@ use crate::route::Router;
 use crate::snapshot::Snapshot;
 use crate::tls::cert::unix_now;
 use crate::tls::store::CertLoad;
-use crate::tls::{ApprovedRoots, CertStore};
+use crate::tls::{ApprovedRoots, CertStore, TlsError};
 
 /// A compiled snapshot and what the load noticed that does not stop it.
 #[derive(Debug)]
@@ -61,10 +61,16 @@ pub fn compile(
     check_listeners(&file, &mut errors);
 
     let approved_paths: Vec<PathBuf> = file.tls.as_ref().map_or_else(Vec::new, |t| {
-        t.approved_cas.iter().map(|p| relative_to(path, p)).collect()
+        t.approved_cas
+            .iter()
+            .map(|p| relative_to(path, p))
+            .collect()
     });
     let cert_dirs: Vec<PathBuf> = file.tls.as_ref().map_or_else(Vec::new, |t| {
-        t.certificates.iter().map(|p| relative_to(path, p)).collect()
+        t.certificates
+            .iter()
+            .map(|p| relative_to(path, p))
+            .collect()
     });
     let (roots, cert_load) = match &file.tls {
         Some(tls) => load_tls(tls, &approved_paths, &cert_dirs, previous, &mut errors),
@@ -107,8 +113,16 @@ pub fn load_certs(path: &Path) -> Result<(CertLoad, u32), Vec<ConfigError>> {
         return Ok((CertLoad::default(), 0));
     };
     let mut errors = Errors::new(path);
-    let approved: Vec<PathBuf> = tls.approved_cas.iter().map(|p| relative_to(path, p)).collect();
-    let dirs: Vec<PathBuf> = tls.certificates.iter().map(|p| relative_to(path, p)).collect();
+    let approved: Vec<PathBuf> = tls
+        .approved_cas
+        .iter()
+        .map(|p| relative_to(path, p))
+        .collect();
+    let dirs: Vec<PathBuf> = tls
+        .certificates
+        .iter()
+        .map(|p| relative_to(path, p))
+        .collect();
     let (_, load) = load_tls(tls, &approved, &dirs, None, &mut errors);
     if errors.list.is_empty() {
         Ok((load, tls.expiry_warning_days))
@@ -173,13 +187,26 @@ fn load_tls(
             return Default::default();
         }
     };
-    let load = CertStore::load(
+    let mut load = CertStore::load(
         cert_dirs,
         tls.default_certificate.as_deref(),
         &roots,
         previous.map(|p| &p.certs),
         unix_now(),
     );
+    if let Some(name) = &tls.default_certificate {
+        let exists = cert_dirs
+            .iter()
+            .any(|d| d.join(format!("{name}.crt")).is_file());
+        if !exists {
+            load.errors
+                .retain(|e| !matches!(e, TlsError::UnknownDefault(_)));
+            errors.invalid(
+                "tls.default_certificate",
+                format!("{name:?} names no certificate pair ({name}.crt + {name}.key) in tls.certificates"),
+            );
+        }
+    }
     if load.store.certs().is_empty() && load.errors.is_empty() {
         errors.invalid(
             "tls.certificates",
@@ -218,9 +245,11 @@ fn build_dns(file: &FileConfig, errors: &mut Errors<'_>) -> Option<Arc<Dns>> {
         );
     }
     let needs_dns = file.upstreams.iter().any(|u| {
-        u.backends
-            .iter()
-            .any(|b| super::upstreams::backend_addr(b).parse::<SocketAddr>().is_err())
+        u.backends.iter().any(|b| {
+            super::upstreams::backend_addr(b)
+                .parse::<SocketAddr>()
+                .is_err()
+        })
     });
     if !needs_dns {
         return None;

@@ -83,16 +83,22 @@ fn route(
     }
     let methods = r.methods.as_ref().map(|list| {
         list.iter()
-            .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    errors.invalid(format!("{key}.methods"), format!("{m:?} is not a method"));
-                    None
-                }
-            })
+            .filter_map(
+                |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        errors.invalid(format!("{key}.methods"), format!("{m:?} is not a method"));
+                        None
+                    }
+                },
+            )
             .collect::<Vec<_>>()
     });
-    let actions = [r.upstream.is_some(), r.respond.is_some(), r.redirect.is_some()];
+    let actions = [
+        r.upstream.is_some(),
+        r.respond.is_some(),
+        r.redirect.is_some(),
+    ];
     if actions.iter().filter(|a| **a).count() != 1 {
         errors.invalid(
             key,
@@ -166,7 +172,10 @@ fn proxy_action(
         Some(h) => match HeaderValue::from_str(h) {
             Ok(v) => Some(v),
             Err(_) => {
-                errors.invalid(format!("{key}.host_header"), format!("{h:?} is not a valid Host"));
+                errors.invalid(
+                    format!("{key}.host_header"),
+                    format!("{h:?} is not a valid Host"),
+                );
                 return None;
             }
         },
@@ -184,7 +193,10 @@ fn canned(
     key: &str,
     errors: &mut Errors<'_>,
 ) -> Option<Canned> {
-    let Some(status) = StatusCode::from_u16(resp.status).ok().filter(|s| s.as_u16() >= 200) else {
+    let Some(status) = StatusCode::from_u16(resp.status)
+        .ok()
+        .filter(|s| s.as_u16() >= 200)
+    else {
         errors.invalid(
             format!("{key}.respond.status"),
             format!("{} is not a final HTTP status (200-599)", resp.status),

@@ -12,7 +12,7 @@ use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHeal
 use pingora_load_balancing::{Backends, LoadBalancer};
 
 use super::file::{
-    Balance, BackendEntry, FileConfig, HealthCheckSection, HealthKind, UpstreamSection,
+    BackendEntry, Balance, FileConfig, HealthCheckSection, HealthKind, UpstreamSection,
 };
 use super::{relative_to, Errors};
 use crate::route::dns::{Discovery, Dns, Target};
@@ -246,7 +246,10 @@ fn health_check(
     match h.kind {
         HealthKind::Tcp => {
             if h.path.is_some() {
-                errors.invalid(format!("{key}: health_check.path"), "only for kind = \"http\"");
+                errors.invalid(
+                    format!("{key}: health_check.path"),
+                    "only for kind = \"http\"",
+                );
             }
             let mut hc = if section.tls {
                 TcpHealthCheck::new_tls(&peer.sni)

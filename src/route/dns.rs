@@ -106,7 +106,9 @@ impl Discovery {
 
     /// Whether any target needs DNS (and so periodic refreshes).
     pub fn needs_refresh(&self) -> bool {
-        self.targets.iter().any(|t| matches!(t, Target::Name { .. }))
+        self.targets
+            .iter()
+            .any(|t| matches!(t, Target::Name { .. }))
     }
 
     /// When the next refresh is due.

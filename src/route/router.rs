@@ -255,7 +255,10 @@ mod tests {
     #[test]
     fn rewrite_replaces_prefix_keeping_one_slash() {
         let strip = Rewrite::ReplacePrefix("/".into());
-        assert_eq!(strip.apply("/origin/", "/origin/a?b=1").as_deref(), Some("/a?b=1"));
+        assert_eq!(
+            strip.apply("/origin/", "/origin/a?b=1").as_deref(),
+            Some("/a?b=1")
+        );
         assert_eq!(strip.apply("/origin/", "/origin/").as_deref(), Some("/"));
         assert_eq!(strip.apply("/origin", "/origin/a").as_deref(), Some("/a"));
         let replace = Rewrite::ReplacePrefix("/v2".into());

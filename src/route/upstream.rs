@@ -91,7 +91,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("name", &self.name).finish()
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -150,7 +152,9 @@ impl Upstream {
         let Ok(ejected) = self.ejected.lock() else {
             return false;
         };
-        ejected.get(addr).is_some_and(|until| Instant::now() < *until)
+        ejected
+            .get(addr)
+            .is_some_and(|until| Instant::now() < *until)
     }
 
     /// Skips `addr` for the passive-ejection period after a failed connect.
@@ -211,7 +215,9 @@ impl Upstream {
             let weak = Arc::downgrade(self);
             rt.spawn(async move {
                 loop {
-                    let Some(up) = Weak::upgrade(&weak) else { break };
+                    let Some(up) = Weak::upgrade(&weak) else {
+                        break;
+                    };
                     up.balancer.backends().run_health_check(true).await;
                     drop(up);
                     tokio::time::sleep(interval).await;
@@ -221,10 +227,7 @@ impl Upstream {
         if self.discovery.needs_refresh() {
             let weak = Arc::downgrade(self);
             rt.spawn(async move {
-                loop {
-                    let Some(wait) = weak.upgrade().map(|u| u.discovery.refresh_interval()) else {
-                        break;
-                    };
+                while let Some(wait) = weak.upgrade().map(|u| u.discovery.refresh_interval()) {
                     tokio::time::sleep(wait).await;
                     let Some(up) = weak.upgrade() else { break };
                     if let Err(e) = up.balancer.update().await {

@@ -168,10 +168,11 @@ fn check_chain(
     let Some(leaf_der) = chain.first() else {
         return Err(TlsError::NoCertificateIn(crt.to_path_buf()));
     };
-    let (_, leaf) = x509_parser::parse_x509_certificate(leaf_der).map_err(|e| TlsError::BadKey {
-        file: crt.to_path_buf(),
-        reason: format!("first certificate is not valid X.509: {e}"),
-    })?;
+    let (_, leaf) =
+        x509_parser::parse_x509_certificate(leaf_der).map_err(|e| TlsError::BadKey {
+            file: crt.to_path_buf(),
+            reason: format!("first certificate is not valid X.509: {e}"),
+        })?;
     let reject = |reason: RejectReason| TlsError::Rejected {
         file: crt.to_path_buf(),
         subject: leaf.subject().to_string(),
@@ -254,9 +255,9 @@ fn map_webpki_error(
                 RejectReason::NotApproved { chain_end }
             }
         }
-        E::CertExpired { .. } => RejectReason::Invalid(
-            "an intermediate certificate in the chain has expired".to_owned(),
-        ),
+        E::CertExpired { .. } => {
+            RejectReason::Invalid("an intermediate certificate in the chain has expired".to_owned())
+        }
         E::CertNotValidYet { .. } => {
             RejectReason::Invalid("an intermediate certificate is not yet valid".to_owned())
         }

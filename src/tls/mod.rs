@@ -45,7 +45,9 @@ pub enum RejectReason {
     #[error("not valid for TLS servers (extendedKeyUsage lacks serverAuth)")]
     NotServerAuth,
     /// The leaf is itself a CA.
-    #[error("the first certificate is a CA certificate; the leaf (server) certificate must come first")]
+    #[error(
+        "the first certificate is a CA certificate; the leaf (server) certificate must come first"
+    )]
     LeafIsCa,
     /// The key file's key is not the leaf's.
     #[error("private key {key} does not match the certificate's public key")]
@@ -154,7 +156,10 @@ pub fn read_pem_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsEr
 }
 
 /// Parses every PEM certificate in `bytes` (the contents of `file`), in order.
-pub fn parse_pem_certs(file: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn parse_pem_certs(
+    file: &Path,
+    bytes: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     rustls_pemfile::certs(&mut &bytes[..])
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| io_error(file, e))

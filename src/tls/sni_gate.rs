@@ -90,7 +90,10 @@ impl PreTlsProcess for SniGate {
         if self.state.load().certs.accepts(sni.as_deref()) {
             return Ok(());
         }
-        tracing::info!(sni = sni.as_deref().unwrap_or("<none>"), "refused TLS handshake: no certificate for this name");
+        tracing::info!(
+            sni = sni.as_deref().unwrap_or("<none>"),
+            "refused TLS handshake: no certificate for this name"
+        );
         // Best effort: the connection is dropped either way.
         let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
         let _ = stream.flush().await;

@@ -55,7 +55,10 @@ impl CertStore {
                     continue;
                 }
             };
-            for crt in files.iter().filter(|p| p.extension().is_some_and(|e| e == "crt")) {
+            for crt in files
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "crt"))
+            {
                 let key = crt.with_extension("key");
                 let result = if files.contains(&key) {
                     load_pair(crt, &key, roots, now)

@@ -88,7 +88,10 @@ impl Ca {
         let params = ca_params(cn);
         let key = KeyPair::generate().expect("intermediate key");
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let pem = params.signed_by(&key, &issuer).expect("sign intermediate").pem();
+        let pem = params
+            .signed_by(&key, &issuer)
+            .expect("sign intermediate")
+            .pem();
         Ca { params, key, pem }
     }
 
