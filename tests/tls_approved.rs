@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use support::http::{get_tls, handshake_serial, tls_client};
-use support::pki::{other_key_pem, self_signed, Ca, LeafSpec};
+use support::pki::{other_key_pem, self_signed, traditional_key_pem, Ca, LeafSpec};
 use support::Env;
 
 const SITE: &str = r#"
@@ -183,4 +183,32 @@ async fn wildcard_and_longest_valid_certificate_are_selected() {
     assert_eq!(serial("api.example.cn").await, "10", "wildcard");
     let err = handshake_serial(&client, env.https, "a.b.example.cn").await;
     assert!(err.is_err(), "a wildcard covers one label only");
+}
+
+/// RSA and ECDSA leaves, with keys in PKCS#8, PKCS#1 and SEC1 form, all serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_and_ecdsa_keys_in_every_pem_form_serve() {
+    let (env, root) = env_with_root();
+    let rsa = root.issue(&LeafSpec::new(&["rsa.example.cn"], 0x41).rsa());
+    let ec = root.issue(&LeafSpec::new(&["ec.example.cn"], 0x42));
+    let ec8 = root.issue(&LeafSpec::new(&["ec8.example.cn"], 0x43));
+    env.put_pair("rsa", &rsa, &[], &traditional_key_pem(&rsa.key_pem, true));
+    env.put_pair("ec", &ec, &[], &traditional_key_pem(&ec.key_pem, false));
+    env.put_cert("ec8", &ec8, &[]);
+    assert!(env.path("live/rsa.key").exists());
+    let key = std::fs::read_to_string(env.path("live/rsa.key")).expect("key");
+    assert!(key.contains("BEGIN RSA PRIVATE KEY"), "PKCS#1 form: {key}");
+    let key = std::fs::read_to_string(env.path("live/ec.key")).expect("key");
+    assert!(key.contains("BEGIN EC PRIVATE KEY"), "SEC1 form: {key}");
+    env.write_config("", SITE);
+    let _proxy = env.start();
+    let client = tls_client(&[&root.pem]);
+    for (sni, serial) in [
+        ("rsa.example.cn", "41"),
+        ("ec.example.cn", "42"),
+        ("ec8.example.cn", "43"),
+    ] {
+        let got = handshake_serial(&client, env.https, sni).await.expect(sni);
+        assert_eq!(got, serial, "{sni}");
+    }
 }

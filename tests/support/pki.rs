@@ -51,6 +51,10 @@ impl LeafSpec {
         self.valid = (from_days, to_days);
         self
     }
+    pub fn rsa(mut self) -> Self {
+        self.rsa = true;
+        self
+    }
     pub fn ip(mut self, ip: &str) -> Self {
         self.ips.push(ip.parse().expect("test IP"));
         self
@@ -127,7 +131,15 @@ fn leaf_params(spec: &LeafSpec) -> (CertificateParams, KeyPair) {
     params.not_before = now + time::Duration::days(spec.valid.0);
     params.not_after = now + time::Duration::days(spec.valid.1);
     let key = if spec.rsa {
-        KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key")
+        // ring cannot generate RSA keys; openssl can.
+        KeyPair::from_pem(&openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ]))
+        .expect("RSA key")
     } else {
         KeyPair::generate().expect("leaf key")
     };
@@ -143,6 +155,40 @@ pub fn self_signed(spec: &LeafSpec) -> Leaf {
         key_pem: key.serialize_pem(),
         serial: spec.serial,
     }
+}
+
+/// Runs `openssl ARGS` and returns its stdout.
+fn openssl(args: &[&str]) -> String {
+    openssl_with_input(args, "")
+}
+
+fn openssl_with_input(args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("feed openssl");
+    let out = child.wait_with_output().expect("openssl output");
+    assert!(out.status.success(), "openssl {args:?} failed");
+    String::from_utf8(out.stdout).expect("PEM is text")
+}
+
+/// A PKCS#8 key in its traditional form: PKCS#1 for RSA, SEC1 for EC.
+pub fn traditional_key_pem(pkcs8_pem: &str, rsa: bool) -> String {
+    let args: &[&str] = if rsa {
+        &["rsa", "-traditional"]
+    } else {
+        &["ec"]
+    };
+    openssl_with_input(args, pkcs8_pem)
 }
 
 /// A fresh private key, PEM (for key-mismatch cases).
