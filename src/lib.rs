@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod observe;
+pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod route;

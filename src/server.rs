@@ -6,12 +6,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 
+use crate::observe::access_log::AccessLog;
 use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::tls::resolver::SniResolver;
+use crate::tls::resolver::{HandshakeInfo, SniResolver};
 use crate::tls::sni_gate::SniGate;
 
 /// How the process was asked to start.
@@ -60,29 +62,73 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Proxy::new(state.clone()),
-        "menshen",
-    );
-    for l in &listeners {
-        if l.tls {
-            let mut tls = TlsSettings::intermediate("", "")?;
-            tls.set_cert_resolver(Arc::new(SniResolver::new(state.clone())));
-            tls.enable_h2();
-            service.add_tls_with_settings(&l.addr, None, tls);
-        } else {
-            service.add_tcp(&l.addr);
+    let policy = &state.load().file.policy;
+    crate::tls::provider::install(&policy.min_tls_version, &policy.cipher_suites)
+        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let access_log = match state.load().access_log.clone() {
+        Some(config) => {
+            let path = config.path.clone();
+            let log = AccessLog::start(config)
+                .map_err(|e| anyhow::anyhow!("{}: cannot open access log: {e}", path.display()))?;
+            server.add_service(background_service(
+                "access log flush",
+                FlushOnShutdown(log.clone()),
+            ));
+            Some(log)
         }
+        None => None,
+    };
+    // The pre-TLS hook is per service, so listeners behind a PROXY-protocol balancer get their own.
+    for proxy_protocol in [false, true] {
+        let group: Vec<_> = listeners
+            .iter()
+            .filter(|l| l.proxy_protocol == proxy_protocol)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let name = if proxy_protocol {
+            "menshen (PROXY protocol)"
+        } else {
+            "menshen"
+        };
+        let mut service = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Proxy::new(state.clone(), access_log.clone()),
+            name,
+        );
+        for l in group {
+            if l.tls {
+                let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeInfo))?;
+                tls.set_cert_resolver(Arc::new(SniResolver::new(state.clone())));
+                tls.enable_h2();
+                service.add_tls_with_settings(&l.addr, None, tls);
+            } else {
+                service.add_tcp(&l.addr);
+            }
+        }
+        service
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(SniGate::new(state.clone(), proxy_protocol)));
+        server.add_service(service);
     }
-    service
-        .endpoints()
-        .set_pre_tls_callback(Arc::new(SniGate::new(state.clone())));
-    server.add_service(service);
 
     let reloader = Reloader::new(state, control.handle().clone());
     reloader.start();
     // The control runtime must outlive the server; run_forever exits the process.
     let _control = control;
     server.run_forever()
+}
+
+/// Flushes the access log when the server shuts down.
+struct FlushOnShutdown(Arc<AccessLog>);
+
+#[async_trait::async_trait]
+impl BackgroundService for FlushOnShutdown {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        let log = self.0.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(5))).await;
+    }
 }

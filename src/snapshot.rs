@@ -10,6 +10,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::file::{FileConfig, ListenerSection};
+use crate::observe::access_log::AccessLogConfig;
+use crate::policy::Policy;
 use crate::route::{Router, Upstream};
 use crate::tls::{ApprovedRoots, CertStore, TlsError};
 
@@ -37,6 +39,12 @@ pub struct Snapshot {
     pub router: Router,
     /// Upstreams by name.
     pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Data-path rules.
+    pub policy: Policy,
+    /// Access log settings (applied at start; changing them needs a restart).
+    pub access_log: Option<AccessLogConfig>,
+    /// Listener names by port, for the access log.
+    pub listener_names: HashMap<u16, Arc<str>>,
     /// Seconds since the epoch when it was built.
     pub loaded_at: i64,
 }

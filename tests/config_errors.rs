@@ -30,6 +30,7 @@ fn errors_of(env: &Env, tls_extra: &str, body: &str) -> Vec<String> {
 const SITE: &str = r#"
 [[sites]]
 name = "shop"
+icp = "京ICP备16063439号-1"
 hosts = ["shop.example.cn"]
 [[sites.routes]]
 prefix = "/"
@@ -46,15 +47,15 @@ fn valid_config_loads() {
 fn each_mistake_is_named_with_its_key_and_fix() {
     let cases: &[(&str, &str, &str)] = &[
         ("", "[server]\nthreds = 2\n", "unknown field `threds`"),
-        ("", "[[sites]]\nname = \"x\"\nhosts = [\"x.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nupstream = \"nope\"\n",
+        ("", "[[sites]]\nname = \"x\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"x.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nupstream = \"nope\"\n",
          "site \"x\": routes[0].upstream: no [[upstreams]] named \"nope\""),
-        ("", "[[sites]]\nname = \"x\"\nhosts = [\"x.cn\"]\n[[sites.routes]]\nprefix = \"api\"\nrespond = { body = \"\" }\n",
+        ("", "[[sites]]\nname = \"x\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"x.cn\"]\n[[sites.routes]]\nprefix = \"api\"\nrespond = { body = \"\" }\n",
          "site \"x\": routes[0].prefix: \"api\" must start with /"),
-        ("", "[[sites]]\nname = \"x\"\nhosts = [\"x.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\nredirect = { to = \"https://a\" }\n",
+        ("", "[[sites]]\nname = \"x\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"x.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\nredirect = { to = \"https://a\" }\n",
          "needs exactly one of upstream = \"NAME\", respond = { ... } or redirect = { ... }"),
-        ("", "[[sites]]\nname = \"x\"\nhosts = [\"shop.example.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\n",
+        ("", "[[sites]]\nname = \"x\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"shop.example.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\n",
          "\"shop.example.cn\" is already served by site \"shop\""),
-        ("", "[[sites]]\nname = \"x\"\nhosts = [\"bad host\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\n",
+        ("", "[[sites]]\nname = \"x\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"bad host\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\n",
          "site \"x\": hosts: \"bad host\" is not a host name, IP address or *.wildcard"),
         ("", "[[upstreams]]\nname = \"u\"\nbackends = [\"nohost\"]\n",
          "upstream \"u\": backends[0]: \"nohost\" is not ip:port or hostname:port"),
@@ -136,6 +137,10 @@ fn demo_config_is_valid_and_documents_every_section() {
         "[upstreams.health_check]",
         "[[sites]]",
         "[[sites.routes]]",
+        "[policy]",
+        "[[policy.takedowns]]",
+        "[access_log]",
+        "icp = ",
     ] {
         assert!(text.contains(key), "demo config documents {key}");
     }

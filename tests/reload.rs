@@ -21,6 +21,7 @@ backends = ["127.0.0.1:{origin_port}"]
 
 [[sites]]
 name = "shop"
+icp = "京ICP备16063439号-1"
 hosts = ["shop.example.cn", "api.example.cn"]
 [[sites.routes]]
 prefix = "/"

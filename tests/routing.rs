@@ -41,6 +41,7 @@ backends = ["127.0.0.1:{v2}"]
 
 [[sites]]
 name = "wild"
+icp = "京ICP备16063439号-1"
 hosts = ["*.example.cn"]
 [[sites.routes]]
 prefix = "/"
@@ -48,6 +49,7 @@ upstream = "web"
 
 [[sites]]
 name = "api"
+icp = "京ICP备16063439号-1"
 hosts = ["api.example.cn"]
 [[sites.routes]]
 prefix = "/"
@@ -113,6 +115,7 @@ connect_timeout_ms = 500
 
 [[sites]]
 name = "site"
+icp = "京ICP备16063439号-1"
 hosts = ["example.cn"]
 [[sites.routes]]
 prefix = "/"
@@ -154,6 +157,7 @@ healthy_threshold = 1
 
 [[sites]]
 name = "site"
+icp = "京ICP备16063439号-1"
 hosts = ["example.cn"]
 [[sites.routes]]
 prefix = "/"
@@ -226,6 +230,7 @@ ca_file = "backend-ca.pem"
 
 [[sites]]
 name = "site"
+icp = "京ICP备16063439号-1"
 hosts = ["example.cn"]
 [[sites.routes]]
 prefix = "/good"
@@ -271,6 +276,7 @@ backends = ["backend.gcp.internal:{port}"]
 
 [[sites]]
 name = "site"
+icp = "京ICP备16063439号-1"
 hosts = ["example.cn"]
 [[sites.routes]]
 prefix = "/"

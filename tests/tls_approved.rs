@@ -11,6 +11,7 @@ use support::Env;
 const SITE: &str = r#"
 [[sites]]
 name = "shop"
+icp = "京ICP备16063439号-1"
 hosts = ["shop.example.cn", "*.example.cn"]
 [[sites.routes]]
 prefix = "/"

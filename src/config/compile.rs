@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{FileConfig, TlsSection};
+use super::file::{FileConfig, TlsSection, DEFAULT_RETENTION_DAYS};
 use super::{relative_to, ConfigError, Errors};
+use crate::observe::access_log::AccessLogConfig;
 use crate::route::dns::Dns;
 use crate::route::Router;
 use crate::snapshot::Snapshot;
@@ -80,6 +81,25 @@ pub fn compile(
     let dns = build_dns(&file, &mut errors);
     let upstreams = super::upstreams::compile(&file, dns, previous, &mut errors);
     let sites = super::sites::compile(&file.sites, &upstreams, &mut errors);
+    let https_port = file
+        .listeners
+        .iter()
+        .filter(|l| l.tls)
+        .find_map(|l| l.addr.parse::<SocketAddr>().ok())
+        .map(|a| a.port());
+    let policy =
+        crate::policy::compile(&file, previous.map(|p| &p.policy), https_port, &mut errors);
+    let access_log = access_log(path, &file, &mut errors);
+    let listener_names = file
+        .listeners
+        .iter()
+        .filter_map(|l| {
+            Some((
+                l.addr.parse::<SocketAddr>().ok()?.port(),
+                Arc::from(l.name.as_str()),
+            ))
+        })
+        .collect();
 
     if !errors.list.is_empty() {
         // `check` reports everything at once: certificate problems too.
@@ -96,6 +116,9 @@ pub fn compile(
         approved_paths,
         router: Router::new(sites),
         upstreams,
+        policy,
+        access_log,
+        listener_names,
         loaded_at: unix_now(),
         file,
     };
@@ -154,6 +177,17 @@ fn check_listeners(file: &FileConfig, errors: &mut Errors<'_>) {
                 format!("{key}.addr"),
                 format!("{:?} is not ip:port (e.g. \"0.0.0.0:443\")", l.addr),
             ),
+        }
+        if l.proxy_protocol && !l.tls {
+            errors.invalid(
+                &key,
+                format!(
+                    "listener {:?}: proxy_protocol needs tls = true (the PROXY header is read \
+                     before the TLS handshake); put plain-HTTP listeners behind trusted_proxies \
+                     and X-Forwarded-For instead",
+                    l.name
+                ),
+            );
         }
         if l.tls && file.tls.is_none() {
             errors.invalid(
@@ -221,6 +255,32 @@ fn load_tls(
         );
     }
     (roots, load)
+}
+
+fn access_log(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<AccessLogConfig> {
+    let section = file.access_log.as_ref()?;
+    if section.retention_days < DEFAULT_RETENTION_DAYS {
+        errors.invalid(
+            "access_log.retention_days",
+            format!(
+                "{} is below {DEFAULT_RETENTION_DAYS}: access logs must be kept for six months \
+                 (network log retention requirement of the Cybersecurity Law); set at least 180",
+                section.retention_days
+            ),
+        );
+    }
+    if section.max_file_bytes == 0 || section.buffer_lines == 0 {
+        errors.invalid(
+            "access_log",
+            "max_file_bytes and buffer_lines must be above 0",
+        );
+    }
+    Some(AccessLogConfig {
+        path: relative_to(path, &section.path),
+        retention_days: section.retention_days,
+        max_file_bytes: section.max_file_bytes,
+        buffer_lines: section.buffer_lines,
+    })
 }
 
 fn build_dns(file: &FileConfig, errors: &mut Errors<'_>) -> Option<Arc<Dns>> {

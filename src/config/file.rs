@@ -73,6 +73,11 @@ pub struct FileConfig {
     /// Virtual hosts and their routes.
     #[serde(default)]
     pub sites: Vec<SiteSection>,
+    /// Data-path rules: compliance, access control, limits.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// The per-request access log; off when absent.
+    pub access_log: Option<AccessLogSection>,
 }
 
 /// `[server]`
@@ -114,6 +119,9 @@ pub struct ListenerSection {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: bool,
+    /// Expect a PROXY protocol v1/v2 header (from a cloud L4 load balancer) before TLS.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `[tls]`
@@ -336,6 +344,37 @@ pub struct SiteSection {
     /// Routes; the longest matching prefix wins.
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// ICP filing or licence number, e.g. `京ICP备16063439号-1`.
+    pub icp: Option<String>,
+    /// Public security filing number, e.g. `京公网安备11010802044671号`.
+    pub public_security_filing: Option<String>,
+    /// Answer plain HTTP with a 308 redirect to https.
+    #[serde(default)]
+    pub https_only: bool,
+    /// `Strict-Transport-Security` max-age on TLS responses; none when absent.
+    pub hsts_max_age_seconds: Option<u64>,
+    /// Add `includeSubDomains` to HSTS.
+    #[serde(default)]
+    pub hsts_include_subdomains: bool,
+    /// Client CIDRs allowed (all when empty).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Client CIDRs denied.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Per-client-IP rate limit for this site.
+    pub rate_limit: Option<RateLimitSection>,
+    /// Largest request body, bytes (default: `policy.max_body_bytes`).
+    pub max_body_bytes: Option<u64>,
+    /// Log the query string (off for sites whose queries carry personal data).
+    #[serde(default = "default_true")]
+    pub log_query: bool,
+    /// Response headers removed (e.g. `Server`, `X-Powered-By`).
+    #[serde(default)]
+    pub remove_response_headers: Vec<String>,
+    /// Response headers added.
+    #[serde(default)]
+    pub add_response_headers: BTreeMap<String, String>,
 }
 
 /// `[[sites.routes]]`
@@ -359,6 +398,8 @@ pub struct RouteSection {
     pub replace_prefix: Option<String>,
     /// Host header sent upstream instead of the client's.
     pub host_header: Option<String>,
+    /// Per-client-IP rate limit for this route.
+    pub rate_limit: Option<RateLimitSection>,
 }
 
 /// `respond = { ... }`
@@ -397,3 +438,5 @@ pub struct RedirectSection {
 fn default_redirect_status() -> u16 {
     DEFAULT_REDIRECT_STATUS
 }
+
+pub use super::file_policy::*;

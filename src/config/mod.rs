@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod file;
+mod file_policy;
 mod sites;
 mod upstreams;
 

@@ -49,7 +49,15 @@ pub(crate) fn compile(
             .routes
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| route(r, upstreams, &format!("{key}: routes[{i}]"), errors))
+            .filter_map(|(i, r)| {
+                route(
+                    r,
+                    &s.name,
+                    upstreams,
+                    &format!("{key}: routes[{i}]"),
+                    errors,
+                )
+            })
             .collect();
         // Stable: among equal prefixes, config order decides (methods-restricted ones first).
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -70,6 +78,7 @@ fn valid_host(host: &str) -> bool {
 
 fn route(
     r: &RouteSection,
+    site_name: &str,
     upstreams: &HashMap<String, Arc<Upstream>>,
     key: &str,
     errors: &mut Errors<'_>,
@@ -138,10 +147,16 @@ fn route(
     if errors.list.len() > before {
         return None;
     }
+    let rate = r.rate_limit.as_ref().and_then(|limit| {
+        let id =
+            crate::policy::rules_limit_id(&[site_name, &r.prefix, &format!("{:?}", r.methods)]);
+        crate::policy::rules_rate_limit(limit, id, &format!("{key}.rate_limit"), errors)
+    });
     Some(Route {
         prefix: r.prefix.clone(),
         methods,
         action: action?,
+        rate,
     })
 }
 

@@ -1,3 +1,4 @@
 //! Observability: process logging now; access log and metrics build on it.
 
+pub mod access_log;
 pub mod logging;

@@ -40,6 +40,8 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     /// What it does.
     pub action: Action,
+    /// Per-client-IP rate limit of this route.
+    pub rate: Option<crate::policy::rate::RateLimit>,
 }
 
 /// What a route does with a request.
@@ -218,6 +220,7 @@ mod tests {
                     to: p.to_string(),
                     keep_path: false,
                 }),
+                rate: None,
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

@@ -38,6 +38,18 @@ pub struct CertInfo {
     pub not_after: i64,
 }
 
+impl ServedCert {
+    /// Whether this certificate's SANs cover `host` (lowercase, no port): exact, one-label
+    /// wildcard, or IP address.
+    pub fn covers(&self, host: &str) -> bool {
+        let parent = host.split_once('.').map(|(_, p)| p);
+        self.info.hosts.iter().any(|h| match h.strip_prefix("*.") {
+            Some(base) => parent == Some(base),
+            None => h == host,
+        })
+    }
+}
+
 impl CertInfo {
     /// Whole days until not-after (negative once expired).
     pub fn days_left(&self, now: i64) -> i64 {

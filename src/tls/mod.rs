@@ -6,6 +6,7 @@
 
 pub mod approved;
 pub mod cert;
+pub mod provider;
 pub mod resolver;
 pub mod sni_gate;
 pub mod store;

@@ -29,3 +29,25 @@ impl ResolvesServerCert for SniResolver {
         self.state.load().certs.resolve(hello.server_name())
     }
 }
+
+/// What the HTTP layer learns about a TLS connection from its handshake.
+#[derive(Debug, Default)]
+pub struct ConnInfo {
+    /// The SNI the client sent.
+    pub sni: Option<Arc<str>>,
+}
+
+/// Records the SNI of each handshake into the connection's TLS digest (read by the proxy).
+pub struct HandshakeInfo;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for HandshakeInfo {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(Arc::new(ConnInfo {
+            sni: tls.server_name().map(Arc::from),
+        }))
+    }
+}

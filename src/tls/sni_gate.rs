@@ -1,4 +1,5 @@
-//! Refuses a ClientHello no certificate covers with an `unrecognized_name` alert.
+//! The pre-TLS hook: reads a PROXY protocol header where the listener expects one, then refuses a
+//! ClientHello no certificate covers with an `unrecognized_name` alert.
 //!
 //! rustls answers a resolver that finds nothing with `access_denied`, which tells a client
 //! nothing useful. This pre-TLS hook peeks at the ClientHello (rewinding what it read), and when
@@ -22,15 +23,64 @@ const MAX_HELLO_BYTES: usize = 16 * 1024 + 5;
 /// How long a client may take to send its ClientHello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest PROXY header accepted (v2 with TLVs).
+const MAX_PROXY_HEADER: usize = 4096;
+
 /// The pre-TLS hook installed on TLS listeners.
 pub struct SniGate {
     state: SharedSnapshot,
+    proxy_protocol: bool,
 }
 
 impl SniGate {
-    /// A gate over `state`.
-    pub fn new(state: SharedSnapshot) -> Self {
-        Self { state }
+    /// A gate over `state`; `proxy_protocol` when its listeners sit behind an L4 balancer.
+    pub fn new(state: SharedSnapshot, proxy_protocol: bool) -> Self {
+        Self {
+            state,
+            proxy_protocol,
+        }
+    }
+}
+
+/// Reads the PROXY header and makes its source the connection's peer address.
+async fn read_proxy_header(stream: &mut L4Stream) -> Result<()> {
+    use crate::policy::proxy_protocol::{parse, Parsed};
+    use pingora::protocols::{GetSocketDigest, SocketDigest};
+    use std::os::fd::AsRawFd;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| Error::because(ErrorType::ReadError, "reading PROXY header", e))?;
+        if n == 0 {
+            return Error::e_explain(ErrorType::ConnectionClosed, "closed before PROXY header");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match parse(&buf) {
+            Parsed::Incomplete if buf.len() < MAX_PROXY_HEADER => continue,
+            Parsed::Incomplete => {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "PROXY header too long")
+            }
+            Parsed::Invalid(why) => {
+                tracing::warn!("dropped connection without a valid PROXY header: {why}");
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, why);
+            }
+            Parsed::Header { source, len } => {
+                if len < buf.len() {
+                    stream.rewind(&buf[len..]);
+                }
+                if let Some(src) = source {
+                    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+                    let _ = digest
+                        .peer_addr
+                        .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(src)));
+                    stream.set_socket_digest(digest);
+                }
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -75,6 +125,13 @@ async fn peek_hello(stream: &mut L4Stream, seen: &mut Vec<u8>) -> Result<Peek> {
 #[async_trait]
 impl PreTlsProcess for SniGate {
     async fn process(&self, stream: &mut L4Stream) -> Result<()> {
+        if self.proxy_protocol {
+            tokio::time::timeout(HELLO_TIMEOUT, read_proxy_header(stream))
+                .await
+                .unwrap_or_else(|_| {
+                    Error::e_explain(ErrorType::ReadTimedout, "no PROXY header in time")
+                })?;
+        }
         if self.state.load().certs.default_cert().is_some() {
             return Ok(());
         }

@@ -1,0 +1,136 @@
+//! The schema of `[policy]` and `[access_log]` (see `file.rs` for the rest).
+
+use serde::Deserialize;
+
+/// Default of `policy.max_uri_bytes`.
+pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
+/// Default of `policy.max_header_bytes`.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Default of `policy.max_body_bytes`.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Default of `policy.body_read_timeout_ms`.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// Default of `policy.keepalive_timeout_seconds`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u64 = 60;
+/// Default of `access_log.retention_days`: the six-month log-retention requirement.
+pub const DEFAULT_RETENTION_DAYS: u32 = 180;
+/// Default of `access_log.max_file_bytes`.
+pub const DEFAULT_ACCESS_LOG_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+/// Default of `access_log.buffer_lines`.
+pub const DEFAULT_ACCESS_LOG_BUFFER: usize = 64 * 1024;
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    /// Every site must declare a valid ICP filing number.
+    pub require_icp: bool,
+    /// Peers (CIDRs) whose X-Forwarded-For and X-Request-Id are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Client CIDRs allowed on every site (all when empty).
+    pub allow: Vec<String>,
+    /// Client CIDRs denied on every site.
+    pub deny: Vec<String>,
+    /// Per-client-IP rate limit across all sites.
+    pub rate_limit: Option<RateLimitSection>,
+    /// Concurrent connections one client IP may hold (0: unlimited).
+    pub max_connections_per_ip: u32,
+    /// Longest request URI, bytes (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Largest request header block, bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Largest request body, bytes (413 beyond), unless a site sets its own.
+    pub max_body_bytes: u64,
+    /// Methods accepted at all (405 otherwise).
+    pub allowed_methods: Vec<String>,
+    /// Timeout of each read of a request body.
+    pub body_read_timeout_ms: u64,
+    /// How long an idle keep-alive connection waits for its next request.
+    pub keepalive_timeout_seconds: u64,
+    /// Lowest TLS version: "1.2" or "1.3" (needs a restart to change).
+    pub min_tls_version: String,
+    /// Allowed cipher suites by rustls name; empty means all AEAD suites (needs a restart).
+    pub cipher_suites: Vec<String>,
+    /// Host + path-prefix takedown rules, answered with 451.
+    pub takedowns: Vec<TakedownSection>,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            require_icp: true,
+            trusted_proxies: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            rate_limit: None,
+            max_connections_per_ip: 0,
+            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+                .map(String::from)
+                .to_vec(),
+            body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
+            keepalive_timeout_seconds: DEFAULT_KEEPALIVE_TIMEOUT_SECONDS,
+            min_tls_version: "1.2".into(),
+            cipher_suites: Vec::new(),
+            takedowns: Vec::new(),
+        }
+    }
+}
+
+/// `rate_limit = { requests_per_second = 10, burst = 20 }`
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Sustained requests per second per client IP.
+    pub requests_per_second: f64,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// `[[policy.takedowns]]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TakedownSection {
+    /// Rule id, logged as `deny:takedown:<id>` and counted.
+    pub id: String,
+    /// Host the rule applies to (exact).
+    pub host: String,
+    /// Path prefix it blocks.
+    pub prefix: String,
+    /// Response body.
+    #[serde(default = "default_takedown_body")]
+    pub body: String,
+}
+
+fn default_takedown_body() -> String {
+    "451 Unavailable For Legal Reasons\n".into()
+}
+
+/// `[access_log]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSection {
+    /// File written (rotated files get a date suffix beside it).
+    pub path: String,
+    /// Days rotated files are kept; at least 180 (six months).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Rotate when the file reaches this size.
+    #[serde(default = "default_access_log_max_bytes")]
+    pub max_file_bytes: u64,
+    /// Lines buffered between requests and the writer thread.
+    #[serde(default = "default_access_log_buffer")]
+    pub buffer_lines: usize,
+}
+
+fn default_retention_days() -> u32 {
+    DEFAULT_RETENTION_DAYS
+}
+fn default_access_log_max_bytes() -> u64 {
+    DEFAULT_ACCESS_LOG_MAX_BYTES
+}
+fn default_access_log_buffer() -> usize {
+    DEFAULT_ACCESS_LOG_BUFFER
+}

@@ -1,0 +1,518 @@
+//! The rules of the chain, and their compilation from the config.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+
+use super::icp::{is_icp_number, is_public_security_number, ICP_EXAMPLE, PUBLIC_SECURITY_EXAMPLE};
+use super::ip::{CidrSet, IpLists};
+use super::rate::{RateLimit, RateTable};
+use super::{Chain, Denial, Policy, Request, Rule, SitePolicy};
+use crate::config::file::{FileConfig, RateLimitSection, SiteSection};
+use crate::config::Errors;
+
+fn deny(status: u16, rule: &Arc<str>, body: &Bytes) -> Option<Denial> {
+    Some(Denial {
+        status,
+        rule: rule.clone(),
+        header: None,
+        body: body.clone(),
+    })
+}
+
+fn text(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+/// Ids and bodies prepared once, so a denial allocates nothing but its `Arc` bump.
+fn id(s: &str) -> Arc<str> {
+    Arc::from(s)
+}
+
+struct Limits {
+    methods: Vec<Method>,
+    max_uri: usize,
+    max_header: usize,
+    ids: [Arc<str>; 3],
+    bodies: [Bytes; 3],
+}
+
+impl Rule for Limits {
+    fn name(&self) -> &'static str {
+        "limits"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        if !self.methods.contains(req.method) {
+            return deny(405, &self.ids[0], &self.bodies[0]);
+        }
+        if req.path_and_query.len() > self.max_uri {
+            return deny(414, &self.ids[1], &self.bodies[1]);
+        }
+        if req.header_bytes > self.max_header {
+            return deny(431, &self.ids[2], &self.bodies[2]);
+        }
+        None
+    }
+}
+
+struct GlobalIp {
+    lists: IpLists,
+    deny_id: Arc<str>,
+    allow_id: Arc<str>,
+}
+
+impl Rule for GlobalIp {
+    fn name(&self) -> &'static str {
+        "ip (global)"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        let rule = match self.lists.refuses(req.client)? {
+            "ip_deny" => &self.deny_id,
+            _ => &self.allow_id,
+        };
+        deny(403, rule, &text("403 Forbidden\n"))
+    }
+}
+
+struct UnknownHost(Arc<str>);
+
+impl Rule for UnknownHost {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        match req.site {
+            Some(_) => None,
+            None => deny(
+                403,
+                &self.0,
+                &text("403 Forbidden: this host is not served here\n"),
+            ),
+        }
+    }
+}
+
+struct SniHost(Arc<str>);
+
+impl Rule for SniHost {
+    fn name(&self) -> &'static str {
+        "sni_host"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        if !req.tls {
+            return None;
+        }
+        let covered = req
+            .certs
+            .select(req.sni)
+            .is_some_and(|cert| cert.covers(req.host));
+        if covered {
+            return None;
+        }
+        deny(
+            421,
+            &self.0,
+            &text(
+                "421 Misdirected Request: this connection's certificate does not cover that host\n",
+            ),
+        )
+    }
+}
+
+struct HttpsOnly {
+    sites: Vec<bool>,
+    /// `:port` to put in the Location when the TLS listener is not on 443.
+    port_suffix: String,
+    id: Arc<str>,
+}
+
+impl Rule for HttpsOnly {
+    fn name(&self) -> &'static str {
+        "https_only"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        let (site, _) = req.site?;
+        if req.tls || !self.sites.get(site).copied().unwrap_or(false) {
+            return None;
+        }
+        let location = format!(
+            "https://{}{}{}",
+            req.host, self.port_suffix, req.path_and_query
+        );
+        Some(Denial {
+            status: 308,
+            rule: self.id.clone(),
+            header: Some((http::header::LOCATION, location)),
+            body: Bytes::new(),
+        })
+    }
+}
+
+struct SiteIp {
+    sites: Vec<IpLists>,
+    deny_id: Arc<str>,
+    allow_id: Arc<str>,
+}
+
+impl Rule for SiteIp {
+    fn name(&self) -> &'static str {
+        "ip (site)"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        let (site, _) = req.site?;
+        let rule = match self.sites.get(site)?.refuses(req.client)? {
+            "ip_deny" => &self.deny_id,
+            _ => &self.allow_id,
+        };
+        deny(403, rule, &text("403 Forbidden\n"))
+    }
+}
+
+/// One takedown rule, with its hit counter.
+pub struct Takedown {
+    prefix: String,
+    id: Arc<str>,
+    body: Bytes,
+    hits: AtomicU64,
+}
+
+struct Takedowns {
+    by_host: HashMap<Box<str>, Vec<Takedown>>,
+}
+
+impl Rule for Takedowns {
+    fn name(&self) -> &'static str {
+        "takedown"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        if self.by_host.is_empty() {
+            return None;
+        }
+        let rule = self
+            .by_host
+            .get(req.host)?
+            .iter()
+            .find(|t| req.path.starts_with(t.prefix.as_str()))?;
+        rule.hits.fetch_add(1, Ordering::Relaxed);
+        deny(451, &rule.id, &rule.body)
+    }
+}
+
+struct Rate {
+    table: Arc<RateTable>,
+    global: Option<RateLimit>,
+    sites: Vec<Option<RateLimit>>,
+    id: Arc<str>,
+}
+
+impl Rule for Rate {
+    fn name(&self) -> &'static str {
+        "rate"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        let site = req
+            .site
+            .and_then(|(i, _)| self.sites.get(i).copied().flatten());
+        let route = req.route.and_then(|r| r.rate);
+        for limit in [self.global, site, route].into_iter().flatten() {
+            if let Err(wait) = limit.check(&self.table, req.client, req.now) {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Some(Denial {
+                    status: 429,
+                    rule: self.id.clone(),
+                    header: Some((http::header::RETRY_AFTER, secs.max(1).to_string())),
+                    body: text("429 Too Many Requests\n"),
+                });
+            }
+        }
+        None
+    }
+}
+
+struct Body {
+    sites: Vec<u64>,
+    id: Arc<str>,
+}
+
+impl Rule for Body {
+    fn name(&self) -> &'static str {
+        "body"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        let (site, _) = req.site?;
+        let max = *self.sites.get(site)?;
+        if req.content_length? > max {
+            return deny(413, &self.id, &text("413 Content Too Large\n"));
+        }
+        None
+    }
+}
+
+struct NoRoute(Arc<str>);
+
+impl Rule for NoRoute {
+    fn name(&self) -> &'static str {
+        "route"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        match req.route {
+            Some(_) => None,
+            None => deny(404, &self.0, &text("404 Not Found\n")),
+        }
+    }
+}
+
+/// A stable id for a limit, so that its state survives reloads.
+pub(crate) fn limit_id(parts: &[&str]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+/// Compiles a rate limit section, checking its values.
+pub(crate) fn rate_limit(
+    section: &RateLimitSection,
+    id: u64,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<RateLimit> {
+    if !(section.requests_per_second > 0.0 && section.requests_per_second.is_finite()) {
+        errors.invalid(
+            format!("{key}.requests_per_second"),
+            "must be a positive number",
+        );
+        return None;
+    }
+    Some(RateLimit::new(
+        id,
+        section.requests_per_second,
+        section.burst,
+    ))
+}
+
+fn cidrs(list: &[String], key: &str, errors: &mut Errors<'_>) -> CidrSet {
+    CidrSet::parse(list).unwrap_or_else(|e| {
+        errors.invalid(key, e);
+        CidrSet::default()
+    })
+}
+
+fn check_filings(site: &SiteSection, require: bool, errors: &mut Errors<'_>) {
+    let key = format!("site {:?}", site.name);
+    match &site.icp {
+        Some(icp) if !is_icp_number(icp) => errors.invalid(
+            format!("{key}: icp"),
+            format!("{icp:?} is not an ICP filing number (expected like {ICP_EXAMPLE})"),
+        ),
+        None if require => errors.invalid(
+            &key,
+            format!(
+                "has no icp filing number; every site served in mainland China needs one \
+                 (icp = \"{ICP_EXAMPLE}\"), or set policy.require_icp = false"
+            ),
+        ),
+        _ => {}
+    }
+    if let Some(psf) = &site.public_security_filing {
+        if !is_public_security_number(psf) {
+            errors.invalid(
+                format!("{key}: public_security_filing"),
+                format!("{psf:?} is not a public security filing number (expected like {PUBLIC_SECURITY_EXAMPLE})"),
+            );
+        }
+    }
+}
+
+fn site_policy(site: &SiteSection, default_body: u64, errors: &mut Errors<'_>) -> SitePolicy {
+    let key = format!("site {:?}", site.name);
+    let hsts = site.hsts_max_age_seconds.map(|age| {
+        let sub = if site.hsts_include_subdomains {
+            "; includeSubDomains"
+        } else {
+            ""
+        };
+        HeaderValue::from_str(&format!("max-age={age}{sub}"))
+            .unwrap_or(HeaderValue::from_static("max-age=0"))
+    });
+    let mut remove_headers = Vec::new();
+    for name in &site.remove_response_headers {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) => remove_headers.push(n),
+            Err(_) => errors.invalid(
+                format!("{key}: remove_response_headers"),
+                format!("{name:?} is not a header name"),
+            ),
+        }
+    }
+    let mut add_headers = Vec::new();
+    for (name, value) in &site.add_response_headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => add_headers.push((n, v)),
+            _ => errors.invalid(
+                format!("{key}: add_response_headers"),
+                format!("{name:?}: {value:?} is not a valid header"),
+            ),
+        }
+    }
+    SitePolicy {
+        max_body_bytes: site.max_body_bytes.unwrap_or(default_body),
+        log_query: site.log_query,
+        hsts,
+        remove_headers,
+        add_headers,
+    }
+}
+
+/// Compiles `[policy]` and the per-site policy keys. `previous` lends its rate and connection
+/// state so that limits survive a reload; `https_port` is the first TLS listener's port.
+pub(crate) fn compile(
+    file: &FileConfig,
+    previous: Option<&Policy>,
+    https_port: Option<u16>,
+    errors: &mut Errors<'_>,
+) -> Policy {
+    let p = &file.policy;
+    let mut methods = Vec::new();
+    for m in &p.allowed_methods {
+        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => methods.push(m),
+            Err(_) => errors.invalid("policy.allowed_methods", format!("{m:?} is not a method")),
+        }
+    }
+    let table = previous.map_or_else(|| Arc::new(RateTable::default()), |p| p.rate_table.clone());
+    let global_rate = p
+        .rate_limit
+        .as_ref()
+        .and_then(|r| rate_limit(r, limit_id(&["global"]), "policy.rate_limit", errors));
+    let mut site_ip = Vec::new();
+    let mut site_rate = Vec::new();
+    let mut site_body = Vec::new();
+    let mut https_only = Vec::new();
+    let mut sites = Vec::new();
+    for site in &file.sites {
+        let key = format!("site {:?}", site.name);
+        check_filings(site, p.require_icp, errors);
+        site_ip.push(IpLists {
+            allow: cidrs(&site.allow, &format!("{key}: allow"), errors),
+            deny: cidrs(&site.deny, &format!("{key}: deny"), errors),
+        });
+        site_rate.push(site.rate_limit.as_ref().and_then(|r| {
+            rate_limit(
+                r,
+                limit_id(&["site", &site.name]),
+                &format!("{key}: rate_limit"),
+                errors,
+            )
+        }));
+        let sp = site_policy(site, p.max_body_bytes, errors);
+        site_body.push(sp.max_body_bytes);
+        if site.https_only && https_port.is_none() {
+            errors.invalid(
+                format!("{key}: https_only"),
+                "needs a listener with tls = true",
+            );
+        }
+        https_only.push(site.https_only);
+        sites.push(sp);
+    }
+    let mut by_host: HashMap<Box<str>, Vec<Takedown>> = HashMap::new();
+    for (i, t) in p.takedowns.iter().enumerate() {
+        if !t.prefix.starts_with('/') || t.id.is_empty() {
+            errors.invalid(
+                format!("policy.takedowns[{i}]"),
+                "needs an id and a prefix starting with /",
+            );
+        }
+        by_host
+            .entry(t.host.to_ascii_lowercase().into())
+            .or_default()
+            .push(Takedown {
+                prefix: t.prefix.clone(),
+                id: id(&format!("takedown:{}", t.id)),
+                body: Bytes::from(t.body.clone()),
+                hits: AtomicU64::new(0),
+            });
+    }
+    for rules in by_host.values_mut() {
+        rules.sort_by_key(|t| std::cmp::Reverse(t.prefix.len()));
+    }
+    let min_tls = p.min_tls_version.as_str();
+    if !matches!(min_tls, "1.2" | "1.3") {
+        errors.invalid(
+            "policy.min_tls_version",
+            format!("{min_tls:?} is not \"1.2\" or \"1.3\""),
+        );
+    } else if let Err(e) = crate::tls::provider::build(min_tls, &p.cipher_suites) {
+        errors.invalid("policy.cipher_suites", e);
+    }
+    let port_suffix = match https_port {
+        Some(443) | None => String::new(),
+        Some(port) => format!(":{port}"),
+    };
+    let rules: Vec<Box<dyn Rule>> = vec![
+        Box::new(Limits {
+            methods,
+            max_uri: p.max_uri_bytes,
+            max_header: p.max_header_bytes,
+            ids: [
+                id("method_not_allowed"),
+                id("uri_too_long"),
+                id("headers_too_large"),
+            ],
+            bodies: [
+                text("405 Method Not Allowed\n"),
+                text("414 URI Too Long\n"),
+                text("431 Request Header Fields Too Large\n"),
+            ],
+        }),
+        Box::new(GlobalIp {
+            lists: IpLists {
+                allow: cidrs(&p.allow, "policy.allow", errors),
+                deny: cidrs(&p.deny, "policy.deny", errors),
+            },
+            deny_id: id("ip_deny"),
+            allow_id: id("ip_not_allowed"),
+        }),
+        Box::new(UnknownHost(id("unknown_host"))),
+        Box::new(SniHost(id("sni_host_mismatch"))),
+        Box::new(HttpsOnly {
+            sites: https_only,
+            port_suffix,
+            id: id("https_only"),
+        }),
+        Box::new(SiteIp {
+            sites: site_ip,
+            deny_id: id("site_ip_deny"),
+            allow_id: id("site_ip_not_allowed"),
+        }),
+        Box::new(Takedowns { by_host }),
+        Box::new(Rate {
+            table: table.clone(),
+            global: global_rate,
+            sites: site_rate,
+            id: id("rate_limit"),
+        }),
+        Box::new(Body {
+            sites: site_body,
+            id: id("body_too_large"),
+        }),
+        Box::new(NoRoute(id("no_route"))),
+    ];
+    Policy {
+        chain: Chain { rules },
+        trusted_proxies: cidrs(&p.trusted_proxies, "policy.trusted_proxies", errors),
+        max_connections_per_ip: p.max_connections_per_ip,
+        connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
+        sites,
+        body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
+        keepalive_timeout_seconds: p.keepalive_timeout_seconds,
+        rate_table: table,
+    }
+}

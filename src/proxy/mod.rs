@@ -1,0 +1,475 @@
+//! The pingora `ProxyHttp` implementation: a thin table of phases over `policy/` and `route/`.
+//!
+//! Phase order for one request (each reads the snapshot loaded once into the CTX):
+//!
+//! ```text
+//! request_filter          load snapshot -> client address (PROXY header / trusted XFF)
+//!                         -> connection limit -> site by Host, route by path+method
+//!                         -> policy chain (see policy/mod.rs; first denial answers)
+//!                         -> respond / redirect here, or go on to proxy
+//! request_body_filter     count body bytes against the site's limit (413)
+//! upstream_peer           pick a backend not tried yet (502 if none) -> peer with timeouts, TLS
+//! fail_to_connect         eject that backend for a while; retry on another (nothing was sent)
+//! upstream_request_filter rewrite path prefix, Host override, X-Forwarded-*, X-Request-Id
+//! upstream_response_filter note the upstream status
+//! response_filter         site response headers (remove / add, HSTS), X-Request-Id
+//! logging                 one access log line, handed to the writer thread
+//! ```
+
+mod access;
+mod respond;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::upstreams::peer::HttpPeer;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use crate::observe::access_log::AccessLog;
+use crate::policy::client::{self, Client};
+use crate::policy::conn_limit::ConnGuard;
+use crate::policy::{Denial, Request};
+use crate::route::router::{strip_port, ProxyAction};
+use crate::route::upstream::{HashKey, MAX_TRIES};
+use crate::route::Action;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::tls::resolver::ConnInfo;
+
+/// The proxy application.
+pub struct Proxy {
+    state: SharedSnapshot,
+    access_log: Option<Arc<AccessLog>>,
+    request_ids: RequestIds,
+}
+
+impl Proxy {
+    /// A proxy serving whatever snapshot `state` holds, logging to `access_log`.
+    pub fn new(state: SharedSnapshot, access_log: Option<Arc<AccessLog>>) -> Self {
+        Self {
+            state,
+            access_log,
+            request_ids: RequestIds::new(),
+        }
+    }
+}
+
+/// Unique request ids: a random per-process prefix and a counter.
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+        Self {
+            prefix: u64::from_le_bytes(seed),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{:016x}{:016x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    snapshot: Option<Arc<Snapshot>>,
+    start: Instant,
+    client: Option<Client>,
+    sni: Option<Arc<str>>,
+    /// Site index in the router.
+    site: Option<usize>,
+    /// (site, route) indices into the snapshot's router.
+    route: Option<(usize, usize)>,
+    /// Backends tried so far, in order.
+    tried: Vec<SocketAddr>,
+    upstream_status: Option<u16>,
+    /// `None`: allowed; `Some(rule)`: denied by that rule.
+    decision: Option<Arc<str>>,
+    request_id: String,
+    body_seen: u64,
+    /// Held for the life of the downstream connection (kept across keep-alive requests).
+    conn_guard: Option<Arc<ConnGuard>>,
+}
+
+impl Ctx {
+    fn proxy_action(&self) -> Option<&ProxyAction> {
+        let (site, route) = self.route?;
+        let snapshot = self.snapshot.as_ref()?;
+        let route = snapshot.router.site_at(site)?.routes.get(route)?;
+        match &route.action {
+            Action::Proxy(p) => Some(p),
+            Action::Respond(_) | Action::Redirect(_) => None,
+        }
+    }
+
+    fn route_prefix(&self) -> &str {
+        self.route
+            .and_then(|(s, r)| {
+                let site = self.snapshot.as_ref()?.router.site_at(s)?;
+                site.routes.get(r).map(|r| r.prefix.as_str())
+            })
+            .unwrap_or("/")
+    }
+}
+
+/// The Host a request is for: the Host header, or the authority of an HTTP/2 request.
+pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn header_bytes(req: &RequestHeader) -> usize {
+    req.headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+fn peer_addr(session: &Session) -> SocketAddr {
+    match session.client_addr() {
+        Some(PingoraAddr::Inet(addr)) => *addr,
+        _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+    }
+}
+
+fn is_tls(session: &Session) -> bool {
+    session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some()
+}
+
+impl Proxy {
+    /// Runs the policy chain; `Some` if the request is refused.
+    fn decide(&self, session: &Session, ctx: &mut Ctx, snapshot: &Snapshot) -> Option<Denial> {
+        let req = session.req_header();
+        let host = lowercase(strip_port(request_host(req).unwrap_or("")));
+        let site = snapshot.router.find(&host);
+        let site_ref = site.and_then(|i| snapshot.router.site_at(i).map(|s| (i, s)));
+        let route = site_ref.and_then(|(i, s)| {
+            let r = s.find_route(req.uri.path(), &req.method)?;
+            ctx.route = Some((i, r));
+            s.routes.get(r)
+        });
+        ctx.site = site;
+        let client = ctx.client?;
+        let facts = Request {
+            client: client.ip,
+            tls: is_tls(session),
+            sni: ctx.sni.as_deref(),
+            host: &host,
+            method: &req.method,
+            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            path: req.uri.path(),
+            header_bytes: header_bytes(req),
+            content_length: req
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+            site: site_ref,
+            route,
+            certs: &snapshot.certs,
+            now: ctx.start,
+        };
+        snapshot.policy.chain.check(&facts)
+    }
+
+    fn connection_limit(&self, snapshot: &Snapshot, ctx: &mut Ctx) -> Option<Denial> {
+        let max = snapshot.policy.max_connections_per_ip;
+        if max == 0 || ctx.conn_guard.is_some() {
+            return None;
+        }
+        let ip = ctx.client?.ip;
+        match snapshot.policy.connections.acquire(ip, max) {
+            Some(guard) => {
+                ctx.conn_guard = Some(Arc::new(guard));
+                None
+            }
+            None => Some(Denial {
+                status: 429,
+                rule: Arc::from("max_connections_per_ip"),
+                header: Some((header::RETRY_AFTER, "1".into())),
+                body: Bytes::from_static(b"429 Too Many Requests: too many connections\n"),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            snapshot: None,
+            start: Instant::now(),
+            client: None,
+            sni: None,
+            site: None,
+            route: None,
+            tried: Vec::new(),
+            upstream_status: None,
+            decision: None,
+            request_id: String::new(),
+            body_seen: 0,
+            conn_guard: None,
+        }
+    }
+
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        ctx: &Ctx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        ctx.conn_guard
+            .clone()
+            .map(|g| Box::new(g) as Box<dyn std::any::Any + Send + Sync>)
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Ok(guard) = prev.downcast::<Arc<ConnGuard>>() {
+            ctx.conn_guard = Some(*guard);
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let snapshot = self.state.load_full();
+        let policy = &snapshot.policy;
+        let req = session.req_header();
+        let client = client::resolve(
+            peer_addr(session),
+            req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+            &policy.trusted_proxies,
+        );
+        ctx.client = Some(client);
+        ctx.request_id = match req.headers.get("x-request-id") {
+            Some(id) if client.via_trusted_proxy && !id.is_empty() => {
+                String::from_utf8_lossy(id.as_bytes()).into_owned()
+            }
+            _ => self.request_ids.next(),
+        };
+        ctx.sni = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|t| t.extension.get::<ConnInfo>())
+            .and_then(|info| info.sni.clone());
+        session.set_keepalive(Some(policy.keepalive_timeout_seconds));
+        session.set_read_timeout(Some(policy.body_read_timeout));
+
+        let denial = self
+            .connection_limit(&snapshot, ctx)
+            .or_else(|| self.decide(session, ctx, &snapshot));
+        if let Some(denial) = denial {
+            ctx.decision = Some(denial.rule.clone());
+            if denial.status == 429 && denial.rule.as_ref() == "max_connections_per_ip" {
+                session.set_keepalive(None);
+            }
+            ctx.snapshot = Some(snapshot);
+            return respond::denial(session, &denial, &ctx.request_id).await;
+        }
+        let (site_idx, route_idx) = ctx.route.unwrap_or_default();
+        let action = snapshot
+            .router
+            .site_at(site_idx)
+            .and_then(|s| s.routes.get(route_idx))
+            .map(|r| &r.action);
+        let done = match action {
+            Some(Action::Respond(canned)) => {
+                let canned = canned.clone();
+                Some(respond::canned(session, &canned, &ctx.request_id).await)
+            }
+            Some(Action::Redirect(r)) => Some(respond::redirect(session, r, &ctx.request_id).await),
+            Some(Action::Proxy(_)) | None => None,
+        };
+        ctx.snapshot = Some(snapshot);
+        done.unwrap_or(Ok(false))
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(chunk) = body else { return Ok(()) };
+        ctx.body_seen += chunk.len() as u64;
+        let max = ctx
+            .site
+            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i))
+            .map_or(u64::MAX, |s| s.max_body_bytes);
+        if ctx.body_seen > max {
+            ctx.decision = Some(Arc::from("body_too_large"));
+            return Error::e_explain(
+                ErrorType::HTTPStatus(413),
+                "request body over the site's limit",
+            );
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(action) = ctx.proxy_action() else {
+            return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
+        };
+        let upstream = &action.upstream;
+        let req = session.req_header();
+        let ip_key;
+        let key: &[u8] = match &upstream.hash_key {
+            HashKey::ClientIp => {
+                ip_key = ctx.client.map(|c| c.ip.to_string()).unwrap_or_default();
+                ip_key.as_bytes()
+            }
+            HashKey::Path => req.uri.path().as_bytes(),
+            HashKey::Header(name) => req.headers.get(name).map_or(&[][..], |v| v.as_bytes()),
+        };
+        let Some(addr) = upstream.select(key, &ctx.tried) else {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(502),
+                format!("upstream {:?} has no backend left to try", upstream.name),
+            );
+        };
+        let sni = action
+            .host_header
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request_host(req).map(strip_port));
+        let peer = upstream.peer(addr, sni);
+        ctx.tried.push(addr);
+        Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(action) = ctx.proxy_action() {
+            let upstream = &action.upstream;
+            if let PingoraAddr::Inet(addr) = &peer._address {
+                upstream.eject(*addr);
+            }
+            // Nothing reached the backend, so even a request with a body is safe to send again.
+            if ctx.tried.len() < MAX_TRIES.min(upstream.backend_count()) {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let prefix = ctx.route_prefix().to_owned();
+        let Some(action) = ctx.proxy_action() else {
+            return Ok(());
+        };
+        let pq = upstream_request.uri.path_and_query().map(|p| p.as_str());
+        if let Some(path) = action.rewrite.apply(&prefix, pq.unwrap_or("/")) {
+            let uri = path.parse::<http::Uri>().or_err(
+                ErrorType::InvalidHTTPHeader,
+                "rewritten path is not a valid URI",
+            )?;
+            upstream_request.set_uri(uri);
+        }
+        if let Some(host) = request_host(session.req_header()) {
+            upstream_request.insert_header("x-forwarded-host", host.to_owned())?;
+        }
+        if let Some(host) = &action.host_header {
+            upstream_request.insert_header(header::HOST, host.clone())?;
+        }
+        if let Some(client) = ctx.client {
+            let peer = peer_addr(session).ip();
+            let forwarded = match upstream_request.headers.get("x-forwarded-for") {
+                Some(prev) => format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes())),
+                None => client.ip.to_string(),
+            };
+            upstream_request.insert_header("x-forwarded-for", forwarded)?;
+            upstream_request.insert_header("x-real-ip", client.ip.to_string())?;
+        }
+        let proto = if is_tls(session) { "https" } else { "http" };
+        upstream_request.insert_header("x-forwarded-proto", proto)?;
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let site = ctx
+            .site
+            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i));
+        if let Some(site) = site {
+            for name in &site.remove_headers {
+                response.remove_header(name);
+            }
+            for (name, value) in &site.add_headers {
+                response.insert_header(name.clone(), value.clone())?;
+            }
+            if let (Some(hsts), true) = (&site.hsts, is_tls(session)) {
+                response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+            }
+        }
+        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(log) = &self.access_log {
+            log.log(access::line(session, ctx, status));
+        }
+        if let Some(e) = e {
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "request failed");
+        }
+    }
+}
