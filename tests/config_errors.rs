@@ -72,7 +72,7 @@ fn each_mistake_is_named_with_its_key_and_fix() {
         ("default_certificate = \"nope\"", "",
          "tls.default_certificate: \"nope\" names no certificate pair"),
     ];
-    for (tls_extra, body, expected) in cases {
+    for (tls_extra, body, expected) in cases.iter().chain(POLICY_CASES) {
         let env = env();
         let errors = errors_of(&env, tls_extra, &format!("{SITE}\n{body}"));
         let file = env.path("menshen.toml").display().to_string();
@@ -84,6 +84,55 @@ fn each_mistake_is_named_with_its_key_and_fix() {
         );
     }
 }
+
+/// Policy and compliance mistakes.
+const POLICY_CASES: &[(&str, &str, &str)] = &[
+    (
+        "",
+        "[[sites]]\nname = \"nofiling\"\nhosts = [\"n.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\n",
+        "site \"nofiling\": has no icp filing number; every site served in mainland China needs one",
+    ),
+    (
+        "",
+        "[[sites]]\nname = \"bad\"\nicp = \"12345\"\nhosts = [\"b.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\n",
+        "site \"bad\": icp: \"12345\" is not an ICP filing number (expected like 京ICP备16063439号-1",
+    ),
+    (
+        "",
+        "[[sites]]\nname = \"psf\"\nicp = \"京ICP证110507号\"\npublic_security_filing = \"京公网安备123号\"\nhosts = [\"p.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\n",
+        "site \"psf\": public_security_filing: \"京公网安备123号\" is not a public security filing number",
+    ),
+    (
+        "",
+        "[access_log]\npath = \"a.log\"\nretention_days = 30\n",
+        "access_log.retention_days: 30 is below 180: access logs must be kept for six months",
+    ),
+    (
+        "",
+        "[[listeners]]\nname = \"lb\"\naddr = \"127.0.0.1:1\"\nproxy_protocol = true\n",
+        "proxy_protocol needs tls = true",
+    ),
+    (
+        "",
+        "[policy]\ndeny = [\"10.0.0.0/33\"]\n",
+        "policy.deny: \"10.0.0.0/33\" is not an IP address or CIDR",
+    ),
+    (
+        "",
+        "[policy]\ncipher_suites = [\"TLS_RSA_WITH_RC4_128_MD5\"]\n",
+        "policy.cipher_suites: \"TLS_RSA_WITH_RC4_128_MD5\" is not a supported cipher suite",
+    ),
+    (
+        "",
+        "[policy]\nmin_tls_version = \"1.1\"\n",
+        "policy.min_tls_version: \"1.1\" is not \"1.2\" or \"1.3\"",
+    ),
+    (
+        "",
+        "[policy]\nrate_limit = { requests_per_second = 0.0, burst = 1 }\n",
+        "policy.rate_limit.requests_per_second: must be a positive number",
+    ),
+];
 
 #[test]
 fn every_error_is_reported_not_just_the_first() {
@@ -144,4 +193,19 @@ fn demo_config_is_valid_and_documents_every_section() {
     ] {
         assert!(text.contains(key), "demo config documents {key}");
     }
+}
+
+#[test]
+fn check_refuses_a_site_without_an_icp_filing() {
+    let env = env();
+    env.write_config(
+        "",
+        "[[sites]]\nname = \"shop\"\nhosts = [\"shop.example.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"ok\" }\n",
+    );
+    let (ok, out) = env.check();
+    assert!(!ok, "check must fail");
+    assert!(
+        out.contains("site \"shop\": has no icp filing number"),
+        "{out}"
+    );
 }

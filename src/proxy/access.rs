@@ -44,7 +44,12 @@ pub fn line(session: &Session, ctx: &Ctx, status: u16) -> String {
         .map(|n| &**n);
     opt_str(&mut out, ",\"listener\":", listener);
     let tls = session.digest().and_then(|d| d.ssl_digest.as_deref());
-    opt_str(&mut out, ",\"tls_version\":", tls.map(|t| &*t.version));
+    let version = tls.map(|t| match &*t.version {
+        "TLSv1_3" => "TLSv1.3",
+        "TLSv1_2" => "TLSv1.2",
+        other => other,
+    });
+    opt_str(&mut out, ",\"tls_version\":", version);
     opt_str(&mut out, ",\"tls_cipher\":", tls.map(|t| &*t.cipher));
     opt_str(&mut out, ",\"sni\":", ctx.sni.as_deref());
     opt_str(&mut out, ",\"host\":", request_host(req));

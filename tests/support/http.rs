@@ -310,6 +310,12 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
             .to_owned();
         let ok = if path == "/download" {
             download(&mut s).await
+        } else if path.split('?').next() == Some("/echo") {
+            let r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nServer: origin/1.0\r\nX-Powered-By: test\r\n\r\n{head}",
+                head.len()
+            );
+            s.write_all(r.as_bytes()).await.is_ok()
         } else {
             let body = format!("{name} {path} host={host}");
             let r = format!(
@@ -414,4 +420,57 @@ fn dns_reply(q: &[u8], wanted: &str, answer: std::net::Ipv4Addr) -> Option<Vec<u
         r.extend_from_slice(&answer.octets());
     }
     Some(r)
+}
+
+/// Sends raw request bytes over plain TCP (optionally from a fixed source port) and reads the
+/// whole response.
+pub async fn raw_plain(
+    port: u16,
+    raw: &[u8],
+    source_port: Option<u16>,
+) -> std::io::Result<Response> {
+    let mut tcp = match source_port {
+        Some(sp) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(SocketAddr::from(([127, 0, 0, 1], sp)))?;
+            socket
+                .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+                .await?
+        }
+        None => TcpStream::connect(("127.0.0.1", port)).await?,
+    };
+    tcp.write_all(raw).await?;
+    read_response(&mut tcp).await
+}
+
+/// Sends `prefix` (e.g. a PROXY header) in clear, then raw request bytes over TLS with `sni`.
+pub async fn raw_tls(
+    client: &TlsConnector,
+    port: u16,
+    sni: &str,
+    prefix: &[u8],
+    raw: &[u8],
+) -> std::io::Result<Response> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.write_all(prefix).await?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
+    let mut tls = client.connect(name, tcp).await?;
+    tls.write_all(raw).await?;
+    read_response(&mut tls).await
+}
+
+async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Response> {
+    let mut raw = Vec::new();
+    if let Err(e) = s.read_to_end(&mut raw).await {
+        if raw.is_empty() {
+            return Err(e);
+        }
+    }
+    parse_response(&raw)
+}
+
+/// A simple GET with extra header lines (each ending in CRLF).
+pub fn get_with(host: &str, path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").into_bytes()
 }

@@ -1,0 +1,474 @@
+//! Every data-path rule, seen by a real client, with the access log line it leaves.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::http::{get_with, raw_plain, raw_tls, tls_client, Origin};
+use support::pki::{Ca, LeafSpec};
+use support::{eventually, free_port, Env};
+
+struct Setup {
+    env: Env,
+    root: Ca,
+    pp_port: u16,
+    _origin: Origin,
+    _proxy: support::Running,
+}
+
+/// A proxy with every policy switched on: one site proxied to an origin, a second site, and a
+/// TLS listener behind a PROXY-protocol balancer.
+async fn setup(policy: &str, site_extra: &str) -> Setup {
+    let env = Env::new();
+    let root = Ca::root("Approved Root");
+    env.approve("root", &root);
+    let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1));
+    env.put_cert("shop", &leaf, &[]);
+    let other = root.issue(&LeafSpec::new(&["news.example.cn"], 0x2));
+    env.put_cert("news", &other, &[]);
+    let origin = Origin::start("origin").await;
+    let pp_port = free_port();
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[listeners]]
+name = "https-lb"
+addr = "127.0.0.1:{pp_port}"
+tls = true
+proxy_protocol = true
+
+[access_log]
+path = "logs/access.log"
+
+[policy]
+{policy}
+
+[[policy.takedowns]]
+id = "case-42"
+host = "shop.example.cn"
+prefix = "/banned/"
+body = "gone for legal reasons"
+
+[[upstreams]]
+name = "origin"
+backends = ["127.0.0.1:{port}"]
+
+[[sites]]
+name = "shop"
+icp = "京ICP备16063439号-1"
+hosts = ["shop.example.cn"]
+remove_response_headers = ["Server", "X-Powered-By"]
+add_response_headers = {{ "X-Frame-Options" = "DENY" }}
+hsts_max_age_seconds = 600
+max_body_bytes = 100
+{site_extra}
+[[sites.routes]]
+prefix = "/"
+upstream = "origin"
+[[sites.routes]]
+prefix = "/limited/"
+upstream = "origin"
+rate_limit = {{ requests_per_second = 0.5, burst = 1 }}
+
+[[sites]]
+name = "news"
+icp = "京ICP证110507号"
+hosts = ["news.example.cn"]
+https_only = true
+log_query = false
+[[sites.routes]]
+prefix = "/"
+respond = {{ body = "news" }}
+"#,
+            port = origin.port
+        ),
+    );
+    let proxy = env.start();
+    assert!(support::wait_port(pp_port, Duration::from_secs(10)));
+    Setup {
+        env,
+        root,
+        pp_port,
+        _origin: origin,
+        _proxy: proxy,
+    }
+}
+
+impl Setup {
+    /// The access log line of the request with this id, once written.
+    async fn log_line(&self, request_id: &str) -> Value {
+        let path = self.env.path("logs/access.log");
+        let found = eventually(Duration::from_secs(5), || {
+            let path = path.clone();
+            async move {
+                let text = std::fs::read_to_string(&path).ok()?;
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|v| v["request_id"] == request_id)
+            }
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("no access log line for {request_id}"))
+    }
+
+    async fn plain(&self, raw: &[u8]) -> support::http::Response {
+        raw_plain(self.env.http, raw, None)
+            .await
+            .expect("plain request")
+    }
+
+    async fn tls(&self, sni: &str, raw: &[u8]) -> support::http::Response {
+        let client = tls_client(&[&self.root.pem]);
+        raw_tls(&client, self.env.https, sni, b"", raw)
+            .await
+            .expect("TLS request")
+    }
+}
+
+fn id_of(resp: &support::http::Response) -> String {
+    resp.header("x-request-id")
+        .expect("x-request-id")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_request_is_logged_with_every_field() {
+    let s = setup("", "").await;
+    let resp = s
+        .tls("shop.example.cn", &get_with("shop.example.cn", "/echo?q=1", "User-Agent: ua-test\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"))
+        .await;
+    assert_eq!(resp.status, 200);
+    let echoed = resp.text().to_ascii_lowercase();
+    for header in [
+        "x-forwarded-for: 127.0.0.1",
+        "x-forwarded-proto: https",
+        "x-forwarded-host: shop.example.cn",
+        "x-real-ip: 127.0.0.1",
+        "x-request-id: ",
+        "traceparent: 00-0af7651916cd43dd8448eb211c80319c",
+    ] {
+        assert!(echoed.contains(header), "origin saw {header}: {echoed}");
+    }
+    assert_eq!(resp.header("server"), None, "Server removed");
+    assert_eq!(resp.header("x-powered-by"), None, "X-Powered-By removed");
+    assert_eq!(resp.header("x-frame-options"), Some("DENY"));
+    assert_eq!(
+        resp.header("strict-transport-security"),
+        Some("max-age=600")
+    );
+
+    let line = s.log_line(&id_of(&resp)).await;
+    let keys: Vec<&str> = line
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = vec![
+        "ts",
+        "client_ip",
+        "client_port",
+        "listener",
+        "tls_version",
+        "tls_cipher",
+        "sni",
+        "host",
+        "method",
+        "path",
+        "query",
+        "status",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+        "upstream",
+        "upstream_status",
+        "request_id",
+        "user_agent",
+        "decision",
+    ];
+    let mut got = keys.clone();
+    expected.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, expected);
+    assert_eq!(line["client_ip"], "127.0.0.1");
+    assert!(line["client_port"].as_u64().is_some());
+    assert_eq!(line["listener"], "https");
+    assert_eq!(line["sni"], "shop.example.cn");
+    assert_eq!(line["tls_version"], "TLSv1.3");
+    assert!(line["tls_cipher"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("TLS13_")));
+    assert_eq!(line["path"], "/echo");
+    assert_eq!(line["query"], "q=1");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["upstream_status"], 200);
+    assert!(line["upstream"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("127.0.0.1:")));
+    assert_eq!(line["user_agent"], "ua-test");
+    assert_eq!(line["decision"], "allow");
+    let ts = line["ts"].as_str().expect("ts");
+    assert!(
+        ts.len() == 29 && ts.ends_with("+00:00") && ts.as_bytes()[19] == b'.',
+        "{ts}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_have_their_status_and_decision() {
+    let s = setup("", "").await;
+    let long_uri = format!("/{}", "a".repeat(9000));
+    let big_header = format!("X-Big: {}\r\n", "b".repeat(40_000));
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (get_with("unknown.example.org", "/", ""), 403, "deny:unknown_host"),
+        (get_with("shop.example.cn", "/banned/x", ""), 451, "deny:takedown:case-42"),
+        (get_with("shop.example.cn", &long_uri, ""), 414, "deny:uri_too_long"),
+        (get_with("shop.example.cn", "/", &big_header), 431, "deny:headers_too_large"),
+        (b"TRACE / HTTP/1.1\r\nHost: shop.example.cn\r\nConnection: close\r\n\r\n".to_vec(), 405, "deny:method_not_allowed"),
+        (b"POST / HTTP/1.1\r\nHost: shop.example.cn\r\nContent-Length: 500\r\nConnection: close\r\n\r\n".to_vec(), 413, "deny:body_too_large"),
+    ];
+    for (raw, status, decision) in cases {
+        let resp = s.plain(&raw).await;
+        assert_eq!(resp.status, status, "{decision}");
+        let line = s.log_line(&id_of(&resp)).await;
+        assert_eq!(line["decision"], decision);
+        assert_eq!(line["status"], status);
+        assert_eq!(
+            line["upstream"],
+            Value::Null,
+            "{decision}: no upstream contacted"
+        );
+    }
+    let takedown = s.plain(&get_with("shop.example.cn", "/banned/x", "")).await;
+    assert_eq!(takedown.text(), "gone for legal reasons");
+
+    // A streamed (chunked) body over the site's limit is cut off with 413 too.
+    let chunk = "x".repeat(80);
+    let raw = format!("POST /echo HTTP/1.1\r\nHost: shop.example.cn\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n50\r\n{chunk}\r\n50\r\n{chunk}\r\n0\r\n\r\n");
+    let resp = s.plain(raw.as_bytes()).await;
+    assert_eq!(resp.status, 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_host_mismatch_is_421_and_https_only_redirects() {
+    let s = setup("", "").await;
+    let resp = s
+        .tls("shop.example.cn", &get_with("news.example.cn", "/", ""))
+        .await;
+    assert_eq!(resp.status, 421);
+    assert_eq!(
+        s.log_line(&id_of(&resp)).await["decision"],
+        "deny:sni_host_mismatch"
+    );
+
+    let resp = s
+        .plain(&get_with("news.example.cn", "/a?private=1", ""))
+        .await;
+    assert_eq!(resp.status, 308);
+    assert_eq!(
+        resp.header("location"),
+        Some(format!("https://news.example.cn:{}/a?private=1", s.env.https).as_str())
+    );
+    let line = s.log_line(&id_of(&resp)).await;
+    assert_eq!(line["decision"], "deny:https_only");
+    assert!(
+        line.get("query").is_none(),
+        "log_query = false omits the query: {line}"
+    );
+    let ok = s
+        .tls("news.example.cn", &get_with("news.example.cn", "/", ""))
+        .await;
+    assert_eq!(ok.text(), "news");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_cidr_is_403() {
+    let s = setup("deny = [\"10.0.0.0/8\", \"127.0.0.0/8\"]", "").await;
+    let resp = s.plain(&get_with("shop.example.cn", "/", "")).await;
+    assert_eq!(resp.status, 403);
+    assert_eq!(s.log_line(&id_of(&resp)).await["decision"], "deny:ip_deny");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_allow_list_refuses_others() {
+    let s = setup("", "allow = [\"10.0.0.0/8\"]").await;
+    let resp = s.plain(&get_with("shop.example.cn", "/", "")).await;
+    assert_eq!(resp.status, 403);
+    assert_eq!(
+        s.log_line(&id_of(&resp)).await["decision"],
+        "deny:site_ip_not_allowed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_reaches_429_with_retry_after() {
+    let s = setup("", "").await;
+    let first = s
+        .plain(&get_with("shop.example.cn", "/limited/a", ""))
+        .await;
+    assert_eq!(first.status, 200);
+    let mut limited = None;
+    for _ in 0..5 {
+        let r = s
+            .plain(&get_with("shop.example.cn", "/limited/a", ""))
+            .await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let resp = limited.expect("a 429 within the burst");
+    let retry: u64 = resp
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(
+        s.log_line(&id_of(&resp)).await["decision"],
+        "deny:rate_limit"
+    );
+    // Other routes of the site are not limited.
+    assert_eq!(
+        s.plain(&get_with("shop.example.cn", "/other", ""))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_ip_are_capped() {
+    let s = setup("max_connections_per_ip = 1", "").await;
+    // Hold one keep-alive connection open with a request in it.
+    let mut held = tokio::net::TcpStream::connect(("127.0.0.1", s.env.http))
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    held.write_all(b"GET / HTTP/1.1\r\nHost: shop.example.cn\r\n\r\n")
+        .await
+        .expect("send");
+    let mut buf = [0u8; 1024];
+    let n = held.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let second = s.plain(&get_with("shop.example.cn", "/", "")).await;
+    assert_eq!(second.status, 429);
+    assert_eq!(
+        s.log_line(&id_of(&second)).await["decision"],
+        "deny:max_connections_per_ip"
+    );
+    drop(held);
+    let freed = eventually(Duration::from_secs(3), || async {
+        (s.plain(&get_with("shop.example.cn", "/", "")).await.status == 200).then_some(())
+    })
+    .await;
+    assert!(freed.is_some(), "closing the connection frees its slot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_v1_and_v2_give_the_client_address() {
+    let s = setup("", "").await;
+    let client = tls_client(&[&s.root.pem]);
+    let v1 = b"PROXY TCP4 203.0.113.7 10.0.0.1 40123 443\r\n";
+    let resp = raw_tls(
+        &client,
+        s.pp_port,
+        "shop.example.cn",
+        v1,
+        &get_with("shop.example.cn", "/", ""),
+    )
+    .await
+    .expect("v1");
+    assert_eq!(resp.status, 200);
+    let line = s.log_line(&id_of(&resp)).await;
+    assert_eq!(line["client_ip"], "203.0.113.7");
+    assert_eq!(line["client_port"], 40123);
+    assert_eq!(line["listener"], "https-lb");
+
+    let mut v2 = vec![
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+    ];
+    v2.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 198, 51, 100, 9, 10, 0, 0, 1, 0x9c, 0x41, 0x01, 0xbb,
+    ]);
+    let resp = raw_tls(
+        &client,
+        s.pp_port,
+        "shop.example.cn",
+        &v2,
+        &get_with("shop.example.cn", "/echo", ""),
+    )
+    .await
+    .expect("v2");
+    assert_eq!(resp.status, 200);
+    assert!(resp
+        .text()
+        .to_ascii_lowercase()
+        .contains("x-real-ip: 198.51.100.9"));
+    let line = s.log_line(&id_of(&resp)).await;
+    assert_eq!(line["client_ip"], "198.51.100.9");
+    assert_eq!(line["client_port"], 40001);
+
+    // Without a PROXY header the balancer listener drops the connection.
+    let err = raw_tls(
+        &client,
+        s.pp_port,
+        "shop.example.cn",
+        b"",
+        &get_with("shop.example.cn", "/", ""),
+    )
+    .await;
+    assert!(err.is_err(), "no PROXY header, no service");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let xff = "X-Forwarded-For: 203.0.113.50\r\nX-Request-Id: from-the-lb\r\n";
+    let untrusted = setup("", "").await;
+    let resp = untrusted
+        .plain(&get_with("shop.example.cn", "/", xff))
+        .await;
+    let id = id_of(&resp);
+    assert_ne!(
+        id, "from-the-lb",
+        "an untrusted client's request id is replaced"
+    );
+    assert_eq!(untrusted.log_line(&id).await["client_ip"], "127.0.0.1");
+
+    let trusted = setup("trusted_proxies = [\"127.0.0.1/32\"]", "").await;
+    let resp = trusted
+        .plain(&get_with("shop.example.cn", "/echo", xff))
+        .await;
+    assert_eq!(
+        id_of(&resp),
+        "from-the-lb",
+        "a trusted proxy's request id is kept"
+    );
+    let line = trusted.log_line("from-the-lb").await;
+    assert_eq!(line["client_ip"], "203.0.113.50");
+    assert_eq!(line["client_port"], Value::Null);
+    let echoed = resp.text().to_ascii_lowercase();
+    assert!(
+        echoed.contains("x-forwarded-for: 203.0.113.50, 127.0.0.1"),
+        "{echoed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_source_port_is_logged() {
+    let s = setup("", "").await;
+    let port = free_port();
+    let resp = raw_plain(
+        s.env.http,
+        &get_with("shop.example.cn", "/", ""),
+        Some(port),
+    )
+    .await
+    .expect("bound request");
+    let line = s.log_line(&id_of(&resp)).await;
+    assert_eq!(line["client_port"], port);
+    assert_eq!(line["listener"], "http");
+    assert_eq!(line["tls_version"], Value::Null);
+}
