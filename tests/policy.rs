@@ -472,3 +472,76 @@ async fn client_source_port_is_logged() {
     assert_eq!(line["listener"], "http");
     assert_eq!(line["tls_version"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_and_idle_keepalive_connections_are_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup(
+        "body_read_timeout_ms = 300\nkeepalive_timeout_seconds = 1",
+        "",
+    )
+    .await;
+    // A body that stops arriving: the connection is closed after the body timeout.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", s.env.http))
+        .await
+        .expect("connect");
+    slow.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: shop.example.cn\r\nContent-Length: 50\r\n\r\nonly-part",
+    )
+    .await
+    .expect("send");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a stalled body is cut off by body_read_timeout_ms"
+    );
+
+    // An idle keep-alive connection is closed after keepalive_timeout_seconds.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", s.env.http))
+        .await
+        .expect("connect");
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: shop.example.cn\r\n\r\n")
+        .await
+        .expect("send");
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.expect("response");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let eof = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(eof.is_ok(), "idle keep-alive connection closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not before the idle timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimum_tls_version_refuses_older_clients() {
+    let s = setup("min_tls_version = \"1.3\"", "").await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut s.root.pem.as_bytes()) {
+        roots.add(cert.expect("root")).expect("add");
+    }
+    let tls12_only = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .expect("TLS 1.2")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls12_only));
+    let old = support::http::handshake_serial(&client, s.env.https, "shop.example.cn").await;
+    assert!(old.is_err(), "a TLS 1.2-only client is refused");
+    let modern = tls_client(&[&s.root.pem]);
+    let ok = support::http::handshake_serial(&modern, s.env.https, "shop.example.cn").await;
+    assert!(ok.is_ok(), "TLS 1.3 works");
+}

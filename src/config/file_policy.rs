@@ -10,6 +10,8 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 /// Default of `policy.body_read_timeout_ms`.
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// Default of `policy.header_read_timeout_ms`.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// Default of `policy.keepalive_timeout_seconds`.
 pub const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u64 = 60;
 /// Default of `access_log.retention_days`: the six-month log-retention requirement.
@@ -45,6 +47,8 @@ pub struct PolicySection {
     pub allowed_methods: Vec<String>,
     /// Timeout of each read of a request body.
     pub body_read_timeout_ms: u64,
+    /// Timeout of each read of the request header on a kept-alive connection.
+    pub header_read_timeout_ms: u64,
     /// How long an idle keep-alive connection waits for its next request.
     pub keepalive_timeout_seconds: u64,
     /// Lowest TLS version: "1.2" or "1.3" (needs a restart to change).
@@ -71,6 +75,7 @@ impl Default for PolicySection {
                 .map(String::from)
                 .to_vec(),
             body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             keepalive_timeout_seconds: DEFAULT_KEEPALIVE_TIMEOUT_SECONDS,
             min_tls_version: "1.2".into(),
             cipher_suites: Vec::new(),

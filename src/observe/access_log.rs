@@ -319,4 +319,39 @@ mod tests {
             "{live}"
         );
     }
+
+    #[test]
+    fn rotated_files_past_retention_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("access.log");
+        let old = dir.path().join("access.log.2026-01-01");
+        let recent = dir.path().join("access.log.2026-11-01");
+        let unrelated = dir.path().join("other.log.2020-01-01");
+        for f in [&old, &recent, &unrelated] {
+            std::fs::write(f, "x\n").expect("write");
+        }
+        let age = |days: u64| SystemTime::now() - Duration::from_secs(days * 86_400);
+        let set = |f: &Path, t: SystemTime| {
+            File::options()
+                .write(true)
+                .open(f)
+                .expect("open")
+                .set_modified(t)
+                .expect("mtime");
+        };
+        set(&old, age(200));
+        set(&recent, age(30));
+        set(&unrelated, age(400));
+        let log = AccessLog::start(AccessLogConfig {
+            path,
+            retention_days: 180,
+            max_file_bytes: 1 << 20,
+            buffer_lines: 16,
+        })
+        .expect("start");
+        log.flush(Duration::from_secs(5));
+        assert!(!old.exists(), "older than 180 days: removed");
+        assert!(recent.exists(), "within retention: kept");
+        assert!(unrelated.exists(), "not ours: kept");
+    }
 }

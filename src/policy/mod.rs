@@ -129,8 +129,10 @@ pub struct Policy {
     pub connections: Arc<conn_limit::ConnCounter>,
     /// Per-site response settings, indexed like the router's sites.
     pub sites: Vec<SitePolicy>,
-    /// Body limit per site, bytes.
+    /// Timeout of each body read.
     pub body_read_timeout: std::time::Duration,
+    /// Timeout of each header read after the first request of a connection.
+    pub header_read_timeout: std::time::Duration,
     /// Keep-alive idle timeout, seconds.
     pub keepalive_timeout_seconds: u64,
     /// Rate state (shared across reloads).

@@ -512,6 +512,7 @@ pub(crate) fn compile(
         connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
         sites,
         body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
+        header_read_timeout: std::time::Duration::from_millis(p.header_read_timeout_ms),
         keepalive_timeout_seconds: p.keepalive_timeout_seconds,
         rate_table: table,
     }

@@ -464,6 +464,10 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // The next request on this connection: its header reads get the header timeout.
+        if let Some(snapshot) = &ctx.snapshot {
+            session.set_read_timeout(Some(snapshot.policy.header_read_timeout));
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(log) = &self.access_log {
             log.log(access::line(session, ctx, status));
