@@ -33,3 +33,13 @@ clippy: deps
 
 test: deps fmt clippy
 	$(CARGO) test --all-targets
+
+PEERS ?= ../shared/bench/peers.py
+ROUNDS ?= 3
+
+# Criterion benches of the hot path, then the side-by-side load bench against nginx and HAProxy
+# (needs root: it installs nginx, haproxy and wrk when missing, and pins processes with taskset).
+bench: deps release
+	$(CARGO) bench --bench policy
+	MENSHEN_CMD="$(CURDIR)/target/release/menshen --config $(CURDIR)/benches/peers.toml" \
+	  python3 $(PEERS) --targets nginx,haproxy,menshen --rounds $(ROUNDS)

@@ -223,7 +223,7 @@ impl Reloader {
 /// The directories whose changes matter: the config file's, and every TLS path.
 fn watch_dirs(s: &Snapshot) -> Vec<PathBuf> {
     let mut dirs = vec![parent(&s.config_path)];
-    for p in s.cert_dirs.iter().chain(&s.approved_paths) {
+    for p in s.cert_sources.paths().iter().chain(&s.approved_paths) {
         dirs.push(if p.is_dir() { p.clone() } else { parent(p) });
     }
     dirs.sort();
@@ -246,7 +246,7 @@ pub fn fingerprint(s: &Snapshot) -> [u8; 32] {
         ctx.update(&std::fs::read(p).unwrap_or_default());
     };
     add(&s.config_path);
-    for p in s.cert_dirs.iter().chain(&s.approved_paths) {
+    for p in s.cert_sources.paths().iter().chain(&s.approved_paths) {
         match files_in(p) {
             Ok(files) => files.iter().for_each(|f| add(f)),
             Err(_) => add(p),

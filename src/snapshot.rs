@@ -31,8 +31,8 @@ pub struct Snapshot {
     pub certs: CertStore,
     /// Certificate problems of this load (on a reload, pairs whose last good version serves on).
     pub cert_errors: Vec<TlsError>,
-    /// Directories of certificate pairs.
-    pub cert_dirs: Vec<PathBuf>,
+    /// Where certificate pairs come from.
+    pub cert_sources: crate::tls::store::CertSources,
     /// Files and directories of approved roots.
     pub approved_paths: Vec<PathBuf>,
     /// Sites and routes.

@@ -213,3 +213,24 @@ async fn rsa_and_ecdsa_keys_in_every_pem_form_serve() {
         assert_eq!(got, serial, "{sni}");
     }
 }
+
+/// `[[tls.pairs]]` names files that do not follow the NAME.crt/NAME.key layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_pairs_serve_like_directory_pairs() {
+    let (env, root) = env_with_root();
+    let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x61));
+    env.write("chain.pem", &leaf.pem);
+    env.write("leaf.pk8.pem", &leaf.key_pem);
+    env.write_config(
+        "[[tls.pairs]]\nname = \"bench\"\ncert = \"chain.pem\"\nkey = \"leaf.pk8.pem\"\n",
+        SITE,
+    );
+    let (ok, out) = env.check();
+    assert!(ok, "{out}");
+    let _proxy = env.start();
+    let client = tls_client(&[&root.pem]);
+    let serial = handshake_serial(&client, env.https, "shop.example.cn")
+        .await
+        .expect("pair served");
+    assert_eq!(serial, "61");
+}

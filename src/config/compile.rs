@@ -16,7 +16,7 @@ use crate::route::dns::Dns;
 use crate::route::Router;
 use crate::snapshot::Snapshot;
 use crate::tls::cert::unix_now;
-use crate::tls::store::CertLoad;
+use crate::tls::store::{CertLoad, CertSources};
 use crate::tls::{ApprovedRoots, CertStore, TlsError};
 
 /// A compiled snapshot and what the load noticed that does not stop it.
@@ -67,14 +67,12 @@ pub fn compile(
             .map(|p| relative_to(path, p))
             .collect()
     });
-    let cert_dirs: Vec<PathBuf> = file.tls.as_ref().map_or_else(Vec::new, |t| {
-        t.certificates
-            .iter()
-            .map(|p| relative_to(path, p))
-            .collect()
-    });
+    let cert_sources = file
+        .tls
+        .as_ref()
+        .map_or_else(CertSources::default, |t| cert_sources(path, t));
     let (roots, cert_load) = match &file.tls {
-        Some(tls) => load_tls(tls, &approved_paths, &cert_dirs, previous, &mut errors),
+        Some(tls) => load_tls(tls, &approved_paths, &cert_sources, previous, &mut errors),
         None => Default::default(),
     };
 
@@ -112,7 +110,7 @@ pub fn compile(
         roots,
         certs: cert_load.store,
         cert_errors: cert_load.errors,
-        cert_dirs,
+        cert_sources,
         approved_paths,
         router: Router::new(sites),
         upstreams,
@@ -141,12 +139,7 @@ pub fn load_certs(path: &Path) -> Result<(CertLoad, u32), Vec<ConfigError>> {
         .iter()
         .map(|p| relative_to(path, p))
         .collect();
-    let dirs: Vec<PathBuf> = tls
-        .certificates
-        .iter()
-        .map(|p| relative_to(path, p))
-        .collect();
-    let (_, load) = load_tls(tls, &approved, &dirs, None, &mut errors);
+    let (_, load) = load_tls(tls, &approved, &cert_sources(path, tls), None, &mut errors);
     if errors.list.is_empty() {
         Ok((load, tls.expiry_warning_days))
     } else {
@@ -201,17 +194,39 @@ fn check_listeners(file: &FileConfig, errors: &mut Errors<'_>) {
     }
 }
 
+fn cert_sources(path: &Path, tls: &TlsSection) -> CertSources {
+    CertSources {
+        dirs: tls
+            .certificates
+            .iter()
+            .map(|p| relative_to(path, p))
+            .collect(),
+        pairs: tls
+            .pairs
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    relative_to(path, &p.cert),
+                    relative_to(path, &p.key),
+                )
+            })
+            .collect(),
+    }
+}
+
 fn load_tls(
     tls: &TlsSection,
     approved_paths: &[PathBuf],
-    cert_dirs: &[PathBuf],
+    sources: &CertSources,
     previous: Option<&Snapshot>,
     errors: &mut Errors<'_>,
 ) -> (ApprovedRoots, CertLoad) {
-    if tls.certificates.is_empty() {
+    if sources.dirs.is_empty() && sources.pairs.is_empty() {
         errors.invalid(
             "tls.certificates",
-            "lists no directory; name the directories holding NAME.crt + NAME.key pairs",
+            "lists no directory (and there are no [[tls.pairs]]); name the directories holding \
+             NAME.crt + NAME.key pairs",
         );
     }
     let roots = match ApprovedRoots::load(approved_paths) {
@@ -222,16 +237,18 @@ fn load_tls(
         }
     };
     let mut load = CertStore::load(
-        cert_dirs,
+        sources,
         tls.default_certificate.as_deref(),
         &roots,
         previous.map(|p| &p.certs),
         unix_now(),
     );
     if let Some(name) = &tls.default_certificate {
-        let exists = cert_dirs
+        let exists = sources
+            .dirs
             .iter()
-            .any(|d| d.join(format!("{name}.crt")).is_file());
+            .any(|d| d.join(format!("{name}.crt")).is_file())
+            || sources.pairs.iter().any(|(n, _, _)| n == name);
         if !exists {
             load.errors
                 .retain(|e| !matches!(e, TlsError::UnknownDefault(_)));
@@ -246,7 +263,8 @@ fn load_tls(
             "tls.certificates",
             format!(
                 "no NAME.crt + NAME.key pair found in {}",
-                cert_dirs
+                sources
+                    .dirs
                     .iter()
                     .map(|d| d.display().to_string())
                     .collect::<Vec<_>>()

@@ -131,12 +131,28 @@ pub struct TlsSection {
     /// PEM files or directories of root certificates a served chain must end in.
     pub approved_cas: Vec<String>,
     /// Directories of `NAME.crt` + `NAME.key` pairs.
+    #[serde(default)]
     pub certificates: Vec<String>,
+    /// Pairs named explicitly, for files that do not follow the NAME.crt/NAME.key layout.
+    #[serde(default)]
+    pub pairs: Vec<PairSection>,
     /// Certificates expiring within this many days are warned about.
     #[serde(default = "default_expiry_warning_days")]
     pub expiry_warning_days: u32,
     /// NAME of the pair served when SNI is missing or matches no certificate.
     pub default_certificate: Option<String>,
+}
+
+/// `[[tls.pairs]]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PairSection {
+    /// Name (for `default_certificate` and reports).
+    pub name: String,
+    /// PEM chain: leaf first, then intermediates.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
 }
 
 fn default_expiry_warning_days() -> u32 {

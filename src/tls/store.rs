@@ -24,6 +24,27 @@ pub struct CertStore {
     default: Option<Arc<ServedCert>>,
 }
 
+/// Where certificate pairs come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertSources {
+    /// Directories of `NAME.crt` + `NAME.key`.
+    pub dirs: Vec<PathBuf>,
+    /// Explicit (name, certificate file, key file) pairs.
+    pub pairs: Vec<(String, PathBuf, PathBuf)>,
+}
+
+impl CertSources {
+    /// Every file or directory whose change matters.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut out = self.dirs.clone();
+        for (_, crt, key) in &self.pairs {
+            out.push(crt.clone());
+            out.push(key.clone());
+        }
+        out
+    }
+}
+
 /// The result of reading the certificate directories.
 #[derive(Debug, Default)]
 pub struct CertLoad {
@@ -36,10 +57,10 @@ pub struct CertLoad {
 }
 
 impl CertStore {
-    /// Reads every `NAME.crt` + `NAME.key` pair in `dirs` and verifies it against `roots`.
+    /// Reads every pair of `sources` and verifies it against `roots`.
     /// A pair that fails falls back to its version in `previous`, re-checked against `roots`.
     pub fn load(
-        dirs: &[PathBuf],
+        sources: &CertSources,
         default_name: Option<&str>,
         roots: &ApprovedRoots,
         previous: Option<&CertStore>,
@@ -47,11 +68,24 @@ impl CertStore {
     ) -> CertLoad {
         let mut load = CertLoad::default();
         let mut certs = Vec::new();
-        for dir in dirs {
+        let mut take = |crt: &PathBuf, result: Result<ServedCert, TlsError>| match result {
+            Ok(cert) => certs.push(Arc::new(cert)),
+            Err(e) => {
+                load.errors.push(e);
+                let last_good = previous
+                    .and_then(|p| p.by_file(crt))
+                    .filter(|old| recheck(old, roots, now).is_ok());
+                if let Some(old) = last_good {
+                    load.kept_previous.push(crt.clone());
+                    certs.push(old.clone());
+                }
+            }
+        };
+        for dir in &sources.dirs {
             let files = match files_in(dir) {
                 Ok(files) => files,
                 Err(e) => {
-                    load.errors.push(e);
+                    take(dir, Err(e));
                     continue;
                 }
             };
@@ -68,20 +102,15 @@ impl CertStore {
                         key,
                     })
                 };
-                match result {
-                    Ok(cert) => certs.push(Arc::new(cert)),
-                    Err(e) => {
-                        load.errors.push(e);
-                        let last_good = previous
-                            .and_then(|p| p.by_file(crt))
-                            .filter(|old| recheck(old, roots, now).is_ok());
-                        if let Some(old) = last_good {
-                            load.kept_previous.push(crt.clone());
-                            certs.push(old.clone());
-                        }
-                    }
-                }
+                take(crt, result);
             }
+        }
+        for (name, crt, key) in &sources.pairs {
+            let result = load_pair(crt, key, roots, now).map(|mut cert| {
+                cert.info.name = name.clone();
+                cert
+            });
+            take(crt, result);
         }
         load.store = CertStore::index(certs);
         if let Some(name) = default_name {
