@@ -4,6 +4,7 @@
 //! routed by Host and path to pools of backends (`route`, `proxy`), and certificates and
 //! configuration hot-reload as one snapshot (`config`, `snapshot`, `reload`).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod observe;

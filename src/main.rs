@@ -41,7 +41,12 @@ fn main() -> ExitCode {
         Command::Check => ExitCode::from(cli::check(&args.config) as u8),
         Command::Certs => ExitCode::from(cli::certs(&args.config) as u8),
         Command::Run => {
-            observe::logging::init();
+            // The log settings live in the config: peek at them before the full load, so that
+            // load errors are reported in the configured format.
+            let log = config::compile::parse(&args.config)
+                .map(|f| f.log)
+                .unwrap_or_default();
+            observe::logging::init(&log.format, &log.level);
             let snapshot = match config::load_initial(&args.config) {
                 Ok(s) => s,
                 Err(errors) => {

@@ -24,6 +24,8 @@ use crate::tls::files_in;
 pub struct ReloadReport {
     /// The new snapshot is serving.
     pub applied: bool,
+    /// What serves now (on success) or why nothing changed.
+    pub summary: String,
     /// Errors that kept the old snapshot (config) or a file's last good version (certificates).
     pub errors: Vec<String>,
 }
@@ -36,7 +38,8 @@ pub struct Reloader {
     rt: Handle,
     serial: tokio::sync::Mutex<()>,
     fingerprint: Mutex<[u8; 32]>,
-    /// Reloads applied, and reloads refused.
+    last: Mutex<Option<(i64, ReloadReport)>>,
+    /// Reloads applied.
     pub applied: AtomicU64,
     /// Reloads refused because the new config had errors.
     pub failed: AtomicU64,
@@ -53,6 +56,7 @@ impl Reloader {
             rt,
             serial: tokio::sync::Mutex::new(()),
             fingerprint: Mutex::new([0; 32]),
+            last: Mutex::new(None),
             applied: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
@@ -63,8 +67,28 @@ impl Reloader {
         reloader
     }
 
+    /// The last reload's time (seconds since the epoch) and outcome.
+    pub fn last(&self) -> Option<(i64, ReloadReport)> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
     /// Builds a new snapshot from disk and swaps it in if it is valid.
     pub async fn reload(&self, trigger: &str) -> ReloadReport {
+        let report = self.reload_inner(trigger).await;
+        let m = crate::observe::metrics::metrics();
+        let result = if report.applied { "ok" } else { "rejected" };
+        m.reloads.with_label_values(&[result]).inc();
+        let now = crate::tls::cert::unix_now();
+        if report.applied {
+            m.last_reload.set(now as f64);
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((now, report.clone()));
+        }
+        report
+    }
+
+    async fn reload_inner(&self, trigger: &str) -> ReloadReport {
         let _one_at_a_time = self.serial.lock().await;
         let previous = self.state.load_full();
         let fp = fingerprint(&previous);
@@ -86,6 +110,10 @@ impl Reloader {
                 }
                 return ReloadReport {
                     applied: false,
+                    summary: format!(
+                        "{} error(s); the previous configuration keeps serving",
+                        errors.len()
+                    ),
                     errors: errors.iter().map(ToString::to_string).collect(),
                 };
             }
@@ -94,6 +122,7 @@ impl Reloader {
                 tracing::error!(trigger, "reload task failed: {join}");
                 return ReloadReport {
                     applied: false,
+                    summary: "reload task failed".into(),
                     errors: vec![join.to_string()],
                 };
             }
@@ -130,6 +159,7 @@ impl Reloader {
         tracing::info!(trigger, "{summary}");
         ReloadReport {
             applied: true,
+            summary,
             errors,
         }
     }

@@ -9,6 +9,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 
+use crate::admin::Admin;
 use crate::observe::access_log::AccessLog;
 use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
@@ -33,10 +34,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     control.block_on(snapshot.discover_upstreams());
     snapshot.start_background(control.handle());
     snapshot.warn_expiring();
-    tracing::info!("{}", summary(&snapshot));
-    for l in snapshot.listeners() {
-        tracing::info!(listener = %l.name, addr = %l.addr, tls = l.tls, "listening");
-    }
+    log_startup_summary(&snapshot);
 
     let server_section = snapshot.file.server.clone();
     let listeners = snapshot.listeners().to_vec();
@@ -113,8 +111,28 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         server.add_service(service);
     }
 
-    let reloader = Reloader::new(state, control.handle().clone());
+    let reloader = Reloader::new(state.clone(), control.handle().clone());
     reloader.start();
+    let admin_config = state.load().admin.clone();
+    if let Some(admin_config) = admin_config {
+        let listener = control
+            .block_on(tokio::net::TcpListener::bind(admin_config.addr))
+            .map_err(|e| anyhow::anyhow!("admin.addr {}: cannot listen: {e}", admin_config.addr))?;
+        tracing::info!(addr = %admin_config.addr, "admin listening: /healthz /readyz /metrics /status, POST /reload");
+        let admin = Admin::new(state.clone(), reloader.clone(), access_log.clone());
+        control.spawn(admin.clone().serve(listener));
+        let ready = admin.clone();
+        control.spawn(async move { ready.wait_until_listening().await });
+        control.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                if term.recv().await.is_some() {
+                    tracing::info!("SIGTERM: draining (readyz 503, listeners closing, in-flight requests finishing)");
+                    admin.start_draining();
+                }
+            }
+        });
+    }
     // The control runtime must outlive the server; run_forever exits the process.
     let _control = control;
     server.run_forever()
@@ -130,5 +148,36 @@ impl BackgroundService for FlushOnShutdown {
         let log = self.0.clone();
         let _ =
             tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(5))).await;
+    }
+}
+
+/// What the operator sees first: listeners, sites, certificates and upstreams.
+fn log_startup_summary(snapshot: &Snapshot) {
+    tracing::info!("{}", summary(snapshot));
+    for l in snapshot.listeners() {
+        tracing::info!(listener = %l.name, addr = %l.addr, tls = l.tls, proxy_protocol = l.proxy_protocol, "listener");
+    }
+    for site in snapshot.router.sites() {
+        tracing::info!(site = %site.name, hosts = ?site.hosts, routes = site.routes.len(), "site");
+    }
+    let now = crate::tls::cert::unix_now();
+    for cert in snapshot.certs.certs() {
+        let i = &cert.info;
+        tracing::info!(
+            certificate = %i.name,
+            hosts = ?i.hosts,
+            approved_root = %i.root,
+            not_after = %crate::tls::cert::format_time(i.not_after),
+            days_left = i.days_left(now),
+            "certificate"
+        );
+    }
+    for up in snapshot.upstreams.values() {
+        let backends: Vec<String> = up
+            .backend_health()
+            .iter()
+            .map(|(a, _)| a.to_string())
+            .collect();
+        tracing::info!(upstream = %up.name, backends = ?backends, tls = up.is_tls(), "upstream");
     }
 }

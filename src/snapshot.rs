@@ -43,6 +43,10 @@ pub struct Snapshot {
     pub policy: Policy,
     /// Access log settings (applied at start; changing them needs a restart).
     pub access_log: Option<AccessLogConfig>,
+    /// Request counters per site and route.
+    pub counters: crate::observe::metrics::RequestCounters,
+    /// Admin listener settings (the address applies at start).
+    pub admin: Option<crate::admin::AdminConfig>,
     /// Listener names by port, for the access log.
     pub listener_names: HashMap<u16, Arc<str>>,
     /// Seconds since the epoch when it was built.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::file::{FileConfig, TlsSection, DEFAULT_RETENTION_DAYS};
 use super::{relative_to, ConfigError, Errors};
+use crate::admin::AdminConfig;
 use crate::observe::access_log::AccessLogConfig;
 use crate::route::dns::Dns;
 use crate::route::Router;
@@ -88,6 +89,19 @@ pub fn compile(
     let policy =
         crate::policy::compile(&file, previous.map(|p| &p.policy), https_port, &mut errors);
     let access_log = access_log(path, &file, &mut errors);
+    let admin = admin(path, &file, &mut errors);
+    if !matches!(file.log.format.as_str(), "text" | "json") {
+        errors.invalid(
+            "log.format",
+            format!("{:?} is not \"text\" or \"json\"", file.log.format),
+        );
+    }
+    if tracing_subscriber::EnvFilter::try_new(&file.log.level).is_err() {
+        errors.invalid(
+            "log.level",
+            format!("{:?} is not a log level (e.g. \"info\")", file.log.level),
+        );
+    }
     let listener_names = file
         .listeners
         .iter()
@@ -105,6 +119,7 @@ pub fn compile(
         errors.list.extend(cert_errors);
         return Err(errors.list);
     }
+    let router = Router::new(sites);
     let snapshot = Snapshot {
         config_path: path.to_path_buf(),
         roots,
@@ -112,10 +127,12 @@ pub fn compile(
         cert_errors: cert_load.errors,
         cert_sources,
         approved_paths,
-        router: Router::new(sites),
+        counters: crate::observe::metrics::RequestCounters::new(&router),
+        router,
         upstreams,
         policy,
         access_log,
+        admin,
         listener_names,
         loaded_at: unix_now(),
         file,
@@ -273,6 +290,34 @@ fn load_tls(
         );
     }
     (roots, load)
+}
+
+fn admin(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<AdminConfig> {
+    let section = file.admin.as_ref()?;
+    let Ok(addr) = section.addr.parse::<SocketAddr>() else {
+        errors.invalid(
+            "admin.addr",
+            format!(
+                "{:?} is not ip:port (e.g. \"127.0.0.1:9901\")",
+                section.addr
+            ),
+        );
+        return None;
+    };
+    if file
+        .listeners
+        .iter()
+        .any(|l| l.addr.parse::<SocketAddr>().ok() == Some(addr))
+    {
+        errors.invalid("admin.addr", format!("{addr} is also a proxy listener"));
+    }
+    Some(AdminConfig {
+        addr,
+        reload_token_file: section
+            .reload_token_file
+            .as_deref()
+            .map(|f| relative_to(path, f)),
+    })
 }
 
 fn access_log(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<AccessLogConfig> {

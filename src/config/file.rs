@@ -78,6 +78,40 @@ pub struct FileConfig {
     pub policy: PolicySection,
     /// The per-request access log; off when absent.
     pub access_log: Option<AccessLogSection>,
+    /// The admin listener; off when absent.
+    pub admin: Option<AdminSection>,
+    /// The process log.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// `ip:port` of the admin listener (keep it private: 127.0.0.1 or a pod IP).
+    pub addr: String,
+    /// File holding the bearer token for `POST /reload`; without it that endpoint is refused.
+    pub reload_token_file: Option<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: String,
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter); `RUST_LOG` overrides.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
 }
 
 /// `[server]`

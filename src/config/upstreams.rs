@@ -16,7 +16,7 @@ use super::file::{
 };
 use super::{relative_to, Errors};
 use crate::route::dns::{Discovery, Dns, Target};
-use crate::route::upstream::{ca_list, Balancer, HashKey, Upstream, UpstreamParts};
+use crate::route::upstream::{ca_list, Balancer, CheckLatencies, HashKey, Upstream, UpstreamParts};
 use crate::snapshot::Snapshot;
 use crate::tls::read_pem_certs;
 
@@ -94,8 +94,13 @@ fn build(
     let needs_dns = targets.iter().any(|t| matches!(t, Target::Name { .. }));
     let discovery = Arc::new(Discovery::new(targets, dns.filter(|_| needs_dns)));
     let mut backends = Backends::new(Box::new(SharedDiscovery(discovery.clone())));
-    if let Some(hc) = health {
-        backends.set_health_check(hc);
+    let latencies = Arc::new(CheckLatencies::default());
+    if let Some(inner) = health {
+        backends.set_health_check(Box::new(TimedCheck {
+            inner,
+            upstream: section.name.clone(),
+            latencies: latencies.clone(),
+        }));
     }
     let balancer = match section.balance {
         Balance::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
@@ -108,7 +113,41 @@ fn build(
         discovery,
         hash_key,
         peer,
+        latencies,
     })
+}
+
+/// Wraps a health check to note each backend's check latency and log health changes.
+struct TimedCheck {
+    inner: Box<dyn HealthCheck + Send + Sync>,
+    upstream: String,
+    latencies: Arc<CheckLatencies>,
+}
+
+#[async_trait::async_trait]
+impl HealthCheck for TimedCheck {
+    async fn check(&self, target: &pingora_load_balancing::Backend) -> pingora::Result<()> {
+        let start = std::time::Instant::now();
+        let result = self.inner.check(target).await;
+        if let (Ok(()), Some(addr)) = (&result, target.addr.as_inet()) {
+            if let Ok(mut l) = self.latencies.lock() {
+                l.insert(*addr, start.elapsed());
+            }
+        }
+        result
+    }
+
+    async fn health_status_change(&self, target: &pingora_load_balancing::Backend, healthy: bool) {
+        if healthy {
+            tracing::info!(upstream = %self.upstream, backend = %target.addr, "backend healthy again");
+        } else {
+            tracing::warn!(upstream = %self.upstream, backend = %target.addr, "backend unhealthy: failed its health checks");
+        }
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        self.inner.health_threshold(success)
+    }
 }
 
 /// Lets the upstream keep a handle on its discovery (for refresh timing) while pingora owns a box.

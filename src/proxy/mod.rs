@@ -472,6 +472,16 @@ impl ProxyHttp for Proxy {
         if let Some(log) = &self.access_log {
             log.log(access::line(session, ctx, status));
         }
+        let m = crate::observe::metrics::metrics();
+        m.duration.observe(ctx.start.elapsed().as_secs_f64());
+        if let Some(snapshot) = &ctx.snapshot {
+            snapshot
+                .counters
+                .count(ctx.site, ctx.route.map(|(_, r)| r), status);
+        }
+        if let Some(rule) = &ctx.decision {
+            m.denials.with_label_values(&[rule]).inc();
+        }
         if let Some(e) = e {
             tracing::debug!(request_id = %ctx.request_id, error = %e, "request failed");
         }

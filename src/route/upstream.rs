@@ -87,7 +87,11 @@ pub struct Upstream {
     ejected: Mutex<HashMap<SocketAddr, Instant>>,
     any_ejected: AtomicBool,
     started: AtomicBool,
+    latencies: Arc<CheckLatencies>,
 }
+
+/// Latency of each backend's last passing health check (written by the checker only).
+pub type CheckLatencies = Mutex<HashMap<SocketAddr, Duration>>;
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,6 +113,8 @@ pub struct UpstreamParts {
     pub hash_key: HashKey,
     /// Peer template.
     pub peer: HttpPeer,
+    /// Filled by the health check.
+    pub latencies: Arc<CheckLatencies>,
 }
 
 impl Upstream {
@@ -130,6 +136,7 @@ impl Upstream {
             ejected: Mutex::new(HashMap::new()),
             any_ejected: AtomicBool::new(false),
             started: AtomicBool::new(false),
+            latencies: parts.latencies,
         }
     }
 
@@ -199,6 +206,11 @@ impl Upstream {
             .iter()
             .filter_map(|b| b.as_inet().map(|a| (*a, backends.ready(b))))
             .collect()
+    }
+
+    /// Latency of the last passing health check of `addr`.
+    pub fn check_latency(&self, addr: SocketAddr) -> Option<Duration> {
+        self.latencies.lock().ok()?.get(&addr).copied()
     }
 
     /// Runs discovery once (resolving hostnames). Called before the snapshot is published.

@@ -1,0 +1,269 @@
+//! The admin listener: liveness, readiness, metrics, reload, and the status page.
+//!
+//! It runs on the control runtime, apart from pingora's services, so that it keeps answering
+//! (`/readyz` 503) while the proxy drains on SIGTERM. Requests are tiny and rare: one request per
+//! connection, parsed with httparse.
+
+mod status;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::observe::access_log::AccessLog;
+use crate::observe::metrics::metrics;
+use crate::reload::Reloader;
+use crate::snapshot::SharedSnapshot;
+
+/// Longest admin request head.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Admin settings compiled from `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// File holding the bearer token `POST /reload` needs; reload is refused without one.
+    pub reload_token_file: Option<PathBuf>,
+}
+
+/// Shared state of the admin endpoints.
+pub struct Admin {
+    state: SharedSnapshot,
+    reloader: Arc<Reloader>,
+    access_log: Option<Arc<AccessLog>>,
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+/// One admin response.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Reply {
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
+impl Admin {
+    /// Admin state over the serving snapshot.
+    pub fn new(
+        state: SharedSnapshot,
+        reloader: Arc<Reloader>,
+        access_log: Option<Arc<AccessLog>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            reloader,
+            access_log,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks the proxy ready once every listener accepts connections.
+    pub async fn wait_until_listening(&self) {
+        let addrs: Vec<String> = self
+            .state
+            .load()
+            .listeners()
+            .iter()
+            .map(|l| l.addr.clone())
+            .collect();
+        for addr in addrs {
+            while TcpStream::connect(&addr).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.ready.store(true, Ordering::SeqCst);
+        tracing::info!("ready: every listener accepts connections");
+    }
+
+    /// Turns `/readyz` to 503 (called on SIGTERM).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Serves admin requests on `listener` until the process exits.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(30), this.handle(stream)).await;
+            });
+        }
+    }
+
+    async fn handle(&self, mut stream: TcpStream) {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 2048];
+        let reply = loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(_)) => {
+                    let method = req.method.unwrap_or("GET").to_owned();
+                    let path = req.path.unwrap_or("/").to_owned();
+                    let auth = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                        .map(|h| String::from_utf8_lossy(h.value).into_owned());
+                    break self.route(&method, &path, auth.as_deref()).await;
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+                _ => break Reply::text(400, "bad request\n"),
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+            reply.status,
+            http::StatusCode::from_u16(reply.status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or(""),
+            reply.content_type,
+            reply.body.len()
+        );
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(reply.body.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    }
+
+    async fn route(&self, method: &str, path: &str, auth: Option<&str>) -> Reply {
+        let path = path.split('?').next().unwrap_or(path);
+        match (method, path) {
+            ("GET" | "HEAD", "/healthz") => Reply::text(200, "ok\n"),
+            ("GET" | "HEAD", "/readyz") => self.readyz(),
+            ("GET", "/metrics") => self.metrics(),
+            ("GET", "/status") => Reply {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                body: status::render(&self.state.load(), &self.reloader),
+            },
+            ("POST", "/reload") => self.reload(auth).await,
+            (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/reload") => {
+                Reply::text(405, "method not allowed\n")
+            }
+            _ => Reply::text(
+                404,
+                "not found; try /healthz /readyz /metrics /status, POST /reload\n",
+            ),
+        }
+    }
+
+    fn readyz(&self) -> Reply {
+        if self.draining.load(Ordering::SeqCst) {
+            Reply::text(503, "draining\n")
+        } else if self.ready.load(Ordering::SeqCst) {
+            Reply::text(200, "ready\n")
+        } else {
+            Reply::text(503, "starting\n")
+        }
+    }
+
+    fn metrics(&self) -> Reply {
+        let m = metrics();
+        let snapshot = self.state.load();
+        m.upstream_healthy.reset();
+        for up in snapshot.upstreams.values() {
+            for (addr, healthy) in up.backend_health() {
+                m.upstream_healthy
+                    .with_label_values(&[up.name.as_str(), &addr.to_string()])
+                    .set(f64::from(u8::from(healthy)));
+            }
+        }
+        m.cert_expiry.reset();
+        for cert in snapshot.certs.certs() {
+            m.cert_expiry
+                .with_label_values(&[cert.info.name.as_str(), cert.info.root.as_str()])
+                .set(cert.info.not_after as f64);
+        }
+        if let Some(log) = &self.access_log {
+            m.access_log_backlog
+                .set(log.backlog.load(Ordering::Relaxed) as f64);
+            m.access_log_dropped
+                .set(log.dropped.load(Ordering::Relaxed) as f64);
+        }
+        let families = prometheus::gather();
+        let mut body = String::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut body) {
+            return Reply::text(500, format!("cannot encode metrics: {e}\n"));
+        }
+        Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body,
+        }
+    }
+
+    async fn reload(&self, auth: Option<&str>) -> Reply {
+        let Some(token_file) = self
+            .state
+            .load()
+            .admin
+            .as_ref()
+            .and_then(|a| a.reload_token_file.clone())
+        else {
+            return Reply::text(
+                403,
+                "reload over HTTP is disabled: set admin.reload_token_file\n",
+            );
+        };
+        let expected = match std::fs::read_to_string(&token_file) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => {
+                tracing::error!(file = %token_file.display(), "admin reload token file unreadable or empty");
+                return Reply::text(403, "reload token file is unreadable or empty\n");
+            }
+        };
+        let Some(given) = auth.and_then(|a| a.strip_prefix("Bearer ")) else {
+            return Reply::text(401, "POST /reload needs Authorization: Bearer <token>\n");
+        };
+        if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+            return Reply::text(403, "wrong reload token\n");
+        }
+        let report = self.reloader.reload("admin").await;
+        let mut body = String::from("{\"applied\":");
+        body.push_str(if report.applied { "true" } else { "false" });
+        body.push_str(",\"summary\":");
+        crate::observe::access_log::push_json_str(&mut body, &report.summary);
+        body.push_str(",\"errors\":[");
+        for (i, e) in report.errors.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            crate::observe::access_log::push_json_str(&mut body, e);
+        }
+        body.push_str("]}\n");
+        Reply {
+            status: if report.applied { 200 } else { 422 },
+            content_type: "application/json",
+            body,
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,171 @@
+//! The status page: what an operator reads at a glance. Plain server-rendered HTML, no assets.
+
+use std::fmt::Write as _;
+
+use crate::reload::Reloader;
+use crate::snapshot::Snapshot;
+use crate::tls::cert::{format_time, unix_now};
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
+table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
+th{background:#f3f3f3}.ok{background:#e6f4ea}.warn{background:#fff4d6}.crit{background:#fde2e1}\
+.muted{color:#777}code{font-size:12px}";
+
+/// Renders the page for `snapshot`.
+pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
+    let now = unix_now();
+    let warn_days = snapshot
+        .file
+        .tls
+        .as_ref()
+        .map_or(21, |t| t.expiry_warning_days) as i64;
+    let mut h = String::with_capacity(8192);
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>menshen status</title>\
+         <style>{STYLE}</style></head><body><h1>menshen (门神) status</h1>\
+         <p class=\"muted\">config <code>{}</code>, loaded {}</p>",
+        esc(&snapshot.config_path.display().to_string()),
+        format_time(snapshot.loaded_at)
+    );
+
+    h.push_str("<h2>Last reload</h2>");
+    match reloader.last() {
+        Some((at, report)) => {
+            let class = if report.applied && report.errors.is_empty() {
+                "ok"
+            } else if report.applied {
+                "warn"
+            } else {
+                "crit"
+            };
+            let outcome = if report.applied {
+                "applied"
+            } else {
+                "refused, previous configuration serving"
+            };
+            let _ = write!(
+                h,
+                "<table id=\"reload\"><tr class=\"{class}\"><td>{}</td><td>{outcome}</td><td>{}</td></tr>",
+                format_time(at),
+                esc(&report.summary)
+            );
+            for e in &report.errors {
+                let _ = write!(
+                    h,
+                    "<tr class=\"crit\"><td colspan=\"3\">{}</td></tr>",
+                    esc(e)
+                );
+            }
+            h.push_str("</table>");
+        }
+        None => h.push_str("<p class=\"muted\">no reload since start</p>"),
+    }
+
+    h.push_str(
+        "<h2>Certificates</h2><table id=\"certificates\"><tr><th>name</th><th>hosts</th><th>issuer</th>\
+         <th>approved root</th><th>not after</th><th>days left</th><th>file</th></tr>",
+    );
+    for cert in snapshot.certs.certs() {
+        let i = &cert.info;
+        let days = i.days_left(now);
+        let class = if days < 7 {
+            "crit"
+        } else if days < warn_days {
+            "warn"
+        } else {
+            "ok"
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td class=\"days-left\">{days}</td><td><code>{}</code></td></tr>",
+            esc(&i.name),
+            esc(&i.hosts.join(", ")),
+            esc(&i.issuer),
+            esc(&i.root),
+            format_time(i.not_after),
+            esc(&i.file.display().to_string())
+        );
+    }
+    h.push_str("</table>");
+    if !snapshot.cert_errors.is_empty() {
+        h.push_str("<h2>Rejected certificate files</h2><table id=\"rejected\">");
+        for e in &snapshot.cert_errors {
+            let _ = write!(
+                h,
+                "<tr class=\"crit\"><td>{}</td></tr>",
+                esc(&e.to_string())
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th></tr>");
+    for site in snapshot.router.sites() {
+        let routes: Vec<String> = site
+            .routes
+            .iter()
+            .map(|r| {
+                let what = match &r.action {
+                    crate::route::Action::Proxy(p) => format!("→ {}", p.upstream.name),
+                    crate::route::Action::Respond(c) => format!("respond {}", c.status.as_u16()),
+                    crate::route::Action::Redirect(r) => {
+                        format!("redirect {} {}", r.status.as_u16(), r.to)
+                    }
+                };
+                format!("<code>{}</code> {}", esc(&r.prefix), esc(&what))
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&site.name),
+            esc(&site.hosts.join(", ")),
+            routes.join("<br>")
+        );
+    }
+    h.push_str("</table>");
+
+    h.push_str(
+        "<h2>Upstreams</h2><table id=\"upstreams\"><tr><th>upstream</th><th>backend</th><th>health</th>\
+         <th>last check latency</th></tr>",
+    );
+    let mut upstreams: Vec<_> = snapshot.upstreams.values().collect();
+    upstreams.sort_by(|a, b| a.name.cmp(&b.name));
+    for up in upstreams {
+        for (addr, healthy) in up.backend_health() {
+            let (class, word) = if healthy {
+                ("ok", "healthy")
+            } else {
+                ("crit", "unhealthy")
+            };
+            let latency = up.check_latency(addr).map_or("-".to_owned(), |d| {
+                format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+            });
+            let _ = write!(
+                h,
+                "<tr class=\"{class}\"><td>{}</td><td>{addr}</td><td>{word}</td><td>{latency}</td></tr>",
+                esc(&up.name)
+            );
+        }
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}

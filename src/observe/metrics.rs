@@ -1,0 +1,159 @@
+//! Prometheus metrics, in the default registry (the one pingora-prometheus serves).
+//!
+//! Request counters are resolved per (site, route, status class) when a snapshot is compiled, so
+//! the data path does one atomic add and one histogram observation per request. Gauges that
+//! describe state (certificates, backend health, log backlog) are refreshed at scrape time.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    register_gauge, register_gauge_vec, register_histogram, register_int_counter_vec, Gauge,
+    GaugeVec, Histogram, IntCounter, IntCounterVec,
+};
+
+use crate::route::Router;
+
+/// Every metric menshen exports.
+pub struct Metrics {
+    /// `menshen_requests_total{site, route, status_class}`
+    pub requests: IntCounterVec,
+    /// `menshen_request_duration_seconds`
+    pub duration: Histogram,
+    /// `menshen_upstream_healthy{upstream, backend}`
+    pub upstream_healthy: GaugeVec,
+    /// `menshen_certificate_expiry_timestamp_seconds{name, issuer_root}`
+    pub cert_expiry: GaugeVec,
+    /// `menshen_reloads_total{result}`
+    pub reloads: IntCounterVec,
+    /// `menshen_last_reload_timestamp_seconds`
+    pub last_reload: Gauge,
+    /// `menshen_policy_denials_total{rule}`
+    pub denials: IntCounterVec,
+    /// `menshen_access_log_backlog`
+    pub access_log_backlog: Gauge,
+    /// `menshen_access_log_dropped_total`
+    pub access_log_dropped: Gauge,
+}
+
+/// The process's metrics, registered on first use.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    // The definitions are static and registered once: failing here is a programming error.
+    const DEFINED: &str = "static metric definition";
+    METRICS.get_or_init(|| Metrics {
+        requests: register_int_counter_vec!(
+            "menshen_requests_total",
+            "Requests answered, by site, route and status class",
+            &["site", "route", "status_class"]
+        )
+        .expect(DEFINED),
+        duration: register_histogram!(
+            "menshen_request_duration_seconds",
+            "Time from request header to the end of the response",
+            vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+        )
+        .expect(DEFINED),
+        upstream_healthy: register_gauge_vec!(
+            "menshen_upstream_healthy",
+            "1 if the backend passes its health checks",
+            &["upstream", "backend"]
+        )
+        .expect(DEFINED),
+        cert_expiry: register_gauge_vec!(
+            "menshen_certificate_expiry_timestamp_seconds",
+            "Not-after of each served certificate",
+            &["name", "issuer_root"]
+        )
+        .expect(DEFINED),
+        reloads: register_int_counter_vec!(
+            "menshen_reloads_total",
+            "Reloads, by result (ok, rejected)",
+            &["result"]
+        )
+        .expect(DEFINED),
+        last_reload: register_gauge!(
+            "menshen_last_reload_timestamp_seconds",
+            "When the serving configuration was loaded"
+        )
+        .expect(DEFINED),
+        denials: register_int_counter_vec!(
+            "menshen_policy_denials_total",
+            "Requests refused, by rule",
+            &["rule"]
+        )
+        .expect(DEFINED),
+        access_log_backlog: register_gauge!(
+            "menshen_access_log_backlog",
+            "Access log lines queued for the writer"
+        )
+        .expect(DEFINED),
+        access_log_dropped: register_gauge!(
+            "menshen_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind"
+        )
+        .expect(DEFINED),
+    })
+}
+
+/// Status classes, indexed by `status / 100 - 1`.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Counters of one route, by status class.
+type ClassCounters = [IntCounter; 5];
+
+/// Request counters resolved for a snapshot's sites and routes.
+pub struct RequestCounters {
+    /// `[site][route]`, then one extra entry per site for "no route".
+    by_route: Vec<Vec<ClassCounters>>,
+    /// Requests for no configured site.
+    unknown_host: ClassCounters,
+}
+
+impl std::fmt::Debug for RequestCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCounters")
+            .field("sites", &self.by_route.len())
+            .finish()
+    }
+}
+
+fn classes(site: &str, route: &str) -> ClassCounters {
+    let m = &metrics().requests;
+    CLASSES.map(|c| m.with_label_values(&[site, route, c]))
+}
+
+impl RequestCounters {
+    /// Counters for every route of `router`.
+    pub fn new(router: &Router) -> Self {
+        let by_route = router
+            .sites()
+            .iter()
+            .map(|site| {
+                let mut routes: Vec<ClassCounters> = site
+                    .routes
+                    .iter()
+                    .map(|r| classes(&site.name, &r.prefix))
+                    .collect();
+                routes.push(classes(&site.name, "-"));
+                routes
+            })
+            .collect();
+        Self {
+            by_route,
+            unknown_host: classes("-", "-"),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn count(&self, site: Option<usize>, route: Option<usize>, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        let counters = match site.and_then(|s| self.by_route.get(s)) {
+            Some(routes) => route
+                .and_then(|r| routes.get(r))
+                .or_else(|| routes.last())
+                .unwrap_or(&self.unknown_host),
+            None => &self.unknown_host,
+        };
+        counters[class].inc();
+    }
+}
