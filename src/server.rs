@@ -47,11 +47,17 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         graceful_shutdown_timeout_seconds: Some(server_section.grace_period_seconds + 5),
         ..ServerConf::default()
     };
-    if let Some(sock) = server_section.upgrade_sock {
-        conf.upgrade_sock = sock;
+    let config_path = state.load().config_path.clone();
+    let beside_config = |p: &str| {
+        crate::config::relative_to(&config_path, p)
+            .display()
+            .to_string()
+    };
+    if let Some(sock) = &server_section.upgrade_sock {
+        conf.upgrade_sock = beside_config(sock);
     }
-    if let Some(pid) = server_section.pid_file {
-        conf.pid_file = pid;
+    if let Some(pid) = &server_section.pid_file {
+        conf.pid_file = beside_config(pid);
     }
     let opt = Opt {
         upgrade: opts.upgrade,
@@ -115,12 +121,30 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     reloader.start();
     let admin_config = state.load().admin.clone();
     if let Some(admin_config) = admin_config {
-        let listener = control
-            .block_on(tokio::net::TcpListener::bind(admin_config.addr))
-            .map_err(|e| anyhow::anyhow!("admin.addr {}: cannot listen: {e}", admin_config.addr))?;
-        tracing::info!(addr = %admin_config.addr, "admin listening: /healthz /readyz /metrics /status, POST /reload");
+        let addr = admin_config.addr;
         let admin = Admin::new(state.clone(), reloader.clone(), access_log.clone());
-        control.spawn(admin.clone().serve(listener));
+        match control.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(listener) => {
+                tracing::info!(%addr, "admin listening: /healthz /readyz /metrics /status, POST /reload");
+                control.spawn(admin.clone().serve(listener));
+            }
+            // During a binary upgrade the old process holds the admin port until it exits.
+            Err(e) if opts.upgrade => {
+                tracing::warn!(%addr, "admin port busy ({e}); taking it over when the old process exits");
+                let admin = admin.clone();
+                control.spawn(async move {
+                    let listener = loop {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
+                            break listener;
+                        }
+                    };
+                    tracing::info!(%addr, "admin listening");
+                    admin.serve(listener).await;
+                });
+            }
+            Err(e) => anyhow::bail!("admin.addr {addr}: cannot listen: {e}"),
+        }
         let ready = admin.clone();
         control.spawn(async move { ready.wait_until_listening().await });
         control.spawn(async move {

@@ -83,8 +83,8 @@ impl<'a> Errors<'a> {
     }
 }
 
-/// Resolves `path` relative to the directory of the config file.
-pub(crate) fn relative_to(config: &Path, path: &str) -> PathBuf {
+/// Resolves `path` relative to the directory of the config file `config`.
+pub fn relative_to(config: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
     if p.is_absolute() {
         return p.to_path_buf();

@@ -1,0 +1,318 @@
+//! The admin listener, metrics, the status page in a real browser, and graceful shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use support::http::{get_plain, Origin};
+use support::pki::{Ca, LeafSpec};
+use support::{eventually, free_port, Env};
+
+struct Setup {
+    env: Env,
+    admin: u16,
+    proxy: support::Running,
+    _origin: Origin,
+}
+
+/// `server_extra`: more lines for the `[server]` section.
+async fn setup(server_extra: &str) -> Setup {
+    let env = Env::new();
+    let root = Ca::root("Approved Root");
+    env.approve("root", &root);
+    env.put_cert(
+        "shop",
+        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
+        &[],
+    );
+    env.write("reload.token", "s3cret-token\n");
+    let origin = Origin::start("origin").await;
+    let admin = free_port();
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[admin]
+addr = "127.0.0.1:{admin}"
+reload_token_file = "reload.token"
+
+[server]
+grace_period_seconds = 3
+{server_extra}
+
+[access_log]
+path = "logs/access.log"
+
+[[upstreams]]
+name = "origin"
+backends = ["127.0.0.1:{port}"]
+[upstreams.health_check]
+kind = "tcp"
+interval_ms = 200
+
+[[sites]]
+name = "shop"
+icp = "京ICP备16063439号-1"
+hosts = ["shop.example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "origin"
+"#,
+            port = origin.port
+        ),
+    );
+    let proxy = env.start();
+    assert!(support::wait_port(admin, Duration::from_secs(10)));
+    Setup {
+        env,
+        admin,
+        proxy,
+        _origin: origin,
+    }
+}
+
+async fn admin_req(port: u16, raw: &str) -> support::http::Response {
+    support::http::raw_plain(port, raw.as_bytes(), None)
+        .await
+        .expect("admin request")
+}
+
+async fn admin_get(port: u16, path: &str) -> support::http::Response {
+    admin_req(port, &format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() {
+    let s = setup("").await;
+    assert_eq!(admin_get(s.admin, "/healthz").await.status, 200);
+    let ready = eventually(Duration::from_secs(5), || async {
+        (admin_get(s.admin, "/readyz").await.status == 200).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "ready once listeners accept");
+
+    assert_eq!(
+        get_plain(s.env.http, "shop.example.cn", "/a")
+            .await
+            .expect("GET")
+            .status,
+        200
+    );
+    assert_eq!(
+        get_plain(s.env.http, "nope.example", "/")
+            .await
+            .expect("GET")
+            .status,
+        403
+    );
+    // Let a health check pass so the gauge has a value.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = admin_get(s.admin, "/metrics").await.text();
+    for needle in [
+        "menshen_requests_total{route=\"/\",site=\"shop\",status_class=\"2xx\"} 1",
+        "menshen_requests_total{route=\"-\",site=\"-\",status_class=\"4xx\"} 1",
+        "menshen_request_duration_seconds_bucket",
+        "menshen_upstream_healthy{backend=\"127.0.0.1:",
+        "menshen_certificate_expiry_timestamp_seconds{issuer_root=\"Approved Root\",name=\"shop\"}",
+        "menshen_policy_denials_total{rule=\"unknown_host\"} 1",
+        "menshen_access_log_backlog",
+        "menshen_last_reload_timestamp_seconds",
+    ] {
+        assert!(metrics.contains(needle), "metrics has {needle}:\n{metrics}");
+    }
+    assert_eq!(admin_get(s.admin, "/nope").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_needs_the_bearer_token_and_reports_errors() {
+    let s = setup("").await;
+    let post = |auth: &str| {
+        format!("POST /reload HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\n\r\n")
+    };
+    assert_eq!(admin_req(s.admin, &post("")).await.status, 401);
+    assert_eq!(
+        admin_req(s.admin, &post("Authorization: Bearer wrong\r\n"))
+            .await
+            .status,
+        403
+    );
+    let ok = admin_req(s.admin, &post("Authorization: Bearer s3cret-token\r\n")).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert!(ok.text().contains("\"applied\":true"), "{}", ok.text());
+    assert!(ok.text().contains("configuration loaded"), "{}", ok.text());
+
+    // A broken config: the reload is refused with every error, and the old one keeps serving.
+    let good = std::fs::read_to_string(s.env.path("menshen.toml")).expect("config");
+    let broken = good.replace("upstream = \"origin\"", "upstream = \"missing\"");
+    std::fs::write(s.env.path("menshen.toml"), broken).expect("write");
+    let refused = admin_req(s.admin, &post("Authorization: Bearer s3cret-token\r\n")).await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused
+            .text()
+            .contains("no [[upstreams]] named \\\"missing\\\""),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        get_plain(s.env.http, "shop.example.cn", "/")
+            .await
+            .expect("GET")
+            .status,
+        200
+    );
+    let metrics = admin_get(s.admin, "/metrics").await.text();
+    assert!(
+        metrics.contains("menshen_reloads_total{result=\"rejected\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_renders_in_chromium() {
+    let s = setup("").await;
+    let html = admin_get(s.admin, "/status").await;
+    assert_eq!(html.status, 200);
+    let text = html.text();
+    assert!(
+        text.contains("shop.example.cn") && text.contains("Approved Root"),
+        "{text}"
+    );
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|b| {
+            std::process::Command::new("which")
+                .arg(b)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!("SKIPPED status_page_renders_in_chromium: no chromium installed (apt-get install chromium); .ci/run installs it");
+        return;
+    };
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://127.0.0.1:{}/status", s.admin))
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("<table id=\"certificates\">"),
+        "rendered DOM: {dom}"
+    );
+    assert!(
+        dom.contains("shop.example.cn"),
+        "demo certificate shown: {dom}"
+    );
+    let days = dom
+        .split("class=\"days-left\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|d| d.parse::<i64>().ok());
+    assert!(
+        days.is_some_and(|d| (360..=366).contains(&d)),
+        "days left shown: {dom}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_finishes_in_flight_and_flushes_the_log() {
+    let mut s = setup("").await;
+    eventually(Duration::from_secs(5), || async {
+        (admin_get(s.admin, "/readyz").await.status == 200).then_some(())
+    })
+    .await
+    .expect("ready");
+    // A download in flight when SIGTERM arrives.
+    let http = s.env.http;
+    let download =
+        tokio::spawn(async move { get_plain(http, "shop.example.cn", "/download").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = s.proxy.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let draining = eventually(Duration::from_secs(2), || async {
+        (admin_get(s.admin, "/readyz").await.status == 503).then_some(())
+    })
+    .await;
+    assert!(draining.is_some(), "readyz turns 503 while draining");
+    let resp = download.await.expect("join").expect("download finished");
+    assert_eq!(
+        resp.body.len(),
+        support::http::DOWNLOAD_BYTES,
+        "in-flight request completed"
+    );
+    let code = s.proxy.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "exit 0 after draining:\n{}", s.proxy.log());
+    let log = std::fs::read_to_string(s.env.path("logs/access.log")).expect("access log");
+    assert!(
+        log.contains("\"path\":\"/download\""),
+        "flushed on shutdown: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_upgrade_hands_over_listeners_without_failed_requests() {
+    let s = setup("upgrade_sock = \"upgrade.sock\"\npid_file = \"menshen.pid\"").await;
+    let http = s.env.http;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loop_stop = stop.clone();
+    let client = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, Vec::new());
+        while !loop_stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match get_plain(http, "shop.example.cn", "/x").await {
+                Ok(r) if r.status == 200 => ok += 1,
+                Ok(r) => failed.push(format!("status {}", r.status)),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        (ok, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The new binary waits for the listening sockets; the old one hands them over on SIGQUIT.
+    let log = std::fs::File::create(s.env.path("new.log")).expect("log");
+    let mut new = std::process::Command::new(env!("CARGO_BIN_EXE_menshen"))
+        .args(["--upgrade", "--config"])
+        .arg(s.env.path("menshen.toml"))
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("start new menshen");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let old_pid = s.proxy.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-QUIT", &old_pid])
+        .status()
+        .expect("kill -QUIT");
+    let mut old = s.proxy;
+    let code = tokio::task::spawn_blocking(move || old.wait_exit(Duration::from_secs(20)))
+        .await
+        .expect("join");
+    assert_eq!(code, Some(0), "old process exits after handing over");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = client.await.expect("client loop");
+    let new_log = std::fs::read_to_string(s.env.path("new.log")).unwrap_or_default();
+    let _ = new.kill();
+    let _ = new.wait();
+    assert!(ok > 20, "the client loop ran ({ok} requests)");
+    assert!(
+        failed.is_empty(),
+        "no failed request across the upgrade: {failed:?}\n{new_log}"
+    );
+}
