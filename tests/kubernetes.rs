@@ -1,0 +1,291 @@
+//! The manifests in `deploy/kubernetes/` agree with each other and with the `menshen.toml` their
+//! ConfigMap carries: the config parses and compiles, listener and admin ports are the container
+//! ports the Service and probes use, every path the config names is on the right mount, and the
+//! pod can shut down within its grace period.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use menshen::config::file::FileConfig;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+
+/// Every document of every `*.yaml` file in `deploy/kubernetes/`.
+fn manifests() -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(DIR)
+        .expect("read deploy/kubernetes")
+        .map(|e| e.expect("list deploy/kubernetes").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read a manifest");
+        assert!(text.starts_with('#'), "{file:?} must start with a comment");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: invalid YAML: {e}", file.display()));
+            if !value.is_null() {
+                docs.push(value);
+            }
+        }
+    }
+    docs
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} named {name:?}"))
+}
+
+/// The value at a dotted path such as `spec.template.spec`; panics naming the path if absent.
+fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
+    let found = path.split('.').fold(v, |v, key| &v[key]);
+    assert!(!found.is_null(), "missing {path}");
+    found
+}
+
+/// The value at a dotted path as a `T` (a `String`, a number, a `Vec<Value>`, ...).
+fn get<T: serde::de::DeserializeOwned>(v: &Value, path: &str) -> T {
+    serde_yaml::from_value(at(v, path).clone()).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn config_text(docs: &[Value]) -> &str {
+    at(find(docs, "ConfigMap", "menshen-config"), "data")["menshen.toml"]
+        .as_str()
+        .expect("data.menshen.toml is a string")
+}
+
+fn config(docs: &[Value]) -> FileConfig {
+    toml::from_str(config_text(docs)).expect("the ConfigMap's menshen.toml fits the schema")
+}
+
+fn pod(docs: &[Value]) -> &Value {
+    at(find(docs, "Deployment", "menshen"), "spec.template")
+}
+
+fn container(docs: &[Value]) -> Value {
+    let containers: Vec<Value> = get(pod(docs), "spec.containers");
+    assert_eq!(containers.len(), 1, "one container");
+    containers.into_iter().next().expect("a container")
+}
+
+/// Container ports by name.
+fn container_ports(docs: &[Value]) -> BTreeMap<String, u16> {
+    let ports: Vec<Value> = get(&container(docs), "ports");
+    ports
+        .iter()
+        .map(|p| (get(p, "name"), get(p, "containerPort")))
+        .collect()
+}
+
+/// A port given by number or by container port name.
+fn resolve_port(docs: &[Value], port: &Value) -> u16 {
+    match port.as_str() {
+        Some(name) => *container_ports(docs)
+            .get(name)
+            .unwrap_or_else(|| panic!("no container port named {name:?}")),
+        None => serde_yaml::from_value(port.clone()).expect("a port number"),
+    }
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.parse::<SocketAddr>()
+        .expect("config addr is ip:port")
+        .port()
+}
+
+/// The volume mounted exactly at `dir`, checked to be a whole-directory mount (a subPath mount
+/// never sees the kubelet's `..data` swap, so it would never reload).
+fn volume_at(docs: &[Value], dir: &str) -> Value {
+    let mount = mounts(docs)
+        .into_iter()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("nothing is mounted at {dir}"));
+    assert!(mount["subPath"].is_null(), "{dir} uses subPath");
+    let volumes: Vec<Value> = get(pod(docs), "spec.volumes");
+    volumes
+        .into_iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("no volume for the mount at {dir}"))
+}
+
+fn mounts(docs: &[Value]) -> Vec<Value> {
+    get(&container(docs), "volumeMounts")
+}
+
+fn parent(file: &str) -> String {
+    let dir = Path::new(file).parent().expect("an absolute file path");
+    dir.display().to_string()
+}
+
+#[test]
+fn the_config_parses_and_compiles() {
+    let docs = manifests();
+    let tls = config(&docs).tls.expect("a [tls] section");
+    // Compile the real config beside stand-ins for what the pod mounts: the repository's
+    // approved roots (the image's), and the Secret's placeholder files, which must be rejected
+    // as certificates (not a config error) while everything else compiles.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).expect("mkdir live");
+    let files: BTreeMap<String, String> = get(find(&docs, "Secret", "menshen-certs"), "stringData");
+    for (name, content) in files {
+        std::fs::write(live.join(name), content).expect("write a placeholder");
+    }
+    let live = live.display().to_string();
+    let mut text = config_text(&docs).replace(
+        "/etc/menshen/certs/approved",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/certs/approved"),
+    );
+    for dir in &tls.certificates {
+        text = text.replace(&format!("\"{dir}\""), &format!("\"{live}\""));
+    }
+    let path = dir.path().join("menshen.toml");
+    std::fs::write(&path, text).expect("write config");
+    let load = menshen::config::load(&path, None).unwrap_or_else(|errors| {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        panic!(
+            "the ConfigMap's config does not compile:\n{}",
+            errors.join("\n")
+        )
+    });
+    let snapshot = load.snapshot;
+    assert!(snapshot.upstreams.contains_key("api"), "upstream api");
+    assert!(
+        !snapshot.cert_errors.is_empty(),
+        "placeholders are rejected"
+    );
+    for e in &snapshot.cert_errors {
+        assert!(e.to_string().contains(&live), "{e}");
+    }
+}
+
+#[test]
+fn listeners_are_container_ports_that_the_service_reaches() {
+    let docs = manifests();
+    let listeners: Vec<u16> = config(&docs)
+        .listeners
+        .iter()
+        .map(|l| port_of(&l.addr))
+        .collect();
+    let container_ports = container_ports(&docs);
+    for port in &listeners {
+        assert!(
+            container_ports.values().any(|p| p == port),
+            "listener port {port} is not a containerPort"
+        );
+    }
+    let service = find(&docs, "Service", "menshen");
+    assert_eq!(get::<String>(service, "spec.type"), "LoadBalancer");
+    assert_eq!(
+        get::<String>(service, "spec.externalTrafficPolicy"),
+        "Local"
+    );
+    let ports: Vec<Value> = get(service, "spec.ports");
+    assert!(!ports.is_empty(), "the Service exposes ports");
+    for port in &ports {
+        let target = resolve_port(&docs, at(port, "targetPort"));
+        assert!(
+            listeners.contains(&target),
+            "Service targets {target}, no listener"
+        );
+    }
+}
+
+#[test]
+fn probes_use_the_admin_port() {
+    let docs = manifests();
+    let admin = config(&docs).admin.expect("an [admin] section");
+    let container = container(&docs);
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let http_get = at(&container, &format!("{probe}.httpGet"));
+        assert_eq!(get::<String>(http_get, "path"), path, "{probe} path");
+        let port = resolve_port(&docs, at(http_get, "port"));
+        assert_eq!(port, port_of(&admin.addr), "{probe} port is admin.addr's");
+    }
+}
+
+#[test]
+fn every_path_in_the_config_is_on_the_right_mount() {
+    let docs = manifests();
+    let config = config(&docs);
+    let args: Vec<String> = get(&container(&docs), "args");
+    let flag = args.iter().position(|a| a == "--config");
+    let file = args.get(flag.expect("--config") + 1).expect("its path");
+    let volume = volume_at(&docs, &parent(file));
+    assert_eq!(get::<String>(&volume, "configMap.name"), "menshen-config");
+
+    let tls = config.tls.expect("a [tls] section");
+    for dir in &tls.certificates {
+        assert!(at(&volume_at(&docs, dir), "secret").is_mapping(), "{dir}");
+    }
+    let admin = config.admin.expect("an [admin] section");
+    let token = admin.reload_token_file.expect("admin.reload_token_file");
+    let volume = volume_at(&docs, &parent(&token));
+    assert_eq!(get::<String>(&volume, "secret.secretName"), "menshen-admin");
+    // The root filesystem is read-only: the access log needs a volume.
+    let log = config.access_log.expect("an [access_log] section");
+    volume_at(&docs, &parent(&log.path));
+
+    // The approved roots come from the image: a mount over them would hide them.
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("read Dockerfile");
+    assert!(dockerfile.contains("/etc/menshen/certs/approved"));
+    for ca in &tls.approved_cas {
+        assert!(ca.starts_with("/etc/menshen/certs/approved"), "{ca}");
+        for mount in mounts(&docs) {
+            let mounted: String = get(&mount, "mountPath");
+            assert!(!Path::new(ca).starts_with(&mounted), "{mounted} hides {ca}");
+        }
+    }
+}
+
+#[test]
+fn the_pod_is_locked_down_and_drains_in_time() {
+    let docs = manifests();
+    let security = at(&container(&docs), "securityContext").clone();
+    assert!(get::<bool>(&security, "readOnlyRootFilesystem"));
+    assert!(get::<bool>(&security, "runAsNonRoot"));
+    assert!(!get::<bool>(&security, "allowPrivilegeEscalation"));
+    let dropped: Vec<String> = get(&security, "capabilities.drop");
+    assert_eq!(dropped, ["ALL"]);
+    let grace: u64 = get(pod(&docs), "spec.terminationGracePeriodSeconds");
+    let drain = config(&docs).server.grace_period_seconds;
+    assert!(
+        grace > drain,
+        "terminationGracePeriodSeconds {grace} <= {drain}"
+    );
+}
+
+#[test]
+fn service_pdb_and_hpa_target_the_deployment() {
+    let docs = manifests();
+    let labels: BTreeMap<String, String> = get(pod(&docs), "metadata.labels");
+    let selects_pods = |manifest: &Value, path: &str| {
+        let selector: BTreeMap<String, String> = get(manifest, path);
+        assert!(!selector.is_empty(), "{path} selects nothing");
+        for (k, v) in &selector {
+            assert_eq!(labels.get(k), Some(v), "{path} selects {k} = {v}");
+        }
+    };
+    let deployment = find(&docs, "Deployment", "menshen");
+    selects_pods(deployment, "spec.selector.matchLabels");
+    selects_pods(find(&docs, "Service", "menshen"), "spec.selector");
+    let pdb = find(&docs, "PodDisruptionBudget", "menshen");
+    selects_pods(pdb, "spec.selector.matchLabels");
+    assert_eq!(get::<u64>(pdb, "spec.minAvailable"), 1);
+
+    let hpa = find(&docs, "HorizontalPodAutoscaler", "menshen");
+    assert_eq!(get::<String>(hpa, "apiVersion"), "autoscaling/v2");
+    let target = at(hpa, "spec.scaleTargetRef");
+    assert_eq!(get::<String>(target, "kind"), "Deployment");
+    assert_eq!(get::<String>(target, "name"), "menshen");
+    let api: String = get(deployment, "apiVersion");
+    assert_eq!(get::<String>(target, "apiVersion"), api);
+    assert!(get::<u64>(hpa, "spec.minReplicas") >= 2);
+}
