@@ -1,6 +1,10 @@
 # Multi-stage build of menshen. The build stage matches .ci/run: cmake for libz-ng-sys.
 #   docker build -t menshen .
-#   docker run -p 443:8443 -v $PWD/conf:/etc/menshen:ro -v $PWD/certs:/etc/menshen/certs:ro menshen
+#   docker run --read-only --tmpfs /tmp -v menshen-logs:/var/log/menshen \
+#     -v $PWD/menshen.toml:/etc/menshen/menshen.toml:ro -v $PWD/live:/etc/menshen/certs/live:ro \
+#     -p 443:8443 -p 80:8080 menshen
+# The image runs as uid 10001 with a read-only root filesystem: it writes only the access log
+# (/var/log/menshen, a volume) and pingora's upgrade socket (/tmp, a tmpfs).
 FROM rust:1-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -18,6 +22,10 @@ RUN apt-get update -qq && apt-get install -y -qq ca-certificates && rm -rf /var/
 COPY --from=build /src/target/release/menshen /usr/local/bin/menshen
 COPY certs/approved /etc/menshen/certs/approved
 USER 10001
-EXPOSE 8443 8080
+EXPOSE 8443 8080 9901
+VOLUME ["/var/log/menshen"]
+# Needs [admin] in the config; asks the running proxy's /healthz.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/menshen", "healthz", "--config", "/etc/menshen/menshen.toml"]
 ENTRYPOINT ["/usr/local/bin/menshen"]
 CMD ["--config", "/etc/menshen/menshen.toml"]

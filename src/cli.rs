@@ -122,3 +122,51 @@ fn print_table(rows: &[[String; 7]]) {
         println!("{}", line.trim_end());
     }
 }
+
+/// Asks the running proxy's admin listener for `/healthz` (the container HEALTHCHECK).
+/// Returns the exit code: 0 healthy, 1 not.
+pub fn healthz(config: &Path) -> i32 {
+    use std::io::{Read, Write};
+    let addr = match crate::config::compile::parse(config) {
+        Ok(file) => match file.admin.map(|a| a.addr) {
+            Some(addr) => addr,
+            None => {
+                eprintln!(
+                    "{}: no [admin] section; healthz needs admin.addr",
+                    config.display()
+                );
+                return 1;
+            }
+        },
+        Err(errors) => {
+            print_errors(&errors);
+            return 1;
+        }
+    };
+    let timeout = std::time::Duration::from_secs(3);
+    let probe = || -> std::io::Result<String> {
+        let sock: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|_| std::io::Error::other(format!("admin.addr {addr:?} is not ip:port")))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: menshen\r\nConnection: close\r\n\r\n")?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    };
+    match probe() {
+        Ok(reply) if reply.starts_with("HTTP/1.1 200") => {
+            println!("healthy");
+            0
+        }
+        Ok(reply) => {
+            eprintln!("unhealthy: {}", reply.lines().next().unwrap_or(""));
+            1
+        }
+        Err(e) => {
+            eprintln!("unhealthy: admin {addr}: {e}");
+            1
+        }
+    }
+}

@@ -39,6 +39,8 @@ enum Command {
     Check,
     /// Show the certificates: hosts, issuer, approved root, expiry and status.
     Certs,
+    /// Probe the running proxy's admin /healthz (for container health checks).
+    Healthz,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     match args.command.unwrap_or(Command::Run) {
         Command::Check => ExitCode::from(cli::check(&args.config) as u8),
         Command::Certs => ExitCode::from(cli::certs(&args.config) as u8),
+        Command::Healthz => ExitCode::from(cli::healthz(&args.config) as u8),
         Command::Run => {
             // The log settings live in the config: peek at them before the full load, so that
             // load errors are reported in the configured format.

@@ -316,3 +316,27 @@ async fn binary_upgrade_hands_over_listeners_without_failed_requests() {
         "no failed request across the upgrade: {failed:?}\n{new_log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_command_probes_the_admin_listener() {
+    let s = setup("").await;
+    let run = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_menshen"))
+            .args(["healthz", "--config"])
+            .arg(config)
+            .output()
+            .expect("run healthz")
+    };
+    let ok = run(&s.env.path("menshen.toml"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    drop(s.proxy);
+    let down = run(&s.env.path("menshen.toml"));
+    assert!(
+        !down.status.success(),
+        "healthz fails once the proxy is gone"
+    );
+}

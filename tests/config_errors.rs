@@ -190,6 +190,10 @@ fn demo_config_is_valid_and_documents_every_section() {
         "[[policy.takedowns]]",
         "[access_log]",
         "icp = ",
+        "[admin]",
+        "[log]",
+        "[[tls.pairs]]",
+        "https_redirect_port",
     ] {
         assert!(text.contains(key), "demo config documents {key}");
     }

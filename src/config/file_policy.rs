@@ -55,6 +55,8 @@ pub struct PolicySection {
     pub min_tls_version: String,
     /// Allowed cipher suites by rustls name; empty means all AEAD suites (needs a restart).
     pub cipher_suites: Vec<String>,
+    /// Port in `https_only` redirects (default: the first TLS listener's; 443 is left out).
+    pub https_redirect_port: Option<u16>,
     /// Host + path-prefix takedown rules, answered with 451.
     pub takedowns: Vec<TakedownSection>,
 }
@@ -79,6 +81,7 @@ impl Default for PolicySection {
             keepalive_timeout_seconds: DEFAULT_KEEPALIVE_TIMEOUT_SECONDS,
             min_tls_version: "1.2".into(),
             cipher_suites: Vec::new(),
+            https_redirect_port: None,
             takedowns: Vec::new(),
         }
     }

@@ -452,7 +452,7 @@ pub(crate) fn compile(
     } else if let Err(e) = crate::tls::provider::build(min_tls, &p.cipher_suites) {
         errors.invalid("policy.cipher_suites", e);
     }
-    let port_suffix = match https_port {
+    let port_suffix = match p.https_redirect_port.or(https_port) {
         Some(443) | None => String::new(),
         Some(port) => format!(":{port}"),
     };
