@@ -40,6 +40,7 @@ ROUNDS ?= 3
 # Criterion benches of the hot path, then the side-by-side load bench against nginx and HAProxy
 # (needs root: it installs nginx, haproxy and wrk when missing, and pins processes with taskset).
 bench: deps release
-	$(CARGO) bench --bench policy
+	$(CARGO) bench --bench policy --bench tls
 	MENSHEN_CMD="$(CURDIR)/target/release/menshen --config $(CURDIR)/benches/peers.toml" \
 	  python3 $(PEERS) --targets nginx,haproxy,menshen --rounds $(ROUNDS)
+	python3 benches/reload_bench.py --binary $(CURDIR)/target/release/menshen

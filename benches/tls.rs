@@ -4,7 +4,6 @@
 //! stay flat. Certificates are made with rcgen at bench time under a throwaway approved root.
 
 #[path = "../tests/support/pki.rs"]
-#[allow(dead_code)]
 mod pki;
 
 use std::hint::black_box;

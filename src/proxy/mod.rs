@@ -345,11 +345,17 @@ impl ProxyHttp for Proxy {
         };
         let upstream = &action.upstream;
         let req = session.req_header();
-        let ip_key;
+        let ip_key: [u8; 16];
         let key: &[u8] = match &upstream.hash_key {
+            // Round robin and random ignore the key: do not build one.
+            _ if !upstream.is_hashed() => &[],
             HashKey::ClientIp => {
-                ip_key = ctx.client.map(|c| c.ip.to_string()).unwrap_or_default();
-                ip_key.as_bytes()
+                ip_key = match ctx.client.map(|c| c.ip) {
+                    Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
+                    Some(std::net::IpAddr::V6(v6)) => v6.octets(),
+                    None => [0; 16],
+                };
+                &ip_key
             }
             HashKey::Path => req.uri.path().as_bytes(),
             HashKey::Header(name) => req.headers.get(name).map_or(&[][..], |v| v.as_bytes()),

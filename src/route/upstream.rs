@@ -188,6 +188,11 @@ impl Upstream {
         Box::new(peer)
     }
 
+    /// Whether selection hashes a key (consistent hashing).
+    pub fn is_hashed(&self) -> bool {
+        matches!(self.balancer, Balancer::Consistent(_))
+    }
+
     /// Whether requests to this upstream use TLS.
     pub fn is_tls(&self) -> bool {
         self.peer.is_tls()
