@@ -298,3 +298,53 @@ upstream = "named"
     .await;
     assert!(asked_again.is_some(), "refreshed within TTL bounds");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hashing_keeps_a_key_on_one_backend() {
+    let (env, _root) = env_with_cert();
+    let origins = [
+        Origin::start("a").await,
+        Origin::start("b").await,
+        Origin::start("c").await,
+    ];
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[upstreams]]
+name = "pool"
+backends = ["127.0.0.1:{}", "127.0.0.1:{}", "127.0.0.1:{}"]
+balance = "consistent"
+hash_key = "header:x-user"
+
+[[sites]]
+name = "site"
+icp = "京ICP备16063439号-1"
+hosts = ["example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "pool"
+"#,
+            origins[0].port, origins[1].port, origins[2].port
+        ),
+    );
+    let _proxy = env.start();
+    let mut chosen = HashSet::new();
+    for user in 0..12 {
+        let mut seen = HashSet::new();
+        for _ in 0..4 {
+            let raw = support::http::get_with("example.cn", "/", &format!("X-User: u{user}\r\n"));
+            let r = support::http::raw_plain(env.http, &raw, None)
+                .await
+                .expect("GET");
+            seen.insert(r.text().split(' ').next().unwrap_or("").to_owned());
+        }
+        assert_eq!(
+            seen.len(),
+            1,
+            "user u{user} always lands on one backend: {seen:?}"
+        );
+        chosen.extend(seen);
+    }
+    assert!(chosen.len() >= 2, "keys spread over backends: {chosen:?}");
+}
