@@ -19,7 +19,7 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 180;
 /// Default of `access_log.max_file_bytes`.
 pub const DEFAULT_ACCESS_LOG_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default of `access_log.buffer_lines`.
-pub const DEFAULT_ACCESS_LOG_BUFFER: usize = 64 * 1024;
+pub const DEFAULT_ACCESS_LOG_BUFFER: usize = 32 * 1024;
 
 /// `[policy]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Slots of the shared table (8 bytes each).
-const SLOTS: usize = 1 << 20;
+/// Slots of the shared table (8 bytes each: 2 MiB). Enough that tens of thousands of active
+/// clients rarely share a slot.
+const SLOTS: usize = 1 << 18;
 
 /// The shared state of every rate limit.
 pub struct RateTable {
