@@ -234,3 +234,75 @@ async fn download_in_flight_survives_certificate_and_config_reloads() {
         .enumerate()
         .all(|(i, b)| *b == download_byte(i)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
+    let env = Env::new();
+    let root = Ca::root("Approved Root");
+    env.approve("root", &root);
+    env.put_cert(
+        "shop",
+        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
+        &[],
+    );
+    let origin = Origin::start("origin").await;
+    // No watcher and a slow poll: only SIGHUP can make this reload quick.
+    let quiet = "[log]\nformat = \"json\"\n";
+    let body = |v: &str| format!("{quiet}{}", site(origin.port, v));
+    env.write(
+        "menshen.toml",
+        &env.config_text("", &body("v1")).replace(
+            "poll_interval_ms = 200\ndebounce_ms = 50",
+            "watch = false\npoll_interval_ms = 600000",
+        ),
+    );
+    let proxy = env.start();
+    let text = |r: support::http::Response| r.text();
+    assert_eq!(
+        text(
+            get_plain(env.http, "shop.example.cn", "/hello")
+                .await
+                .expect("GET")
+        ),
+        "v1"
+    );
+
+    // A new listener address in the same change: applied config, kept listeners, logged.
+    let moved = env
+        .config_text("", &body("v2"))
+        .replace(
+            "poll_interval_ms = 200\ndebounce_ms = 50",
+            "watch = false\npoll_interval_ms = 600000",
+        )
+        .replace(&format!("127.0.0.1:{}", env.http), "127.0.0.1:1");
+    env.write("menshen.toml", &moved);
+    let pid = proxy.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+    let v2 = eventually(Duration::from_secs(3), || async {
+        let r = get_plain(env.http, "shop.example.cn", "/hello")
+            .await
+            .ok()?;
+        (r.text() == "v2").then_some(())
+    })
+    .await;
+    assert!(v2.is_some(), "SIGHUP reloaded: {}", proxy.log());
+    let log = proxy.log();
+    assert!(
+        log.contains("listener changes take effect only after a restart"),
+        "{log}"
+    );
+    // The process log is JSON, one object per line.
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 3);
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+}
