@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use support::http::{get_plain, Origin};
-use support::pki::{Ca, LeafSpec};
+use support::pki::LeafSpec;
 use support::{eventually, free_port, Env};
 
 struct Setup {
@@ -17,9 +17,7 @@ struct Setup {
 
 /// `server_extra`: more lines for the `[server]` section.
 async fn setup(server_extra: &str) -> Setup {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert(
         "shop",
         &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),

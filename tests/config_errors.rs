@@ -4,13 +4,11 @@
 mod support;
 
 use menshen::config::{load, ConfigError};
-use support::pki::{Ca, LeafSpec};
+use support::pki::LeafSpec;
 use support::Env;
 
 fn env() -> Env {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert(
         "shop",
         &root.issue(&LeafSpec::new(&["shop.example.cn"], 1)),

@@ -20,9 +20,7 @@ struct Setup {
 /// A proxy with every policy switched on: one site proxied to an origin, a second site, and a
 /// TLS listener behind a PROXY-protocol balancer.
 async fn setup(policy: &str, site_extra: &str) -> Setup {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1));
     env.put_cert("shop", &leaf, &[]);
     let other = root.issue(&LeafSpec::new(&["news.example.cn"], 0x2));

@@ -48,9 +48,7 @@ async fn serial_becomes(env: &Env, root: &Ca, sni: &str, want: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert(
         "shop",
         &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
@@ -98,9 +96,7 @@ async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_data_symlink_swap_is_picked_up() {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     // The layout a Secret volume has: files are links through `..data` to a timestamped dir.
     let live = env.path("live");
     let version = |name: &str, serial: u64| {
@@ -129,9 +125,7 @@ async fn kubernetes_data_symlink_swap_is_picked_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_config_keeps_the_serving_one() {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert(
         "shop",
         &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
@@ -168,9 +162,7 @@ async fn broken_config_keeps_the_serving_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_in_flight_survives_certificate_and_config_reloads() {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert(
         "shop",
         &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
@@ -237,9 +229,7 @@ async fn download_in_flight_survives_certificate_and_config_reloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert(
         "shop",
         &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),

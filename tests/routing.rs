@@ -11,9 +11,7 @@ use support::pki::{Ca, LeafSpec};
 use support::{eventually, free_port, Env};
 
 fn env_with_cert() -> (Env, Ca) {
-    let env = Env::new();
-    let root = Ca::root("Approved Root");
-    env.approve("root", &root);
+    let (env, root) = Env::with_approved_root("Approved Root");
     let leaf = root.issue(&LeafSpec::new(&["*.example.cn", "example.cn"], 0x1));
     env.put_cert("wild", &leaf, &[]);
     (env, root)

@@ -19,10 +19,7 @@ respond = { status = 200, body = "hello from shop" }
 "#;
 
 fn env_with_root() -> (Env, Ca) {
-    let env = Env::new();
-    let root = Ca::root("Approved Test Root");
-    env.approve("root", &root);
-    (env, root)
+    Env::with_approved_root("Approved Test Root")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,25 @@ impl<'a> Errors<'a> {
     }
 }
 
+/// Compiles a `{ name = value }` header table, naming each bad entry under `key`.
+pub(crate) fn header_list(
+    table: &std::collections::BTreeMap<String, String>,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let mut headers = Vec::with_capacity(table.len());
+    for (name, value) in table {
+        match (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => headers.push((n, v)),
+            _ => errors.invalid(key, format!("{name:?}: {value:?} is not a valid header")),
+        }
+    }
+    headers
+}
+
 /// Resolves `path` relative to the directory of the config file `config`.
 pub fn relative_to(config: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);

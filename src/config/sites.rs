@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 
 use super::file::{RouteSection, SiteSection};
 use super::Errors;
@@ -218,19 +218,7 @@ fn canned(
         );
         return None;
     };
-    let mut headers = Vec::new();
-    for (name, value) in &resp.headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            (Ok(n), Ok(v)) => headers.push((n, v)),
-            _ => errors.invalid(
-                format!("{key}.respond.headers"),
-                format!("{name:?}: {value:?} is not a valid header"),
-            ),
-        }
-    }
+    let headers = super::header_list(&resp.headers, &format!("{key}.respond.headers"), errors);
     Some(Canned {
         status,
         headers,

@@ -348,19 +348,11 @@ fn site_policy(site: &SiteSection, default_body: u64, errors: &mut Errors<'_>) -
             ),
         }
     }
-    let mut add_headers = Vec::new();
-    for (name, value) in &site.add_response_headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            (Ok(n), Ok(v)) => add_headers.push((n, v)),
-            _ => errors.invalid(
-                format!("{key}: add_response_headers"),
-                format!("{name:?}: {value:?} is not a valid header"),
-            ),
-        }
-    }
+    let add_headers = crate::config::header_list(
+        &site.add_response_headers,
+        &format!("{key}: add_response_headers"),
+        errors,
+    );
     SitePolicy {
         max_body_bytes: site.max_body_bytes.unwrap_or(default_body),
         log_query: site.log_query,

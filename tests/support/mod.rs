@@ -46,6 +46,14 @@ impl Env {
         }
     }
 
+    /// A new directory whose approved roots hold one fresh root CA named `cn`.
+    pub fn with_approved_root(cn: &str) -> (Env, Ca) {
+        let env = Env::new();
+        let root = Ca::root(cn);
+        env.approve("root", &root);
+        (env, root)
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
