@@ -402,12 +402,12 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let prefix = ctx.route_prefix().to_owned();
+        let prefix = ctx.route_prefix();
         let Some(action) = ctx.proxy_action() else {
             return Ok(());
         };
         let pq = upstream_request.uri.path_and_query().map(|p| p.as_str());
-        if let Some(path) = action.rewrite.apply(&prefix, pq.unwrap_or("/")) {
+        if let Some(path) = action.rewrite.apply(prefix, pq.unwrap_or("/")) {
             let uri = path.parse::<http::Uri>().or_err(
                 ErrorType::InvalidHTTPHeader,
                 "rewritten path is not a valid URI",
