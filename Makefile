@@ -1,4 +1,5 @@
 # menshen: `make run` starts the proxy on the demo config, `make test` runs every check.
+SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
@@ -31,8 +32,11 @@ fmt:
 clippy: deps
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# Ends with one total line ("N passed, N failed") over every test binary.
 test: deps fmt clippy
-	$(CARGO) test --all-targets
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "cargo test: %d passed, %d failed\n", p, f}' target/test.log
 
 PEERS ?= ../shared/bench/peers.py
 ROUNDS ?= 3
