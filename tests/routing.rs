@@ -346,3 +346,55 @@ upstream = "pool"
     }
     assert!(chosen.len() >= 2, "keys spread over backends: {chosen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_lookups_keep_the_last_good_addresses() {
+    let (env, _root) = env_with_cert();
+    let origin = Origin::start("resolved").await;
+    let dns = DnsResponder::start("backend.gcp.internal", [127, 0, 0, 1].into()).await;
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[dns]
+resolvers = ["{dns}"]
+min_ttl_seconds = 1
+timeout_ms = 200
+
+[[upstreams]]
+name = "named"
+backends = ["backend.gcp.internal:{port}"]
+
+[[sites]]
+name = "site"
+icp = "京ICP备16063439号-1"
+hosts = ["example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "named"
+"#,
+            dns = dns.addr,
+            port = origin.port
+        ),
+    );
+    let proxy = env.start();
+    assert_eq!(
+        get_plain(env.http, "example.cn", "/")
+            .await
+            .expect("GET")
+            .status,
+        200
+    );
+    // The resolver goes away; refreshes fail, the pool keeps its address.
+    drop(dns);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resp = get_plain(env.http, "example.cn", "/again")
+        .await
+        .expect("GET");
+    assert_eq!(resp.status, 200, "{}", proxy.log());
+    assert!(
+        proxy.log().contains("keeping last good addresses"),
+        "{}",
+        proxy.log()
+    );
+}

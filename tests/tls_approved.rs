@@ -231,3 +231,49 @@ async fn explicit_pairs_serve_like_directory_pairs() {
         .expect("pair served");
     assert_eq!(serial, "61");
 }
+
+/// `menshen certs` shows expiring and rejected files; expiry is warned about at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_and_rejected_certificates_are_reported() {
+    let (env, root) = env_with_root();
+    let soon = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x71).valid(-300, 10));
+    env.put_cert("shop", &soon, &[]);
+    env.write_config("", SITE);
+    let proxy = env.start();
+    let warned = support::eventually(std::time::Duration::from_secs(3), || async {
+        proxy
+            .log()
+            .contains("certificate expires soon")
+            .then_some(())
+    })
+    .await;
+    assert!(warned.is_some(), "expiry warned at start: {}", proxy.log());
+    drop(proxy);
+
+    let stranger = Ca::root("Stranger Root");
+    env.put_cert(
+        "other",
+        &stranger.issue(&LeafSpec::new(&["other.example.cn"], 0x72)),
+        &[],
+    );
+    let table = env.certs();
+    let line = |file: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_else(|| panic!("{file} in {table}"))
+            .to_owned()
+    };
+    assert!(
+        line("live/shop.crt").trim_end().ends_with("expiring"),
+        "{table}"
+    );
+    assert!(
+        line("live/shop.crt").contains(" 9 ") || line("live/shop.crt").contains(" 10 "),
+        "days left: {table}"
+    );
+    assert!(
+        line("live/other.crt").contains("rejected: chain ends at \"CN=Stranger Root"),
+        "{table}"
+    );
+}
