@@ -398,3 +398,48 @@ upstream = "named"
         proxy.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_timeout_is_504_and_refusal_is_502() {
+    let (env, _root) = env_with_cert();
+    let origin = Origin::start("slow").await;
+    let closed = free_port();
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[upstreams]]
+name = "slow"
+backends = ["127.0.0.1:{port}"]
+read_timeout_ms = 300
+[[upstreams]]
+name = "down"
+backends = ["127.0.0.1:{closed}"]
+
+[[sites]]
+name = "site"
+icp = "京ICP备16063439号-1"
+hosts = ["example.cn"]
+[[sites.routes]]
+prefix = "/"
+upstream = "slow"
+[[sites.routes]]
+prefix = "/down"
+upstream = "down"
+"#,
+            port = origin.port
+        ),
+    );
+    let _proxy = env.start();
+    let started = std::time::Instant::now();
+    let resp = get_plain(env.http, "example.cn", "/hang")
+        .await
+        .expect("GET");
+    assert_eq!(resp.status, 504, "a backend that does not answer in time");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(resp.header("x-request-id").is_some());
+    let resp = get_plain(env.http, "example.cn", "/down")
+        .await
+        .expect("GET");
+    assert_eq!(resp.status, 502, "a backend that refuses connections");
+}

@@ -10,6 +10,7 @@
 //! request_body_filter     count body bytes against the site's limit (413)
 //! upstream_peer           pick a backend not tried yet (502 if none) -> peer with timeouts, TLS
 //! fail_to_connect         eject that backend for a while; retry on another (nothing was sent)
+//! fail_to_proxy           one map from error to status (errors.rs): 502/504 upstream, 400/408
 //! upstream_request_filter rewrite path prefix, Host override, X-Forwarded-*, X-Request-Id
 //! upstream_response_filter note the upstream status
 //! response_filter         site response headers (remove / add, HSTS), X-Request-Id
@@ -17,6 +18,7 @@
 //! ```
 
 mod access;
+mod errors;
 mod respond;
 
 use std::borrow::Cow;
@@ -32,6 +34,7 @@ use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::FailToProxy;
 
 use crate::observe::access_log::AccessLog;
 use crate::policy::client::{self, Client};
@@ -394,6 +397,19 @@ impl ProxyHttp for Proxy {
             }
         }
         e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = errors::status_for(e);
+        if code > 0 {
+            if let Err(write) = respond::error(session, code, &ctx.request_id).await {
+                tracing::debug!(request_id = %ctx.request_id, "cannot send the error response: {write}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn upstream_request_filter(

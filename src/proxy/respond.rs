@@ -60,3 +60,18 @@ pub async fn redirect(
     resp.insert_header("x-request-id", request_id)?;
     send(session, resp, Bytes::new()).await
 }
+
+/// Writes a plain error response for a failed request.
+pub async fn error(session: &mut Session, status: u16, request_id: &str) -> Result<bool> {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = Bytes::from(format!("{status} {reason}\n"));
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(header::CONNECTION, "close")?;
+    resp.insert_header("x-request-id", request_id)?;
+    send(session, resp, body).await
+}

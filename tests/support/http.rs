@@ -310,6 +310,9 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
             .to_owned();
         let ok = if path == "/download" {
             download(&mut s).await
+        } else if path == "/hang" {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            false
         } else if path.split('?').next() == Some("/echo") {
             let r = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nServer: origin/1.0\r\nX-Powered-By: test\r\n\r\n{head}",
