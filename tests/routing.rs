@@ -17,6 +17,33 @@ fn env_with_cert() -> (Env, Ca) {
     (env, root)
 }
 
+/// A site serving `example.cn` that sends every path to `upstream`.
+fn site_to(upstream: &str) -> String {
+    format!(
+        "[[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
+         [[sites.routes]]\nprefix = \"/\"\nupstream = \"{upstream}\"\n"
+    )
+}
+
+/// An environment whose upstream `named` is the hostname `backend.gcp.internal`, answered by a
+/// DNS responder on loopback with 127.0.0.1.
+async fn named_backend(dns_extra: &str) -> (Env, Origin, DnsResponder) {
+    let (env, _root) = env_with_cert();
+    let origin = Origin::start("resolved").await;
+    let dns = DnsResponder::start("backend.gcp.internal", [127, 0, 0, 1].into()).await;
+    env.write_config(
+        "",
+        &format!(
+            "[dns]\nresolvers = [\"{}\"]\nmin_ttl_seconds = 1\n{dns_extra}\n\
+             [[upstreams]]\nname = \"named\"\nbackends = [\"backend.gcp.internal:{}\"]\n\n{}",
+            dns.addr,
+            origin.port,
+            site_to("named")
+        ),
+    );
+    (env, origin, dns)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_wildcards_and_longest_prefix_route_requests() {
     let (env, root) = env_with_cert();
@@ -111,15 +138,9 @@ name = "pool"
 backends = ["127.0.0.1:{down}", "127.0.0.1:{up}"]
 connect_timeout_ms = 500
 
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "pool"
-"#,
-            up = up.port
+{site}"#,
+            up = up.port,
+            site = site_to("pool")
         ),
     );
     let _proxy = env.start();
@@ -153,16 +174,10 @@ interval_ms = 100
 unhealthy_threshold = 1
 healthy_threshold = 1
 
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "pool"
-"#,
+{site}"#,
             a = a.port,
-            b = b.port
+            b = b.port,
+            site = site_to("pool")
         ),
     );
     let _proxy = env.start();
@@ -257,33 +272,7 @@ upstream = "wrong-name"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_hostname_resolves_through_configured_dns() {
-    let (env, _root) = env_with_cert();
-    let origin = Origin::start("resolved").await;
-    let dns = DnsResponder::start("backend.gcp.internal", [127, 0, 0, 1].into()).await;
-    env.write_config(
-        "",
-        &format!(
-            r#"
-[dns]
-resolvers = ["{dns}"]
-min_ttl_seconds = 1
-
-[[upstreams]]
-name = "named"
-backends = ["backend.gcp.internal:{port}"]
-
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "named"
-"#,
-            dns = dns.addr,
-            port = origin.port
-        ),
-    );
+    let (env, _origin, dns) = named_backend("").await;
     let proxy = env.start();
     let resp = get_plain(env.http, "example.cn", "/x").await.expect("GET");
     assert_eq!(resp.status, 200, "{}", proxy.log());
@@ -315,15 +304,11 @@ backends = ["127.0.0.1:{}", "127.0.0.1:{}", "127.0.0.1:{}"]
 balance = "consistent"
 hash_key = "header:x-user"
 
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "pool"
-"#,
-            origins[0].port, origins[1].port, origins[2].port
+{site}"#,
+            origins[0].port,
+            origins[1].port,
+            origins[2].port,
+            site = site_to("pool")
         ),
     );
     let _proxy = env.start();
@@ -349,34 +334,7 @@ upstream = "pool"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_lookups_keep_the_last_good_addresses() {
-    let (env, _root) = env_with_cert();
-    let origin = Origin::start("resolved").await;
-    let dns = DnsResponder::start("backend.gcp.internal", [127, 0, 0, 1].into()).await;
-    env.write_config(
-        "",
-        &format!(
-            r#"
-[dns]
-resolvers = ["{dns}"]
-min_ttl_seconds = 1
-timeout_ms = 200
-
-[[upstreams]]
-name = "named"
-backends = ["backend.gcp.internal:{port}"]
-
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "named"
-"#,
-            dns = dns.addr,
-            port = origin.port
-        ),
-    );
+    let (env, _origin, dns) = named_backend("timeout_ms = 200").await;
     let proxy = env.start();
     assert_eq!(
         get_plain(env.http, "example.cn", "/")
