@@ -33,6 +33,20 @@ respond = {{ status = 200, body = "{body}" }}
     )
 }
 
+/// A proxy serving `shop.example.cn` (certificate serial 01) and the `v1` config.
+async fn serving_v1() -> (Env, Ca, Origin, support::Running) {
+    let (env, root) = Env::with_approved_root("Approved Root");
+    env.put_cert(
+        "shop",
+        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
+        &[],
+    );
+    let origin = Origin::start("origin").await;
+    env.write_config("", &site(origin.port, "v1"));
+    let proxy = env.start();
+    (env, root, origin, proxy)
+}
+
 async fn serial_becomes(env: &Env, root: &Ca, sni: &str, want: &str) -> bool {
     let client = tls_client(&[&root.pem]);
     eventually(Duration::from_secs(2), || {
@@ -48,15 +62,7 @@ async fn serial_becomes(env: &Env, root: &Ca, sni: &str, want: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
-        &[],
-    );
-    let origin = Origin::start("origin").await;
-    env.write_config("", &site(origin.port, "v1"));
-    let proxy = env.start();
+    let (env, root, _origin, proxy) = serving_v1().await;
     assert!(serial_becomes(&env, &root, "shop.example.cn", "01").await);
 
     // A renewed certificate dropped in place is served within 2 seconds.
@@ -125,15 +131,7 @@ async fn kubernetes_data_symlink_swap_is_picked_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_config_keeps_the_serving_one() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
-        &[],
-    );
-    let origin = Origin::start("origin").await;
-    env.write_config("", &site(origin.port, "v1"));
-    let proxy = env.start();
+    let (env, _root, origin, proxy) = serving_v1().await;
 
     env.write(
         "menshen.toml",
@@ -162,15 +160,7 @@ async fn broken_config_keeps_the_serving_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_in_flight_survives_certificate_and_config_reloads() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
-        &[],
-    );
-    let origin = Origin::start("origin").await;
-    env.write_config("", &site(origin.port, "v1"));
-    let proxy = env.start();
+    let (env, root, origin, proxy) = serving_v1().await;
 
     let client = tls_client(&[&root.pem]);
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.https))
