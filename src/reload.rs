@@ -26,6 +26,8 @@ pub struct ReloadReport {
     pub applied: bool,
     /// What serves now (on success) or why nothing changed.
     pub summary: String,
+    /// What differs from the previous snapshot, one line each.
+    pub changes: Vec<String>,
     /// Errors that kept the old snapshot (config) or a file's last good version (certificates).
     pub errors: Vec<String>,
 }
@@ -114,6 +116,7 @@ impl Reloader {
                         "{} error(s); the previous configuration keeps serving",
                         errors.len()
                     ),
+                    changes: Vec::new(),
                     errors: errors.iter().map(ToString::to_string).collect(),
                 };
             }
@@ -123,6 +126,7 @@ impl Reloader {
                 return ReloadReport {
                     applied: false,
                     summary: "reload task failed".into(),
+                    changes: Vec::new(),
                     errors: vec![join.to_string()],
                 };
             }
@@ -154,12 +158,17 @@ impl Reloader {
             .map(ToString::to_string)
             .collect();
         let summary = summary(&snapshot);
+        let changes = changes(&previous, &snapshot);
+        for change in &changes {
+            tracing::info!(trigger, "{change}");
+        }
         self.state.store(Arc::new(snapshot));
         self.applied.fetch_add(1, Ordering::Relaxed);
         tracing::info!(trigger, "{summary}");
         ReloadReport {
             applied: true,
             summary,
+            changes,
             errors,
         }
     }
@@ -285,6 +294,75 @@ pub fn fingerprint(s: &Snapshot) -> [u8; 32] {
     let mut out = [0; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+/// What `new` serves differently from `old`: certificates, sites, upstreams.
+pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
+    use std::collections::BTreeMap;
+    let mut out = Vec::new();
+    let certs = |s: &Snapshot| -> BTreeMap<String, ([u8; 32], String)> {
+        s.certs
+            .certs()
+            .iter()
+            .map(|c| {
+                (
+                    c.info.file.display().to_string(),
+                    (c.content_hash, c.info.serial.clone()),
+                )
+            })
+            .collect()
+    };
+    let (before, after) = (certs(old), certs(new));
+    for (file, (hash, serial)) in &after {
+        match before.get(file) {
+            None => out.push(format!("certificate added: {file} (serial {serial})")),
+            Some((old_hash, old_serial)) if old_hash != hash => out.push(format!(
+                "certificate replaced: {file} (serial {old_serial} -> {serial})"
+            )),
+            Some(_) => {}
+        }
+    }
+    for file in before.keys().filter(|f| !after.contains_key(*f)) {
+        out.push(format!("certificate removed: {file}"));
+    }
+    let sites = |s: &Snapshot| -> BTreeMap<String, String> {
+        s.file
+            .sites
+            .iter()
+            .map(|site| (site.name.clone(), format!("{site:?}")))
+            .collect()
+    };
+    diff_named(&mut out, "site", &sites(old), &sites(new));
+    let upstreams = |s: &Snapshot| -> BTreeMap<String, String> {
+        s.file
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), format!("{u:?}")))
+            .collect()
+    };
+    diff_named(&mut out, "upstream", &upstreams(old), &upstreams(new));
+    if old.file.policy != new.file.policy {
+        out.push("policy changed".into());
+    }
+    out
+}
+
+fn diff_named(
+    out: &mut Vec<String>,
+    what: &str,
+    old: &std::collections::BTreeMap<String, String>,
+    new: &std::collections::BTreeMap<String, String>,
+) {
+    for (name, body) in new {
+        match old.get(name) {
+            None => out.push(format!("{what} added: {name}")),
+            Some(before) if before != body => out.push(format!("{what} changed: {name}")),
+            Some(_) => {}
+        }
+    }
+    for name in old.keys().filter(|n| !new.contains_key(*n)) {
+        out.push(format!("{what} removed: {name}"));
+    }
 }
 
 /// One line on what a snapshot serves.

@@ -271,6 +271,10 @@ async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
     assert!(v2.is_some(), "SIGHUP reloaded: {}", proxy.log());
     let log = proxy.log();
     assert!(
+        log.contains("site changed: shop"),
+        "the reload says what changed: {log}"
+    );
+    assert!(
         log.contains("listener changes take effect only after a restart"),
         "{log}"
     );

@@ -248,7 +248,14 @@ impl Admin {
         body.push_str(if report.applied { "true" } else { "false" });
         body.push_str(",\"summary\":");
         crate::observe::access_log::push_json_str(&mut body, &report.summary);
-        body.push_str(",\"errors\":[");
+        body.push_str(",\"changes\":[");
+        for (i, c) in report.changes.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            crate::observe::access_log::push_json_str(&mut body, c);
+        }
+        body.push_str("],\"errors\":[");
         for (i, e) in report.errors.iter().enumerate() {
             if i > 0 {
                 body.push(',');

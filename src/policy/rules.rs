@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -172,12 +171,11 @@ impl Rule for SiteIp {
     }
 }
 
-/// One takedown rule, with its hit counter.
+/// One takedown rule (counted per rule by `menshen_policy_denials_total{rule="takedown:<id>"}`).
 pub struct Takedown {
     prefix: String,
     id: Arc<str>,
     body: Bytes,
-    hits: AtomicU64,
 }
 
 struct Takedowns {
@@ -197,7 +195,6 @@ impl Rule for Takedowns {
             .get(req.host)?
             .iter()
             .find(|t| req.path.starts_with(t.prefix.as_str()))?;
-        rule.hits.fetch_add(1, Ordering::Relaxed);
         deny(451, &rule.id, &rule.body)
     }
 }
@@ -429,7 +426,6 @@ pub(crate) fn compile(
                 prefix: t.prefix.clone(),
                 id: id(&format!("takedown:{}", t.id)),
                 body: Bytes::from(t.body.clone()),
-                hits: AtomicU64::new(0),
             });
     }
     for rules in by_host.values_mut() {
