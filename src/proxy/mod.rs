@@ -290,22 +290,22 @@ impl ProxyHttp for Proxy {
         session.set_keepalive(Some(policy.keepalive_timeout_seconds));
         session.set_read_timeout(Some(policy.body_read_timeout));
 
-        let denial = self
-            .connection_limit(&snapshot, ctx)
-            .or_else(|| self.decide(session, ctx, &snapshot));
+        let denial = match self.connection_limit(&snapshot, ctx) {
+            Some(over_limit) => {
+                // This connection is not counted: close it after the answer.
+                session.set_keepalive(None);
+                Some(over_limit)
+            }
+            None => self.decide(session, ctx, &snapshot),
+        };
         if let Some(denial) = denial {
             ctx.decision = Some(denial.rule.clone());
-            if denial.status == 429 && denial.rule.as_ref() == "max_connections_per_ip" {
-                session.set_keepalive(None);
-            }
             ctx.snapshot = Some(snapshot);
             return respond::denial(session, &denial, &ctx.request_id).await;
         }
-        let (site_idx, route_idx) = ctx.route.unwrap_or_default();
-        let action = snapshot
-            .router
-            .site_at(site_idx)
-            .and_then(|s| s.routes.get(route_idx))
+        let action = ctx
+            .route
+            .and_then(|(s, r)| snapshot.router.site_at(s)?.routes.get(r))
             .map(|r| &r.action);
         let done = match action {
             Some(Action::Respond(canned)) => {
