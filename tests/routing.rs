@@ -401,3 +401,41 @@ upstream = "down"
         .expect("GET");
     assert_eq!(resp.status, 502, "a backend that refuses connections");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_round_robin_follows_the_weights() {
+    let (env, _root) = env_with_cert();
+    let heavy = Origin::start("heavy").await;
+    let light = Origin::start("light").await;
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[upstreams]]
+name = "pool"
+backends = [{{ addr = "127.0.0.1:{heavy}", weight = 3 }}, {{ addr = "127.0.0.1:{light}", weight = 1 }}]
+
+{site}"#,
+            heavy = heavy.port,
+            light = light.port,
+            site = site_to("pool")
+        ),
+    );
+    let _proxy = env.start();
+    for _ in 0..40 {
+        assert_eq!(
+            get_plain(env.http, "example.cn", "/")
+                .await
+                .expect("GET")
+                .status,
+            200
+        );
+    }
+    assert_eq!(heavy.hits() + light.hits(), 40);
+    assert_eq!(
+        heavy.hits(),
+        30,
+        "weight 3 of 4 (light got {})",
+        light.hits()
+    );
+}
