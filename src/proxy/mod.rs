@@ -437,15 +437,23 @@ impl ProxyHttp for Proxy {
             upstream_request.insert_header(header::HOST, host.clone())?;
         }
         if let Some(client) = ctx.client {
-            let peer = peer_addr(session).ip();
-            let forwarded = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prev) => format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes())),
-                None => client.ip.to_string(),
-            };
-            upstream_request.insert_header("x-forwarded-for", forwarded)?;
-            upstream_request.insert_header("x-real-ip", client.ip.to_string())?;
+            let client_ip = http::HeaderValue::from_str(&client.ip.to_string())
+                .or_err(ErrorType::InternalError, "client IP as a header value")?;
+            match upstream_request.headers.get("x-forwarded-for") {
+                Some(prev) => {
+                    let peer = peer_addr(session).ip();
+                    let list = format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes()));
+                    upstream_request.insert_header("x-forwarded-for", list)?;
+                }
+                None => upstream_request.insert_header("x-forwarded-for", client_ip.clone())?,
+            }
+            upstream_request.insert_header("x-real-ip", client_ip)?;
         }
-        let proto = if is_tls(session) { "https" } else { "http" };
+        let proto = if is_tls(session) {
+            http::HeaderValue::from_static("https")
+        } else {
+            http::HeaderValue::from_static("http")
+        };
         upstream_request.insert_header("x-forwarded-proto", proto)?;
         upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
