@@ -290,3 +290,68 @@ async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
         );
     }
 }
+
+/// Withdrawing an approved root stops its certificates at once: no last-good fallback survives
+/// a root that is no longer approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawing_a_root_stops_its_certificates() {
+    let (env, keep) = Env::with_approved_root("Kept Root");
+    let withdrawn = Ca::root("Withdrawn Root");
+    std::fs::create_dir_all(env.path("approved-extra")).expect("mkdir");
+    env.write("approved-extra/withdrawn.pem", &withdrawn.pem);
+    env.put_cert(
+        "shop",
+        &withdrawn.issue(&LeafSpec::new(&["shop.example.cn"], 0x21)),
+        &[],
+    );
+    env.put_cert(
+        "news",
+        &keep.issue(&LeafSpec::new(&["news.example.cn"], 0x22)),
+        &[],
+    );
+    let origin = Origin::start("origin").await;
+    let with_both = env.config_text("", &site(origin.port, "v1")).replace(
+        "approved_cas = [\"approved\"]",
+        "approved_cas = [\"approved\", \"approved-extra\"]",
+    );
+    env.write("menshen.toml", &with_both);
+    let proxy = env.start();
+    let both = tls_client(&[&keep.pem, &withdrawn.pem]);
+    assert_eq!(
+        handshake_serial(&both, env.https, "shop.example.cn")
+            .await
+            .expect("shop"),
+        "21"
+    );
+
+    env.write_config("", &site(origin.port, "v1"));
+    let stopped = eventually(Duration::from_secs(3), || {
+        let both = both.clone();
+        let port = env.https;
+        async move {
+            handshake_serial(&both, port, "shop.example.cn")
+                .await
+                .is_err()
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        stopped.is_some(),
+        "shop is no longer served: {}",
+        proxy.log()
+    );
+    assert_eq!(
+        handshake_serial(&both, env.https, "news.example.cn")
+            .await
+            .expect("news"),
+        "22"
+    );
+    assert!(
+        proxy
+            .log()
+            .contains("certificate rejected, it is not served"),
+        "{}",
+        proxy.log()
+    );
+}
