@@ -277,3 +277,26 @@ async fn expiring_and_rejected_certificates_are_reported() {
         "{table}"
     );
 }
+
+/// A ClientHello without SNI (a client connecting by IP) gets the default certificate, and is
+/// refused without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sni_needs_a_default_certificate() {
+    let (env, root) = env_with_root();
+    let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x81).ip("127.0.0.1"));
+    env.put_cert("shop", &leaf, &[]);
+    env.write_config("", SITE);
+    let proxy = env.start();
+    let client = tls_client(&[&root.pem]);
+    // rustls sends no SNI when the server name is an IP address.
+    let err = handshake_serial(&client, env.https, "127.0.0.1").await;
+    assert!(format!("{err:?}").contains("UnrecognisedName"), "{err:?}");
+    drop(proxy);
+
+    env.write_config("default_certificate = \"shop\"", SITE);
+    let _proxy = env.start();
+    let serial = handshake_serial(&client, env.https, "127.0.0.1")
+        .await
+        .expect("default certificate served");
+    assert_eq!(serial, "0081", "0x81 is DER-encoded with a leading zero byte");
+}
