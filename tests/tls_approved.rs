@@ -298,5 +298,8 @@ async fn no_sni_needs_a_default_certificate() {
     let serial = handshake_serial(&client, env.https, "127.0.0.1")
         .await
         .expect("default certificate served");
-    assert_eq!(serial, "0081", "0x81 is DER-encoded with a leading zero byte");
+    assert_eq!(
+        serial, "0081",
+        "0x81 is DER-encoded with a leading zero byte"
+    );
 }

@@ -13,12 +13,22 @@ use std::time::{Duration, Instant};
 
 use pki::{Ca, Leaf};
 
-/// A free loopback port (bound then released).
+/// A free loopback port, never the same twice in one test process.
+///
+/// Ports come from 10000-29999, below the kernel's ephemeral range (32768+), so an outgoing
+/// connection cannot take one between this check and the proxy's bind; a process-wide counter
+/// keeps parallel tests from being handed the same port (asking the OS for port 0 twice can).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = (std::process::id() % 400) * 50;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 10_000 + ((base + n) % 20_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A directory laid out as menshen expects, with ports chosen for its listeners.
