@@ -196,7 +196,12 @@ healthy_threshold = 1
     assert_eq!(names(6).await.len(), 2, "both backends serve while healthy");
 
     b.healthy.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait for the checker to notice (100 ms interval), however loaded the machine is.
+    let ejected = eventually(Duration::from_secs(5), || async {
+        (names(2).await == HashSet::from(["a".to_owned()])).then_some(())
+    })
+    .await;
+    assert!(ejected.is_some(), "the failing backend is taken out");
     let before = b.hits();
     assert_eq!(names(8).await, HashSet::from(["a".to_owned()]));
     assert_eq!(b.hits(), before, "the unhealthy backend gets no requests");
