@@ -12,7 +12,7 @@ struct Setup {
     env: Env,
     admin: u16,
     proxy: support::Running,
-    _origin: Origin,
+    origin: Origin,
 }
 
 /// `server_extra`: more lines for the `[server]` section.
@@ -65,7 +65,7 @@ upstream = "origin"
         env,
         admin,
         proxy,
-        _origin: origin,
+        origin,
     }
 }
 
@@ -237,7 +237,11 @@ async fn sigterm_drains_finishes_in_flight_and_flushes_the_log() {
     let http = s.env.http;
     let download =
         tokio::spawn(async move { get_plain(http, "shop.example.cn", "/download").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(Duration::from_secs(5), || async {
+        (s.origin.hits() >= 1).then_some(())
+    })
+    .await
+    .expect("the download reached the origin");
     let pid = s.proxy.child.id().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
