@@ -295,7 +295,14 @@ async fn binary_upgrade_hands_over_listeners_without_failed_requests() {
         .stderr(log)
         .spawn()
         .expect("start new menshen");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The new process binds the upgrade socket and waits there for the listening sockets.
+    let sock = s.env.path("upgrade.sock");
+    eventually(Duration::from_secs(10), || {
+        let sock = sock.clone();
+        async move { sock.exists().then_some(()) }
+    })
+    .await
+    .expect("the new process waits on the upgrade socket");
     let old_pid = s.proxy.child.id().to_string();
     std::process::Command::new("kill")
         .args(["-QUIT", &old_pid])
