@@ -444,3 +444,38 @@ backends = [{{ addr = "127.0.0.1:{heavy}", weight = 3 }}, {{ addr = "127.0.0.1:{
         light.hits()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_to_tls_backends() {
+    let (env, _root) = env_with_cert();
+    let backend_ca = Ca::root("Backend CA");
+    let leaf = backend_ca.issue(&LeafSpec::new(&["backend.internal"], 0x9));
+    let (port, _h2) = support::http::start_h2_origin(&leaf.pem, &leaf.key_pem).await;
+    env.write("backend-ca.pem", &backend_ca.pem);
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[upstreams]]
+name = "h2"
+backends = ["127.0.0.1:{port}"]
+tls = true
+sni = "backend.internal"
+ca_file = "backend-ca.pem"
+http2 = true
+
+{site}"#,
+            site = site_to("h2")
+        ),
+    );
+    let proxy = env.start();
+    let resp = get_plain(env.http, "example.cn", "/over-h2")
+        .await
+        .expect("GET");
+    assert_eq!(resp.status, 200, "{}", proxy.log());
+    assert_eq!(
+        resp.text(),
+        "h2 /over-h2",
+        "the HTTP/2-only origin answered"
+    );
+}

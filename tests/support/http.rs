@@ -477,3 +477,55 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Respo
 pub fn get_with(host: &str, path: &str, extra: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").into_bytes()
 }
+
+/// A TLS origin that speaks only HTTP/2 (ALPN `h2`), answering `h2 PATH`.
+pub async fn start_h2_origin(chain_pem: &str, key_pem: &str) -> (u16, tokio::task::JoinHandle<()>) {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("origin chain");
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .expect("origin key")
+        .expect("origin key present");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("origin TLS config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind h2 origin");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let body = format!("h2 {}", req.uri().path());
+                    let resp = http::Response::builder()
+                        .status(200)
+                        .header("content-length", body.len())
+                        .body(())
+                        .expect("response");
+                    if let Ok(mut stream) = respond.send_response(resp, false) {
+                        let _ = stream.send_data(bytes::Bytes::from(body), true);
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
