@@ -6,7 +6,6 @@
 //! SIGHUP. A config that fails to compile leaves the serving snapshot untouched.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,10 +40,6 @@ pub struct Reloader {
     serial: tokio::sync::Mutex<()>,
     fingerprint: Mutex<[u8; 32]>,
     last: Mutex<Option<(i64, ReloadReport)>>,
-    /// Reloads applied.
-    pub applied: AtomicU64,
-    /// Reloads refused because the new config had errors.
-    pub failed: AtomicU64,
 }
 
 impl Reloader {
@@ -59,8 +54,6 @@ impl Reloader {
             serial: tokio::sync::Mutex::new(()),
             fingerprint: Mutex::new([0; 32]),
             last: Mutex::new(None),
-            applied: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
         });
         let fp = fingerprint(&current);
         if let Ok(mut f) = reloader.fingerprint.lock() {
@@ -103,7 +96,6 @@ impl Reloader {
         let loaded = match built {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(errors)) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
                 for e in &errors {
                     tracing::error!(
                         trigger,
@@ -121,7 +113,6 @@ impl Reloader {
                 };
             }
             Err(join) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(trigger, "reload task failed: {join}");
                 return ReloadReport {
                     applied: false,
@@ -163,7 +154,6 @@ impl Reloader {
             tracing::info!(trigger, "{change}");
         }
         self.state.store(Arc::new(snapshot));
-        self.applied.fetch_add(1, Ordering::Relaxed);
         tracing::info!(trigger, "{summary}");
         ReloadReport {
             applied: true,

@@ -19,10 +19,20 @@ fn env_with_cert() -> (Env, Ca) {
 
 /// A site serving `example.cn` that sends every path to `upstream`.
 fn site_to(upstream: &str) -> String {
-    format!(
-        "[[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
-         [[sites.routes]]\nprefix = \"/\"\nupstream = \"{upstream}\"\n"
-    )
+    site_routes(&[("/", upstream)])
+}
+
+/// A site serving `example.cn` with one route per (prefix, upstream).
+fn site_routes(routes: &[(&str, &str)]) -> String {
+    let mut site = String::from(
+        "[[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n",
+    );
+    for (prefix, upstream) in routes {
+        site.push_str(&format!(
+            "[[sites.routes]]\nprefix = \"{prefix}\"\nupstream = \"{upstream}\"\n"
+        ));
+    }
+    site
 }
 
 /// An environment whose upstream `named` is the hostname `backend.gcp.internal`, answered by a
@@ -246,21 +256,13 @@ tls = true
 sni = "other.internal"
 ca_file = "backend-ca.pem"
 
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/good"
-upstream = "good"
-[[sites.routes]]
-prefix = "/wrong-ca"
-upstream = "wrong-ca"
-[[sites.routes]]
-prefix = "/wrong-name"
-upstream = "wrong-name"
-"#,
-            port = origin.port
+{site}"#,
+            port = origin.port,
+            site = site_routes(&[
+                ("/good", "good"),
+                ("/wrong-ca", "wrong-ca"),
+                ("/wrong-name", "wrong-name")
+            ])
         ),
     );
     let proxy = env.start();
@@ -379,18 +381,9 @@ read_timeout_ms = 300
 name = "down"
 backends = ["127.0.0.1:{closed}"]
 
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "slow"
-[[sites.routes]]
-prefix = "/down"
-upstream = "down"
-"#,
-            port = origin.port
+{site}"#,
+            port = origin.port,
+            site = site_routes(&[("/", "slow"), ("/down", "down")])
         ),
     );
     let _proxy = env.start();

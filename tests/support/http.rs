@@ -198,29 +198,8 @@ impl Origin {
 
     /// The same over TLS with this certificate chain and key (PEM).
     pub async fn start_tls(name: &str, chain_pem: &str, key_pem: &str) -> Origin {
-        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .expect("origin chain");
-        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-            .expect("origin key")
-            .expect("origin key present");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("origin TLS config");
-        Self::start_inner(name, Some(TlsAcceptor::from(Arc::new(config)))).await
-    }
-
-    /// Restarts serving on the same port (after [`Origin::stop`]).
-    pub async fn start_on(name: &str, port: u16) -> Origin {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("rebind origin");
-        Self::serve(name, listener, None)
+        let acceptor = tls_acceptor(chain_pem, key_pem, &[]);
+        Self::start_inner(name, Some(acceptor)).await
     }
 
     async fn start_inner(name: &str, tls: Option<TlsAcceptor>) -> Origin {
@@ -478,8 +457,8 @@ pub fn get_with(host: &str, path: &str, extra: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").into_bytes()
 }
 
-/// A TLS origin that speaks only HTTP/2 (ALPN `h2`), answering `h2 PATH`.
-pub async fn start_h2_origin(chain_pem: &str, key_pem: &str) -> (u16, tokio::task::JoinHandle<()>) {
+/// A rustls acceptor for an origin serving this chain and key (PEM), offering `alpn`.
+fn tls_acceptor(chain_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> TlsAcceptor {
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .expect("origin chain");
@@ -494,8 +473,13 @@ pub async fn start_h2_origin(chain_pem: &str, key_pem: &str) -> (u16, tokio::tas
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .expect("origin TLS config");
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TLS origin that speaks only HTTP/2 (ALPN `h2`), answering `h2 PATH`.
+pub async fn start_h2_origin(chain_pem: &str, key_pem: &str) -> (u16, tokio::task::JoinHandle<()>) {
+    let acceptor = tls_acceptor(chain_pem, key_pem, &[b"h2"]);
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind h2 origin");
