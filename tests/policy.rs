@@ -523,6 +523,50 @@ async fn slow_bodies_and_idle_keepalive_connections_are_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_connections_close_unless_the_client_asks_for_keep_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup("keepalive_timeout_seconds = 60", "").await;
+    // Proxied and refused (unknown host) answers alike: HTTP/1.0 closes after the response.
+    for (host, status) in [("shop.example.cn", 200), ("not-served.example", 403)] {
+        let raw = format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        let resp = tokio::time::timeout(
+            Duration::from_secs(5),
+            raw_plain(s.env.http, raw.as_bytes(), None),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{host}: HTTP/1.0 response did not end the connection"))
+        .expect("response");
+        assert_eq!(resp.status, status, "{host}");
+        assert_ne!(
+            resp.header("connection").map(|v| v.to_ascii_lowercase()),
+            Some("keep-alive".to_owned()),
+            "{host}"
+        );
+    }
+
+    // HTTP/1.0 with Connection: keep-alive gets a second request on the same connection.
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.env.http))
+        .await
+        .expect("connect");
+    let mut buf = vec![0u8; 8192];
+    for round in 0..2 {
+        tcp.write_all(b"GET / HTTP/1.0\r\nHost: shop.example.cn\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .expect("send");
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("answered")
+            .expect("read");
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "round {round}: {head}");
+        assert!(
+            head.contains("connection: keep-alive"),
+            "round {round}: {head}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minimum_tls_version_refuses_older_clients() {
     let s = setup("min_tls_version = \"1.3\"", "").await;
     let mut roots = rustls::RootCertStore::empty();

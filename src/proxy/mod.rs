@@ -287,7 +287,11 @@ impl ProxyHttp for Proxy {
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|t| t.extension.get::<ConnInfo>())
             .and_then(|info| info.sni.clone());
-        session.set_keepalive(Some(policy.keepalive_timeout_seconds));
+        // Whether the connection stays open is the client's call, made when pingora read the
+        // request (HTTP/1.0 closes unless it asked for keep-alive); the idle timeout is ours.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(policy.keepalive_timeout_seconds));
+        }
         session.set_read_timeout(Some(policy.body_read_timeout));
 
         let denial = match self.connection_limit(&snapshot, ctx) {
