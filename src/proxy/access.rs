@@ -23,18 +23,16 @@ pub fn line(session: &Session, ctx: &Ctx, status: u16) -> String {
     out.push_str("{\"ts\":\"");
     push_rfc3339_millis(&mut out, SystemTime::now());
     out.push('"');
-    let client = ctx.client;
-    match client {
-        Some(c) => {
-            let _ = write!(out, ",\"client_ip\":\"{}\"", c.ip);
-            match c.port {
-                Some(p) => {
-                    let _ = write!(out, ",\"client_port\":{p}");
-                }
-                None => out.push_str(",\"client_port\":null"),
-            }
+    opt_str(
+        &mut out,
+        ",\"client_ip\":",
+        ctx.client_ip.as_ref().and_then(|v| v.to_str().ok()),
+    );
+    match ctx.client.and_then(|c| c.port) {
+        Some(p) => {
+            let _ = write!(out, ",\"client_port\":{p}");
         }
-        None => out.push_str(",\"client_ip\":null,\"client_port\":null"),
+        None => out.push_str(",\"client_port\":null"),
     }
     let snapshot = ctx.snapshot.as_deref();
     let listener = session
@@ -81,7 +79,7 @@ pub fn line(session: &Session, ctx: &Ctx, status: u16) -> String {
         }
         None => out.push_str(",\"upstream_status\":null"),
     }
-    opt_str(&mut out, ",\"request_id\":", Some(&ctx.request_id));
+    opt_str(&mut out, ",\"request_id\":", Some(&ctx.request_id_str()));
     let ua = req
         .headers
         .get(http::header::USER_AGENT)

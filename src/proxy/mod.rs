@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
+use http::{header, HeaderValue};
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::upstreams::peer::HttpPeer;
@@ -80,12 +80,21 @@ impl RequestIds {
         }
     }
 
-    fn next(&self) -> String {
-        format!(
-            "{:016x}{:016x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+    /// The next id as a header value: 32 hex digits, made once and shared by the upstream
+    /// request, the response and the access log.
+    fn next(&self) -> HeaderValue {
+        let mut id = [0u8; 32];
+        hex16(&mut id[..16], self.prefix);
+        hex16(&mut id[16..], self.next.fetch_add(1, Ordering::Relaxed));
+        HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+    }
+}
+
+/// Writes `n` as 16 lowercase hex digits.
+fn hex16(out: &mut [u8], n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().take(16).enumerate() {
+        *b = DIGITS[((n >> (60 - 4 * i)) & 0xf) as usize];
     }
 }
 
@@ -100,17 +109,55 @@ pub struct Ctx {
     /// (site, route) indices into the snapshot's router.
     route: Option<(usize, usize)>,
     /// Backends tried so far, in order.
-    tried: Vec<SocketAddr>,
+    tried: Tried,
     upstream_status: Option<u16>,
     /// `None`: allowed; `Some(rule)`: denied by that rule.
     decision: Option<Arc<str>>,
-    request_id: String,
+    request_id: HeaderValue,
+    /// The client IP as text, for X-Forwarded-For, X-Real-IP and the access log.
+    client_ip: Option<HeaderValue>,
     body_seen: u64,
     /// Held for the life of the downstream connection (kept across keep-alive requests).
     conn_guard: Option<Arc<ConnGuard>>,
 }
 
+/// Backends tried for one request, in order, without allocating: at most `MAX_TRIES`, and a try
+/// beyond that replaces the last one (so `last()` is always the backend of the final attempt).
+struct Tried {
+    addrs: [SocketAddr; MAX_TRIES],
+    len: usize,
+}
+
+impl Default for Tried {
+    fn default() -> Self {
+        Self {
+            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_TRIES],
+            len: 0,
+        }
+    }
+}
+
+impl Tried {
+    fn push(&mut self, addr: SocketAddr) {
+        let i = self.len.min(MAX_TRIES - 1);
+        self.addrs[i] = addr;
+        self.len = i + 1;
+    }
+}
+
+impl std::ops::Deref for Tried {
+    type Target = [SocketAddr];
+    fn deref(&self) -> &[SocketAddr] {
+        &self.addrs[..self.len]
+    }
+}
+
 impl Ctx {
+    /// The request id as text (a trusted proxy's id may hold bytes that are not UTF-8).
+    fn request_id_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.request_id.as_bytes())
+    }
+
     fn proxy_action(&self) -> Option<&ProxyAction> {
         let (site, route) = self.route?;
         let snapshot = self.snapshot.as_ref()?;
@@ -236,10 +283,11 @@ impl ProxyHttp for Proxy {
             sni: None,
             site: None,
             route: None,
-            tried: Vec::new(),
+            tried: Tried::default(),
             upstream_status: None,
             decision: None,
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
+            client_ip: None,
             body_seen: 0,
             conn_guard: None,
         }
@@ -276,10 +324,9 @@ impl ProxyHttp for Proxy {
             &policy.trusted_proxies,
         );
         ctx.client = Some(client);
+        ctx.client_ip = HeaderValue::from_str(&client.ip.to_string()).ok();
         ctx.request_id = match req.headers.get("x-request-id") {
-            Some(id) if client.via_trusted_proxy && !id.is_empty() => {
-                String::from_utf8_lossy(id.as_bytes()).into_owned()
-            }
+            Some(id) if client.via_trusted_proxy && !id.is_empty() => id.clone(),
             _ => self.request_ids.next(),
         };
         ctx.sni = session
@@ -407,7 +454,7 @@ impl ProxyHttp for Proxy {
         let code = errors::status_for(e);
         if code > 0 {
             if let Err(write) = respond::error(session, code, &ctx.request_id).await {
-                tracing::debug!(request_id = %ctx.request_id, "cannot send the error response: {write}");
+                tracing::debug!(request_id = %ctx.request_id_str(), "cannot send the error response: {write}");
             }
         }
         FailToProxy {
@@ -440,9 +487,7 @@ impl ProxyHttp for Proxy {
         if let Some(host) = &action.host_header {
             upstream_request.insert_header(header::HOST, host.clone())?;
         }
-        if let Some(client) = ctx.client {
-            let client_ip = http::HeaderValue::from_str(&client.ip.to_string())
-                .or_err(ErrorType::InternalError, "client IP as a header value")?;
+        if let Some(client_ip) = &ctx.client_ip {
             match upstream_request.headers.get("x-forwarded-for") {
                 Some(prev) => {
                     let peer = peer_addr(session).ip();
@@ -451,7 +496,7 @@ impl ProxyHttp for Proxy {
                 }
                 None => upstream_request.insert_header("x-forwarded-for", client_ip.clone())?,
             }
-            upstream_request.insert_header("x-real-ip", client_ip)?;
+            upstream_request.insert_header("x-real-ip", client_ip.clone())?;
         }
         let proto = if is_tls(session) {
             http::HeaderValue::from_static("https")
@@ -459,7 +504,7 @@ impl ProxyHttp for Proxy {
             http::HeaderValue::from_static("http")
         };
         upstream_request.insert_header("x-forwarded-proto", proto)?;
-        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream_request.insert_header("x-request-id", ctx.request_id.clone())?;
         Ok(())
     }
 
@@ -493,7 +538,7 @@ impl ProxyHttp for Proxy {
                 response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
             }
         }
-        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        response.insert_header("x-request-id", ctx.request_id.clone())?;
         Ok(())
     }
 
@@ -517,7 +562,43 @@ impl ProxyHttp for Proxy {
             m.denials.with_label_values(&[rule]).inc();
         }
         if let Some(e) = e {
-            tracing::debug!(request_id = %ctx.request_id, error = %e, "request failed");
+            tracing::debug!(request_id = %ctx.request_id_str(), error = %e, "request failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_sharing_the_process_prefix() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .as_bytes()
+                .iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)));
+        }
+        assert_eq!(a.as_bytes()[..16], b.as_bytes()[..16]);
+        assert_ne!(a, b);
+        assert_eq!(&a.as_bytes()[16..], b"0000000000000001");
+        assert_eq!(&b.as_bytes()[16..], b"0000000000000002");
+    }
+
+    #[test]
+    fn tried_keeps_the_final_attempt_last() {
+        let addr = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let mut tried = Tried::default();
+        assert!(tried.is_empty());
+        for p in 1..=MAX_TRIES as u16 + 2 {
+            tried.push(addr(p));
+        }
+        assert_eq!(tried.len(), MAX_TRIES);
+        assert_eq!(tried[0], addr(1));
+        assert_eq!(tried.last(), Some(&addr(MAX_TRIES as u16 + 2)));
     }
 }

@@ -1,7 +1,7 @@
 //! Responses menshen writes itself: policy denials, canned responses and redirects.
 
 use bytes::Bytes;
-use http::header;
+use http::{header, HeaderValue};
 use pingora::prelude::*;
 use pingora_http::ResponseHeader;
 
@@ -19,11 +19,11 @@ async fn send(session: &mut Session, resp: ResponseHeader, body: Bytes) -> Resul
 }
 
 /// Writes a policy denial.
-pub async fn denial(session: &mut Session, d: &Denial, request_id: &str) -> Result<bool> {
+pub async fn denial(session: &mut Session, d: &Denial, request_id: &HeaderValue) -> Result<bool> {
     let mut resp = ResponseHeader::build(d.status, Some(4))?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, d.body.len())?;
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", request_id.clone())?;
     if let Some((name, value)) = &d.header {
         resp.insert_header(name.clone(), value.as_str())?;
     }
@@ -31,13 +31,17 @@ pub async fn denial(session: &mut Session, d: &Denial, request_id: &str) -> Resu
 }
 
 /// Writes a route's fixed response.
-pub async fn canned(session: &mut Session, canned: &Canned, request_id: &str) -> Result<bool> {
+pub async fn canned(
+    session: &mut Session,
+    canned: &Canned,
+    request_id: &HeaderValue,
+) -> Result<bool> {
     let mut resp = ResponseHeader::build(canned.status, Some(canned.headers.len() + 2))?;
     for (name, value) in &canned.headers {
         resp.insert_header(name.clone(), value.clone())?;
     }
     resp.insert_header(header::CONTENT_LENGTH, canned.body.len())?;
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", request_id.clone())?;
     send(session, resp, canned.body.clone()).await
 }
 
@@ -45,7 +49,7 @@ pub async fn canned(session: &mut Session, canned: &Canned, request_id: &str) ->
 pub async fn redirect(
     session: &mut Session,
     redirect: &Redirect,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> Result<bool> {
     let location = if redirect.keep_path {
         let pq = session.req_header().uri.path_and_query();
@@ -57,12 +61,12 @@ pub async fn redirect(
     let mut resp = ResponseHeader::build(redirect.status, Some(3))?;
     resp.insert_header(header::LOCATION, location)?;
     resp.insert_header(header::CONTENT_LENGTH, 0)?;
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", request_id.clone())?;
     send(session, resp, Bytes::new()).await
 }
 
 /// Writes a plain error response for a failed request.
-pub async fn error(session: &mut Session, status: u16, request_id: &str) -> Result<bool> {
+pub async fn error(session: &mut Session, status: u16, request_id: &HeaderValue) -> Result<bool> {
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -72,6 +76,6 @@ pub async fn error(session: &mut Session, status: u16, request_id: &str) -> Resu
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(header::CONNECTION, "close")?;
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", request_id.clone())?;
     send(session, resp, body).await
 }
