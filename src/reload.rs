@@ -3,9 +3,14 @@
 //! Three triggers lead to [`Reloader::reload`]: file events (notify, debounced) on the config
 //! file's directory and the certificate and approved-CA directories; a content-hash poll that
 //! catches what watchers miss (Kubernetes swaps a `..data` symlink; single-file mounts); and
-//! SIGHUP. A config that fails to compile leaves the serving snapshot untouched.
+//! SIGHUP. A config that fails to compile leaves the serving snapshot untouched. The poll reads a
+//! file again only when its metadata moved (see [`FileDigests`]), so it stays cheap with
+//! thousands of certificate files.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +43,7 @@ pub struct Reloader {
     running_listeners: Vec<ListenerSection>,
     rt: Handle,
     serial: tokio::sync::Mutex<()>,
+    digests: FileDigests,
     fingerprint: Mutex<[u8; 32]>,
     last: Mutex<Option<(i64, ReloadReport)>>,
 }
@@ -52,10 +58,11 @@ impl Reloader {
             state,
             rt,
             serial: tokio::sync::Mutex::new(()),
+            digests: FileDigests::default(),
             fingerprint: Mutex::new([0; 32]),
             last: Mutex::new(None),
         });
-        let fp = fingerprint(&current);
+        let fp = reloader.digests.fingerprint(&current);
         if let Ok(mut f) = reloader.fingerprint.lock() {
             *f = fp;
         }
@@ -86,7 +93,7 @@ impl Reloader {
     async fn reload_inner(&self, trigger: &str) -> ReloadReport {
         let _one_at_a_time = self.serial.lock().await;
         let previous = self.state.load_full();
-        let fp = fingerprint(&previous);
+        let fp = self.digests.fingerprint(&previous);
         if let Ok(mut f) = self.fingerprint.lock() {
             *f = fp;
         }
@@ -165,7 +172,7 @@ impl Reloader {
 
     /// Reloads when the watched files' content differs from the last load.
     async fn reload_if_changed(&self, trigger: &str) {
-        let current = fingerprint(&self.state.load());
+        let current = self.digests.fingerprint(&self.state.load());
         let last = self.fingerprint.lock().map(|f| *f).unwrap_or([0; 32]);
         if current != last {
             self.reload(trigger).await;
@@ -267,23 +274,101 @@ fn parent(p: &Path) -> PathBuf {
     }
 }
 
-/// SHA-256 over the config file and every file in the TLS paths (names and contents).
-pub fn fingerprint(s: &Snapshot) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut add = |p: &Path| {
-        ctx.update(p.as_os_str().as_encoded_bytes());
-        ctx.update(&std::fs::read(p).unwrap_or_default());
-    };
-    add(&s.config_path);
-    for p in s.cert_sources.paths().iter().chain(&s.approved_paths) {
-        match files_in(p) {
-            Ok(files) => files.iter().for_each(|f| add(f)),
-            Err(_) => add(p),
+/// What a file's metadata says about its content: a write moves `ctime` (which no tool can set
+/// back), a rename or a Kubernetes `..data` swap moves the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
         }
     }
-    let mut out = [0; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+
+    /// Changed so recently that a second write in the same clock tick (filesystems with coarse
+    /// timestamps) could leave the stamp as it was: such files are read every time.
+    fn is_recent(&self, now: i64) -> bool {
+        now - self.ctime.0.max(self.mtime.0) < 2
+    }
+}
+
+/// Content hashes of the watched files. A file is read and hashed again only when its [`Stamp`]
+/// moved or is recent, so a poll over 10,000 unchanged certificates costs 10,000 `stat`s.
+#[derive(Debug, Default)]
+pub struct FileDigests {
+    known: Mutex<HashMap<PathBuf, (Stamp, [u8; 32])>>,
+    reads: AtomicU64,
+}
+
+impl FileDigests {
+    /// SHA-256 over the names and contents of the config file and every file in the TLS paths.
+    pub fn fingerprint(&self, s: &Snapshot) -> [u8; 32] {
+        let mut paths = vec![s.config_path.clone()];
+        for p in s.cert_sources.paths().iter().chain(&s.approved_paths) {
+            match files_in(p) {
+                Ok(files) => paths.extend(files),
+                Err(_) => paths.push(p.clone()),
+            }
+        }
+        self.fingerprint_paths(&paths)
+    }
+
+    /// SHA-256 over the names and contents of `paths` (a missing file counts as empty).
+    pub fn fingerprint_paths(&self, paths: &[PathBuf]) -> [u8; 32] {
+        self.fingerprint_at(paths, crate::tls::cert::unix_now())
+    }
+
+    /// [`Self::fingerprint_paths`] as if the clock said `now` (seconds since the epoch).
+    fn fingerprint_at(&self, paths: &[PathBuf], now: i64) -> [u8; 32] {
+        let mut known = match self.known.lock() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = HashMap::with_capacity(paths.len());
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for p in paths {
+            ctx.update(p.as_os_str().as_encoded_bytes());
+            let stamp = std::fs::metadata(p).ok().map(|m| Stamp::of(&m));
+            let digest = match (stamp, known.get(p)) {
+                (Some(stamp), Some((then, digest))) if stamp == *then && !stamp.is_recent(now) => {
+                    *digest
+                }
+                _ => {
+                    self.reads.fetch_add(1, Ordering::Relaxed);
+                    let content = std::fs::read(p).unwrap_or_default();
+                    let mut d = [0; 32];
+                    d.copy_from_slice(
+                        ring::digest::digest(&ring::digest::SHA256, &content).as_ref(),
+                    );
+                    d
+                }
+            };
+            ctx.update(&digest);
+            if let Some(stamp) = stamp {
+                next.insert(p.clone(), (stamp, digest));
+            }
+        }
+        *known = next;
+        let mut out = [0; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// Files read (not just stat-ed) so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
 }
 
 /// What `new` serves differently from `old`: certificates, sites, upstreams.
@@ -368,4 +453,53 @@ pub fn summary(s: &Snapshot) -> String {
         s.upstreams.len(),
         backends
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_files_are_not_read_again_and_every_change_is_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.crt");
+        let b = dir.path().join("b.crt");
+        std::fs::write(&a, "first").expect("write");
+        std::fs::write(&b, "other").expect("write");
+        let paths = vec![a.clone(), b.clone()];
+        let digests = FileDigests::default();
+        let now = crate::tls::cert::unix_now();
+        let first = digests.fingerprint_at(&paths, now);
+        // Fresh files are read every time: a coarse clock could hide a second write.
+        assert_eq!(digests.fingerprint_at(&paths, now), first);
+        assert_eq!(digests.reads(), 4);
+
+        // Once settled, unchanged files are only stat-ed.
+        let later = now + 10;
+        assert_eq!(digests.fingerprint_at(&paths, later), first);
+        assert_eq!(digests.reads(), 4, "unchanged files were read again");
+
+        // Same length, mtime put back as `cp -p` would: ctime still moves, so it is seen.
+        let mtime = std::fs::metadata(&a)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        std::fs::write(&a, "fixed").expect("rewrite");
+        std::fs::File::options()
+            .write(true)
+            .open(&a)
+            .expect("open")
+            .set_modified(mtime)
+            .expect("set mtime");
+        assert_ne!(digests.fingerprint_at(&paths, later), first);
+        assert_eq!(digests.reads(), 5, "only the rewritten file is read");
+
+        // Back to the first content: the first fingerprint again.
+        std::fs::write(&a, "first").expect("write back");
+        assert_eq!(digests.fingerprint_at(&paths, later), first);
+
+        // A removed file changes it too.
+        std::fs::remove_file(&b).expect("remove");
+        assert_ne!(digests.fingerprint_at(&paths, later), first);
+    }
 }
