@@ -41,10 +41,12 @@ test: deps fmt clippy
 PEERS ?= ../shared/bench/peers.py
 ROUNDS ?= 3
 
-# Criterion benches of the hot path, then the side-by-side load bench against nginx and HAProxy
+# Criterion benches of the hot path, the side-by-side load bench against nginx and HAProxy, full
+# TLS handshakes against nginx, and reloads under load
 # (needs root: it installs nginx, haproxy and wrk when missing, and pins processes with taskset).
 bench: deps release
 	$(CARGO) bench --bench policy --bench tls
 	MENSHEN_CMD="$(CURDIR)/target/release/menshen --config $(CURDIR)/benches/peers.toml" \
 	  python3 $(PEERS) --targets nginx,haproxy,menshen --rounds $(ROUNDS)
+	python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)
 	python3 benches/reload_bench.py --binary $(CURDIR)/target/release/menshen
