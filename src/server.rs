@@ -8,9 +8,11 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::observe::access_log::AccessLog;
+use crate::proxy::header_clock::HeaderDeadline;
 use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -96,11 +98,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         } else {
             "menshen"
         };
-        let mut service = pingora::proxy::http_proxy_service_with_name(
+        let proxy = pingora::proxy::http_proxy(
             &server.configuration,
             Proxy::new(state.clone(), access_log.clone()),
-            name,
         );
+        let mut service = Service::new(name.to_owned(), HeaderDeadline::new(proxy, state.clone()));
         for l in group {
             if l.tls {
                 let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeInfo))?;

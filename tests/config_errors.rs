@@ -130,6 +130,11 @@ const POLICY_CASES: &[(&str, &str, &str)] = &[
         "[policy]\nrate_limit = { requests_per_second = 0.0, burst = 1 }\n",
         "policy.rate_limit.requests_per_second: must be a positive number",
     ),
+    (
+        "",
+        "[policy]\nheader_read_timeout_ms = 0\n",
+        "policy.header_read_timeout_ms: must be at least 1 (milliseconds)",
+    ),
 ];
 
 #[test]

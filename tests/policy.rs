@@ -523,6 +523,84 @@ async fn slow_bodies_and_idle_keepalive_connections_are_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_headers_must_arrive_within_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let s = setup(
+        "header_read_timeout_ms = 500\nkeepalive_timeout_seconds = 30",
+        "",
+    )
+    .await;
+    let connect = || TcpStream::connect(("127.0.0.1", s.env.http));
+    let closed = |mut c: TcpStream| async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    let request = b"GET / HTTP/1.1\r\nHost: shop.example.cn\r\n\r\n";
+
+    // First request of a connection: the clock runs from the connection's start.
+    let mut c = connect().await.expect("connect");
+    c.write_all(b"GET / HTTP/1.1\r\nHo").await.expect("send");
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), closed(c))
+        .await
+        .expect("a half-sent first header is cut long before the 30 s keep-alive timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "not before the limit"
+    );
+
+    // A later request trickled a byte at a time: every read is quick, the header never done.
+    let mut c = connect().await.expect("connect");
+    c.write_all(request).await.expect("send");
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).await.expect("response");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let trickle = async {
+        for b in b"GET / HTTP/1.1\r\nHost: shop.example.cn\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if c.write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Written to the end (8 s) without the connection failing: check it is closed.
+        let mut rest = Vec::new();
+        matches!(c.read_to_end(&mut rest).await, Ok(0) | Err(_))
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), trickle)
+            .await
+            .expect("trickle ends"),
+        "a trickled header is cut"
+    );
+
+    // The clock does not run between requests, and a header in two parts within the limit is fine.
+    let mut c = connect().await.expect("connect");
+    c.write_all(request).await.expect("send");
+    let n = c.read(&mut buf).await.expect("first response");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    c.write_all(b"GET / HTTP/1.1\r\nHost: shop.exa")
+        .await
+        .expect("part one");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.write_all(b"mple.cn\r\n\r\n").await.expect("part two");
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "idle wait longer than the header limit, then a prompt header: served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1_0_connections_close_unless_the_client_asks_for_keep_alive() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = setup("keepalive_timeout_seconds = 60", "").await;

@@ -47,7 +47,8 @@ pub struct PolicySection {
     pub allowed_methods: Vec<String>,
     /// Timeout of each read of a request body.
     pub body_read_timeout_ms: u64,
-    /// Timeout of each read of the request header on a kept-alive connection.
+    /// Time a request header has to arrive in full: from the connection's start for its first
+    /// request, from the first byte for later ones (the idle wait is `keepalive_timeout_seconds`).
     pub header_read_timeout_ms: u64,
     /// How long an idle keep-alive connection waits for its next request.
     pub keepalive_timeout_seconds: u64,

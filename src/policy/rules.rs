@@ -431,6 +431,14 @@ pub(crate) fn compile(
     for rules in by_host.values_mut() {
         rules.sort_by_key(|t| std::cmp::Reverse(t.prefix.len()));
     }
+    for (key, ms) in [
+        ("policy.header_read_timeout_ms", p.header_read_timeout_ms),
+        ("policy.body_read_timeout_ms", p.body_read_timeout_ms),
+    ] {
+        if ms == 0 {
+            errors.invalid(key, "must be at least 1 (milliseconds)");
+        }
+    }
     let min_tls = p.min_tls_version.as_str();
     if !matches!(min_tls, "1.2" | "1.3") {
         errors.invalid(

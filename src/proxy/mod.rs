@@ -19,6 +19,7 @@
 
 mod access;
 mod errors;
+pub mod header_clock;
 mod respond;
 
 use std::borrow::Cow;
@@ -36,6 +37,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::FailToProxy;
 
+use self::header_clock::HeaderClock;
 use crate::observe::access_log::AccessLog;
 use crate::policy::client::{self, Client};
 use crate::policy::conn_limit::ConnGuard;
@@ -315,6 +317,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some(clock) = session.stream().and_then(HeaderClock::of) {
+            clock.header_done();
+        }
         let snapshot = self.state.load_full();
         let policy = &snapshot.policy;
         let req = session.req_header();
@@ -543,9 +548,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        // The next request on this connection: its header reads get the header timeout.
-        if let Some(snapshot) = &ctx.snapshot {
-            session.set_read_timeout(Some(snapshot.policy.header_read_timeout));
+        // The next request's header is due header_read_timeout_ms after its first byte.
+        if let Some(clock) = session.stream().and_then(HeaderClock::of) {
+            clock.request_done();
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(log) = &self.access_log {

@@ -1,0 +1,281 @@
+//! A deadline for request headers (`policy.header_read_timeout_ms`), which pingora 0.9 has no
+//! setting for: it reads every request header with a per-read timeout (60 s, or the keep-alive
+//! timeout on a reused connection), so a client trickling one byte a minute holds a connection
+//! for as long as it likes.
+//!
+//! [`HeaderDeadline`] wraps the HTTP application and puts each HTTP/1 connection's stream in a
+//! [`HeaderClock`]. The clock runs from the connection's start for its first request, and from
+//! the first byte of each later one; when it runs out, the read fails and pingora closes the
+//! connection. The proxy stops the clock once the header is parsed (`request_filter`) and sets it
+//! waiting for the next request when the request ends (`logging`); the wait between requests is
+//! the keep-alive timeout's business. A header that arrives in one read never arms a timer: the
+//! clock only sleeps when a header read would block. HTTP/2 connections are not wrapped (the h2
+//! layer reads frames, not request headers).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::{SslDigest, TlsRef};
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::snapshot::SharedSnapshot;
+
+/// Between requests: no deadline; the next byte starts the clock.
+const WAITING: u8 = 0;
+/// Reading a request header: it must be complete by `started + limit`.
+const HEADER: u8 = 1;
+/// The header is in: body reads have their own timeout.
+const DONE: u8 = 2;
+
+/// A stream whose request headers must arrive within a time limit.
+pub struct HeaderClock {
+    inner: Stream,
+    limit: Duration,
+    /// Written by the proxy phases through a shared reference to the session's stream.
+    phase: AtomicU8,
+    started: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl std::fmt::Debug for HeaderClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderClock")
+            .field("inner", &self.inner)
+            .field("limit", &self.limit)
+            .field("phase", &self.phase.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl HeaderClock {
+    /// Wraps a new connection: its first request header is due `limit` from now.
+    pub fn new(inner: Stream, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            phase: AtomicU8::new(HEADER),
+            started: Instant::now(),
+            sleep: None,
+        }
+    }
+
+    /// The request header is parsed: stop the clock.
+    pub fn header_done(&self) {
+        self.phase.store(DONE, Ordering::Relaxed);
+    }
+
+    /// The request is over: the next byte that arrives starts the next header's clock.
+    pub fn request_done(&self) {
+        self.phase.store(WAITING, Ordering::Relaxed);
+    }
+
+    /// The clock of the connection behind a pingora stream, if it has one.
+    pub fn of(stream: &Stream) -> Option<&HeaderClock> {
+        stream.as_any().downcast_ref::<HeaderClock>()
+    }
+
+    fn timed_out(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "request header not complete within header_read_timeout_ms ({} ms)",
+                self.limit.as_millis()
+            ),
+        )
+    }
+}
+
+impl AsyncRead for HeaderClock {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let phase = this.phase.load(Ordering::Relaxed);
+        if phase == DONE {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if phase == WAITING => {
+                if buf.filled().len() > before {
+                    this.started = Instant::now();
+                    this.phase.store(HEADER, Ordering::Relaxed);
+                }
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Ok(())) => {
+                // More of a header that did not fit in one read: still in time?
+                if Instant::now() >= this.started + this.limit {
+                    return Poll::Ready(Err(this.timed_out()));
+                }
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending if phase == WAITING => return Poll::Pending,
+            Poll::Pending => {}
+        }
+        // A header read that would block: sleep until the deadline beside it.
+        let deadline = this.started + this.limit;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(this.timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for HeaderClock {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for HeaderClock {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for HeaderClock {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for HeaderClock {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for HeaderClock {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for HeaderClock {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for HeaderClock {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for HeaderClock {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// The HTTP application with a [`HeaderClock`] on every HTTP/1 connection.
+pub struct HeaderDeadline<A> {
+    inner: Arc<A>,
+    state: SharedSnapshot,
+}
+
+impl<A> HeaderDeadline<A> {
+    /// Wraps `inner`; each new connection takes the limit of the snapshot serving then.
+    pub fn new(inner: A, state: SharedSnapshot) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            state,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadline<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let stream: Stream = if h2 || HeaderClock::of(&stream).is_some() {
+            stream
+        } else {
+            let limit = self.state.load().policy.header_read_timeout;
+            Box::new(HeaderClock::new(stream, limit))
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
