@@ -12,7 +12,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::observe::access_log::AccessLog;
-use crate::proxy::header_clock::HeaderDeadline;
+use crate::proxy::conn::ConnGate;
 use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -102,7 +102,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
             &server.configuration,
             Proxy::new(state.clone(), access_log.clone()),
         );
-        let mut service = Service::new(name.to_owned(), HeaderDeadline::new(proxy, state.clone()));
+        let mut service = Service::new(name.to_owned(), ConnGate::new(proxy, state.clone()));
         for l in group {
             if l.tls {
                 let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeInfo))?;

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::http::{get_with, raw_plain, raw_tls, tls_client, Origin};
+use support::http::{get_with, h2_connect, h2_get, raw_plain, raw_tls, tls_client, Origin};
 use support::pki::{Ca, LeafSpec};
 use support::{eventually, free_port, Env};
 
@@ -363,6 +363,86 @@ async fn connections_per_ip_are_capped() {
     })
     .await;
     assert!(freed.is_some(), "closing the connection frees its slot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_count_from_accept_and_http2_counts_once() {
+    let s = setup("max_connections_per_ip = 1", "").await;
+    // A connection that never sends a request holds the client's only place.
+    let silent = tokio::net::TcpStream::connect(("127.0.0.1", s.env.http))
+        .await
+        .expect("connect");
+    let refused = eventually(Duration::from_secs(3), || async {
+        let r = s.plain(&get_with("shop.example.cn", "/", "")).await;
+        (r.status == 429).then_some(r)
+    })
+    .await
+    .expect("a silent connection counts");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    drop(silent);
+
+    // One HTTP/2 connection is one connection, however many requests it carries.
+    let mut h2 = eventually(Duration::from_secs(3), || async {
+        h2_connect(&[&s.root.pem], s.env.https, "shop.example.cn")
+            .await
+            .ok()
+    })
+    .await
+    .expect("h2 connection once the silent one is gone");
+    for _ in 0..3 {
+        let status = h2_get(&mut h2, "https://shop.example.cn/")
+            .await
+            .expect("h2 request");
+        assert_eq!(status, 200);
+    }
+    // While it is open, another connection from the same IP is over the limit: HTTP/1 gets a
+    // 429, a second HTTP/2 connection is closed.
+    assert_eq!(
+        s.tls("shop.example.cn", &get_with("shop.example.cn", "/", ""))
+            .await
+            .status,
+        429
+    );
+    let second = match h2_connect(&[&s.root.pem], s.env.https, "shop.example.cn").await {
+        Ok(mut send) => h2_get(&mut send, "https://shop.example.cn/").await.ok(),
+        Err(_) => None,
+    };
+    assert_eq!(
+        second, None,
+        "a second h2 connection over the limit is closed"
+    );
+    assert_eq!(
+        h2_get(&mut h2, "https://shop.example.cn/")
+            .await
+            .expect("first h2 still serves"),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_from_trusted_proxies_are_not_counted() {
+    let s = setup(
+        "max_connections_per_ip = 1\ntrusted_proxies = [\"127.0.0.1\"]",
+        "",
+    )
+    .await;
+    let _held = tokio::net::TcpStream::connect(("127.0.0.1", s.env.http))
+        .await
+        .expect("connect");
+    let _also = tokio::net::TcpStream::connect(("127.0.0.1", s.env.http))
+        .await
+        .expect("connect");
+    let resp = s
+        .plain(&get_with(
+            "shop.example.cn",
+            "/",
+            "X-Forwarded-For: 203.0.113.9\r\n",
+        ))
+        .await;
+    assert_eq!(
+        resp.status, 200,
+        "a balancer's connections carry many clients"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! Concurrent connections per client IP, counted in a lock-free table of atomic slots.
 //!
-//! A [`ConnGuard`] holds one count and gives it back when dropped; the proxy keeps it with the
-//! downstream connection (across keep-alive requests), so the count follows the connection's life.
+//! A [`ConnGuard`] holds one count and gives it back when dropped; `proxy::conn` takes it when a
+//! connection is accepted and keeps it in the connection's stream, so the count follows the
+//! connection's life.
 //! Colliding clients share a slot, which can only make the limit stricter.
 
 use std::hash::BuildHasher;

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Before the chain the proxy resolves the client address (PROXY protocol or trusted
-//! X-Forwarded-For, see `client`) and the connection limit (`conn_limit`). Rules only do lookups:
+//! X-Forwarded-For, see `client`); the connection limit (`conn_limit`) is counted at accept (in
+//! `proxy::conn`) and answered before the chain. Rules only do lookups:
 //! no locks, no I/O, no allocation on the pass path.
 
 pub mod client;

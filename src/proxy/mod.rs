@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! request_filter          load snapshot -> client address (PROXY header / trusted XFF)
-//!                         -> connection limit -> site by Host, route by path+method
+//!                         -> over the per-IP connection limit? (counted at accept, conn.rs)
+//!                         -> site by Host, route by path+method
 //!                         -> policy chain (see policy/mod.rs; first denial answers)
 //!                         -> respond / redirect here, or go on to proxy
 //! request_body_filter     count body bytes against the site's limit (413)
@@ -18,8 +19,8 @@
 //! ```
 
 mod access;
+pub mod conn;
 mod errors;
-pub mod header_clock;
 mod respond;
 
 use std::borrow::Cow;
@@ -37,10 +38,9 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::FailToProxy;
 
-use self::header_clock::HeaderClock;
+use self::conn::ClientConn;
 use crate::observe::access_log::AccessLog;
 use crate::policy::client::{self, Client};
-use crate::policy::conn_limit::ConnGuard;
 use crate::policy::{Denial, Request};
 use crate::route::router::{strip_port, ProxyAction};
 use crate::route::upstream::{HashKey, MAX_TRIES};
@@ -119,8 +119,6 @@ pub struct Ctx {
     /// The client IP as text, for X-Forwarded-For, X-Real-IP and the access log.
     client_ip: Option<HeaderValue>,
     body_seen: u64,
-    /// Held for the life of the downstream connection (kept across keep-alive requests).
-    conn_guard: Option<Arc<ConnGuard>>,
 }
 
 /// Backends tried for one request, in order, without allocating: at most `MAX_TRIES`, and a try
@@ -251,25 +249,15 @@ impl Proxy {
         };
         snapshot.policy.chain.check(&facts)
     }
+}
 
-    fn connection_limit(&self, snapshot: &Snapshot, ctx: &mut Ctx) -> Option<Denial> {
-        let max = snapshot.policy.max_connections_per_ip;
-        if max == 0 || ctx.conn_guard.is_some() {
-            return None;
-        }
-        let ip = ctx.client?.ip;
-        match snapshot.policy.connections.acquire(ip, max) {
-            Some(guard) => {
-                ctx.conn_guard = Some(Arc::new(guard));
-                None
-            }
-            None => Some(Denial {
-                status: 429,
-                rule: Arc::from("max_connections_per_ip"),
-                header: Some((header::RETRY_AFTER, "1".into())),
-                body: Bytes::from_static(b"429 Too Many Requests: too many connections\n"),
-            }),
-        }
+/// The answer to a request on a connection that arrived over `max_connections_per_ip`.
+fn over_connection_limit() -> Denial {
+    Denial {
+        status: 429,
+        rule: Arc::from("max_connections_per_ip"),
+        header: Some((header::RETRY_AFTER, "1".into())),
+        body: Bytes::from_static(b"429 Too Many Requests: too many connections\n"),
     }
 }
 
@@ -291,35 +279,17 @@ impl ProxyHttp for Proxy {
             request_id: HeaderValue::from_static(""),
             client_ip: None,
             body_seen: 0,
-            conn_guard: None,
-        }
-    }
-
-    fn persist_connection_context(
-        &self,
-        _session: &Session,
-        ctx: &Ctx,
-    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
-        ctx.conn_guard
-            .clone()
-            .map(|g| Box::new(g) as Box<dyn std::any::Any + Send + Sync>)
-    }
-
-    fn on_connection_reuse(
-        &self,
-        _session: &mut Session,
-        ctx: &mut Ctx,
-        prev: Box<dyn std::any::Any + Send + Sync>,
-    ) {
-        if let Ok(guard) = prev.downcast::<Arc<ConnGuard>>() {
-            ctx.conn_guard = Some(*guard);
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if let Some(clock) = session.stream().and_then(HeaderClock::of) {
-            clock.header_done();
-        }
+        let over_limit = match session.stream().and_then(ClientConn::of) {
+            Some(conn) => {
+                conn.header_done();
+                conn.over_limit()
+            }
+            None => false,
+        };
         let snapshot = self.state.load_full();
         let policy = &snapshot.policy;
         let req = session.req_header();
@@ -346,13 +316,12 @@ impl ProxyHttp for Proxy {
         }
         session.set_read_timeout(Some(policy.body_read_timeout));
 
-        let denial = match self.connection_limit(&snapshot, ctx) {
-            Some(over_limit) => {
-                // This connection is not counted: close it after the answer.
-                session.set_keepalive(None);
-                Some(over_limit)
-            }
-            None => self.decide(session, ctx, &snapshot),
+        let denial = if over_limit {
+            // This connection is not counted: close it after the answer.
+            session.set_keepalive(None);
+            Some(over_connection_limit())
+        } else {
+            self.decide(session, ctx, &snapshot)
         };
         if let Some(denial) = denial {
             ctx.decision = Some(denial.rule.clone());
@@ -549,8 +518,8 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // The next request's header is due header_read_timeout_ms after its first byte.
-        if let Some(clock) = session.stream().and_then(HeaderClock::of) {
-            clock.request_done();
+        if let Some(conn) = session.stream().and_then(ClientConn::of) {
+            conn.request_done();
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(log) = &self.access_log {

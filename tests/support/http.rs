@@ -56,6 +56,56 @@ pub fn tls_client(roots_pem: &[&str]) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
+/// An HTTP/2 connection over TLS (ALPN `h2`) to `port` with SNI `sni`, trusting `roots_pem`.
+pub async fn h2_connect(
+    roots_pem: &[&str],
+    port: u16,
+    sni: &str,
+) -> std::io::Result<h2::client::SendRequest<bytes::Bytes>> {
+    let mut store = rustls::RootCertStore::empty();
+    for pem in roots_pem {
+        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+            store.add(cert?).map_err(std::io::Error::other)?;
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    let (send, conn) = h2::client::handshake(tls)
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
+}
+
+/// One GET on an HTTP/2 connection: its status.
+pub async fn h2_get(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    url: &str,
+) -> std::io::Result<u16> {
+    let request = http::Request::get(url)
+        .body(())
+        .map_err(std::io::Error::other)?;
+    *send = send.clone().ready().await.map_err(std::io::Error::other)?;
+    let (response, _) = send
+        .send_request(request, true)
+        .map_err(std::io::Error::other)?;
+    let response = response.await.map_err(std::io::Error::other)?;
+    Ok(response.status().as_u16())
+}
+
 /// Serial of a DER certificate, uppercase hex without separators.
 pub fn serial_of(der: &CertificateDer<'_>) -> String {
     let (_, cert) = x509_parser::parse_x509_certificate(der).expect("parse served cert");

@@ -1,16 +1,22 @@
-//! A deadline for request headers (`policy.header_read_timeout_ms`), which pingora 0.9 has no
-//! setting for: it reads every request header with a per-read timeout (60 s, or the keep-alive
-//! timeout on a reused connection), so a client trickling one byte a minute holds a connection
-//! for as long as it likes.
+//! What menshen keeps per client connection, which pingora 0.9 has no hooks for: a deadline for
+//! request headers (`policy.header_read_timeout_ms`) and the per-IP connection count
+//! (`policy.max_connections_per_ip`).
 //!
-//! [`HeaderDeadline`] wraps the HTTP application and puts each HTTP/1 connection's stream in a
-//! [`HeaderClock`]. The clock runs from the connection's start for its first request, and from
-//! the first byte of each later one; when it runs out, the read fails and pingora closes the
-//! connection. The proxy stops the clock once the header is parsed (`request_filter`) and sets it
-//! waiting for the next request when the request ends (`logging`); the wait between requests is
-//! the keep-alive timeout's business. A header that arrives in one read never arms a timer: the
-//! clock only sleeps when a header read would block. HTTP/2 connections are not wrapped (the h2
-//! layer reads frames, not request headers).
+//! pingora reads every request header with a per-read timeout only (60 s, or the keep-alive
+//! timeout on a reused connection), so a client trickling one byte a minute could hold a
+//! connection for as long as it liked. [`ConnGate`] wraps the HTTP application: at each new
+//! connection it counts the client (the socket peer, or the PROXY protocol address; connections
+//! from trusted proxies are not counted) and puts the stream in a [`ClientConn`], which holds the
+//! count for the connection's life and runs the header clock. The clock runs from the
+//! connection's start for its first request and from the first byte of each later one; when it
+//! runs out, the read fails and pingora closes the connection. The proxy stops the clock once the
+//! header is parsed (`request_filter`) and sets it waiting for the next request when the request
+//! ends (`logging`); the wait between requests is the keep-alive timeout's business. A header that
+//! arrives in one read never arms a timer: the clock only sleeps when a header read would block.
+//!
+//! A connection over the per-IP limit is still served its first request, as a logged 429 that
+//! closes it; an HTTP/2 connection over the limit is closed at once (its requests cannot see the
+//! connection). HTTP/2 connections have no header clock (the h2 layer reads frames).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,6 +37,10 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use std::net::IpAddr;
+
+use crate::policy::conn_limit::ConnGuard;
+use crate::policy::ip::canonical;
 use crate::snapshot::SharedSnapshot;
 
 /// Between requests: no deadline; the next byte starts the clock.
@@ -41,18 +51,22 @@ const HEADER: u8 = 1;
 const DONE: u8 = 2;
 
 /// A stream whose request headers must arrive within a time limit.
-pub struct HeaderClock {
+pub struct ClientConn {
     inner: Stream,
     limit: Duration,
+    /// This connection's place in the per-IP count, given back when the connection ends.
+    _counted: Option<ConnGuard>,
+    /// The client already held `max_connections_per_ip` connections when this one arrived.
+    over_limit: bool,
     /// Written by the proxy phases through a shared reference to the session's stream.
     phase: AtomicU8,
     started: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
-impl std::fmt::Debug for HeaderClock {
+impl std::fmt::Debug for ClientConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeaderClock")
+        f.debug_struct("ClientConn")
             .field("inner", &self.inner)
             .field("limit", &self.limit)
             .field("phase", &self.phase.load(Ordering::Relaxed))
@@ -60,16 +74,30 @@ impl std::fmt::Debug for HeaderClock {
     }
 }
 
-impl HeaderClock {
-    /// Wraps a new connection: its first request header is due `limit` from now.
-    pub fn new(inner: Stream, limit: Duration) -> Self {
+impl ClientConn {
+    /// Wraps a new connection: its first request header is due `limit` from now. `clock: false`
+    /// for HTTP/2, which has no request headers on the wire to time.
+    fn new(
+        inner: Stream,
+        limit: Duration,
+        counted: Option<ConnGuard>,
+        over_limit: bool,
+        clock: bool,
+    ) -> Self {
         Self {
             inner,
             limit,
-            phase: AtomicU8::new(HEADER),
+            _counted: counted,
+            over_limit,
+            phase: AtomicU8::new(if clock { HEADER } else { DONE }),
             started: Instant::now(),
             sleep: None,
         }
+    }
+
+    /// Whether the client was over `max_connections_per_ip` when this connection arrived.
+    pub fn over_limit(&self) -> bool {
+        self.over_limit
     }
 
     /// The request header is parsed: stop the clock.
@@ -83,8 +111,8 @@ impl HeaderClock {
     }
 
     /// The clock of the connection behind a pingora stream, if it has one.
-    pub fn of(stream: &Stream) -> Option<&HeaderClock> {
-        stream.as_any().downcast_ref::<HeaderClock>()
+    pub fn of(stream: &Stream) -> Option<&ClientConn> {
+        stream.as_any().downcast_ref::<ClientConn>()
     }
 
     fn timed_out(&self) -> std::io::Error {
@@ -98,7 +126,7 @@ impl HeaderClock {
     }
 }
 
-impl AsyncRead for HeaderClock {
+impl AsyncRead for ClientConn {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -144,7 +172,7 @@ impl AsyncRead for HeaderClock {
     }
 }
 
-impl AsyncWrite for HeaderClock {
+impl AsyncWrite for ClientConn {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -175,19 +203,19 @@ impl AsyncWrite for HeaderClock {
 }
 
 #[async_trait]
-impl Shutdown for HeaderClock {
+impl Shutdown for ClientConn {
     async fn shutdown(&mut self) {
         self.inner.shutdown().await
     }
 }
 
-impl UniqueID for HeaderClock {
+impl UniqueID for ClientConn {
     fn id(&self) -> UniqueIDType {
         self.inner.id()
     }
 }
 
-impl Ssl for HeaderClock {
+impl Ssl for ClientConn {
     fn get_ssl(&self) -> Option<&TlsRef> {
         self.inner.get_ssl()
     }
@@ -201,7 +229,7 @@ impl Ssl for HeaderClock {
     }
 }
 
-impl GetTimingDigest for HeaderClock {
+impl GetTimingDigest for ClientConn {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
         self.inner.get_timing_digest()
     }
@@ -215,7 +243,7 @@ impl GetTimingDigest for HeaderClock {
     }
 }
 
-impl GetProxyDigest for HeaderClock {
+impl GetProxyDigest for ClientConn {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
         self.inner.get_proxy_digest()
     }
@@ -225,7 +253,7 @@ impl GetProxyDigest for HeaderClock {
     }
 }
 
-impl GetSocketDigest for HeaderClock {
+impl GetSocketDigest for ClientConn {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
         self.inner.get_socket_digest()
     }
@@ -236,20 +264,20 @@ impl GetSocketDigest for HeaderClock {
 }
 
 #[async_trait]
-impl Peek for HeaderClock {
+impl Peek for ClientConn {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         self.inner.try_peek(buf).await
     }
 }
 
-/// The HTTP application with a [`HeaderClock`] on every HTTP/1 connection.
-pub struct HeaderDeadline<A> {
+/// The HTTP application with a [`ClientConn`] around every connection.
+pub struct ConnGate<A> {
     inner: Arc<A>,
     state: SharedSnapshot,
 }
 
-impl<A> HeaderDeadline<A> {
-    /// Wraps `inner`; each new connection takes the limit of the snapshot serving then.
+impl<A> ConnGate<A> {
+    /// Wraps `inner`; each new connection takes the limits of the snapshot serving then.
     pub fn new(inner: A, state: SharedSnapshot) -> Self {
         Self {
             inner: Arc::new(inner),
@@ -258,21 +286,48 @@ impl<A> HeaderDeadline<A> {
     }
 }
 
+/// The client of a new connection: the PROXY protocol address where the listener expects one
+/// (the SNI gate put it in the socket digest), else the socket peer.
+fn client_ip(stream: &Stream) -> Option<IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    let addr = digest.peer_addr()?.as_inet()?;
+    Some(canonical(addr.ip()))
+}
+
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadline<A> {
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        if ClientConn::of(&stream).is_some() {
+            return self.inner.process_new(stream, shutdown).await;
+        }
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
-        let stream: Stream = if h2 || HeaderClock::of(&stream).is_some() {
-            stream
-        } else {
-            let limit = self.state.load().policy.header_read_timeout;
-            Box::new(HeaderClock::new(stream, limit))
+        let snapshot = self.state.load();
+        let policy = &snapshot.policy;
+        let max = policy.max_connections_per_ip;
+        let (counted, over_limit) = match client_ip(&stream) {
+            Some(ip) if max > 0 && !policy.trusted_proxies.contains(ip) => {
+                match policy.connections.acquire(ip, max) {
+                    Some(guard) => (Some(guard), false),
+                    None => (None, true),
+                }
+            }
+            _ => (None, false),
         };
-        self.inner.process_new(stream, shutdown).await
+        if over_limit && h2 {
+            crate::observe::metrics::metrics()
+                .denials
+                .with_label_values(&["max_connections_per_ip"])
+                .inc();
+            return None;
+        }
+        let limit = policy.header_read_timeout;
+        drop(snapshot);
+        let conn = ClientConn::new(stream, limit, counted, over_limit, !h2);
+        self.inner.process_new(Box::new(conn), shutdown).await
     }
 
     async fn cleanup(&self) {
