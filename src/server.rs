@@ -102,7 +102,10 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
             &server.configuration,
             Proxy::new(state.clone(), access_log.clone()),
         );
-        let mut service = Service::new(name.to_owned(), ConnGate::new(proxy, state.clone()));
+        let mut service = Service::new(
+            name.to_owned(),
+            ConnGate::new(proxy, state.clone(), proxy_protocol),
+        );
         for l in group {
             if l.tls {
                 let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeInfo))?;

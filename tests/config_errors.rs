@@ -107,11 +107,6 @@ const POLICY_CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "",
-        "[[listeners]]\nname = \"lb\"\naddr = \"127.0.0.1:1\"\nproxy_protocol = true\n",
-        "proxy_protocol needs tls = true",
-    ),
-    (
-        "",
         "[policy]\ndeny = [\"10.0.0.0/33\"]\n",
         "policy.deny: \"10.0.0.0/33\" is not an IP address or CIDR",
     ),

@@ -13,6 +13,7 @@ struct Setup {
     env: Env,
     root: Ca,
     pp_port: u16,
+    pp_plain_port: u16,
     _origin: Origin,
     _proxy: support::Running,
 }
@@ -27,6 +28,7 @@ async fn setup(policy: &str, site_extra: &str) -> Setup {
     env.put_cert("news", &other, &[]);
     let origin = Origin::start("origin").await;
     let pp_port = free_port();
+    let pp_plain_port = free_port();
     env.write_config(
         "",
         &format!(
@@ -35,6 +37,11 @@ async fn setup(policy: &str, site_extra: &str) -> Setup {
 name = "https-lb"
 addr = "127.0.0.1:{pp_port}"
 tls = true
+proxy_protocol = true
+
+[[listeners]]
+name = "http-lb"
+addr = "127.0.0.1:{pp_plain_port}"
 proxy_protocol = true
 
 [access_log]
@@ -85,10 +92,12 @@ respond = {{ body = "news" }}
     );
     let proxy = env.start();
     assert!(support::wait_port(pp_port, Duration::from_secs(10)));
+    assert!(support::wait_port(pp_plain_port, Duration::from_secs(10)));
     Setup {
         env,
         root,
         pp_port,
+        pp_plain_port,
         _origin: origin,
         _proxy: proxy,
     }
@@ -499,6 +508,24 @@ async fn proxy_protocol_v1_and_v2_give_the_client_address() {
     )
     .await;
     assert!(err.is_err(), "no PROXY header, no service");
+
+    // Plain HTTP behind the balancer: the header comes before the request.
+    let mut raw = b"PROXY TCP4 203.0.113.8 10.0.0.1 40124 80\r\n".to_vec();
+    raw.extend_from_slice(&get_with("shop.example.cn", "/", ""));
+    let resp = raw_plain(s.pp_plain_port, &raw, None)
+        .await
+        .expect("plain v1");
+    assert_eq!(resp.status, 200);
+    let line = s.log_line(&id_of(&resp)).await;
+    assert_eq!(line["client_ip"], "203.0.113.8");
+    assert_eq!(line["client_port"], 40124);
+    assert_eq!(line["listener"], "http-lb");
+    let err = raw_plain(s.pp_plain_port, &get_with("shop.example.cn", "/", ""), None).await;
+    assert!(
+        err.is_err(),
+        "no PROXY header on the plain balancer listener, no service: {:?}",
+        err.map(|r| r.status)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

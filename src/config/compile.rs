@@ -188,17 +188,6 @@ fn check_listeners(file: &FileConfig, errors: &mut Errors<'_>) {
                 format!("{:?} is not ip:port (e.g. \"0.0.0.0:443\")", l.addr),
             ),
         }
-        if l.proxy_protocol && !l.tls {
-            errors.invalid(
-                &key,
-                format!(
-                    "listener {:?}: proxy_protocol needs tls = true (the PROXY header is read \
-                     before the TLS handshake); put plain-HTTP listeners behind trusted_proxies \
-                     and X-Forwarded-For instead",
-                    l.name
-                ),
-            );
-        }
         if l.tls && file.tls.is_none() {
             errors.invalid(
                 &key,

@@ -1,9 +1,18 @@
 //! PROXY protocol v1 (text) and v2 (binary) headers, as sent by cloud L4 load balancers.
 //!
 //! [`parse`] looks at the bytes read so far and says whether the header is complete, and if so
-//! which client address it carries and how many bytes it took.
+//! which client address it carries and how many bytes it took. [`read_header`] reads one off a
+//! new connection (TLS listeners: the SNI gate, before the handshake; plain listeners:
+//! `proxy::conn`, before the first request).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::{Error, ErrorType, Result};
+use tokio::io::AsyncReadExt;
+
+/// Longest PROXY header accepted (v2 with TLVs).
+const MAX_PROXY_HEADER: usize = 4096;
 
 const V2_SIGNATURE: [u8; 12] = [
     0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
@@ -113,6 +122,47 @@ fn parse_v2(buf: &[u8]) -> Parsed {
         _ => None,
     };
     Parsed::Header { source, len }
+}
+
+/// Reads the PROXY header and makes its source the connection's peer address.
+pub async fn read_header(stream: &mut L4Stream) -> Result<()> {
+    use pingora::protocols::{GetSocketDigest, SocketDigest};
+    use std::os::fd::AsRawFd;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| Error::because(ErrorType::ReadError, "reading PROXY header", e))?;
+        if n == 0 {
+            return Error::e_explain(ErrorType::ConnectionClosed, "closed before PROXY header");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match parse(&buf) {
+            Parsed::Incomplete if buf.len() < MAX_PROXY_HEADER => continue,
+            Parsed::Incomplete => {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "PROXY header too long")
+            }
+            Parsed::Invalid(why) => {
+                tracing::warn!("dropped connection without a valid PROXY header: {why}");
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, why);
+            }
+            Parsed::Header { source, len } => {
+                if len < buf.len() {
+                    stream.rewind(&buf[len..]);
+                }
+                if let Some(src) = source {
+                    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+                    let _ = digest
+                        .peer_addr
+                        .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(src)));
+                    stream.set_socket_digest(digest);
+                }
+                return Ok(());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,22 @@
 //! pingora reads every request header with a per-read timeout only (60 s, or the keep-alive
 //! timeout on a reused connection), so a client trickling one byte a minute could hold a
 //! connection for as long as it liked. [`ConnGate`] wraps the HTTP application: at each new
-//! connection it counts the client (the socket peer, or the PROXY protocol address; connections
-//! from trusted proxies are not counted) and puts the stream in a [`ClientConn`], which holds the
-//! count for the connection's life and runs the header clock. The clock runs from the
-//! connection's start for its first request and from the first byte of each later one; when it
-//! runs out, the read fails and pingora closes the connection. The proxy stops the clock once the
-//! header is parsed (`request_filter`) and sets it waiting for the next request when the request
-//! ends (`logging`); the wait between requests is the keep-alive timeout's business. A header that
-//! arrives in one read never arms a timer: the clock only sleeps when a header read would block.
+//! connection it reads the PROXY header of a plain-HTTP listener behind an L4 balancer (TLS
+//! listeners have it read by the SNI gate, before the handshake), counts the client (the socket
+//! peer, or the PROXY protocol address; connections from trusted proxies are not counted) and
+//! puts the stream in a [`ClientConn`], which holds the count for the connection's life and runs
+//! the header clock. The clock runs from the connection's accept (TLS handshake included) for its
+//! first request and from the first byte of each later one; when it runs out, the read fails and
+//! pingora closes the connection. The proxy stops the clock once the header is parsed
+//! (`request_filter`) and sets it waiting for the next request when the request ends (`logging`);
+//! the wait between requests is the keep-alive timeout's business.
+//!
+//! The clock only arms a timer when a header read would block: usually once per connection (the
+//! first request's read waits for the client), rarely on keep-alive requests, whose header tends
+//! to arrive in the read that wakes the connection. Idle time before a connection's first byte
+//! counts, as with nginx's `client_header_timeout`: an unused browser preconnect is closed after
+//! the limit. This relies on pingora defaults menshen keeps: no h2c, no HTTP/1 pipelining, and no
+//! reuse of a connection whose request body was not read to the end.
 //!
 //! A connection over the per-IP limit is still served its first request, as a logged 429 that
 //! closes it; an HTTP/2 connection over the limit is closed at once (its requests cannot see the
@@ -23,10 +31,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
@@ -41,6 +50,7 @@ use std::net::IpAddr;
 
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
+use crate::policy::proxy_protocol::read_header;
 use crate::snapshot::SharedSnapshot;
 
 /// Between requests: no deadline; the next byte starts the clock.
@@ -84,13 +94,14 @@ impl ClientConn {
         over_limit: bool,
         clock: bool,
     ) -> Self {
+        let started = accepted_at(&inner);
         Self {
             inner,
             limit,
             _counted: counted,
             over_limit,
             phase: AtomicU8::new(if clock { HEADER } else { DONE }),
-            started: Instant::now(),
+            started,
             sleep: None,
         }
     }
@@ -126,6 +137,18 @@ impl ClientConn {
     }
 }
 
+/// When the connection was accepted (its TCP layer's timestamp), as an `Instant`: the first
+/// request's clock includes the TLS handshake and any PROXY header.
+fn accepted_at(stream: &Stream) -> Instant {
+    let now = Instant::now();
+    let age = stream
+        .get_timing_digest()
+        .first()
+        .and_then(|t| t.as_ref())
+        .and_then(|t| SystemTime::now().duration_since(t.established_ts).ok());
+    age.and_then(|age| now.checked_sub(age)).unwrap_or(now)
+}
+
 impl AsyncRead for ClientConn {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -135,6 +158,8 @@ impl AsyncRead for ClientConn {
         let this = self.get_mut();
         let phase = this.phase.load(Ordering::Relaxed);
         if phase == DONE {
+            // A timer armed for this header is not needed any more: deregister it.
+            this.sleep = None;
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         let before = buf.filled().len();
@@ -274,14 +299,38 @@ impl Peek for ClientConn {
 pub struct ConnGate<A> {
     inner: Arc<A>,
     state: SharedSnapshot,
+    /// The listeners sit behind an L4 balancer that sends a PROXY header.
+    proxy_protocol: bool,
 }
 
 impl<A> ConnGate<A> {
     /// Wraps `inner`; each new connection takes the limits of the snapshot serving then.
-    pub fn new(inner: A, state: SharedSnapshot) -> Self {
+    /// `proxy_protocol`: read a PROXY header off plain-HTTP connections first (on TLS listeners
+    /// the SNI gate has read it before the handshake).
+    pub fn new(inner: A, state: SharedSnapshot, proxy_protocol: bool) -> Self {
         Self {
             inner: Arc::new(inner),
             state,
+            proxy_protocol,
+        }
+    }
+}
+
+/// Reads the PROXY header off a new plain-HTTP connection, within `limit`; `None` drops it.
+async fn take_proxy_header(stream: Stream, limit: Duration) -> Option<Stream> {
+    let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
+        tracing::warn!("PROXY protocol on a stream that is not TCP; connection dropped");
+        return None;
+    };
+    match tokio::time::timeout(limit, read_header(&mut l4)).await {
+        Ok(Ok(())) => Some(l4),
+        Ok(Err(e)) => {
+            tracing::debug!("connection dropped: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("connection dropped: no PROXY header in time");
+            None
         }
     }
 }
@@ -304,6 +353,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
         if ClientConn::of(&stream).is_some() {
             return self.inner.process_new(stream, shutdown).await;
         }
+        let stream = if self.proxy_protocol && stream.get_ssl_digest().is_none() {
+            let limit = self.state.load().policy.header_read_timeout;
+            take_proxy_header(stream, limit).await?
+        } else {
+            stream
+        };
+        // h2 only by ALPN: plaintext h2 (h2c) is not enabled on these listeners.
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let snapshot = self.state.load();
         let policy = &snapshot.policy;

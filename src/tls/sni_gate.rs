@@ -14,6 +14,7 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::policy::proxy_protocol::read_header;
 use crate::snapshot::SharedSnapshot;
 
 /// A fatal TLS 1.2-framed alert record: `unrecognized_name` (112).
@@ -22,9 +23,6 @@ const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 11
 const MAX_HELLO_BYTES: usize = 16 * 1024 + 5;
 /// How long a client may take to send its ClientHello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Longest PROXY header accepted (v2 with TLVs).
-const MAX_PROXY_HEADER: usize = 4096;
 
 /// The pre-TLS hook installed on TLS listeners.
 pub struct SniGate {
@@ -38,48 +36,6 @@ impl SniGate {
         Self {
             state,
             proxy_protocol,
-        }
-    }
-}
-
-/// Reads the PROXY header and makes its source the connection's peer address.
-async fn read_proxy_header(stream: &mut L4Stream) -> Result<()> {
-    use crate::policy::proxy_protocol::{parse, Parsed};
-    use pingora::protocols::{GetSocketDigest, SocketDigest};
-    use std::os::fd::AsRawFd;
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 512];
-    loop {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| Error::because(ErrorType::ReadError, "reading PROXY header", e))?;
-        if n == 0 {
-            return Error::e_explain(ErrorType::ConnectionClosed, "closed before PROXY header");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        match parse(&buf) {
-            Parsed::Incomplete if buf.len() < MAX_PROXY_HEADER => continue,
-            Parsed::Incomplete => {
-                return Error::e_explain(ErrorType::InvalidHTTPHeader, "PROXY header too long")
-            }
-            Parsed::Invalid(why) => {
-                tracing::warn!("dropped connection without a valid PROXY header: {why}");
-                return Error::e_explain(ErrorType::InvalidHTTPHeader, why);
-            }
-            Parsed::Header { source, len } => {
-                if len < buf.len() {
-                    stream.rewind(&buf[len..]);
-                }
-                if let Some(src) = source {
-                    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
-                    let _ = digest
-                        .peer_addr
-                        .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(src)));
-                    stream.set_socket_digest(digest);
-                }
-                return Ok(());
-            }
         }
     }
 }
@@ -126,7 +82,7 @@ async fn peek_hello(stream: &mut L4Stream, seen: &mut Vec<u8>) -> Result<Peek> {
 impl PreTlsProcess for SniGate {
     async fn process(&self, stream: &mut L4Stream) -> Result<()> {
         if self.proxy_protocol {
-            tokio::time::timeout(HELLO_TIMEOUT, read_proxy_header(stream))
+            tokio::time::timeout(HELLO_TIMEOUT, read_header(stream))
                 .await
                 .unwrap_or_else(|_| {
                     Error::e_explain(ErrorType::ReadTimedout, "no PROXY header in time")
