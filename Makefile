@@ -48,5 +48,5 @@ bench: deps release
 	$(CARGO) bench --bench policy --bench tls
 	MENSHEN_CMD="$(CURDIR)/target/release/menshen --config $(CURDIR)/benches/peers.toml" \
 	  python3 $(PEERS) --targets nginx,haproxy,menshen --rounds $(ROUNDS)
-	python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)
+	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)
 	python3 benches/reload_bench.py --binary $(CURDIR)/target/release/menshen
