@@ -60,7 +60,7 @@ const HEADER: u8 = 1;
 /// The header is in: body reads have their own timeout.
 const DONE: u8 = 2;
 
-/// A stream whose request headers must arrive within a time limit.
+/// A client connection's stream, with its place in the per-IP count and its header clock.
 pub struct ClientConn {
     inner: Stream,
     limit: Duration,
@@ -121,7 +121,7 @@ impl ClientConn {
         self.phase.store(WAITING, Ordering::Relaxed);
     }
 
-    /// The clock of the connection behind a pingora stream, if it has one.
+    /// The `ClientConn` behind a pingora stream, if it is one.
     pub fn of(stream: &Stream) -> Option<&ClientConn> {
         stream.as_any().downcast_ref::<ClientConn>()
     }
