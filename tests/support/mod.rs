@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod pki;
+pub mod policy;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -1,0 +1,143 @@
+//! One proxy with every policy switched on, shared by the policy and connection tests: a site
+//! proxied to an origin, a second site, and TLS and plain listeners behind a PROXY-protocol
+//! balancer.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::http::{raw_plain, raw_tls, tls_client, Origin, Response};
+use super::pki::{Ca, LeafSpec};
+use super::{eventually, free_port, Env};
+
+pub struct Setup {
+    pub env: Env,
+    pub root: Ca,
+    pub pp_port: u16,
+    pub pp_plain_port: u16,
+    _origin: Origin,
+    _proxy: super::Running,
+}
+
+/// A proxy with every policy switched on plus `policy` (lines of the `[policy]` table): one site
+/// (with `site_extra`) proxied to an origin, a second site, and a TLS and a plain listener behind
+/// a PROXY-protocol balancer.
+pub async fn setup(policy: &str, site_extra: &str) -> Setup {
+    let (env, root) = Env::with_approved_root("Approved Root");
+    let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1));
+    env.put_cert("shop", &leaf, &[]);
+    let other = root.issue(&LeafSpec::new(&["news.example.cn"], 0x2));
+    env.put_cert("news", &other, &[]);
+    let origin = Origin::start("origin").await;
+    let pp_port = free_port();
+    let pp_plain_port = free_port();
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[listeners]]
+name = "https-lb"
+addr = "127.0.0.1:{pp_port}"
+tls = true
+proxy_protocol = true
+
+[[listeners]]
+name = "http-lb"
+addr = "127.0.0.1:{pp_plain_port}"
+proxy_protocol = true
+
+[access_log]
+path = "logs/access.log"
+
+[policy]
+{policy}
+
+[[policy.takedowns]]
+id = "case-42"
+host = "shop.example.cn"
+prefix = "/banned/"
+body = "gone for legal reasons"
+
+[[upstreams]]
+name = "origin"
+backends = ["127.0.0.1:{port}"]
+
+[[sites]]
+name = "shop"
+icp = "京ICP备16063439号-1"
+hosts = ["shop.example.cn"]
+remove_response_headers = ["Server", "X-Powered-By"]
+add_response_headers = {{ "X-Frame-Options" = "DENY" }}
+hsts_max_age_seconds = 600
+max_body_bytes = 100
+{site_extra}
+[[sites.routes]]
+prefix = "/"
+upstream = "origin"
+[[sites.routes]]
+prefix = "/limited/"
+upstream = "origin"
+rate_limit = {{ requests_per_second = 0.5, burst = 1 }}
+
+[[sites]]
+name = "news"
+icp = "京ICP证110507号"
+hosts = ["news.example.cn"]
+https_only = true
+log_query = false
+[[sites.routes]]
+prefix = "/"
+respond = {{ body = "news" }}
+"#,
+            port = origin.port
+        ),
+    );
+    let proxy = env.start();
+    assert!(super::wait_port(pp_port, Duration::from_secs(10)));
+    assert!(super::wait_port(pp_plain_port, Duration::from_secs(10)));
+    Setup {
+        env,
+        root,
+        pp_port,
+        pp_plain_port,
+        _origin: origin,
+        _proxy: proxy,
+    }
+}
+
+impl Setup {
+    /// The access log line of the request with this id, once written.
+    pub async fn log_line(&self, request_id: &str) -> Value {
+        let path = self.env.path("logs/access.log");
+        let found = eventually(Duration::from_secs(5), || {
+            let path = path.clone();
+            async move {
+                let text = std::fs::read_to_string(&path).ok()?;
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|v| v["request_id"] == request_id)
+            }
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("no access log line for {request_id}"))
+    }
+
+    pub async fn plain(&self, raw: &[u8]) -> Response {
+        raw_plain(self.env.http, raw, None)
+            .await
+            .expect("plain request")
+    }
+
+    pub async fn tls(&self, sni: &str, raw: &[u8]) -> Response {
+        let client = tls_client(&[&self.root.pem]);
+        raw_tls(&client, self.env.https, sni, b"", raw)
+            .await
+            .expect("TLS request")
+    }
+}
+
+pub fn id_of(resp: &Response) -> String {
+    resp.header("x-request-id")
+        .expect("x-request-id")
+        .to_owned()
+}
