@@ -38,22 +38,24 @@ impl Response {
     }
 }
 
-/// A TLS client trusting `roots` (PEM).
-pub fn tls_client(roots_pem: &[&str]) -> TlsConnector {
+/// A TLS client configuration trusting `roots` (PEM).
+fn client_config(roots_pem: &[&str]) -> rustls::ClientConfig {
     let mut store = rustls::RootCertStore::empty();
     for pem in roots_pem {
         for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
             store.add(cert.expect("root PEM")).expect("add root");
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(store)
-    .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(store)
+        .with_no_client_auth()
+}
+
+/// A TLS client trusting `roots` (PEM).
+pub fn tls_client(roots_pem: &[&str]) -> TlsConnector {
+    TlsConnector::from(Arc::new(client_config(roots_pem)))
 }
 
 /// An HTTP/2 connection over TLS (ALPN `h2`) to `port` with SNI `sni`, trusting `roots_pem`.
@@ -62,19 +64,7 @@ pub async fn h2_connect(
     port: u16,
     sni: &str,
 ) -> std::io::Result<h2::client::SendRequest<bytes::Bytes>> {
-    let mut store = rustls::RootCertStore::empty();
-    for pem in roots_pem {
-        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
-            store.add(cert?).map_err(std::io::Error::other)?;
-        }
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(std::io::Error::other)?
-    .with_root_certificates(store)
-    .with_no_client_auth();
+    let mut config = client_config(roots_pem);
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
