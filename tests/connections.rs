@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::eventually;
-use support::http::{get_with, h2_connect, h2_get, raw_plain};
+use support::http::{get_plain, get_with, h2_connect, h2_get, raw_plain};
 use support::policy::{id_of, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,6 +243,18 @@ async fn request_headers_must_arrive_within_the_header_timeout() {
     assert!(
         String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
         "idle wait longer than the header limit, then a prompt header: served"
+    );
+
+    // The two connections cut are counted.
+    let metrics = get_plain(s.admin_port, "127.0.0.1", "/metrics")
+        .await
+        .expect("metrics");
+    assert!(
+        metrics
+            .text()
+            .contains("menshen_policy_denials_total{rule=\"header_timeout\"} 2"),
+        "{}",
+        metrics.text()
     );
 }
 

@@ -127,6 +127,10 @@ impl ClientConn {
     }
 
     fn timed_out(&self) -> std::io::Error {
+        crate::observe::metrics::metrics()
+            .denials
+            .with_label_values(&["header_timeout"])
+            .inc();
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(

@@ -15,6 +15,7 @@ pub struct Setup {
     pub root: Ca,
     pub pp_port: u16,
     pub pp_plain_port: u16,
+    pub admin_port: u16,
     _origin: Origin,
     _proxy: super::Running,
 }
@@ -31,6 +32,7 @@ pub async fn setup(policy: &str, site_extra: &str) -> Setup {
     let origin = Origin::start("origin").await;
     let pp_port = free_port();
     let pp_plain_port = free_port();
+    let admin_port = free_port();
     env.write_config(
         "",
         &format!(
@@ -45,6 +47,9 @@ proxy_protocol = true
 name = "http-lb"
 addr = "127.0.0.1:{pp_plain_port}"
 proxy_protocol = true
+
+[admin]
+addr = "127.0.0.1:{admin_port}"
 
 [access_log]
 path = "logs/access.log"
@@ -100,6 +105,7 @@ respond = {{ body = "news" }}
         root,
         pp_port,
         pp_plain_port,
+        admin_port,
         _origin: origin,
         _proxy: proxy,
     }
