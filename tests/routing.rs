@@ -35,6 +35,18 @@ fn site_routes(routes: &[(&str, &str)]) -> String {
     site
 }
 
+/// Writes a config with one upstream `name` (`keys`: its TOML keys after the name) and a site
+/// sending every path to it.
+fn write_one_upstream(env: &Env, name: &str, keys: &str) {
+    env.write_config(
+        "",
+        &format!(
+            "[[upstreams]]\nname = \"{name}\"\n{keys}\n\n{}",
+            site_to(name)
+        ),
+    );
+}
+
 /// An environment whose upstream `named` is the hostname `backend.gcp.internal`, answered by a
 /// DNS responder on loopback with 127.0.0.1.
 async fn named_backend(dns_extra: &str) -> (Env, Origin, DnsResponder) {
@@ -139,18 +151,13 @@ async fn failover_when_one_backend_is_down() {
     let (env, _root) = env_with_cert();
     let up = Origin::start("up").await;
     let down = free_port();
-    env.write_config(
-        "",
+    write_one_upstream(
+        &env,
+        "pool",
         &format!(
-            r#"
-[[upstreams]]
-name = "pool"
-backends = ["127.0.0.1:{down}", "127.0.0.1:{up}"]
-connect_timeout_ms = 500
-
-{site}"#,
-            up = up.port,
-            site = site_to("pool")
+            r#"backends = ["127.0.0.1:{down}", "127.0.0.1:{up}"]
+connect_timeout_ms = 500"#,
+            up = up.port
         ),
     );
     let _proxy = env.start();
@@ -170,24 +177,19 @@ async fn health_checks_eject_and_restore_backends() {
     let (env, _root) = env_with_cert();
     let a = Origin::start("a").await;
     let b = Origin::start("b").await;
-    env.write_config(
-        "",
+    write_one_upstream(
+        &env,
+        "pool",
         &format!(
-            r#"
-[[upstreams]]
-name = "pool"
-backends = ["127.0.0.1:{a}", "127.0.0.1:{b}"]
+            r#"backends = ["127.0.0.1:{a}", "127.0.0.1:{b}"]
 [upstreams.health_check]
 kind = "http"
 path = "/healthz"
 interval_ms = 100
 unhealthy_threshold = 1
-healthy_threshold = 1
-
-{site}"#,
+healthy_threshold = 1"#,
             a = a.port,
-            b = b.port,
-            site = site_to("pool")
+            b = b.port
         ),
     );
     let _proxy = env.start();
@@ -301,21 +303,14 @@ async fn consistent_hashing_keeps_a_key_on_one_backend() {
         Origin::start("b").await,
         Origin::start("c").await,
     ];
-    env.write_config(
-        "",
+    write_one_upstream(
+        &env,
+        "pool",
         &format!(
-            r#"
-[[upstreams]]
-name = "pool"
-backends = ["127.0.0.1:{}", "127.0.0.1:{}", "127.0.0.1:{}"]
+            r#"backends = ["127.0.0.1:{}", "127.0.0.1:{}", "127.0.0.1:{}"]
 balance = "consistent"
-hash_key = "header:x-user"
-
-{site}"#,
-            origins[0].port,
-            origins[1].port,
-            origins[2].port,
-            site = site_to("pool")
+hash_key = "header:x-user""#,
+            origins[0].port, origins[1].port, origins[2].port
         ),
     );
     let _proxy = env.start();
@@ -405,18 +400,13 @@ async fn weighted_round_robin_follows_the_weights() {
     let (env, _root) = env_with_cert();
     let heavy = Origin::start("heavy").await;
     let light = Origin::start("light").await;
-    env.write_config(
-        "",
+    write_one_upstream(
+        &env,
+        "pool",
         &format!(
-            r#"
-[[upstreams]]
-name = "pool"
-backends = [{{ addr = "127.0.0.1:{heavy}", weight = 3 }}, {{ addr = "127.0.0.1:{light}", weight = 1 }}]
-
-{site}"#,
+            r#"backends = [{{ addr = "127.0.0.1:{heavy}", weight = 3 }}, {{ addr = "127.0.0.1:{light}", weight = 1 }}]"#,
             heavy = heavy.port,
-            light = light.port,
-            site = site_to("pool")
+            light = light.port
         ),
     );
     let _proxy = env.start();
@@ -445,20 +435,15 @@ async fn http2_to_tls_backends() {
     let leaf = backend_ca.issue(&LeafSpec::new(&["backend.internal"], 0x9));
     let (port, _h2) = support::http::start_h2_origin(&leaf.pem, &leaf.key_pem).await;
     env.write("backend-ca.pem", &backend_ca.pem);
-    env.write_config(
-        "",
+    write_one_upstream(
+        &env,
+        "h2",
         &format!(
-            r#"
-[[upstreams]]
-name = "h2"
-backends = ["127.0.0.1:{port}"]
+            r#"backends = ["127.0.0.1:{port}"]
 tls = true
 sni = "backend.internal"
 ca_file = "backend-ca.pem"
-http2 = true
-
-{site}"#,
-            site = site_to("h2")
+http2 = true"#
         ),
     );
     let proxy = env.start();
