@@ -5,7 +5,6 @@ mod support;
 use std::time::Duration;
 
 use support::http::{get_plain, Origin};
-use support::pki::LeafSpec;
 use support::{eventually, free_port, Env};
 
 struct Setup {
@@ -18,11 +17,7 @@ struct Setup {
 /// `server_extra`: more lines for the `[server]` section.
 async fn setup(server_extra: &str) -> Setup {
     let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
-        &[],
-    );
+    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
     env.write("reload.token", "s3cret-token\n");
     let origin = Origin::start("origin").await;
     let admin = free_port();

@@ -4,16 +4,11 @@
 mod support;
 
 use menshen::config::{load, ConfigError};
-use support::pki::LeafSpec;
 use support::Env;
 
 fn env() -> Env {
     let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 1)),
-        &[],
-    );
+    env.put_leaf("shop", &root, "shop.example.cn", 1);
     env
 }
 

@@ -36,11 +36,7 @@ respond = {{ status = 200, body = "{body}" }}
 /// A proxy serving `shop.example.cn` (certificate serial 01) and the `v1` config.
 async fn serving_v1() -> (Env, Ca, Origin, support::Running) {
     let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
-        &[],
-    );
+    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
     let origin = Origin::start("origin").await;
     env.write_config("", &site(origin.port, "v1"));
     let proxy = env.start();
@@ -66,11 +62,7 @@ async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
     assert!(serial_becomes(&env, &root, "shop.example.cn", "01").await);
 
     // A renewed certificate dropped in place is served within 2 seconds.
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x2)),
-        &[],
-    );
+    env.put_leaf("shop", &root, "shop.example.cn", 0x2);
     assert!(
         serial_becomes(&env, &root, "shop.example.cn", "02").await,
         "new certificate not served within 2s:\n{}",
@@ -80,16 +72,8 @@ async fn new_approved_certificate_serves_and_unapproved_one_never_does() {
     // An unapproved replacement is rejected; the last good version keeps serving, while a
     // good new pair added in the same change still applies.
     let other = Ca::root("Unapproved Root");
-    env.put_cert(
-        "shop",
-        &other.issue(&LeafSpec::new(&["shop.example.cn"], 0x3)),
-        &[],
-    );
-    env.put_cert(
-        "api",
-        &root.issue(&LeafSpec::new(&["api.example.cn"], 0x4)),
-        &[],
-    );
+    env.put_leaf("shop", &other, "shop.example.cn", 0x3);
+    env.put_leaf("api", &root, "api.example.cn", 0x4);
     assert!(serial_becomes(&env, &root, "api.example.cn", "04").await);
     assert!(serial_becomes(&env, &root, "shop.example.cn", "02").await);
     let log = proxy.log();
@@ -178,11 +162,7 @@ async fn download_in_flight_survives_certificate_and_config_reloads() {
         assert!(n > 0, "closed early");
         raw.extend_from_slice(&buf[..n]);
     }
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x2)),
-        &[],
-    );
+    env.put_leaf("shop", &root, "shop.example.cn", 0x2);
     env.write_config("", &site(origin.port, "v2"));
     assert!(serial_becomes(&env, &root, "shop.example.cn", "02").await);
     let v2 = get_tls(
@@ -220,11 +200,7 @@ async fn download_in_flight_survives_certificate_and_config_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
     let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert(
-        "shop",
-        &root.issue(&LeafSpec::new(&["shop.example.cn"], 0x1)),
-        &[],
-    );
+    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
     let origin = Origin::start("origin").await;
     // No watcher and a slow poll: only SIGHUP can make this reload quick.
     let quiet = "[log]\nformat = \"json\"\n";
@@ -299,16 +275,8 @@ async fn withdrawing_a_root_stops_its_certificates() {
     let withdrawn = Ca::root("Withdrawn Root");
     std::fs::create_dir_all(env.path("approved-extra")).expect("mkdir");
     env.write("approved-extra/withdrawn.pem", &withdrawn.pem);
-    env.put_cert(
-        "shop",
-        &withdrawn.issue(&LeafSpec::new(&["shop.example.cn"], 0x21)),
-        &[],
-    );
-    env.put_cert(
-        "news",
-        &keep.issue(&LeafSpec::new(&["news.example.cn"], 0x22)),
-        &[],
-    );
+    env.put_leaf("shop", &withdrawn, "shop.example.cn", 0x21);
+    env.put_leaf("news", &keep, "news.example.cn", 0x22);
     let origin = Origin::start("origin").await;
     let with_both = env.config_text("", &site(origin.port, "v1")).replace(
         "approved_cas = [\"approved\"]",

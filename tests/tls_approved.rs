@@ -251,11 +251,7 @@ async fn expiring_and_rejected_certificates_are_reported() {
     drop(proxy);
 
     let stranger = Ca::root("Stranger Root");
-    env.put_cert(
-        "other",
-        &stranger.issue(&LeafSpec::new(&["other.example.cn"], 0x72)),
-        &[],
-    );
+    env.put_leaf("other", &stranger, "other.example.cn", 0x72);
     let table = env.certs();
     let line = |file: &str| {
         table

@@ -88,6 +88,11 @@ impl Env {
         self.put_pair(name, leaf, chain, &leaf.key_pem);
     }
 
+    /// Issues a leaf for `host` with `serial` from `ca` and writes it as pair `name`, no chain.
+    pub fn put_leaf(&self, name: &str, ca: &Ca, host: &str, serial: u64) {
+        self.put_cert(name, &ca.issue(&pki::LeafSpec::new(&[host], serial)), &[]);
+    }
+
     pub fn put_pair(&self, name: &str, leaf: &Leaf, chain: &[&Ca], key_pem: &str) {
         let mut pem = leaf.pem.clone();
         for ca in chain {
