@@ -43,6 +43,18 @@ async fn serving_v1() -> (Env, Ca, Origin, support::Running) {
     (env, root, origin, proxy)
 }
 
+/// Whether `GET shop.example.cn/hello` answers `want` within 3 s.
+async fn hello_becomes(env: &Env, want: &str) -> bool {
+    eventually(Duration::from_secs(3), || async {
+        let r = get_plain(env.http, "shop.example.cn", "/hello")
+            .await
+            .ok()?;
+        (r.text() == want).then_some(())
+    })
+    .await
+    .is_some()
+}
+
 async fn serial_becomes(env: &Env, root: &Ca, sni: &str, want: &str) -> bool {
     let client = tls_client(&[&root.pem]);
     eventually(Duration::from_secs(2), || {
@@ -132,14 +144,11 @@ async fn broken_config_keeps_the_serving_one() {
     assert_eq!(resp.text(), "v1", "old config still serves");
 
     env.write_config("", &site(origin.port, "v2"));
-    let v2 = eventually(Duration::from_secs(3), || async {
-        let r = get_plain(env.http, "shop.example.cn", "/hello")
-            .await
-            .ok()?;
-        (r.text() == "v2").then_some(())
-    })
-    .await;
-    assert!(v2.is_some(), "fixed config applies: {}", proxy.log());
+    assert!(
+        hello_becomes(&env, "v2").await,
+        "fixed config applies: {}",
+        proxy.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,14 +246,11 @@ async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
         .args(["-HUP", &pid])
         .status()
         .expect("kill -HUP");
-    let v2 = eventually(Duration::from_secs(3), || async {
-        let r = get_plain(env.http, "shop.example.cn", "/hello")
-            .await
-            .ok()?;
-        (r.text() == "v2").then_some(())
-    })
-    .await;
-    assert!(v2.is_some(), "SIGHUP reloaded: {}", proxy.log());
+    assert!(
+        hello_becomes(&env, "v2").await,
+        "SIGHUP reloaded: {}",
+        proxy.log()
+    );
     let log = proxy.log();
     assert!(
         log.contains("site changed: shop"),
