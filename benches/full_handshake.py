@@ -67,6 +67,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=CONFIG",
+                    help="also run menshen with this config (as menshen:NAME), e.g. to compare "
+                         "TLS settings in one run")
     a = ap.parse_args()
     subprocess.run([f"{PEERS}/gen-certs.sh", f"{WORK}/certs"], check=True, capture_output=True)
     targets = {
@@ -74,6 +77,10 @@ def main():
         "menshen": ([os.path.abspath(a.binary), "--config",
                      os.path.join(HERE, "peers.toml")], 16443),
     }
+    for v in a.variant:
+        name, _, config = v.partition("=")
+        targets[f"menshen:{name}"] = ([os.path.abspath(a.binary), "--config",
+                                       os.path.abspath(config)], 16443)
     results = {t: [] for t in targets}
     log = open(f"{WORK}/full-handshake.log", "ab")
     for _ in range(a.rounds):
@@ -99,7 +106,9 @@ def main():
         med[name] = statistics.median(x[0] for x in xs)
         rate = statistics.median(x[1] for x in xs)
         print(f"{name:<8} {rate:>8.0f} handshakes/s {med[name]:>8.1f} cpu-us/handshake")
-    print(f"menshen/nginx cpu per full handshake {med['menshen'] / med['nginx']:.2f}")
+    for name in med:
+        if name.startswith("menshen"):
+            print(f"{name}/nginx cpu per full handshake {med[name] / med['nginx']:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
-//! Builds the pingora server: listeners (TLS with the SNI resolver and gate), the proxy service,
+//! Builds the pingora server: listeners (TLS terminated by the connection gate), the proxy service,
 //! and the control runtime that runs reloads, health checks and DNS refreshes.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -16,8 +15,7 @@ use crate::proxy::conn::ConnGate;
 use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::tls::resolver::{HandshakeInfo, SniResolver};
-use crate::tls::sni_gate::SniGate;
+use crate::tls::listener::TlsTerminator;
 
 /// How the process was asked to start.
 #[derive(Debug, Default, Clone)]
@@ -68,9 +66,18 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let policy = &state.load().file.policy;
-    crate::tls::provider::install(&policy.min_tls_version, &policy.cipher_suites)
-        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    // Upstream TLS (pingora's connector) uses the process default; the listeners have their own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls_addrs: Vec<std::net::SocketAddr> = listeners
+        .iter()
+        .filter(|l| l.tls)
+        .filter_map(|l| l.addr.parse().ok())
+        .collect();
+    let tls = if tls_addrs.is_empty() {
+        None
+    } else {
+        Some(Arc::new(TlsTerminator::new(state.clone(), tls_addrs)?))
+    };
     let access_log = match state.load().access_log.clone() {
         Some(config) => {
             let path = config.path.clone();
@@ -84,7 +91,8 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // The pre-TLS hook is per service, so listeners behind a PROXY-protocol balancer get their own.
+    // Listeners behind a PROXY-protocol balancer get their own service; TLS listeners are TCP
+    // listeners to pingora, the gate does the handshake.
     for proxy_protocol in [false, true] {
         let group: Vec<_> = listeners
             .iter()
@@ -104,21 +112,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         );
         let mut service = Service::new(
             name.to_owned(),
-            ConnGate::new(proxy, state.clone(), proxy_protocol),
+            ConnGate::new(proxy, state.clone(), proxy_protocol, tls.clone()),
         );
         for l in group {
-            if l.tls {
-                let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeInfo))?;
-                tls.set_cert_resolver(Arc::new(SniResolver::new(state.clone())));
-                tls.enable_h2();
-                service.add_tls_with_settings(&l.addr, None, tls);
-            } else {
-                service.add_tcp(&l.addr);
-            }
+            service.add_tcp(&l.addr);
         }
-        service
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(SniGate::new(state.clone(), proxy_protocol)));
         server.add_service(service);
     }
 

@@ -20,15 +20,7 @@ fn errors_of(env: &Env, tls_extra: &str, body: &str) -> Vec<String> {
     }
 }
 
-const SITE: &str = r#"
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn"]
-[[sites.routes]]
-prefix = "/"
-respond = { body = "ok" }
-"#;
+use support::SHOP_SITE as SITE;
 
 #[test]
 fn valid_config_loads() {

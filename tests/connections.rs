@@ -245,14 +245,31 @@ async fn request_headers_must_arrive_within_the_header_timeout() {
         "idle wait longer than the header limit, then a prompt header: served"
     );
 
-    // The two connections cut are counted.
+    // On a TLS listener the clock covers the handshake: silence, or half a ClientHello, is cut.
+    let tls = TcpStream::connect(("127.0.0.1", s.env.https))
+        .await
+        .expect("connect");
+    tokio::time::timeout(Duration::from_secs(10), closed(tls))
+        .await
+        .expect("a connection that never says hello is cut");
+    let mut tls = TcpStream::connect(("127.0.0.1", s.env.https))
+        .await
+        .expect("connect");
+    tls.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .expect("half a hello");
+    tokio::time::timeout(Duration::from_secs(10), closed(tls))
+        .await
+        .expect("a hello that never ends is cut");
+
+    // The four connections cut are counted.
     let metrics = get_plain(s.admin_port, "127.0.0.1", "/metrics")
         .await
         .expect("metrics");
     assert!(
         metrics
             .text()
-            .contains("menshen_policy_denials_total{rule=\"header_timeout\"} 2"),
+            .contains("menshen_policy_denials_total{rule=\"header_timeout\"} 4"),
         "{}",
         metrics.text()
     );

@@ -336,25 +336,3 @@ async fn client_source_port_is_logged() {
     assert_eq!(line["listener"], "http");
     assert_eq!(line["tls_version"], Value::Null);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn minimum_tls_version_refuses_older_clients() {
-    let s = setup("min_tls_version = \"1.3\"", "").await;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut s.root.pem.as_bytes()) {
-        roots.add(cert.expect("root")).expect("add");
-    }
-    let tls12_only = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS12])
-    .expect("TLS 1.2")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let client = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls12_only));
-    let old = support::http::handshake_serial(&client, s.env.https, "shop.example.cn").await;
-    assert!(old.is_err(), "a TLS 1.2-only client is refused");
-    let modern = tls_client(&[&s.root.pem]);
-    let ok = support::http::handshake_serial(&modern, s.env.https, "shop.example.cn").await;
-    assert!(ok.is_ok(), "TLS 1.3 works");
-}

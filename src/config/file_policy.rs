@@ -52,10 +52,15 @@ pub struct PolicySection {
     pub header_read_timeout_ms: u64,
     /// How long an idle keep-alive connection waits for its next request.
     pub keepalive_timeout_seconds: u64,
-    /// Lowest TLS version: "1.2" or "1.3" (needs a restart to change).
+    /// Lowest TLS version: "1.2" or "1.3".
     pub min_tls_version: String,
-    /// Allowed cipher suites by rustls name; empty means all AEAD suites (needs a restart).
+    /// Allowed cipher suites by rustls name, in preference order; empty means all AEAD suites.
     pub cipher_suites: Vec<String>,
+    /// Choose the first of our suites the client offers rather than the client's favourite
+    /// (nginx's `ssl_prefer_server_ciphers`; on by default, as Envoy and Traefik do).
+    pub prefer_server_cipher_order: bool,
+    /// Let clients resume TLS sessions (a cache of recent sessions and TLS 1.3 tickets).
+    pub session_resumption: bool,
     /// Port in `https_only` redirects (default: the first TLS listener's; 443 is left out).
     pub https_redirect_port: Option<u16>,
     /// Host + path-prefix takedown rules, answered with 451.
@@ -82,6 +87,8 @@ impl Default for PolicySection {
             keepalive_timeout_seconds: DEFAULT_KEEPALIVE_TIMEOUT_SECONDS,
             min_tls_version: "1.2".into(),
             cipher_suites: Vec::new(),
+            prefer_server_cipher_order: true,
+            session_resumption: true,
             https_redirect_port: None,
             takedowns: Vec::new(),
         }

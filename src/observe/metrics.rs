@@ -29,6 +29,8 @@ pub struct Metrics {
     pub last_reload: Gauge,
     /// `menshen_policy_denials_total{rule}`
     pub denials: IntCounterVec,
+    /// `menshen_tls_handshake_failures_total`
+    pub tls_handshake_failures: prometheus::IntCounter,
     /// `menshen_access_log_backlog`
     pub access_log_backlog: Gauge,
     /// `menshen_access_log_dropped_total`
@@ -80,6 +82,11 @@ pub fn metrics() -> &'static Metrics {
             "menshen_policy_denials_total",
             "Requests refused, by rule",
             &["rule"]
+        )
+        .expect(DEFINED),
+        tls_handshake_failures: prometheus::register_int_counter!(
+            "menshen_tls_handshake_failures_total",
+            "TLS handshakes that failed (unknown name, protocol or version refused, peer gone)"
         )
         .expect(DEFINED),
         access_log_backlog: register_gauge!(

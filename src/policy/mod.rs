@@ -138,6 +138,8 @@ pub struct Policy {
     pub keepalive_timeout_seconds: u64,
     /// Rate state (shared across reloads).
     pub rate_table: Arc<rate::RateTable>,
+    /// TLS versions, suites and resumption (the same `Arc` across reloads that leave them alone).
+    pub tls: Arc<crate::tls::provider::TlsProtocol>,
 }
 
 /// Response-side settings of one site.

@@ -11,8 +11,9 @@ use super::icp::{is_icp_number, is_public_security_number, ICP_EXAMPLE, PUBLIC_S
 use super::ip::{CidrSet, IpLists};
 use super::rate::{RateLimit, RateTable};
 use super::{Chain, Denial, Policy, Request, Rule, SitePolicy};
-use crate::config::file::{FileConfig, RateLimitSection, SiteSection};
+use crate::config::file::{FileConfig, PolicySection, RateLimitSection, SiteSection};
 use crate::config::Errors;
+use crate::tls::provider::{TlsProtocol, TlsSource};
 
 fn deny(status: u16, rule: &Arc<str>, body: &Bytes) -> Option<Denial> {
     Some(Denial {
@@ -439,15 +440,7 @@ pub(crate) fn compile(
             errors.invalid(key, "must be at least 1 (milliseconds)");
         }
     }
-    let min_tls = p.min_tls_version.as_str();
-    if !matches!(min_tls, "1.2" | "1.3") {
-        errors.invalid(
-            "policy.min_tls_version",
-            format!("{min_tls:?} is not \"1.2\" or \"1.3\""),
-        );
-    } else if let Err(e) = crate::tls::provider::build(min_tls, &p.cipher_suites) {
-        errors.invalid("policy.cipher_suites", e);
-    }
+    let tls = tls_protocol(p, previous, errors);
     let port_suffix = match p.https_redirect_port.or(https_port) {
         Some(443) | None => String::new(),
         Some(port) => format!(":{port}"),
@@ -511,5 +504,40 @@ pub(crate) fn compile(
         header_read_timeout: std::time::Duration::from_millis(p.header_read_timeout_ms),
         keepalive_timeout_seconds: p.keepalive_timeout_seconds,
         rate_table: table,
+        tls,
     }
+}
+
+/// The TLS protocol policy: the previous load's when these keys did not change, so the listeners
+/// keep their rustls configuration.
+fn tls_protocol(
+    p: &PolicySection,
+    previous: Option<&Policy>,
+    errors: &mut Errors<'_>,
+) -> Arc<TlsProtocol> {
+    let source = TlsSource {
+        min_version: p.min_tls_version.clone(),
+        suites: p.cipher_suites.clone(),
+        prefer_server_order: p.prefer_server_cipher_order,
+        session_resumption: p.session_resumption,
+    };
+    match previous {
+        Some(prev) if prev.tls.source == source => return prev.tls.clone(),
+        _ => {}
+    }
+    let min_tls = p.min_tls_version.as_str();
+    if !matches!(min_tls, "1.2" | "1.3") {
+        errors.invalid(
+            "policy.min_tls_version",
+            format!("{min_tls:?} is not \"1.2\" or \"1.3\""),
+        );
+        return Arc::default();
+    }
+    TlsProtocol::compile(source).map_or_else(
+        |e| {
+            errors.invalid("policy.cipher_suites", e);
+            Arc::default()
+        },
+        Arc::new,
+    )
 }

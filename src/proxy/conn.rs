@@ -5,13 +5,13 @@
 //! pingora reads every request header with a per-read timeout only (60 s, or the keep-alive
 //! timeout on a reused connection), so a client trickling one byte a minute could hold a
 //! connection for as long as it liked. [`ConnGate`] wraps the HTTP application: at each new
-//! connection it reads the PROXY header of a plain-HTTP listener behind an L4 balancer (TLS
-//! listeners have it read by the SNI gate, before the handshake), counts the client (the socket
-//! peer, or the PROXY protocol address; connections from trusted proxies are not counted) and
-//! puts the stream in a [`ClientConn`], which holds the count for the connection's life and runs
-//! the header clock. The clock runs from the connection's accept (TLS handshake included) for its
-//! first request and from the first byte of each later one; when it runs out, the read fails and
-//! pingora closes the connection. The proxy stops the clock once the header is parsed
+//! connection it reads the PROXY header where the listener sits behind an L4 balancer, runs the
+//! TLS handshake where the listener terminates TLS ([`TlsTerminator`]), counts the client (the
+//! socket peer, or the PROXY protocol address; connections from trusted proxies are not counted)
+//! and puts the stream in a [`ClientConn`], which holds the count for the connection's life and
+//! runs the header clock. The clock runs from the connection's accept (PROXY header and TLS
+//! handshake included) for its first request and from the first byte of each later one; when it
+//! runs out, the connection is closed. The proxy stops the clock once the header is parsed
 //! (`request_filter`) and sets it waiting for the next request when the request ends (`logging`);
 //! the wait between requests is the keep-alive timeout's business.
 //!
@@ -51,7 +51,8 @@ use std::net::IpAddr;
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
 use crate::policy::proxy_protocol::read_header;
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::tls::listener::TlsTerminator;
 
 /// Between requests: no deadline; the next byte starts the clock.
 const WAITING: u8 = 0;
@@ -305,42 +306,52 @@ pub struct ConnGate<A> {
     state: SharedSnapshot,
     /// The listeners sit behind an L4 balancer that sends a PROXY header.
     proxy_protocol: bool,
+    /// Handshakes for connections that arrive on TLS listeners.
+    tls: Option<Arc<TlsTerminator>>,
 }
 
 impl<A> ConnGate<A> {
     /// Wraps `inner`; each new connection takes the limits of the snapshot serving then.
-    /// `proxy_protocol`: read a PROXY header off plain-HTTP connections first (on TLS listeners
-    /// the SNI gate has read it before the handshake).
-    pub fn new(inner: A, state: SharedSnapshot, proxy_protocol: bool) -> Self {
+    /// `proxy_protocol`: read a PROXY header off each connection first; `tls`: terminate TLS on
+    /// the connections that arrived on its listeners.
+    pub fn new(
+        inner: A,
+        state: SharedSnapshot,
+        proxy_protocol: bool,
+        tls: Option<Arc<TlsTerminator>>,
+    ) -> Self {
         Self {
             inner: Arc::new(inner),
             state,
             proxy_protocol,
+            tls,
         }
     }
-}
 
-/// Reads the PROXY header off a new plain-HTTP connection, within `limit`; `None` drops it.
-async fn take_proxy_header(stream: Stream, limit: Duration) -> Option<Stream> {
-    let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
-        tracing::warn!("PROXY protocol on a stream that is not TCP; connection dropped");
-        return None;
-    };
-    match tokio::time::timeout(limit, read_header(&mut l4)).await {
-        Ok(Ok(())) => Some(l4),
-        Ok(Err(e)) => {
-            tracing::debug!("connection dropped: {e}");
-            None
+    /// What comes before HTTP on a new connection: its PROXY header, its TLS handshake.
+    async fn open(&self, stream: Stream, snapshot: &Snapshot) -> pingora::Result<Stream> {
+        let tls = self.tls.as_ref().filter(|t| t.terminates(&*stream));
+        if !self.proxy_protocol && tls.is_none() {
+            return Ok(stream);
         }
-        Err(_) => {
-            tracing::debug!("connection dropped: no PROXY header in time");
-            None
+        let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
+            return pingora::Error::e_explain(
+                pingora::ErrorType::InternalError,
+                "a listener stream that is not TCP",
+            );
+        };
+        if self.proxy_protocol {
+            read_header(&mut l4).await?;
+        }
+        match tls {
+            Some(tls) => tls.accept(*l4, snapshot).await,
+            None => Ok(l4),
         }
     }
 }
 
 /// The client of a new connection: the PROXY protocol address where the listener expects one
-/// (the SNI gate put it in the socket digest), else the socket peer.
+/// (read into the socket digest), else the socket peer.
 fn client_ip(stream: &Stream) -> Option<IpAddr> {
     let digest = stream.get_socket_digest()?;
     let addr = digest.peer_addr()?.as_inet()?;
@@ -357,12 +368,33 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
         if ClientConn::of(&stream).is_some() {
             return self.inner.process_new(stream, shutdown).await;
         }
-        let stream = if self.proxy_protocol && stream.get_ssl_digest().is_none() {
-            let limit = self.state.load().policy.header_read_timeout;
-            take_proxy_header(stream, limit).await?
-        } else {
-            stream
+        let snapshot = self.state.load_full();
+        // The header clock starts at the accept: the PROXY header and the handshake count.
+        let deadline = accepted_at(&stream) + snapshot.policy.header_read_timeout;
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().cloned());
+        let stream = match tokio::time::timeout_at(deadline, self.open(stream, &snapshot)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                if e.etype() == &pingora::ErrorType::TLSHandshakeFailure {
+                    crate::observe::metrics::metrics()
+                        .tls_handshake_failures
+                        .inc();
+                }
+                tracing::debug!(peer = ?peer, "connection dropped before its first request: {e}");
+                return None;
+            }
+            Err(_) => {
+                crate::observe::metrics::metrics()
+                    .denials
+                    .with_label_values(&["header_timeout"])
+                    .inc();
+                tracing::debug!(peer = ?peer, "connection dropped: no handshake or PROXY header within header_read_timeout_ms");
+                return None;
+            }
         };
+        drop(snapshot);
         // h2 only by ALPN: plaintext h2 (h2c) is not enabled on these listeners.
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let snapshot = self.state.load();

@@ -2,10 +2,12 @@
 //!
 //! `approved` loads the roots, `cert` verifies one certificate pair against them, `store` indexes
 //! the verified certificates by name for SNI, `resolver` hands rustls the certificate for a
-//! ClientHello, and `sni_gate` refuses unknown names with an `unrecognized_name` alert.
+//! ClientHello, `sni_gate` refuses unknown names with an `unrecognized_name` alert, `provider`
+//! compiles the protocol policy (versions, suites, resumption) and `listener` runs handshakes.
 
 pub mod approved;
 pub mod cert;
+pub mod listener;
 pub mod provider;
 pub mod resolver;
 pub mod sni_gate;

@@ -1,44 +1,21 @@
-//! The pre-TLS hook: reads a PROXY protocol header where the listener expects one, then refuses a
-//! ClientHello no certificate covers with an `unrecognized_name` alert.
+//! Refuses a ClientHello no certificate covers with an `unrecognized_name` alert.
 //!
 //! rustls answers a resolver that finds nothing with `access_denied`, which tells a client
-//! nothing useful. This pre-TLS hook peeks at the ClientHello (rewinding what it read), and when
-//! the current snapshot has no certificate for its SNI and no default, it sends the alert RFC 6066
-//! asks for and closes. With a default certificate every name is served and the hook is a no-op.
+//! nothing useful. Before the handshake, [`check`] peeks at the ClientHello (rewinding what it
+//! read), and when the current snapshot has no certificate for its SNI and no default, it sends
+//! the alert RFC 6066 asks for and closes. With a default certificate every name is served and
+//! the check reads nothing. The caller bounds how long it may wait for the ClientHello.
 
-use std::time::Duration;
-
-use async_trait::async_trait;
-use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::policy::proxy_protocol::read_header;
-use crate::snapshot::SharedSnapshot;
+use super::CertStore;
 
 /// A fatal TLS 1.2-framed alert record: `unrecognized_name` (112).
 const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112];
 /// Largest ClientHello read before giving up on peeking (rustls itself then decides).
 const MAX_HELLO_BYTES: usize = 16 * 1024 + 5;
-/// How long a client may take to send its ClientHello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The pre-TLS hook installed on TLS listeners.
-pub struct SniGate {
-    state: SharedSnapshot,
-    proxy_protocol: bool,
-}
-
-impl SniGate {
-    /// A gate over `state`; `proxy_protocol` when its listeners sit behind an L4 balancer.
-    pub fn new(state: SharedSnapshot, proxy_protocol: bool) -> Self {
-        Self {
-            state,
-            proxy_protocol,
-        }
-    }
-}
 
 /// What the peeked bytes say.
 enum Peek {
@@ -78,38 +55,28 @@ async fn peek_hello(stream: &mut L4Stream, seen: &mut Vec<u8>) -> Result<Peek> {
     Ok(Peek::NotHello)
 }
 
-#[async_trait]
-impl PreTlsProcess for SniGate {
-    async fn process(&self, stream: &mut L4Stream) -> Result<()> {
-        if self.proxy_protocol {
-            tokio::time::timeout(HELLO_TIMEOUT, read_header(stream))
-                .await
-                .unwrap_or_else(|_| {
-                    Error::e_explain(ErrorType::ReadTimedout, "no PROXY header in time")
-                })?;
-        }
-        if self.state.load().certs.default_cert().is_some() {
-            return Ok(());
-        }
-        let mut seen = Vec::with_capacity(1024);
-        let peeked = tokio::time::timeout(HELLO_TIMEOUT, peek_hello(stream, &mut seen)).await;
-        stream.rewind(&seen);
-        let sni = match peeked {
-            Ok(Ok(Peek::Hello(sni))) => sni,
-            Ok(Ok(Peek::NotHello)) => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Error::e_explain(ErrorType::ReadTimedout, "no ClientHello in time"),
-        };
-        if self.state.load().certs.accepts(sni.as_deref()) {
-            return Ok(());
-        }
-        tracing::info!(
-            sni = sni.as_deref().unwrap_or("<none>"),
-            "refused TLS handshake: no certificate for this name"
-        );
-        // Best effort: the connection is dropped either way.
-        let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
-        let _ = stream.flush().await;
-        Error::e_explain(ErrorType::TLSHandshakeFailure, "unrecognized_name")
+/// Refuses a connection whose ClientHello names no certificate of `certs`, with the
+/// `unrecognized_name` alert; leaves what it read to be read again by the handshake.
+pub async fn check(certs: &CertStore, stream: &mut L4Stream) -> Result<()> {
+    if certs.default_cert().is_some() {
+        return Ok(());
     }
+    let mut seen = Vec::with_capacity(1024);
+    let peeked = peek_hello(stream, &mut seen).await;
+    stream.rewind(&seen);
+    let sni = match peeked? {
+        Peek::Hello(sni) => sni,
+        Peek::NotHello => return Ok(()),
+    };
+    if certs.accepts(sni.as_deref()) {
+        return Ok(());
+    }
+    tracing::info!(
+        sni = sni.as_deref().unwrap_or("<none>"),
+        "refused TLS handshake: no certificate for this name"
+    );
+    // Best effort: the connection is dropped either way.
+    let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+    let _ = stream.flush().await;
+    Error::e_explain(ErrorType::TLSHandshakeFailure, "unrecognized_name")
 }

@@ -38,18 +38,23 @@ impl Response {
     }
 }
 
-/// A TLS client configuration trusting `roots` (PEM).
-fn client_config(roots_pem: &[&str]) -> rustls::ClientConfig {
+/// A root store of `roots` (PEM).
+pub fn root_store(roots_pem: &[&str]) -> rustls::RootCertStore {
     let mut store = rustls::RootCertStore::empty();
     for pem in roots_pem {
         for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
             store.add(cert.expect("root PEM")).expect("add root");
         }
     }
+    store
+}
+
+/// A TLS client configuration trusting `roots` (PEM).
+fn client_config(roots_pem: &[&str]) -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
-        .with_root_certificates(store)
+        .with_root_certificates(root_store(roots_pem))
         .with_no_client_auth()
 }
 

@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 
 use pki::{Ca, Leaf};
 
+/// One site, shop.example.cn, answering every path with 200 "ok".
+pub const SHOP_SITE: &str = r#"
+[[sites]]
+name = "shop"
+icp = "京ICP备16063439号-1"
+hosts = ["shop.example.cn"]
+[[sites.routes]]
+prefix = "/"
+respond = { body = "ok" }
+"#;
+
 /// A free loopback port, never the same twice in one test process.
 ///
 /// Ports come from 10000-29999, below the kernel's ephemeral range (32768+), so an outgoing
