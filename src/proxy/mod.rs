@@ -32,6 +32,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, HeaderValue};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::upstreams::peer::HttpPeer;
@@ -264,6 +265,10 @@ fn over_connection_limit() -> Denial {
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
+
+    /// None: pingora's default adds a response compression module, switched off, which still
+    /// costs every request a module context and its filter calls.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {

@@ -182,7 +182,9 @@ impl Upstream {
     pub fn peer(&self, addr: SocketAddr, sni: Option<&str>) -> Box<HttpPeer> {
         let mut peer = self.peer.clone();
         peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(addr);
-        if let (true, Some(sni)) = (peer.sni.is_empty(), sni) {
+        // SNI is part of the pool key: set it only where it is sent, so plain-HTTP backends
+        // share idle connections across Host names.
+        if let (true, true, Some(sni)) = (peer.is_tls(), peer.sni.is_empty(), sni) {
             peer.sni = sni.to_owned();
         }
         Box::new(peer)
