@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
 """Full TLS handshakes, like for like: proxy CPU time per handshake, menshen beside nginx.
 
-Why this exists beside ../shared/bench/peers.py: its `tls-handshake` scenario reconnects with wrk,
-and wrk offers the previous session on every reconnect. The nginx peer runs with
-`ssl_session_cache off; ssl_session_tickets off`, so it does full handshakes; pingora 0.9's rustls
-listener keeps rustls' default in-memory session cache, which cannot be switched off through its
-API, so menshen resumes (no certificate, no signature; the X25519 exchange still happens).
-`openssl s_time -new` never offers a session, so here both sides do full handshakes: ECDHE
-X25519, an ECDSA P-256 signature, TLS 1.3 with the client's preferred suite.
+Why this exists beside ../shared/bench/peers.py: its `tls-handshake` scenario shares each
+handshake with an accept, a proxied request and a close, with wrk as the client. Here
+`openssl s_time -new` clients do nothing but full handshakes (never offering a session): ECDHE
+X25519, an ECDSA P-256 signature, TLS 1.3 with the suite the server's settings pick
+(benches/peers.toml: menshen's default order, AES-128-GCM; nginx follows the client's order,
+AES-256-GCM for OpenSSL clients).
 
 Each target runs on CPU 0 (one worker), `--clients` s_time processes on CPU 1; targets alternate
 round after round and every figure is the median over the rounds.
 
 Usage (needs nginx and openssl; `make bench` runs it after peers.py, which makes the certs):
   benches/full_handshake.py [--binary target/release/menshen] [--rounds 3] [--seconds 5]
+                            [--variant NAME=CONFIG ...]
 """
 import argparse, os, re, signal, socket, statistics, subprocess, sys, time
 
