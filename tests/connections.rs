@@ -273,6 +273,10 @@ async fn request_headers_must_arrive_within_the_header_timeout() {
         "{}",
         metrics.text()
     );
+    // Counted, not logged one error line each (a slowloris flood would flood the log).
+    let log = s.proxy_log();
+    assert!(!log.contains("Fail to proxy"), "{log}");
+    assert!(log.contains("listener"), "the process log is read: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,6 +112,11 @@ respond = {{ body = "news" }}
 }
 
 impl Setup {
+    /// What the proxy process has logged so far.
+    pub fn proxy_log(&self) -> String {
+        self._proxy.log()
+    }
+
     /// The access log line of the request with this id, once written.
     pub async fn log_line(&self, request_id: &str) -> Value {
         let path = self.env.path("logs/access.log");
