@@ -66,17 +66,13 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    // Upstream TLS (pingora's connector) uses the process default; the listeners have their own.
+    // Connections to backends (pingora's connector) use rustls' defaults; the TLS listeners
+    // have the policy's own configuration.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls_addrs: Vec<std::net::SocketAddr> = listeners
-        .iter()
-        .filter(|l| l.tls)
-        .filter_map(|l| l.addr.parse().ok())
-        .collect();
-    let tls = if tls_addrs.is_empty() {
-        None
+    let tls = if listeners.iter().any(|l| l.tls) {
+        Some(Arc::new(TlsTerminator::new(state.clone())?))
     } else {
-        Some(Arc::new(TlsTerminator::new(state.clone(), tls_addrs)?))
+        None
     };
     let access_log = match state.load().access_log.clone() {
         Some(config) => {
@@ -91,28 +87,31 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // Listeners behind a PROXY-protocol balancer get their own service; TLS listeners are TCP
-    // listeners to pingora, the gate does the handshake.
-    for proxy_protocol in [false, true] {
+    // One service per kind of listener, so a connection's kind is the service it arrived at:
+    // behind a PROXY-protocol balancer or not, TLS or not. TLS listeners are TCP listeners to
+    // pingora; the gate runs the handshake. Each service has `threads` worker threads.
+    for (proxy_protocol, with_tls) in [(false, true), (false, false), (true, true), (true, false)] {
         let group: Vec<_> = listeners
             .iter()
-            .filter(|l| l.proxy_protocol == proxy_protocol)
+            .filter(|l| l.proxy_protocol == proxy_protocol && l.tls == with_tls)
             .collect();
         if group.is_empty() {
             continue;
         }
-        let name = if proxy_protocol {
-            "menshen (PROXY protocol)"
-        } else {
-            "menshen"
+        let name = match (with_tls, proxy_protocol) {
+            (true, false) => "menshen https",
+            (false, false) => "menshen http",
+            (true, true) => "menshen https (PROXY protocol)",
+            (false, true) => "menshen http (PROXY protocol)",
         };
         let proxy = pingora::proxy::http_proxy(
             &server.configuration,
             Proxy::new(state.clone(), access_log.clone()),
         );
+        let terminator = if with_tls { tls.clone() } else { None };
         let mut service = Service::new(
             name.to_owned(),
-            ConnGate::new(proxy, state.clone(), proxy_protocol, tls.clone()),
+            ConnGate::new(proxy, state.clone(), proxy_protocol, terminator),
         );
         for l in group {
             service.add_tcp(&l.addr);

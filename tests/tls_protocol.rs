@@ -168,3 +168,28 @@ async fn resumption_cipher_order_and_tls_version_follow_the_policy_across_reload
         "still the client's order, still no resumption"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_a_tls_listener_is_never_answered_in_plain() {
+    let (env, root) = Env::with_approved_root("Approved Root");
+    env.put_leaf("shop", &root, "shop.example.cn", 1);
+    write_config(&env, free_port(), "");
+    let _proxy = env.start();
+    let mut tcp = TcpStream::connect(("127.0.0.1", env.https))
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: shop.example.cn\r\n\r\n")
+        .await
+        .expect("send");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection is closed");
+    assert!(
+        !answer.windows(5).any(|w| w == b"HTTP/"),
+        "no plaintext HTTP on a TLS port: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // The same listener serves TLS.
+    let tls = client(&root, TLS13, &[AES_128]);
+    assert!(visit(&tls, env.https).await.is_ok());
+}

@@ -86,7 +86,8 @@ pub fn metrics() -> &'static Metrics {
         .expect(DEFINED),
         tls_handshake_failures: prometheus::register_int_counter!(
             "menshen_tls_handshake_failures_total",
-            "TLS handshakes that failed (unknown name, protocol or version refused, peer gone)"
+            "TLS handshakes refused or failed (unknown name, version or suites refused, bad hello); \
+             handshakes cut by header_read_timeout_ms count as header_timeout denials"
         )
         .expect(DEFINED),
         access_log_backlog: register_gauge!(

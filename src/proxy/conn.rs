@@ -51,7 +51,7 @@ use std::net::IpAddr;
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
 use crate::policy::proxy_protocol::read_header;
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::snapshot::SharedSnapshot;
 use crate::tls::listener::TlsTerminator;
 
 /// Between requests: no deadline; the next byte starts the clock.
@@ -312,8 +312,8 @@ pub struct ConnGate<A> {
 
 impl<A> ConnGate<A> {
     /// Wraps `inner`; each new connection takes the limits of the snapshot serving then.
-    /// `proxy_protocol`: read a PROXY header off each connection first; `tls`: terminate TLS on
-    /// the connections that arrived on its listeners.
+    /// `proxy_protocol`: read a PROXY header off each connection first; `tls`: then terminate
+    /// TLS (the service's listeners are TLS listeners).
     pub fn new(
         inner: A,
         state: SharedSnapshot,
@@ -329,9 +329,8 @@ impl<A> ConnGate<A> {
     }
 
     /// What comes before HTTP on a new connection: its PROXY header, its TLS handshake.
-    async fn open(&self, stream: Stream, snapshot: &Snapshot) -> pingora::Result<Stream> {
-        let tls = self.tls.as_ref().filter(|t| t.terminates(&*stream));
-        if !self.proxy_protocol && tls.is_none() {
+    async fn open(&self, stream: Stream) -> pingora::Result<Stream> {
+        if !self.proxy_protocol && self.tls.is_none() {
             return Ok(stream);
         }
         let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
@@ -343,8 +342,8 @@ impl<A> ConnGate<A> {
         if self.proxy_protocol {
             read_header(&mut l4).await?;
         }
-        match tls {
-            Some(tls) => tls.accept(*l4, snapshot).await,
+        match &self.tls {
+            Some(tls) => tls.accept(*l4).await,
             None => Ok(l4),
         }
     }
@@ -368,15 +367,15 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
         if ClientConn::of(&stream).is_some() {
             return self.inner.process_new(stream, shutdown).await;
         }
-        let snapshot = self.state.load_full();
         // The header clock starts at the accept: the PROXY header and the handshake count.
-        let deadline = accepted_at(&stream) + snapshot.policy.header_read_timeout;
+        let deadline = accepted_at(&stream) + self.state.load().policy.header_read_timeout;
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().cloned());
-        let stream = match tokio::time::timeout_at(deadline, self.open(stream, &snapshot)).await {
+        let stream = match tokio::time::timeout_at(deadline, self.open(stream)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
+                // Refused or failed handshakes; a peer that leaves before its hello is not one.
                 if e.etype() == &pingora::ErrorType::TLSHandshakeFailure {
                     crate::observe::metrics::metrics()
                         .tls_handshake_failures
@@ -394,7 +393,6 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
                 return None;
             }
         };
-        drop(snapshot);
         // h2 only by ALPN: plaintext h2 (h2c) is not enabled on these listeners.
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let snapshot = self.state.load();
