@@ -2,8 +2,7 @@
 //!
 //! [`parse`] looks at the bytes read so far and says whether the header is complete, and if so
 //! which client address it carries and how many bytes it took. [`read_header`] reads one off a
-//! new connection (TLS listeners: the SNI gate, before the handshake; plain listeners:
-//! `proxy::conn`, before the first request).
+//! new connection (`proxy::conn`, before the TLS handshake or the first request).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
