@@ -118,9 +118,14 @@ impl TlsProtocol {
         if provider.cipher_suites.is_empty() {
             return Err("no cipher suite is left for the allowed TLS versions".into());
         }
+        let provider = Arc::new(provider);
+        // What rustls itself checks when the listeners build their config: fail here, at load.
+        ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| format!("rustls refuses these settings: {e}"))?;
         Ok(Self {
             source,
-            provider: Arc::new(provider),
+            provider,
             versions,
         })
     }
@@ -212,6 +217,18 @@ mod tests {
             .expect("1.2 suites");
         assert!(names[first12].contains("AES_128_GCM"), "{names:?}");
         assert!(names[..first12].iter().all(|n| n.starts_with("TLS13_")));
+    }
+
+    #[test]
+    fn a_tls12_only_suite_list_builds_a_config() {
+        let resolver: Arc<dyn ResolvesServerCert> =
+            Arc::new(rustls::server::ResolvesServerCertUsingSni::new());
+        let p = TlsProtocol::compile(source("1.2", &["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]))
+            .expect("1.2 suites only");
+        let config = p
+            .server_config(resolver, &TlsProtocol::session_cache())
+            .expect("config");
+        assert_eq!(config.crypto_provider().cipher_suites.len(), 1);
     }
 
     #[test]
