@@ -525,17 +525,9 @@ fn tls_protocol(
         Some(prev) if prev.tls.source == source => return prev.tls.clone(),
         _ => {}
     }
-    let min_tls = p.min_tls_version.as_str();
-    if !matches!(min_tls, "1.2" | "1.3") {
-        errors.invalid(
-            "policy.min_tls_version",
-            format!("{min_tls:?} is not \"1.2\" or \"1.3\""),
-        );
-        return Arc::default();
-    }
     TlsProtocol::compile(source).map_or_else(
         |e| {
-            errors.invalid("policy.cipher_suites", e);
+            errors.invalid(e.key, e.message);
             Arc::default()
         },
         Arc::new,

@@ -33,6 +33,22 @@ pub struct TlsSource {
     pub session_resumption: bool,
 }
 
+/// Why a [`TlsSource`] cannot be compiled: the `[policy]` key at fault and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPolicyError {
+    /// `policy.min_tls_version` or `policy.cipher_suites`.
+    pub key: &'static str,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+fn suites_error(message: String) -> TlsPolicyError {
+    TlsPolicyError {
+        key: "policy.cipher_suites",
+        message,
+    }
+}
+
 /// A compiled TLS protocol policy.
 #[derive(Debug)]
 pub struct TlsProtocol {
@@ -83,16 +99,16 @@ impl Default for TlsProtocol {
 }
 
 impl TlsProtocol {
-    /// Compiles `source`; the error names the suite or setting that cannot be honoured.
-    pub fn compile(source: TlsSource) -> Result<Self, String> {
+    /// Compiles `source`; the error names the key and the value that cannot be honoured.
+    pub fn compile(source: TlsSource) -> Result<Self, TlsPolicyError> {
         let mut provider = rustls::crypto::ring::default_provider();
         let name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
         let known: Vec<String> = provider.cipher_suites.iter().map(name).collect();
         if let Some(bad) = source.suites.iter().find(|s| !known.contains(s)) {
-            return Err(format!(
+            return Err(suites_error(format!(
                 "{bad:?} is not a supported cipher suite; choose from {}",
                 known.join(", ")
-            ));
+            )));
         }
         if source.suites.is_empty() {
             provider
@@ -110,19 +126,26 @@ impl TlsProtocol {
             match source.min_version.as_str() {
                 "1.2" => rustls::ALL_VERSIONS,
                 "1.3" => TLS13_ONLY,
-                other => return Err(format!("{other:?} is not \"1.2\" or \"1.3\"")),
+                other => {
+                    return Err(TlsPolicyError {
+                        key: "policy.min_tls_version",
+                        message: format!("{other:?} is not \"1.2\" or \"1.3\""),
+                    })
+                }
             };
         provider
             .cipher_suites
             .retain(|s| versions.contains(&s.version()));
         if provider.cipher_suites.is_empty() {
-            return Err("no cipher suite is left for the allowed TLS versions".into());
+            return Err(suites_error(
+                "no cipher suite is left for the allowed TLS versions".into(),
+            ));
         }
         let provider = Arc::new(provider);
         // What rustls itself checks when the listeners build their config: fail here, at load.
         ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
-            .map_err(|e| format!("rustls refuses these settings: {e}"))?;
+            .map_err(|e| suites_error(format!("rustls refuses these settings: {e}")))?;
         Ok(Self {
             source,
             provider,
@@ -199,10 +222,16 @@ mod tests {
         assert_eq!(p.suite_names(), named);
         let err = TlsProtocol::compile(source("1.2", &["TLS_RSA_WITH_RC4_128_MD5"]))
             .expect_err("unknown");
-        assert!(err.contains("is not a supported cipher suite"), "{err}");
+        assert_eq!(err.key, "policy.cipher_suites");
+        assert!(
+            err.message.contains("is not a supported cipher suite"),
+            "{err:?}"
+        );
         let err = TlsProtocol::compile(source("1.3", &["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]))
             .expect_err("a 1.2 suite with 1.3 only");
-        assert!(err.contains("no cipher suite is left"), "{err}");
+        assert!(err.message.contains("no cipher suite is left"), "{err:?}");
+        let err = TlsProtocol::compile(source("1.1", &[])).expect_err("1.1");
+        assert_eq!(err.key, "policy.min_tls_version");
     }
 
     #[test]
