@@ -171,6 +171,11 @@ async fn status_page_renders_in_chromium() {
         text.contains("shop.example.cn") && text.contains("Approved Root"),
         "{text}"
     );
+    assert!(
+        text.contains("<tr><th>suites, in preference order</th><td>TLS13_AES_128_GCM_SHA256, ")
+            && text.contains("<tr><th>session resumption</th><td>on</td></tr>"),
+        "TLS settings shown: {text}"
+    );
     let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .find(|b| {

@@ -117,6 +117,28 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
         h.push_str("</table>");
     }
 
+    let tls = &snapshot.policy.tls;
+    let _ = write!(
+        h,
+        "<h2>TLS for clients</h2><table id=\"tls\">\
+         <tr><th>lowest version</th><td>{}</td></tr>\
+         <tr><th>suites, in preference order</th><td>{}</td></tr>\
+         <tr><th>suite picked by</th><td>{}</td></tr>\
+         <tr><th>session resumption</th><td>{}</td></tr></table>",
+        esc(&tls.source.min_version),
+        esc(&tls.suite_names().join(", ")),
+        if tls.source.prefer_server_order {
+            "menshen's order"
+        } else {
+            "the client's order"
+        },
+        if tls.source.session_resumption {
+            "on"
+        } else {
+            "off"
+        }
+    );
+
     h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th></tr>");
     for site in snapshot.router.sites() {
         let routes: Vec<String> = site
