@@ -29,6 +29,20 @@ struct Built {
     acceptor: Acceptor,
 }
 
+impl Built {
+    fn new(
+        protocol: &Arc<TlsProtocol>,
+        resolver: &Arc<dyn ResolvesServerCert>,
+        sessions: &Arc<dyn StoresServerSessions>,
+    ) -> Result<Self, rustls::Error> {
+        let config = protocol.server_config(resolver.clone(), sessions)?;
+        Ok(Self {
+            protocol: protocol.clone(),
+            acceptor: Acceptor::from_server_config(Arc::new(config)),
+        })
+    }
+}
+
 /// Terminates TLS for the connections that arrive on TLS listeners.
 pub struct TlsTerminator {
     state: SharedSnapshot,
@@ -42,16 +56,13 @@ impl TlsTerminator {
     pub fn new(state: SharedSnapshot) -> anyhow::Result<Self> {
         let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SniResolver::new(state.clone()));
         let sessions = TlsProtocol::session_cache();
-        let protocol = state.load().policy.tls.clone();
-        let config = protocol
-            .server_config(resolver.clone(), &sessions)
+        let built = Built::new(&state.load().policy.tls, &resolver, &sessions)
             .map_err(|e| anyhow::anyhow!("policy: TLS settings: {e}"))?;
-        let acceptor = Acceptor::from_server_config(Arc::new(config));
         Ok(Self {
             state,
             resolver,
             sessions,
-            built: ArcSwap::from_pointee(Built { protocol, acceptor }),
+            built: ArcSwap::from_pointee(built),
         })
     }
 
@@ -61,12 +72,9 @@ impl TlsTerminator {
         if Arc::ptr_eq(&built.protocol, protocol) {
             return built;
         }
-        match protocol.server_config(self.resolver.clone(), &self.sessions) {
-            Ok(config) => {
-                let fresh = Arc::new(Built {
-                    protocol: protocol.clone(),
-                    acceptor: Acceptor::from_server_config(Arc::new(config)),
-                });
+        match Built::new(protocol, &self.resolver, &self.sessions) {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
                 self.built.store(fresh.clone());
                 tracing::info!(
                     min_version = %protocol.source.min_version,
@@ -85,8 +93,8 @@ impl TlsTerminator {
         }
     }
 
-    /// Refuses a name no certificate covers, then runs the handshake, both with the snapshot
-    /// serving once the ClientHello is in (a reload during a slow hello applies to it).
+    /// Refuses a name no certificate covers, then runs the handshake, each with the snapshot
+    /// serving when it starts (not the one serving at the accept).
     pub async fn accept(&self, mut l4: L4Stream) -> Result<Stream> {
         super::sni_gate::check(&self.state, &mut l4).await?;
         let built = self.acceptor(&self.state.load().policy.tls);
