@@ -58,8 +58,21 @@ pub struct TlsProtocol {
     versions: &'static [&'static SupportedProtocolVersion],
 }
 
-/// TLS 1.3 suites first (rustls' order), then AES-128-GCM before AES-256-GCM before ChaCha20:
-/// the cheapest strong suite for a server with AES instructions, and a SHA-256 transcript.
+/// A suite's rustls name, as written in `cipher_suites`.
+fn suite_name(suite: &rustls::SupportedCipherSuite) -> String {
+    format!("{:?}", suite.suite())
+}
+
+/// Every suite ring offers, TLS 1.3 first, then AES-128-GCM before AES-256-GCM before
+/// ChaCha20: the cheapest strong suite for a server with AES instructions, and a SHA-256
+/// transcript.
+fn in_default_order(mut provider: CryptoProvider) -> CryptoProvider {
+    provider
+        .cipher_suites
+        .sort_by_key(|s| default_rank(&suite_name(s)));
+    provider
+}
+
 fn default_rank(name: &str) -> u8 {
     let v13 = if name.starts_with("TLS13_") { 0 } else { 3 };
     let cipher = if name.contains("AES_128_GCM") {
@@ -86,13 +99,9 @@ impl Default for TlsSource {
 impl Default for TlsProtocol {
     /// TLS 1.2 and 1.3, every suite (AES-128-GCM first), our order, resumption on.
     fn default() -> Self {
-        let mut provider = rustls::crypto::ring::default_provider();
-        provider
-            .cipher_suites
-            .sort_by_key(|s| default_rank(&format!("{:?}", s.suite())));
         Self {
             source: TlsSource::default(),
-            provider: Arc::new(provider),
+            provider: Arc::new(in_default_order(rustls::crypto::ring::default_provider())),
             versions: rustls::ALL_VERSIONS,
         }
     }
@@ -102,8 +111,7 @@ impl TlsProtocol {
     /// Compiles `source`; the error names the key and the value that cannot be honoured.
     pub fn compile(source: TlsSource) -> Result<Self, TlsPolicyError> {
         let mut provider = rustls::crypto::ring::default_provider();
-        let name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
-        let known: Vec<String> = provider.cipher_suites.iter().map(name).collect();
+        let known: Vec<String> = provider.cipher_suites.iter().map(suite_name).collect();
         if let Some(bad) = source.suites.iter().find(|s| !known.contains(s)) {
             return Err(suites_error(format!(
                 "{bad:?} is not a supported cipher suite; choose from {}",
@@ -111,15 +119,13 @@ impl TlsProtocol {
             )));
         }
         if source.suites.is_empty() {
-            provider
-                .cipher_suites
-                .sort_by_key(|s| default_rank(&name(s)));
+            provider = in_default_order(provider);
         } else {
             let all = std::mem::take(&mut provider.cipher_suites);
             provider.cipher_suites = source
                 .suites
                 .iter()
-                .filter_map(|wanted| all.iter().find(|s| &name(s) == wanted).copied())
+                .filter_map(|wanted| all.iter().find(|s| &suite_name(s) == wanted).copied())
                 .collect();
         }
         let versions: &'static [&'static SupportedProtocolVersion] =
@@ -182,11 +188,7 @@ impl TlsProtocol {
 
     /// The suites offered, in preference order (for the startup log).
     pub fn suite_names(&self) -> Vec<String> {
-        self.provider
-            .cipher_suites
-            .iter()
-            .map(|s| format!("{:?}", s.suite()))
-            .collect()
+        self.provider.cipher_suites.iter().map(suite_name).collect()
     }
 }
 
