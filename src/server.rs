@@ -104,14 +104,12 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
             (true, true) => "menshen https (PROXY protocol)",
             (false, true) => "menshen http (PROXY protocol)",
         };
-        let proxy = pingora::proxy::http_proxy(
-            &server.configuration,
-            Proxy::new(state.clone(), access_log.clone()),
-        );
+        let app = Proxy::new(state.clone(), access_log.clone());
+        let proxy = pingora::proxy::http_proxy(&server.configuration, app.clone());
         let terminator = if with_tls { tls.clone() } else { None };
         let mut service = Service::new(
             name.to_owned(),
-            ConnGate::new(proxy, state.clone(), proxy_protocol, terminator),
+            ConnGate::new(proxy, app, state.clone(), proxy_protocol, terminator),
         );
         for l in group {
             service.add_tcp(&l.addr);

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use pingora::prelude::*;
+use pingora::protocols::tls::SslDigest;
 
 use super::{request_host, Ctx};
 use crate::observe::access_log::{push_json_str, push_rfc3339_millis};
@@ -16,9 +17,57 @@ fn opt_str(out: &mut String, key: &str, v: Option<&str>) {
     }
 }
 
+/// What the access log says of a request, whichever loop served it.
+pub struct Facts<'a> {
+    /// Port of the listener the request arrived at.
+    pub listener_port: Option<u16>,
+    /// The TLS connection's version and cipher.
+    pub tls: Option<&'a SslDigest>,
+    /// The Host header (or HTTP/2 authority).
+    pub host: Option<&'a str>,
+    /// Method.
+    pub method: &'a str,
+    /// Path without the query.
+    pub path: &'a str,
+    /// Query, if the request had one.
+    pub query: Option<&'a str>,
+    /// User-Agent.
+    pub user_agent: Option<&'a str>,
+    /// Status sent (0: none).
+    pub status: u16,
+    /// Request body bytes read.
+    pub bytes_in: usize,
+    /// Response body bytes sent.
+    pub bytes_out: usize,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of a request pingora-proxy served.
+    pub fn of(session: &'a Session, status: u16) -> Self {
+        let req = session.req_header();
+        Self {
+            listener_port: session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port()),
+            tls: session.digest().and_then(|d| d.ssl_digest.as_deref()),
+            host: request_host(req),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            query: req.uri.query(),
+            user_agent: req
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            status,
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+        }
+    }
+}
+
 /// One JSON object with the fields of the traceability requirement, in a fixed order.
-pub fn line(session: &Session, ctx: &Ctx, status: u16) -> String {
-    let req = session.req_header();
+pub fn line(f: &Facts<'_>, ctx: &Ctx) -> String {
     let mut out = String::with_capacity(512);
     out.push_str("{\"ts\":\"");
     push_rfc3339_millis(&mut out, SystemTime::now());
@@ -35,36 +84,35 @@ pub fn line(session: &Session, ctx: &Ctx, status: u16) -> String {
         None => out.push_str(",\"client_port\":null"),
     }
     let snapshot = ctx.snapshot.as_deref();
-    let listener = session
-        .server_addr()
-        .and_then(|a| a.as_inet())
-        .and_then(|a| snapshot?.listener_names.get(&a.port()))
+    let listener = f
+        .listener_port
+        .and_then(|port| snapshot?.listener_names.get(&port))
         .map(|n| &**n);
     opt_str(&mut out, ",\"listener\":", listener);
-    let tls = session.digest().and_then(|d| d.ssl_digest.as_deref());
-    let version = tls.map(|t| match &*t.version {
+    let version = f.tls.map(|t| match &*t.version {
         "TLSv1_3" => "TLSv1.3",
         "TLSv1_2" => "TLSv1.2",
         other => other,
     });
     opt_str(&mut out, ",\"tls_version\":", version);
-    opt_str(&mut out, ",\"tls_cipher\":", tls.map(|t| &*t.cipher));
+    opt_str(&mut out, ",\"tls_cipher\":", f.tls.map(|t| &*t.cipher));
     opt_str(&mut out, ",\"sni\":", ctx.sni.as_deref());
-    opt_str(&mut out, ",\"host\":", request_host(req));
-    opt_str(&mut out, ",\"method\":", Some(req.method.as_str()));
-    opt_str(&mut out, ",\"path\":", Some(req.uri.path()));
+    opt_str(&mut out, ",\"host\":", f.host);
+    opt_str(&mut out, ",\"method\":", Some(f.method));
+    opt_str(&mut out, ",\"path\":", Some(f.path));
     let log_query = ctx
         .site
         .and_then(|i| snapshot?.policy.sites.get(i))
         .is_none_or(|s| s.log_query);
     if log_query {
-        opt_str(&mut out, ",\"query\":", req.uri.query());
+        opt_str(&mut out, ",\"query\":", f.query);
     }
     let _ = write!(
         out,
-        ",\"status\":{status},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{}",
-        session.body_bytes_read(),
-        session.body_bytes_sent(),
+        ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{}",
+        f.status,
+        f.bytes_in,
+        f.bytes_out,
         ctx.start.elapsed().as_millis()
     );
     match ctx.tried.last() {
@@ -80,11 +128,7 @@ pub fn line(session: &Session, ctx: &Ctx, status: u16) -> String {
         None => out.push_str(",\"upstream_status\":null"),
     }
     opt_str(&mut out, ",\"request_id\":", Some(&ctx.request_id_str()));
-    let ua = req
-        .headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    opt_str(&mut out, ",\"user_agent\":", ua);
+    opt_str(&mut out, ",\"user_agent\":", f.user_agent);
     out.push_str(",\"decision\":");
     match &ctx.decision {
         Some(rule) => push_json_str(&mut out, &format!("deny:{rule}")),

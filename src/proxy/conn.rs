@@ -34,6 +34,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::apps::ServerApp;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -48,6 +49,8 @@ use tokio::time::{Instant, Sleep};
 
 use std::net::IpAddr;
 
+use super::h1::Served;
+use super::Proxy;
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
 use crate::policy::proxy_protocol::read_header;
@@ -73,6 +76,9 @@ pub struct ClientConn {
     phase: AtomicU8,
     started: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Bytes already read off the stream that the next reads return first (what the HTTP/1
+    /// loop read before handing the connection to pingora-proxy).
+    replay: Bytes,
 }
 
 impl std::fmt::Debug for ClientConn {
@@ -104,6 +110,7 @@ impl ClientConn {
             phase: AtomicU8::new(if clock { HEADER } else { DONE }),
             started,
             sleep: None,
+            replay: Bytes::new(),
         }
     }
 
@@ -120,6 +127,11 @@ impl ClientConn {
     /// The request is over: the next byte that arrives starts the next header's clock.
     pub fn request_done(&self) {
         self.phase.store(WAITING, Ordering::Relaxed);
+    }
+
+    /// Has the next reads return `bytes` before anything more from the client.
+    pub(crate) fn replay(&mut self, bytes: Bytes) {
+        self.replay = bytes;
     }
 
     /// The `ClientConn` behind a pingora stream, if it is one.
@@ -161,6 +173,11 @@ impl AsyncRead for ClientConn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let phase = this.phase.load(Ordering::Relaxed);
         if phase == DONE {
             // A timer armed for this header is not needed any more: deregister it.
@@ -300,9 +317,12 @@ impl Peek for ClientConn {
     }
 }
 
-/// The HTTP application with a [`ClientConn`] around every connection.
+/// The HTTP application with a [`ClientConn`] around every connection; HTTP/1 connections
+/// start in menshen's own loop (`h1`), which hands them to the application at the first
+/// request it does not take.
 pub struct ConnGate<A> {
     inner: Arc<A>,
+    h1: Proxy,
     state: SharedSnapshot,
     /// The listeners sit behind an L4 balancer that sends a PROXY header.
     proxy_protocol: bool,
@@ -316,12 +336,14 @@ impl<A> ConnGate<A> {
     /// TLS (the service's listeners are TLS listeners).
     pub fn new(
         inner: A,
+        h1: Proxy,
         state: SharedSnapshot,
         proxy_protocol: bool,
         tls: Option<Arc<TlsTerminator>>,
     ) -> Self {
         Self {
             inner: Arc::new(inner),
+            h1,
             state,
             proxy_protocol,
             tls,
@@ -417,7 +439,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
         let limit = policy.header_read_timeout;
         drop(snapshot);
         let conn = ClientConn::new(stream, limit, counted, over_limit, !h2);
-        self.inner.process_new(Box::new(conn), shutdown).await
+        if h2 {
+            return self.inner.process_new(Box::new(conn), shutdown).await;
+        }
+        match self.h1.serve_h1(conn, shutdown).await {
+            Served::Closed => None,
+            Served::HandOver(conn) => self.inner.process_new(Box::new(conn), shutdown).await,
+        }
     }
 
     async fn cleanup(&self) {

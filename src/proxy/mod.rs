@@ -21,6 +21,7 @@
 mod access;
 pub mod conn;
 mod errors;
+mod h1;
 mod respond;
 
 use std::borrow::Cow;
@@ -49,11 +50,13 @@ use crate::route::Action;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tls::resolver::ConnInfo;
 
-/// The proxy application.
+/// The proxy application, shared by pingora-proxy's phases and menshen's own HTTP/1 loop
+/// (`h1`). Clones share the request-id counter.
+#[derive(Clone)]
 pub struct Proxy {
     state: SharedSnapshot,
     access_log: Option<Arc<AccessLog>>,
-    request_ids: RequestIds,
+    request_ids: Arc<RequestIds>,
 }
 
 impl Proxy {
@@ -62,7 +65,7 @@ impl Proxy {
         Self {
             state,
             access_log,
-            request_ids: RequestIds::new(),
+            request_ids: Arc::new(RequestIds::new()),
         }
     }
 }
@@ -154,19 +157,31 @@ impl std::ops::Deref for Tried {
 }
 
 impl Ctx {
+    /// A request's state, its clock started.
+    fn new() -> Self {
+        Ctx {
+            snapshot: None,
+            start: Instant::now(),
+            client: None,
+            sni: None,
+            site: None,
+            route: None,
+            tried: Tried::default(),
+            upstream_status: None,
+            decision: None,
+            request_id: HeaderValue::from_static(""),
+            client_ip: None,
+            body_seen: 0,
+        }
+    }
+
     /// The request id as text (a trusted proxy's id may hold bytes that are not UTF-8).
     fn request_id_str(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(self.request_id.as_bytes())
     }
 
     fn proxy_action(&self) -> Option<&ProxyAction> {
-        let (site, route) = self.route?;
-        let snapshot = self.snapshot.as_ref()?;
-        let route = snapshot.router.site_at(site)?.routes.get(route)?;
-        match &route.action {
-            Action::Proxy(p) => Some(p),
-            Action::Respond(_) | Action::Redirect(_) => None,
-        }
+        proxy_action(self.snapshot.as_ref()?, self.route?)
     }
 
     fn route_prefix(&self) -> &str {
@@ -176,6 +191,14 @@ impl Ctx {
                 site.routes.get(r).map(|r| r.prefix.as_str())
             })
             .unwrap_or("/")
+    }
+}
+
+/// The upstream route `(site, route)` of `snapshot` proxies to, if it proxies.
+fn proxy_action(snapshot: &Snapshot, (site, route): (usize, usize)) -> Option<&ProxyAction> {
+    match &snapshot.router.site_at(site)?.routes.get(route)?.action {
+        Action::Proxy(p) => Some(p),
+        Action::Respond(_) | Action::Redirect(_) => None,
     }
 }
 
@@ -216,15 +239,65 @@ fn is_tls(session: &Session) -> bool {
         .is_some()
 }
 
+/// What the policy and the proxy read of a request header, whichever parser read it
+/// (pingora-proxy's or the HTTP/1 loop's).
+pub(crate) struct ReqView<'a> {
+    /// The Host header (or an HTTP/2 authority) as received.
+    host: Option<&'a str>,
+    method: &'a http::Method,
+    path: &'a str,
+    path_and_query: &'a str,
+    header_bytes: usize,
+    content_length: Option<u64>,
+    tls: bool,
+}
+
+impl<'a> ReqView<'a> {
+    fn of(req: &'a RequestHeader, tls: bool) -> Self {
+        Self {
+            host: request_host(req),
+            method: &req.method,
+            path: req.uri.path(),
+            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            header_bytes: header_bytes(req),
+            content_length: req
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+            tls,
+        }
+    }
+}
+
 impl Proxy {
-    /// Runs the policy chain; `Some` if the request is refused.
-    fn decide(&self, session: &Session, ctx: &mut Ctx, snapshot: &Snapshot) -> Option<Denial> {
-        let req = session.req_header();
-        let host = lowercase(strip_port(request_host(req).unwrap_or("")));
+    /// Who is asking: the client address (PROXY header / trusted X-Forwarded-For), the request
+    /// id (a trusted proxy's, or a new one) and the TLS connection's SNI, into `ctx`.
+    fn identify(
+        &self,
+        ctx: &mut Ctx,
+        policy: &crate::policy::Policy,
+        peer: SocketAddr,
+        forwarded_for: Option<&[u8]>,
+        request_id: Option<&[u8]>,
+        sni: Option<Arc<str>>,
+    ) {
+        let client = client::resolve(peer, forwarded_for, &policy.trusted_proxies);
+        ctx.client = Some(client);
+        ctx.client_ip = HeaderValue::from_str(&client.ip.to_string()).ok();
+        let trusted_id = request_id
+            .filter(|id| client.via_trusted_proxy && !id.is_empty())
+            .and_then(|id| HeaderValue::from_bytes(id).ok());
+        ctx.request_id = trusted_id.unwrap_or_else(|| self.request_ids.next());
+        ctx.sni = sni;
+    }
+
+    /// Finds the site and route, then runs the policy chain; `Some` if the request is refused.
+    fn decide(&self, req: &ReqView<'_>, ctx: &mut Ctx, snapshot: &Snapshot) -> Option<Denial> {
+        let host = lowercase(strip_port(req.host.unwrap_or("")));
         let site = snapshot.router.find(&host);
         let site_ref = site.and_then(|i| snapshot.router.site_at(i).map(|s| (i, s)));
         let route = site_ref.and_then(|(i, s)| {
-            let r = s.find_route(req.uri.path(), &req.method)?;
+            let r = s.find_route(req.path, req.method)?;
             ctx.route = Some((i, r));
             s.routes.get(r)
         });
@@ -232,23 +305,128 @@ impl Proxy {
         let client = ctx.client?;
         let facts = Request {
             client: client.ip,
-            tls: is_tls(session),
+            tls: req.tls,
             sni: ctx.sni.as_deref(),
             host: &host,
-            method: &req.method,
-            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
-            path: req.uri.path(),
-            header_bytes: header_bytes(req),
-            content_length: req
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse().ok()),
+            method: req.method,
+            path_and_query: req.path_and_query,
+            path: req.path,
+            header_bytes: req.header_bytes,
+            content_length: req.content_length,
             site: site_ref,
             route,
             certs: &snapshot.certs,
             now: ctx.start,
         };
         snapshot.policy.chain.check(&facts)
+    }
+
+    /// Picks the backend for the next attempt of a proxied request and notes it in
+    /// `ctx.tried`; `header` looks a request header up (for header-hashed upstreams).
+    fn pick_backend<'h>(
+        &self,
+        action: &ProxyAction,
+        ctx: &mut Ctx,
+        path: &str,
+        header: impl FnOnce(&http::HeaderName) -> Option<&'h [u8]>,
+    ) -> Result<SocketAddr> {
+        let upstream = &action.upstream;
+        let ip_key: [u8; 16];
+        let key: &[u8] = match &upstream.hash_key {
+            // Round robin and random ignore the key: do not build one.
+            _ if !upstream.is_hashed() => &[],
+            HashKey::ClientIp => {
+                ip_key = match ctx.client.map(|c| c.ip) {
+                    Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
+                    Some(std::net::IpAddr::V6(v6)) => v6.octets(),
+                    None => [0; 16],
+                };
+                &ip_key
+            }
+            HashKey::Path => path.as_bytes(),
+            HashKey::Header(name) => header(name).unwrap_or(&[]),
+        };
+        let Some(addr) = upstream.select(key, &ctx.tried) else {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(502),
+                format!("upstream {:?} has no backend left to try", upstream.name),
+            );
+        };
+        ctx.tried.push(addr);
+        Ok(addr)
+    }
+
+    /// After a failed connect to `addr`: ejects it for a while; `true` if another backend
+    /// may be tried (nothing reached this one, so even a request with a body is safe to send).
+    fn connect_failed(&self, ctx: &Ctx, addr: SocketAddr) -> bool {
+        let Some(action) = ctx.proxy_action() else {
+            return false;
+        };
+        action.upstream.eject(addr);
+        ctx.tried.len() < MAX_TRIES.min(action.upstream.backend_count())
+    }
+
+    /// Counts and logs a finished request.
+    fn finish(&self, ctx: &Ctx, facts: &access::Facts<'_>, e: Option<&dyn std::fmt::Display>) {
+        if let Some(log) = &self.access_log {
+            log.log(access::line(facts, ctx));
+        }
+        let m = crate::observe::metrics::metrics();
+        m.duration.observe(ctx.start.elapsed().as_secs_f64());
+        if let Some(snapshot) = &ctx.snapshot {
+            snapshot
+                .counters
+                .count(ctx.site, ctx.route.map(|(_, r)| r), facts.status);
+        }
+        if let Some(rule) = &ctx.decision {
+            m.denials.with_label_values(&[rule]).inc();
+        }
+        if let Some(e) = e {
+            tracing::debug!(request_id = %ctx.request_id_str(), error = %e, "request failed");
+        }
+    }
+}
+
+/// The X-Forwarded-For sent upstream: the client's address, or, when the request already
+/// carried a list (believed or not), that list with the socket peer added.
+fn forwarded_for(
+    prev: Option<&[u8]>,
+    peer: std::net::IpAddr,
+    client_ip: &HeaderValue,
+) -> HeaderValue {
+    match prev {
+        Some(prev) => {
+            let list = format!("{}, {peer}", String::from_utf8_lossy(prev));
+            HeaderValue::from_str(&list).unwrap_or_else(|_| client_ip.clone())
+        }
+        None => client_ip.clone(),
+    }
+}
+
+/// What the site does to every response it sends: headers removed, headers set, HSTS on TLS.
+struct ResponseEdits<'a> {
+    remove: &'a [http::HeaderName],
+    add: &'a [(http::HeaderName, HeaderValue)],
+    hsts: Option<&'a HeaderValue>,
+}
+
+impl<'a> ResponseEdits<'a> {
+    fn of(ctx: &'a Ctx, tls: bool) -> Self {
+        let site = ctx
+            .site
+            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i));
+        match site {
+            Some(site) => Self {
+                remove: &site.remove_headers,
+                add: &site.add_headers,
+                hsts: site.hsts.as_ref().filter(|_| tls),
+            },
+            None => Self {
+                remove: &[],
+                add: &[],
+                hsts: None,
+            },
+        }
     }
 }
 
@@ -271,20 +449,7 @@ impl ProxyHttp for Proxy {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            snapshot: None,
-            start: Instant::now(),
-            client: None,
-            sni: None,
-            site: None,
-            route: None,
-            tried: Tried::default(),
-            upstream_status: None,
-            decision: None,
-            request_id: HeaderValue::from_static(""),
-            client_ip: None,
-            body_seen: 0,
-        }
+        Ctx::new()
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -298,22 +463,19 @@ impl ProxyHttp for Proxy {
         let snapshot = self.state.load_full();
         let policy = &snapshot.policy;
         let req = session.req_header();
-        let client = client::resolve(
-            peer_addr(session),
-            req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
-            &policy.trusted_proxies,
-        );
-        ctx.client = Some(client);
-        ctx.client_ip = HeaderValue::from_str(&client.ip.to_string()).ok();
-        ctx.request_id = match req.headers.get("x-request-id") {
-            Some(id) if client.via_trusted_proxy && !id.is_empty() => id.clone(),
-            _ => self.request_ids.next(),
-        };
-        ctx.sni = session
+        let sni = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|t| t.extension.get::<ConnInfo>())
             .and_then(|info| info.sni.clone());
+        self.identify(
+            ctx,
+            policy,
+            peer_addr(session),
+            req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+            req.headers.get("x-request-id").map(|v| v.as_bytes()),
+            sni,
+        );
         // Whether the connection stays open is the client's call, made when pingora read the
         // request (HTTP/1.0 closes unless it asked for keep-alive); the idle timeout is ours.
         if session.get_keepalive().is_some() {
@@ -326,7 +488,8 @@ impl ProxyHttp for Proxy {
             session.set_keepalive(None);
             Some(over_connection_limit())
         } else {
-            self.decide(session, ctx, &snapshot)
+            let req = ReqView::of(session.req_header(), is_tls(session));
+            self.decide(&req, ctx, &snapshot)
         };
         if let Some(denial) = denial {
             ctx.decision = Some(denial.rule.clone());
@@ -373,40 +536,24 @@ impl ProxyHttp for Proxy {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(action) = ctx.proxy_action() else {
+        let snapshot = ctx.snapshot.clone();
+        let action = snapshot
+            .as_deref()
+            .zip(ctx.route)
+            .and_then(|(s, r)| proxy_action(s, r));
+        let Some(action) = action else {
             return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
         };
-        let upstream = &action.upstream;
         let req = session.req_header();
-        let ip_key: [u8; 16];
-        let key: &[u8] = match &upstream.hash_key {
-            // Round robin and random ignore the key: do not build one.
-            _ if !upstream.is_hashed() => &[],
-            HashKey::ClientIp => {
-                ip_key = match ctx.client.map(|c| c.ip) {
-                    Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
-                    Some(std::net::IpAddr::V6(v6)) => v6.octets(),
-                    None => [0; 16],
-                };
-                &ip_key
-            }
-            HashKey::Path => req.uri.path().as_bytes(),
-            HashKey::Header(name) => req.headers.get(name).map_or(&[][..], |v| v.as_bytes()),
-        };
-        let Some(addr) = upstream.select(key, &ctx.tried) else {
-            return Error::e_explain(
-                ErrorType::HTTPStatus(502),
-                format!("upstream {:?} has no backend left to try", upstream.name),
-            );
-        };
+        let addr = self.pick_backend(action, ctx, req.uri.path(), |name| {
+            req.headers.get(name).map(|v| v.as_bytes())
+        })?;
         let sni = action
             .host_header
             .as_ref()
             .and_then(|h| h.to_str().ok())
             .or_else(|| request_host(req).map(strip_port));
-        let peer = upstream.peer(addr, sni);
-        ctx.tried.push(addr);
-        Ok(peer)
+        Ok(action.upstream.peer(addr, sni))
     }
 
     fn fail_to_connect(
@@ -416,13 +563,8 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(action) = ctx.proxy_action() {
-            let upstream = &action.upstream;
-            if let PingoraAddr::Inet(addr) = &peer._address {
-                upstream.eject(*addr);
-            }
-            // Nothing reached the backend, so even a request with a body is safe to send again.
-            if ctx.tried.len() < MAX_TRIES.min(upstream.backend_count()) {
+        if let PingoraAddr::Inet(addr) = &peer._address {
+            if self.connect_failed(ctx, *addr) {
                 e.set_retry(true);
             }
         }
@@ -467,14 +609,13 @@ impl ProxyHttp for Proxy {
             upstream_request.insert_header(header::HOST, host.clone())?;
         }
         if let Some(client_ip) = &ctx.client_ip {
-            match upstream_request.headers.get("x-forwarded-for") {
-                Some(prev) => {
-                    let peer = peer_addr(session).ip();
-                    let list = format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes()));
-                    upstream_request.insert_header("x-forwarded-for", list)?;
-                }
-                None => upstream_request.insert_header("x-forwarded-for", client_ip.clone())?,
-            }
+            let prev = upstream_request.headers.get("x-forwarded-for");
+            let list = forwarded_for(
+                prev.map(|v| v.as_bytes()),
+                peer_addr(session).ip(),
+                client_ip,
+            );
+            upstream_request.insert_header("x-forwarded-for", list)?;
             upstream_request.insert_header("x-real-ip", client_ip.clone())?;
         }
         let proto = if is_tls(session) {
@@ -503,19 +644,15 @@ impl ProxyHttp for Proxy {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let site = ctx
-            .site
-            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i));
-        if let Some(site) = site {
-            for name in &site.remove_headers {
-                response.remove_header(name);
-            }
-            for (name, value) in &site.add_headers {
-                response.insert_header(name.clone(), value.clone())?;
-            }
-            if let (Some(hsts), true) = (&site.hsts, is_tls(session)) {
-                response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
-            }
+        let edits = ResponseEdits::of(ctx, is_tls(session));
+        for name in edits.remove {
+            response.remove_header(name);
+        }
+        for (name, value) in edits.add {
+            response.insert_header(name.clone(), value.clone())?;
+        }
+        if let Some(hsts) = edits.hsts {
+            response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
         }
         response.insert_header("x-request-id", ctx.request_id.clone())?;
         Ok(())
@@ -527,22 +664,8 @@ impl ProxyHttp for Proxy {
             conn.request_done();
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        if let Some(log) = &self.access_log {
-            log.log(access::line(session, ctx, status));
-        }
-        let m = crate::observe::metrics::metrics();
-        m.duration.observe(ctx.start.elapsed().as_secs_f64());
-        if let Some(snapshot) = &ctx.snapshot {
-            snapshot
-                .counters
-                .count(ctx.site, ctx.route.map(|(_, r)| r), status);
-        }
-        if let Some(rule) = &ctx.decision {
-            m.denials.with_label_values(&[rule]).inc();
-        }
-        if let Some(e) = e {
-            tracing::debug!(request_id = %ctx.request_id_str(), error = %e, "request failed");
-        }
+        let facts = access::Facts::of(session, status);
+        self.finish(ctx, &facts, e.map(|e| e as &dyn std::fmt::Display));
     }
 }
 

@@ -190,6 +190,11 @@ impl Upstream {
         Box::new(peer)
     }
 
+    /// Timeouts and the rest of the settings of every connection to its backends.
+    pub fn options(&self) -> &pingora::upstreams::peer::PeerOptions {
+        &self.peer.options
+    }
+
     /// Whether selection hashes a key (consistent hashing).
     pub fn is_hashed(&self) -> bool {
         matches!(self.balancer, Balancer::Consistent(_))

@@ -1,0 +1,439 @@
+//! menshen's own HTTP/1 loop (src/proxy/h1.rs) against a scripted backend: keep-alive on both
+//! sides, response framings, stale pooled connections, hop-by-hop fields, and the hand-over to
+//! pingora-proxy for requests the loop does not take, on the same connection.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::pki::LeafSpec;
+use support::{eventually, Env};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A backend that answers by path, counts its connections and keeps every request header.
+struct Backend {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The backend's answer to `path`, and whether it then closes the connection (silently, after
+/// a moment, as a backend whose keep-alive timeout runs out).
+fn answer(method: &str, path: &str, body_len: usize) -> (Vec<u8>, bool) {
+    let fixed = |r: &str| r.as_bytes().to_vec();
+    match path {
+        "/chunked" => (
+            fixed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-checksum: 1\r\n\r\n"),
+            false,
+        ),
+        "/until-close" => (
+            fixed("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends at close"),
+            true,
+        ),
+        "/early-hints" => (
+            fixed("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            false,
+        ),
+        _ => {
+            let body = format!("{method} {path} body={body_len}");
+            let close = path == "/then-idle-close";
+            (
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nKeep-Alive: timeout=5\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+                close,
+            )
+        }
+    }
+}
+
+impl Backend {
+    async fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (count, log) = (accepted.clone(), seen.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(tcp, log.clone()));
+            }
+        });
+        Backend {
+            port,
+            accepted,
+            seen,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn last_request(&self) -> String {
+        self.seen
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let body_len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < body_len {
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..body_len);
+        let mut words = head.split(' ');
+        let method = words.next().unwrap_or("").to_owned();
+        let path = words.next().unwrap_or("/").to_owned();
+        seen.lock().expect("lock").push(head);
+        let (mut response, close) = answer(&method, &path, body_len);
+        if method == "HEAD" {
+            let end = response
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or(0);
+            response.truncate(end + 4);
+        }
+        if tcp.write_all(&response).await.is_err() {
+            return;
+        }
+        if close {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return;
+        }
+    }
+}
+
+/// One response read off a client connection.
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// A client connection reading responses one at a time.
+struct Client {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(port: u16) -> Client {
+        Client {
+            tcp: TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match tokio::time::timeout(Duration::from_secs(5), self.tcp.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn send(&mut self, raw: &str) {
+        self.tcp.write_all(raw.as_bytes()).await.expect("write");
+    }
+
+    /// Reads one response (the body by Content-Length, chunked, or to the end of the stream).
+    async fn response(&mut self, head_request: bool) -> Answer {
+        let end = loop {
+            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            assert!(self.fill().await, "connection ended before a response");
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        self.buf.drain(..end);
+        let status = head[9..12].parse().expect("status");
+        let mut answer = Answer {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        if head_request {
+            return answer;
+        }
+        if let Some(len) = answer.header("content-length") {
+            let len: usize = len.parse().expect("length");
+            while self.buf.len() < len {
+                assert!(self.fill().await, "body cut short");
+            }
+            answer.body = self.buf.drain(..len).collect();
+        } else if answer.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let line_end = loop {
+                    if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break at;
+                    }
+                    assert!(self.fill().await, "chunk cut short");
+                };
+                let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size = usize::from_str_radix(line.split(';').next().unwrap_or(""), 16)
+                    .expect("chunk size");
+                self.buf.drain(..line_end + 2);
+                if size == 0 {
+                    // Trailer fields, then the empty line.
+                    loop {
+                        while !self.buf.windows(2).any(|w| w == b"\r\n") {
+                            assert!(self.fill().await, "trailer cut short");
+                        }
+                        let at = self.buf.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+                        self.buf.drain(..at + 2);
+                        if at == 0 {
+                            return answer;
+                        }
+                    }
+                }
+                while self.buf.len() < size + 2 {
+                    assert!(self.fill().await, "chunk data cut short");
+                }
+                answer.body.extend(self.buf.drain(..size));
+                self.buf.drain(..2);
+            }
+        } else {
+            while self.fill().await {}
+            answer.body = std::mem::take(&mut self.buf);
+        }
+        answer
+    }
+
+    /// Whether the proxy closed the connection (nothing more arrives).
+    async fn closed(&mut self) -> bool {
+        !self.fill().await && self.buf.is_empty()
+    }
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: example.cn\r\n{extra}\r\n")
+}
+
+async fn start(backend: &Backend) -> (Env, support::Running) {
+    let (env, root) = Env::with_approved_root("Approved Root");
+    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    env.write_config(
+        "",
+        &format!(
+            "[[upstreams]]\nname = \"backend\"\nbackends = [\"127.0.0.1:{}\"]\n\n\
+             [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
+             [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n",
+            backend.port
+        ),
+    );
+    let running = env.start();
+    (env, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_requests_share_one_backend_connection_without_hop_by_hop_fields() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let mut client = Client::connect(env.http).await;
+    for i in 0..5 {
+        client
+            .send(&get(
+                &format!("/n{i}?q={i}"),
+                "Keep-Alive: timeout=9\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\nX-Custom: {i}\r\n",
+            ))
+            .await;
+        let answer = client.response(false).await;
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        assert_eq!(answer.body, format!("GET /n{i}?q={i} body=0").as_bytes());
+        assert_eq!(
+            answer.header("keep-alive"),
+            None,
+            "hop-by-hop from the backend"
+        );
+        assert!(answer.header("x-request-id").is_some());
+        let seen = backend.last_request().to_ascii_lowercase();
+        for gone in ["keep-alive:", "te:", "proxy-connection:", "connection:"] {
+            assert!(
+                !seen.contains(&format!("\r\n{gone}")),
+                "{gone} forwarded: {seen}"
+            );
+        }
+        for kept in [
+            "x-custom: {i}",
+            "host: example.cn",
+            "x-forwarded-for: 127.0.0.1",
+            "x-forwarded-proto: http",
+        ] {
+            assert!(seen.contains(kept), "{kept} missing: {seen}");
+        }
+    }
+    assert_eq!(backend.accepted(), 1, "one pooled backend connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_interim_and_head_responses_keep_the_connection() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let mut client = Client::connect(env.http).await;
+
+    client.send(&get("/chunked", "")).await;
+    let chunked = client.response(false).await;
+    assert_eq!(chunked.status, 200);
+    assert_eq!(chunked.body, b"hello world");
+
+    client.send(&get("/early-hints", "")).await;
+    let hinted = client.response(false).await;
+    assert_eq!(
+        hinted.status, 200,
+        "the 103 is not passed on: {}",
+        hinted.head
+    );
+    assert_eq!(hinted.body, b"ok");
+
+    client
+        .send("HEAD /head HTTP/1.1\r\nHost: example.cn\r\n\r\n")
+        .await;
+    let head = client.response(true).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some("17"),
+        "HEAD /head body=0"
+    );
+
+    client.send(&get("/after", "")).await;
+    let after = client.response(false).await;
+    assert_eq!(after.body, b"GET /after body=0");
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_ends_at_close_closes_the_client_connection() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let mut client = Client::connect(env.http).await;
+    client.send(&get("/until-close", "")).await;
+    let answer = client.response(false).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert_eq!(answer.body, b"the body ends at close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_backend_closed_is_replaced() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let mut client = Client::connect(env.http).await;
+    client.send(&get("/then-idle-close", "")).await;
+    assert_eq!(client.response(false).await.status, 200);
+    // The backend closes its end while the connection sits in menshen's pool.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for path in ["/one", "/two"] {
+        client.send(&get(path, "")).await;
+        let answer = client.response(false).await;
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        assert_eq!(answer.body, format!("GET {path} body=0").as_bytes());
+    }
+    assert_eq!(backend.accepted(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_loop_does_not_take_are_served_on_the_same_connection() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let mut client = Client::connect(env.http).await;
+    // Two requests in one write (pipelined), then one with a body (pingora-proxy's).
+    client
+        .send(&format!("{}{}", get("/p1", ""), get("/p2", "")))
+        .await;
+    assert_eq!(client.response(false).await.body, b"GET /p1 body=0");
+    assert_eq!(client.response(false).await.body, b"GET /p2 body=0");
+    client
+        .send("POST /form HTTP/1.1\r\nHost: example.cn\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    let posted = client.response(false).await;
+    assert_eq!(posted.status, 200, "{}", posted.head);
+    assert_eq!(posted.body, b"POST /form body=5");
+    client
+        .send(&get("/after-post", "Connection: close\r\n"))
+        .await;
+    let last = client.response(false).await;
+    assert_eq!(last.body, b"GET /after-post body=0");
+    assert!(client.closed().await, "Connection: close is honoured");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_is_down_is_a_502_that_closes_the_connection() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let port = backend.port;
+    drop(backend);
+    // Until the listener is gone, connections could still be accepted.
+    let refused = eventually(Duration::from_secs(5), || async move {
+        TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(refused.is_some());
+    let mut client = Client::connect(env.http).await;
+    client.send(&get("/", "")).await;
+    let answer = client.response(false).await;
+    assert_eq!(answer.status, 502, "{}", answer.head);
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(answer.header("x-request-id").is_some());
+}
