@@ -40,6 +40,18 @@ fn answer(method: &str, path: &str, body_len: usize) -> (Vec<u8>, bool) {
             fixed("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends at close"),
             true,
         ),
+        "/many-headers" => {
+            let mut r = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..70 {
+                r.push_str(&format!("Set-Cookie: c{i}=1\r\n"));
+            }
+            r.push_str("Content-Length: 4\r\n\r\nmany");
+            (r.into_bytes(), false)
+        }
+        "/both-lengths" => (
+            fixed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+            false,
+        ),
         "/early-hints" => (
             fixed("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
             false,
@@ -96,6 +108,9 @@ impl Backend {
 
 async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
     let mut buf = Vec::new();
+    // After "/arm": the next request on this connection is read, then the connection closed
+    // without an answer (a backend that timed the idle connection out as the request came).
+    let mut armed = false;
     loop {
         let end = loop {
             if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -129,6 +144,10 @@ async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
         let method = words.next().unwrap_or("").to_owned();
         let path = words.next().unwrap_or("/").to_owned();
         seen.lock().expect("lock").push(head);
+        if armed {
+            return;
+        }
+        armed = path == "/arm";
         let (mut response, close) = answer(&method, &path, body_len);
         if method == "HEAD" {
             let end = response
@@ -257,9 +276,13 @@ impl Client {
         answer
     }
 
-    /// Whether the proxy closed the connection (nothing more arrives).
-    async fn closed(&mut self) -> bool {
-        !self.fill().await && self.buf.is_empty()
+    /// Whether the proxy closes the connection within `within` (and sent nothing more).
+    async fn closed_within(&mut self, within: Duration) -> bool {
+        let mut chunk = [0u8; 64];
+        matches!(
+            tokio::time::timeout(within, self.tcp.read(&mut chunk)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        ) && self.buf.is_empty()
     }
 }
 
@@ -268,12 +291,16 @@ fn get(path: &str, extra: &str) -> String {
 }
 
 async fn start(backend: &Backend) -> (Env, support::Running) {
+    start_with(backend, "").await
+}
+
+async fn start_with(backend: &Backend, policy: &str) -> (Env, support::Running) {
     let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
     env.write_config(
         "",
         &format!(
-            "[[upstreams]]\nname = \"backend\"\nbackends = [\"127.0.0.1:{}\"]\n\n\
+            "{policy}\n[[upstreams]]\nname = \"backend\"\nbackends = [\"127.0.0.1:{}\"]\n\n\
              [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
              [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n",
             backend.port
@@ -412,7 +439,10 @@ async fn requests_the_loop_does_not_take_are_served_on_the_same_connection() {
         .await;
     let last = client.response(false).await;
     assert_eq!(last.body, b"GET /after-post body=0");
-    assert!(client.closed().await, "Connection: close is honoured");
+    assert!(
+        client.closed_within(Duration::from_secs(3)).await,
+        "Connection: close is honoured"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,4 +466,91 @@ async fn a_backend_that_is_down_is_a_502_that_closes_the_connection() {
     assert_eq!(answer.status, 502, "{}", answer.head);
     assert_eq!(answer.header("connection"), Some("close"));
     assert!(answer.header("x-request-id").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_idempotent_requests_are_sent_again_when_a_pooled_connection_fails() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let mut client = Client::connect(env.http).await;
+    let times = |what: &str| {
+        let seen = backend.seen.lock().expect("lock");
+        seen.iter().filter(|h| h.starts_with(what)).count()
+    };
+
+    client.send(&get("/arm", "")).await;
+    assert_eq!(client.response(false).await.status, 200);
+    client.send(&get("/retried", "")).await;
+    let retried = client.response(false).await;
+    assert_eq!(retried.status, 200, "{}", retried.head);
+    assert_eq!(retried.body, b"GET /retried body=0");
+    assert_eq!(
+        times("GET /retried "),
+        2,
+        "a GET goes again on a new connection"
+    );
+
+    let mut client = Client::connect(env.http).await;
+    client.send(&get("/arm", "")).await;
+    assert_eq!(client.response(false).await.status, 200);
+    client
+        .send("POST /pay HTTP/1.1\r\nHost: example.cn\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    let paid = client.response(false).await;
+    assert_eq!(paid.status, 502, "{}", paid.head);
+    assert_eq!(times("POST /pay "), 1, "a POST is never sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_headers_are_checked_and_cleaned() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let mut client = Client::connect(env.http).await;
+
+    client
+        .send(&get("/auth", "Proxy-Authorization: Basic c2VjcmV0\r\n"))
+        .await;
+    let answer = client.response(false).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.header("date").is_some(), "a Date is added");
+    let seen = backend.last_request().to_ascii_lowercase();
+    assert!(!seen.contains("proxy-authorization"), "{seen}");
+
+    client.send(&get("/many-headers", "")).await;
+    let many = client.response(false).await;
+    assert_eq!(many.status, 200, "70 response fields are fine");
+    assert_eq!(many.head.matches("Set-Cookie").count(), 70);
+    assert_eq!(many.body, b"many");
+
+    let connections = backend.accepted();
+    client.send(&get("/both-lengths", "")).await;
+    let both = client.response(false).await;
+    assert_eq!(both.status, 200);
+    assert_eq!(both.header("content-length"), None, "chunked framing wins");
+    assert_eq!(both.body, b"hello");
+    client.send(&get("/next", "")).await;
+    assert_eq!(client.response(false).await.body, b"GET /next body=0");
+    assert_eq!(
+        backend.accepted(),
+        connections + 1,
+        "a backend that sent both lengths is not reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_arrives_with_the_previous_one_is_on_the_header_clock() {
+    let backend = Backend::start().await;
+    let (env, _running) = start_with(
+        &backend,
+        "[policy]\nheader_read_timeout_ms = 500\nkeepalive_timeout_seconds = 30\n",
+    )
+    .await;
+    let mut client = Client::connect(env.http).await;
+    // A whole request and the first byte of the next one, then nothing.
+    client.send(&format!("{}G", get("/", ""))).await;
+    assert_eq!(client.response(false).await.status, 200);
+    assert!(
+        client.closed_within(Duration::from_secs(3)).await,
+        "closed by header_read_timeout_ms, not left to the keep-alive timeout"
+    );
 }

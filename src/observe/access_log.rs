@@ -261,25 +261,37 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Appends `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-27T01:24:11.133+00:00`.
 pub fn push_rfc3339_millis(out: &mut String, t: SystemTime) {
-    use std::fmt::Write as _;
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}+00:00",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_millis()
-    );
+    // Digit by digit: this runs for every request.
+    let mut text = *b"0000-00-00T00:00:00.000+00:00";
+    let mut put = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(d));
+    put(11, 2, rem / 3600);
+    put(14, 2, rem / 60 % 60);
+    put(17, 2, rem % 60);
+    put(20, 3, u64::from(since.subsec_millis()));
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// Appends `s` as a JSON string (quotes included).
 pub fn push_json_str(out: &mut String, s: &str) {
     use std::fmt::Write as _;
     out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -313,6 +325,9 @@ mod tests {
         let mut j = String::new();
         push_json_str(&mut j, "a\"b\\c\n\u{1}门");
         assert_eq!(j, "\"a\\\"b\\\\c\\n\\u0001门\"");
+        let mut plain = String::new();
+        push_json_str(&mut plain, "/shop/门?q=1");
+        assert_eq!(plain, "\"/shop/门?q=1\"");
     }
 
     #[test]

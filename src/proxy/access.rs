@@ -17,6 +17,13 @@ fn opt_str(out: &mut String, key: &str, v: Option<&str>) {
     }
 }
 
+fn push_opt_num<N: itoa::Integer>(out: &mut String, n: Option<N>) {
+    match n {
+        Some(n) => out.push_str(itoa::Buffer::new().format(n)),
+        None => out.push_str("null"),
+    }
+}
+
 /// What the access log says of a request, whichever loop served it.
 pub struct Facts<'a> {
     /// Port of the listener the request arrived at.
@@ -77,12 +84,8 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx) -> String {
         ",\"client_ip\":",
         ctx.client_ip.as_ref().and_then(|v| v.to_str().ok()),
     );
-    match ctx.client.and_then(|c| c.port) {
-        Some(p) => {
-            let _ = write!(out, ",\"client_port\":{p}");
-        }
-        None => out.push_str(",\"client_port\":null"),
-    }
+    out.push_str(",\"client_port\":");
+    push_opt_num(&mut out, ctx.client.and_then(|c| c.port));
     let snapshot = ctx.snapshot.as_deref();
     let listener = f
         .listener_port
@@ -107,26 +110,23 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx) -> String {
     if log_query {
         opt_str(&mut out, ",\"query\":", f.query);
     }
-    let _ = write!(
-        out,
-        ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{}",
-        f.status,
-        f.bytes_in,
-        f.bytes_out,
-        ctx.start.elapsed().as_millis()
-    );
+    let mut num = itoa::Buffer::new();
+    out.push_str(",\"status\":");
+    out.push_str(num.format(f.status));
+    out.push_str(",\"bytes_in\":");
+    out.push_str(num.format(f.bytes_in));
+    out.push_str(",\"bytes_out\":");
+    out.push_str(num.format(f.bytes_out));
+    out.push_str(",\"duration_ms\":");
+    out.push_str(num.format(ctx.start.elapsed().as_millis()));
     match ctx.tried.last() {
         Some(addr) => {
             let _ = write!(out, ",\"upstream\":\"{addr}\"");
         }
         None => out.push_str(",\"upstream\":null"),
     }
-    match ctx.upstream_status {
-        Some(s) => {
-            let _ = write!(out, ",\"upstream_status\":{s}");
-        }
-        None => out.push_str(",\"upstream_status\":null"),
-    }
+    out.push_str(",\"upstream_status\":");
+    push_opt_num(&mut out, ctx.upstream_status);
     opt_str(&mut out, ",\"request_id\":", Some(&ctx.request_id_str()));
     opt_str(&mut out, ",\"user_agent\":", f.user_agent);
     out.push_str(",\"decision\":");

@@ -124,6 +124,12 @@ impl ClientConn {
         self.phase.store(DONE, Ordering::Relaxed);
     }
 
+    /// A request header has begun (its first bytes are already read): its clock runs from now.
+    pub fn header_started(&mut self) {
+        self.started = Instant::now();
+        self.phase.store(HEADER, Ordering::Relaxed);
+    }
+
     /// The request is over: the next byte that arrives starts the next header's clock.
     pub fn request_done(&self) {
         self.phase.store(WAITING, Ordering::Relaxed);

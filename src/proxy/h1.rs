@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use http::Method;
+use http::{HeaderValue, Method};
 use pingora::protocols::tls::SslDigest;
 use pingora::protocols::{GetSocketDigest, Ssl};
 use pingora::server::ShutdownWatch;
@@ -38,10 +38,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::conn::ClientConn;
-use super::{access, forwarded_for, lowercase, proxy_action, Ctx, Proxy, ReqView, ResponseEdits};
+use super::{access, forwarded_for, Ctx, Located, Peer, Proxy, ReqView, ResponseEdits};
+use crate::policy::ip::canonical;
 use crate::policy::Denial;
 use crate::route::pool;
-use crate::route::router::{strip_port, ProxyAction};
+use crate::route::router::ProxyAction;
+use crate::route::Action;
 use crate::snapshot::Snapshot;
 use crate::tls::resolver::ConnInfo;
 
@@ -66,10 +68,9 @@ pub(crate) enum Served {
 
 /// What a connection tells every request on it.
 struct ConnFacts {
-    peer: SocketAddr,
+    peer: Peer,
     listener_port: Option<u16>,
     tls: Option<Arc<SslDigest>>,
-    sni: Option<Arc<str>>,
 }
 
 impl ConnFacts {
@@ -83,12 +84,16 @@ impl ConnFacts {
             .as_ref()
             .and_then(|t| t.extension.get::<ConnInfo>())
             .and_then(|info| info.sni.clone());
+        let addr = inet(digest.as_ref().and_then(|d| d.peer_addr()))
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         Self {
-            peer: inet(digest.as_ref().and_then(|d| d.peer_addr()))
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            peer: Peer {
+                addr,
+                ip_text: HeaderValue::from_str(&canonical(addr.ip()).to_string()).ok(),
+                sni,
+            },
             listener_port: inet(digest.as_ref().and_then(|d| d.local_addr())).map(|a| a.port()),
             tls,
-            sni,
         }
     }
 }
@@ -102,7 +107,8 @@ enum Field {
     Expect,
     Upgrade,
     Connection,
-    /// Keep-Alive, Proxy-Connection, TE, Trailer: hop-by-hop, not forwarded.
+    /// Keep-Alive, Proxy-Connection, TE, Trailer, Proxy-Authorization, Proxy-Authenticate,
+    /// HTTP2-Settings: hop-by-hop, not forwarded (as pingora-proxy strips them).
     HopByHop,
     XForwardedFor,
     /// X-Forwarded-Host, X-Forwarded-Proto, X-Real-IP: replaced by menshen's.
@@ -126,6 +132,9 @@ fn field(name: &str) -> Field {
         10 if is("user-agent") => Field::UserAgent,
         12 if is("x-request-id") => Field::XRequestId,
         14 if is("content-length") => Field::ContentLength,
+        14 if is("http2-settings") => Field::HopByHop,
+        18 if is("proxy-authenticate") => Field::HopByHop,
+        19 if is("proxy-authorization") => Field::HopByHop,
         15 if is("x-forwarded-for") => Field::XForwardedFor,
         16 if is("x-forwarded-host") => Field::Replaced,
         16 if is("proxy-connection") => Field::HopByHop,
@@ -149,6 +158,31 @@ struct Req<'b> {
     /// The client asked to close after this request.
     close: bool,
     header_bytes: usize,
+}
+
+/// A request the loop serves, as its parts see it.
+struct Request<'r, 's> {
+    req: &'r Req<'r>,
+    view: &'r ReqView<'r>,
+    at: &'r Located<'r, 's>,
+    parsed: &'r httparse::Request<'r, 'r>,
+    fields: &'r [Field; MAX_HEADERS],
+    /// The server is shutting down: the response closes the connection.
+    draining: bool,
+}
+
+impl<'b> Req<'b> {
+    fn view(&self, tls: bool) -> ReqView<'_> {
+        ReqView {
+            host: Some(self.host),
+            method: &self.method,
+            path: self.path,
+            path_and_query: self.target,
+            header_bytes: self.header_bytes,
+            content_length: None,
+            tls,
+        }
+    }
 }
 
 /// Whether every byte of an origin-form target is one pingora's URI parser takes as it is.
@@ -191,8 +225,12 @@ fn request<'b>(
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
+    let method = Method::from_bytes(method_str.as_bytes()).ok()?;
+    if method == Method::CONNECT {
+        return None;
+    }
     let mut req = Req {
-        method: Method::from_bytes(method_str.as_bytes()).ok()?,
+        method,
         method_str,
         target,
         path,
@@ -255,12 +293,37 @@ enum Framing {
 }
 
 /// Follows chunked framing over the bytes that pass through, to find where the body ends.
+/// Strict, as the bytes go on to the client unchanged: CRLF line ends only, hex sizes of at
+/// most 15 significant digits, extensions and trailer fields without control bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunks {
-    Size { value: u64, digits: u8, ext: bool },
+    /// In a size line: its value so far, significant digits, whether a digit was seen.
+    Size {
+        value: u64,
+        digits: u8,
+        seen: bool,
+    },
+    /// After the size: whitespace, then `;` or CRLF.
+    SizeEnd {
+        size: u64,
+    },
+    /// In a chunk extension.
+    Ext {
+        size: u64,
+    },
+    /// The size line's CR is in; its LF is due.
+    SizeLf {
+        size: u64,
+    },
     Data(u64),
-    DataEnd,
-    Trailer { line: usize },
+    /// A chunk's data is in; its CR is due.
+    DataCr,
+    DataLf,
+    /// In the trailer section: the current line's length, and whether its CR is in.
+    Trailer {
+        line: usize,
+        cr: bool,
+    },
     Done,
 }
 
@@ -269,68 +332,85 @@ impl Chunks {
         Chunks::Size {
             value: 0,
             digits: 0,
-            ext: false,
+            seen: false,
         }
     }
 
-    /// Consumes the part of `buf` that belongs to the body; `Err` on a framing error.
-    fn advance(&mut self, buf: &[u8]) -> Result<usize, ()> {
+    /// Consumes the part of `buf` that belongs to the body: `(bytes, payload bytes)`; `Err` on a
+    /// framing error.
+    fn advance(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
         let mut i = 0;
+        let mut payload = 0;
         while i < buf.len() {
-            match self {
-                Chunks::Data(left) => {
-                    let take = (*left).min((buf.len() - i) as u64);
-                    i += take as usize;
-                    *left -= take;
-                    if *left == 0 {
-                        *self = Chunks::DataEnd;
-                    }
+            if let Chunks::Data(left) = self {
+                let take = (*left).min((buf.len() - i) as u64);
+                i += take as usize;
+                payload += take as usize;
+                *left -= take;
+                if *left == 0 {
+                    *self = Chunks::DataCr;
                 }
-                Chunks::Size { value, digits, ext } => {
-                    let b = buf[i];
-                    i += 1;
-                    match b {
-                        b'\n' if *digits == 0 => return Err(()),
-                        b'\n' if *value == 0 => *self = Chunks::Trailer { line: 0 },
-                        b'\n' => *self = Chunks::Data(*value),
-                        b'\r' | b';' | b' ' | b'\t' => *ext = true,
-                        _ if *ext => {}
-                        _ => {
-                            let d = (b as char).to_digit(16).ok_or(())?;
-                            if *digits >= 15 {
-                                return Err(());
-                            }
-                            *value = *value * 16 + u64::from(d);
-                            *digits += 1;
-                        }
-                    }
-                }
-                Chunks::DataEnd => {
-                    let b = buf[i];
-                    i += 1;
-                    match b {
-                        b'\r' => {}
-                        b'\n' => *self = Chunks::new(),
-                        _ => return Err(()),
-                    }
-                }
-                Chunks::Trailer { line } => {
-                    let b = buf[i];
-                    i += 1;
-                    match b {
-                        b'\n' if *line == 0 => {
-                            *self = Chunks::Done;
-                            return Ok(i);
-                        }
-                        b'\n' => *line = 0,
-                        b'\r' => {}
-                        _ => *line += 1,
-                    }
-                }
-                Chunks::Done => return Ok(i),
+                continue;
             }
+            if *self == Chunks::Done {
+                break;
+            }
+            let b = buf[i];
+            i += 1;
+            let control = (b < 0x20 && b != b'\t') || b == 0x7f;
+            *self = match *self {
+                Chunks::Size {
+                    value,
+                    digits,
+                    seen,
+                } => match ((b as char).to_digit(16), seen, b) {
+                    (Some(d), _, _) => {
+                        let digits = digits + u8::from(value > 0 || d > 0);
+                        if digits > 15 {
+                            return Err(());
+                        }
+                        Chunks::Size {
+                            value: value * 16 + u64::from(d),
+                            digits,
+                            seen: true,
+                        }
+                    }
+                    (None, true, b' ' | b'\t') => Chunks::SizeEnd { size: value },
+                    (None, true, b';') => Chunks::Ext { size: value },
+                    (None, true, b'\r') => Chunks::SizeLf { size: value },
+                    _ => return Err(()),
+                },
+                Chunks::SizeEnd { size } => match b {
+                    b' ' | b'\t' => Chunks::SizeEnd { size },
+                    b';' => Chunks::Ext { size },
+                    b'\r' => Chunks::SizeLf { size },
+                    _ => return Err(()),
+                },
+                Chunks::Ext { size } => match b {
+                    b'\r' => Chunks::SizeLf { size },
+                    _ if control => return Err(()),
+                    _ => Chunks::Ext { size },
+                },
+                Chunks::SizeLf { size: 0 } if b == b'\n' => Chunks::Trailer { line: 0, cr: false },
+                Chunks::SizeLf { size } if b == b'\n' => Chunks::Data(size),
+                Chunks::DataCr if b == b'\r' => Chunks::DataLf,
+                Chunks::DataLf if b == b'\n' => Chunks::new(),
+                Chunks::Trailer { line, cr: false } => match b {
+                    b'\r' => Chunks::Trailer { line, cr: true },
+                    _ if control => return Err(()),
+                    _ => Chunks::Trailer {
+                        line: line + 1,
+                        cr: false,
+                    },
+                },
+                Chunks::Trailer { line: 0, cr: true } if b == b'\n' => Chunks::Done,
+                Chunks::Trailer { cr: true, .. } if b == b'\n' => {
+                    Chunks::Trailer { line: 0, cr: false }
+                }
+                _ => return Err(()),
+            };
         }
-        Ok(i)
+        Ok((i, payload))
     }
 }
 
@@ -366,51 +446,66 @@ struct ResponseHead {
     keepalive: bool,
 }
 
-/// Reads one response header (skipping interim 1xx ones) into `up`.
+/// Interim (1xx) responses skipped before the final one.
+const MAX_INTERIM: usize = 8;
+/// Fields of a response header parsed on the heap when the usual 64 are not enough.
+const MAX_RESPONSE_HEADERS: usize = 256;
+
+/// Parses the response header `head` and hands it to `f`: 64 fields on the stack, up to 256 on
+/// the heap for the rare bigger header.
+fn with_response<T>(
+    head: &[u8],
+    f: impl FnOnce(&httparse::Response<'_, '_>) -> T,
+) -> Result<T, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => return Ok(f(&resp)),
+        Err(httparse::Error::TooManyHeaders) => {}
+        Ok(_) => return Err("bad response header".into()),
+        Err(e) => return Err(format!("bad response header: {e}")),
+    }
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => Ok(f(&resp)),
+        Ok(_) => Err("bad response header".into()),
+        Err(e) => Err(format!("bad response header: {e}")),
+    }
+}
+
+/// Reads one response header (skipping interim 1xx ones) into `up`. `received` is set once
+/// any byte of a response arrived.
 async fn read_response_head(
     stream: &mut TcpStream,
     up: &mut BytesMut,
     read_timeout: Option<Duration>,
     head_request: bool,
+    received: &mut bool,
 ) -> Result<ResponseHead, (io::ErrorKind, String)> {
+    let bad = |e: String| (io::ErrorKind::InvalidData, e);
     let mut scanned = 0;
+    let mut interim = 0;
     loop {
         if let Some(end) = head_end(up, scanned) {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&up[..end]) {
-                Ok(httparse::Status::Complete(n)) if n == end => {}
-                Ok(_) => return Err((io::ErrorKind::InvalidData, "bad response header".into())),
-                Err(e) => {
-                    return Err((
-                        io::ErrorKind::InvalidData,
-                        format!("bad response header: {e}"),
-                    ))
+            let head = with_response(&up[..end], |resp| response_head(resp, end, head_request))
+                .map_err(bad)?;
+            let head = head.ok_or_else(|| bad("conflicting Content-Length".into()))?;
+            match head.status {
+                101 => return Err(bad("101 to a request without Upgrade".into())),
+                100..=199 if interim < MAX_INTERIM => {
+                    interim += 1;
+                    up.advance(end);
+                    scanned = 0;
+                    continue;
                 }
+                100..=199 => return Err(bad("too many interim responses".into())),
+                _ => return Ok(head),
             }
-            let status = resp.code.unwrap_or(0);
-            if (100..200).contains(&status) && status != 101 {
-                up.advance(end);
-                scanned = 0;
-                continue;
-            }
-            if status == 101 {
-                return Err((
-                    io::ErrorKind::InvalidData,
-                    "101 to a request without Upgrade".into(),
-                ));
-            }
-            return response_head(&resp, end, head_request).ok_or((
-                io::ErrorKind::InvalidData,
-                "conflicting response framing".into(),
-            ));
         }
         scanned = up.len().saturating_sub(2);
         if up.len() >= MAX_RESPONSE_HEAD {
-            return Err((
-                io::ErrorKind::InvalidData,
-                "response header too large".into(),
-            ));
+            return Err(bad("response header too large".into()));
         }
         up.reserve(UPSTREAM_BUF);
         match within(read_timeout, stream.read_buf(up)).await {
@@ -420,13 +515,23 @@ async fn read_response_head(
                     "backend closed the connection before a response".into(),
                 ))
             }
-            Ok(_) => {}
+            Ok(_) => *received = true,
             Err(e) => return Err((e.kind(), format!("reading the response: {e}"))),
         }
     }
 }
 
-/// The framing and keep-alive of a parsed response; `None` on conflicting lengths.
+/// A Content-Length value: digits only.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The framing and keep-alive of a parsed response; `None` on a bad or conflicting
+/// Content-Length.
 fn response_head(
     resp: &httparse::Response<'_, '_>,
     len: usize,
@@ -439,7 +544,7 @@ fn response_head(
     for h in resp.headers.iter() {
         match field(h.name) {
             Field::ContentLength => {
-                let v: u64 = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+                let v = content_length(h.value)?;
                 if length.is_some_and(|l| l != v) {
                     return None;
                 }
@@ -462,7 +567,10 @@ fn response_head(
             _ => {}
         }
     }
-    let framing = if head_request || status == 204 || status == 304 {
+    // Both lengths: Transfer-Encoding wins (RFC 9112 6.3), and a backend that sends both is not
+    // trusted with another request on this connection.
+    close |= chunked.is_some() && length.is_some();
+    let framing = if head_request || status == 204 || status == 304 || status < 200 {
         Framing::None
     } else {
         match (chunked, length) {
@@ -502,12 +610,16 @@ fn client_response_head(
         .unwrap_or("");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
     for h in resp.headers.iter() {
         match field(h.name) {
             Field::Connection | Field::HopByHop | Field::Upgrade | Field::XRequestId => continue,
-            Field::ContentLength if framing == Framing::Chunked => continue,
+            Field::ContentLength if matches!(framing, Framing::Chunked | Framing::UntilClose) => {
+                continue
+            }
             _ => {}
         }
+        has_date |= h.name.eq_ignore_ascii_case("date");
         let edited = |n: &http::HeaderName| h.name.eq_ignore_ascii_case(n.as_str());
         if edits.remove.iter().any(edited)
             || edits.add.iter().any(|(n, _)| edited(n))
@@ -524,10 +636,34 @@ fn client_response_head(
         push_field(out, b"strict-transport-security", hsts.as_bytes());
     }
     push_field(out, b"x-request-id", request_id);
+    if !has_date {
+        // A response forwarded without a Date gets one (RFC 9110 6.6.1).
+        push_date(out);
+    }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a Date field for now, formatted once a second per thread.
+fn push_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((0, String::new()))
+        };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        if date.0 != secs || date.1.is_empty() {
+            *date = (secs, httpdate::fmt_http_date(now));
+        }
+        push_field(out, b"date", date.1.as_bytes());
+    });
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -572,6 +708,7 @@ fn own_response(
         push_field(out, b"connection", b"close");
     }
     push_field(out, b"x-request-id", request_id);
+    push_date(out);
     if let Some((name, value)) = extra {
         push_field(out, name.as_bytes(), value.as_bytes());
     }
@@ -581,10 +718,8 @@ fn own_response(
     }
 }
 
-/// Per-connection buffers, reused by every request.
+/// Per-connection buffers for the way out, reused by every request.
 struct Buffers {
-    /// What the client sent and the loop has not used yet.
-    input: BytesMut,
     /// The next write: an upstream request, or a response header (with its first body bytes).
     out: Vec<u8>,
     /// What the backend sent.
@@ -606,8 +741,9 @@ impl Proxy {
     pub(crate) async fn serve_h1(&self, mut conn: ClientConn, shutdown: &ShutdownWatch) -> Served {
         let facts = ConnFacts::of(&conn);
         let mut shutdown = shutdown.clone();
+        // What the client sent and the loop has not used yet.
+        let mut input = BytesMut::with_capacity(4096);
         let mut bufs = Buffers {
-            input: BytesMut::with_capacity(4096),
             out: Vec::with_capacity(1024),
             up: BytesMut::new(),
         };
@@ -616,54 +752,58 @@ impl Proxy {
         let mut idle: Option<Option<Duration>> = None;
         loop {
             let end = match self
-                .read_head(&mut conn, &mut bufs.input, idle, &mut shutdown)
+                .read_head(&mut conn, &mut input, idle, &mut shutdown)
                 .await
             {
                 Some(Some(end)) => end,
-                Some(None) => return self.hand_over(conn, bufs.input),
+                Some(None) => return self.hand_over(conn, input),
                 None => return Served::Closed,
             };
             let (keep, keepalive) = {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut parsed = httparse::Request::new(&mut headers);
                 let complete = matches!(
-                    parsed.parse(&bufs.input[..end]),
+                    parsed.parse(&input[..end]),
                     Ok(httparse::Status::Complete(n)) if n == end
                 );
                 let mut fields = [Field::Other; MAX_HEADERS];
                 let req = complete.then(|| request(&parsed, &mut fields)).flatten();
+                let Some(req) = req else {
+                    return self.hand_over(conn, input);
+                };
                 let snapshot = self.state.load_full();
-                let Some((req, route)) =
-                    req.and_then(|r| taken(&snapshot, &r, &conn).map(|route| (r, route)))
-                else {
-                    return self.hand_over(conn, bufs.input);
+                let view = req.view(facts.tls.is_some());
+                let at = Located::find(&view, &snapshot);
+                let Some(action) = takes(&at, &conn) else {
+                    return self.hand_over(conn, input);
                 };
                 let keepalive = snapshot.policy.keepalive_timeout_seconds;
+                let request = Request {
+                    req: &req,
+                    view: &view,
+                    at: &at,
+                    parsed: &parsed,
+                    fields: &fields,
+                    draining: *shutdown.borrow(),
+                };
                 let outcome = self
-                    .one(
-                        &mut conn,
-                        &facts,
-                        &req,
-                        &parsed,
-                        &fields,
-                        snapshot,
-                        route,
-                        &mut bufs.out,
-                        &mut bufs.up,
-                    )
+                    .one(&mut conn, &facts, &request, action, &snapshot, &mut bufs)
                     .await;
                 (outcome, keepalive)
             };
-            bufs.input.advance(end);
+            input.advance(end);
             if !keep || *shutdown.borrow() {
                 let _ = conn.shutdown().await;
                 return Served::Closed;
             }
             conn.request_done();
             idle = Some((keepalive > 0).then(|| Duration::from_secs(keepalive)));
-            if bufs.input.is_empty() {
+            if input.is_empty() {
                 // An idle connection holds no backend buffer (most of what it would keep).
                 bufs.up = BytesMut::new();
+            } else {
+                // The next request's first bytes came with this one: its clock runs from now.
+                conn.header_started();
             }
         }
     }
@@ -693,16 +833,16 @@ impl Proxy {
                 return Some(None);
             }
             input.reserve(4096);
-            let read = match idle {
-                Some(limit) if input.is_empty() => {
-                    let read = within(limit, conn.read_buf(input));
-                    tokio::select! {
-                        biased;
-                        r = read => r,
-                        Ok(()) = shutdown.changed() => return None,
-                    }
-                }
-                _ => conn.read_buf(input).await,
+            // Between requests the wait for a first byte is the keep-alive timeout's; once a
+            // byte is in, the connection's header clock runs.
+            let limit = match idle {
+                Some(limit) if input.is_empty() => limit,
+                _ => None,
+            };
+            let read = tokio::select! {
+                biased;
+                r = within(limit, conn.read_buf(input)) => r,
+                Ok(()) = shutdown.changed() => return None,
             };
             match read {
                 Ok(0) | Err(_) => return None,
@@ -712,66 +852,39 @@ impl Proxy {
     }
 
     /// Serves one request the loop takes; returns whether the connection stays open.
-    #[allow(clippy::too_many_arguments)]
     async fn one(
         &self,
         conn: &mut ClientConn,
         facts: &ConnFacts,
-        req: &Req<'_>,
-        parsed: &httparse::Request<'_, '_>,
-        fields: &[Field; MAX_HEADERS],
-        snapshot: Arc<Snapshot>,
-        route: (usize, usize),
-        out: &mut Vec<u8>,
-        up: &mut BytesMut,
+        request: &Request<'_, '_>,
+        action: &ProxyAction,
+        snapshot: &Arc<Snapshot>,
+        bufs: &mut Buffers,
     ) -> bool {
         conn.header_done();
+        let req = request.req;
         let mut ctx = Ctx::new();
         self.identify(
             &mut ctx,
             &snapshot.policy,
-            facts.peer,
+            &facts.peer,
             req.forwarded_for,
             req.request_id,
-            facts.sni.clone(),
         );
-        let tls = facts.tls.is_some();
-        let view = ReqView {
-            host: Some(req.host),
-            method: &req.method,
-            path: req.path,
-            path_and_query: req.target,
-            header_bytes: req.header_bytes,
-            content_length: None,
-            tls,
-        };
-        let denial = self.decide(&view, &mut ctx, &snapshot);
+        let denial = self.decide(request.view, request.at, &mut ctx, snapshot);
         ctx.snapshot = Some(snapshot.clone());
         let head_request = req.method == Method::HEAD;
         let outcome = match denial {
             Some(denial) => {
                 ctx.decision = Some(denial.rule.clone());
-                self.deny(conn, out, &denial, &ctx, req.close, head_request)
+                let close = req.close || request.draining;
+                self.deny(conn, &mut bufs.out, &denial, &ctx, close, head_request)
                     .await
             }
-            None => match ctx
-                .route
-                .filter(|r| *r == route)
-                .and_then(|r| proxy_action(&snapshot, r))
-            {
-                Some(action) => {
-                    self.proxy(conn, facts, req, parsed, fields, action, &mut ctx, out, up)
-                        .await
-                }
-                // The route decide() found is the one checked before: only a reload between
-                // the two lookups could differ, and the snapshot is the same Arc.
-                None => Outcome {
-                    status: 0,
-                    bytes_out: 0,
-                    keep: false,
-                    error: Some("route changed under the request".into()),
-                },
-            },
+            None => {
+                self.proxy(conn, facts, request, action, &mut ctx, bufs)
+                    .await
+            }
         };
         let log = access::Facts {
             listener_port: facts.listener_port,
@@ -831,68 +944,62 @@ impl Proxy {
         &self,
         conn: &mut ClientConn,
         facts: &ConnFacts,
-        req: &Req<'_>,
-        parsed: &httparse::Request<'_, '_>,
-        fields: &[Field; MAX_HEADERS],
+        request: &Request<'_, '_>,
         action: &ProxyAction,
         ctx: &mut Ctx,
-        out: &mut Vec<u8>,
-        up: &mut BytesMut,
+        bufs: &mut Buffers,
     ) -> Outcome {
+        let req = request.req;
         let head_request = req.method == Method::HEAD;
         let options = action.upstream.options();
-        let (mut stream, addr, head) = match self
-            .exchange(req, parsed, fields, action, ctx, facts, out, up)
-            .await
-        {
-            Ok(ok) => ok,
-            Err((status, error)) => {
-                let reason = http::StatusCode::from_u16(status)
-                    .ok()
-                    .and_then(|s| s.canonical_reason())
-                    .unwrap_or("Error");
-                let body = format!("{status} {reason}\n");
-                out.clear();
-                let id = ctx.request_id.as_bytes();
-                own_response(out, status, None, body.as_bytes(), id, true, head_request);
-                let _ = write_out(conn, out).await;
-                return Outcome {
-                    status,
-                    bytes_out: if head_request { 0 } else { body.len() },
-                    keep: false,
-                    error: Some(error),
-                };
-            }
-        };
+        let Buffers { out, up, .. } = bufs;
+        let (mut stream, addr, head) =
+            match self.exchange(request, action, ctx, facts, out, up).await {
+                Ok(ok) => ok,
+                Err((status, error)) => {
+                    let reason = http::StatusCode::from_u16(status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("Error");
+                    let body = format!("{status} {reason}\n");
+                    out.clear();
+                    let id = ctx.request_id.as_bytes();
+                    own_response(out, status, None, body.as_bytes(), id, true, head_request);
+                    let _ = write_out(conn, out).await;
+                    return Outcome {
+                        status,
+                        bytes_out: if head_request { 0 } else { body.len() },
+                        keep: false,
+                        error: Some(error),
+                    };
+                }
+            };
         ctx.upstream_status = Some(head.status);
         // The response header for the client, then the body as it comes.
-        let close = req.close || head.framing == Framing::UntilClose;
-        out.clear();
-        {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            // Parsed once already by read_response_head: the same header, the same result.
-            let _ = resp.parse(&up[..head.len]);
-            let edits = ResponseEdits::of(ctx, facts.tls.is_some());
-            let id = ctx.request_id.as_bytes();
-            client_response_head(out, &resp, head.framing, &edits, id, close);
-        }
-        up.advance(head.len);
-        let mut body = Body::new(head.framing);
-        let cut = |status, sent, error: String| Outcome {
-            status,
+        let close = req.close || request.draining || head.framing == Framing::UntilClose;
+        let cut = |sent, error: String| Outcome {
+            status: head.status,
             bytes_out: sent,
             keep: false,
             error: Some(error),
         };
-        let Ok(first) = body.take(up) else {
-            return cut(
-                head.status,
-                0,
-                "bad chunked framing from the backend".into(),
-            );
+        out.clear();
+        let edits = ResponseEdits::of(ctx, facts.tls.is_some());
+        let id = ctx.request_id.as_bytes();
+        let written = with_response(&up[..head.len], |resp| {
+            client_response_head(out, resp, head.framing, &edits, id, close)
+        });
+        if let Err(e) = written {
+            // Parsed the same way by read_response_head: cannot fail here.
+            return cut(0, e);
+        }
+        up.advance(head.len);
+        let mut body = Body::new(head.framing);
+        let bad_framing = "bad chunked framing from the backend";
+        let Ok((first, mut sent)) = body.take(up) else {
+            return cut(0, bad_framing.into());
         };
-        let sent = if first <= COALESCE {
+        let written = if first <= COALESCE {
             out.extend_from_slice(&up[..first]);
             write_out(conn, out).await
         } else {
@@ -901,10 +1008,9 @@ impl Proxy {
                 Err(e) => Err(e),
             }
         };
-        if let Err(e) = sent {
-            return cut(head.status, 0, format!("writing the response: {e}"));
+        if let Err(e) = written {
+            return cut(0, format!("writing the response: {e}"));
         }
-        let mut sent = first;
         let mut extra = up.len() > first;
         up.clear();
         while !body.is_done() {
@@ -913,22 +1019,18 @@ impl Proxy {
             }
             match within(options.read_timeout, stream.read_buf(up)).await {
                 Ok(0) if head.framing == Framing::UntilClose => break,
-                Ok(0) => return cut(head.status, sent, "backend closed mid-body".into()),
+                Ok(0) => return cut(sent, "backend closed mid-body".into()),
                 Ok(_) => {}
-                Err(e) => return cut(head.status, sent, format!("reading the response body: {e}")),
+                Err(e) => return cut(sent, format!("reading the response body: {e}")),
             }
-            let Ok(n) = body.take(up) else {
-                return cut(
-                    head.status,
-                    sent,
-                    "bad chunked framing from the backend".into(),
-                );
+            let Ok((n, payload)) = body.take(up) else {
+                return cut(sent, bad_framing.into());
             };
             extra |= up.len() > n;
             if let Err(e) = write_out(conn, &up[..n]).await {
-                return cut(head.status, sent, format!("writing the response: {e}"));
+                return cut(sent, format!("writing the response: {e}"));
             }
-            sent += n;
+            sent += payload;
             up.clear();
         }
         if head.keepalive && !extra {
@@ -944,18 +1046,16 @@ impl Proxy {
 
     /// Sends the request in `out` to a backend (another after a failed connect, a new
     /// connection after a stale pooled one) and reads the response header into `up`.
-    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
-        req: &Req<'_>,
-        parsed: &httparse::Request<'_, '_>,
-        fields: &[Field; MAX_HEADERS],
+        request: &Request<'_, '_>,
         action: &ProxyAction,
         ctx: &mut Ctx,
         facts: &ConnFacts,
         out: &mut Vec<u8>,
         up: &mut BytesMut,
     ) -> Result<(TcpStream, SocketAddr, ResponseHead), (u16, String)> {
+        let (req, parsed) = (request.req, request.parsed);
         let options = action.upstream.options();
         let head_request = req.method == Method::HEAD;
         let status_of = |kind: io::ErrorKind| {
@@ -977,8 +1077,8 @@ impl Proxy {
                 .pick_backend(action, ctx, req.path, header)
                 .map_err(|e| (502, e.to_string()))?;
             // The request is written once the backend is known (its Host may be its own).
-            upstream_request(out, req, parsed, fields, action, ctx, facts);
-            let mut pooled = pool::take(addr, options.idle_timeout);
+            upstream_request(out, request, action, ctx, facts);
+            let mut pooled = pool::take(addr);
             loop {
                 let reused = pooled.is_some();
                 let mut stream = match pooled.take() {
@@ -994,19 +1094,25 @@ impl Proxy {
                     },
                 };
                 up.clear();
+                let mut received = false;
                 let sent = within(options.write_timeout, stream.write_all(out)).await;
                 let result = match sent {
                     Ok(()) => {
-                        read_response_head(&mut stream, up, options.read_timeout, head_request)
+                        let timeout = options.read_timeout;
+                        read_response_head(&mut stream, up, timeout, head_request, &mut received)
                             .await
                     }
                     Err(e) => Err((e.kind(), format!("writing the request: {e}"))),
                 };
                 match result {
                     Ok(head) => return Ok((stream, addr, head)),
-                    // A pooled connection the backend closed: once more on a new one.
+                    // A pooled connection the backend had closed: an idempotent request goes
+                    // once more on a new one (as pingora-proxy and nginx retry).
                     Err((kind, _))
-                        if reused && up.is_empty() && kind != io::ErrorKind::TimedOut =>
+                        if reused
+                            && !received
+                            && kind != io::ErrorKind::TimedOut
+                            && req.method.is_idempotent() =>
                     {
                         continue;
                     }
@@ -1042,55 +1148,53 @@ impl Body {
     }
 
     /// How many bytes at the start of `buf` belong to the body (the rest would be the
-    /// backend's next message, which it should not have sent).
-    fn take(&mut self, buf: &[u8]) -> Result<usize, ()> {
+    /// backend's next message, which it should not have sent), and how many of those are
+    /// payload (not chunk framing).
+    fn take(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
         match self {
-            Body::Done => Ok(0),
+            Body::Done => Ok((0, 0)),
             Body::Length(left) => {
                 let n = (*left).min(buf.len() as u64);
                 *left -= n;
                 if *left == 0 {
                     *self = Body::Done;
                 }
-                Ok(n as usize)
+                Ok((n as usize, n as usize))
             }
             Body::Chunked(chunks) => {
-                let n = chunks.advance(buf)?;
+                let taken = chunks.advance(buf)?;
                 if *chunks == Chunks::Done {
                     *self = Body::Done;
                 }
-                Ok(n)
+                Ok(taken)
             }
-            Body::UntilClose => Ok(buf.len()),
+            Body::UntilClose => Ok((buf.len(), buf.len())),
         }
     }
 }
 
-/// Whether the loop takes this request: a site and route proxying to a plain-HTTP/1 upstream,
-/// on a connection within the per-IP limit. Lookups only: the policy runs later.
-fn taken(snapshot: &Snapshot, req: &Req<'_>, conn: &ClientConn) -> Option<(usize, usize)> {
+/// Whether the loop takes this located request: its route proxies to a plain-HTTP/1 upstream
+/// and the connection is within the per-IP limit. The upstream it goes to, if so.
+fn takes<'s>(at: &Located<'_, 's>, conn: &ClientConn) -> Option<&'s ProxyAction> {
     if conn.over_limit() {
         return None;
     }
-    let host = lowercase(strip_port(req.host));
-    let site_index = snapshot.router.find(&host)?;
-    let site = snapshot.router.site_at(site_index)?;
-    let route = site.find_route(req.path, &req.method)?;
-    let action = proxy_action(snapshot, (site_index, route))?;
-    (!action.upstream.is_tls()).then_some((site_index, route))
+    match &at.route?.1.action {
+        Action::Proxy(p) if !p.upstream.is_tls() => Some(p),
+        _ => None,
+    }
 }
 
 /// Writes the request for the backend into `out`: the client's header less hop-by-hop and
 /// forwarding fields, the path rewritten, the Host overridden, then menshen's forwarding fields.
 fn upstream_request(
     out: &mut Vec<u8>,
-    req: &Req<'_>,
-    parsed: &httparse::Request<'_, '_>,
-    fields: &[Field; MAX_HEADERS],
+    request: &Request<'_, '_>,
     action: &ProxyAction,
     ctx: &Ctx,
     facts: &ConnFacts,
 ) {
+    let req = request.req;
     out.clear();
     out.extend_from_slice(req.method_str.as_bytes());
     out.push(b' ');
@@ -1099,7 +1203,7 @@ fn upstream_request(
         None => out.extend_from_slice(req.target.as_bytes()),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (h, f) in parsed.headers.iter().zip(fields) {
+    for (h, f) in request.parsed.headers.iter().zip(request.fields) {
         match f {
             Field::Host if action.host_header.is_some() => continue,
             Field::Connection
@@ -1115,7 +1219,7 @@ fn upstream_request(
     }
     push_field(out, b"x-forwarded-host", req.host.as_bytes());
     if let Some(client_ip) = &ctx.client_ip {
-        let list = forwarded_for(req.forwarded_for, facts.peer.ip(), client_ip);
+        let list = forwarded_for(req.forwarded_for, facts.peer.addr.ip(), client_ip);
         push_field(out, b"x-forwarded-for", list.as_bytes());
         push_field(out, b"x-real-ip", client_ip.as_bytes());
     }
@@ -1151,23 +1255,85 @@ mod tests {
     }
 
     #[test]
-    fn chunked_framing_ends_after_the_trailer() {
-        let body = b"5;ext=1\r\nhello\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+    fn chunked_framing_ends_after_the_trailer_however_it_is_split() {
+        let body = b"5;ext=1\r\nhello\r\n006 \r\n world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        let end = body.len() - 4;
         let mut c = Chunks::new();
-        assert_eq!(c.advance(body), Ok(body.len() - 4));
+        assert_eq!(c.advance(body), Ok((end, 11)));
         assert_eq!(c, Chunks::Done);
-        // Byte by byte: the same end.
-        let mut c = Chunks::new();
-        let mut used = 0;
-        for b in body.chunks(1) {
-            used += c.advance(b).expect("valid framing");
-            if c == Chunks::Done {
-                break;
-            }
+        for cut in 1..end {
+            let mut c = Chunks::new();
+            let (a, pa) = c.advance(&body[..cut]).expect("valid framing");
+            assert_eq!(a, cut, "all of a partial body is body");
+            let (b, pb) = c.advance(&body[cut..]).expect("valid framing");
+            assert_eq!((a + b, pa + pb), (end, 11), "split at {cut}");
+            assert_eq!(c, Chunks::Done);
         }
-        assert_eq!(used, body.len() - 4);
-        assert!(Chunks::new().advance(b"zz\r\n").is_err());
-        assert!(Chunks::new().advance(b"\r\n").is_err());
+    }
+
+    #[test]
+    fn chunked_framing_is_strict() {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"5\nhello\r\n",
+            b"1\r2\r\nx\r\n",
+            b"5\r\nhelloX\r\n",
+            b"5\r\nhello\n",
+            b"5;a\x01b\r\n",
+            b"1234567890abcdef0\r\n",
+            b"0\r\nx: 1\n\r\n",
+        ] {
+            let mut c = Chunks::new();
+            assert!(
+                c.advance(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Leading zeros do not count against the length limit.
+        let mut c = Chunks::new();
+        assert!(c.advance(b"00000000000000000005\r\nhello\r\n").is_ok());
+    }
+
+    #[test]
+    fn response_lengths_are_digits_and_agree() {
+        assert_eq!(content_length(b" 42 "), Some(42));
+        assert_eq!(content_length(b"+5"), None);
+        assert_eq!(content_length(b""), None);
+        let head = |raw: &[u8], head_request| {
+            with_response(raw, |r| response_head(r, raw.len(), head_request)).expect("parses")
+        };
+        let both = head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .expect("framed");
+        assert_eq!(both.framing, Framing::Chunked);
+        assert!(
+            !both.keepalive,
+            "a backend sending both lengths is not reused"
+        );
+        assert!(head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            false
+        )
+        .is_none());
+        let head_resp =
+            head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).expect("framed");
+        assert_eq!(head_resp.framing, Framing::None);
+        assert!(head_resp.keepalive);
+        let old = head(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n", false).expect("framed");
+        assert!(!old.keepalive, "HTTP/1.0 without keep-alive closes");
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..100 {
+            many.extend_from_slice(format!("Set-Cookie: c{i}=1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        assert_eq!(
+            head(&many, false).expect("framed").framing,
+            Framing::Length(0)
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ use pingora_proxy::FailToProxy;
 use self::conn::ClientConn;
 use crate::observe::access_log::AccessLog;
 use crate::policy::client::{self, Client};
+use crate::policy::ip::canonical;
 use crate::policy::{Denial, Request};
 use crate::route::router::{strip_port, ProxyAction};
 use crate::route::upstream::{HashKey, MAX_TRIES};
@@ -252,6 +253,39 @@ pub(crate) struct ReqView<'a> {
     tls: bool,
 }
 
+/// The client end of a connection, as every request on it sees it.
+pub(crate) struct Peer {
+    /// The socket peer, or the PROXY protocol address.
+    addr: SocketAddr,
+    /// `addr`'s IP as header text, when formatted once for the connection.
+    ip_text: Option<HeaderValue>,
+    /// The TLS connection's SNI.
+    sni: Option<Arc<str>>,
+}
+
+/// The site and route a request is for: lookups only, no side effect.
+pub(crate) struct Located<'r, 's> {
+    /// Host, lowercase, without port.
+    host: Cow<'r, str>,
+    site: Option<(usize, &'s crate::route::Site)>,
+    route: Option<(usize, &'s crate::route::router::Route)>,
+}
+
+impl<'r, 's> Located<'r, 's> {
+    fn find(req: &ReqView<'r>, snapshot: &'s Snapshot) -> Self {
+        let host = lowercase(strip_port(req.host.unwrap_or("")));
+        let site = snapshot
+            .router
+            .find(&host)
+            .and_then(|i| snapshot.router.site_at(i).map(|s| (i, s)));
+        let route = site.and_then(|(_, s)| {
+            let r = s.find_route(req.path, req.method)?;
+            s.routes.get(r).map(|route| (r, route))
+        });
+        Self { host, site, route }
+    }
+}
+
 impl<'a> ReqView<'a> {
     fn of(req: &'a RequestHeader, tls: bool) -> Self {
         Self {
@@ -276,45 +310,47 @@ impl Proxy {
         &self,
         ctx: &mut Ctx,
         policy: &crate::policy::Policy,
-        peer: SocketAddr,
+        peer: &Peer,
         forwarded_for: Option<&[u8]>,
         request_id: Option<&[u8]>,
-        sni: Option<Arc<str>>,
     ) {
-        let client = client::resolve(peer, forwarded_for, &policy.trusted_proxies);
+        let client = client::resolve(peer.addr, forwarded_for, &policy.trusted_proxies);
         ctx.client = Some(client);
-        ctx.client_ip = HeaderValue::from_str(&client.ip.to_string()).ok();
+        ctx.client_ip = match &peer.ip_text {
+            Some(text) if client.ip == canonical(peer.addr.ip()) => Some(text.clone()),
+            _ => HeaderValue::from_str(&client.ip.to_string()).ok(),
+        };
         let trusted_id = request_id
             .filter(|id| client.via_trusted_proxy && !id.is_empty())
             .and_then(|id| HeaderValue::from_bytes(id).ok());
         ctx.request_id = trusted_id.unwrap_or_else(|| self.request_ids.next());
-        ctx.sni = sni;
+        ctx.sni = peer.sni.clone();
     }
 
-    /// Finds the site and route, then runs the policy chain; `Some` if the request is refused.
-    fn decide(&self, req: &ReqView<'_>, ctx: &mut Ctx, snapshot: &Snapshot) -> Option<Denial> {
-        let host = lowercase(strip_port(req.host.unwrap_or("")));
-        let site = snapshot.router.find(&host);
-        let site_ref = site.and_then(|i| snapshot.router.site_at(i).map(|s| (i, s)));
-        let route = site_ref.and_then(|(i, s)| {
-            let r = s.find_route(req.path, req.method)?;
-            ctx.route = Some((i, r));
-            s.routes.get(r)
-        });
-        ctx.site = site;
+    /// Runs the policy chain on a located request (noting its site and route in `ctx`);
+    /// `Some` if the request is refused.
+    fn decide(
+        &self,
+        req: &ReqView<'_>,
+        at: &Located<'_, '_>,
+        ctx: &mut Ctx,
+        snapshot: &Snapshot,
+    ) -> Option<Denial> {
+        ctx.site = at.site.map(|(i, _)| i);
+        ctx.route = at.site.zip(at.route).map(|((s, _), (r, _))| (s, r));
         let client = ctx.client?;
         let facts = Request {
             client: client.ip,
             tls: req.tls,
             sni: ctx.sni.as_deref(),
-            host: &host,
+            host: &at.host,
             method: req.method,
             path_and_query: req.path_and_query,
             path: req.path,
             header_bytes: req.header_bytes,
             content_length: req.content_length,
-            site: site_ref,
-            route,
+            site: at.site,
+            route: at.route.map(|(_, r)| r),
             certs: &snapshot.certs,
             now: ctx.start,
         };
@@ -463,18 +499,21 @@ impl ProxyHttp for Proxy {
         let snapshot = self.state.load_full();
         let policy = &snapshot.policy;
         let req = session.req_header();
-        let sni = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|t| t.extension.get::<ConnInfo>())
-            .and_then(|info| info.sni.clone());
+        let peer = Peer {
+            addr: peer_addr(session),
+            ip_text: None,
+            sni: session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|t| t.extension.get::<ConnInfo>())
+                .and_then(|info| info.sni.clone()),
+        };
         self.identify(
             ctx,
             policy,
-            peer_addr(session),
+            &peer,
             req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
             req.headers.get("x-request-id").map(|v| v.as_bytes()),
-            sni,
         );
         // Whether the connection stays open is the client's call, made when pingora read the
         // request (HTTP/1.0 closes unless it asked for keep-alive); the idle timeout is ours.
@@ -489,7 +528,8 @@ impl ProxyHttp for Proxy {
             Some(over_connection_limit())
         } else {
             let req = ReqView::of(session.req_header(), is_tls(session));
-            self.decide(&req, ctx, &snapshot)
+            let at = Located::find(&req, &snapshot);
+            self.decide(&req, &at, ctx, &snapshot)
         };
         if let Some(denial) = denial {
             ctx.decision = Some(denial.rule.clone());

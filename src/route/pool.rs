@@ -7,68 +7,110 @@
 //!
 //! An idle connection the backend closed is noticed when it is taken: it is readable (end of
 //! stream, or bytes it should not have sent). The reactor may not have seen the close yet, so
-//! the loop also retries a request whose reused connection fails before any response byte.
+//! the loop also retries an idempotent request whose reused connection fails before any
+//! response byte. Every few seconds a release also sweeps the whole pool, so connections to
+//! backends no longer used (a reload, a DNS change) are closed once their idle time is up or
+//! their backend closes them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 
 /// Idle connections kept per backend and worker thread; the oldest goes first.
 const MAX_IDLE_PER_BACKEND: usize = 128;
+/// Idle connections kept per worker thread, all backends together.
+const MAX_IDLE: usize = 1024;
+/// How often a release sweeps the whole pool.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 struct Idle {
     stream: TcpStream,
-    since: Instant,
+    /// When it is too old to use (never, without an idle timeout).
+    expires: Option<Instant>,
+}
+
+impl Idle {
+    fn usable(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| now < at) && still_open(&self.stream)
+    }
+}
+
+struct Pool {
+    // Keys are configured backend addresses (nothing a client chooses): a fast hash is safe.
+    idle: FxHashMap<SocketAddr, Vec<Idle>>,
+    count: usize,
+    next_sweep: Instant,
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static POOL: RefCell<Pool> = RefCell::new(Pool {
+        idle: FxHashMap::default(),
+        count: 0,
+        next_sweep: Instant::now() + SWEEP_EVERY,
+    });
 }
 
-/// The newest idle connection to `addr` that is still open and has been idle for less than
-/// `max_idle` (no limit when `None`).
-pub fn take(addr: SocketAddr, max_idle: Option<Duration>) -> Option<TcpStream> {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+/// The newest idle connection to `addr` that is still open and within its idle time.
+pub fn take(addr: SocketAddr) -> Option<TcpStream> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let list = pool.idle.get_mut(&addr)?;
         let now = Instant::now();
+        let mut taken = 0;
+        let mut found = None;
         while let Some(conn) = list.pop() {
-            if max_idle.is_some_and(|max| now.duration_since(conn.since) >= max) {
-                // The rest were released earlier still.
-                list.clear();
-                return None;
-            }
-            if still_open(&conn.stream) {
-                return Some(conn.stream);
+            taken += 1;
+            if conn.usable(now) {
+                found = Some(conn.stream);
+                break;
             }
         }
-        None
+        pool.count -= taken;
+        found
     })
 }
 
-/// Keeps `stream`, whose last response was read to its end, for the next request to `addr`.
+/// Keeps `stream`, whose last response was read to its end, for the next request to `addr`,
+/// for at most `max_idle` (no limit when `None`).
 pub fn put(addr: SocketAddr, stream: TcpStream, max_idle: Option<Duration>) {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
         let now = Instant::now();
-        if let Some(max) = max_idle {
-            let expired = list
-                .iter()
-                .take_while(|c| now.duration_since(c.since) >= max)
-                .count();
-            list.drain(..expired);
+        if now >= pool.next_sweep {
+            pool.sweep(now);
         }
-        if list.len() >= MAX_IDLE_PER_BACKEND {
+        let full = pool.count >= MAX_IDLE;
+        let list = pool.idle.entry(addr).or_default();
+        if list.len() >= MAX_IDLE_PER_BACKEND || (full && !list.is_empty()) {
             list.remove(0);
+        } else if full {
+            // Full of other backends' connections: this one is closed.
+            return;
+        } else {
+            pool.count += 1;
         }
-        list.push(Idle { stream, since: now });
+        let expires = max_idle.map(|d| now + d);
+        if let Some(list) = pool.idle.get_mut(&addr) {
+            list.push(Idle { stream, expires });
+        }
     });
+}
+
+impl Pool {
+    /// Closes every connection past its idle time or closed by its backend.
+    fn sweep(&mut self, now: Instant) {
+        self.idle.retain(|_, list| {
+            list.retain(|c| c.usable(now));
+            !list.is_empty()
+        });
+        self.count = self.idle.values().map(Vec::len).sum();
+        self.next_sweep = now + SWEEP_EVERY;
+    }
 }
 
 /// Whether an idle connection can carry a request: nothing to read on it. Asks the reactor
@@ -105,33 +147,68 @@ mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_connection_closed_by_the_backend_is_not_reused() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
         let addr = listener.local_addr().expect("addr");
         let client = connect(addr, Some(Duration::from_secs(2)))
             .await
             .expect("connect");
-        let (mut server, _) = listener.accept().await.expect("accept");
+        let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
+    fn count() -> usize {
+        POOL.with(|p| p.borrow().count)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_closed_by_the_backend_is_not_reused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, mut server) = pair(&listener).await;
         put(addr, client, None);
-        let client = take(addr, None).expect("an open idle connection is reused");
+        let client = take(addr).expect("an open idle connection is reused");
         put(addr, client, None);
         server.shutdown().await.expect("close");
         drop(server);
         // Give the close time to arrive.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(take(addr, None).is_none(), "a closed connection is dropped");
+        assert!(take(addr).is_none(), "a closed connection is dropped");
+        assert_eq!(count(), 0);
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn connections_idle_too_long_are_dropped() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let client = connect(addr, None).await.expect("connect");
-        let _server = listener.accept().await.expect("accept");
-        put(addr, client, None);
+        let (client, _server) = pair(&listener).await;
+        put(addr, client, Some(Duration::from_millis(10)));
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(take(addr, Some(Duration::from_millis(10))).is_none());
-        assert!(take(addr, None).is_none(), "the expired connection is gone");
+        assert!(take(addr).is_none());
+        assert_eq!(count(), 0, "the expired connection is gone");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sweep_closes_what_no_request_takes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, _server) = pair(&listener).await;
+        put(addr, client, Some(Duration::from_millis(10)));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        POOL.with(|p| p.borrow_mut().sweep(Instant::now()));
+        assert_eq!(count(), 0);
+        assert!(POOL.with(|p| p.borrow().idle.is_empty()));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn at_most_the_per_backend_limit_is_kept() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut servers = Vec::new();
+        for _ in 0..MAX_IDLE_PER_BACKEND + 3 {
+            let (client, server) = pair(&listener).await;
+            servers.push(server);
+            put(addr, client, None);
+        }
+        assert_eq!(count(), MAX_IDLE_PER_BACKEND);
     }
 }
