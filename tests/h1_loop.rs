@@ -554,3 +554,132 @@ async fn a_request_that_arrives_with_the_previous_one_is_on_the_header_clock() {
         "closed by header_read_timeout_ms, not left to the keep-alive timeout"
     );
 }
+
+/// The header names of a request or response head, lowercase, without those that differ by
+/// nature between two requests (length, date, ids).
+fn field_names(head: &str) -> Vec<String> {
+    let mut names: Vec<String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, _)| n.trim().to_ascii_lowercase())
+        })
+        // Lengths and dates differ by nature; pingora-proxy says `Connection: keep-alive`
+        // where the loop relies on HTTP/1.1's default.
+        .filter(|n| {
+            !matches!(
+                n.as_str(),
+                "content-length" | "date" | "transfer-encoding" | "connection"
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn field_value(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_and_pingora_proxy_send_and_answer_alike() {
+    let backend = Backend::start().await;
+    let (env, _running) = start(&backend).await;
+    let extra = "X-Custom: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Forwarded-For: 198.51.100.7\r\nX-Real-IP: 198.51.100.7\r\nX-Forwarded-Proto: gopher\r\nUser-Agent: parity\r\n";
+    // Served by the loop: no body.
+    let mut client = Client::connect(env.http).await;
+    client.send(&get("/parity", extra)).await;
+    let looped = client.response(false).await;
+    let looped_request = backend.last_request();
+    // Served by pingora-proxy: the same with a body.
+    let mut client = Client::connect(env.http).await;
+    client
+        .send(&format!(
+            "POST /parity HTTP/1.1\r\nHost: example.cn\r\n{extra}Content-Length: 2\r\n\r\nhi"
+        ))
+        .await;
+    let proxied = client.response(false).await;
+    let proxied_request = backend.last_request();
+
+    assert_eq!(looped.status, 200);
+    assert_eq!(proxied.status, 200);
+    assert_eq!(
+        field_names(&looped_request),
+        field_names(&proxied_request),
+        "request fields the backend sees\nloop:\n{looped_request}\npingora:\n{proxied_request}"
+    );
+    for name in [
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "x-custom",
+        "user-agent",
+    ] {
+        assert_eq!(
+            field_value(&looped_request, name),
+            field_value(&proxied_request, name),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        field_names(&looped.head),
+        field_names(&proxied.head),
+        "response fields the client sees\nloop:\n{}\npingora:\n{}",
+        looped.head,
+        proxied.head
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_in_the_loop_keeps_the_connection() {
+    let backend = Backend::start().await;
+    let (env, _running) = start_with(
+        &backend,
+        "[[policy.takedowns]]\nid = \"case-1\"\nhost = \"example.cn\"\nprefix = \"/removed/\"\n",
+    )
+    .await;
+    let mut client = Client::connect(env.http).await;
+    client.send(&get("/removed/page", "")).await;
+    let denied = client.response(false).await;
+    assert_eq!(denied.status, 451, "{}", denied.head);
+    assert!(denied.header("x-request-id").is_some());
+    assert!(!denied.body.is_empty());
+    client
+        .send("HEAD /removed/page HTTP/1.1\r\nHost: example.cn\r\n\r\n")
+        .await;
+    let head = client.response(true).await;
+    assert_eq!(head.status, 451);
+    client.send(&get("/kept", "")).await;
+    let after = client.response(false).await;
+    assert_eq!(
+        after.body, b"GET /kept body=0",
+        "HEAD's denial sent no body"
+    );
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_keepalive_connections() {
+    let backend = Backend::start().await;
+    let (env, mut running) = start_with(&backend, "[server]\ngrace_period_seconds = 1\n").await;
+    let mut client = Client::connect(env.http).await;
+    client.send(&get("/", "")).await;
+    assert_eq!(client.response(false).await.status, 200);
+    std::process::Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(
+        client.closed_within(Duration::from_secs(8)).await,
+        "the idle connection is closed once shutdown starts"
+    );
+    assert_eq!(running.wait_exit(Duration::from_secs(15)), Some(0));
+}

@@ -684,6 +684,11 @@ impl ProxyHttp for Proxy {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Hop-by-hop fields of the backend's connection, which pingora-proxy passes on (the
+        // HTTP/1 loop drops them too): the client's keep-alive is menshen's.
+        for name in ["keep-alive", "proxy-authenticate"] {
+            response.remove_header(name);
+        }
         let edits = ResponseEdits::of(ctx, is_tls(session));
         for name in edits.remove {
             response.remove_header(name);
