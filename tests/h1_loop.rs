@@ -27,6 +27,9 @@ impl Drop for Backend {
     }
 }
 
+/// Body bytes of `/big`: more than loopback socket buffers hold.
+const BIG: usize = 64 << 20;
+
 /// The backend's answer to `path`, and whether it then closes the connection (silently, after
 /// a moment, as a backend whose keep-alive timeout runs out).
 fn answer(method: &str, path: &str, body_len: usize) -> (Vec<u8>, bool) {
@@ -40,6 +43,11 @@ fn answer(method: &str, path: &str, body_len: usize) -> (Vec<u8>, bool) {
             fixed("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends at close"),
             true,
         ),
+        "/big" => {
+            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes();
+            r.resize(r.len() + BIG, b'x');
+            (r, false)
+        }
         "/many-headers" => {
             let mut r = String::from("HTTP/1.1 200 OK\r\n");
             for i in 0..70 {
@@ -682,4 +690,45 @@ async fn shutdown_closes_idle_keepalive_connections() {
         "the idle connection is closed once shutdown starts"
     );
     assert_eq!(running.wait_exit(Duration::from_secs(15)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_after_the_send_timeout() {
+    let backend = Backend::start().await;
+    let (env, _running) = start_with(&backend, "[policy]\nsend_timeout_ms = 300\n").await;
+    let requests = [
+        // The loop's.
+        get("/big", ""),
+        // pingora-proxy's (a body).
+        "POST /big HTTP/1.1\r\nHost: example.cn\r\nContent-Length: 1\r\n\r\nx".to_owned(),
+    ];
+    for request in requests {
+        let mut tcp = TcpStream::connect(("127.0.0.1", env.http))
+            .await
+            .expect("connect");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        // Read nothing while the send timeout runs out several times over.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut got = 0usize;
+        let mut chunk = vec![0u8; 1 << 16];
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match tcp.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "{}: the connection ends",
+            request.lines().next().unwrap_or("")
+        );
+        assert!(
+            got < BIG,
+            "{}: cut before the whole body ({got} bytes)",
+            request.lines().next().unwrap_or("")
+        );
+    }
 }

@@ -10,6 +10,8 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 /// Default of `policy.body_read_timeout_ms`.
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// Default of `policy.send_timeout_ms`.
+pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
 /// Default of `policy.header_read_timeout_ms`.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// Default of `policy.keepalive_timeout_seconds`.
@@ -47,6 +49,9 @@ pub struct PolicySection {
     pub allowed_methods: Vec<String>,
     /// Timeout of each read of a request body.
     pub body_read_timeout_ms: u64,
+    /// Timeout of each write to a client: one that stops reading its response is cut (nginx's
+    /// `send_timeout`).
+    pub send_timeout_ms: u64,
     /// Time a request header has to arrive in full: from the connection's start for its first
     /// request, from the first byte for later ones (the idle wait is `keepalive_timeout_seconds`).
     pub header_read_timeout_ms: u64,
@@ -83,6 +88,7 @@ impl Default for PolicySection {
                 .map(String::from)
                 .to_vec(),
             body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
+            send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             keepalive_timeout_seconds: DEFAULT_KEEPALIVE_TIMEOUT_SECONDS,
             min_tls_version: "1.2".into(),

@@ -132,6 +132,8 @@ pub struct Policy {
     pub sites: Vec<SitePolicy>,
     /// Timeout of each body read.
     pub body_read_timeout: std::time::Duration,
+    /// Timeout of each write to a client.
+    pub send_timeout: std::time::Duration,
     /// Timeout of each header read after the first request of a connection.
     pub header_read_timeout: std::time::Duration,
     /// Keep-alive idle timeout, seconds.

@@ -435,6 +435,7 @@ pub(crate) fn compile(
     for (key, ms) in [
         ("policy.header_read_timeout_ms", p.header_read_timeout_ms),
         ("policy.body_read_timeout_ms", p.body_read_timeout_ms),
+        ("policy.send_timeout_ms", p.send_timeout_ms),
     ] {
         if ms == 0 {
             errors.invalid(key, "must be at least 1 (milliseconds)");
@@ -501,6 +502,7 @@ pub(crate) fn compile(
         connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
         sites,
         body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
+        send_timeout: std::time::Duration::from_millis(p.send_timeout_ms),
         header_read_timeout: std::time::Duration::from_millis(p.header_read_timeout_ms),
         keepalive_timeout_seconds: p.keepalive_timeout_seconds,
         rate_table: table,

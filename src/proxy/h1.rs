@@ -915,6 +915,7 @@ impl Proxy {
         close: bool,
         head_request: bool,
     ) -> Outcome {
+        let send = send_timeout(ctx);
         out.clear();
         let extra = denial
             .header
@@ -929,7 +930,7 @@ impl Proxy {
             close,
             head_request,
         );
-        let sent = write_out(conn, out).await;
+        let sent = write_out(conn, out, send).await;
         Outcome {
             status: denial.status,
             bytes_out: if head_request { 0 } else { denial.body.len() },
@@ -949,6 +950,7 @@ impl Proxy {
         ctx: &mut Ctx,
         bufs: &mut Buffers,
     ) -> Outcome {
+        let send = send_timeout(ctx);
         let req = request.req;
         let head_request = req.method == Method::HEAD;
         let options = action.upstream.options();
@@ -965,7 +967,7 @@ impl Proxy {
                     out.clear();
                     let id = ctx.request_id.as_bytes();
                     own_response(out, status, None, body.as_bytes(), id, true, head_request);
-                    let _ = write_out(conn, out).await;
+                    let _ = write_out(conn, out, send).await;
                     return Outcome {
                         status,
                         bytes_out: if head_request { 0 } else { body.len() },
@@ -1001,10 +1003,10 @@ impl Proxy {
         };
         let written = if first <= COALESCE {
             out.extend_from_slice(&up[..first]);
-            write_out(conn, out).await
+            write_out(conn, out, send).await
         } else {
-            match conn.write_all(out).await {
-                Ok(()) => write_out(conn, &up[..first]).await,
+            match within(send, conn.write_all(out)).await {
+                Ok(()) => write_out(conn, &up[..first], send).await,
                 Err(e) => Err(e),
             }
         };
@@ -1027,7 +1029,7 @@ impl Proxy {
                 return cut(sent, bad_framing.into());
             };
             extra |= up.len() > n;
-            if let Err(e) = write_out(conn, &up[..n]).await {
+            if let Err(e) = write_out(conn, &up[..n], send).await {
                 return cut(sent, format!("writing the response: {e}"));
             }
             sent += payload;
@@ -1233,10 +1235,15 @@ fn upstream_request(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes `out` to the client and flushes it.
-async fn write_out(conn: &mut ClientConn, out: &[u8]) -> io::Result<()> {
-    conn.write_all(out).await?;
-    conn.flush().await
+/// The request's `send_timeout_ms`.
+fn send_timeout(ctx: &Ctx) -> Option<Duration> {
+    ctx.snapshot.as_ref().map(|s| s.policy.send_timeout)
+}
+
+/// Writes `out` to the client and flushes it, each write within `limit` (`send_timeout_ms`).
+async fn write_out(conn: &mut ClientConn, out: &[u8], limit: Option<Duration>) -> io::Result<()> {
+    within(limit, conn.write_all(out)).await?;
+    within(limit, conn.flush()).await
 }
 
 #[cfg(test)]

@@ -521,6 +521,7 @@ impl ProxyHttp for Proxy {
             session.set_keepalive(Some(policy.keepalive_timeout_seconds));
         }
         session.set_read_timeout(Some(policy.body_read_timeout));
+        session.set_write_timeout(Some(policy.send_timeout));
 
         let denial = if over_limit {
             // This connection is not counted: close it after the answer.
