@@ -8,8 +8,9 @@
 //! retries, no idle-connection expiry. `PROBE_POOL=pingora` takes upstream connections from
 //! pingora-core's pooled connector (what pingora-proxy uses) instead of a plain stack.
 //!
-//! What it showed (README, Performance): this loop costs about nginx's CPU per request, and
-//! pingora's pool adds about 2 µs of the 8-10 µs that separate it from menshen.
+//! What it showed (README, Performance): this loop cost about nginx's CPU per request, and
+//! pingora's pool about 2 µs of the 8-10 µs that then separated it from menshen on
+//! pingora-proxy; menshen's own loop (`src/proxy/h1.rs`) came of it. Kept as a measuring stick.
 //!
 //! ```sh
 //! cargo build --release --example h1_loop_probe
