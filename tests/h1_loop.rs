@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::pki::LeafSpec;
+use support::http::tls_client;
+use support::pki::{Ca, LeafSpec};
 use support::{eventually, Env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -60,6 +61,17 @@ fn answer(method: &str, path: &str, body_len: usize) -> (Vec<u8>, bool) {
             fixed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
             false,
         ),
+        "/parity" => {
+            let body = format!("{method} {path} body={body_len}");
+            (
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: x-checksum\r\nX-Kept: 1\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+                false,
+            )
+        }
         "/early-hints" => (
             fixed("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
             false,
@@ -303,6 +315,13 @@ async fn start(backend: &Backend) -> (Env, support::Running) {
 }
 
 async fn start_with(backend: &Backend, policy: &str) -> (Env, support::Running) {
+    let (env, running, _root) = launch(backend, policy).await;
+    (env, running)
+}
+
+/// The proxy in front of `backend` with `policy` (TOML) added, and the root its certificate
+/// chains to.
+async fn launch(backend: &Backend, policy: &str) -> (Env, support::Running, Ca) {
     let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
     env.write_config(
@@ -315,7 +334,7 @@ async fn start_with(backend: &Backend, policy: &str) -> (Env, support::Running) 
         ),
     );
     let running = env.start();
-    (env, running)
+    (env, running, root)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,12 +389,11 @@ async fn chunked_interim_and_head_responses_keep_the_connection() {
     assert_eq!(chunked.body, b"hello world");
 
     client.send(&get("/early-hints", "")).await;
+    let hints = client.response(true).await;
+    assert_eq!(hints.status, 103, "the 103 is passed on: {}", hints.head);
+    assert_eq!(hints.header("link"), Some("</a.css>; rel=preload"));
     let hinted = client.response(false).await;
-    assert_eq!(
-        hinted.status, 200,
-        "the 103 is not passed on: {}",
-        hinted.head
-    );
+    assert_eq!(hinted.status, 200, "{}", hinted.head);
     assert_eq!(hinted.body, b"ok");
 
     client
@@ -637,6 +655,11 @@ async fn the_loop_and_pingora_proxy_send_and_answer_alike() {
             "{name}"
         );
     }
+    for gone in ["x-secret", "keep-alive", "proxy-connection", "te"] {
+        assert_eq!(looped.header(gone), None, "loop passed {gone}");
+        assert_eq!(proxied.header(gone), None, "pingora-proxy passed {gone}");
+    }
+    assert_eq!(looped.header("x-kept"), Some("1"));
     assert_eq!(
         field_names(&looped.head),
         field_names(&proxied.head),
@@ -685,11 +708,12 @@ async fn shutdown_closes_idle_keepalive_connections() {
         .args(["-TERM", &running.child.id().to_string()])
         .status()
         .expect("kill");
+    // Well before the grace period ends and the runtime goes.
     assert!(
-        client.closed_within(Duration::from_secs(8)).await,
+        client.closed_within(Duration::from_millis(1500)).await,
         "the idle connection is closed once shutdown starts"
     );
-    assert_eq!(running.wait_exit(Duration::from_secs(15)), Some(0));
+    assert_eq!(running.wait_exit(Duration::from_secs(20)), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -731,4 +755,41 @@ async fn a_client_that_stops_reading_is_cut_after_the_send_timeout() {
             request.lines().next().unwrap_or("")
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_never_reads_gives_its_connection_back() {
+    let backend = Backend::start().await;
+    let (env, _running, root) = launch(
+        &backend,
+        "[policy]\nsend_timeout_ms = 300\nmax_connections_per_ip = 1\n",
+    )
+    .await;
+    let client = tls_client(&[&root.pem]);
+    let tcp = TcpStream::connect(("127.0.0.1", env.https))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("example.cn").expect("name");
+    let mut stalled = client.connect(name, tcp).await.expect("handshake");
+    stalled
+        .write_all(get("/big", "").as_bytes())
+        .await
+        .expect("request");
+    // Never read: the proxy's writes stall, the send timeout cuts them, and the close (which
+    // would send rustls' pending records first) must not wait for this reader either.
+    let freed = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            let resp = support::http::get_tls(&client, env.https, "example.cn", "example.cn", "/")
+                .await
+                .ok()?;
+            (resp.status == 200).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        freed.is_some(),
+        "the client's only connection slot came back"
+    );
+    drop(stalled);
 }

@@ -107,8 +107,8 @@ enum Field {
     Expect,
     Upgrade,
     Connection,
-    /// Keep-Alive, Proxy-Connection, TE, Trailer, Proxy-Authorization, Proxy-Authenticate,
-    /// HTTP2-Settings: hop-by-hop, not forwarded (as pingora-proxy strips them).
+    /// Keep-Alive, Proxy-Connection, TE, Proxy-Authorization, Proxy-Authenticate,
+    /// HTTP2-Settings: hop-by-hop, not forwarded.
     HopByHop,
     XForwardedFor,
     /// X-Forwarded-Host, X-Forwarded-Proto, X-Real-IP: replaced by menshen's.
@@ -125,7 +125,6 @@ fn field(name: &str) -> Field {
         4 if is("host") => Field::Host,
         6 if is("expect") => Field::Expect,
         7 if is("upgrade") => Field::Upgrade,
-        7 if is("trailer") => Field::HopByHop,
         9 if is("x-real-ip") => Field::Replaced,
         10 if is("connection") => Field::Connection,
         10 if is("keep-alive") => Field::HopByHop,
@@ -457,9 +456,14 @@ fn with_response<T>(
     head: &[u8],
     f: impl FnOnce(&httparse::Response<'_, '_>) -> T,
 ) -> Result<T, String> {
+    // As lenient as pingora-core's parser: a space before a field's colon, folded lines.
+    let mut config = httparse::ParserConfig::default();
+    config
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(head) {
+    match config.parse_response(&mut resp, head) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => return Ok(f(&resp)),
         Err(httparse::Error::TooManyHeaders) => {}
         Ok(_) => return Err("bad response header".into()),
@@ -467,14 +471,14 @@ fn with_response<T>(
     }
     let mut headers = vec![httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(head) {
+    match config.parse_response(&mut resp, head) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => Ok(f(&resp)),
         Ok(_) => Err("bad response header".into()),
         Err(e) => Err(format!("bad response header: {e}")),
     }
 }
 
-/// Reads one response header (skipping interim 1xx ones) into `up`. `received` is set once
+/// Reads one response header (an interim 1xx one included) into `up`. `received` is set once
 /// any byte of a response arrived.
 async fn read_response_head(
     stream: &mut TcpStream,
@@ -485,23 +489,15 @@ async fn read_response_head(
 ) -> Result<ResponseHead, (io::ErrorKind, String)> {
     let bad = |e: String| (io::ErrorKind::InvalidData, e);
     let mut scanned = 0;
-    let mut interim = 0;
     loop {
         if let Some(end) = head_end(up, scanned) {
             let head = with_response(&up[..end], |resp| response_head(resp, end, head_request))
                 .map_err(bad)?;
-            let head = head.ok_or_else(|| bad("conflicting Content-Length".into()))?;
-            match head.status {
-                101 => return Err(bad("101 to a request without Upgrade".into())),
-                100..=199 if interim < MAX_INTERIM => {
-                    interim += 1;
-                    up.advance(end);
-                    scanned = 0;
-                    continue;
-                }
-                100..=199 => return Err(bad("too many interim responses".into())),
-                _ => return Ok(head),
+            let head = head.ok_or_else(|| bad("bad status or Content-Length".into()))?;
+            if head.status == 101 {
+                return Err(bad("101 to a request without Upgrade".into()));
             }
+            return Ok(head);
         }
         scanned = up.len().saturating_sub(2);
         if up.len() >= MAX_RESPONSE_HEAD {
@@ -521,23 +517,31 @@ async fn read_response_head(
     }
 }
 
-/// A Content-Length value: digits only.
+/// A Content-Length value: digits only, or a list of the same digits (RFC 9110 8.6).
 fn content_length(value: &[u8]) -> Option<u64> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
+    let mut length = None;
+    for item in value.split(|&b| b == b',') {
+        let digits = item.trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        if length.is_some_and(|l| l != n) {
+            return None;
+        }
+        length = Some(n);
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    length
 }
 
-/// The framing and keep-alive of a parsed response; `None` on a bad or conflicting
-/// Content-Length.
+/// The framing and keep-alive of a parsed response; `None` on a status outside 100-599 or a bad
+/// or conflicting Content-Length.
 fn response_head(
     resp: &httparse::Response<'_, '_>,
     len: usize,
     head_request: bool,
 ) -> Option<ResponseHead> {
-    let status = resp.code.unwrap_or(0);
+    let status = resp.code.filter(|s| (100..600).contains(s))?;
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut close = resp.version != Some(1);
@@ -599,24 +603,16 @@ fn client_response_head(
     request_id: &[u8],
     close: bool,
 ) {
-    let status = resp.code.unwrap_or(502);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa3(status).as_slice());
-    out.push(b' ');
-    let reason = resp
-        .reason
-        .filter(|r| !r.is_empty())
-        .or_else(|| http::StatusCode::from_u16(status).ok()?.canonical_reason())
-        .unwrap_or("");
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    status_line(out, resp);
+    let hop = HopByHop::of(resp);
     let mut has_date = false;
     for h in resp.headers.iter() {
         match field(h.name) {
-            Field::Connection | Field::HopByHop | Field::Upgrade | Field::XRequestId => continue,
+            Field::XRequestId => continue,
             Field::ContentLength if matches!(framing, Framing::Chunked | Framing::UntilClose) => {
                 continue
             }
+            f if hop.drops(f, h.name) => continue,
             _ => {}
         }
         has_date |= h.name.eq_ignore_ascii_case("date");
@@ -666,10 +662,85 @@ fn push_date(out: &mut Vec<u8>) {
     });
 }
 
+/// Writes the status line of `resp` (HTTP/1.1, the backend's reason or the standard one).
+fn status_line(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>) {
+    let status = resp.code.unwrap_or(502);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&itoa3(status));
+    out.push(b' ');
+    let reason = resp
+        .reason
+        .filter(|r| !r.is_empty())
+        .or_else(|| http::StatusCode::from_u16(status).ok()?.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The fields of a backend's response that belong to its connection, not the client's: the
+/// hop-by-hop ones and those its `Connection` header names.
+struct HopByHop<'r> {
+    connection: [&'r [u8]; 4],
+    count: usize,
+}
+
+impl<'r> HopByHop<'r> {
+    fn of(resp: &httparse::Response<'_, 'r>) -> Self {
+        let mut hop = HopByHop {
+            connection: [&[]; 4],
+            count: 0,
+        };
+        for h in resp.headers.iter() {
+            if h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection") {
+                if let Some(slot) = hop.connection.get_mut(hop.count) {
+                    *slot = h.value;
+                    hop.count += 1;
+                }
+            }
+        }
+        hop
+    }
+
+    fn drops(&self, f: Field, name: &str) -> bool {
+        match f {
+            Field::Connection | Field::HopByHop | Field::Upgrade => true,
+            // The body's framing stays, whatever the Connection header says.
+            Field::ContentLength | Field::TransferEncoding => false,
+            _ => self.connection[..self.count].iter().any(|value| {
+                value
+                    .split(|&b| b == b',')
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+            }),
+        }
+    }
+}
+
+/// Writes an interim response for the client: the backend's, less its connection's fields.
+fn interim_head(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>) {
+    status_line(out, resp);
+    let hop = HopByHop::of(resp);
+    for h in resp.headers.iter() {
+        if !hop.drops(field(h.name), h.name) {
+            push_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes one header field; a value folded over lines (obs-fold, which the response parser
+/// accepts as pingora-core's does) goes out on one line, its line breaks as spaces.
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
+    if value.iter().any(|&b| b == b'\r' || b == b'\n') {
+        out.extend(
+            value
+                .iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    } else {
+        out.extend_from_slice(value);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -793,7 +864,10 @@ impl Proxy {
             };
             input.advance(end);
             if !keep || *shutdown.borrow() {
-                let _ = conn.shutdown().await;
+                // A TLS close sends what rustls still holds first: a client that stopped
+                // reading gets no longer than a write's time limit.
+                let limit = self.state.load().policy.send_timeout;
+                let _ = tokio::time::timeout(limit, conn.shutdown()).await;
                 return Served::Closed;
             }
             conn.request_done();
@@ -955,27 +1029,67 @@ impl Proxy {
         let head_request = req.method == Method::HEAD;
         let options = action.upstream.options();
         let Buffers { out, up, .. } = bufs;
-        let (mut stream, addr, head) =
+        let id = ctx.request_id.clone();
+        let (mut stream, addr, mut head) =
             match self.exchange(request, action, ctx, facts, out, up).await {
                 Ok(ok) => ok,
                 Err((status, error)) => {
-                    let reason = http::StatusCode::from_u16(status)
-                        .ok()
-                        .and_then(|s| s.canonical_reason())
-                        .unwrap_or("Error");
-                    let body = format!("{status} {reason}\n");
-                    out.clear();
-                    let id = ctx.request_id.as_bytes();
-                    own_response(out, status, None, body.as_bytes(), id, true, head_request);
-                    let _ = write_out(conn, out, send).await;
+                    let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
                     return Outcome {
                         status,
-                        bytes_out: if head_request { 0 } else { body.len() },
+                        bytes_out: sent.await,
                         keep: false,
                         error: Some(error),
                     };
                 }
             };
+        // Interim responses (103 Early Hints, ...) go to the client as they come, as
+        // pingora-proxy passes them.
+        let mut interim = 0;
+        let mut received = true;
+        while head.status < 200 {
+            interim += 1;
+            let forwarded = if interim > MAX_INTERIM {
+                Err("too many interim responses".to_owned())
+            } else {
+                out.clear();
+                with_response(&up[..head.len], |resp| interim_head(out, resp))
+            };
+            if let Err(error) = forwarded {
+                let sent = error_response(conn, out, 502, id.as_bytes(), head_request, send);
+                return Outcome {
+                    status: 502,
+                    bytes_out: sent.await,
+                    keep: false,
+                    error: Some(error),
+                };
+            }
+            if let Err(e) = write_out(conn, out, send).await {
+                return Outcome {
+                    status: head.status,
+                    bytes_out: 0,
+                    keep: false,
+                    error: Some(format!("writing an interim response: {e}")),
+                };
+            }
+            up.advance(head.len);
+            let timeout = options.read_timeout;
+            head = match read_response_head(&mut stream, up, timeout, head_request, &mut received)
+                .await
+            {
+                Ok(head) => head,
+                Err((kind, error)) => {
+                    let status = io_status(kind);
+                    let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
+                    return Outcome {
+                        status,
+                        bytes_out: sent.await,
+                        keep: false,
+                        error: Some(format!("{addr}: {error}")),
+                    };
+                }
+            };
+        }
         ctx.upstream_status = Some(head.status);
         // The response header for the client, then the body as it comes.
         let close = req.close || request.draining || head.framing == Framing::UntilClose;
@@ -1060,13 +1174,6 @@ impl Proxy {
         let (req, parsed) = (request.req, request.parsed);
         let options = action.upstream.options();
         let head_request = req.method == Method::HEAD;
-        let status_of = |kind: io::ErrorKind| {
-            if kind == io::ErrorKind::TimedOut {
-                504
-            } else {
-                502
-            }
-        };
         'backends: loop {
             let header = |name: &http::HeaderName| {
                 parsed
@@ -1091,7 +1198,7 @@ impl Proxy {
                             if self.connect_failed(ctx, addr) {
                                 continue 'backends;
                             }
-                            return Err((status_of(e.kind()), format!("connect to {addr}: {e}")));
+                            return Err((io_status(e.kind()), format!("connect to {addr}: {e}")));
                         }
                     },
                 };
@@ -1119,7 +1226,7 @@ impl Proxy {
                         continue;
                     }
                     Err((kind, error)) => {
-                        return Err((status_of(kind), format!("{addr}: {error}")))
+                        return Err((io_status(kind), format!("{addr}: {error}")))
                     }
                 }
             }
@@ -1235,6 +1342,48 @@ fn upstream_request(
     out.extend_from_slice(b"\r\n");
 }
 
+/// The status for a failed exchange with a backend: 504 for a timeout, else 502.
+fn io_status(kind: io::ErrorKind) -> u16 {
+    if kind == io::ErrorKind::TimedOut {
+        504
+    } else {
+        502
+    }
+}
+
+/// Sends the plain error response for `status` (the connection closes after it); the body
+/// bytes sent.
+async fn error_response(
+    conn: &mut ClientConn,
+    out: &mut Vec<u8>,
+    status: u16,
+    request_id: &[u8],
+    head_request: bool,
+    send: Option<Duration>,
+) -> usize {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = format!("{status} {reason}\n");
+    out.clear();
+    own_response(
+        out,
+        status,
+        None,
+        body.as_bytes(),
+        request_id,
+        true,
+        head_request,
+    );
+    let _ = write_out(conn, out, send).await;
+    if head_request {
+        0
+    } else {
+        body.len()
+    }
+}
+
 /// The request's `send_timeout_ms`.
 fn send_timeout(ctx: &Ctx) -> Option<Duration> {
     ctx.snapshot.as_ref().map(|s| s.policy.send_timeout)
@@ -1306,6 +1455,8 @@ mod tests {
     #[test]
     fn response_lengths_are_digits_and_agree() {
         assert_eq!(content_length(b" 42 "), Some(42));
+        assert_eq!(content_length(b"2, 2"), Some(2), "a list of one length");
+        assert_eq!(content_length(b"2, 3"), None);
         assert_eq!(content_length(b"+5"), None);
         assert_eq!(content_length(b""), None);
         let head = |raw: &[u8], head_request| {
@@ -1341,6 +1492,38 @@ mod tests {
             head(&many, false).expect("framed").framing,
             Framing::Length(0)
         );
+    }
+
+    #[test]
+    fn statuses_outside_100_to_599_are_refused() {
+        for (raw, ok) in [
+            (&b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\n"[..], false),
+            (b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\n", false),
+            (b"HTTP/1.1 599 Odd\r\nContent-Length: 2\r\n\r\n", true),
+        ] {
+            let head = with_response(raw, |r| response_head(r, raw.len(), false)).expect("parses");
+            assert_eq!(head.is_some(), ok, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn lenient_backend_fields_go_out_clean() {
+        let raw = b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Type : text/plain\r\nConnection: x-secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n";
+        let edits = ResponseEdits {
+            remove: &[],
+            add: &[],
+            hsts: None,
+        };
+        let mut out = Vec::new();
+        with_response(raw, |r| {
+            client_response_head(&mut out, r, Framing::Length(0), &edits, b"id", false)
+        })
+        .expect("pingora-core's parser takes these too");
+        let text = String::from_utf8(out).expect("text");
+        assert!(text.contains("X-Folded: a   b\r\n"), "{text}");
+        assert!(text.contains("Content-Type: text/plain\r\n"), "{text}");
+        assert!(!text.to_ascii_lowercase().contains("x-secret"), "{text}");
+        assert!(text.contains("Content-Length: 0\r\n"), "{text}");
     }
 
     #[test]

@@ -676,6 +676,26 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
+        // Fields the backend's Connection header names belong to its connection (the HTTP/1
+        // loop drops them too); the body's framing stays.
+        let nominated: Vec<String> = upstream_response
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .filter_map(|t| std::str::from_utf8(t.trim_ascii()).ok())
+            .filter(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case("keep-alive")
+                    && !t.eq_ignore_ascii_case("content-length")
+                    && !t.eq_ignore_ascii_case("transfer-encoding")
+            })
+            .map(str::to_ascii_lowercase)
+            .collect();
+        for name in nominated {
+            upstream_response.remove_header(&name);
+        }
         Ok(())
     }
 
@@ -687,7 +707,7 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         // Hop-by-hop fields of the backend's connection, which pingora-proxy passes on (the
         // HTTP/1 loop drops them too): the client's keep-alive is menshen's.
-        for name in ["keep-alive", "proxy-authenticate"] {
+        for name in ["keep-alive", "proxy-authenticate", "proxy-connection", "te"] {
             response.remove_header(name);
         }
         let edits = ResponseEdits::of(ctx, is_tls(session));

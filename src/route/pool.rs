@@ -8,9 +8,10 @@
 //! An idle connection the backend closed is noticed when it is taken: it is readable (end of
 //! stream, or bytes it should not have sent). The reactor may not have seen the close yet, so
 //! the loop also retries an idempotent request whose reused connection fails before any
-//! response byte. Every few seconds a release also sweeps the whole pool, so connections to
-//! backends no longer used (a reload, a DNS change) are closed once their idle time is up or
-//! their backend closes them.
+//! response byte. Every few seconds a take or a release also sweeps the whole pool, so
+//! connections to backends no longer used (a reload, a DNS change) are closed once their idle
+//! time is up or their backend closes them. A worker thread that serves nothing keeps its idle
+//! connections (at most 1,024) until it serves again.
 
 use std::cell::RefCell;
 use std::io;
@@ -59,8 +60,11 @@ thread_local! {
 pub fn take(addr: SocketAddr) -> Option<TcpStream> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let list = pool.idle.get_mut(&addr)?;
         let now = Instant::now();
+        if now >= pool.next_sweep {
+            pool.sweep(now);
+        }
+        let list = pool.idle.get_mut(&addr)?;
         let mut taken = 0;
         let mut found = None;
         while let Some(conn) = list.pop() {
