@@ -10,7 +10,7 @@
 //!
 //! What it showed (README, Performance): this loop cost about nginx's CPU per request, and
 //! pingora's pool about 2 µs of the 8-10 µs that then separated it from menshen on
-//! pingora-proxy; menshen's own loop (`src/proxy/h1.rs`) came of it. Kept as a measuring stick.
+//! pingora-proxy; menshen's own loop (`src/proxy/h1/`) came of it. Kept as a measuring stick.
 //!
 //! ```sh
 //! cargo build --release --example h1_loop_probe

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use pingora::prelude::*;
 use pingora::protocols::tls::SslDigest;
 
-use super::{request_host, Ctx};
+use super::ctx::Ctx;
+use super::request_host;
 use crate::observe::access_log::{push_json_str, push_rfc3339_millis};
 
 fn opt_str(out: &mut String, key: &str, v: Option<&str>) {

@@ -1,0 +1,176 @@
+//! What one request carries through its phases (either request path): the snapshot it was
+//! served under, the client, site and route, the backends tried, the request id.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+
+use super::phases::proxy_action;
+use crate::policy::client::Client;
+use crate::route::router::ProxyAction;
+use crate::route::upstream::MAX_TRIES;
+use crate::snapshot::Snapshot;
+
+/// Unique request ids: a random per-process prefix and a counter.
+pub(super) struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub(super) fn new() -> Self {
+        let mut seed = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+        Self {
+            prefix: u64::from_le_bytes(seed),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// The next id as a header value: 32 hex digits, made once and shared by the upstream
+    /// request, the response and the access log.
+    pub(super) fn next(&self) -> HeaderValue {
+        let mut id = [0u8; 32];
+        hex16(&mut id[..16], self.prefix);
+        hex16(&mut id[16..], self.next.fetch_add(1, Ordering::Relaxed));
+        HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+    }
+}
+
+/// Writes `n` as 16 lowercase hex digits.
+fn hex16(out: &mut [u8], n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().take(16).enumerate() {
+        *b = DIGITS[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    pub(super) snapshot: Option<Arc<Snapshot>>,
+    pub(super) start: Instant,
+    pub(super) client: Option<Client>,
+    pub(super) sni: Option<Arc<str>>,
+    /// Site index in the router.
+    pub(super) site: Option<usize>,
+    /// (site, route) indices into the snapshot's router.
+    pub(super) route: Option<(usize, usize)>,
+    /// Backends tried so far, in order.
+    pub(super) tried: Tried,
+    pub(super) upstream_status: Option<u16>,
+    /// `None`: allowed; `Some(rule)`: denied by that rule.
+    pub(super) decision: Option<Arc<str>>,
+    pub(super) request_id: HeaderValue,
+    /// The client IP as text, for X-Forwarded-For, X-Real-IP and the access log.
+    pub(super) client_ip: Option<HeaderValue>,
+    pub(super) body_seen: u64,
+}
+
+/// Backends tried for one request, in order, without allocating: at most `MAX_TRIES`, and a try
+/// beyond that replaces the last one (so `last()` is always the backend of the final attempt).
+pub(super) struct Tried {
+    addrs: [SocketAddr; MAX_TRIES],
+    len: usize,
+}
+
+impl Default for Tried {
+    fn default() -> Self {
+        Self {
+            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_TRIES],
+            len: 0,
+        }
+    }
+}
+
+impl Tried {
+    pub(super) fn push(&mut self, addr: SocketAddr) {
+        let i = self.len.min(MAX_TRIES - 1);
+        self.addrs[i] = addr;
+        self.len = i + 1;
+    }
+}
+
+impl std::ops::Deref for Tried {
+    type Target = [SocketAddr];
+    fn deref(&self) -> &[SocketAddr] {
+        &self.addrs[..self.len]
+    }
+}
+
+impl Ctx {
+    /// A request's state, its clock started.
+    pub(super) fn new() -> Self {
+        Ctx {
+            snapshot: None,
+            start: Instant::now(),
+            client: None,
+            sni: None,
+            site: None,
+            route: None,
+            tried: Tried::default(),
+            upstream_status: None,
+            decision: None,
+            request_id: HeaderValue::from_static(""),
+            client_ip: None,
+            body_seen: 0,
+        }
+    }
+
+    /// The request id as text (a trusted proxy's id may hold bytes that are not UTF-8).
+    pub(super) fn request_id_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.request_id.as_bytes())
+    }
+
+    pub(super) fn proxy_action(&self) -> Option<&ProxyAction> {
+        proxy_action(self.snapshot.as_ref()?, self.route?)
+    }
+
+    pub(super) fn route_prefix(&self) -> &str {
+        self.route
+            .and_then(|(s, r)| {
+                let site = self.snapshot.as_ref()?.router.site_at(s)?;
+                site.routes.get(r).map(|r| r.prefix.as_str())
+            })
+            .unwrap_or("/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_sharing_the_process_prefix() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .as_bytes()
+                .iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)));
+        }
+        assert_eq!(a.as_bytes()[..16], b.as_bytes()[..16]);
+        assert_ne!(a, b);
+        assert_eq!(&a.as_bytes()[16..], b"0000000000000001");
+        assert_eq!(&b.as_bytes()[16..], b"0000000000000002");
+    }
+
+    #[test]
+    fn tried_keeps_the_final_attempt_last() {
+        let addr = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let mut tried = Tried::default();
+        assert!(tried.is_empty());
+        for p in 1..=MAX_TRIES as u16 + 2 {
+            tried.push(addr(p));
+        }
+        assert_eq!(tried.len(), MAX_TRIES);
+        assert_eq!(tried[0], addr(1));
+        assert_eq!(tried.last(), Some(&addr(MAX_TRIES as u16 + 2)));
+    }
+}

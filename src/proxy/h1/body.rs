@@ -1,0 +1,221 @@
+//! Where a response body ends as it passes through: by length, by chunked framing (followed
+//! strictly, as the bytes go on unchanged), or at the backend's close.
+
+use super::response::Framing;
+
+/// Follows chunked framing over the bytes that pass through, to find where the body ends.
+/// Strict, as the bytes go on to the client unchanged: CRLF line ends only, hex sizes of at
+/// most 15 significant digits, extensions and trailer fields without control bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chunks {
+    /// In a size line: its value so far, significant digits, whether a digit was seen.
+    Size {
+        value: u64,
+        digits: u8,
+        seen: bool,
+    },
+    /// After the size: whitespace, then `;` or CRLF.
+    SizeEnd {
+        size: u64,
+    },
+    /// In a chunk extension.
+    Ext {
+        size: u64,
+    },
+    /// The size line's CR is in; its LF is due.
+    SizeLf {
+        size: u64,
+    },
+    Data(u64),
+    /// A chunk's data is in; its CR is due.
+    DataCr,
+    DataLf,
+    /// In the trailer section: the current line's length, and whether its CR is in.
+    Trailer {
+        line: usize,
+        cr: bool,
+    },
+    Done,
+}
+
+impl Chunks {
+    fn new() -> Self {
+        Chunks::Size {
+            value: 0,
+            digits: 0,
+            seen: false,
+        }
+    }
+
+    /// Consumes the part of `buf` that belongs to the body: `(bytes, payload bytes)`; `Err` on a
+    /// framing error.
+    fn advance(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
+        let mut i = 0;
+        let mut payload = 0;
+        while i < buf.len() {
+            if let Chunks::Data(left) = self {
+                let take = (*left).min((buf.len() - i) as u64);
+                i += take as usize;
+                payload += take as usize;
+                *left -= take;
+                if *left == 0 {
+                    *self = Chunks::DataCr;
+                }
+                continue;
+            }
+            if *self == Chunks::Done {
+                break;
+            }
+            let b = buf[i];
+            i += 1;
+            let control = (b < 0x20 && b != b'\t') || b == 0x7f;
+            *self = match *self {
+                Chunks::Size {
+                    value,
+                    digits,
+                    seen,
+                } => match ((b as char).to_digit(16), seen, b) {
+                    (Some(d), _, _) => {
+                        let digits = digits + u8::from(value > 0 || d > 0);
+                        if digits > 15 {
+                            return Err(());
+                        }
+                        Chunks::Size {
+                            value: value * 16 + u64::from(d),
+                            digits,
+                            seen: true,
+                        }
+                    }
+                    (None, true, b' ' | b'\t') => Chunks::SizeEnd { size: value },
+                    (None, true, b';') => Chunks::Ext { size: value },
+                    (None, true, b'\r') => Chunks::SizeLf { size: value },
+                    _ => return Err(()),
+                },
+                Chunks::SizeEnd { size } => match b {
+                    b' ' | b'\t' => Chunks::SizeEnd { size },
+                    b';' => Chunks::Ext { size },
+                    b'\r' => Chunks::SizeLf { size },
+                    _ => return Err(()),
+                },
+                Chunks::Ext { size } => match b {
+                    b'\r' => Chunks::SizeLf { size },
+                    _ if control => return Err(()),
+                    _ => Chunks::Ext { size },
+                },
+                Chunks::SizeLf { size: 0 } if b == b'\n' => Chunks::Trailer { line: 0, cr: false },
+                Chunks::SizeLf { size } if b == b'\n' => Chunks::Data(size),
+                Chunks::DataCr if b == b'\r' => Chunks::DataLf,
+                Chunks::DataLf if b == b'\n' => Chunks::new(),
+                Chunks::Trailer { line, cr: false } => match b {
+                    b'\r' => Chunks::Trailer { line, cr: true },
+                    _ if control => return Err(()),
+                    _ => Chunks::Trailer {
+                        line: line + 1,
+                        cr: false,
+                    },
+                },
+                Chunks::Trailer { line: 0, cr: true } if b == b'\n' => Chunks::Done,
+                Chunks::Trailer { cr: true, .. } if b == b'\n' => {
+                    Chunks::Trailer { line: 0, cr: false }
+                }
+                _ => return Err(()),
+            };
+        }
+        Ok((i, payload))
+    }
+}
+
+/// Where a response body stands.
+pub(super) enum Body {
+    Done,
+    Length(u64),
+    Chunked(Chunks),
+    UntilClose,
+}
+
+impl Body {
+    pub(super) fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::None | Framing::Length(0) => Body::Done,
+            Framing::Length(n) => Body::Length(n),
+            Framing::Chunked => Body::Chunked(Chunks::new()),
+            Framing::UntilClose => Body::UntilClose,
+        }
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self, Body::Done)
+    }
+
+    /// How many bytes at the start of `buf` belong to the body (the rest would be the
+    /// backend's next message, which it should not have sent), and how many of those are
+    /// payload (not chunk framing).
+    pub(super) fn take(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
+        match self {
+            Body::Done => Ok((0, 0)),
+            Body::Length(left) => {
+                let n = (*left).min(buf.len() as u64);
+                *left -= n;
+                if *left == 0 {
+                    *self = Body::Done;
+                }
+                Ok((n as usize, n as usize))
+            }
+            Body::Chunked(chunks) => {
+                let taken = chunks.advance(buf)?;
+                if *chunks == Chunks::Done {
+                    *self = Body::Done;
+                }
+                Ok(taken)
+            }
+            Body::UntilClose => Ok((buf.len(), buf.len())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_framing_ends_after_the_trailer_however_it_is_split() {
+        let body = b"5;ext=1\r\nhello\r\n006 \r\n world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        let mut c = Chunks::new();
+        assert_eq!(c.advance(body), Ok((end, 11)));
+        assert_eq!(c, Chunks::Done);
+        for cut in 1..end {
+            let mut c = Chunks::new();
+            let (a, pa) = c.advance(&body[..cut]).expect("valid framing");
+            assert_eq!(a, cut, "all of a partial body is body");
+            let (b, pb) = c.advance(&body[cut..]).expect("valid framing");
+            assert_eq!((a + b, pa + pb), (end, 11), "split at {cut}");
+            assert_eq!(c, Chunks::Done);
+        }
+    }
+
+    #[test]
+    fn chunked_framing_is_strict() {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"5\nhello\r\n",
+            b"1\r2\r\nx\r\n",
+            b"5\r\nhelloX\r\n",
+            b"5\r\nhello\n",
+            b"5;a\x01b\r\n",
+            b"1234567890abcdef0\r\n",
+            b"0\r\nx: 1\n\r\n",
+        ] {
+            let mut c = Chunks::new();
+            assert!(
+                c.advance(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Leading zeros do not count against the length limit.
+        let mut c = Chunks::new();
+        assert!(c.advance(b"00000000000000000005\r\nhello\r\n").is_ok());
+    }
+}

@@ -1,0 +1,526 @@
+//! The backend's side of the HTTP/1 loop: its response header read, checked and framed, and the
+//! headers the client gets (the backend's, menshen's own answers, interim responses).
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::request::{field, Field};
+use super::{within, write_out, MAX_HEADERS, UPSTREAM_BUF};
+use crate::proxy::conn::ClientConn;
+use crate::proxy::phases::ResponseEdits;
+
+/// Largest response header from a backend (a bigger one is a 502).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// The end of the header block that starts `buf`, searching from `from`: just past the first
+/// empty line (CRLF or bare LF).
+pub(super) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(at) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
+        let nl = i + at;
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+/// How a response body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// A backend's response header, read to its end.
+pub(super) struct ResponseHead {
+    pub(super) len: usize,
+    pub(super) status: u16,
+    pub(super) framing: Framing,
+    /// The backend keeps the connection open after this response.
+    pub(super) keepalive: bool,
+}
+
+/// Interim (1xx) responses skipped before the final one.
+pub(super) const MAX_INTERIM: usize = 8;
+/// Fields of a response header parsed on the heap when the usual 64 are not enough.
+const MAX_RESPONSE_HEADERS: usize = 256;
+
+/// Parses the response header `head` and hands it to `f`: 64 fields on the stack, up to 256 on
+/// the heap for the rare bigger header.
+pub(super) fn with_response<T>(
+    head: &[u8],
+    f: impl FnOnce(&httparse::Response<'_, '_>) -> T,
+) -> Result<T, String> {
+    // As lenient as pingora-core's parser: a space before a field's colon, folded lines.
+    let mut config = httparse::ParserConfig::default();
+    config
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match config.parse_response(&mut resp, head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => return Ok(f(&resp)),
+        Err(httparse::Error::TooManyHeaders) => {}
+        Ok(_) => return Err("bad response header".into()),
+        Err(e) => return Err(format!("bad response header: {e}")),
+    }
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match config.parse_response(&mut resp, head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => Ok(f(&resp)),
+        Ok(_) => Err("bad response header".into()),
+        Err(e) => Err(format!("bad response header: {e}")),
+    }
+}
+
+/// Reads one response header (an interim 1xx one included) into `up`. `received` is set once
+/// any byte of a response arrived.
+pub(super) async fn read_response_head(
+    stream: &mut TcpStream,
+    up: &mut BytesMut,
+    read_timeout: Option<Duration>,
+    head_request: bool,
+    received: &mut bool,
+) -> Result<ResponseHead, (io::ErrorKind, String)> {
+    let bad = |e: String| (io::ErrorKind::InvalidData, e);
+    let mut scanned = 0;
+    loop {
+        if let Some(end) = head_end(up, scanned) {
+            let head = with_response(&up[..end], |resp| response_head(resp, end, head_request))
+                .map_err(bad)?;
+            let head = head.ok_or_else(|| bad("bad status or Content-Length".into()))?;
+            if head.status == 101 {
+                return Err(bad("101 to a request without Upgrade".into()));
+            }
+            return Ok(head);
+        }
+        scanned = up.len().saturating_sub(2);
+        if up.len() >= MAX_RESPONSE_HEAD {
+            return Err(bad("response header too large".into()));
+        }
+        up.reserve(UPSTREAM_BUF);
+        match within(read_timeout, stream.read_buf(up)).await {
+            Ok(0) => {
+                return Err((
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed the connection before a response".into(),
+                ))
+            }
+            Ok(_) => *received = true,
+            Err(e) => return Err((e.kind(), format!("reading the response: {e}"))),
+        }
+    }
+}
+
+/// A Content-Length value: digits only, or a list of the same digits (RFC 9110 8.6).
+fn content_length(value: &[u8]) -> Option<u64> {
+    let mut length = None;
+    for item in value.split(|&b| b == b',') {
+        let digits = item.trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        if length.is_some_and(|l| l != n) {
+            return None;
+        }
+        length = Some(n);
+    }
+    length
+}
+
+/// The framing and keep-alive of a parsed response; `None` on a status outside 100-599 or a bad
+/// or conflicting Content-Length.
+fn response_head(
+    resp: &httparse::Response<'_, '_>,
+    len: usize,
+    head_request: bool,
+) -> Option<ResponseHead> {
+    let status = resp.code.filter(|s| (100..600).contains(s))?;
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut close = resp.version != Some(1);
+    for h in resp.headers.iter() {
+        match field(h.name) {
+            Field::ContentLength => {
+                let v = content_length(h.value)?;
+                if length.is_some_and(|l| l != v) {
+                    return None;
+                }
+                length = Some(v);
+            }
+            Field::TransferEncoding => {
+                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Field::Connection => {
+                for token in h.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && resp.version == Some(0) {
+                        close = false;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // Both lengths: Transfer-Encoding wins (RFC 9112 6.3), and a backend that sends both is not
+    // trusted with another request on this connection.
+    close |= chunked.is_some() && length.is_some();
+    let framing = if head_request || status == 204 || status == 304 || status < 200 {
+        Framing::None
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::UntilClose,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::UntilClose,
+        }
+    };
+    Some(ResponseHead {
+        len,
+        status,
+        framing,
+        keepalive: !close && framing != Framing::UntilClose,
+    })
+}
+
+/// Writes the response header the client gets into `out`: the backend's, less hop-by-hop
+/// fields (and a Content-Length that chunked framing overrides), with the site's edits and the
+/// request id.
+pub(super) fn client_response_head(
+    out: &mut Vec<u8>,
+    resp: &httparse::Response<'_, '_>,
+    framing: Framing,
+    edits: &ResponseEdits<'_>,
+    request_id: &[u8],
+    close: bool,
+) {
+    status_line(out, resp);
+    let hop = HopByHop::of(resp);
+    let mut has_date = false;
+    for h in resp.headers.iter() {
+        match field(h.name) {
+            Field::XRequestId => continue,
+            Field::ContentLength if matches!(framing, Framing::Chunked | Framing::UntilClose) => {
+                continue
+            }
+            f if hop.drops(f, h.name) => continue,
+            _ => {}
+        }
+        has_date |= h.name.eq_ignore_ascii_case("date");
+        let edited = |n: &http::HeaderName| h.name.eq_ignore_ascii_case(n.as_str());
+        if edits.remove.iter().any(edited)
+            || edits.add.iter().any(|(n, _)| edited(n))
+            || (edits.hsts.is_some() && edited(&http::header::STRICT_TRANSPORT_SECURITY))
+        {
+            continue;
+        }
+        push_field(out, h.name.as_bytes(), h.value);
+    }
+    for (name, value) in edits.add {
+        push_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(hsts) = edits.hsts {
+        push_field(out, b"strict-transport-security", hsts.as_bytes());
+    }
+    push_field(out, b"x-request-id", request_id);
+    if !has_date {
+        // A response forwarded without a Date gets one (RFC 9110 6.6.1).
+        push_date(out);
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a Date field for now, formatted once a second per thread.
+fn push_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((0, String::new()))
+        };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        if date.0 != secs || date.1.is_empty() {
+            *date = (secs, httpdate::fmt_http_date(now));
+        }
+        push_field(out, b"date", date.1.as_bytes());
+    });
+}
+
+/// Writes the status line of `resp` (HTTP/1.1, the backend's reason or the standard one).
+fn status_line(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>) {
+    let status = resp.code.unwrap_or(502);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&itoa3(status));
+    out.push(b' ');
+    let reason = resp
+        .reason
+        .filter(|r| !r.is_empty())
+        .or_else(|| http::StatusCode::from_u16(status).ok()?.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The fields of a backend's response that belong to its connection, not the client's: the
+/// hop-by-hop ones and those its `Connection` header names.
+struct HopByHop<'r> {
+    connection: [&'r [u8]; 4],
+    count: usize,
+}
+
+impl<'r> HopByHop<'r> {
+    fn of(resp: &httparse::Response<'_, 'r>) -> Self {
+        let mut hop = HopByHop {
+            connection: [&[]; 4],
+            count: 0,
+        };
+        for h in resp.headers.iter() {
+            if h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection") {
+                if let Some(slot) = hop.connection.get_mut(hop.count) {
+                    *slot = h.value;
+                    hop.count += 1;
+                }
+            }
+        }
+        hop
+    }
+
+    fn drops(&self, f: Field, name: &str) -> bool {
+        match f {
+            Field::Connection | Field::HopByHop | Field::Upgrade => true,
+            // The body's framing stays, whatever the Connection header says.
+            Field::ContentLength | Field::TransferEncoding => false,
+            _ => self.connection[..self.count].iter().any(|value| {
+                value
+                    .split(|&b| b == b',')
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+            }),
+        }
+    }
+}
+
+/// Writes an interim response for the client: the backend's, less its connection's fields.
+pub(super) fn interim_head(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>) {
+    status_line(out, resp);
+    let hop = HopByHop::of(resp);
+    for h in resp.headers.iter() {
+        if !hop.drops(field(h.name), h.name) {
+            push_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes one header field; a value folded over lines (obs-fold, which the response parser
+/// accepts as pingora-core's does) goes out on one line, its line breaks as spaces.
+pub(super) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    if value.iter().any(|&b| b == b'\r' || b == b'\n') {
+        out.extend(
+            value
+                .iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    } else {
+        out.extend_from_slice(value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A status code as its three digits.
+fn itoa3(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}
+
+/// Writes a response menshen makes itself (denial or error) into `out`.
+pub(super) fn own_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    extra: Option<(&str, &str)>,
+    body: &[u8],
+    request_id: &[u8],
+    close: bool,
+    head_request: bool,
+) {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&itoa3(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    push_field(out, b"content-type", b"text/plain; charset=utf-8");
+    push_field(out, b"content-length", body.len().to_string().as_bytes());
+    if close {
+        push_field(out, b"connection", b"close");
+    }
+    push_field(out, b"x-request-id", request_id);
+    push_date(out);
+    if let Some((name, value)) = extra {
+        push_field(out, name.as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(body);
+    }
+}
+
+/// The status for a failed exchange with a backend: 504 for a timeout, else 502.
+pub(super) fn io_status(kind: io::ErrorKind) -> u16 {
+    if kind == io::ErrorKind::TimedOut {
+        504
+    } else {
+        502
+    }
+}
+
+/// Sends the plain error response for `status` (the connection closes after it); the body
+/// bytes sent.
+pub(super) async fn error_response(
+    conn: &mut ClientConn,
+    out: &mut Vec<u8>,
+    status: u16,
+    request_id: &[u8],
+    head_request: bool,
+    send: Option<Duration>,
+) -> usize {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = format!("{status} {reason}\n");
+    out.clear();
+    own_response(
+        out,
+        status,
+        None,
+        body.as_bytes(),
+        request_id,
+        true,
+        head_request,
+    );
+    let _ = write_out(conn, out, send).await;
+    if head_request {
+        0
+    } else {
+        body.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_finds_the_empty_line() {
+        assert_eq!(
+            head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest", 0),
+            Some(27)
+        );
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nrest", 0), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0), None);
+    }
+
+    #[test]
+    fn response_lengths_are_digits_and_agree() {
+        assert_eq!(content_length(b" 42 "), Some(42));
+        assert_eq!(content_length(b"2, 2"), Some(2), "a list of one length");
+        assert_eq!(content_length(b"2, 3"), None);
+        assert_eq!(content_length(b"+5"), None);
+        assert_eq!(content_length(b""), None);
+        let head = |raw: &[u8], head_request| {
+            with_response(raw, |r| response_head(r, raw.len(), head_request)).expect("parses")
+        };
+        let both = head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .expect("framed");
+        assert_eq!(both.framing, Framing::Chunked);
+        assert!(
+            !both.keepalive,
+            "a backend sending both lengths is not reused"
+        );
+        assert!(head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            false
+        )
+        .is_none());
+        let head_resp =
+            head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).expect("framed");
+        assert_eq!(head_resp.framing, Framing::None);
+        assert!(head_resp.keepalive);
+        let old = head(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n", false).expect("framed");
+        assert!(!old.keepalive, "HTTP/1.0 without keep-alive closes");
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..100 {
+            many.extend_from_slice(format!("Set-Cookie: c{i}=1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        assert_eq!(
+            head(&many, false).expect("framed").framing,
+            Framing::Length(0)
+        );
+    }
+
+    #[test]
+    fn statuses_outside_100_to_599_are_refused() {
+        for (raw, ok) in [
+            (&b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\n"[..], false),
+            (b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\n", false),
+            (b"HTTP/1.1 599 Odd\r\nContent-Length: 2\r\n\r\n", true),
+        ] {
+            let head = with_response(raw, |r| response_head(r, raw.len(), false)).expect("parses");
+            assert_eq!(head.is_some(), ok, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn lenient_backend_fields_go_out_clean() {
+        let raw = b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Type : text/plain\r\nConnection: x-secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n";
+        let edits = ResponseEdits {
+            remove: &[],
+            add: &[],
+            hsts: None,
+        };
+        let mut out = Vec::new();
+        with_response(raw, |r| {
+            client_response_head(&mut out, r, Framing::Length(0), &edits, b"id", false)
+        })
+        .expect("pingora-core's parser takes these too");
+        let text = String::from_utf8(out).expect("text");
+        assert!(text.contains("X-Folded: a   b\r\n"), "{text}");
+        assert!(text.contains("Content-Type: text/plain\r\n"), "{text}");
+        assert!(!text.to_ascii_lowercase().contains("x-secret"), "{text}");
+        assert!(text.contains("Content-Length: 0\r\n"), "{text}");
+    }
+}

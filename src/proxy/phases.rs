@@ -1,0 +1,254 @@
+//! The phases both request paths run (pingora-proxy's `ProxyHttp` in `mod.rs` and the HTTP/1
+//! loop in `h1`): who is asking, which site and route, the policy's decision, the backend, the
+//! forwarding fields, the site's response edits, the access log line and the counters.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use pingora::prelude::*;
+
+use super::access;
+use super::ctx::Ctx;
+use super::Proxy;
+use crate::policy::client;
+use crate::policy::ip::canonical;
+use crate::policy::{Denial, Request};
+use crate::route::router::{strip_port, ProxyAction};
+use crate::route::upstream::{HashKey, MAX_TRIES};
+use crate::route::Action;
+use crate::snapshot::Snapshot;
+
+/// The upstream route `(site, route)` of `snapshot` proxies to, if it proxies.
+pub(super) fn proxy_action(
+    snapshot: &Snapshot,
+    (site, route): (usize, usize),
+) -> Option<&ProxyAction> {
+    match &snapshot.router.site_at(site)?.routes.get(route)?.action {
+        Action::Proxy(p) => Some(p),
+        Action::Respond(_) | Action::Redirect(_) => None,
+    }
+}
+
+pub(super) fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// What the policy and the proxy read of a request header, whichever parser read it
+/// (pingora-proxy's or the HTTP/1 loop's).
+pub(crate) struct ReqView<'a> {
+    /// The Host header (or an HTTP/2 authority) as received.
+    pub(super) host: Option<&'a str>,
+    pub(super) method: &'a http::Method,
+    pub(super) path: &'a str,
+    pub(super) path_and_query: &'a str,
+    pub(super) header_bytes: usize,
+    pub(super) content_length: Option<u64>,
+    pub(super) tls: bool,
+}
+
+/// The client end of a connection, as every request on it sees it.
+pub(crate) struct Peer {
+    /// The socket peer, or the PROXY protocol address.
+    pub(super) addr: SocketAddr,
+    /// `addr`'s IP as header text, when formatted once for the connection.
+    pub(super) ip_text: Option<HeaderValue>,
+    /// The TLS connection's SNI.
+    pub(super) sni: Option<Arc<str>>,
+}
+
+/// The site and route a request is for: lookups only, no side effect.
+pub(crate) struct Located<'r, 's> {
+    /// Host, lowercase, without port.
+    pub(super) host: Cow<'r, str>,
+    pub(super) site: Option<(usize, &'s crate::route::Site)>,
+    pub(super) route: Option<(usize, &'s crate::route::router::Route)>,
+}
+
+impl<'r, 's> Located<'r, 's> {
+    pub(super) fn find(req: &ReqView<'r>, snapshot: &'s Snapshot) -> Self {
+        let host = lowercase(strip_port(req.host.unwrap_or("")));
+        let site = snapshot
+            .router
+            .find(&host)
+            .and_then(|i| snapshot.router.site_at(i).map(|s| (i, s)));
+        let route = site.and_then(|(_, s)| {
+            let r = s.find_route(req.path, req.method)?;
+            s.routes.get(r).map(|route| (r, route))
+        });
+        Self { host, site, route }
+    }
+}
+
+impl Proxy {
+    /// Who is asking: the client address (PROXY header / trusted X-Forwarded-For), the request
+    /// id (a trusted proxy's, or a new one) and the TLS connection's SNI, into `ctx`.
+    pub(super) fn identify(
+        &self,
+        ctx: &mut Ctx,
+        policy: &crate::policy::Policy,
+        peer: &Peer,
+        forwarded_for: Option<&[u8]>,
+        request_id: Option<&[u8]>,
+    ) {
+        let client = client::resolve(peer.addr, forwarded_for, &policy.trusted_proxies);
+        ctx.client = Some(client);
+        ctx.client_ip = match &peer.ip_text {
+            Some(text) if client.ip == canonical(peer.addr.ip()) => Some(text.clone()),
+            _ => HeaderValue::from_str(&client.ip.to_string()).ok(),
+        };
+        let trusted_id = request_id
+            .filter(|id| client.via_trusted_proxy && !id.is_empty())
+            .and_then(|id| HeaderValue::from_bytes(id).ok());
+        ctx.request_id = trusted_id.unwrap_or_else(|| self.request_ids.next());
+        ctx.sni = peer.sni.clone();
+    }
+
+    /// Runs the policy chain on a located request (noting its site and route in `ctx`);
+    /// `Some` if the request is refused.
+    pub(super) fn decide(
+        &self,
+        req: &ReqView<'_>,
+        at: &Located<'_, '_>,
+        ctx: &mut Ctx,
+        snapshot: &Snapshot,
+    ) -> Option<Denial> {
+        ctx.site = at.site.map(|(i, _)| i);
+        ctx.route = at.site.zip(at.route).map(|((s, _), (r, _))| (s, r));
+        let client = ctx.client?;
+        let facts = Request {
+            client: client.ip,
+            tls: req.tls,
+            sni: ctx.sni.as_deref(),
+            host: &at.host,
+            method: req.method,
+            path_and_query: req.path_and_query,
+            path: req.path,
+            header_bytes: req.header_bytes,
+            content_length: req.content_length,
+            site: at.site,
+            route: at.route.map(|(_, r)| r),
+            certs: &snapshot.certs,
+            now: ctx.start,
+        };
+        snapshot.policy.chain.check(&facts)
+    }
+
+    /// Picks the backend for the next attempt of a proxied request and notes it in
+    /// `ctx.tried`; `header` looks a request header up (for header-hashed upstreams).
+    pub(super) fn pick_backend<'h>(
+        &self,
+        action: &ProxyAction,
+        ctx: &mut Ctx,
+        path: &str,
+        header: impl FnOnce(&http::HeaderName) -> Option<&'h [u8]>,
+    ) -> Result<SocketAddr> {
+        let upstream = &action.upstream;
+        let ip_key: [u8; 16];
+        let key: &[u8] = match &upstream.hash_key {
+            // Round robin and random ignore the key: do not build one.
+            _ if !upstream.is_hashed() => &[],
+            HashKey::ClientIp => {
+                ip_key = match ctx.client.map(|c| c.ip) {
+                    Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
+                    Some(std::net::IpAddr::V6(v6)) => v6.octets(),
+                    None => [0; 16],
+                };
+                &ip_key
+            }
+            HashKey::Path => path.as_bytes(),
+            HashKey::Header(name) => header(name).unwrap_or(&[]),
+        };
+        let Some(addr) = upstream.select(key, &ctx.tried) else {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(502),
+                format!("upstream {:?} has no backend left to try", upstream.name),
+            );
+        };
+        ctx.tried.push(addr);
+        Ok(addr)
+    }
+
+    /// After a failed connect to `addr`: ejects it for a while; `true` if another backend
+    /// may be tried (nothing reached this one, so even a request with a body is safe to send).
+    pub(super) fn connect_failed(&self, ctx: &Ctx, addr: SocketAddr) -> bool {
+        let Some(action) = ctx.proxy_action() else {
+            return false;
+        };
+        action.upstream.eject(addr);
+        ctx.tried.len() < MAX_TRIES.min(action.upstream.backend_count())
+    }
+
+    /// Counts and logs a finished request.
+    pub(super) fn finish(
+        &self,
+        ctx: &Ctx,
+        facts: &access::Facts<'_>,
+        e: Option<&dyn std::fmt::Display>,
+    ) {
+        if let Some(log) = &self.access_log {
+            log.log(access::line(facts, ctx));
+        }
+        let m = crate::observe::metrics::metrics();
+        m.duration.observe(ctx.start.elapsed().as_secs_f64());
+        if let Some(snapshot) = &ctx.snapshot {
+            snapshot
+                .counters
+                .count(ctx.site, ctx.route.map(|(_, r)| r), facts.status);
+        }
+        if let Some(rule) = &ctx.decision {
+            m.denials.with_label_values(&[rule]).inc();
+        }
+        if let Some(e) = e {
+            tracing::debug!(request_id = %ctx.request_id_str(), error = %e, "request failed");
+        }
+    }
+}
+
+/// The X-Forwarded-For sent upstream: the client's address, or, when the request already
+/// carried a list (believed or not), that list with the socket peer added.
+pub(super) fn forwarded_for(
+    prev: Option<&[u8]>,
+    peer: std::net::IpAddr,
+    client_ip: &HeaderValue,
+) -> HeaderValue {
+    match prev {
+        Some(prev) => {
+            let list = format!("{}, {peer}", String::from_utf8_lossy(prev));
+            HeaderValue::from_str(&list).unwrap_or_else(|_| client_ip.clone())
+        }
+        None => client_ip.clone(),
+    }
+}
+
+/// What the site does to every response it sends: headers removed, headers set, HSTS on TLS.
+pub(super) struct ResponseEdits<'a> {
+    pub(super) remove: &'a [http::HeaderName],
+    pub(super) add: &'a [(http::HeaderName, HeaderValue)],
+    pub(super) hsts: Option<&'a HeaderValue>,
+}
+
+impl<'a> ResponseEdits<'a> {
+    pub(super) fn of(ctx: &'a Ctx, tls: bool) -> Self {
+        let site = ctx
+            .site
+            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i));
+        match site {
+            Some(site) => Self {
+                remove: &site.remove_headers,
+                add: &site.add_headers,
+                hsts: site.hsts.as_ref().filter(|_| tls),
+            },
+            None => Self {
+                remove: &[],
+                add: &[],
+                hsts: None,
+            },
+        }
+    }
+}
