@@ -46,6 +46,9 @@ ROUNDS ?= 3
 # (needs root: it installs nginx, haproxy and wrk when missing, and pins processes with taskset).
 bench: deps release
 	$(CARGO) bench --bench policy --bench tls
+	@# The bench's access log grows by gigabytes a run (every request is logged and rotated
+	@# files are kept for 180 days): start each run without the last one's.
+	rm -f /tmp/menshen-bench/access.log*
 	MENSHEN_CMD="$(CURDIR)/target/release/menshen --config $(CURDIR)/benches/peers.toml" \
 	  python3 $(PEERS) --targets nginx,haproxy,menshen --rounds $(ROUNDS)
 	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)

@@ -204,6 +204,8 @@ impl Admin {
                 .set(log.backlog.load(Ordering::Relaxed) as f64);
             m.access_log_dropped
                 .set(log.dropped.load(Ordering::Relaxed) as f64);
+            m.access_log_write_failed
+                .set(log.failed.load(Ordering::Relaxed) as f64);
         }
         let families = prometheus::gather();
         let mut body = String::new();

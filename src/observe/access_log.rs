@@ -43,6 +43,8 @@ pub struct AccessLog {
     tx: SyncSender<Msg>,
     /// Lines dropped because the writer fell behind.
     pub dropped: AtomicU64,
+    /// Lines lost because writing them failed (a full disk, an I/O error).
+    pub failed: Arc<AtomicU64>,
     /// Lines queued and not yet written.
     pub backlog: Arc<AtomicUsize>,
 }
@@ -56,7 +58,10 @@ impl AccessLog {
         let file = open(&config.path)?;
         let (tx, rx) = mpsc::sync_channel(config.buffer_lines.max(1));
         let backlog = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            failed: failed.clone(),
+            failing: false,
             size: file.metadata().map(|m| m.len()).unwrap_or(0),
             day: day_of(SystemTime::now()),
             out: BufWriter::with_capacity(256 * 1024, file),
@@ -69,6 +74,7 @@ impl AccessLog {
         Ok(Arc::new(AccessLog {
             tx,
             dropped: AtomicU64::new(0),
+            failed,
             backlog,
         }))
     }
@@ -107,6 +113,9 @@ struct Writer {
     day: u64,
     config: AccessLogConfig,
     backlog: Arc<AtomicUsize>,
+    failed: Arc<AtomicU64>,
+    /// The last write or flush failed: said once, not once per line.
+    failing: bool,
 }
 
 impl Writer {
@@ -128,19 +137,19 @@ impl Writer {
                         dirty = true;
                     }
                     Ok(Msg::Flush(ack)) => {
-                        let _ = self.out.flush();
+                        self.flush();
                         dirty = false;
                         let _ = ack.send(());
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        let _ = self.out.flush();
+                        self.flush();
                         return;
                     }
                 }
             }
             if dirty && (!got || last_flush.elapsed() >= FLUSH_EVERY) {
-                let _ = self.out.flush();
+                self.flush();
                 dirty = false;
                 last_flush = Instant::now();
             }
@@ -157,10 +166,40 @@ impl Writer {
             .out
             .write_all(line.as_bytes())
             .and_then(|_| self.out.write_all(b"\n"));
-        match ok {
-            Ok(()) => self.size += line.len() as u64 + 1,
+        if ok.is_ok() {
+            self.size += line.len() as u64 + 1;
+        }
+        self.note(ok, 1);
+    }
+
+    fn flush(&mut self) {
+        let flushed = self.out.flush();
+        self.note(flushed, 0);
+    }
+
+    /// Counts lines a failed write lost, and says so when writes start and stop failing (a
+    /// full disk would otherwise put an error line in the process log for every request).
+    fn note(&mut self, result: std::io::Result<()>, lines: u64) {
+        match result {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::warn!(
+                    file = %self.config.path.display(),
+                    lost = self.failed.load(Ordering::Relaxed),
+                    "access log writes succeed again"
+                );
+            }
+            Ok(()) => {}
             Err(e) => {
-                tracing::error!(file = %self.config.path.display(), "access log write failed: {e}")
+                self.failed.fetch_add(lines, Ordering::Relaxed);
+                if !self.failing {
+                    self.failing = true;
+                    tracing::error!(
+                        file = %self.config.path.display(),
+                        "access log write failed: {e}; lines are lost until writes succeed \
+                         again (menshen_access_log_write_failed_total counts them)"
+                    );
+                }
             }
         }
     }
@@ -328,6 +367,27 @@ mod tests {
         let mut plain = String::new();
         push_json_str(&mut plain, "/shop/门?q=1");
         assert_eq!(plain, "\"/shop/门?q=1\"");
+    }
+
+    #[test]
+    fn lines_a_full_disk_refuses_are_counted() {
+        // /dev/full refuses every write with ENOSPC, as a full disk does.
+        let log = AccessLog::start(AccessLogConfig {
+            path: "/dev/full".into(),
+            retention_days: 180,
+            max_file_bytes: u64::MAX,
+            buffer_lines: 100_000,
+        })
+        .expect("start");
+        let line = "x".repeat(200);
+        for _ in 0..5_000 {
+            log.log(line.clone());
+        }
+        log.flush(Duration::from_secs(5));
+        let failed = log.failed.load(Ordering::Relaxed);
+        // What fits in the writer's buffer may still go out later; the rest is counted lost.
+        assert!(failed > 3_000, "{failed} lines counted lost");
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub access_log_backlog: Gauge,
     /// `menshen_access_log_dropped_total`
     pub access_log_dropped: Gauge,
+    /// `menshen_access_log_write_failed_total`
+    pub access_log_write_failed: Gauge,
 }
 
 /// The process's metrics, registered on first use.
@@ -98,6 +100,11 @@ pub fn metrics() -> &'static Metrics {
         access_log_dropped: register_gauge!(
             "menshen_access_log_dropped_total",
             "Access log lines dropped because the writer fell behind"
+        )
+        .expect(DEFINED),
+        access_log_write_failed: register_gauge!(
+            "menshen_access_log_write_failed_total",
+            "Access log lines lost because writing them failed (a full disk, an I/O error)"
         )
         .expect(DEFINED),
     })

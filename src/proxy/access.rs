@@ -75,7 +75,7 @@ impl<'a> Facts<'a> {
 }
 
 /// One JSON object with the fields of the traceability requirement, in a fixed order.
-pub fn line(f: &Facts<'_>, ctx: &Ctx) -> String {
+pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
     let mut out = String::with_capacity(512);
     out.push_str("{\"ts\":\"");
     push_rfc3339_millis(&mut out, SystemTime::now());
@@ -119,7 +119,7 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx) -> String {
     out.push_str(",\"bytes_out\":");
     out.push_str(num.format(f.bytes_out));
     out.push_str(",\"duration_ms\":");
-    out.push_str(num.format(ctx.start.elapsed().as_millis()));
+    out.push_str(num.format(elapsed.as_millis()));
     match ctx.tried.last() {
         Some(addr) => {
             let _ = write!(out, ",\"upstream\":\"{addr}\"");

@@ -191,11 +191,12 @@ impl Proxy {
         facts: &access::Facts<'_>,
         e: Option<&dyn std::fmt::Display>,
     ) {
+        let elapsed = ctx.start.elapsed();
         if let Some(log) = &self.access_log {
-            log.log(access::line(facts, ctx));
+            log.log(access::line(facts, ctx, elapsed));
         }
         let m = crate::observe::metrics::metrics();
-        m.duration.observe(ctx.start.elapsed().as_secs_f64());
+        m.duration.observe(elapsed.as_secs_f64());
         if let Some(snapshot) = &ctx.snapshot {
             snapshot
                 .counters

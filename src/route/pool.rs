@@ -56,11 +56,11 @@ thread_local! {
     });
 }
 
-/// The newest idle connection to `addr` that is still open and within its idle time.
-pub fn take(addr: SocketAddr) -> Option<TcpStream> {
+/// The newest idle connection to `addr` that is still open and within its idle time at
+/// `now` (the caller's clock reading: the request's start will do).
+pub fn take(addr: SocketAddr, now: Instant) -> Option<TcpStream> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let now = Instant::now();
         if now >= pool.next_sweep {
             pool.sweep(now);
         }
@@ -80,11 +80,11 @@ pub fn take(addr: SocketAddr) -> Option<TcpStream> {
 }
 
 /// Keeps `stream`, whose last response was read to its end, for the next request to `addr`,
-/// for at most `max_idle` (no limit when `None`).
-pub fn put(addr: SocketAddr, stream: TcpStream, max_idle: Option<Duration>) {
+/// for at most `max_idle` (no limit when `None`) from `now` (an earlier reading, such as the
+/// request's start, only makes it expire sooner).
+pub fn put(addr: SocketAddr, stream: TcpStream, max_idle: Option<Duration>, now: Instant) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let now = Instant::now();
         if now >= pool.next_sweep {
             pool.sweep(now);
         }
@@ -169,14 +169,17 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (client, mut server) = pair(&listener).await;
-        put(addr, client, None);
-        let client = take(addr).expect("an open idle connection is reused");
-        put(addr, client, None);
+        put(addr, client, None, Instant::now());
+        let client = take(addr, Instant::now()).expect("an open idle connection is reused");
+        put(addr, client, None, Instant::now());
         server.shutdown().await.expect("close");
         drop(server);
         // Give the close time to arrive.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(take(addr).is_none(), "a closed connection is dropped");
+        assert!(
+            take(addr, Instant::now()).is_none(),
+            "a closed connection is dropped"
+        );
         assert_eq!(count(), 0);
     }
 
@@ -185,9 +188,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (client, _server) = pair(&listener).await;
-        put(addr, client, Some(Duration::from_millis(10)));
+        put(
+            addr,
+            client,
+            Some(Duration::from_millis(10)),
+            Instant::now(),
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(take(addr).is_none());
+        assert!(take(addr, Instant::now()).is_none());
         assert_eq!(count(), 0, "the expired connection is gone");
     }
 
@@ -196,7 +204,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (client, _server) = pair(&listener).await;
-        put(addr, client, Some(Duration::from_millis(10)));
+        put(
+            addr,
+            client,
+            Some(Duration::from_millis(10)),
+            Instant::now(),
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
         POOL.with(|p| p.borrow_mut().sweep(Instant::now()));
         assert_eq!(count(), 0);
@@ -211,7 +224,7 @@ mod tests {
         for _ in 0..MAX_IDLE_PER_BACKEND + 3 {
             let (client, server) = pair(&listener).await;
             servers.push(server);
-            put(addr, client, None);
+            put(addr, client, None, Instant::now());
         }
         assert_eq!(count(), MAX_IDLE_PER_BACKEND);
     }

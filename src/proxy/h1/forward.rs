@@ -14,7 +14,7 @@ use super::body::Body;
 use super::request::{upstream_request, Request};
 use super::response::{
     client_response_head, error_response, interim_head, io_status, read_response_head,
-    with_response, Framing, ResponseHead, MAX_INTERIM,
+    response_head, with_response, Framing, MAX_INTERIM,
 };
 use super::{send_timeout, within, write_out, Buffers, ConnFacts, Outcome, UPSTREAM_BUF};
 use crate::proxy::conn::ClientConn;
@@ -44,7 +44,7 @@ impl Proxy {
         let options = action.upstream.options();
         let Buffers { out, up, .. } = bufs;
         let id = ctx.request_id.clone();
-        let (mut stream, addr, mut head) =
+        let (mut stream, addr, mut end) =
             match self.exchange(request, action, ctx, facts, out, up).await {
                 Ok(ok) => ok,
                 Err((status, error)) => {
@@ -57,27 +57,52 @@ impl Proxy {
                     };
                 }
             };
-        // Interim responses (103 Early Hints, ...) go to the client as they come, as
-        // pingora-proxy passes them.
+        // Each response header is parsed once, into the header the client gets. Interim
+        // responses (103 Early Hints, ...) go to the client as they come, as pingora-proxy
+        // passes them.
+        let edits = ResponseEdits::of(ctx, facts.tls.is_some());
+        let asked_close = req.close || request.draining;
         let mut interim = 0;
         let mut received = true;
-        while head.status < 200 {
-            interim += 1;
-            let forwarded = if interim > MAX_INTERIM {
-                Err("too many interim responses".to_owned())
-            } else {
-                out.clear();
-                with_response(&up[..head.len], |resp| interim_head(out, resp))
+        let head = loop {
+            out.clear();
+            let parsed = with_response(&up[..end], |resp| {
+                let head = response_head(resp, head_request)?;
+                if head.status < 200 {
+                    interim_head(out, resp);
+                } else {
+                    let close = asked_close || head.framing == Framing::UntilClose;
+                    client_response_head(out, resp, head.framing, &edits, id.as_bytes(), close);
+                }
+                Some(head)
+            });
+            let checked = match parsed {
+                Ok(Some(head)) if head.status == 101 => {
+                    Err("101 to a request without Upgrade".to_owned())
+                }
+                Ok(Some(head)) if head.status < 200 && interim == MAX_INTERIM => {
+                    Err("too many interim responses".to_owned())
+                }
+                Ok(Some(head)) => Ok(head),
+                Ok(None) => Err("bad status or Content-Length".to_owned()),
+                Err(e) => Err(e),
             };
-            if let Err(error) = forwarded {
-                let sent = error_response(conn, out, 502, id.as_bytes(), head_request, send);
-                return Outcome {
-                    status: 502,
-                    bytes_out: sent.await,
-                    keep: false,
-                    error: Some(error),
-                };
+            let head = match checked {
+                Ok(head) => head,
+                Err(error) => {
+                    let sent = error_response(conn, out, 502, id.as_bytes(), head_request, send);
+                    return Outcome {
+                        status: 502,
+                        bytes_out: sent.await,
+                        keep: false,
+                        error: Some(format!("{addr}: {error}")),
+                    };
+                }
+            };
+            if head.status >= 200 {
+                break head;
             }
+            interim += 1;
             if let Err(e) = write_out(conn, out, send).await {
                 return Outcome {
                     status: head.status,
@@ -86,12 +111,10 @@ impl Proxy {
                     error: Some(format!("writing an interim response: {e}")),
                 };
             }
-            up.advance(head.len);
+            up.advance(end);
             let timeout = options.read_timeout;
-            head = match read_response_head(&mut stream, up, timeout, head_request, &mut received)
-                .await
-            {
-                Ok(head) => head,
+            end = match read_response_head(&mut stream, up, timeout, &mut received).await {
+                Ok(end) => end,
                 Err((kind, error)) => {
                     let status = io_status(kind);
                     let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
@@ -103,27 +126,16 @@ impl Proxy {
                     };
                 }
             };
-        }
+        };
         ctx.upstream_status = Some(head.status);
-        // The response header for the client, then the body as it comes.
-        let close = req.close || request.draining || head.framing == Framing::UntilClose;
+        let close = asked_close || head.framing == Framing::UntilClose;
         let cut = |sent, error: String| Outcome {
             status: head.status,
             bytes_out: sent,
             keep: false,
             error: Some(error),
         };
-        out.clear();
-        let edits = ResponseEdits::of(ctx, facts.tls.is_some());
-        let id = ctx.request_id.as_bytes();
-        let written = with_response(&up[..head.len], |resp| {
-            client_response_head(out, resp, head.framing, &edits, id, close)
-        });
-        if let Err(e) = written {
-            // Parsed the same way by read_response_head: cannot fail here.
-            return cut(0, e);
-        }
-        up.advance(head.len);
+        up.advance(end);
         let mut body = Body::new(head.framing);
         let bad_framing = "bad chunked framing from the backend";
         let Ok((first, mut sent)) = body.take(up) else {
@@ -164,7 +176,7 @@ impl Proxy {
             up.clear();
         }
         if head.keepalive && !extra {
-            pool::put(addr, stream, options.idle_timeout);
+            pool::put(addr, stream, options.idle_timeout, ctx.start);
         }
         Outcome {
             status: head.status,
@@ -175,7 +187,8 @@ impl Proxy {
     }
 
     /// Sends the request in `out` to a backend (another after a failed connect, a new
-    /// connection after a stale pooled one) and reads the response header into `up`.
+    /// connection after a stale pooled one) and reads the response header into `up`: its
+    /// length.
     async fn exchange(
         &self,
         request: &Request<'_, '_>,
@@ -184,10 +197,9 @@ impl Proxy {
         facts: &ConnFacts,
         out: &mut Vec<u8>,
         up: &mut BytesMut,
-    ) -> Result<(TcpStream, SocketAddr, ResponseHead), (u16, String)> {
+    ) -> Result<(TcpStream, SocketAddr, usize), (u16, String)> {
         let (req, parsed) = (request.req, request.parsed);
         let options = action.upstream.options();
-        let head_request = req.method == Method::HEAD;
         'backends: loop {
             let header = |name: &http::HeaderName| {
                 parsed
@@ -201,7 +213,8 @@ impl Proxy {
                 .map_err(|e| (502, e.to_string()))?;
             // The request is written once the backend is known (its Host may be its own).
             upstream_request(out, request, action, ctx, facts);
-            let mut pooled = pool::take(addr);
+            // The request's start is "now" enough for idle expiry: no clock read.
+            let mut pooled = pool::take(addr, ctx.start);
             loop {
                 let reused = pooled.is_some();
                 let mut stream = match pooled.take() {
@@ -222,8 +235,7 @@ impl Proxy {
                 let result = match sent {
                     Ok(()) => {
                         let timeout = options.read_timeout;
-                        read_response_head(&mut stream, up, timeout, head_request, &mut received)
-                            .await
+                        read_response_head(&mut stream, up, timeout, &mut received).await
                     }
                     Err(e) => Err((e.kind(), format!("writing the request: {e}"))),
                 };

@@ -29,6 +29,7 @@ mod response;
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,10 +165,11 @@ impl Proxy {
                 None => return Served::Closed,
             };
             let (keep, keepalive) = {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut parsed = httparse::Request::new(&mut headers);
+                // Left uninitialised: httparse fills what it parses (2 KiB not zeroed per request).
+                let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+                let mut parsed = httparse::Request::new(&mut []);
                 let complete = matches!(
-                    parsed.parse(&input[..end]),
+                    parsed.parse_with_uninit_headers(&input[..end], &mut headers),
                     Ok(httparse::Status::Complete(n)) if n == end
                 );
                 let mut fields = [Field::Other; MAX_HEADERS];

@@ -2,6 +2,7 @@
 //! headers the client gets (the backend's, menshen's own answers, interim responses).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -42,7 +43,6 @@ pub(super) enum Framing {
 
 /// A backend's response header, read to its end.
 pub(super) struct ResponseHead {
-    pub(super) len: usize,
     pub(super) status: u16,
     pub(super) framing: Framing,
     /// The backend keeps the connection open after this response.
@@ -65,9 +65,9 @@ pub(super) fn with_response<T>(
     config
         .allow_spaces_after_header_name_in_responses(true)
         .allow_obsolete_multiline_headers_in_responses(true);
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    match config.parse_response(&mut resp, head) {
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    match config.parse_response_with_uninit_headers(&mut resp, head, &mut headers) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => return Ok(f(&resp)),
         Err(httparse::Error::TooManyHeaders) => {}
         Ok(_) => return Err("bad response header".into()),
@@ -82,30 +82,26 @@ pub(super) fn with_response<T>(
     }
 }
 
-/// Reads one response header (an interim 1xx one included) into `up`. `received` is set once
-/// any byte of a response arrived.
+/// Reads until `up` holds a whole response header (an interim 1xx one included): its length.
+/// `received` is set once any byte of a response arrived. The header is parsed once, by the
+/// caller (`forward`).
 pub(super) async fn read_response_head(
     stream: &mut TcpStream,
     up: &mut BytesMut,
     read_timeout: Option<Duration>,
-    head_request: bool,
     received: &mut bool,
-) -> Result<ResponseHead, (io::ErrorKind, String)> {
-    let bad = |e: String| (io::ErrorKind::InvalidData, e);
+) -> Result<usize, (io::ErrorKind, String)> {
     let mut scanned = 0;
     loop {
         if let Some(end) = head_end(up, scanned) {
-            let head = with_response(&up[..end], |resp| response_head(resp, end, head_request))
-                .map_err(bad)?;
-            let head = head.ok_or_else(|| bad("bad status or Content-Length".into()))?;
-            if head.status == 101 {
-                return Err(bad("101 to a request without Upgrade".into()));
-            }
-            return Ok(head);
+            return Ok(end);
         }
         scanned = up.len().saturating_sub(2);
         if up.len() >= MAX_RESPONSE_HEAD {
-            return Err(bad("response header too large".into()));
+            return Err((
+                io::ErrorKind::InvalidData,
+                "response header too large".into(),
+            ));
         }
         up.reserve(UPSTREAM_BUF);
         match within(read_timeout, stream.read_buf(up)).await {
@@ -140,9 +136,8 @@ fn content_length(value: &[u8]) -> Option<u64> {
 
 /// The framing and keep-alive of a parsed response; `None` on a status outside 100-599 or a bad
 /// or conflicting Content-Length.
-fn response_head(
+pub(super) fn response_head(
     resp: &httparse::Response<'_, '_>,
-    len: usize,
     head_request: bool,
 ) -> Option<ResponseHead> {
     let status = resp.code.filter(|s| (100..600).contains(s))?;
@@ -189,7 +184,6 @@ fn response_head(
         }
     };
     Some(ResponseHead {
-        len,
         status,
         framing,
         keepalive: !close && framing != Framing::UntilClose,
@@ -458,7 +452,7 @@ mod tests {
         assert_eq!(content_length(b"+5"), None);
         assert_eq!(content_length(b""), None);
         let head = |raw: &[u8], head_request| {
-            with_response(raw, |r| response_head(r, raw.len(), head_request)).expect("parses")
+            with_response(raw, |r| response_head(r, head_request)).expect("parses")
         };
         let both = head(
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -499,7 +493,7 @@ mod tests {
             (b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\n", false),
             (b"HTTP/1.1 599 Odd\r\nContent-Length: 2\r\n\r\n", true),
         ] {
-            let head = with_response(raw, |r| response_head(r, raw.len(), false)).expect("parses");
+            let head = with_response(raw, |r| response_head(r, false)).expect("parses");
             assert_eq!(head.is_some(), ok, "{}", String::from_utf8_lossy(raw));
         }
     }
