@@ -62,6 +62,8 @@ impl AccessLog {
         let writer = Writer {
             failed: failed.clone(),
             failing: false,
+            today: day_of(SystemTime::now()),
+            since_clock: 0,
             size: file.metadata().map(|m| m.len()).unwrap_or(0),
             day: day_of(SystemTime::now()),
             out: BufWriter::with_capacity(256 * 1024, file),
@@ -116,6 +118,9 @@ struct Writer {
     failed: Arc<AtomicU64>,
     /// The last write or flush failed: said once, not once per line.
     failing: bool,
+    /// Today (days since 1970), read every 1,024 lines and whenever the writer is idle.
+    today: u64,
+    since_clock: u32,
 }
 
 impl Writer {
@@ -154,6 +159,7 @@ impl Writer {
                 last_flush = Instant::now();
             }
             if !got {
+                self.today = day_of(SystemTime::now());
                 self.rotate_if_needed(0);
                 std::thread::sleep(POLL_EVERY);
             }
@@ -161,6 +167,12 @@ impl Writer {
     }
 
     fn write(&mut self, line: &str) {
+        // The clock is read for the daily rotation once every 1,024 lines, not per line.
+        self.since_clock += 1;
+        if self.since_clock >= 1024 {
+            self.since_clock = 0;
+            self.today = day_of(SystemTime::now());
+        }
         self.rotate_if_needed(line.len() as u64 + 1);
         let ok = self
             .out
@@ -205,7 +217,7 @@ impl Writer {
     }
 
     fn rotate_if_needed(&mut self, incoming: u64) {
-        let today = day_of(SystemTime::now());
+        let today = self.today;
         let too_big = self.size > 0 && self.size + incoming > self.config.max_file_bytes;
         if today == self.day && !too_big {
             return;
@@ -300,8 +312,23 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Appends `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-27T01:24:11.133+00:00`.
 pub fn push_rfc3339_millis(out: &mut String, t: SystemTime) {
+    thread_local! {
+        /// The last second formatted on this thread, with its text.
+        static LAST: std::cell::Cell<(u64, [u8; 29])> = const {
+            std::cell::Cell::new((u64::MAX, [0; 29]))
+        };
+    }
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let (last, mut text) = LAST.get();
+    if last == secs {
+        let ms = since.subsec_millis();
+        text[20] = b'0' + (ms / 100) as u8;
+        text[21] = b'0' + (ms / 10 % 10) as u8;
+        text[22] = b'0' + (ms % 10) as u8;
+        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+        return;
+    }
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     // Digit by digit: this runs for every request.
@@ -319,6 +346,7 @@ pub fn push_rfc3339_millis(out: &mut String, t: SystemTime) {
     put(14, 2, rem / 60 % 60);
     put(17, 2, rem % 60);
     put(20, 3, u64::from(since.subsec_millis()));
+    LAST.set((secs, text));
     out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
@@ -361,6 +389,15 @@ mod tests {
             UNIX_EPOCH + Duration::from_millis(1_795_742_651_133),
         );
         assert_eq!(s, "2026-11-27T01:24:11.133+00:00");
+        // The same second again (the cached text, new milliseconds), then the next one.
+        for (ms, text) in [
+            (1_795_742_651_007, "2026-11-27T01:24:11.007+00:00"),
+            (1_795_742_652_999, "2026-11-27T01:24:12.999+00:00"),
+        ] {
+            let mut s = String::new();
+            push_rfc3339_millis(&mut s, UNIX_EPOCH + Duration::from_millis(ms));
+            assert_eq!(s, text);
+        }
         let mut j = String::new();
         push_json_str(&mut j, "a\"b\\c\n\u{1}门");
         assert_eq!(j, "\"a\\\"b\\\\c\\n\\u0001门\"");

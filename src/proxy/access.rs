@@ -18,6 +18,23 @@ fn opt_str(out: &mut String, key: &str, v: Option<&str>) {
     }
 }
 
+/// Appends `addr` as text: formatted once per backend and thread, not per request.
+fn push_addr(out: &mut String, addr: std::net::SocketAddr) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(Option<std::net::SocketAddr>, String)> =
+            const { std::cell::RefCell::new((None, String::new())) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != Some(addr) {
+            last.1.clear();
+            let _ = write!(last.1, "{addr}");
+            last.0 = Some(addr);
+        }
+        out.push_str(&last.1);
+    });
+}
+
 fn push_opt_num<N: itoa::Integer>(out: &mut String, n: Option<N>) {
     match n {
         Some(n) => out.push_str(itoa::Buffer::new().format(n)),
@@ -122,7 +139,9 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
     out.push_str(num.format(elapsed.as_millis()));
     match ctx.tried.last() {
         Some(addr) => {
-            let _ = write!(out, ",\"upstream\":\"{addr}\"");
+            out.push_str(",\"upstream\":\"");
+            push_addr(&mut out, *addr);
+            out.push('"');
         }
         None => out.push_str(",\"upstream\":null"),
     }

@@ -122,7 +122,10 @@ impl Ctx {
 
     /// The request id as text (a trusted proxy's id may hold bytes that are not UTF-8).
     pub(super) fn request_id_str(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(self.request_id.as_bytes())
+        match self.request_id.to_str() {
+            Ok(id) => Cow::Borrowed(id),
+            Err(_) => String::from_utf8_lossy(self.request_id.as_bytes()),
+        }
     }
 
     pub(super) fn proxy_action(&self) -> Option<&ProxyAction> {
