@@ -184,35 +184,20 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn connections_idle_too_long_are_dropped() {
+    async fn connections_past_their_idle_time_are_dropped_by_a_take_or_a_sweep() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (client, _server) = pair(&listener).await;
-        put(
-            addr,
-            client,
-            Some(Duration::from_millis(10)),
-            Instant::now(),
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(take(addr, Instant::now()).is_none());
-        assert_eq!(count(), 0, "the expired connection is gone");
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_sweep_closes_what_no_request_takes() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (client, _server) = pair(&listener).await;
-        put(
-            addr,
-            client,
-            Some(Duration::from_millis(10)),
-            Instant::now(),
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        POOL.with(|p| p.borrow_mut().sweep(Instant::now()));
+        let idle = Some(Duration::from_millis(10));
+        let start = Instant::now();
+        let later = start + Duration::from_millis(20);
+        let (first, _first_server) = pair(&listener).await;
+        put(addr, first, idle, start);
+        assert!(take(addr, later).is_none(), "past its idle time when taken");
         assert_eq!(count(), 0);
+        let (second, _second_server) = pair(&listener).await;
+        put(addr, second, idle, start);
+        POOL.with(|p| p.borrow_mut().sweep(later));
+        assert_eq!(count(), 0, "swept");
         assert!(POOL.with(|p| p.borrow().idle.is_empty()));
     }
 

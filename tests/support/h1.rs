@@ -1,0 +1,367 @@
+//! A scripted HTTP/1 backend and a raw HTTP/1 client for the tests of menshen's own HTTP/1 loop
+//! (src/proxy/h1/): the backend answers by path (framings, interim responses, closes), counts
+//! its connections and keeps every request header it saw.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::pki::{Ca, LeafSpec};
+use super::{Env, Running};
+
+/// A backend that answers by path, counts its connections and keeps every request header.
+pub struct Backend {
+    pub port: u16,
+    pub accepted: Arc<AtomicUsize>,
+    pub seen: Arc<Mutex<Vec<String>>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Body bytes of `/big`: more than loopback socket buffers hold.
+pub const BIG: usize = 64 << 20;
+
+/// The backend's answer to `path`, and whether it then closes the connection (silently, after
+/// a moment, as a backend whose keep-alive timeout runs out).
+fn answer(method: &str, path: &str, body_len: usize) -> (Vec<u8>, bool) {
+    let fixed = |r: &str| r.as_bytes().to_vec();
+    match path {
+        "/chunked" => (
+            fixed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-checksum: 1\r\n\r\n"),
+            false,
+        ),
+        "/until-close" => (
+            fixed("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends at close"),
+            true,
+        ),
+        "/big" => {
+            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes();
+            r.resize(r.len() + BIG, b'x');
+            (r, false)
+        }
+        "/many-headers" => {
+            let mut r = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..70 {
+                r.push_str(&format!("Set-Cookie: c{i}=1\r\n"));
+            }
+            r.push_str("Content-Length: 4\r\n\r\nmany");
+            (r.into_bytes(), false)
+        }
+        "/both-lengths" => (
+            fixed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+            false,
+        ),
+        "/parity" => {
+            let body = format!("{method} {path} body={body_len}");
+            (
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: x-checksum\r\nX-Kept: 1\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+                false,
+            )
+        }
+        "/early-hints" => (
+            fixed("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            false,
+        ),
+        _ => {
+            let body = format!("{method} {path} body={body_len}");
+            let close = path == "/then-idle-close";
+            (
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nKeep-Alive: timeout=5\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+                close,
+            )
+        }
+    }
+}
+
+impl Backend {
+    pub async fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (count, log) = (accepted.clone(), seen.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(tcp, log.clone()));
+            }
+        });
+        Backend {
+            port,
+            accepted,
+            seen,
+            task,
+        }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn last_request(&self) -> String {
+        self.seen
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
+    let mut buf = Vec::new();
+    // After "/arm": the next request on this connection is read, then the connection closed
+    // without an answer (a backend that timed the idle connection out as the request came).
+    let mut armed = false;
+    loop {
+        let end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let body_len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < body_len {
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..body_len);
+        let mut words = head.split(' ');
+        let method = words.next().unwrap_or("").to_owned();
+        let path = words.next().unwrap_or("/").to_owned();
+        seen.lock().expect("lock").push(head);
+        if armed {
+            return;
+        }
+        armed = path == "/arm";
+        let (mut response, close) = answer(&method, &path, body_len);
+        if method == "HEAD" {
+            let end = response
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or(0);
+            response.truncate(end + 4);
+        }
+        if tcp.write_all(&response).await.is_err() {
+            return;
+        }
+        if close {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return;
+        }
+    }
+}
+
+/// One response read off a client connection.
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// A client connection reading responses one at a time.
+pub struct Client {
+    pub tcp: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl Client {
+    pub async fn connect(port: u16) -> Client {
+        Client {
+            tcp: TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match tokio::time::timeout(Duration::from_secs(5), self.tcp.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub async fn send(&mut self, raw: &str) {
+        self.tcp.write_all(raw.as_bytes()).await.expect("write");
+    }
+
+    /// Reads one response (the body by Content-Length, chunked, or to the end of the stream).
+    pub async fn response(&mut self, head_request: bool) -> Answer {
+        let end = loop {
+            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            assert!(self.fill().await, "connection ended before a response");
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        self.buf.drain(..end);
+        let status = head[9..12].parse().expect("status");
+        let mut answer = Answer {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        if head_request {
+            return answer;
+        }
+        if let Some(len) = answer.header("content-length") {
+            let len: usize = len.parse().expect("length");
+            while self.buf.len() < len {
+                assert!(self.fill().await, "body cut short");
+            }
+            answer.body = self.buf.drain(..len).collect();
+        } else if answer.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let line_end = loop {
+                    if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break at;
+                    }
+                    assert!(self.fill().await, "chunk cut short");
+                };
+                let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size = usize::from_str_radix(line.split(';').next().unwrap_or(""), 16)
+                    .expect("chunk size");
+                self.buf.drain(..line_end + 2);
+                if size == 0 {
+                    // Trailer fields, then the empty line.
+                    loop {
+                        while !self.buf.windows(2).any(|w| w == b"\r\n") {
+                            assert!(self.fill().await, "trailer cut short");
+                        }
+                        let at = self.buf.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+                        self.buf.drain(..at + 2);
+                        if at == 0 {
+                            return answer;
+                        }
+                    }
+                }
+                while self.buf.len() < size + 2 {
+                    assert!(self.fill().await, "chunk data cut short");
+                }
+                answer.body.extend(self.buf.drain(..size));
+                self.buf.drain(..2);
+            }
+        } else {
+            while self.fill().await {}
+            answer.body = std::mem::take(&mut self.buf);
+        }
+        answer
+    }
+
+    /// Whether the proxy closes the connection within `within` (and sent nothing more).
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        let mut chunk = [0u8; 64];
+        matches!(
+            tokio::time::timeout(within, self.tcp.read(&mut chunk)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        ) && self.buf.is_empty()
+    }
+}
+
+pub fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: example.cn\r\n{extra}\r\n")
+}
+
+pub async fn start(backend: &Backend) -> (Env, Running) {
+    start_with(backend, "").await
+}
+
+pub async fn start_with(backend: &Backend, policy: &str) -> (Env, Running) {
+    let (env, running, _root) = launch(backend, policy).await;
+    (env, running)
+}
+
+/// The proxy in front of `backend` with `policy` (TOML) added, and the root its certificate
+/// chains to.
+pub async fn launch(backend: &Backend, policy: &str) -> (Env, Running, Ca) {
+    let (env, root) = Env::with_approved_root("Approved Root");
+    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    env.write_config(
+        "",
+        &format!(
+            "{policy}\n[[upstreams]]\nname = \"backend\"\nbackends = [\"127.0.0.1:{}\"]\n\n\
+             [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
+             [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n",
+            backend.port
+        ),
+    );
+    let running = env.start();
+    (env, running, root)
+}
+
+/// nature between two requests (length, date, ids).
+pub fn field_names(head: &str) -> Vec<String> {
+    let mut names: Vec<String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, _)| n.trim().to_ascii_lowercase())
+        })
+        // Lengths and dates differ by nature; pingora-proxy says `Connection: keep-alive`
+        // where the loop relies on HTTP/1.1's default.
+        .filter(|n| {
+            !matches!(
+                n.as_str(),
+                "content-length" | "date" | "transfer-encoding" | "connection"
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn field_value(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
