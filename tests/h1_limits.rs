@@ -34,7 +34,7 @@ async fn a_request_that_arrives_with_the_previous_one_is_on_the_header_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_idle_keepalive_connections() {
     let backend = Backend::start().await;
-    let (env, mut running) = start_with(&backend, "[server]\ngrace_period_seconds = 1\n").await;
+    let (env, mut running) = start_with(&backend, "[server]\ngrace_period_seconds = 5\n").await;
     let mut client = Client::connect(env.http).await;
     client.send(&get("/", "")).await;
     assert_eq!(client.response(false).await.status, 200);
