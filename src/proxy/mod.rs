@@ -43,7 +43,9 @@ use pingora_proxy::FailToProxy;
 
 use self::conn::ClientConn;
 use self::ctx::{Ctx, RequestIds};
-use self::phases::{forwarded_for, proxy_action, Located, Peer, ReqView, ResponseEdits};
+use self::phases::{
+    forwarded_for, list_items, proxy_action, Located, Peer, ReqView, ResponseEdits,
+};
 use crate::observe::access_log::AccessLog;
 use crate::policy::Denial;
 use crate::route::router::strip_port;
@@ -333,8 +335,8 @@ impl ProxyHttp for Proxy {
             .headers
             .get_all(header::CONNECTION)
             .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .filter_map(|t| std::str::from_utf8(t.trim_ascii()).ok())
+            .flat_map(|v| list_items(v.as_bytes()))
+            .filter_map(|t| std::str::from_utf8(t).ok())
             .filter(|t| {
                 !t.is_empty()
                     && !t.eq_ignore_ascii_case("close")

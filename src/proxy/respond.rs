@@ -65,13 +65,18 @@ pub async fn redirect(
     send(session, resp, Bytes::new()).await
 }
 
-/// Writes a plain error response for a failed request.
-pub async fn error(session: &mut Session, status: u16, request_id: &HeaderValue) -> Result<bool> {
+/// The body of a plain error response, e.g. `502 Bad Gateway`: the same from both request paths.
+pub(super) fn error_body(status: u16) -> String {
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Error");
-    let body = Bytes::from(format!("{status} {reason}\n"));
+    format!("{status} {reason}\n")
+}
+
+/// Writes a plain error response for a failed request.
+pub async fn error(session: &mut Session, status: u16, request_id: &HeaderValue) -> Result<bool> {
+    let body = Bytes::from(error_body(status));
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;

@@ -7,7 +7,7 @@ use super::response::push_field;
 use super::{ConnFacts, MAX_HEADERS};
 use crate::proxy::conn::ClientConn;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::phases::{forwarded_for, Located, ReqView};
+use crate::proxy::phases::{forwarded_for, list_items, Located, ReqView};
 use crate::route::router::ProxyAction;
 use crate::route::Action;
 
@@ -109,8 +109,7 @@ fn plain_target(target: &str) -> bool {
 /// `Some(true)` when it asks to close.
 fn connection_close(value: &[u8]) -> Option<bool> {
     let mut close = false;
-    for token in value.split(|&b| b == b',') {
-        let token = token.trim_ascii();
+    for token in list_items(value) {
         if token.eq_ignore_ascii_case(b"close") {
             close = true;
         } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {

@@ -12,7 +12,8 @@ use tokio::net::TcpStream;
 use super::request::{field, Field};
 use super::{within, write_out, MAX_HEADERS, UPSTREAM_BUF};
 use crate::proxy::conn::ClientConn;
-use crate::proxy::phases::ResponseEdits;
+use crate::proxy::phases::{list_items, ResponseEdits};
+use crate::proxy::respond::error_body;
 
 /// Largest response header from a backend (a bigger one is a 502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -120,8 +121,7 @@ pub(super) async fn read_response_head(
 /// A Content-Length value: digits only, or a list of the same digits (RFC 9110 8.6).
 fn content_length(value: &[u8]) -> Option<u64> {
     let mut length = None;
-    for item in value.split(|&b| b == b',') {
-        let digits = item.trim_ascii();
+    for digits in list_items(value) {
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
@@ -154,12 +154,11 @@ pub(super) fn response_head(
                 length = Some(v);
             }
             Field::TransferEncoding => {
-                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                let last = list_items(h.value).last().unwrap_or(b"");
+                chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
             Field::Connection => {
-                for token in h.value.split(|&b| b == b',') {
-                    let token = token.trim_ascii();
+                for token in list_items(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if token.eq_ignore_ascii_case(b"keep-alive") && resp.version == Some(0) {
@@ -304,11 +303,9 @@ impl<'r> HopByHop<'r> {
             Field::Connection | Field::HopByHop | Field::Upgrade => true,
             // The body's framing stays, whatever the Connection header says.
             Field::ContentLength | Field::TransferEncoding => false,
-            _ => self.connection[..self.count].iter().any(|value| {
-                value
-                    .split(|&b| b == b',')
-                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
-            }),
+            _ => self.connection[..self.count]
+                .iter()
+                .any(|value| list_items(value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))),
         }
     }
 }
@@ -406,11 +403,7 @@ pub(super) async fn error_response(
     head_request: bool,
     send: Option<Duration>,
 ) -> usize {
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Error");
-    let body = format!("{status} {reason}\n");
+    let body = error_body(status);
     out.clear();
     own_response(
         out,
