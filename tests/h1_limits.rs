@@ -1,6 +1,6 @@
 //! The HTTP/1 loop's time limits and shutdown: the header clock on a request that came with the
 //! previous one, the send timeout (plain and TLS, where the close must not wait for the client
-//! either), idle keep-alive connections closed when shutdown starts.
+//! either), keep-alive connections answered with `Connection: close` during shutdown.
 
 mod support;
 
@@ -32,9 +32,9 @@ async fn a_request_that_arrives_with_the_previous_one_is_on_the_header_clock() {
 
 /// The header names of a request or response head, lowercase, without those that differ by
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_closes_idle_keepalive_connections() {
+async fn during_shutdown_a_keepalive_connection_is_answered_then_closed() {
     let backend = Backend::start().await;
-    let (env, mut running) = start_with(&backend, "[server]\ngrace_period_seconds = 5\n").await;
+    let (env, mut running) = start_with(&backend, "[server]\ngrace_period_seconds = 3\n").await;
     let mut client = Client::connect(env.http).await;
     client.send(&get("/", "")).await;
     assert_eq!(client.response(false).await.status, 200);
@@ -42,11 +42,16 @@ async fn shutdown_closes_idle_keepalive_connections() {
         .args(["-TERM", &running.child.id().to_string()])
         .status()
         .expect("kill");
-    // Well before the grace period ends and the runtime goes.
-    assert!(
-        client.closed_within(Duration::from_millis(1500)).await,
-        "the idle connection is closed once shutdown starts"
+    // Shutdown has started (the listeners stop at once); the grace period is running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    client.send(&get("/during-shutdown", "")).await;
+    let answer = client.response(false).await;
+    assert_eq!(
+        answer.status, 200,
+        "the idle connection's next request is served"
     );
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(client.closed_within(Duration::from_secs(2)).await);
     assert_eq!(running.wait_exit(Duration::from_secs(20)), Some(0));
 }
 

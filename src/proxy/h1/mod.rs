@@ -145,7 +145,6 @@ impl Proxy {
     /// request it does not take arrives.
     pub(crate) async fn serve_h1(&self, mut conn: ClientConn, shutdown: &ShutdownWatch) -> Served {
         let facts = ConnFacts::of(&conn);
-        let mut shutdown = shutdown.clone();
         // What the client sent and the loop has not used yet.
         let mut input = BytesMut::with_capacity(4096);
         let mut bufs = Buffers {
@@ -156,10 +155,7 @@ impl Proxy {
         // their first byte at most the keep-alive timeout.
         let mut idle: Option<Option<Duration>> = None;
         loop {
-            let end = match self
-                .read_head(&mut conn, &mut input, idle, &mut shutdown)
-                .await
-            {
+            let end = match self.read_head(&mut conn, &mut input, idle).await {
                 Some(Some(end)) => end,
                 Some(None) => return self.hand_over(conn, input),
                 None => return Served::Closed,
@@ -224,13 +220,17 @@ impl Proxy {
 
     /// Reads until `input` holds a whole request header: `Some(Some(end))`; `Some(None)` when
     /// the header is too big for this loop (or it is not HTTP); `None` when the connection is
-    /// done (closed, timed out, shutting down).
+    /// done (closed, timed out).
+    ///
+    /// Shutdown does not cut this wait, as in pingora-proxy: the watch fires when the listeners
+    /// stop (a binary upgrade hands them over), and a connection accepted just before, or a
+    /// keep-alive client's next request during the grace period, is still answered, with
+    /// `Connection: close`. What is still idle when the grace period ends goes with the runtime.
     async fn read_head(
         &self,
         conn: &mut ClientConn,
         input: &mut BytesMut,
         idle: Option<Option<Duration>>,
-        shutdown: &mut ShutdownWatch,
     ) -> Option<Option<usize>> {
         let mut scanned = 0;
         loop {
@@ -248,12 +248,7 @@ impl Proxy {
                 Some(limit) if input.is_empty() => limit,
                 _ => None,
             };
-            let read = tokio::select! {
-                biased;
-                r = within(limit, conn.read_buf(input)) => r,
-                Ok(()) = shutdown.changed() => return None,
-            };
-            match read {
+            match within(limit, conn.read_buf(input)).await {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
