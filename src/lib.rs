@@ -12,6 +12,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod route;
+pub mod semantics;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

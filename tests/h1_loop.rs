@@ -88,15 +88,18 @@ async fn chunked_interim_and_head_responses_keep_the_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_that_ends_at_close_closes_the_client_connection() {
+async fn a_body_that_ends_at_close_goes_chunked_and_the_client_connection_stays() {
     let backend = Backend::start().await;
     let (env, _running) = start(&backend).await;
     let mut client = Client::connect(env.http).await;
     client.send(&get("/until-close", "")).await;
     let answer = client.response(false).await;
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.header("connection"), Some("close"));
+    assert_eq!(answer.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(answer.header("connection"), None);
     assert_eq!(answer.body, b"the body ends at close");
+    client.send(&get("/after", "")).await;
+    assert_eq!(client.response(false).await.body, b"GET /after body=0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

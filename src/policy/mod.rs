@@ -136,6 +136,8 @@ pub struct Policy {
     pub send_timeout: std::time::Duration,
     /// Timeout of each header read after the first request of a connection.
     pub header_read_timeout: std::time::Duration,
+    /// Largest request head the HTTP/1 engine reads.
+    pub max_head_bytes: usize,
     /// Keep-alive idle timeout, seconds.
     pub keepalive_timeout_seconds: u64,
     /// Rate state (shared across reloads).

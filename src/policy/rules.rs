@@ -504,6 +504,9 @@ pub(crate) fn compile(
         body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
         send_timeout: std::time::Duration::from_millis(p.send_timeout_ms),
         header_read_timeout: std::time::Duration::from_millis(p.header_read_timeout_ms),
+        // The request line and the header fields, with room for line ends: a head over this is
+        // 431 before it is parsed.
+        max_head_bytes: p.max_uri_bytes + p.max_header_bytes + 1024,
         keepalive_timeout_seconds: p.keepalive_timeout_seconds,
         rate_table: table,
         tls,

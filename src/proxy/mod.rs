@@ -50,6 +50,7 @@ use crate::observe::access_log::AccessLog;
 use crate::policy::Denial;
 use crate::route::router::strip_port;
 use crate::route::Action;
+use crate::semantics::target::{canonical, TargetError};
 use crate::snapshot::SharedSnapshot;
 use crate::tls::resolver::ConnInfo;
 
@@ -119,8 +120,38 @@ impl<'a> ReqView<'a> {
     }
 }
 
+/// Brings the request's target and Host to their canonical form (`semantics::target`) in place,
+/// so that every phase and the backend see the same request; an HTTP/2 `:authority` or an
+/// absolute-form authority wins over the Host field.
+fn canonicalize(req: &mut RequestHeader) -> std::result::Result<(), TargetError> {
+    let (uri, host) = {
+        let authority = req.uri.authority().map(|a| a.as_str());
+        let host_field = req.headers.get(header::HOST);
+        let host = match (authority, host_field.map(|h| h.to_str())) {
+            (Some(a), _) => a,
+            (None, Some(Ok(h))) => h,
+            (None, Some(Err(_)) | None) => return Err(TargetError::Host),
+        };
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let (target, host) = canonical(pq, Some(host))?;
+        let uri =
+            (authority.is_some() || target.as_str() != pq).then(|| target.as_str().to_owned());
+        let host = (host_field.map(|h| h.as_bytes()) != Some(host.as_str().as_bytes()))
+            .then(|| host.as_str().to_owned());
+        (uri, host)
+    };
+    if let Some(uri) = uri {
+        req.set_uri(uri.parse::<http::Uri>().map_err(|_| TargetError::Form)?);
+    }
+    if let Some(host) = host {
+        req.insert_header(header::HOST, host)
+            .map_err(|_| TargetError::Host)?;
+    }
+    Ok(())
+}
+
 /// The answer to a request on a connection that arrived over `max_connections_per_ip`.
-fn over_connection_limit() -> Denial {
+pub(super) fn over_connection_limit() -> Denial {
     Denial {
         status: 429,
         rule: Arc::from("max_connections_per_ip"),
@@ -176,7 +207,16 @@ impl ProxyHttp for Proxy {
         session.set_read_timeout(Some(policy.body_read_timeout));
         session.set_write_timeout(Some(policy.send_timeout));
 
-        let denial = if over_limit {
+        let canonical = canonicalize(session.req_header_mut());
+        let denial = if let Err(e) = canonical {
+            session.set_keepalive(None);
+            Some(Denial {
+                status: 400,
+                rule: Arc::from("bad_request"),
+                header: None,
+                body: Bytes::from(format!("400 Bad Request: {e}\n")),
+            })
+        } else if over_limit {
             // This connection is not counted: close it after the answer.
             session.set_keepalive(None);
             Some(over_connection_limit())
@@ -267,7 +307,9 @@ impl ProxyHttp for Proxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = errors::status_for(e);
-        if code > 0 {
+        // A response already begun is left unfinished (HTTP/2: the stream is reset), never
+        // completed or appended to: the client must see that it broke off.
+        if code > 0 && session.response_written().is_none() {
             if let Err(write) = respond::error(session, code, &ctx.request_id).await {
                 tracing::debug!(request_id = %ctx.request_id_str(), "cannot send the error response: {write}");
             }

@@ -70,6 +70,23 @@ fn answer(method: &str, path: &str, body_len: usize) -> (Vec<u8>, bool) {
                 false,
             )
         }
+        "/cut-length" => (
+            fixed("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten.."),
+            true,
+        ),
+        "/cut-chunked" => (
+            fixed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+            true,
+        ),
+        "/bad-first-chunk" => (
+            fixed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n"),
+            true,
+        ),
+        "/status-999" => (fixed("HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"), false),
+        "/unasked-101" => (
+            fixed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            true,
+        ),
         "/early-hints" => (
             fixed("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
             false,
@@ -142,26 +159,60 @@ async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
         };
         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
         buf.drain(..end);
-        let body_len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
+        let chunked = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(n, v)| {
+                n.eq_ignore_ascii_case("transfer-encoding") && v.trim() == "chunked"
             })
-            .unwrap_or(0);
-        while buf.len() < body_len {
+        });
+        let (raw_len, body_len) = if chunked {
+            match read_chunked(&mut tcp, &mut buf).await {
+                Some(lengths) => lengths,
+                None => return,
+            }
+        } else {
+            let n = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            (n, n)
+        };
+        while buf.len() < raw_len {
             let mut chunk = [0u8; 4096];
             match tcp.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        buf.drain(..body_len);
+        let body: Vec<u8> = buf.drain(..raw_len).collect();
         let mut words = head.split(' ');
         let method = words.next().unwrap_or("").to_owned();
         let path = words.next().unwrap_or("/").to_owned();
-        seen.lock().expect("lock").push(head);
+        seen.lock()
+            .expect("lock")
+            .push(format!("{head}{}", String::from_utf8_lossy(&body)));
+        if path == "/ws" {
+            let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\nhello from the backend;";
+            if tcp.write_all(switch.as_bytes()).await.is_err() {
+                return;
+            }
+            echo(tcp, buf).await;
+            return;
+        }
+        if path == "/reset-mid-body" {
+            let _ = tcp
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart of a body")
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // A zero linger resets the connection at once (it never blocks): a backend that
+            // crashes mid-body.
+            #[allow(deprecated)]
+            let _ = tcp.set_linger(Some(Duration::ZERO));
+            return;
+        }
         if armed {
             return;
         }
@@ -180,6 +231,70 @@ async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
         if close {
             tokio::time::sleep(Duration::from_millis(20)).await;
             return;
+        }
+    }
+}
+
+/// Reads until `buf` holds a CRLF at or after `from`: its offset.
+async fn line_end(tcp: &mut TcpStream, buf: &mut Vec<u8>, from: usize) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.get(from..)?.windows(2).position(|w| w == b"\r\n") {
+            return Some(from + i);
+        }
+        let mut chunk = [0u8; 4096];
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Reads a chunked body off `tcp` (`buf` holds what came first): its length on the wire and its
+/// payload length; the wire bytes stay at the start of `buf`.
+async fn read_chunked(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(usize, usize)> {
+    let (mut at, mut payload) = (0, 0);
+    loop {
+        let line = line_end(tcp, buf, at).await?;
+        let text = String::from_utf8_lossy(&buf[at..line]).into_owned();
+        let size = usize::from_str_radix(text.split(';').next()?.trim(), 16).ok()?;
+        at = line + 2;
+        if size == 0 {
+            // Trailer fields until an empty line.
+            loop {
+                let end = line_end(tcp, buf, at).await?;
+                let empty = end == at;
+                at = end + 2;
+                if empty {
+                    return Some((at, payload));
+                }
+            }
+        }
+        while buf.len() < at + size + 2 {
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        at += size + 2;
+        payload += size;
+    }
+}
+
+/// Echoes what arrives (after `early`) until the peer closes: an upgraded connection.
+async fn echo(mut tcp: TcpStream, early: Vec<u8>) {
+    if !early.is_empty() && tcp.write_all(&early).await.is_err() {
+        return;
+    }
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if tcp.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

@@ -1,205 +1,163 @@
-//! A proxied request's exchange with its backend: pick a backend, send the request (on a pooled
-//! connection, another backend after a failed connect, a new connection after a stale pooled
-//! one), read the response header, pass interim responses on, then the response and its body.
+//! A proxied request's exchange with its backend: pick a backend, send the request head and
+//! body (on a pooled connection, another backend after a failed connect, a new connection after
+//! a stale pooled one), read the response header, pass interim responses on, then hand the
+//! final response to `relay` (or the connection to `tunnel` after `101 Switching Protocols`).
 
 use std::io;
 use std::net::SocketAddr;
 
 use bytes::{Buf, BytesMut};
-use http::Method;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::body::Body;
+use super::own::{error_response, io_status};
+use super::relay::Relay;
 use super::request::{upstream_request, Request};
 use super::response::{
-    client_response_head, error_response, interim_head, io_status, read_response_head,
-    response_head, with_response, Framing, MAX_INTERIM,
+    interim_head, read_response_head, response_head, with_response, ResponseHead, MAX_INTERIM,
 };
-use super::{send_timeout, within, write_out, Buffers, ConnFacts, Outcome, UPSTREAM_BUF};
+use super::upload::{Upload, UploadError};
+use super::{send_timeout, within, write_out, Buffers, ConnFacts, Outcome};
 use crate::proxy::conn::ClientConn;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::phases::ResponseEdits;
 use crate::proxy::Proxy;
 use crate::route::pool;
 use crate::route::router::ProxyAction;
 
-/// Body bytes sent in the same write as the response header.
-const COALESCE: usize = 16 * 1024;
+/// Why no response came from a backend: the client's status, and what to log.
+struct Failed(u16, String);
 
 impl Proxy {
     /// Sends the request to a backend and its response to the client.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn proxy(
         &self,
         conn: &mut ClientConn,
         facts: &ConnFacts,
-        request: &Request<'_, '_>,
+        request: &Request<'_>,
         action: &ProxyAction,
         ctx: &mut Ctx,
         bufs: &mut Buffers,
+        input: &mut BytesMut,
     ) -> Outcome {
         let send = send_timeout(ctx);
-        let req = request.req;
-        let head_request = req.method == Method::HEAD;
-        let options = action.upstream.options();
-        let Buffers { out, up, .. } = bufs;
+        let head_request = request.req.method == http::Method::HEAD;
         let id = ctx.request_id.clone();
-        let (mut stream, addr, mut end) =
-            match self.exchange(request, action, ctx, facts, out, up).await {
-                Ok(ok) => ok,
-                Err((status, error)) => {
-                    let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
-                    return Outcome {
-                        status,
-                        bytes_out: sent.await,
-                        keep: false,
-                        error: Some(error),
-                    };
-                }
-            };
-        // Each response header is parsed once, into the header the client gets. Interim
-        // responses (103 Early Hints, ...) go to the client as they come, as pingora-proxy
-        // passes them.
-        let edits = ResponseEdits::of(ctx, facts.tls.is_some());
-        let asked_close = req.close || request.draining;
-        let mut interim = 0;
-        let mut received = true;
-        let head = loop {
-            out.clear();
-            let parsed = with_response(&up[..end], |resp| {
-                let head = response_head(resp, head_request)?;
-                if head.status < 200 {
-                    interim_head(out, resp);
-                } else {
-                    let close = asked_close || head.framing == Framing::UntilClose;
-                    client_response_head(out, resp, head.framing, &edits, id.as_bytes(), close);
-                }
-                Some(head)
-            });
-            let checked = match parsed {
-                Ok(Some(head)) if head.status == 101 => {
-                    Err("101 to a request without Upgrade".to_owned())
-                }
-                Ok(Some(head)) if head.status < 200 && interim == MAX_INTERIM => {
-                    Err("too many interim responses".to_owned())
-                }
-                Ok(Some(head)) => Ok(head),
-                Ok(None) => Err("bad status or Content-Length".to_owned()),
-                Err(e) => Err(e),
-            };
-            let head = match checked {
-                Ok(head) => head,
-                Err(error) => {
-                    let sent = error_response(conn, out, 502, id.as_bytes(), head_request, send);
-                    return Outcome {
-                        status: 502,
-                        bytes_out: sent.await,
-                        keep: false,
-                        error: Some(format!("{addr}: {error}")),
-                    };
-                }
-            };
-            if head.status >= 200 {
-                break head;
-            }
-            interim += 1;
-            if let Err(e) = write_out(conn, out, send).await {
-                return Outcome {
-                    status: head.status,
-                    bytes_out: 0,
-                    keep: false,
-                    error: Some(format!("writing an interim response: {e}")),
-                };
-            }
-            up.advance(end);
-            let timeout = options.read_timeout;
-            end = match read_response_head(&mut stream, up, timeout, &mut received).await {
-                Ok(end) => end,
-                Err((kind, error)) => {
-                    let status = io_status(kind);
-                    let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
-                    return Outcome {
-                        status,
-                        bytes_out: sent.await,
-                        keep: false,
-                        error: Some(format!("{addr}: {error}")),
-                    };
-                }
-            };
-        };
-        ctx.upstream_status = Some(head.status);
-        let close = asked_close || head.framing == Framing::UntilClose;
-        let cut = |sent, error: String| Outcome {
-            status: head.status,
-            bytes_out: sent,
+        let failed = |status: u16, error: String, bytes_in: u64| Outcome {
+            status,
+            bytes_in,
+            bytes_out: 0,
             keep: false,
             error: Some(error),
         };
-        up.advance(end);
-        let mut body = Body::new(head.framing);
-        let bad_framing = "bad chunked framing from the backend";
-        let Ok((first, mut sent)) = body.take(up) else {
-            return cut(0, bad_framing.into());
-        };
-        let written = if first <= COALESCE {
-            out.extend_from_slice(&up[..first]);
-            write_out(conn, out, send).await
-        } else {
-            match within(send, conn.write_all(out)).await {
-                Ok(()) => write_out(conn, &up[..first], send).await,
-                Err(e) => Err(e),
+        let max_body = ctx
+            .site
+            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i))
+            .map_or(u64::MAX, |s| s.max_body_bytes);
+        let upload = Upload::new(
+            request.req.body,
+            input,
+            max_body,
+            request.req.expect_continue,
+        );
+        let mut upload = match upload {
+            Ok(upload) => upload,
+            Err(e) => {
+                return self
+                    .refuse_body(conn, bufs, &id, e, head_request, send)
+                    .await
             }
         };
-        if let Err(e) = written {
-            return cut(0, format!("writing the response: {e}"));
-        }
-        let mut extra = up.len() > first;
-        up.clear();
-        while !body.is_done() {
-            if up.capacity() < UPSTREAM_BUF {
-                up.reserve(UPSTREAM_BUF);
+        let exchanged = self
+            .exchange(conn, input, request, action, ctx, facts, bufs, &mut upload)
+            .await;
+        let (stream, addr, end) = match exchanged {
+            Ok(ok) => ok,
+            Err(Ok(Failed(status, error))) => {
+                let out = &mut bufs.out;
+                let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
+                let mut outcome = failed(status, error, upload.payload);
+                outcome.bytes_out = sent.await;
+                return outcome;
             }
-            match within(options.read_timeout, stream.read_buf(up)).await {
-                Ok(0) if head.framing == Framing::UntilClose => break,
-                Ok(0) => return cut(sent, "backend closed mid-body".into()),
-                Ok(_) => {}
-                Err(e) => return cut(sent, format!("reading the response body: {e}")),
+            Err(Err(e)) => {
+                return self
+                    .refuse_body(conn, bufs, &id, e, head_request, send)
+                    .await
             }
-            let Ok((n, payload)) = body.take(up) else {
-                return cut(sent, bad_framing.into());
-            };
-            extra |= up.len() > n;
-            if let Err(e) = write_out(conn, &up[..n], send).await {
-                return cut(sent, format!("writing the response: {e}"));
+        };
+        let relay = Relay {
+            request,
+            ctx,
+            facts,
+            addr,
+            send,
+            bytes_in: upload.payload,
+        };
+        relay.run(conn, stream, end, bufs, input).await
+    }
+
+    /// Answers a request whose body could not be read or was refused (the connection closes).
+    async fn refuse_body(
+        &self,
+        conn: &mut ClientConn,
+        bufs: &mut Buffers,
+        id: &http::HeaderValue,
+        e: UploadError,
+        head_request: bool,
+        send: Option<std::time::Duration>,
+    ) -> Outcome {
+        let status = e.status();
+        let bytes_out = match status {
+            0 => 0,
+            _ => {
+                error_response(
+                    conn,
+                    &mut bufs.out,
+                    status,
+                    id.as_bytes(),
+                    head_request,
+                    send,
+                )
+                .await
             }
-            sent += payload;
-            up.clear();
-        }
-        if head.keepalive && !extra {
-            pool::put(addr, stream, options.idle_timeout, ctx.start);
+        };
+        if status == 413 {
+            crate::observe::metrics::metrics()
+                .denials
+                .with_label_values(&["body_too_large"])
+                .inc();
         }
         Outcome {
-            status: head.status,
-            bytes_out: sent,
-            keep: !close,
-            error: None,
+            status,
+            bytes_in: 0,
+            bytes_out,
+            keep: false,
+            error: Some(e.to_string()),
         }
     }
 
-    /// Sends the request in `out` to a backend (another after a failed connect, a new
-    /// connection after a stale pooled one) and reads the response header into `up`: its
-    /// length.
+    /// Sends the request (head, then body) to a backend (another after a failed connect, a new
+    /// connection after a stale pooled one) and reads the response header into `bufs.up`: its
+    /// length. `Err(Err(_))` when the client's body failed.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
-        request: &Request<'_, '_>,
+        conn: &mut ClientConn,
+        input: &mut BytesMut,
+        request: &Request<'_>,
         action: &ProxyAction,
         ctx: &mut Ctx,
         facts: &ConnFacts,
-        out: &mut Vec<u8>,
-        up: &mut BytesMut,
-    ) -> Result<(TcpStream, SocketAddr, usize), (u16, String)> {
+        bufs: &mut Buffers,
+        upload: &mut Upload,
+    ) -> Result<(TcpStream, SocketAddr, usize), Result<Failed, UploadError>> {
         let (req, parsed) = (request.req, request.parsed);
         let options = action.upstream.options();
+        let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
+        let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
+        let send = send_timeout(ctx);
+        let Buffers { out, up } = bufs;
         'backends: loop {
             let header = |name: &http::HeaderName| {
                 parsed
@@ -209,10 +167,10 @@ impl Proxy {
                     .map(|h| h.value)
             };
             let addr = self
-                .pick_backend(action, ctx, req.path, header)
-                .map_err(|e| (502, e.to_string()))?;
-            // The request is written once the backend is known (its Host may be its own).
+                .pick_backend(action, ctx, req.target.path(), header)
+                .map_err(|e| Ok(Failed(502, e.to_string())))?;
             upstream_request(out, request, action, ctx, facts);
+            out.extend_from_slice(&upload.staged);
             // The request's start is "now" enough for idle expiry: no clock read.
             let mut pooled = pool::take(addr, ctx.start);
             loop {
@@ -225,7 +183,8 @@ impl Proxy {
                             if self.connect_failed(ctx, addr) {
                                 continue 'backends;
                             }
-                            return Err((io_status(e.kind()), format!("connect to {addr}: {e}")));
+                            let error = format!("connect to {addr}: {e}");
+                            return Err(Ok(Failed(io_status(e.kind()), error)));
                         }
                     },
                 };
@@ -234,28 +193,95 @@ impl Proxy {
                 let sent = within(options.write_timeout, stream.write_all(out)).await;
                 let result = match sent {
                     Ok(()) => {
-                        let timeout = options.read_timeout;
-                        read_response_head(&mut stream, up, timeout, &mut received).await
+                        let rest = upload.send_rest(
+                            conn,
+                            input,
+                            &mut stream,
+                            body_timeout,
+                            options.write_timeout,
+                            send,
+                        );
+                        match rest.await {
+                            Ok(()) => {
+                                let timeout = options.read_timeout;
+                                read_response_head(&mut stream, up, timeout, &mut received).await
+                            }
+                            Err(UploadError::Backend(e)) if !upload.streamed => {
+                                Err((e.kind(), format!("writing the request: {e}")))
+                            }
+                            Err(e) => return Err(Err(e)),
+                        }
                     }
                     Err(e) => Err((e.kind(), format!("writing the request: {e}"))),
                 };
                 match result {
                     Ok(head) => return Ok((stream, addr, head)),
-                    // A pooled connection the backend had closed: an idempotent request goes
-                    // once more on a new one (as pingora-proxy and nginx retry).
+                    // A pooled connection the backend had closed: an idempotent request whose
+                    // body is all here goes once more on a new one (as pingora-proxy and nginx
+                    // retry).
                     Err((kind, _))
                         if reused
                             && !received
+                            && !upload.streamed
                             && kind != io::ErrorKind::TimedOut
                             && req.method.is_idempotent() =>
                     {
                         continue;
                     }
                     Err((kind, error)) => {
-                        return Err((io_status(kind), format!("{addr}: {error}")))
+                        return Err(Ok(Failed(io_status(kind), format!("{addr}: {error}"))))
                     }
                 }
             }
         }
+    }
+}
+
+/// Reads the interim and final response heads of one exchange: interim ones (103 Early Hints,
+/// ...) go to the client as they come, as pingora-proxy passes them. `Ok` with the final head
+/// parsed and written into `out` by `write`, and its length in `up`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn final_head(
+    conn: &mut ClientConn,
+    stream: &mut TcpStream,
+    up: &mut BytesMut,
+    out: &mut Vec<u8>,
+    mut end: usize,
+    (read_timeout, send): (Option<std::time::Duration>, Option<std::time::Duration>),
+    head_request: bool,
+    mut write: impl FnMut(&mut Vec<u8>, &httparse::Response<'_, '_>, &ResponseHead),
+) -> Result<(ResponseHead, usize), (u16, String)> {
+    let mut interim = 0;
+    let mut received = true;
+    loop {
+        out.clear();
+        let parsed = with_response(&up[..end], |resp| {
+            let head = response_head(resp, head_request)?;
+            if head.status < 200 && head.status != 101 {
+                interim_head(out, resp);
+            } else {
+                write(out, resp, &head);
+            }
+            Some(head)
+        });
+        let head = match parsed {
+            Ok(Some(head)) if head.status < 200 && head.status != 101 && interim == MAX_INTERIM => {
+                return Err((502, "too many interim responses".to_owned()))
+            }
+            Ok(Some(head)) => head,
+            Ok(None) => return Err((502, "bad status or Content-Length".to_owned())),
+            Err(e) => return Err((502, e)),
+        };
+        if head.status >= 200 || head.status == 101 {
+            return Ok((head, end));
+        }
+        interim += 1;
+        if let Err(e) = write_out(conn, out, send).await {
+            return Err((0, format!("writing an interim response: {e}")));
+        }
+        up.advance(end);
+        end = read_response_head(stream, up, read_timeout, &mut received)
+            .await
+            .map_err(|(kind, error)| (io_status(kind), error))?;
     }
 }

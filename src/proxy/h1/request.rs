@@ -1,82 +1,52 @@
-//! The client's side of the HTTP/1 loop: which requests it takes, what it reads of them, and the
-//! request it writes for the backend.
+//! The client's side of the HTTP/1 engine: what it reads of a request head (its framing, its
+//! Connection tokens, its canonical target and Host), and the request it writes for the backend.
 
 use http::Method;
 
 use super::response::push_field;
 use super::{ConnFacts, MAX_HEADERS};
-use crate::proxy::conn::ClientConn;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::phases::{forwarded_for, list_items, Located, ReqView};
+use crate::proxy::phases::{forwarded_for, ReqView};
 use crate::route::router::ProxyAction;
-use crate::route::Action;
+use crate::semantics::fields::{content_length, field, list_items, nominated, Field};
+use crate::semantics::target::{canonical, Host, Target, TargetError};
 
-/// A request header field, by what the loop does with it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Field {
-    Host,
-    ContentLength,
-    TransferEncoding,
-    Expect,
-    Upgrade,
-    Connection,
-    /// Keep-Alive, Proxy-Connection, TE, Proxy-Authorization, Proxy-Authenticate,
-    /// HTTP2-Settings: hop-by-hop, not forwarded.
-    HopByHop,
-    XForwardedFor,
-    /// X-Forwarded-Host, X-Forwarded-Proto, X-Real-IP: replaced by menshen's.
-    Replaced,
-    XRequestId,
-    UserAgent,
-    Other,
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
 }
 
-pub(super) fn field(name: &str) -> Field {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 if is("te") => Field::HopByHop,
-        4 if is("host") => Field::Host,
-        6 if is("expect") => Field::Expect,
-        7 if is("upgrade") => Field::Upgrade,
-        9 if is("x-real-ip") => Field::Replaced,
-        10 if is("connection") => Field::Connection,
-        10 if is("keep-alive") => Field::HopByHop,
-        10 if is("user-agent") => Field::UserAgent,
-        12 if is("x-request-id") => Field::XRequestId,
-        14 if is("content-length") => Field::ContentLength,
-        14 if is("http2-settings") => Field::HopByHop,
-        18 if is("proxy-authenticate") => Field::HopByHop,
-        19 if is("proxy-authorization") => Field::HopByHop,
-        15 if is("x-forwarded-for") => Field::XForwardedFor,
-        16 if is("x-forwarded-host") => Field::Replaced,
-        16 if is("proxy-connection") => Field::HopByHop,
-        17 if is("transfer-encoding") => Field::TransferEncoding,
-        17 if is("x-forwarded-proto") => Field::Replaced,
-        _ => Field::Other,
-    }
-}
-
-/// A parsed request this loop can serve.
+/// A parsed request, its target and Host canonical.
 pub(super) struct Req<'b> {
     pub(super) method: Method,
     pub(super) method_str: &'b str,
-    pub(super) target: &'b str,
-    pub(super) path: &'b str,
-    pub(super) query: Option<&'b str>,
-    pub(super) host: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub(super) version: u8,
+    /// The canonical target: what every phase sees and the backend gets.
+    pub(super) target: Target<'b>,
+    /// The canonical Host (an absolute-form target's authority wins).
+    pub(super) host: Host<'b>,
     pub(super) forwarded_for: Option<&'b [u8]>,
     pub(super) request_id: Option<&'b [u8]>,
     pub(super) user_agent: Option<&'b str>,
-    /// The client asked to close after this request.
+    /// The connection closes after this request (asked, or HTTP/1.0 without keep-alive).
     pub(super) close: bool,
+    pub(super) body: BodyFraming,
+    /// `Expect: 100-continue`: menshen says 100 Continue before it reads the body.
+    pub(super) expect_continue: bool,
+    /// The `Upgrade` value of an upgrade request (`Connection: upgrade` and `Upgrade`).
+    pub(super) upgrade: Option<&'b [u8]>,
+    /// The `Connection` values, whose named fields are not forwarded.
+    pub(super) connection: [&'b [u8]; 4],
     pub(super) header_bytes: usize,
 }
 
-/// A request the loop serves, as its parts see it.
-pub(super) struct Request<'r, 's> {
+/// A request the engine serves, as its parts see it.
+pub(super) struct Request<'r> {
     pub(super) req: &'r Req<'r>,
-    pub(super) view: &'r ReqView<'r>,
-    pub(super) at: &'r Located<'r, 's>,
     pub(super) parsed: &'r httparse::Request<'r, 'r>,
     pub(super) fields: &'r [Field; MAX_HEADERS],
     /// The server is shutting down: the response closes the connection.
@@ -86,116 +56,229 @@ pub(super) struct Request<'r, 's> {
 impl<'b> Req<'b> {
     pub(super) fn view(&self, tls: bool) -> ReqView<'_> {
         ReqView {
-            host: Some(self.host),
+            host: Some(self.host.as_str()),
             method: &self.method,
-            path: self.path,
-            path_and_query: self.target,
+            path: self.target.path(),
+            path_and_query: self.target.as_str(),
             header_bytes: self.header_bytes,
-            content_length: None,
+            content_length: match self.body {
+                BodyFraming::Length(n) => Some(n),
+                BodyFraming::None | BodyFraming::Chunked => None,
+            },
             tls,
         }
     }
-}
 
-/// Whether every byte of an origin-form target is one pingora's URI parser takes as it is.
-fn plain_target(target: &str) -> bool {
-    target.starts_with('/')
-        && target
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b))
-}
-
-/// The tokens of a Connection header, if it names nothing but `close` and `keep-alive`:
-/// `Some(true)` when it asks to close.
-fn connection_close(value: &[u8]) -> Option<bool> {
-    let mut close = false;
-    for token in list_items(value) {
-        if token.eq_ignore_ascii_case(b"close") {
-            close = true;
-        } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-            return None;
+    /// Whether a field the client sent is forwarded: not hop-by-hop, not named by
+    /// `Connection`, not one menshen writes itself.
+    fn forwards(&self, f: Field, name: &str) -> bool {
+        match f {
+            Field::Other | Field::UserAgent => {
+                self.connection[0].is_empty()
+                    || !nominated(
+                        self.connection.iter().copied().filter(|v| !v.is_empty()),
+                        name,
+                    )
+            }
+            _ => false,
         }
     }
-    Some(close)
 }
 
-/// Reads what the loop needs of a parsed request; `None` if it is not one the loop takes.
+/// Why the engine refuses a parsed request.
+pub(super) enum NotTaken {
+    /// Refused with this status (400, 405, 417, 501) and the reason; the connection closes.
+    Refused(u16, &'static str),
+}
+
+impl From<TargetError> for NotTaken {
+    fn from(e: TargetError) -> Self {
+        NotTaken::Refused(
+            400,
+            match e {
+                TargetError::Form => "request target is neither a path nor an http(s) URL",
+                TargetError::Escape => "bad percent-escape in the path",
+                TargetError::EncodedSeparator => "escaped '/', '\\' or NUL in the path",
+                TargetError::Byte => "byte not allowed in the request target",
+                TargetError::Fragment => "fragment in the request target",
+                TargetError::AboveRoot => "'..' above the root",
+                TargetError::Host => "missing or bad Host",
+            },
+        )
+    }
+}
+
+/// What the header fields say, before the target is made canonical.
+#[derive(Default)]
+struct Fields<'b> {
+    host: Option<&'b [u8]>,
+    hosts: usize,
+    length: Option<u64>,
+    chunked: Option<bool>,
+    expect: Option<&'b [u8]>,
+    upgrade: Option<&'b [u8]>,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    conn_upgrade: bool,
+    connection: [&'b [u8]; 4],
+    connections: usize,
+    forwarded_for: Option<&'b [u8]>,
+    request_id: Option<&'b [u8]>,
+    user_agent: Option<&'b str>,
+    header_bytes: usize,
+}
+
+const BAD_LENGTH: NotTaken = NotTaken::Refused(400, "bad or conflicting Content-Length");
+
+impl<'b> Fields<'b> {
+    fn read(
+        headers: &[httparse::Header<'b>],
+        classes: &mut [Field; MAX_HEADERS],
+    ) -> Result<Self, NotTaken> {
+        let mut f = Fields::default();
+        for (h, slot) in headers.iter().zip(classes.iter_mut()) {
+            f.header_bytes += h.name.len() + h.value.len() + 4;
+            *slot = field(h.name);
+            match *slot {
+                Field::Host => {
+                    f.hosts += 1;
+                    f.host = Some(h.value);
+                }
+                Field::ContentLength => {
+                    let n = content_length(h.value).ok_or(BAD_LENGTH)?;
+                    if f.length.is_some_and(|l| l != n) {
+                        return Err(BAD_LENGTH);
+                    }
+                    f.length = Some(n);
+                }
+                Field::TransferEncoding => f.transfer_encoding(h.value)?,
+                Field::Expect => f.expect = Some(h.value),
+                Field::Upgrade => f.upgrade = Some(h.value),
+                Field::Connection => f.connection_tokens(h.value)?,
+                Field::XForwardedFor if f.forwarded_for.is_none() => {
+                    f.forwarded_for = Some(h.value)
+                }
+                Field::XRequestId if f.request_id.is_none() => f.request_id = Some(h.value),
+                Field::UserAgent if f.user_agent.is_none() => {
+                    f.user_agent = std::str::from_utf8(h.value).ok()
+                }
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+
+    /// Only `chunked`, once, is a coding a request may carry here: anything else (`gzip,
+    /// chunked`, `chunked, chunked`, `identity`) would need a decoder between client and
+    /// backend, and a backend that reads it otherwise could see two requests.
+    fn transfer_encoding(&mut self, value: &[u8]) -> Result<(), NotTaken> {
+        for coding in list_items(value) {
+            if !coding.eq_ignore_ascii_case(b"chunked") || self.chunked.is_some() {
+                return Err(NotTaken::Refused(
+                    501,
+                    "Transfer-Encoding other than chunked",
+                ));
+            }
+            self.chunked = Some(true);
+        }
+        Ok(())
+    }
+
+    fn connection_tokens(&mut self, value: &'b [u8]) -> Result<(), NotTaken> {
+        for token in list_items(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.conn_close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.conn_keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.conn_upgrade = true;
+            }
+        }
+        let slot = self
+            .connection
+            .get_mut(self.connections)
+            .ok_or(NotTaken::Refused(400, "more than 4 Connection fields"))?;
+        *slot = value;
+        self.connections += 1;
+        Ok(())
+    }
+
+    fn body(&self, version: u8) -> Result<BodyFraming, NotTaken> {
+        match (self.chunked, self.length) {
+            // RFC 9112 6.1: a request with both may be an attempt to smuggle; refused.
+            (Some(_), Some(_)) => Err(NotTaken::Refused(
+                400,
+                "both Content-Length and Transfer-Encoding",
+            )),
+            (Some(_), None) if version == 0 => Err(NotTaken::Refused(
+                400,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            )),
+            (Some(_), None) => Ok(BodyFraming::Chunked),
+            (None, Some(0) | None) => Ok(BodyFraming::None),
+            (None, Some(n)) => Ok(BodyFraming::Length(n)),
+        }
+    }
+}
+
+/// Reads what the engine needs of a parsed request, its target and Host made canonical.
 pub(super) fn request<'b>(
     parsed: &httparse::Request<'_, 'b>,
-    fields: &mut [Field; MAX_HEADERS],
-) -> Option<Req<'b>> {
-    if parsed.version != Some(1) {
-        return None;
-    }
-    let method_str = parsed.method?;
-    let target = parsed.path?;
-    if !plain_target(target) {
-        return None;
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
+    classes: &mut [Field; MAX_HEADERS],
+) -> Result<Req<'b>, NotTaken> {
+    let (Some(method_str), Some(raw_target), Some(version)) =
+        (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(NotTaken::Refused(400, "incomplete request line"));
     };
-    let method = Method::from_bytes(method_str.as_bytes()).ok()?;
+    let method = Method::from_bytes(method_str.as_bytes())
+        .map_err(|_| NotTaken::Refused(400, "bad method"))?;
     if method == Method::CONNECT {
-        return None;
+        return Err(NotTaken::Refused(405, "CONNECT is not served"));
     }
-    let mut req = Req {
+    let f = Fields::read(parsed.headers, classes)?;
+    if f.hosts > 1 || (version == 1 && f.hosts == 0) {
+        // RFC 9112 3.2: exactly one Host in an HTTP/1.1 request, at most one in HTTP/1.0.
+        return Err(NotTaken::Refused(400, "a request needs exactly one Host"));
+    }
+    let body = f.body(version)?;
+    let expect_continue = match f.expect {
+        None => false,
+        Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => version == 1,
+        Some(_) => return Err(NotTaken::Refused(417, "Expect other than 100-continue")),
+    };
+    let host = f.host.map(std::str::from_utf8).transpose();
+    let host = host.map_err(|_| NotTaken::from(TargetError::Host))?;
+    let (target, host) = canonical(raw_target, host)?;
+    let upgrade = f.upgrade.filter(|_| f.conn_upgrade && version == 1);
+    let close = match version {
+        1 => f.conn_close,
+        _ => f.conn_close || !f.conn_keep_alive,
+    };
+    Ok(Req {
         method,
         method_str,
+        version,
         target,
-        path,
-        query,
-        host: "",
-        forwarded_for: None,
-        request_id: None,
-        user_agent: None,
-        close: false,
-        header_bytes: 0,
-    };
-    let mut hosts = 0;
-    for (h, slot) in parsed.headers.iter().zip(fields.iter_mut()) {
-        req.header_bytes += h.name.len() + h.value.len() + 4;
-        let f = field(h.name);
-        *slot = f;
-        match f {
-            Field::Host => {
-                hosts += 1;
-                req.host = std::str::from_utf8(h.value).ok()?;
-            }
-            Field::ContentLength if h.value.trim_ascii() != b"0" => return None,
-            Field::TransferEncoding | Field::Expect | Field::Upgrade => return None,
-            Field::Connection => req.close |= connection_close(h.value)?,
-            Field::XForwardedFor if req.forwarded_for.is_none() => {
-                req.forwarded_for = Some(h.value)
-            }
-            Field::XRequestId if req.request_id.is_none() => req.request_id = Some(h.value),
-            Field::UserAgent if req.user_agent.is_none() => {
-                req.user_agent = std::str::from_utf8(h.value).ok()
-            }
-            _ => {}
-        }
-    }
-    (hosts == 1 && !req.host.is_empty()).then_some(req)
+        host,
+        forwarded_for: f.forwarded_for,
+        request_id: f.request_id,
+        user_agent: f.user_agent,
+        close,
+        body,
+        expect_continue,
+        upgrade,
+        connection: f.connection,
+        header_bytes: f.header_bytes,
+    })
 }
 
-/// Whether the loop takes this located request: its route proxies to a plain-HTTP/1 upstream
-/// and the connection is within the per-IP limit. The upstream it goes to, if so.
-pub(super) fn takes<'s>(at: &Located<'_, 's>, conn: &ClientConn) -> Option<&'s ProxyAction> {
-    if conn.over_limit() {
-        return None;
-    }
-    match &at.route?.1.action {
-        Action::Proxy(p) if !p.upstream.is_tls() => Some(p),
-        _ => None,
-    }
-}
-
-/// Writes the request for the backend into `out`: the client's header less hop-by-hop and
-/// forwarding fields, the path rewritten, the Host overridden, then menshen's forwarding fields.
+/// Writes the request for the backend into `out`: the client's fields less hop-by-hop,
+/// framing and forwarding ones, the path rewritten, the Host overridden, the framing and the
+/// upgrade handshake as menshen sends them, then menshen's forwarding fields.
 pub(super) fn upstream_request(
     out: &mut Vec<u8>,
-    request: &Request<'_, '_>,
+    request: &Request<'_>,
     action: &ProxyAction,
     ctx: &Ctx,
     facts: &ConnFacts,
@@ -204,26 +287,36 @@ pub(super) fn upstream_request(
     out.clear();
     out.extend_from_slice(req.method_str.as_bytes());
     out.push(b' ');
-    match action.rewrite.apply(ctx.route_prefix(), req.target) {
+    let target = req.target.as_str();
+    match action.rewrite.apply(ctx.route_prefix(), target) {
         Some(path) => out.extend_from_slice(path.as_bytes()),
-        None => out.extend_from_slice(req.target.as_bytes()),
+        None => out.extend_from_slice(target.as_bytes()),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (h, f) in request.parsed.headers.iter().zip(request.fields) {
-        match f {
-            Field::Host if action.host_header.is_some() => continue,
-            Field::Connection
-            | Field::HopByHop
-            | Field::XForwardedFor
-            | Field::Replaced
-            | Field::XRequestId => continue,
-            _ => push_field(out, h.name.as_bytes(), h.value),
+        if req.forwards(*f, h.name) {
+            push_field(out, h.name.as_bytes(), h.value);
         }
     }
-    if let Some(host) = &action.host_header {
-        push_field(out, b"host", host.as_bytes());
+    let host = match &action.host_header {
+        Some(host) => host.as_bytes(),
+        None => req.host.as_str().as_bytes(),
+    };
+    push_field(out, b"host", host);
+    if let Some(protocol) = req.upgrade {
+        push_field(out, b"connection", b"upgrade");
+        push_field(out, b"upgrade", protocol);
     }
-    push_field(out, b"x-forwarded-host", req.host.as_bytes());
+    match req.body {
+        BodyFraming::None => {}
+        BodyFraming::Length(n) => push_field(
+            out,
+            b"content-length",
+            itoa::Buffer::new().format(n).as_bytes(),
+        ),
+        BodyFraming::Chunked => push_field(out, b"transfer-encoding", b"chunked"),
+    }
+    push_field(out, b"x-forwarded-host", req.host.as_str().as_bytes());
     if let Some(client_ip) = &ctx.client_ip {
         let list = forwarded_for(req.forwarded_for, facts.peer.addr.ip(), client_ip);
         push_field(out, b"x-forwarded-for", list.as_bytes());
@@ -243,20 +336,105 @@ pub(super) fn upstream_request(
 mod tests {
     use super::*;
 
-    #[test]
-    fn connection_tokens_other_than_close_and_keepalive_are_not_taken() {
-        assert_eq!(connection_close(b"close"), Some(true));
-        assert_eq!(connection_close(b"Keep-Alive"), Some(false));
-        assert_eq!(connection_close(b"keep-alive, close"), Some(true));
-        assert_eq!(connection_close(b"x-secret"), None);
+    /// Framing, close, expect-continue and upgrade of a request, or the status refusing it.
+    type Read = Result<(BodyFraming, bool, bool, Option<Vec<u8>>), u16>;
+
+    fn parse(raw: &[u8]) -> Read {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        assert!(parsed.parse(raw).expect("parses").is_complete());
+        let mut classes = [Field::Other; MAX_HEADERS];
+        match request(&parsed, &mut classes) {
+            Ok(r) => Ok((
+                r.body,
+                r.close,
+                r.expect_continue,
+                r.upgrade.map(<[u8]>::to_vec),
+            )),
+            Err(NotTaken::Refused(status, _)) => Err(status),
+        }
     }
 
     #[test]
-    fn only_plain_origin_form_targets_are_taken() {
-        assert!(plain_target("/a/b?c=d&e=%20"));
-        assert!(!plain_target("http://host/"));
-        assert!(!plain_target("*"));
-        assert!(!plain_target("/a b"));
-        assert!(!plain_target("/a\"b"));
+    fn framing_is_one_length_or_chunked() {
+        let ok = |raw: &str| parse(raw.as_bytes()).map(|r| r.0);
+        let h = "GET / HTTP/1.1\r\nHost: a.cn\r\n";
+        assert_eq!(ok(&format!("{h}\r\n")), Ok(BodyFraming::None));
+        assert_eq!(
+            ok(&format!("{h}Content-Length: 0\r\n\r\n")),
+            Ok(BodyFraming::None)
+        );
+        assert_eq!(
+            ok(&format!(
+                "{h}Content-Length: 5\r\nContent-Length: 5\r\n\r\n"
+            )),
+            Ok(BodyFraming::Length(5))
+        );
+        assert_eq!(
+            ok(&format!(
+                "{h}Content-Length: 5\r\nContent-Length: 6\r\n\r\n"
+            )),
+            Err(400)
+        );
+        assert_eq!(ok(&format!("{h}Content-Length: +5\r\n\r\n")), Err(400));
+        assert_eq!(ok(&format!("{h}Content-Length: 5, 6\r\n\r\n")), Err(400));
+        assert_eq!(
+            ok(&format!("{h}Transfer-Encoding: CHUNKED\r\n\r\n")),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            ok(&format!(
+                "{h}Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+            )),
+            Err(400)
+        );
+        assert_eq!(
+            ok(&format!("{h}Transfer-Encoding: gzip, chunked\r\n\r\n")),
+            Err(501)
+        );
+        assert_eq!(
+            ok(&format!("{h}Transfer-Encoding: chunked, chunked\r\n\r\n")),
+            Err(501)
+        );
+        assert_eq!(
+            ok(&format!(
+                "{h}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )),
+            Err(501)
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.0\r\nHost: a.cn\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(400)
+        );
+    }
+
+    #[test]
+    fn connection_expect_and_upgrade() {
+        let h = "GET / HTTP/1.1\r\nHost: a.cn\r\n";
+        let get = |extra: &str| parse(format!("{h}{extra}\r\n").as_bytes());
+        assert_eq!(get("Connection: close\r\n").map(|r| r.1), Ok(true));
+        assert_eq!(get("").map(|r| r.1), Ok(false));
+        let old = parse(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(old.map(|r| r.1), Err(400), "no Host at all");
+        let old = parse(b"GET / HTTP/1.0\r\nHost: a.cn\r\n\r\n").map(|r| r.1);
+        assert_eq!(old, Ok(true), "HTTP/1.0 closes by default");
+        let old = parse(b"GET / HTTP/1.0\r\nHost: a.cn\r\nConnection: Keep-Alive\r\n\r\n");
+        assert_eq!(old.map(|r| r.1), Ok(false));
+        assert_eq!(get("Expect: 100-Continue\r\n").map(|r| r.2), Ok(true));
+        assert_eq!(get("Expect: x\r\n").map(|r| r.2), Err(417));
+        let ws = get("Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n");
+        assert_eq!(ws.map(|r| r.3), Ok(Some(b"websocket".to_vec())));
+        let no = get("Upgrade: websocket\r\n").map(|r| r.3);
+        assert_eq!(
+            no,
+            Ok(None),
+            "Upgrade without Connection: upgrade is not a handshake"
+        );
+        assert_eq!(
+            parse(b"CONNECT a.cn:443 HTTP/1.1\r\nHost: a.cn\r\n\r\n"),
+            Err(405)
+        );
+        let twice = get("Host: b.cn\r\n");
+        assert_eq!(twice, Err(400));
     }
 }

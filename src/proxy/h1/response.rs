@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
-use super::request::{field, Field};
-use super::{within, write_out, MAX_HEADERS, UPSTREAM_BUF};
-use crate::proxy::conn::ClientConn;
-use crate::proxy::phases::{list_items, ResponseEdits};
-use crate::proxy::respond::error_body;
+use super::own::Persist;
+use super::{within, MAX_HEADERS, UPSTREAM_BUF};
+use crate::proxy::phases::ResponseEdits;
+use crate::semantics::fields::{content_length, field, is_hop_by_hop, list_items, Field};
 
 /// Largest response header from a backend (a bigger one is a 502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -87,7 +85,7 @@ pub(super) fn with_response<T>(
 /// `received` is set once any byte of a response arrived. The header is parsed once, by the
 /// caller (`forward`).
 pub(super) async fn read_response_head(
-    stream: &mut TcpStream,
+    stream: &mut tokio::net::TcpStream,
     up: &mut BytesMut,
     read_timeout: Option<Duration>,
     received: &mut bool,
@@ -116,22 +114,6 @@ pub(super) async fn read_response_head(
             Err(e) => return Err((e.kind(), format!("reading the response: {e}"))),
         }
     }
-}
-
-/// A Content-Length value: digits only, or a list of the same digits (RFC 9110 8.6).
-fn content_length(value: &[u8]) -> Option<u64> {
-    let mut length = None;
-    for digits in list_items(value) {
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-        if length.is_some_and(|l| l != n) {
-            return None;
-        }
-        length = Some(n);
-    }
-    length
 }
 
 /// The framing and keep-alive of a parsed response; `None` on a status outside 100-599 or a bad
@@ -191,14 +173,16 @@ pub(super) fn response_head(
 
 /// Writes the response header the client gets into `out`: the backend's, less hop-by-hop
 /// fields (and a Content-Length that chunked framing overrides), with the site's edits and the
-/// request id.
+/// request id. `framing` is the backend's; `rechunk`: a body the backend ends by closing goes
+/// to the client chunked, so that a backend failing mid-body reaches it as a truncated body.
 pub(super) fn client_response_head(
     out: &mut Vec<u8>,
     resp: &httparse::Response<'_, '_>,
     framing: Framing,
+    rechunk: bool,
     edits: &ResponseEdits<'_>,
     request_id: &[u8],
-    close: bool,
+    persist: Persist,
 ) {
     status_line(out, resp);
     let hop = HopByHop::of(resp);
@@ -233,14 +217,31 @@ pub(super) fn client_response_head(
         // A response forwarded without a Date gets one (RFC 9110 6.6.1).
         push_date(out);
     }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
+    if rechunk && framing == Framing::UntilClose {
+        push_field(out, b"transfer-encoding", b"chunked");
     }
+    persist.push(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the `101 Switching Protocols` the client gets: the backend's, less hop-by-hop fields
+/// but for `Upgrade`, with `Connection: upgrade`.
+pub(super) fn upgrade_head(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>, id: &[u8]) {
+    status_line(out, resp);
+    let hop = HopByHop::of(resp);
+    for h in resp.headers.iter() {
+        let f = field(h.name);
+        if f == Field::Upgrade || (!hop.drops(f, h.name) && f != Field::XRequestId) {
+            push_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    push_field(out, b"connection", b"upgrade");
+    push_field(out, b"x-request-id", id);
     out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a Date field for now, formatted once a second per thread.
-fn push_date(out: &mut Vec<u8>) {
+pub(super) fn push_date(out: &mut Vec<u8>) {
     thread_local! {
         static DATE: std::cell::RefCell<(u64, String)> = const {
             std::cell::RefCell::new((0, String::new()))
@@ -261,12 +262,15 @@ fn push_date(out: &mut Vec<u8>) {
 
 /// Writes the status line of `resp` (HTTP/1.1, the backend's reason or the standard one).
 fn status_line(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>) {
-    let status = resp.code.unwrap_or(502);
+    status_line_for(out, resp.code.unwrap_or(502), resp.reason);
+}
+
+/// Writes an HTTP/1.1 status line: `reason`, or the standard one.
+pub(super) fn status_line_for(out: &mut Vec<u8>, status: u16, reason: Option<&str>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&itoa3(status));
     out.push(b' ');
-    let reason = resp
-        .reason
+    let reason = reason
         .filter(|r| !r.is_empty())
         .or_else(|| http::StatusCode::from_u16(status).ok()?.canonical_reason())
         .unwrap_or("");
@@ -299,14 +303,11 @@ impl<'r> HopByHop<'r> {
     }
 
     fn drops(&self, f: Field, name: &str) -> bool {
-        match f {
-            Field::Connection | Field::HopByHop | Field::Upgrade => true,
-            // The body's framing stays, whatever the Connection header says.
-            Field::ContentLength | Field::TransferEncoding => false,
-            _ => self.connection[..self.count]
-                .iter()
-                .any(|value| list_items(value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))),
-        }
+        is_hop_by_hop(f)
+            || crate::semantics::fields::nominated(
+                self.connection[..self.count].iter().copied(),
+                name,
+            )
     }
 }
 
@@ -349,79 +350,6 @@ fn itoa3(status: u16) -> [u8; 3] {
     ]
 }
 
-/// Writes a response menshen makes itself (denial or error) into `out`.
-pub(super) fn own_response(
-    out: &mut Vec<u8>,
-    status: u16,
-    extra: Option<(&str, &str)>,
-    body: &[u8],
-    request_id: &[u8],
-    close: bool,
-    head_request: bool,
-) {
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&itoa3(status));
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    push_field(out, b"content-type", b"text/plain; charset=utf-8");
-    push_field(out, b"content-length", body.len().to_string().as_bytes());
-    if close {
-        push_field(out, b"connection", b"close");
-    }
-    push_field(out, b"x-request-id", request_id);
-    push_date(out);
-    if let Some((name, value)) = extra {
-        push_field(out, name.as_bytes(), value.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    if !head_request {
-        out.extend_from_slice(body);
-    }
-}
-
-/// The status for a failed exchange with a backend: 504 for a timeout, else 502.
-pub(super) fn io_status(kind: io::ErrorKind) -> u16 {
-    if kind == io::ErrorKind::TimedOut {
-        504
-    } else {
-        502
-    }
-}
-
-/// Sends the plain error response for `status` (the connection closes after it); the body
-/// bytes sent.
-pub(super) async fn error_response(
-    conn: &mut ClientConn,
-    out: &mut Vec<u8>,
-    status: u16,
-    request_id: &[u8],
-    head_request: bool,
-    send: Option<Duration>,
-) -> usize {
-    let body = error_body(status);
-    out.clear();
-    own_response(
-        out,
-        status,
-        None,
-        body.as_bytes(),
-        request_id,
-        true,
-        head_request,
-    );
-    let _ = write_out(conn, out, send).await;
-    if head_request {
-        0
-    } else {
-        body.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,11 +367,6 @@ mod tests {
 
     #[test]
     fn response_lengths_are_digits_and_agree() {
-        assert_eq!(content_length(b" 42 "), Some(42));
-        assert_eq!(content_length(b"2, 2"), Some(2), "a list of one length");
-        assert_eq!(content_length(b"2, 3"), None);
-        assert_eq!(content_length(b"+5"), None);
-        assert_eq!(content_length(b""), None);
         let head = |raw: &[u8], head_request| {
             with_response(raw, |r| response_head(r, head_request)).expect("parses")
         };
@@ -501,7 +424,16 @@ mod tests {
         };
         let mut out = Vec::new();
         with_response(raw, |r| {
-            client_response_head(&mut out, r, Framing::Length(0), &edits, b"id", false)
+            let persist = Persist::KeepAlive { http10: false };
+            client_response_head(
+                &mut out,
+                r,
+                Framing::Length(0),
+                false,
+                &edits,
+                b"id",
+                persist,
+            )
         })
         .expect("pingora-core's parser takes these too");
         let text = String::from_utf8(out).expect("text");

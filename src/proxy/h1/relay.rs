@@ -1,0 +1,252 @@
+//! A backend's final response on its way to the client: the header (the backend's, edited), then
+//! the body with its framing followed as it passes. A body the backend ends by closing goes to an
+//! HTTP/1.1 client chunked, so that a backend failing mid-body reaches the client as a truncated
+//! body, never as a complete one; a body cut off in any framing leaves the client's framing
+//! unfinished and closes the connection. A `101` answering an upgrade request hands both
+//! connections to `tunnel`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::body::Body;
+use super::forward::final_head;
+use super::own::{error_response, Persist};
+use super::request::Request;
+use super::response::{client_response_head, upgrade_head, Framing, ResponseHead};
+use super::{within, write_out, Buffers, ConnFacts, Outcome, UPSTREAM_BUF};
+use crate::proxy::conn::ClientConn;
+use crate::proxy::ctx::Ctx;
+use crate::proxy::phases::ResponseEdits;
+use crate::route::pool;
+
+/// Body bytes sent in the same write as the response header.
+const COALESCE: usize = 16 * 1024;
+
+/// One response to relay.
+pub(super) struct Relay<'a, 'r> {
+    pub(super) request: &'a Request<'r>,
+    pub(super) ctx: &'a mut Ctx,
+    pub(super) facts: &'a ConnFacts,
+    pub(super) addr: SocketAddr,
+    pub(super) send: Option<Duration>,
+    pub(super) bytes_in: u64,
+}
+
+impl Relay<'_, '_> {
+    /// Reads the rest of the response from `stream` (its first `end` bytes, in `bufs.up`, are the
+    /// first head) and writes it to the client.
+    pub(super) async fn run(
+        self,
+        conn: &mut ClientConn,
+        mut stream: TcpStream,
+        end: usize,
+        bufs: &mut Buffers,
+        input: &mut BytesMut,
+    ) -> Outcome {
+        let req = self.request.req;
+        let id = self.ctx.request_id.clone();
+        let head_request = req.method == http::Method::HEAD;
+        let options = self
+            .ctx
+            .proxy_action()
+            .map(|a| a.upstream.options().clone());
+        let read_timeout = options.as_ref().and_then(|o| o.read_timeout);
+        let idle_timeout = options.as_ref().and_then(|o| o.idle_timeout);
+        let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
+        let asked_close = req.close || self.request.draining;
+        let http10 = req.version == 0;
+        let upgrading = req.upgrade.is_some();
+        let mut persist = Persist::Close;
+        let Buffers { out, up } = bufs;
+        let head = final_head(
+            conn,
+            &mut stream,
+            up,
+            out,
+            end,
+            (read_timeout, self.send),
+            head_request,
+            |out, resp, head| {
+                if head.status == 101 {
+                    upgrade_head(out, resp, id.as_bytes());
+                    return;
+                }
+                let rechunk = !http10;
+                let close = asked_close || (head.framing == Framing::UntilClose && !rechunk);
+                persist = match close {
+                    true => Persist::Close,
+                    false => Persist::KeepAlive { http10 },
+                };
+                client_response_head(
+                    out,
+                    resp,
+                    head.framing,
+                    rechunk,
+                    &edits,
+                    id.as_bytes(),
+                    persist,
+                );
+            },
+        )
+        .await;
+        let fail = |status: u16, bytes_out: usize, error: String| Outcome {
+            status,
+            bytes_in: self.bytes_in,
+            bytes_out,
+            keep: false,
+            error: Some(format!("{}: {error}", self.addr)),
+        };
+        let (head, end) = match head {
+            Ok((head, _)) if head.status == 101 && !upgrading => {
+                let sent = error_response(conn, out, 502, id.as_bytes(), head_request, self.send);
+                return fail(502, sent.await, "101 to a request without Upgrade".into());
+            }
+            Ok(ok) => ok,
+            Err((0, error)) => return fail(0, 0, error),
+            Err((status, error)) => {
+                let sent =
+                    error_response(conn, out, status, id.as_bytes(), head_request, self.send);
+                return fail(status, sent.await, error);
+            }
+        };
+        self.ctx.upstream_status = Some(head.status);
+        up.advance(end);
+        if head.status == 101 {
+            let bytes = super::tunnel::run(conn, stream, out, up, input, self.send).await;
+            return Outcome {
+                status: 101,
+                bytes_in: self.bytes_in + bytes.0,
+                bytes_out: bytes.1 as usize,
+                keep: false,
+                error: bytes.2,
+            };
+        }
+        let rechunk = head.framing == Framing::UntilClose && !http10;
+        let mut body = Body::new(head.framing);
+        let Ok((first, mut sent)) = body.take(up) else {
+            // Nothing of this response reached the client yet: it gets a 502.
+            let sent = error_response(conn, out, 502, id.as_bytes(), head_request, self.send);
+            return fail(
+                502,
+                sent.await,
+                "bad chunked framing from the backend".into(),
+            );
+        };
+        let cut = |sent, error: String| fail(head.status, sent, error);
+        push_body(out, &up[..first.min(COALESCE)], rechunk);
+        let written = match write_out(conn, out, self.send).await {
+            Ok(()) if first > COALESCE => {
+                out.clear();
+                push_body(out, &up[COALESCE..first], rechunk);
+                write_out(conn, out, self.send).await
+            }
+            other => other,
+        };
+        if let Err(e) = written {
+            return cut(0, format!("writing the response: {e}"));
+        }
+        let mut extra = up.len() > first;
+        up.clear();
+        while !body.is_done() {
+            if up.capacity() < UPSTREAM_BUF {
+                up.reserve(UPSTREAM_BUF);
+            }
+            match within(read_timeout, stream.read_buf(up)).await {
+                Ok(0) if head.framing == Framing::UntilClose => break,
+                Ok(0) => return cut(sent, "backend closed mid-body".into()),
+                Ok(_) => {}
+                Err(e) => return cut(sent, format!("reading the response body: {e}")),
+            }
+            let Ok((n, payload)) = body.take(up) else {
+                return cut(sent, "bad chunked framing from the backend".into());
+            };
+            extra |= up.len() > n;
+            let chunk = if rechunk {
+                out.clear();
+                push_body(out, &up[..n], true);
+                &out[..]
+            } else {
+                &up[..n]
+            };
+            if let Err(e) = write_out(conn, chunk, self.send).await {
+                return cut(sent, format!("writing the response: {e}"));
+            }
+            sent += payload;
+            up.clear();
+        }
+        if rechunk {
+            if let Err(e) = write_out(conn, b"0\r\n\r\n", self.send).await {
+                return cut(sent, format!("writing the response: {e}"));
+            }
+        }
+        self.finish(stream, &head, extra, idle_timeout);
+        Outcome {
+            status: head.status,
+            bytes_in: self.bytes_in,
+            bytes_out: sent,
+            keep: persist != Persist::Close,
+            error: None,
+        }
+    }
+
+    fn finish(&self, stream: TcpStream, head: &ResponseHead, extra: bool, idle: Option<Duration>) {
+        if head.keepalive && !extra {
+            pool::put(self.addr, stream, idle, self.ctx.start);
+        }
+    }
+}
+
+/// Appends body bytes for the client: as they are, or as one chunk.
+fn push_body(out: &mut Vec<u8>, data: &[u8], rechunk: bool) {
+    if !rechunk {
+        out.extend_from_slice(data);
+        return;
+    }
+    if data.is_empty() {
+        return;
+    }
+    let mut size = [0u8; 16];
+    let digits = hex_digits(data.len(), &mut size);
+    out.extend_from_slice(digits);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn hex_digits(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_sized_in_hex() {
+        let mut out = Vec::new();
+        push_body(&mut out, &[b'x'; 26], true);
+        assert_eq!(&out[..4], b"1a\r\n");
+        assert!(out.ends_with(b"x\r\n"));
+        out.clear();
+        push_body(&mut out, b"", true);
+        assert!(
+            out.is_empty(),
+            "an empty read is no chunk: 0 would end the body"
+        );
+        push_body(&mut out, b"ab", false);
+        assert_eq!(out, b"ab");
+    }
+}

@@ -1,0 +1,149 @@
+//! A request body on its way from the client to the backend. What the head's read already holds
+//! is staged and sent with the request head (so a retry on another backend can send it again);
+//! the rest is read from the client and written to the backend as it arrives, each read within
+//! `policy.body_read_timeout_ms`. Chunked framing is followed strictly and passes unchanged
+//! (trailers included); its payload counts against the site's `max_body_bytes`.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::body::Body;
+use super::request::BodyFraming;
+use super::response::Framing;
+use super::{within, write_out};
+use crate::proxy::conn::ClientConn;
+
+/// Body bytes read from the client per read.
+const READ: usize = 16 * 1024;
+
+/// Why a request body did not reach the backend.
+#[derive(Debug)]
+pub(super) enum UploadError {
+    /// The client was too slow (408) or went away.
+    Client(io::Error),
+    /// Bad chunked framing (400).
+    Framing,
+    /// More payload than the site's `max_body_bytes` (413).
+    TooLarge,
+    /// Writing to the backend failed (502, 504 on a timeout).
+    Backend(io::Error),
+}
+
+impl UploadError {
+    /// The status the client gets; 0 when it is gone.
+    pub(super) fn status(&self) -> u16 {
+        match self {
+            UploadError::Client(e) if e.kind() == io::ErrorKind::TimedOut => 408,
+            UploadError::Client(_) => 0,
+            UploadError::Framing => 400,
+            UploadError::TooLarge => 413,
+            UploadError::Backend(e) => super::own::io_status(e.kind()),
+        }
+    }
+}
+
+impl std::fmt::Display for UploadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadError::Client(e) => write!(f, "reading the request body: {e}"),
+            UploadError::Framing => f.write_str("bad chunked framing in the request body"),
+            UploadError::TooLarge => f.write_str("request body over the site's max_body_bytes"),
+            UploadError::Backend(e) => write!(f, "writing the request body: {e}"),
+        }
+    }
+}
+
+/// Where a request body stands.
+pub(super) struct Upload {
+    body: Body,
+    /// Body bytes that came with the head, sent after it on every attempt.
+    pub(super) staged: BytesMut,
+    /// Payload bytes so far.
+    pub(super) payload: u64,
+    max: u64,
+    /// Say `100 Continue` before reading the body from the client.
+    expect_continue: bool,
+    /// Bytes beyond the staged ones went to a backend: no attempt can be made again.
+    pub(super) streamed: bool,
+}
+
+impl Upload {
+    /// Takes what `input` holds of the body (the rest stays for the next request).
+    pub(super) fn new(
+        framing: BodyFraming,
+        input: &mut BytesMut,
+        max: u64,
+        expect_continue: bool,
+    ) -> Result<Self, UploadError> {
+        let body = Body::new(match framing {
+            BodyFraming::None => Framing::None,
+            BodyFraming::Length(n) => Framing::Length(n),
+            BodyFraming::Chunked => Framing::Chunked,
+        });
+        let mut upload = Upload {
+            body,
+            staged: BytesMut::new(),
+            payload: 0,
+            max,
+            expect_continue,
+            streamed: false,
+        };
+        let n = upload.take(input)?;
+        upload.staged = input.split_to(n);
+        Ok(upload)
+    }
+
+    /// How much of `buf` is body, counted against the limit.
+    fn take(&mut self, buf: &[u8]) -> Result<usize, UploadError> {
+        let (n, payload) = self.body.take(buf).map_err(|()| UploadError::Framing)?;
+        self.payload += payload as u64;
+        if self.payload > self.max {
+            return Err(UploadError::TooLarge);
+        }
+        Ok(n)
+    }
+
+    /// Reads the rest of the body from the client (after `input`'s bytes, already taken) and
+    /// writes it to the backend.
+    pub(super) async fn send_rest(
+        &mut self,
+        conn: &mut ClientConn,
+        input: &mut BytesMut,
+        backend: &mut TcpStream,
+        read_timeout: Duration,
+        write_timeout: Option<Duration>,
+        send_timeout: Option<Duration>,
+    ) -> Result<(), UploadError> {
+        if self.body.is_done() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.expect_continue) && self.staged.is_empty() {
+            write_out(conn, b"HTTP/1.1 100 Continue\r\n\r\n", send_timeout)
+                .await
+                .map_err(UploadError::Client)?;
+        }
+        while !self.body.is_done() {
+            input.reserve(READ);
+            let read = within(Some(read_timeout), conn.read_buf(input)).await;
+            match read {
+                Ok(0) => {
+                    let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "client closed");
+                    return Err(UploadError::Client(eof));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(UploadError::Client(e)),
+            }
+            let n = self.take(input)?;
+            self.streamed = true;
+            within(write_timeout, backend.write_all(&input[..n]))
+                .await
+                .map_err(UploadError::Backend)?;
+            input.advance(n);
+        }
+        Ok(())
+    }
+}
