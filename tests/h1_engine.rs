@@ -217,3 +217,32 @@ async fn responses_no_client_may_get_are_502() {
         assert_eq!(answer.status, 502, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_works_on_the_tls_listener_too() {
+    let backend = Backend::start().await;
+    let (env, _running, root) = support::h1::launch(&backend, "").await;
+    let client = support::http::tls_client(&[&root.pem]);
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.https))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("example.cn").expect("name");
+    let mut tls = client.connect(name, tcp).await.expect("handshake");
+    let handshake = get("/ws", "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    tls.write_all(handshake.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("hello from the backend;") {
+        let n = tls.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "closed during the handshake");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101 "));
+    tls.write_all(b"over tls").await.expect("write frame");
+    let mut echo = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut echo))
+        .await
+        .expect("echo in time")
+        .expect("echo");
+    assert_eq!(&echo, b"over tls");
+}

@@ -43,13 +43,12 @@ use pingora_proxy::FailToProxy;
 
 use self::conn::ClientConn;
 use self::ctx::{Ctx, RequestIds};
-use self::phases::{
-    forwarded_for, list_items, proxy_action, Located, Peer, ReqView, ResponseEdits,
-};
+use self::phases::{forwarded_for, proxy_action, Located, Peer, ReqView, ResponseEdits};
 use crate::observe::access_log::AccessLog;
 use crate::policy::Denial;
 use crate::route::router::strip_port;
 use crate::route::Action;
+use crate::semantics::fields::{field, is_hop_by_hop, nominated, Field};
 use crate::semantics::target::{canonical, TargetError};
 use crate::snapshot::SharedSnapshot;
 use crate::tls::resolver::ConnInfo;
@@ -148,6 +147,32 @@ fn canonicalize(req: &mut RequestHeader) -> std::result::Result<(), TargetError>
             .map_err(|_| TargetError::Host)?;
     }
     Ok(())
+}
+
+/// Drops the fields of the backend's connection (`semantics::fields`): the hop-by-hop ones and
+/// those its `Connection` names; the framing stays, and so does an upgrade handshake's
+/// `Upgrade` and `Connection` (pingora-proxy carries the upgrade itself).
+fn drop_hop_by_hop(resp: &mut ResponseHeader) {
+    let upgrade = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    let connection: Vec<&[u8]> = resp
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let doomed: Vec<http::HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|name| {
+            let f = field(name.as_str());
+            let kept = upgrade && matches!(f, Field::Upgrade | Field::Connection);
+            !kept && (is_hop_by_hop(f) || nominated(connection.iter().copied(), name.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        resp.remove_header(&name);
+    }
 }
 
 /// The answer to a request on a connection that arrived over `max_connections_per_ip`.
@@ -371,26 +396,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
-        // Fields the backend's Connection header names belong to its connection (the HTTP/1
-        // loop drops them too); the body's framing stays.
-        let nominated: Vec<String> = upstream_response
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|v| list_items(v.as_bytes()))
-            .filter_map(|t| std::str::from_utf8(t).ok())
-            .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case("close")
-                    && !t.eq_ignore_ascii_case("keep-alive")
-                    && !t.eq_ignore_ascii_case("content-length")
-                    && !t.eq_ignore_ascii_case("transfer-encoding")
-            })
-            .map(str::to_ascii_lowercase)
-            .collect();
-        for name in nominated {
-            upstream_response.remove_header(&name);
-        }
+        drop_hop_by_hop(upstream_response);
         Ok(())
     }
 
@@ -400,11 +406,6 @@ impl ProxyHttp for Proxy {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // Hop-by-hop fields of the backend's connection, which pingora-proxy passes on (the
-        // HTTP/1 loop drops them too): the client's keep-alive is menshen's.
-        for name in ["keep-alive", "proxy-authenticate", "proxy-connection", "te"] {
-            response.remove_header(name);
-        }
         let edits = ResponseEdits::of(ctx, is_tls(session));
         for name in edits.remove {
             response.remove_header(name);

@@ -227,12 +227,6 @@ pub(super) fn forwarded_for(
     }
 }
 
-/// The items of a comma-separated field value (Connection, Transfer-Encoding, a Content-Length
-/// list), trimmed: one reading of the list syntax for both request paths.
-pub(super) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
-}
-
 /// What the site does to every response it sends: headers removed, headers set, HSTS on TLS.
 pub(super) struct ResponseEdits<'a> {
     pub(super) remove: &'a [http::HeaderName],
