@@ -3,6 +3,14 @@
 
 use super::response::Framing;
 
+/// Longest chunk extension or trailer line.
+const MAX_LINE: usize = 4096;
+
+/// A field-name character (RFC 9110 5.6.2).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// Follows chunked framing over the bytes that pass through, to find where the body ends.
 /// Strict, as the bytes go on to the client unchanged: CRLF line ends only, hex sizes of at
 /// most 15 significant digits, extensions and trailer fields without control bytes.
@@ -18,9 +26,10 @@ pub(super) enum Chunks {
     SizeEnd {
         size: u64,
     },
-    /// In a chunk extension.
+    /// In a chunk extension: its length so far (at most `MAX_LINE`).
     Ext {
         size: u64,
+        len: u16,
     },
     /// The size line's CR is in; its LF is due.
     SizeLf {
@@ -30,9 +39,10 @@ pub(super) enum Chunks {
     /// A chunk's data is in; its CR is due.
     DataCr,
     DataLf,
-    /// In the trailer section: the current line's length, and whether its CR is in.
+    /// In the trailer section: the current line's length, whether its colon and its CR are in.
     Trailer {
         line: usize,
+        colon: bool,
         cr: bool,
     },
     Done,
@@ -87,37 +97,65 @@ impl Chunks {
                         }
                     }
                     (None, true, b' ' | b'\t') => Chunks::SizeEnd { size: value },
-                    (None, true, b';') => Chunks::Ext { size: value },
+                    (None, true, b';') => Chunks::Ext {
+                        size: value,
+                        len: 0,
+                    },
                     (None, true, b'\r') => Chunks::SizeLf { size: value },
                     _ => return Err(()),
                 },
                 Chunks::SizeEnd { size } => match b {
                     b' ' | b'\t' => Chunks::SizeEnd { size },
-                    b';' => Chunks::Ext { size },
+                    b';' => Chunks::Ext { size, len: 0 },
                     b'\r' => Chunks::SizeLf { size },
                     _ => return Err(()),
                 },
-                Chunks::Ext { size } => match b {
+                Chunks::Ext { size, len } => match b {
                     b'\r' => Chunks::SizeLf { size },
-                    _ if control => return Err(()),
-                    _ => Chunks::Ext { size },
+                    _ if control || usize::from(len) >= MAX_LINE => return Err(()),
+                    _ => Chunks::Ext { size, len: len + 1 },
                 },
-                Chunks::SizeLf { size: 0 } if b == b'\n' => Chunks::Trailer { line: 0, cr: false },
+                Chunks::SizeLf { size: 0 } if b == b'\n' => Chunks::Trailer {
+                    line: 0,
+                    colon: false,
+                    cr: false,
+                },
                 Chunks::SizeLf { size } if b == b'\n' => Chunks::Data(size),
                 Chunks::DataCr if b == b'\r' => Chunks::DataLf,
                 Chunks::DataLf if b == b'\n' => Chunks::new(),
-                Chunks::Trailer { line, cr: false } => match b {
-                    b'\r' => Chunks::Trailer { line, cr: true },
-                    _ if control => return Err(()),
+                Chunks::Trailer {
+                    line,
+                    colon,
+                    cr: false,
+                } => match b {
+                    // A trailer line is a field: a token, a colon, a value (so that no request
+                    // line can hide in the trailer section).
+                    b'\r' if line == 0 || colon => Chunks::Trailer {
+                        line,
+                        colon,
+                        cr: true,
+                    },
+                    b':' if line > 0 && !colon => Chunks::Trailer {
+                        line: line + 1,
+                        colon: true,
+                        cr: false,
+                    },
+                    _ if control || line >= MAX_LINE => return Err(()),
+                    _ if !colon && !is_token(b) => return Err(()),
                     _ => Chunks::Trailer {
                         line: line + 1,
+                        colon,
                         cr: false,
                     },
                 },
-                Chunks::Trailer { line: 0, cr: true } if b == b'\n' => Chunks::Done,
-                Chunks::Trailer { cr: true, .. } if b == b'\n' => {
-                    Chunks::Trailer { line: 0, cr: false }
-                }
+                Chunks::Trailer {
+                    line: 0, cr: true, ..
+                } if b == b'\n' => Chunks::Done,
+                Chunks::Trailer { cr: true, .. } if b == b'\n' => Chunks::Trailer {
+                    line: 0,
+                    colon: false,
+                    cr: false,
+                },
                 _ => return Err(()),
             };
         }
@@ -206,6 +244,9 @@ mod tests {
             b"5;a\x01b\r\n",
             b"1234567890abcdef0\r\n",
             b"0\r\nx: 1\n\r\n",
+            b"0\r\nGET /blocked HTTP/1.1\r\n\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\n: empty name\r\n\r\n",
         ] {
             let mut c = Chunks::new();
             assert!(

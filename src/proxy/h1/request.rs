@@ -250,7 +250,13 @@ pub(super) fn request<'b>(
     let host = f.host.map(std::str::from_utf8).transpose();
     let host = host.map_err(|_| NotTaken::from(TargetError::Host))?;
     let (target, host) = canonical(raw_target, host)?;
-    let upgrade = f.upgrade.filter(|_| f.conn_upgrade && version == 1);
+    // WebSocket only: any other protocol after a 101 (h2c first of all) would be a byte pipe
+    // to the backend that no per-request policy sees.
+    let websocket = |v: &&[u8]| v.trim_ascii().eq_ignore_ascii_case(b"websocket");
+    let upgrade = f
+        .upgrade
+        .filter(websocket)
+        .filter(|_| f.conn_upgrade && version == 1);
     let close = match version {
         1 => f.conn_close,
         _ => f.conn_close || !f.conn_keep_alive,
@@ -292,7 +298,12 @@ pub(super) fn upstream_request(
         Some(path) => out.extend_from_slice(path.as_bytes()),
         None => out.extend_from_slice(target.as_bytes()),
     }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // An HTTP/1.0 client's request goes as HTTP/1.0, so the backend answers it in framing it can
+    // read (a length or the close; never chunked, never 1xx).
+    match req.version {
+        0 => out.extend_from_slice(b" HTTP/1.0\r\n"),
+        _ => out.extend_from_slice(b" HTTP/1.1\r\n"),
+    }
     for (h, f) in request.parsed.headers.iter().zip(request.fields) {
         if req.forwards(*f, h.name) {
             push_field(out, h.name.as_bytes(), h.value);
@@ -424,6 +435,8 @@ mod tests {
         assert_eq!(get("Expect: x\r\n").map(|r| r.2), Err(417));
         let ws = get("Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n");
         assert_eq!(ws.map(|r| r.3), Ok(Some(b"websocket".to_vec())));
+        let h2c = get("Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n").map(|r| r.3);
+        assert_eq!(h2c, Ok(None), "only WebSocket is tunnelled");
         let no = get("Upgrade: websocket\r\n").map(|r| r.3);
         assert_eq!(
             no,
