@@ -71,11 +71,7 @@ type PairResult = (PathBuf, Result<ServedCert, TlsError>);
 
 /// Loads the pairs of `dir` and of each of its subdirectories (hidden ones, such as a Secret's
 /// `..data`, skipped). Fails only when `dir` itself cannot be read.
-fn dir_pairs(
-    dir: &Path,
-    roots: &ApprovedRoots,
-    now: i64,
-) -> Result<Vec<PairResult>, TlsError> {
+fn dir_pairs(dir: &Path, roots: &ApprovedRoots, now: i64) -> Result<Vec<PairResult>, TlsError> {
     let mut out = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     dirs.extend(dirs_in(dir)?);
