@@ -2,7 +2,8 @@
 //!
 //! Built from the certificate directories at every load. On a reload, a pair that fails its checks
 //! keeps its last good version (if that still passes against the current approved roots); at start
-//! there is no last good version, so any failure is fatal (see `config::compile`).
+//! there is no last good version, so it is left out. Whether that refuses the load is the
+//! reload judge's call (`reload::judge`), the same at start and on reload.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
