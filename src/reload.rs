@@ -81,6 +81,7 @@ pub struct Reloader {
     serial: tokio::sync::Mutex<()>,
     digests: FileDigests,
     fingerprint: Mutex<[u8; 32]>,
+    waiting: digest::Waiting,
     last: Mutex<ReloadReport>,
 }
 
@@ -116,6 +117,7 @@ impl Reloader {
             serial: tokio::sync::Mutex::new(()),
             digests: FileDigests::default(),
             fingerprint: Mutex::new([0; 32]),
+            waiting: digest::Waiting::default(),
             last: Mutex::new(start),
         });
         let fp = reloader.digests.fingerprint(&current);
@@ -177,6 +179,7 @@ impl Reloader {
         let snapshot = match tokio::task::spawn_blocking(move || load(&path, Some(&prev))).await {
             Ok(Ok(loaded)) => loaded.snapshot,
             Ok(Err(errors)) => {
+                self.waiting.refresh();
                 let errors: Vec<Refusal> = errors.into_iter().map(Refusal::Config).collect();
                 return rejected(trigger, &errors, Vec::new());
             }
@@ -208,8 +211,12 @@ impl Reloader {
             refusals = judge::routes(Some(&previous), &snapshot);
         }
         if !refusals.is_empty() {
+            let mut paths = snapshot.cert_sources.paths();
+            paths.extend(snapshot.approved_paths.iter().cloned());
+            self.waiting.set(paths);
             return rejected(trigger, &refusals, problems(&snapshot));
         }
+        self.waiting.set(Vec::new());
         self.apply(trigger, &previous, snapshot)
     }
 
@@ -250,7 +257,7 @@ impl Reloader {
     async fn reload_if_changed(&self, trigger: &str) {
         let current = self.digests.fingerprint(&self.state.load());
         let last = self.fingerprint.lock().map(|f| *f).unwrap_or([0; 32]);
-        if current != last {
+        if current != last || self.waiting.changed() {
             self.reload(trigger).await;
         }
     }

@@ -297,3 +297,43 @@ async fn unresolvable_backends_are_refused_and_a_changed_upstream_keeps_its_last
     let metrics = admin::get(admin, "/metrics").await.text();
     assert!(metrics.contains(healthy), "the series stays: {metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_the_missing_directory_applies_the_config_that_waited_for_it() {
+    let (env, root) = Env::with_approved_root("Approved Root");
+    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+    env.write_config("", support::SHOP_SITE);
+    let proxy = env.start();
+    let client = tls_client(&[&root.pem]);
+    let serial = || {
+        let client = client.clone();
+        async move {
+            handshake_serial(&client, env.https, "shop.example.cn")
+                .await
+                .ok()
+        }
+    };
+    assert_eq!(serial().await.as_deref(), Some("01"));
+
+    // The config names a directory that does not exist yet: refused, file change by file change.
+    let text = env.config_text("", support::SHOP_SITE);
+    env.write("menshen.toml", &text.replace("[\"live\"]", "[\"next\"]"));
+    let refused = eventually(Duration::from_secs(3), || async {
+        proxy.log().contains("reload refused").then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "{}", proxy.log());
+    assert_eq!(serial().await.as_deref(), Some("01"));
+
+    // The directory arrives (as a deploy that writes the config first would): applied.
+    let next = env.path("next");
+    std::fs::create_dir_all(&next).expect("mkdir next");
+    let leaf = root.issue(&support::pki::LeafSpec::new(&["shop.example.cn"], 0x9));
+    std::fs::write(next.join("shop.key"), &leaf.key_pem).expect("key");
+    std::fs::write(next.join("shop.crt"), &leaf.pem).expect("crt");
+    let applied = eventually(Duration::from_secs(3), || async {
+        (serial().await.as_deref() == Some("09")).then_some(())
+    })
+    .await;
+    assert!(applied.is_some(), "{}", proxy.log());
+}

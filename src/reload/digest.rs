@@ -10,6 +10,55 @@ use std::sync::Mutex;
 use crate::snapshot::Snapshot;
 use crate::tls::files_in;
 
+/// The files in each directory of `paths`; a path that is not a readable directory as itself.
+fn expand<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        match files_in(p) {
+            Ok(files) => out.extend(files),
+            Err(_) => out.push(p.clone()),
+        }
+    }
+    out
+}
+
+/// The TLS paths of a refused snapshot (a certificate directory not created yet), watched
+/// until the next applied reload: creating or fixing them retries the config that waits.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    digests: FileDigests,
+    state: Mutex<(Vec<PathBuf>, [u8; 32])>,
+}
+
+impl Waiting {
+    /// Watches `paths` from now on (their content now is the baseline).
+    pub fn set(&self, paths: Vec<PathBuf>) {
+        let digest = self.digests.fingerprint_paths(&expand(paths.iter()));
+        if let Ok(mut state) = self.state.lock() {
+            *state = (paths, digest);
+        }
+    }
+
+    /// Takes the current content of the watched paths as the baseline.
+    pub fn refresh(&self) {
+        let paths = self.paths();
+        self.set(paths);
+    }
+
+    /// Whether the watched paths changed since the baseline.
+    pub fn changed(&self) -> bool {
+        let (paths, then) = match self.state.lock() {
+            Ok(state) => state.clone(),
+            Err(_) => return false,
+        };
+        !paths.is_empty() && self.digests.fingerprint_paths(&expand(paths.iter())) != then
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        self.state.lock().map(|s| s.0.clone()).unwrap_or_default()
+    }
+}
+
 /// What a file's metadata says about its content: a write moves `ctime` (which no tool can set
 /// back), a rename or a Kubernetes `..data` swap moves the inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +100,9 @@ impl FileDigests {
     /// SHA-256 over the names and contents of the config file and every file in the TLS paths.
     pub fn fingerprint(&self, s: &Snapshot) -> [u8; 32] {
         let mut paths = vec![s.config_path.clone()];
-        for p in s.cert_sources.paths().iter().chain(&s.approved_paths) {
-            match files_in(p) {
-                Ok(files) => paths.extend(files),
-                Err(_) => paths.push(p.clone()),
-            }
-        }
+        paths.extend(expand(
+            s.cert_sources.paths().iter().chain(&s.approved_paths),
+        ));
         self.fingerprint_paths(&paths)
     }
 
