@@ -39,29 +39,24 @@ pub fn first_load(path: &Path) -> Result<Snapshot, Vec<Refusal>> {
         .map_err(|errors| errors.into_iter().map(Refusal::Config).collect::<Vec<_>>())?
         .snapshot;
     let strict = snapshot.file.tls.as_ref().is_some_and(|t| t.strict);
-    let mut refusals: Vec<Refusal> = if strict {
-        snapshot
-            .cert_errors
-            .iter()
-            .cloned()
-            .map(Refusal::Strict)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    refusals.extend(judge::certificates(None, &snapshot));
-    if refusals.is_empty() {
-        Ok(snapshot)
-    } else {
-        if !strict {
-            // Say why the files were left out before saying nothing was left.
-            let left_out = snapshot.cert_errors.iter().cloned();
-            let mut all: Vec<Refusal> = left_out.map(|e| Refusal::Config(e.into())).collect();
-            all.extend(refusals);
-            return Err(all);
-        }
-        Err(refusals)
+    let refusals = judge::certificates(None, &snapshot);
+    let strict_refuses = strict && !snapshot.cert_errors.is_empty();
+    if refusals.is_empty() && !strict_refuses {
+        return Ok(snapshot);
     }
+    // Why each file was left out first, then why that stops the start.
+    let configured = snapshot.cert_sources.configured();
+    let mut all: Vec<Refusal> = snapshot
+        .cert_errors
+        .iter()
+        .filter(|e| !e.file().is_some_and(|f| configured.contains(&f)))
+        .map(|e| match strict {
+            true => Refusal::Strict(e.clone()),
+            false => Refusal::Certificate(e.clone()),
+        })
+        .collect();
+    all.extend(refusals);
+    Err(all)
 }
 
 /// Every problem of a snapshot that serves: rejected certificate files and backend hostnames

@@ -22,6 +22,9 @@ pub enum Refusal {
     /// The config itself is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A certificate file left out, reported beside the refusal it led to.
+    #[error(transparent)]
+    Certificate(TlsError),
     /// A certificate file was rejected and `tls.strict = true` makes that fatal at start.
     #[error("{0} (tls.strict = true refuses to start with any rejected certificate file)")]
     Strict(TlsError),
