@@ -337,3 +337,37 @@ async fn creating_the_missing_directory_applies_the_config_that_waited_for_it() 
     .await;
     assert!(applied.is_some(), "{}", proxy.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_reload_is_shown_with_its_trigger_and_result() {
+    let s = Serving::start().await;
+    let before = admin::status(s.admin).await;
+    assert_eq!(before["last_reload"]["trigger"], "start");
+    assert_eq!(before["last_reload"]["result"], "ok");
+
+    s.env.put_leaf("shop", &s.root, "shop.example.cn", 0x3);
+    let pid = s.proxy.child.id().to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status();
+    assert!(hup.is_ok_and(|st| st.success()));
+    let shown = eventually(Duration::from_secs(3), || async {
+        let last = admin::status(s.admin).await["last_reload"].clone();
+        (last["trigger"] == "SIGHUP").then_some(last)
+    })
+    .await
+    .expect("the SIGHUP reload is on /status.json");
+    assert_eq!(shown["result"], "ok", "{shown}");
+    assert!(
+        shown["changes"][0]
+            .as_str()
+            .is_some_and(|c| c.contains("certificate replaced") && c.contains("01 -> 03")),
+        "{shown}"
+    );
+    let html = admin::get(s.admin, "/status").await.text();
+    assert!(
+        html.contains("<td>SIGHUP</td>") && html.contains("data-result=\"ok\""),
+        "{html}"
+    );
+    assert_eq!(s.serial("shop.example.cn").await.expect("TLS"), "03");
+}
