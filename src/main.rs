@@ -35,7 +35,8 @@ struct Args {
 enum Command {
     /// Run the proxy (the default).
     Run,
-    /// Validate the configuration and every certificate; exit 0 only if the proxy would start.
+    /// Judge the configuration, every certificate and every backend hostname as a reload would;
+    /// exit 0 only if nothing would be refused or left out.
     Check,
     /// Show the certificates: hosts, issuer, approved root, expiry and status.
     Certs,
