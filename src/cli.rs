@@ -3,27 +3,63 @@
 use std::path::Path;
 
 use crate::config::compile::load_certs;
-use crate::config::{load_initial, ConfigError};
-use crate::reload::summary;
+use crate::config::ConfigError;
+use crate::reload::{first_load, judge, problems, summary};
 use crate::tls::cert::{format_time, pair_name, unix_now};
 
-/// Validates everything the proxy would load; prints every problem. Returns the exit code.
+/// Validates everything the proxy would load, as a reload would judge it: the config, every
+/// certificate against the approved roots, and every backend hostname through the configured
+/// resolvers. Prints every problem. Returns the exit code: 0 only if nothing was left out.
 pub fn check(config: &Path) -> i32 {
-    match load_initial(config) {
-        Ok(snapshot) => {
-            println!("{}: ok: {}", config.display(), summary(&snapshot));
-            0
-        }
+    let snapshot = match first_load(config) {
+        Ok(snapshot) => snapshot,
         Err(errors) => {
-            print_errors(&errors);
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
             eprintln!(
-                "{}: {} problem(s); menshen would not start",
+                "{}: {} problem(s); menshen would not start, and a reload to it would be refused",
                 config.display(),
                 errors.len()
             );
-            1
+            return 1;
         }
+    };
+    let resolved = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(snapshot.discover_upstreams()));
+    if let Err(e) = resolved {
+        eprintln!("error: cannot start a runtime to resolve backends: {e}");
+        return 1;
     }
+    let refusals = judge::routes(None, &snapshot);
+    let left_out = problems(&snapshot);
+    for e in &refusals {
+        eprintln!("error: {e}");
+    }
+    for e in &left_out {
+        eprintln!("error: {e}");
+    }
+    if !refusals.is_empty() {
+        eprintln!(
+            "{}: {} problem(s); a reload to it would be refused",
+            config.display(),
+            refusals.len() + left_out.len()
+        );
+        return 1;
+    }
+    if !left_out.is_empty() {
+        eprintln!(
+            "{}: {} problem(s); menshen would start without what they name ({})",
+            config.display(),
+            left_out.len(),
+            summary(&snapshot)
+        );
+        return 1;
+    }
+    println!("{}: ok: {}", config.display(), summary(&snapshot));
+    0
 }
 
 /// Prints one error per line on stderr.

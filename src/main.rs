@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use menshen::{cli, config, observe, server};
+use menshen::{cli, config, observe, reload, server};
 use mimalloc::MiMalloc;
 
 // Per-request allocations (headers, log lines) are small and short-lived; mimalloc's thread-local
@@ -35,7 +35,8 @@ struct Args {
 enum Command {
     /// Run the proxy (the default).
     Run,
-    /// Validate the configuration and every certificate; exit 0 only if the proxy would start.
+    /// Judge the configuration, every certificate and every backend hostname as a reload would;
+    /// exit 0 only if nothing would be refused or left out.
     Check,
     /// Show the certificates: hosts, issuer, approved root, expiry and status.
     Certs,
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
                 .map(|f| f.log)
                 .unwrap_or_default();
             observe::logging::init(&log.format, &log.level);
-            let snapshot = match config::load_initial(&args.config) {
+            let snapshot = match reload::first_load(&args.config) {
                 Ok(s) => s,
                 Err(errors) => {
                     for e in &errors {
@@ -66,6 +67,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            for e in &snapshot.cert_errors {
+                tracing::error!(
+                    "certificate rejected, it is not served (the other certificates are; \
+                     tls.strict = true would refuse to start): {e}"
+                );
+            }
             let opts = server::RunOptions {
                 upgrade: args.upgrade,
             };

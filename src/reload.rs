@@ -1,16 +1,18 @@
-//! Watch -> build a whole new snapshot -> validate -> swap.
+//! Watch -> build a whole new snapshot -> judge it against the serving one -> swap, or not.
 //!
 //! Three triggers lead to [`Reloader::reload`]: file events (notify, debounced) on the config
 //! file's directory and the certificate and approved-CA directories; a content-hash poll that
 //! catches what watchers miss (Kubernetes swaps a `..data` symlink; single-file mounts); and
-//! SIGHUP. A config that fails to compile leaves the serving snapshot untouched. The poll reads a
-//! file again only when its metadata moved (see [`FileDigests`]), so it stays cheap with
-//! thousands of certificate files.
+//! SIGHUP (and `POST /reload`). A reload is all or nothing: the [`judge`] refuses a snapshot
+//! that would break serving, and the serving one stays. Individually bad certificate files are
+//! left out (their last good version serves on) and make the outcome "partial". The first load
+//! is judged by the same rules ([`first_load`]).
 
-use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
+mod digest;
+pub mod judge;
+mod report;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,20 +22,49 @@ use tokio::sync::mpsc;
 
 use crate::config::file::ListenerSection;
 use crate::config::load;
+use crate::observe::metrics::metrics;
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::tls::files_in;
+use crate::tls::cert::unix_now;
 
-/// What one reload did, for logs and the admin endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadReport {
-    /// The new snapshot is serving.
-    pub applied: bool,
-    /// What serves now (on success) or why nothing changed.
-    pub summary: String,
-    /// What differs from the previous snapshot, one line each.
-    pub changes: Vec<String>,
-    /// Errors that kept the old snapshot (config) or a file's last good version (certificates).
-    pub errors: Vec<String>,
+pub use digest::FileDigests;
+pub use judge::Refusal;
+pub use report::{changes, summary, Outcome, ReloadReport};
+
+/// Loads the first snapshot and judges it as a reload would be, without a serving one to keep:
+/// refused for config errors, unreadable paths and TLS listeners with nothing to serve, and for
+/// any rejected certificate file when `tls.strict = true`. Other rejected files are left out
+/// (they are in `cert_errors`).
+pub fn first_load(path: &Path) -> Result<Snapshot, Vec<Refusal>> {
+    let snapshot = load(path, None)
+        .map_err(|errors| errors.into_iter().map(Refusal::Config).collect::<Vec<_>>())?
+        .snapshot;
+    let strict = snapshot.file.tls.as_ref().is_some_and(|t| t.strict);
+    let refusals = judge::certificates(None, &snapshot);
+    let strict_refuses = strict && !snapshot.cert_errors.is_empty();
+    if refusals.is_empty() && !strict_refuses {
+        return Ok(snapshot);
+    }
+    // Why each file was left out first, then why that stops the start.
+    let configured = snapshot.cert_sources.configured();
+    let mut all: Vec<Refusal> = snapshot
+        .cert_errors
+        .iter()
+        .filter(|e| !e.file().is_some_and(|f| configured.contains(&f)))
+        .map(|e| match strict {
+            true => Refusal::Strict(e.clone()),
+            false => Refusal::Certificate(e.clone()),
+        })
+        .collect();
+    all.extend(refusals);
+    Err(all)
+}
+
+/// Every problem of a snapshot that serves: rejected certificate files and backend hostnames
+/// that resolved to nothing.
+pub fn problems(s: &Snapshot) -> Vec<String> {
+    let mut out: Vec<String> = s.cert_errors.iter().map(ToString::to_string).collect();
+    out.extend(judge::unresolved(s));
+    out
 }
 
 /// Reloads the snapshot from disk on demand and from the watchers it starts.
@@ -45,13 +76,34 @@ pub struct Reloader {
     serial: tokio::sync::Mutex<()>,
     digests: FileDigests,
     fingerprint: Mutex<[u8; 32]>,
-    last: Mutex<Option<(i64, ReloadReport)>>,
+    waiting: digest::Waiting,
+    last: Mutex<ReloadReport>,
 }
 
 impl Reloader {
-    /// A reloader for the snapshot in `state`, which was loaded from its `config_path`.
+    /// A reloader for the snapshot in `state`, which was loaded from its `config_path` (and
+    /// whose upstreams were discovered). Its load is the first "reload" shown and counted.
     pub fn new(state: SharedSnapshot, rt: Handle) -> Arc<Self> {
         let current = state.load_full();
+        let errors = problems(&current);
+        let start = ReloadReport {
+            result: if errors.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Partial
+            },
+            trigger: "start".into(),
+            at: current.loaded_at,
+            summary: summary(&current),
+            changes: Vec::new(),
+            errors,
+        };
+        let m = metrics();
+        for outcome in Outcome::ALL {
+            m.reloads.with_label_values(&[outcome.label()]);
+        }
+        m.last_reload.set(current.loaded_at as f64);
+        m.rejected_cert_files.set(current.cert_errors.len() as f64);
         let reloader = Arc::new(Self {
             config_path: current.config_path.clone(),
             running_listeners: current.listeners().to_vec(),
@@ -60,7 +112,8 @@ impl Reloader {
             serial: tokio::sync::Mutex::new(()),
             digests: FileDigests::default(),
             fingerprint: Mutex::new([0; 32]),
-            last: Mutex::new(None),
+            waiting: digest::Waiting::default(),
+            last: Mutex::new(start),
         });
         let fp = reloader.digests.fingerprint(&current);
         if let Ok(mut f) = reloader.fingerprint.lock() {
@@ -69,29 +122,48 @@ impl Reloader {
         reloader
     }
 
-    /// The last reload's time (seconds since the epoch) and outcome.
-    pub fn last(&self) -> Option<(i64, ReloadReport)> {
-        self.last.lock().ok().and_then(|l| l.clone())
+    /// The last load's report (the start's until the first reload).
+    pub fn last(&self) -> ReloadReport {
+        self.last.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Builds a new snapshot from disk and swaps it in if it is valid.
+    /// Builds a new snapshot from disk, judges it and swaps it in if it passes.
     pub async fn reload(&self, trigger: &str) -> ReloadReport {
-        let report = self.reload_inner(trigger).await;
-        let m = crate::observe::metrics::metrics();
-        let result = if report.applied { "ok" } else { "rejected" };
-        m.reloads.with_label_values(&[result]).inc();
-        let now = crate::tls::cert::unix_now();
-        if report.applied {
-            m.last_reload.set(now as f64);
+        let _one_at_a_time = self.serial.lock().await;
+        let mut report = self.reload_inner(trigger).await;
+        report.trigger = trigger.to_owned();
+        report.at = unix_now();
+        let m = metrics();
+        m.reloads.with_label_values(&[report.result.label()]).inc();
+        if report.applied() {
+            m.last_reload.set(report.at as f64);
+            m.rejected_cert_files
+                .set(self.state.load().cert_errors.len() as f64);
+        }
+        match report.result {
+            Outcome::Ok => tracing::info!(trigger, result = "ok", "{}", report.summary),
+            Outcome::Partial => tracing::warn!(
+                trigger,
+                result = "partial",
+                problems = report.errors.len(),
+                "{}; applied in part, see the errors above",
+                report.summary
+            ),
+            Outcome::Rejected => tracing::error!(
+                trigger,
+                result = "rejected",
+                problems = report.errors.len(),
+                "{}",
+                report.summary
+            ),
         }
         if let Ok(mut last) = self.last.lock() {
-            *last = Some((now, report.clone()));
+            *last = report.clone();
         }
         report
     }
 
     async fn reload_inner(&self, trigger: &str) -> ReloadReport {
-        let _one_at_a_time = self.serial.lock().await;
         let previous = self.state.load_full();
         let fp = self.digests.fingerprint(&previous);
         if let Ok(mut f) = self.fingerprint.lock() {
@@ -99,41 +171,27 @@ impl Reloader {
         }
         let path = self.config_path.clone();
         let prev = previous.clone();
-        let built = tokio::task::spawn_blocking(move || load(&path, Some(&prev))).await;
-        let loaded = match built {
-            Ok(Ok(loaded)) => loaded,
+        let snapshot = match tokio::task::spawn_blocking(move || load(&path, Some(&prev))).await {
+            Ok(Ok(loaded)) => loaded.snapshot,
             Ok(Err(errors)) => {
-                for e in &errors {
-                    tracing::error!(
-                        trigger,
-                        "reload refused, the previous configuration keeps serving: {e}"
-                    );
-                }
-                return ReloadReport {
-                    applied: false,
-                    summary: format!(
-                        "{} error(s); the previous configuration keeps serving",
-                        errors.len()
-                    ),
-                    changes: Vec::new(),
-                    errors: errors.iter().map(ToString::to_string).collect(),
-                };
+                self.waiting.refresh();
+                let errors: Vec<Refusal> = errors.into_iter().map(Refusal::Config).collect();
+                return rejected(trigger, &errors, Vec::new());
             }
             Err(join) => {
                 tracing::error!(trigger, "reload task failed: {join}");
                 return ReloadReport {
-                    applied: false,
+                    result: Outcome::Rejected,
                     summary: "reload task failed".into(),
-                    changes: Vec::new(),
                     errors: vec![join.to_string()],
+                    ..ReloadReport::default()
                 };
             }
         };
-        let snapshot = loaded.snapshot;
         for e in &snapshot.cert_errors {
             let kept = e
                 .file()
-                .is_some_and(|f| loaded.kept_previous.iter().any(|k| k == f));
+                .is_some_and(|f| snapshot.certs.by_file(f).is_some());
             let outcome = if kept {
                 "its last good version keeps serving"
             } else {
@@ -141,32 +199,52 @@ impl Reloader {
             };
             tracing::error!(trigger, "certificate rejected, {outcome}: {e}");
         }
+        let mut refusals = judge::certificates(Some(&previous), &snapshot);
+        if refusals.is_empty() {
+            // Only a snapshot that may serve is worth the DNS lookups.
+            snapshot.discover_upstreams().await;
+            refusals = judge::routes(Some(&previous), &snapshot);
+        }
+        if !refusals.is_empty() {
+            let mut paths = snapshot.cert_sources.paths();
+            paths.extend(snapshot.approved_paths.iter().cloned());
+            self.waiting.set(paths);
+            return rejected(trigger, &refusals, problems(&snapshot));
+        }
+        self.waiting.set(Vec::new());
+        self.apply(trigger, &previous, snapshot)
+    }
+
+    /// Publishes a judged snapshot and says what changed.
+    fn apply(&self, trigger: &str, previous: &Snapshot, snapshot: Snapshot) -> ReloadReport {
         if snapshot.listeners() != self.running_listeners.as_slice() {
             tracing::warn!(
                 "listener changes take effect only after a restart (or binary upgrade); \
                  the current listeners keep running"
             );
         }
-        snapshot.discover_upstreams().await;
         snapshot.start_background(&self.rt);
         snapshot.warn_expiring();
-        let errors = snapshot
-            .cert_errors
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let errors = problems(&snapshot);
+        for e in judge::unresolved(&snapshot) {
+            tracing::warn!(trigger, "{e}");
+        }
         let summary = summary(&snapshot);
-        let changes = changes(&previous, &snapshot);
+        let changes = changes(previous, &snapshot);
         for change in &changes {
             tracing::info!(trigger, "{change}");
         }
         self.state.store(Arc::new(snapshot));
-        tracing::info!(trigger, "{summary}");
         ReloadReport {
-            applied: true,
+            result: if errors.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Partial
+            },
             summary,
             changes,
             errors,
+            ..ReloadReport::default()
         }
     }
 
@@ -174,7 +252,7 @@ impl Reloader {
     async fn reload_if_changed(&self, trigger: &str) {
         let current = self.digests.fingerprint(&self.state.load());
         let last = self.fingerprint.lock().map(|f| *f).unwrap_or([0; 32]);
-        if current != last {
+        if current != last || self.waiting.changed() {
             self.reload(trigger).await;
         }
     }
@@ -193,7 +271,7 @@ impl Reloader {
             let mut tick = tokio::time::interval(poll);
             loop {
                 tick.tick().await;
-                this.reload_if_changed("poll").await;
+                this.reload_if_changed("file change (content poll)").await;
             }
         });
         let this = self.clone();
@@ -256,6 +334,31 @@ impl Reloader {
     }
 }
 
+/// The report of a refused reload; every refusal logged, then the snapshot's other problems.
+fn rejected(trigger: &str, refusals: &[Refusal], problems: Vec<String>) -> ReloadReport {
+    let mut errors: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    for e in &errors {
+        tracing::error!(
+            trigger,
+            "reload refused, the previous configuration keeps serving: {e}"
+        );
+    }
+    for p in problems {
+        if !errors.contains(&p) {
+            errors.push(p);
+        }
+    }
+    ReloadReport {
+        result: Outcome::Rejected,
+        summary: format!(
+            "reload refused ({} problem(s)); the previous configuration keeps serving",
+            refusals.len()
+        ),
+        errors,
+        ..ReloadReport::default()
+    }
+}
+
 /// The directories whose changes matter: the config file's, and every TLS path.
 fn watch_dirs(s: &Snapshot) -> Vec<PathBuf> {
     let mut dirs = vec![parent(&s.config_path)];
@@ -271,235 +374,5 @@ fn parent(p: &Path) -> PathBuf {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
-    }
-}
-
-/// What a file's metadata says about its content: a write moves `ctime` (which no tool can set
-/// back), a rename or a Kubernetes `..data` swap moves the inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(m: &std::fs::Metadata) -> Self {
-        Self {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
-
-    /// Changed so recently that a second write in the same clock tick (filesystems with coarse
-    /// timestamps) could leave the stamp as it was: such files are read every time.
-    fn is_recent(&self, now: i64) -> bool {
-        now - self.ctime.0.max(self.mtime.0) < 2
-    }
-}
-
-/// Content hashes of the watched files. A file is read and hashed again only when its [`Stamp`]
-/// moved or is recent, so a poll over 10,000 unchanged certificates costs 10,000 `stat`s.
-#[derive(Debug, Default)]
-pub struct FileDigests {
-    known: Mutex<HashMap<PathBuf, (Stamp, [u8; 32])>>,
-    reads: AtomicU64,
-}
-
-impl FileDigests {
-    /// SHA-256 over the names and contents of the config file and every file in the TLS paths.
-    pub fn fingerprint(&self, s: &Snapshot) -> [u8; 32] {
-        let mut paths = vec![s.config_path.clone()];
-        for p in s.cert_sources.paths().iter().chain(&s.approved_paths) {
-            match files_in(p) {
-                Ok(files) => paths.extend(files),
-                Err(_) => paths.push(p.clone()),
-            }
-        }
-        self.fingerprint_paths(&paths)
-    }
-
-    /// SHA-256 over the names and contents of `paths` (a missing file counts as empty).
-    pub fn fingerprint_paths(&self, paths: &[PathBuf]) -> [u8; 32] {
-        self.fingerprint_at(paths, crate::tls::cert::unix_now())
-    }
-
-    /// [`Self::fingerprint_paths`] as if the clock said `now` (seconds since the epoch).
-    fn fingerprint_at(&self, paths: &[PathBuf], now: i64) -> [u8; 32] {
-        let mut known = match self.known.lock() {
-            Ok(k) => k,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut next = HashMap::with_capacity(paths.len());
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        for p in paths {
-            ctx.update(p.as_os_str().as_encoded_bytes());
-            let stamp = std::fs::metadata(p).ok().map(|m| Stamp::of(&m));
-            let digest = match (stamp, known.get(p)) {
-                (Some(stamp), Some((then, digest))) if stamp == *then && !stamp.is_recent(now) => {
-                    *digest
-                }
-                _ => {
-                    self.reads.fetch_add(1, Ordering::Relaxed);
-                    let content = std::fs::read(p).unwrap_or_default();
-                    let mut d = [0; 32];
-                    d.copy_from_slice(
-                        ring::digest::digest(&ring::digest::SHA256, &content).as_ref(),
-                    );
-                    d
-                }
-            };
-            ctx.update(&digest);
-            if let Some(stamp) = stamp {
-                next.insert(p.clone(), (stamp, digest));
-            }
-        }
-        *known = next;
-        let mut out = [0; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        out
-    }
-
-    /// Files read (not just stat-ed) so far.
-    pub fn reads(&self) -> u64 {
-        self.reads.load(Ordering::Relaxed)
-    }
-}
-
-/// What `new` serves differently from `old`: certificates, sites, upstreams.
-pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
-    use std::collections::BTreeMap;
-    let mut out = Vec::new();
-    let certs = |s: &Snapshot| -> BTreeMap<String, ([u8; 32], String)> {
-        s.certs
-            .certs()
-            .iter()
-            .map(|c| {
-                (
-                    c.info.file.display().to_string(),
-                    (c.content_hash, c.info.serial.clone()),
-                )
-            })
-            .collect()
-    };
-    let (before, after) = (certs(old), certs(new));
-    for (file, (hash, serial)) in &after {
-        match before.get(file) {
-            None => out.push(format!("certificate added: {file} (serial {serial})")),
-            Some((old_hash, old_serial)) if old_hash != hash => out.push(format!(
-                "certificate replaced: {file} (serial {old_serial} -> {serial})"
-            )),
-            Some(_) => {}
-        }
-    }
-    for file in before.keys().filter(|f| !after.contains_key(*f)) {
-        out.push(format!("certificate removed: {file}"));
-    }
-    let sites = |s: &Snapshot| -> BTreeMap<String, String> {
-        s.file
-            .sites
-            .iter()
-            .map(|site| (site.name.clone(), format!("{site:?}")))
-            .collect()
-    };
-    diff_named(&mut out, "site", &sites(old), &sites(new));
-    let upstreams = |s: &Snapshot| -> BTreeMap<String, String> {
-        s.file
-            .upstreams
-            .iter()
-            .map(|u| (u.name.clone(), format!("{u:?}")))
-            .collect()
-    };
-    diff_named(&mut out, "upstream", &upstreams(old), &upstreams(new));
-    if old.file.policy != new.file.policy {
-        out.push("policy changed".into());
-    }
-    out
-}
-
-fn diff_named(
-    out: &mut Vec<String>,
-    what: &str,
-    old: &std::collections::BTreeMap<String, String>,
-    new: &std::collections::BTreeMap<String, String>,
-) {
-    for (name, body) in new {
-        match old.get(name) {
-            None => out.push(format!("{what} added: {name}")),
-            Some(before) if before != body => out.push(format!("{what} changed: {name}")),
-            Some(_) => {}
-        }
-    }
-    for name in old.keys().filter(|n| !new.contains_key(*n)) {
-        out.push(format!("{what} removed: {name}"));
-    }
-}
-
-/// One line on what a snapshot serves.
-pub fn summary(s: &Snapshot) -> String {
-    let backends: usize = s.upstreams.values().map(|u| u.section.backends.len()).sum();
-    format!(
-        "configuration loaded: {} listeners, {} sites, {} certificates ({} rejected), \
-         {} upstreams with {} backends",
-        s.listeners().len(),
-        s.router.sites().len(),
-        s.certs.certs().len(),
-        s.cert_errors.len(),
-        s.upstreams.len(),
-        backends
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unchanged_files_are_not_read_again_and_every_change_is_seen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let a = dir.path().join("a.crt");
-        let b = dir.path().join("b.crt");
-        std::fs::write(&a, "first").expect("write");
-        std::fs::write(&b, "other").expect("write");
-        let paths = vec![a.clone(), b.clone()];
-        let digests = FileDigests::default();
-        let now = crate::tls::cert::unix_now();
-        let first = digests.fingerprint_at(&paths, now);
-        // Fresh files are read every time: a coarse clock could hide a second write.
-        assert_eq!(digests.fingerprint_at(&paths, now), first);
-        assert_eq!(digests.reads(), 4);
-
-        // Once settled, unchanged files are only stat-ed.
-        let later = now + 10;
-        assert_eq!(digests.fingerprint_at(&paths, later), first);
-        assert_eq!(digests.reads(), 4, "unchanged files were read again");
-
-        // Same length, mtime put back as `cp -p` would: ctime still moves, so it is seen.
-        let mtime = std::fs::metadata(&a)
-            .expect("meta")
-            .modified()
-            .expect("mtime");
-        std::fs::write(&a, "fixed").expect("rewrite");
-        std::fs::File::options()
-            .write(true)
-            .open(&a)
-            .expect("open")
-            .set_modified(mtime)
-            .expect("set mtime");
-        assert_ne!(digests.fingerprint_at(&paths, later), first);
-        assert_eq!(digests.reads(), 5, "only the rewritten file is read");
-
-        // Back to the first content: the first fingerprint again.
-        std::fs::write(&a, "first").expect("write back");
-        assert_eq!(digests.fingerprint_at(&paths, later), first);
-
-        // A removed file changes it too.
-        std::fs::remove_file(&b).expect("remove");
-        assert_ne!(digests.fingerprint_at(&paths, later), first);
     }
 }

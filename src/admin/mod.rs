@@ -161,13 +161,18 @@ impl Admin {
                 content_type: "text/html; charset=utf-8",
                 body: status::render(&self.state.load(), &self.reloader),
             },
+            ("GET", "/status.json") => Reply {
+                status: 200,
+                content_type: "application/json",
+                body: status::json(&self.state.load(), &self.reloader),
+            },
             ("POST", "/reload") => self.reload(auth).await,
-            (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/reload") => {
+            (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/status.json" | "/reload") => {
                 Reply::text(405, "method not allowed\n")
             }
             _ => Reply::text(
                 404,
-                "not found; try /healthz /readyz /metrics /status, POST /reload\n",
+                "not found; try /healthz /readyz /metrics /status /status.json, POST /reload\n",
             ),
         }
     }
@@ -193,6 +198,7 @@ impl Admin {
                     .set(f64::from(u8::from(healthy)));
             }
         }
+        m.rejected_cert_files.set(snapshot.cert_errors.len() as f64);
         m.cert_expiry.reset();
         for cert in snapshot.certs.certs() {
             m.cert_expiry
@@ -245,30 +251,11 @@ impl Admin {
         if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
             return Reply::text(403, "wrong reload token\n");
         }
-        let report = self.reloader.reload("admin").await;
-        let mut body = String::from("{\"applied\":");
-        body.push_str(if report.applied { "true" } else { "false" });
-        body.push_str(",\"summary\":");
-        crate::observe::access_log::push_json_str(&mut body, &report.summary);
-        body.push_str(",\"changes\":[");
-        for (i, c) in report.changes.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            crate::observe::access_log::push_json_str(&mut body, c);
-        }
-        body.push_str("],\"errors\":[");
-        for (i, e) in report.errors.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            crate::observe::access_log::push_json_str(&mut body, e);
-        }
-        body.push_str("]}\n");
+        let report = self.reloader.reload("API").await;
         Reply {
-            status: if report.applied { 200 } else { 422 },
+            status: if report.applied() { 200 } else { 422 },
             content_type: "application/json",
-            body,
+            body: report.to_json() + "\n",
         }
     }
 }

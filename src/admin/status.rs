@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::reload::Reloader;
+use crate::reload::{Outcome, ReloadReport, Reloader};
 use crate::snapshot::Snapshot;
 use crate::tls::cert::{format_time, unix_now};
 
@@ -27,6 +27,76 @@ table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:4p
 th{background:#f3f3f3}.ok{background:#e6f4ea}.warn{background:#fff4d6}.crit{background:#fde2e1}\
 .muted{color:#777}code{font-size:12px}";
 
+/// The last load or reload: when, what asked, the outcome in words, and every message.
+fn last_reload(h: &mut String, report: &ReloadReport) {
+    let class = match report.result {
+        Outcome::Ok => "ok",
+        Outcome::Partial => "warn",
+        Outcome::Rejected => "crit",
+    };
+    let _ = write!(
+        h,
+        "<h2>Last reload</h2><table id=\"reload\" data-result=\"{}\">\
+         <tr><th>when</th><th>trigger</th><th>result</th><th>summary</th></tr>\
+         <tr class=\"{class}\"><td>{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td></tr>",
+        report.result.label(),
+        format_time(report.at),
+        esc(&report.trigger),
+        esc(report.result.describe()),
+        esc(&report.summary)
+    );
+    for e in &report.errors {
+        let _ = write!(
+            h,
+            "<tr class=\"{class} message\"><td colspan=\"4\">{}</td></tr>",
+            esc(e)
+        );
+    }
+    for c in &report.changes {
+        let _ = write!(
+            h,
+            "<tr class=\"change\"><td colspan=\"4\">{}</td></tr>",
+            esc(c)
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// The machine-readable status: the last reload's report, served and rejected certificates.
+pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
+    use crate::observe::access_log::push_json_str;
+    let mut out = String::from("{\"config\":");
+    push_json_str(&mut out, &snapshot.config_path.display().to_string());
+    let _ = write!(
+        out,
+        ",\"loaded_at\":{},\"last_reload\":",
+        snapshot.loaded_at
+    );
+    out.push_str(&reloader.last().to_json());
+    out.push_str(",\"certificates\":[");
+    for (i, cert) in snapshot.certs.certs().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        push_json_str(&mut out, &cert.info.name);
+        out.push_str(",\"file\":");
+        push_json_str(&mut out, &cert.info.file.display().to_string());
+        out.push_str(",\"serial\":");
+        push_json_str(&mut out, &cert.info.serial);
+        let _ = write!(out, ",\"not_after\":{}}}", cert.info.not_after);
+    }
+    out.push_str("],\"rejected_certificates\":[");
+    for (i, e) in snapshot.cert_errors.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, &e.to_string());
+    }
+    out.push_str("]}\n");
+    out
+}
+
 /// Renders the page for `snapshot`.
 pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
     let now = unix_now();
@@ -45,38 +115,7 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
         format_time(snapshot.loaded_at)
     );
 
-    h.push_str("<h2>Last reload</h2>");
-    match reloader.last() {
-        Some((at, report)) => {
-            let class = if report.applied && report.errors.is_empty() {
-                "ok"
-            } else if report.applied {
-                "warn"
-            } else {
-                "crit"
-            };
-            let outcome = if report.applied {
-                "applied"
-            } else {
-                "refused, previous configuration serving"
-            };
-            let _ = write!(
-                h,
-                "<table id=\"reload\"><tr class=\"{class}\"><td>{}</td><td>{outcome}</td><td>{}</td></tr>",
-                format_time(at),
-                esc(&report.summary)
-            );
-            for e in &report.errors {
-                let _ = write!(
-                    h,
-                    "<tr class=\"crit\"><td colspan=\"3\">{}</td></tr>",
-                    esc(e)
-                );
-            }
-            h.push_str("</table>");
-        }
-        None => h.push_str("<p class=\"muted\">no reload since start</p>"),
-    }
+    last_reload(&mut h, &reloader.last());
 
     h.push_str(
         "<h2>Certificates</h2><table id=\"certificates\"><tr><th>name</th><th>hosts</th><th>issuer</th>\

@@ -32,7 +32,8 @@ pub struct Load {
 /// Reads and compiles the config at `path`. `previous` is the serving snapshot on a reload.
 ///
 /// Fails with every configuration error found. Certificate pair problems are not errors here:
-/// they are in `snapshot.cert_errors`, and the caller decides (fatal at start, logged on reload).
+/// they are in `snapshot.cert_errors`, and `reload::judge` decides (left out and reported, unless
+/// nothing could be served or `tls.strict` is set).
 pub fn load(path: &Path, previous: Option<&Snapshot>) -> Result<Load, Vec<ConfigError>> {
     compile(path, parse(path)?, previous)
 }
@@ -250,11 +251,9 @@ fn load_tls(
         unix_now(),
     );
     if let Some(name) = &tls.default_certificate {
-        let exists = sources
-            .dirs
-            .iter()
-            .any(|d| d.join(format!("{name}.crt")).is_file())
-            || sources.pairs.iter().any(|(n, _, _)| n == name);
+        let exists = sources.dirs.iter().any(|d| {
+            d.join(format!("{name}.crt")).is_file() || d.join(name).join("tls.crt").is_file()
+        }) || sources.pairs.iter().any(|(n, _, _)| n == name);
         if !exists {
             load.errors
                 .retain(|e| !matches!(e, TlsError::UnknownDefault(_)));

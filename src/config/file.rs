@@ -175,6 +175,9 @@ pub struct TlsSection {
     pub expiry_warning_days: u32,
     /// NAME of the pair served when SNI is missing or matches no certificate.
     pub default_certificate: Option<String>,
+    /// Refuse to start when any certificate file is rejected (instead of leaving it out).
+    #[serde(default)]
+    pub strict: bool,
 }
 
 /// `[[tls.pairs]]`

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::snapshot::Snapshot;
 use crate::tls::TlsError;
 
 pub use compile::{load, Load};
@@ -109,19 +108,4 @@ pub fn relative_to(config: &Path, path: &str) -> PathBuf {
         return p.to_path_buf();
     }
     config.parent().unwrap_or(Path::new(".")).join(p)
-}
-
-/// Loads `path` as the first snapshot (any certificate problem is fatal).
-pub fn load_initial(path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
-    let load = load(path, None)?;
-    if load.snapshot.cert_errors.is_empty() {
-        Ok(load.snapshot)
-    } else {
-        Err(load
-            .snapshot
-            .cert_errors
-            .into_iter()
-            .map(ConfigError::Tls)
-            .collect())
-    }
 }

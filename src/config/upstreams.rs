@@ -49,7 +49,11 @@ pub(crate) fn compile(
             continue;
         }
         if let Some(parts) = build(section, dns.clone(), &key, errors) {
-            out.insert(section.name.clone(), Arc::new(Upstream::new(parts)));
+            let up = Upstream::new(parts);
+            if let Some(older) = previous.and_then(|p| p.upstreams.get(&section.name)) {
+                up.inherit_addresses(older);
+            }
+            out.insert(section.name.clone(), Arc::new(up));
         }
     }
     out

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// `menshen_last_reload_timestamp_seconds`
     pub last_reload: Gauge,
+    /// `menshen_rejected_certificate_files`
+    pub rejected_cert_files: Gauge,
     /// `menshen_policy_denials_total{rule}`
     pub denials: IntCounterVec,
     /// `menshen_tls_handshake_failures_total`
@@ -71,13 +73,20 @@ pub fn metrics() -> &'static Metrics {
         .expect(DEFINED),
         reloads: register_int_counter_vec!(
             "menshen_reloads_total",
-            "Reloads, by result (ok, rejected)",
+            "Loads and reloads, by result: ok, partial (applied, something left out), rejected \
+             (nothing applied)",
             &["result"]
         )
         .expect(DEFINED),
         last_reload: register_gauge!(
             "menshen_last_reload_timestamp_seconds",
-            "When the serving configuration was loaded"
+            "When the serving configuration was loaded (at start, then by each applied reload)"
+        )
+        .expect(DEFINED),
+        rejected_cert_files: register_gauge!(
+            "menshen_rejected_certificate_files",
+            "Certificate files left out of the serving configuration (rejected; a last good \
+             version may serve in their place)"
         )
         .expect(DEFINED),
         denials: register_int_counter_vec!(

@@ -88,6 +88,8 @@ pub struct Discovery {
     targets: Vec<Target>,
     dns: Option<Arc<Dns>>,
     last_good: Mutex<HashMap<String, Vec<IpAddr>>>,
+    /// Hostnames the last discovery could not resolve.
+    unresolved: Mutex<Vec<String>>,
     /// Milliseconds until the next refresh is due, from the last lookup's TTLs.
     refresh_ms: AtomicU64,
 }
@@ -100,6 +102,7 @@ impl Discovery {
             targets,
             dns,
             last_good: Mutex::new(HashMap::new()),
+            unresolved: Mutex::new(Vec::new()),
             refresh_ms: AtomicU64::new(refresh.as_millis() as u64),
         }
     }
@@ -109,6 +112,37 @@ impl Discovery {
         self.targets
             .iter()
             .any(|t| matches!(t, Target::Name { .. }))
+    }
+
+    /// Takes over the last good addresses of `older` (the same upstream in the serving
+    /// snapshot), so that a changed section whose names do not resolve now keeps serving them.
+    pub fn inherit(&self, older: &Discovery) {
+        let Ok(old) = older.last_good.lock() else {
+            return;
+        };
+        if let Ok(mut mine) = self.last_good.lock() {
+            for (host, ips) in old.iter() {
+                mine.entry(host.clone()).or_insert_with(|| ips.clone());
+            }
+        }
+    }
+
+    /// Each hostname the last discovery could not resolve, with the last good addresses it
+    /// kept instead (empty: it has none).
+    pub fn unresolved(&self) -> Vec<(String, Vec<IpAddr>)> {
+        let hosts = self
+            .unresolved
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default();
+        let last = self.last_good.lock().ok();
+        hosts
+            .into_iter()
+            .map(|h| {
+                let kept = last.as_ref().and_then(|l| l.get(&h).cloned());
+                (h, kept.unwrap_or_default())
+            })
+            .collect()
     }
 
     /// When the next refresh is due.
@@ -141,6 +175,7 @@ impl ServiceDiscovery for Discovery {
             .dns
             .as_ref()
             .map_or(Duration::from_secs(3600), |d| d.max_ttl);
+        let mut unresolved = Vec::new();
         for target in &self.targets {
             match target {
                 Target::Addr(addr, weight) => {
@@ -158,6 +193,7 @@ impl ServiceDiscovery for Discovery {
                             ips
                         }
                         None => {
+                            unresolved.push(host.clone());
                             next = next.min(dns.min_ttl);
                             let last = self.last_good.lock().ok();
                             last.and_then(|l| l.get(host).cloned()).unwrap_or_default()
@@ -171,6 +207,9 @@ impl ServiceDiscovery for Discovery {
         }
         self.refresh_ms
             .store(next.as_millis() as u64, Ordering::Relaxed);
+        if let Ok(mut u) = self.unresolved.lock() {
+            *u = unresolved;
+        }
         Ok((backends, HashMap::new()))
     }
 }

@@ -225,6 +225,17 @@ impl Upstream {
         self.latencies.lock().ok()?.get(&addr).copied()
     }
 
+    /// Takes over the last good backend addresses of `older`, the same upstream before its
+    /// section changed (see [`Discovery::inherit`]).
+    pub fn inherit_addresses(&self, older: &Upstream) {
+        self.discovery.inherit(&older.discovery);
+    }
+
+    /// Hostnames the last discovery could not resolve, with the addresses kept for each.
+    pub fn unresolved(&self) -> Vec<(String, Vec<std::net::IpAddr>)> {
+        self.discovery.unresolved()
+    }
+
     /// Runs discovery once (resolving hostnames). Called before the snapshot is published.
     pub async fn discover(&self) -> pingora::Result<()> {
         self.balancer.update().await

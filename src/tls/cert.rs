@@ -83,10 +83,13 @@ pub fn format_time(ts: i64) -> String {
         .unwrap_or_else(|_| ts.to_string())
 }
 
-/// Reads and verifies `crt` + `key`. `now` is seconds since the epoch.
+/// Reads and verifies `crt` + `key`. `now` is seconds since the epoch. `hints` are intermediates
+/// to append when the `.crt` file lacks them (a Kubernetes Secret's `ca.crt`); only those on
+/// the verified path are served.
 pub fn load_pair(
     crt: &Path,
     key: &Path,
+    hints: &[CertificateDer<'static>],
     roots: &ApprovedRoots,
     now: i64,
 ) -> Result<ServedCert, TlsError> {
@@ -111,7 +114,7 @@ pub fn load_pair(
             )
         })?;
     let content_hash = hash_pair(&crt_bytes, &key_bytes);
-    let served = verify(crt, key, chain, key_der, roots, now)?;
+    let served = verify(crt, key, chain, hints, key_der, roots, now)?;
     Ok(ServedCert {
         content_hash,
         ..served
@@ -137,15 +140,18 @@ fn bad_key(key: &Path, reason: String) -> TlsError {
 
 /// Every check a served chain must pass: a path to an approved root for serverAuth, valid now,
 /// leaf not a CA and not self-signed, well-formed SANs, and a key that matches the leaf.
+/// Hints the path needed are appended to the served chain.
 pub fn verify(
     crt: &Path,
     key_file: &Path,
-    chain: Vec<CertificateDer<'static>>,
+    mut chain: Vec<CertificateDer<'static>>,
+    hints: &[CertificateDer<'static>],
     key: PrivateKeyDer<'static>,
     roots: &ApprovedRoots,
     now: i64,
 ) -> Result<ServedCert, TlsError> {
-    let info = check_chain(crt, &chain, roots, now)?;
+    let (info, used) = check_chain(crt, &chain, hints, roots, now)?;
+    chain.extend(used);
     let provider = rustls::crypto::ring::default_provider();
     let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => TlsError::Rejected {
@@ -167,16 +173,18 @@ pub fn verify(
 
 /// Checks a served chain again (after the approved roots changed, or time passed).
 pub fn recheck(cert: &ServedCert, roots: &ApprovedRoots, now: i64) -> Result<CertInfo, TlsError> {
-    check_chain(&cert.info.file, &cert.key.cert, roots, now)
+    check_chain(&cert.info.file, &cert.key.cert, &[], roots, now).map(|(info, _)| info)
 }
 
-/// The chain checks of [`verify`], without the key; returns what operators see.
+/// The chain checks of [`verify`], without the key; returns what operators see and the hints
+/// the verified path went through (to append to the served chain).
 fn check_chain(
     crt: &Path,
     chain: &[CertificateDer<'static>],
+    hints: &[CertificateDer<'static>],
     roots: &ApprovedRoots,
     now: i64,
-) -> Result<CertInfo, TlsError> {
+) -> Result<(CertInfo, Vec<CertificateDer<'static>>), TlsError> {
     let Some(leaf_der) = chain.first() else {
         return Err(TlsError::NoCertificateIn(crt.to_path_buf()));
     };
@@ -210,11 +218,13 @@ fn check_chain(
     let ee = webpki::EndEntityCert::try_from(leaf_der)
         .map_err(|e| reject(RejectReason::Invalid(e.to_string())))?;
     let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
+    let mut intermediates = chain[1..].to_vec();
+    intermediates.extend(hints.iter().filter(|h| !chain.contains(h)).cloned());
     let path = ee
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             roots.anchors(),
-            &chain[1..],
+            &intermediates,
             time,
             webpki::KeyUsage::server_auth(),
             None,
@@ -225,7 +235,12 @@ fn check_chain(
         .root_for(path.anchor())
         .map(|r| r.name.clone())
         .unwrap_or_default();
-    Ok(CertInfo {
+    let used: Vec<CertificateDer<'static>> = path
+        .intermediate_certificates()
+        .map(|c| c.der().into_owned())
+        .filter(|der| !chain.contains(der))
+        .collect();
+    let info = CertInfo {
         name: pair_name(crt),
         file: crt.to_path_buf(),
         hosts,
@@ -235,7 +250,8 @@ fn check_chain(
         serial: leaf.raw_serial_as_string().replace(':', ""),
         not_before,
         not_after,
-    })
+    };
+    Ok((info, used))
 }
 
 /// The pair name of a certificate file: its stem.

@@ -191,6 +191,22 @@ pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
     Ok(files)
 }
 
+/// The directories (following symlinks) directly in `dir`, sorted, hidden entries skipped.
+pub fn dirs_in(dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && path.is_dir() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
 fn extension(p: &Path) -> Option<&str> {
     p.extension().and_then(|e| e.to_str())
 }

@@ -2,7 +2,8 @@
 //!
 //! Built from the certificate directories at every load. On a reload, a pair that fails its checks
 //! keeps its last good version (if that still passes against the current approved roots); at start
-//! there is no last good version, so any failure is fatal (see `config::compile`).
+//! there is no last good version, so it is left out. Whether that refuses the load is the
+//! reload judge's call (`reload::judge`), the same at start and on reload.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,14 @@ use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
+use rustls::pki_types::CertificateDer;
+
 use super::cert::{load_pair, recheck};
-use super::{files_in, ApprovedRoots, ServedCert, TlsError};
+use super::{dirs_in, files_in, read_pem_certs, ApprovedRoots, ServedCert, TlsError};
+
+/// A chain hint beside `tls.crt` + `tls.key` in a Kubernetes TLS Secret or cert-manager volume:
+/// intermediates to append, never served on its own (unless a `ca.key` makes it a pair).
+const CHAIN_HINT: &str = "ca.crt";
 
 /// Certificates by host name. Selection: exact name, then wildcard, then the default; where
 /// several certificates cover a name, the one that stays valid longest.
@@ -34,15 +41,89 @@ pub struct CertSources {
 }
 
 impl CertSources {
-    /// Every file or directory whose change matters.
+    /// Every file or directory whose change matters: the certificate directories and their
+    /// subdirectories (one Secret mounted in each), and the explicit pair files.
     pub fn paths(&self) -> Vec<PathBuf> {
-        let mut out = self.dirs.clone();
+        let mut out = Vec::new();
+        for dir in &self.dirs {
+            out.push(dir.clone());
+            out.extend(dirs_in(dir).unwrap_or_default());
+        }
         for (_, crt, key) in &self.pairs {
             out.push(crt.clone());
             out.push(key.clone());
         }
         out
     }
+
+    /// The configured paths a load must be able to read: directories and pair files.
+    pub fn configured(&self) -> Vec<&Path> {
+        let pairs = self.pairs.iter().flat_map(|(_, c, k)| [c.as_path(), k]);
+        self.dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(pairs)
+            .collect()
+    }
+}
+
+/// A certificate file and what loading it gave.
+type PairResult = (PathBuf, Result<ServedCert, TlsError>);
+
+/// Loads the pairs of `dir` and of each of its subdirectories (hidden ones, such as a Secret's
+/// `..data`, skipped). Fails only when `dir` itself cannot be read.
+fn dir_pairs(dir: &Path, roots: &ApprovedRoots, now: i64) -> Result<Vec<PairResult>, TlsError> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(dirs_in(dir)?);
+    for (i, d) in dirs.iter().enumerate() {
+        let files = match files_in(d) {
+            Ok(files) => files,
+            Err(e) if i == 0 => return Err(e),
+            Err(e) => {
+                out.push((d.clone(), Err(e)));
+                continue;
+            }
+        };
+        let is_hint = |p: &PathBuf| {
+            p.file_name().is_some_and(|n| n == CHAIN_HINT)
+                && !files.contains(&p.with_extension("key"))
+        };
+        let mut hints: Vec<CertificateDer<'static>> = Vec::new();
+        if let Some(hint) = files.iter().find(|p| is_hint(p)) {
+            match read_pem_certs(hint) {
+                Ok(certs) => hints = certs,
+                Err(e) => out.push((hint.clone(), Err(e))),
+            }
+        }
+        let subdir = (i > 0).then(|| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+        for crt in files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "crt"))
+        {
+            if is_hint(crt) {
+                continue;
+            }
+            let key = crt.with_extension("key");
+            let result = if files.contains(&key) {
+                load_pair(crt, &key, &hints, roots, now)
+            } else {
+                Err(TlsError::MissingKey {
+                    crt: crt.clone(),
+                    key,
+                })
+            };
+            let result = result.map(|mut cert| {
+                // A Secret's `tls` pair is named after the directory it is mounted in.
+                if let (Some(Some(sub)), "tls") = (&subdir, cert.info.name.as_str()) {
+                    cert.info.name = sub.clone();
+                }
+                cert
+            });
+            out.push((crt.clone(), result));
+        }
+    }
+    Ok(out)
 }
 
 /// The result of reading the certificate directories.
@@ -82,31 +163,17 @@ impl CertStore {
             }
         };
         for dir in &sources.dirs {
-            let files = match files_in(dir) {
-                Ok(files) => files,
-                Err(e) => {
-                    take(dir, Err(e));
-                    continue;
+            match dir_pairs(dir, roots, now) {
+                Ok(results) => {
+                    for (crt, result) in results {
+                        take(&crt, result);
+                    }
                 }
-            };
-            for crt in files
-                .iter()
-                .filter(|p| p.extension().is_some_and(|e| e == "crt"))
-            {
-                let key = crt.with_extension("key");
-                let result = if files.contains(&key) {
-                    load_pair(crt, &key, roots, now)
-                } else {
-                    Err(TlsError::MissingKey {
-                        crt: crt.clone(),
-                        key,
-                    })
-                };
-                take(crt, result);
+                Err(e) => take(dir, Err(e)),
             }
         }
         for (name, crt, key) in &sources.pairs {
-            let result = load_pair(crt, key, roots, now).map(|mut cert| {
+            let result = load_pair(crt, key, &[], roots, now).map(|mut cert| {
                 cert.info.name = name.clone();
                 cert
             });

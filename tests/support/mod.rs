@@ -2,6 +2,7 @@
 //! `menshen` binary started on loopback; real TLS clients and origins.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod h1;
 pub mod http;
 pub mod pki;
