@@ -4,7 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::http::{get_plain, Origin};
+use support::http::get_plain;
+use support::origins::Origin;
 use support::{eventually, free_port, Env};
 
 struct Setup {
@@ -254,7 +255,7 @@ async fn sigterm_drains_finishes_in_flight_and_flushes_the_log() {
     let resp = download.await.expect("join").expect("download finished");
     assert_eq!(
         resp.body.len(),
-        support::http::DOWNLOAD_BYTES,
+        support::origins::DOWNLOAD_BYTES,
         "in-flight request completed"
     );
     let code = s.proxy.wait_exit(Duration::from_secs(15));

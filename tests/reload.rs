@@ -5,9 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::http::{
-    download_byte, get_plain, get_tls, handshake_serial, tls_client, Origin, DOWNLOAD_BYTES,
-};
+use support::http::{get_plain, get_tls, handshake_serial, tls_client};
+use support::origins::{download_byte, Origin, DOWNLOAD_BYTES};
 use support::pki::{Ca, LeafSpec};
 use support::{eventually, Env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

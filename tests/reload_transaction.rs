@@ -10,7 +10,8 @@ mod support;
 use std::time::Duration;
 
 use support::admin;
-use support::http::{get_plain, handshake_serial, tls_client, DnsResponder, Origin};
+use support::http::{get_plain, handshake_serial, tls_client};
+use support::origins::{DnsResponder, Origin};
 use support::pki::Ca;
 use support::{eventually, free_port, Env};
 

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::http::{get_plain, get_tls, tls_client, DnsResponder, Origin};
+use support::http::{get_plain, get_tls, tls_client};
+use support::origins::{DnsResponder, Origin};
 use support::pki::{Ca, LeafSpec};
 use support::{eventually, free_port, Env};
 
@@ -433,7 +434,7 @@ async fn http2_to_tls_backends() {
     let (env, _root) = env_with_cert();
     let backend_ca = Ca::root("Backend CA");
     let leaf = backend_ca.issue(&LeafSpec::new(&["backend.internal"], 0x9));
-    let (port, _h2) = support::http::start_h2_origin(&leaf.pem, &leaf.key_pem).await;
+    let (port, _h2) = support::origins::start_h2_origin(&leaf.pem, &leaf.key_pem).await;
     env.write("backend-ca.pem", &backend_ca.pem);
     write_one_upstream(
         &env,

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod h1;
 pub mod http;
+pub mod origins;
 pub mod pki;
 pub mod policy;
 

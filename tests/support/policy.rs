@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::http::{raw_plain, raw_tls, tls_client, Origin, Response};
+use super::http::{raw_plain, raw_tls, tls_client, Response};
+use super::origins::Origin;
 use super::pki::{Ca, LeafSpec};
 use super::{eventually, free_port, Env};
 
