@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::h1::{get, start, Backend, Client};
+use support::h1::{echoes, get, start, upgrade, Backend, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn post(path: &str, extra: &str, body: &str) -> String {
@@ -141,19 +141,7 @@ async fn a_websocket_upgrade_carries_bytes_both_ways_until_close() {
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.http))
         .await
         .expect("connect");
-    let handshake = get(
-        "/ws",
-        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
-    );
-    tcp.write_all(handshake.as_bytes()).await.expect("write");
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !String::from_utf8_lossy(&got).contains("hello from the backend;") {
-        let n = tcp.read(&mut chunk).await.expect("read");
-        assert!(n > 0, "closed during the handshake");
-        got.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let text = upgrade(&mut tcp).await.to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 101 "), "{text}");
     assert!(text.contains("\r\nupgrade: websocket\r\n"), "{text}");
     assert!(text.contains("\r\nconnection: upgrade\r\n"), "{text}");
@@ -162,15 +150,7 @@ async fn a_websocket_upgrade_carries_bytes_both_ways_until_close() {
     assert!(seen.contains("upgrade: websocket\r\n"), "{seen}");
     assert!(seen.contains("sec-websocket-key: "), "{seen}");
     for message in ["ping 1", "ping 2 after a pause"] {
-        tcp.write_all(message.as_bytes())
-            .await
-            .expect("write frame");
-        let mut echo = vec![0u8; message.len()];
-        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut echo))
-            .await
-            .expect("echo in time")
-            .expect("echo");
-        assert_eq!(echo, message.as_bytes());
+        echoes(&mut tcp, message.as_bytes()).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -228,21 +208,6 @@ async fn a_websocket_upgrade_works_on_the_tls_listener_too() {
         .expect("connect");
     let name = rustls::pki_types::ServerName::try_from("example.cn").expect("name");
     let mut tls = client.connect(name, tcp).await.expect("handshake");
-    let handshake = get("/ws", "Connection: Upgrade\r\nUpgrade: websocket\r\n");
-    tls.write_all(handshake.as_bytes()).await.expect("write");
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !String::from_utf8_lossy(&got).contains("hello from the backend;") {
-        let n = tls.read(&mut chunk).await.expect("read");
-        assert!(n > 0, "closed during the handshake");
-        got.extend_from_slice(&chunk[..n]);
-    }
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101 "));
-    tls.write_all(b"over tls").await.expect("write frame");
-    let mut echo = [0u8; 8];
-    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut echo))
-        .await
-        .expect("echo in time")
-        .expect("echo");
-    assert_eq!(&echo, b"over tls");
+    assert!(upgrade(&mut tls).await.starts_with("HTTP/1.1 101 "));
+    echoes(&mut tls, b"over tls").await;
 }

@@ -18,6 +18,7 @@ use super::{relative_to, Errors};
 use crate::route::dns::{Discovery, Dns, Target};
 use crate::route::upstream::{ca_list, Balancer, CheckLatencies, HashKey, Upstream, UpstreamParts};
 use crate::snapshot::Snapshot;
+use crate::tls::client::{client_config, UpstreamTls};
 use crate::tls::read_pem_certs;
 
 /// The address string of a backend entry.
@@ -87,7 +88,7 @@ fn build(
         }
     }
     let hash_key = parse_hash_key(section, key, errors);
-    let peer = peer_template(section, key, errors);
+    let (peer, tls) = peer_template(section, key, errors);
     let health = section
         .health_check
         .as_ref()
@@ -117,6 +118,7 @@ fn build(
         discovery,
         hash_key,
         peer,
+        tls,
         latencies,
     })
 }
@@ -207,7 +209,12 @@ fn ms(v: u64) -> Option<Duration> {
     (v > 0).then(|| Duration::from_millis(v))
 }
 
-fn peer_template(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) -> HttpPeer {
+/// pingora-proxy's peer template, and the HTTP/1 engine's TLS client (when `tls = true`).
+fn peer_template(
+    section: &UpstreamSection,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> (HttpPeer, Option<UpstreamTls>) {
     let sni = section.sni.clone().unwrap_or_default();
     let mut peer = HttpPeer::new("127.0.0.1:1", section.tls, sni);
     let o = &mut peer.options;
@@ -255,10 +262,24 @@ fn peer_template(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) 
         // upstreams (or two versions of one) at the same address would share connections
         // verified against different roots.
         peer.group_key = pool_group(&section.name, &roots);
+        let tls = match client_config(&roots, section.verify) {
+            Ok(config) => Some(UpstreamTls {
+                config: Arc::new(config),
+                sni: section.sni.clone().filter(|s| !s.is_empty()),
+                // Never 0, which marks plain connections in the engine's pool.
+                group: peer.group_key | 1,
+            }),
+            Err(e) if !roots.is_empty() => {
+                errors.invalid(format!("{key}: ca_file"), e);
+                None
+            }
+            Err(_) => None,
+        };
+        return (peer, tls);
     } else if section.ca_file.is_some() || section.sni.is_some() {
         errors.invalid(key, "ca_file and sni need tls = true");
     }
-    peer
+    (peer, None)
 }
 
 fn pool_group(name: &str, roots: &[rustls::pki_types::CertificateDer<'_>]) -> u64 {

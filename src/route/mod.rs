@@ -4,6 +4,7 @@ pub mod dns;
 pub mod pool;
 pub mod router;
 pub mod upstream;
+pub mod upstream_conn;
 
 pub use router::{Action, Router, Site};
 pub use upstream::Upstream;

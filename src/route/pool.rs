@@ -1,4 +1,4 @@
-//! Idle keep-alive connections to plain-HTTP backends, for the HTTP/1 loop (`proxy::h1`).
+//! Idle keep-alive connections to backends (plain and TLS), for the HTTP/1 loop (`proxy::h1`).
 //!
 //! One pool per worker thread: with pingora's no-steal runtime a worker thread is a runtime of
 //! its own, and a socket is best used by the runtime whose reactor it is registered with. A
@@ -12,15 +12,18 @@
 //! connections to backends no longer used (a reload, a DNS change) are closed once their idle
 //! time is up or their backend closes them. A worker thread that serves nothing keeps its idle
 //! connections (at most 1,024) until it serves again.
+//!
+//! A TLS connection is kept under the name it was verified for and its upstream's group (the
+//! roots it was verified against): it is reused only for a request that would have made the
+//! same handshake.
 
 use std::cell::RefCell;
-use std::io;
 use std::net::SocketAddr;
-use std::task::{Context, Poll, Waker};
+
 use std::time::{Duration, Instant};
 
+use super::upstream_conn::UpstreamConn;
 use rustc_hash::FxHashMap;
-use tokio::net::TcpStream;
 
 /// Idle connections kept per backend and worker thread; the oldest goes first.
 const MAX_IDLE_PER_BACKEND: usize = 128;
@@ -29,15 +32,36 @@ const MAX_IDLE: usize = 1024;
 /// How often a release sweeps the whole pool.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// Which connections to a backend address a request may reuse: plain ones (group 0, no name),
+/// or TLS ones made for this name by an upstream of this group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Kind<'a> {
+    /// The upstream's TLS group (0: plain).
+    pub group: u64,
+    /// The server name of the handshake.
+    pub name: &'a str,
+}
+
+impl Kind<'_> {
+    /// Plain HTTP.
+    pub const PLAIN: Kind<'static> = Kind { group: 0, name: "" };
+}
+
 struct Idle {
-    stream: TcpStream,
+    stream: UpstreamConn,
+    group: u64,
+    name: Box<str>,
     /// When it is too old to use (never, without an idle timeout).
     expires: Option<Instant>,
 }
 
 impl Idle {
-    fn usable(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|at| now < at) && still_open(&self.stream)
+    fn usable(&mut self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| now < at) && self.stream.still_open()
+    }
+
+    fn is(&self, kind: Kind<'_>) -> bool {
+        self.group == kind.group && *self.name == *kind.name
     }
 }
 
@@ -56,9 +80,9 @@ thread_local! {
     });
 }
 
-/// The newest idle connection to `addr` that is still open and within its idle time at
-/// `now` (the caller's clock reading: the request's start will do).
-pub fn take(addr: SocketAddr, now: Instant) -> Option<TcpStream> {
+/// The newest idle connection of `kind` to `addr` that is still open and within its idle time
+/// at `now` (the caller's clock reading: the request's start will do).
+pub fn take(addr: SocketAddr, kind: Kind<'_>, now: Instant) -> Option<UpstreamConn> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         if now >= pool.next_sweep {
@@ -67,7 +91,13 @@ pub fn take(addr: SocketAddr, now: Instant) -> Option<TcpStream> {
         let list = pool.idle.get_mut(&addr)?;
         let mut taken = 0;
         let mut found = None;
-        while let Some(conn) = list.pop() {
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            if !list[i].is(kind) {
+                continue;
+            }
+            let mut conn = list.remove(i);
             taken += 1;
             if conn.usable(now) {
                 found = Some(conn.stream);
@@ -79,10 +109,16 @@ pub fn take(addr: SocketAddr, now: Instant) -> Option<TcpStream> {
     })
 }
 
-/// Keeps `stream`, whose last response was read to its end, for the next request to `addr`,
-/// for at most `max_idle` (no limit when `None`) from `now` (an earlier reading, such as the
-/// request's start, only makes it expire sooner).
-pub fn put(addr: SocketAddr, stream: TcpStream, max_idle: Option<Duration>, now: Instant) {
+/// Keeps `stream` (of `kind`), whose last response was read to its end, for the next request
+/// to `addr`, for at most `max_idle` (no limit when `None`) from `now` (an earlier reading,
+/// such as the request's start, only makes it expire sooner).
+pub fn put(
+    addr: SocketAddr,
+    kind: Kind<'_>,
+    stream: UpstreamConn,
+    max_idle: Option<Duration>,
+    now: Instant,
+) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         if now >= pool.next_sweep {
@@ -100,7 +136,12 @@ pub fn put(addr: SocketAddr, stream: TcpStream, max_idle: Option<Duration>, now:
         }
         let expires = max_idle.map(|d| now + d);
         if let Some(list) = pool.idle.get_mut(&addr) {
-            list.push(Idle { stream, expires });
+            list.push(Idle {
+                stream,
+                group: kind.group,
+                name: kind.name.into(),
+                expires,
+            });
         }
     });
 }
@@ -109,7 +150,7 @@ impl Pool {
     /// Closes every connection past its idle time or closed by its backend.
     fn sweep(&mut self, now: Instant) {
         self.idle.retain(|_, list| {
-            list.retain(|c| c.usable(now));
+            list.retain_mut(|c| c.usable(now));
             !list.is_empty()
         });
         self.count = self.idle.values().map(Vec::len).sum();
@@ -117,43 +158,18 @@ impl Pool {
     }
 }
 
-/// Whether an idle connection can carry a request: nothing to read on it. Asks the reactor
-/// first; only when it says readable (which may be left over from the last response read) does
-/// it ask the socket.
-fn still_open(stream: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => matches!(
-            stream.try_read(&mut [0u8; 1]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock
-        ),
-    }
-}
-
-/// A new connection to `addr`, within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
-    let connecting = TcpStream::connect(addr);
-    let stream = match timeout {
-        Some(t) => tokio::time::timeout(t, connecting)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??,
-        None => connecting.await?,
-    };
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::upstream_conn::connect;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
-    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    const PLAIN: Kind<'static> = Kind::PLAIN;
+
+    async fn pair(listener: &TcpListener) -> (UpstreamConn, TcpStream) {
         let addr = listener.local_addr().expect("addr");
-        let client = connect(addr, Some(Duration::from_secs(2)))
+        let client = connect(addr, None, Some(Duration::from_secs(2)), None)
             .await
             .expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
@@ -169,15 +185,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (client, mut server) = pair(&listener).await;
-        put(addr, client, None, Instant::now());
-        let client = take(addr, Instant::now()).expect("an open idle connection is reused");
-        put(addr, client, None, Instant::now());
+        put(addr, PLAIN, client, None, Instant::now());
+        let client = take(addr, PLAIN, Instant::now()).expect("an open idle connection is reused");
+        put(addr, PLAIN, client, None, Instant::now());
         server.shutdown().await.expect("close");
         drop(server);
         // Give the close time to arrive.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
-            take(addr, Instant::now()).is_none(),
+            take(addr, PLAIN, Instant::now()).is_none(),
             "a closed connection is dropped"
         );
         assert_eq!(count(), 0);
@@ -191,11 +207,14 @@ mod tests {
         let start = Instant::now();
         let later = start + Duration::from_millis(20);
         let (first, _first_server) = pair(&listener).await;
-        put(addr, first, idle, start);
-        assert!(take(addr, later).is_none(), "past its idle time when taken");
+        put(addr, PLAIN, first, idle, start);
+        assert!(
+            take(addr, PLAIN, later).is_none(),
+            "past its idle time when taken"
+        );
         assert_eq!(count(), 0);
         let (second, _second_server) = pair(&listener).await;
-        put(addr, second, idle, start);
+        put(addr, PLAIN, second, idle, start);
         POOL.with(|p| p.borrow_mut().sweep(later));
         assert_eq!(count(), 0, "swept");
         assert!(POOL.with(|p| p.borrow().idle.is_empty()));
@@ -209,8 +228,37 @@ mod tests {
         for _ in 0..MAX_IDLE_PER_BACKEND + 3 {
             let (client, server) = pair(&listener).await;
             servers.push(server);
-            put(addr, client, None, Instant::now());
+            put(addr, PLAIN, client, None, Instant::now());
         }
         assert_eq!(count(), MAX_IDLE_PER_BACKEND);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_is_reused_only_for_its_kind() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let a = Kind {
+            group: 7,
+            name: "a.example",
+        };
+        let b = Kind {
+            group: 7,
+            name: "b.example",
+        };
+        let other_roots = Kind { group: 8, ..a };
+        let (client, _server) = pair(&listener).await;
+        put(addr, a, client, None, Instant::now());
+        assert!(
+            take(addr, b, Instant::now()).is_none(),
+            "made for another name"
+        );
+        assert!(
+            take(addr, other_roots, Instant::now()).is_none(),
+            "other roots"
+        );
+        assert!(take(addr, PLAIN, Instant::now()).is_none(), "not plain");
+        assert_eq!(count(), 1, "looking did not drop it");
+        assert!(take(addr, a, Instant::now()).is_some());
+        assert_eq!(count(), 0);
     }
 }

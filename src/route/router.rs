@@ -66,6 +66,16 @@ pub struct ProxyAction {
     pub host_header: Option<HeaderValue>,
 }
 
+impl ProxyAction {
+    /// The name a TLS connection to a backend is made for (SNI, and the name verified): the
+    /// upstream's `sni`, else the Host sent upstream, without its port.
+    pub fn tls_name<'a>(&'a self, request_host: &'a str) -> &'a str {
+        let configured = self.upstream.tls().and_then(|t| t.sni.as_deref());
+        let sent = self.host_header.as_ref().and_then(|h| h.to_str().ok());
+        configured.unwrap_or_else(|| strip_port(sent.unwrap_or(request_host)))
+    }
+}
+
 /// Path rewriting of a proxied request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rewrite {

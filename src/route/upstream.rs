@@ -17,6 +17,7 @@ use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
 use super::dns::Discovery;
 use crate::config::file::UpstreamSection;
+use crate::tls::client::UpstreamTls;
 
 /// Most backends tried for one request (first attempt plus retries after connect failures).
 pub const MAX_TRIES: usize = 3;
@@ -82,6 +83,8 @@ pub struct Upstream {
     pub hash_key: HashKey,
     /// Template every request's peer is cloned from.
     peer: HttpPeer,
+    /// TLS to its backends from the HTTP/1 engine.
+    tls: Option<UpstreamTls>,
     health_interval: Option<Duration>,
     passive_ejection: Duration,
     ejected: Mutex<HashMap<SocketAddr, Instant>>,
@@ -113,6 +116,8 @@ pub struct UpstreamParts {
     pub hash_key: HashKey,
     /// Peer template.
     pub peer: HttpPeer,
+    /// TLS to its backends, when `tls = true`.
+    pub tls: Option<UpstreamTls>,
     /// Filled by the health check.
     pub latencies: Arc<CheckLatencies>,
 }
@@ -133,6 +138,7 @@ impl Upstream {
             discovery: parts.discovery,
             hash_key: parts.hash_key,
             peer: parts.peer,
+            tls: parts.tls,
             ejected: Mutex::new(HashMap::new()),
             any_ejected: AtomicBool::new(false),
             started: AtomicBool::new(false),
@@ -203,6 +209,16 @@ impl Upstream {
     /// Whether requests to this upstream use TLS.
     pub fn is_tls(&self) -> bool {
         self.peer.is_tls()
+    }
+
+    /// How the HTTP/1 engine secures connections to its backends (`None`: plain HTTP).
+    pub fn tls(&self) -> Option<&UpstreamTls> {
+        self.tls.as_ref()
+    }
+
+    /// Whether HTTP/2 is offered to its backends (pingora-proxy's connector negotiates it).
+    pub fn offers_http2(&self) -> bool {
+        self.section.http2
     }
 
     /// How many backends it has now.

@@ -4,9 +4,11 @@
 //! the verified certificates by name for SNI, `resolver` hands rustls the certificate for a
 //! ClientHello, `sni_gate` refuses unknown names with an `unrecognized_name` alert, `provider`
 //! compiles the protocol policy (versions, suites, resumption) and `listener` runs handshakes.
+//! `client` is the other side: TLS from the HTTP/1 engine to backends.
 
 pub mod approved;
 pub mod cert;
+pub mod client;
 pub mod listener;
 pub mod provider;
 pub mod resolver;

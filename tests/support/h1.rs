@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::pki::{Ca, LeafSpec};
+use super::origins::tls_acceptor;
+use super::pki::{Ca, Leaf, LeafSpec};
 use super::{Env, Running};
 
 /// A backend that answers by path, counts its connections and keeps every request header.
@@ -17,7 +18,26 @@ pub struct Backend {
     pub port: u16,
     pub accepted: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// The SNI of each TLS connection (TLS backends only).
+    pub names: Arc<Mutex<Vec<String>>>,
     pub task: tokio::task::JoinHandle<()>,
+}
+
+/// What the scripted backend serves: TCP, or TLS over TCP.
+trait Wire: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Wire for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Wire for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
 }
 
 impl Drop for Backend {
@@ -108,21 +128,44 @@ fn answer(method: &str, path: &str, body_len: usize) -> (Vec<u8>, bool) {
 
 impl Backend {
     pub async fn start() -> Backend {
+        Self::start_inner(None).await
+    }
+
+    /// The same backend over TLS, serving `leaf` (it records each connection's SNI).
+    pub async fn start_tls(leaf: &Leaf) -> Backend {
+        Self::start_inner(Some(tls_acceptor(&leaf.pem, &leaf.key_pem, &[b"http/1.1"]))).await
+    }
+
+    async fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (count, log) = (accepted.clone(), seen.clone());
+        let names = Arc::new(Mutex::new(Vec::new()));
+        let (count, log, sni) = (accepted.clone(), seen.clone(), names.clone());
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(tcp, log.clone()));
+                let Some(acceptor) = tls.clone() else {
+                    tokio::spawn(serve(tcp, log.clone()));
+                    continue;
+                };
+                let (log, sni) = (log.clone(), sni.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let name = stream.get_ref().1.server_name().unwrap_or("").to_owned();
+                    sni.lock().expect("lock").push(name);
+                    serve(stream, log).await;
+                });
             }
         });
         Backend {
             port,
             accepted,
             seen,
+            names,
             task,
         }
     }
@@ -141,7 +184,7 @@ impl Backend {
     }
 }
 
-async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
+async fn serve(mut tcp: impl Wire, seen: Arc<Mutex<Vec<String>>>) {
     let mut buf = Vec::new();
     // After "/arm": the next request on this connection is read, then the connection closed
     // without an answer (a backend that timed the idle connection out as the request came).
@@ -196,21 +239,20 @@ async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
             .push(format!("{head}{}", String::from_utf8_lossy(&body)));
         if path == "/ws" {
             let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\nhello from the backend;";
-            if tcp.write_all(switch.as_bytes()).await.is_err() {
+            if !send(&mut tcp, switch.as_bytes()).await {
                 return;
             }
             echo(tcp, buf).await;
             return;
         }
         if path == "/reset-mid-body" {
-            let _ = tcp
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart of a body")
-                .await;
+            let part = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart of a body";
+            send(&mut tcp, part).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             // A zero linger resets the connection at once (it never blocks): a backend that
             // crashes mid-body.
             #[allow(deprecated)]
-            let _ = tcp.set_linger(Some(Duration::ZERO));
+            let _ = tcp.tcp().set_linger(Some(Duration::ZERO));
             return;
         }
         if armed {
@@ -225,7 +267,7 @@ async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
                 .unwrap_or(0);
             response.truncate(end + 4);
         }
-        if tcp.write_all(&response).await.is_err() {
+        if !send(&mut tcp, &response).await {
             return;
         }
         if close {
@@ -235,8 +277,13 @@ async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
     }
 }
 
+/// Writes and flushes (TLS holds bytes until flushed): whether it worked.
+async fn send(tcp: &mut impl Wire, bytes: &[u8]) -> bool {
+    tcp.write_all(bytes).await.is_ok() && tcp.flush().await.is_ok()
+}
+
 /// Reads until `buf` holds a CRLF at or after `from`: its offset.
-async fn line_end(tcp: &mut TcpStream, buf: &mut Vec<u8>, from: usize) -> Option<usize> {
+async fn line_end(tcp: &mut impl Wire, buf: &mut Vec<u8>, from: usize) -> Option<usize> {
     loop {
         if let Some(i) = buf.get(from..)?.windows(2).position(|w| w == b"\r\n") {
             return Some(from + i);
@@ -251,7 +298,7 @@ async fn line_end(tcp: &mut TcpStream, buf: &mut Vec<u8>, from: usize) -> Option
 
 /// Reads a chunked body off `tcp` (`buf` holds what came first): its length on the wire and its
 /// payload length; the wire bytes stay at the start of `buf`.
-async fn read_chunked(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(usize, usize)> {
+async fn read_chunked(tcp: &mut impl Wire, buf: &mut Vec<u8>) -> Option<(usize, usize)> {
     let (mut at, mut payload) = (0, 0);
     loop {
         let line = line_end(tcp, buf, at).await?;
@@ -282,8 +329,8 @@ async fn read_chunked(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(usize, 
 }
 
 /// Echoes what arrives (after `early`) until the peer closes: an upgraded connection.
-async fn echo(mut tcp: TcpStream, early: Vec<u8>) {
-    if !early.is_empty() && tcp.write_all(&early).await.is_err() {
+async fn echo(mut tcp: impl Wire, early: Vec<u8>) {
+    if !early.is_empty() && !send(&mut tcp, &early).await {
         return;
     }
     let mut chunk = [0u8; 4096];
@@ -291,7 +338,7 @@ async fn echo(mut tcp: TcpStream, early: Vec<u8>) {
         match tcp.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if tcp.write_all(&chunk[..n]).await.is_err() {
+                if !send(&mut tcp, &chunk[..n]).await {
                     return;
                 }
             }
@@ -419,6 +466,35 @@ impl Client {
     }
 }
 
+/// Sends a WebSocket upgrade for `/ws` on `stream` and reads up to the backend's greeting:
+/// what came back (the 101 head and the greeting).
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> String {
+    let handshake = get(
+        "/ws",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+    );
+    stream.write_all(handshake.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("hello from the backend;") {
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "closed during the handshake");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Sends `message` on an upgraded `stream` and asserts the backend echoes it.
+pub async fn echoes<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, message: &[u8]) {
+    stream.write_all(message).await.expect("write frame");
+    let mut echo = vec![0u8; message.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo))
+        .await
+        .expect("echo in time")
+        .expect("echo");
+    assert_eq!(echo, message);
+}
+
 pub fn get(path: &str, extra: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: example.cn\r\n{extra}\r\n")
 }
@@ -435,12 +511,32 @@ pub async fn start_with(backend: &Backend, policy: &str) -> (Env, Running) {
 /// The proxy in front of `backend` with `policy` (TOML) added, and the root its certificate
 /// chains to.
 pub async fn launch(backend: &Backend, policy: &str) -> (Env, Running, Ca) {
+    launch_upstream(backend, policy, "", None)
+}
+
+/// The proxy in front of a TLS `backend` whose certificate `backend_ca` issued (verified with
+/// it, SNI from the Host), with `upstream` (TOML) added to the upstream section.
+pub async fn launch_tls(backend: &Backend, backend_ca: &Ca, upstream: &str) -> (Env, Running) {
+    let upstream = format!("tls = true\nca_file = \"backend-ca.pem\"\n{upstream}");
+    let (env, running, _) = launch_upstream(backend, "", &upstream, Some(backend_ca));
+    (env, running)
+}
+
+fn launch_upstream(
+    backend: &Backend,
+    policy: &str,
+    upstream: &str,
+    backend_ca: Option<&Ca>,
+) -> (Env, Running, Ca) {
     let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    if let Some(ca) = backend_ca {
+        env.write("backend-ca.pem", &ca.pem);
+    }
     env.write_config(
         "",
         &format!(
-            "{policy}\n[[upstreams]]\nname = \"backend\"\nbackends = [\"127.0.0.1:{}\"]\n\n\
+            "{policy}\n[[upstreams]]\nname = \"backend\"\nbackends = [\"127.0.0.1:{}\"]\n{upstream}\n\
              [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
              [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n",
             backend.port

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::own::{error_response, io_status};
 use super::relay::Relay;
@@ -21,8 +20,9 @@ use super::{send_timeout, within, write_out, Buffers, ConnFacts, Outcome};
 use crate::proxy::conn::ClientConn;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::Proxy;
-use crate::route::pool;
+use crate::route::pool::{self, Kind};
 use crate::route::router::ProxyAction;
+use crate::route::upstream_conn::{self, TlsTarget, UpstreamConn};
 
 /// Why no response came from a backend: the client's status, and what to log.
 struct Failed(u16, String);
@@ -68,8 +68,26 @@ impl Proxy {
                     .await
             }
         };
+        let tls = action.upstream.tls();
+        let kind = match tls {
+            Some(tls) => Kind {
+                group: tls.group,
+                name: action.tls_name(request.req.host.as_str()),
+            },
+            None => Kind::PLAIN,
+        };
         let exchanged = self
-            .exchange(conn, input, request, action, ctx, facts, bufs, &mut upload)
+            .exchange(
+                conn,
+                input,
+                request,
+                action,
+                kind,
+                ctx,
+                facts,
+                bufs,
+                &mut upload,
+            )
             .await;
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
@@ -91,6 +109,7 @@ impl Proxy {
             ctx,
             facts,
             addr,
+            kind,
             send,
             bytes_in: upload.payload,
         };
@@ -147,16 +166,21 @@ impl Proxy {
         input: &mut BytesMut,
         request: &Request<'_>,
         action: &ProxyAction,
+        kind: Kind<'_>,
         ctx: &mut Ctx,
         facts: &ConnFacts,
         bufs: &mut Buffers,
         upload: &mut Upload,
-    ) -> Result<(TcpStream, SocketAddr, usize), Result<Failed, UploadError>> {
+    ) -> Result<(UpstreamConn, SocketAddr, usize), Result<Failed, UploadError>> {
         let (req, parsed) = (request.req, request.parsed);
         let options = action.upstream.options();
         let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
         let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
         let send = send_timeout(ctx);
+        let tls = action.upstream.tls().map(|tls| TlsTarget {
+            tls,
+            name: kind.name,
+        });
         let Buffers { out, up } = bufs;
         'backends: loop {
             let header = |name: &http::HeaderName| {
@@ -172,25 +196,35 @@ impl Proxy {
             upstream_request(out, request, action, ctx, facts);
             out.extend_from_slice(&upload.staged);
             // The request's start is "now" enough for idle expiry: no clock read.
-            let mut pooled = pool::take(addr, ctx.start);
+            let mut pooled = pool::take(addr, kind, ctx.start);
             loop {
                 let reused = pooled.is_some();
                 let mut stream = match pooled.take() {
                     Some(stream) => stream,
-                    None => match pool::connect(addr, options.connection_timeout).await {
-                        Ok(stream) => stream,
-                        Err(e) => {
-                            if self.connect_failed(ctx, addr) {
-                                continue 'backends;
+                    None => {
+                        let (connect, total) =
+                            (options.connection_timeout, options.total_connection_timeout);
+                        match upstream_conn::connect(addr, tls, connect, total).await {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                if e.handshake {
+                                    // A certificate that no longer verifies is the operator's
+                                    // to fix: said at warn, as nginx does.
+                                    let upstream = &action.upstream.name;
+                                    tracing::warn!(%upstream, backend = %addr, name = kind.name, "{e}");
+                                }
+                                if self.connect_failed(ctx, addr) {
+                                    continue 'backends;
+                                }
+                                let error = format!("connect to {addr}: {e}");
+                                return Err(Ok(Failed(io_status(e.error.kind()), error)));
                             }
-                            let error = format!("connect to {addr}: {e}");
-                            return Err(Ok(Failed(io_status(e.kind()), error)));
                         }
-                    },
+                    }
                 };
                 up.clear();
                 let mut received = false;
-                let sent = within(options.write_timeout, stream.write_all(out)).await;
+                let sent = within(options.write_timeout, send_all(&mut stream, out)).await;
                 let result = match sent {
                     Ok(()) => {
                         let rest = upload.send_rest(
@@ -243,7 +277,7 @@ impl Proxy {
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn final_head(
     conn: &mut ClientConn,
-    stream: &mut TcpStream,
+    stream: &mut UpstreamConn,
     up: &mut BytesMut,
     out: &mut Vec<u8>,
     mut end: usize,
@@ -284,4 +318,11 @@ pub(super) async fn final_head(
             .await
             .map_err(|(kind, error)| (io_status(kind), error))?;
     }
+}
+
+/// Writes `bytes` to a backend and flushes them (a TLS connection holds written bytes until
+/// flushed).
+pub(super) async fn send_all(stream: &mut UpstreamConn, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }

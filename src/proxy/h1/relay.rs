@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use super::body::Body;
 use super::forward::final_head;
@@ -21,7 +20,8 @@ use super::{within, write_out, Buffers, ConnFacts, Outcome, UPSTREAM_BUF};
 use crate::proxy::conn::ClientConn;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::phases::ResponseEdits;
-use crate::route::pool;
+use crate::route::pool::{self, Kind};
+use crate::route::upstream_conn::UpstreamConn;
 
 /// Body bytes sent in the same write as the response header.
 const COALESCE: usize = 16 * 1024;
@@ -32,6 +32,8 @@ pub(super) struct Relay<'a, 'r> {
     pub(super) ctx: &'a mut Ctx,
     pub(super) facts: &'a ConnFacts,
     pub(super) addr: SocketAddr,
+    /// Plain, or TLS for a name: where the connection goes back in the pool.
+    pub(super) kind: Kind<'a>,
     pub(super) send: Option<Duration>,
     pub(super) bytes_in: u64,
 }
@@ -42,7 +44,7 @@ impl Relay<'_, '_> {
     pub(super) async fn run(
         self,
         conn: &mut ClientConn,
-        mut stream: TcpStream,
+        mut stream: UpstreamConn,
         end: usize,
         bufs: &mut Buffers,
         input: &mut BytesMut,
@@ -193,9 +195,15 @@ impl Relay<'_, '_> {
         }
     }
 
-    fn finish(&self, stream: TcpStream, head: &ResponseHead, extra: bool, idle: Option<Duration>) {
+    fn finish(
+        &self,
+        stream: UpstreamConn,
+        head: &ResponseHead,
+        extra: bool,
+        idle: Option<Duration>,
+    ) {
         if head.keepalive && !extra {
-            pool::put(self.addr, stream, idle, self.ctx.start);
+            pool::put(self.addr, self.kind, stream, idle, self.ctx.start);
         }
     }
 }

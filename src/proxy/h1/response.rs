@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use super::own::Persist;
 use super::{within, MAX_HEADERS, UPSTREAM_BUF};
 use crate::proxy::phases::ResponseEdits;
+use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::fields::{content_length, field, is_hop_by_hop, list_items, Field};
 
 /// Largest response header from a backend (a bigger one is a 502).
@@ -85,7 +86,7 @@ pub(super) fn with_response<T>(
 /// `received` is set once any byte of a response arrived. The header is parsed once, by the
 /// caller (`forward`).
 pub(super) async fn read_response_head(
-    stream: &mut tokio::net::TcpStream,
+    stream: &mut UpstreamConn,
     up: &mut BytesMut,
     read_timeout: Option<Duration>,
     received: &mut bool,

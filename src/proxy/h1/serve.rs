@@ -285,11 +285,11 @@ fn head_len(out: &[u8]) -> usize {
     super::response::head_end(out, 0).unwrap_or(out.len())
 }
 
-/// Whether pingora-proxy serves this request: its route proxies to an upstream this engine does
-/// not speak to yet (TLS or HTTP/2 backends).
+/// Whether pingora-proxy serves this request: its route proxies to an upstream that offers
+/// HTTP/2 to its backends, which this engine does not speak yet.
 fn hands_over(at: &Located<'_, '_>) -> bool {
     match at.route.map(|(_, r)| &r.action) {
-        Some(Action::Proxy(p)) => p.upstream.is_tls(),
+        Some(Action::Proxy(p)) => p.upstream.offers_http2(),
         _ => false,
     }
 }

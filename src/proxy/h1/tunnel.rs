@@ -5,18 +5,18 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
+use super::forward::send_all;
 use super::write_out;
 use crate::proxy::conn::ClientConn;
+use crate::route::upstream_conn::UpstreamConn;
 
 /// Writes the 101 head in `out` and what the backend sent after it (`up`) to the client, what
 /// the client sent after its head (`input`) to the backend, then copies both ways until either
 /// side is done. Bytes from the client, bytes to the client, and the error that ended it.
 pub(super) async fn run(
     conn: &mut ClientConn,
-    mut backend: TcpStream,
+    mut backend: UpstreamConn,
     out: &mut Vec<u8>,
     up: &mut BytesMut,
     input: &mut BytesMut,
@@ -30,7 +30,7 @@ pub(super) async fn run(
         return (0, 0, Some(format!("writing the 101 response: {e}")));
     }
     if !input.is_empty() {
-        if let Err(e) = backend.write_all(input).await {
+        if let Err(e) = send_all(&mut backend, input).await {
             return (
                 0,
                 early_down,

@@ -8,14 +8,15 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use super::body::Body;
+use super::forward::send_all;
 use super::request::BodyFraming;
 use super::response::Framing;
 use super::{within, write_out};
 use crate::proxy::conn::ClientConn;
+use crate::route::upstream_conn::UpstreamConn;
 
 /// Body bytes read from the client per read.
 const READ: usize = 16 * 1024;
@@ -113,7 +114,7 @@ impl Upload {
         &mut self,
         conn: &mut ClientConn,
         input: &mut BytesMut,
-        backend: &mut TcpStream,
+        backend: &mut UpstreamConn,
         read_timeout: Duration,
         write_timeout: Option<Duration>,
         send_timeout: Option<Duration>,
@@ -139,7 +140,7 @@ impl Upload {
             }
             let n = self.take(input)?;
             self.streamed = true;
-            within(write_timeout, backend.write_all(&input[..n]))
+            within(write_timeout, send_all(backend, &input[..n]))
                 .await
                 .map_err(UploadError::Backend)?;
             input.advance(n);
