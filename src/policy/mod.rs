@@ -22,6 +22,7 @@
 //! no locks, no I/O, no allocation on the pass path.
 
 pub mod client;
+mod compile;
 pub mod conn_limit;
 pub mod icp;
 pub mod ip;
@@ -38,8 +39,8 @@ use http::Method;
 
 use crate::tls::CertStore;
 
-pub(crate) use rules::compile;
-pub(crate) use rules::{limit_id as rules_limit_id, rate_limit as rules_rate_limit};
+pub(crate) use compile::compile;
+pub(crate) use compile::{limit_id as rules_limit_id, rate_limit as rules_rate_limit};
 
 /// What a rule knows about a request.
 pub struct Request<'a> {
