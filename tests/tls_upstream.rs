@@ -22,7 +22,7 @@ fn names(backend: &Backend) -> Vec<String> {
 async fn posts_and_gets_share_one_verified_connection_made_for_the_host() {
     let ca = Ca::root("Backend CA");
     let backend = Backend::start_tls(&ca.issue(&LeafSpec::new(&["example.cn"], 2))).await;
-    let (env, running) = launch_tls(&backend, &ca, "").await;
+    let (env, running, _) = launch_tls(&backend, &ca, "").await;
     let mut client = Client::connect(env.http).await;
 
     let body = "p".repeat(64 * 1024);
@@ -56,7 +56,7 @@ async fn the_configured_name_is_sent_and_a_wrong_one_is_a_502() {
     let ca = Ca::root("Backend CA");
     let leaf = ca.issue(&LeafSpec::new(&["backend.internal"], 3));
     let backend = Backend::start_tls(&leaf).await;
-    let (env, running) = launch_tls(&backend, &ca, "sni = \"backend.internal\"").await;
+    let (env, running, _) = launch_tls(&backend, &ca, "sni = \"backend.internal\"").await;
     let mut client = Client::connect(env.http).await;
     client.send(&get("/named", "")).await;
     let answer = client.response(false).await;
@@ -65,7 +65,7 @@ async fn the_configured_name_is_sent_and_a_wrong_one_is_a_502() {
 
     // Without `sni`, the Host (example.cn) is sent: the backend's certificate does not cover
     // it, so the handshake fails and nothing is sent in clear.
-    let (env, running) = launch_tls(&backend, &ca, "").await;
+    let (env, running, _) = launch_tls(&backend, &ca, "").await;
     let mut client = Client::connect(env.http).await;
     client.send(&get("/unnamed", "")).await;
     assert_eq!(client.response(false).await.status, 502);
@@ -84,7 +84,7 @@ async fn the_configured_name_is_sent_and_a_wrong_one_is_a_502() {
 async fn upgrades_broken_bodies_and_dropped_idle_connections_over_tls() {
     let ca = Ca::root("Backend CA");
     let backend = Backend::start_tls(&ca.issue(&LeafSpec::new(&["example.cn"], 4))).await;
-    let (env, _running) = launch_tls(&backend, &ca, "").await;
+    let (env, _running, _) = launch_tls(&backend, &ca, "").await;
 
     // A WebSocket through a TLS backend: bytes both ways.
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.http))

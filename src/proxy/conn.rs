@@ -443,8 +443,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
             return None;
         }
         let limit = policy.header_read_timeout;
+        // Until the engine speaks HTTP/2 to backends, a config with an upstream that offers it
+        // leaves HTTP/2 clients to pingora-proxy (an HTTP/2 connection cannot change engines
+        // between requests, as an HTTP/1 one does).
+        let own_h2 = !snapshot.upstreams.values().any(|u| u.offers_http2());
         drop(snapshot);
         let conn = ClientConn::new(stream, limit, counted, over_limit, !h2);
+        if h2 && own_h2 {
+            self.h1.serve_h2(conn, shutdown).await;
+            return None;
+        }
         if h2 {
             return self.inner.process_new(Box::new(conn), shutdown).await;
         }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 
@@ -130,6 +130,14 @@ impl Ctx {
 
     pub(super) fn proxy_action(&self) -> Option<&ProxyAction> {
         proxy_action(self.snapshot.as_ref()?, self.route?)
+    }
+
+    /// The read and idle timeouts of connections to the request's backends.
+    pub(super) fn backend_timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        self.proxy_action().map_or((None, None), |a| {
+            let options = a.upstream.options();
+            (options.read_timeout, options.idle_timeout)
+        })
     }
 
     pub(super) fn route_prefix(&self) -> &str {

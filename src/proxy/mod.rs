@@ -25,6 +25,8 @@ pub mod conn;
 mod ctx;
 mod errors;
 mod h1;
+mod h2;
+mod own;
 mod phases;
 mod respond;
 

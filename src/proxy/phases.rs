@@ -15,8 +15,10 @@ use super::Proxy;
 use crate::policy::client;
 use crate::policy::ip::canonical;
 use crate::policy::{Denial, Request};
+use crate::proxy::own::io_status;
 use crate::route::router::{strip_port, ProxyAction};
 use crate::route::upstream::{HashKey, MAX_TRIES};
+use crate::route::upstream_conn::{self, TlsTarget, UpstreamConn};
 use crate::route::Action;
 use crate::snapshot::Snapshot;
 
@@ -182,6 +184,36 @@ impl Proxy {
         };
         action.upstream.eject(addr);
         ctx.tried.len() < MAX_TRIES.min(action.upstream.backend_count())
+    }
+
+    /// A new connection to backend `addr` of `action` (TLS for `name` where the upstream uses
+    /// it). `Err(None)`: it failed and another backend is to be tried (the failure counted);
+    /// `Err(Some((status, error)))`: it failed and so does the request.
+    pub(super) async fn connect_backend(
+        &self,
+        ctx: &mut Ctx,
+        action: &ProxyAction,
+        addr: SocketAddr,
+        name: &str,
+    ) -> std::result::Result<UpstreamConn, Option<(u16, String)>> {
+        let options = action.upstream.options();
+        let tls = action.upstream.tls().map(|tls| TlsTarget { tls, name });
+        let (connect, total) = (options.connection_timeout, options.total_connection_timeout);
+        let e = match upstream_conn::connect(addr, tls, connect, total).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => e,
+        };
+        if e.handshake {
+            // A certificate that no longer verifies is the operator's to fix: said at warn, as
+            // nginx does.
+            let upstream = &action.upstream.name;
+            tracing::warn!(%upstream, backend = %addr, name, "{e}");
+        }
+        if self.connect_failed(ctx, addr) {
+            return Err(None);
+        }
+        let error = format!("connect to {addr}: {e}");
+        Err(Some((io_status(e.error.kind()), error)))
     }
 
     /// Counts and logs a finished request.

@@ -516,10 +516,9 @@ pub async fn launch(backend: &Backend, policy: &str) -> (Env, Running, Ca) {
 
 /// The proxy in front of a TLS `backend` whose certificate `backend_ca` issued (verified with
 /// it, SNI from the Host), with `upstream` (TOML) added to the upstream section.
-pub async fn launch_tls(backend: &Backend, backend_ca: &Ca, upstream: &str) -> (Env, Running) {
+pub async fn launch_tls(backend: &Backend, backend_ca: &Ca, upstream: &str) -> (Env, Running, Ca) {
     let upstream = format!("tls = true\nca_file = \"backend-ca.pem\"\n{upstream}");
-    let (env, running, _) = launch_upstream(backend, "", &upstream, Some(backend_ca));
-    (env, running)
+    launch_upstream(backend, "", &upstream, Some(backend_ca))
 }
 
 fn launch_upstream(

@@ -15,7 +15,7 @@ fn is_token(b: u8) -> bool {
 /// Strict, as the bytes go on to the client unchanged: CRLF line ends only, hex sizes of at
 /// most 15 significant digits, extensions and trailer fields without control bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunks {
+pub(in crate::proxy) enum Chunks {
     /// In a size line: its value so far, significant digits, whether a digit was seen.
     Size {
         value: u64,
@@ -59,12 +59,23 @@ impl Chunks {
 
     /// Consumes the part of `buf` that belongs to the body: `(bytes, payload bytes)`; `Err` on a
     /// framing error.
+    #[cfg(test)]
     fn advance(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
+        self.advance_with(buf, |_| {})
+    }
+
+    /// As `advance`, handing each run of payload in `buf` to `data`.
+    fn advance_with(
+        &mut self,
+        buf: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<(usize, usize), ()> {
         let mut i = 0;
         let mut payload = 0;
         while i < buf.len() {
             if let Chunks::Data(left) = self {
                 let take = (*left).min((buf.len() - i) as u64);
+                data(i..i + take as usize);
                 i += take as usize;
                 payload += take as usize;
                 *left -= take;
@@ -164,7 +175,7 @@ impl Chunks {
 }
 
 /// Where a response body stands.
-pub(super) enum Body {
+pub(in crate::proxy) enum Body {
     Done,
     Length(u64),
     Chunked(Chunks),
@@ -172,7 +183,7 @@ pub(super) enum Body {
 }
 
 impl Body {
-    pub(super) fn new(framing: Framing) -> Self {
+    pub(in crate::proxy) fn new(framing: Framing) -> Self {
         match framing {
             Framing::None | Framing::Length(0) => Body::Done,
             Framing::Length(n) => Body::Length(n),
@@ -181,7 +192,7 @@ impl Body {
         }
     }
 
-    pub(super) fn is_done(&self) -> bool {
+    pub(in crate::proxy) fn is_done(&self) -> bool {
         matches!(self, Body::Done)
     }
 
@@ -189,6 +200,16 @@ impl Body {
     /// backend's next message, which it should not have sent), and how many of those are
     /// payload (not chunk framing).
     pub(super) fn take(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
+        self.take_with(buf, |_| {})
+    }
+
+    /// As `take`, handing each run of payload in `buf` to `data` (what an HTTP/2 client gets
+    /// of a chunked body).
+    pub(in crate::proxy) fn take_with(
+        &mut self,
+        buf: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<(usize, usize), ()> {
         match self {
             Body::Done => Ok((0, 0)),
             Body::Length(left) => {
@@ -197,16 +218,20 @@ impl Body {
                 if *left == 0 {
                     *self = Body::Done;
                 }
+                data(0..n as usize);
                 Ok((n as usize, n as usize))
             }
             Body::Chunked(chunks) => {
-                let taken = chunks.advance(buf)?;
+                let taken = chunks.advance_with(buf, data)?;
                 if *chunks == Chunks::Done {
                     *self = Body::Done;
                 }
                 Ok(taken)
             }
-            Body::UntilClose => Ok((buf.len(), buf.len())),
+            Body::UntilClose => {
+                data(0..buf.len());
+                Ok((buf.len(), buf.len()))
+            }
         }
     }
 }
@@ -229,6 +254,21 @@ mod tests {
             let (b, pb) = c.advance(&body[cut..]).expect("valid framing");
             assert_eq!((a + b, pa + pb), (end, 11), "split at {cut}");
             assert_eq!(c, Chunks::Done);
+        }
+    }
+
+    #[test]
+    fn the_payload_runs_of_a_chunked_body_are_its_data() {
+        let body = b"5;ext=1\r\nhello\r\n006 \r\n world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for cut in 1..body.len() {
+            let mut b = Body::new(Framing::Chunked);
+            let mut payload = Vec::new();
+            for part in [&body[..cut], &body[cut..]] {
+                b.take_with(part, |r| payload.extend_from_slice(&part[r]))
+                    .expect("valid framing");
+            }
+            assert_eq!(payload, b"hello world", "split at {cut}");
+            assert!(b.is_done());
         }
     }
 

@@ -22,7 +22,7 @@ use crate::proxy::ctx::Ctx;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
 use crate::route::router::ProxyAction;
-use crate::route::upstream_conn::{self, TlsTarget, UpstreamConn};
+use crate::route::upstream_conn::UpstreamConn;
 
 /// Why no response came from a backend: the client's status, and what to log.
 struct Failed(u16, String);
@@ -177,10 +177,6 @@ impl Proxy {
         let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
         let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
         let send = send_timeout(ctx);
-        let tls = action.upstream.tls().map(|tls| TlsTarget {
-            tls,
-            name: kind.name,
-        });
         let Buffers { out, up } = bufs;
         'backends: loop {
             let header = |name: &http::HeaderName| {
@@ -201,26 +197,11 @@ impl Proxy {
                 let reused = pooled.is_some();
                 let mut stream = match pooled.take() {
                     Some(stream) => stream,
-                    None => {
-                        let (connect, total) =
-                            (options.connection_timeout, options.total_connection_timeout);
-                        match upstream_conn::connect(addr, tls, connect, total).await {
-                            Ok(stream) => stream,
-                            Err(e) => {
-                                if e.handshake {
-                                    // A certificate that no longer verifies is the operator's
-                                    // to fix: said at warn, as nginx does.
-                                    let upstream = &action.upstream.name;
-                                    tracing::warn!(%upstream, backend = %addr, name = kind.name, "{e}");
-                                }
-                                if self.connect_failed(ctx, addr) {
-                                    continue 'backends;
-                                }
-                                let error = format!("connect to {addr}: {e}");
-                                return Err(Ok(Failed(io_status(e.error.kind()), error)));
-                            }
-                        }
-                    }
+                    None => match self.connect_backend(ctx, action, addr, kind.name).await {
+                        Ok(stream) => stream,
+                        Err(None) => continue 'backends,
+                        Err(Some((status, error))) => return Err(Ok(Failed(status, error))),
+                    },
                 };
                 up.clear();
                 let mut received = false;

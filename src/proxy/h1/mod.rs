@@ -42,6 +42,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use self::response::head_end;
 use self::serve::Next;
+
+// What the HTTP/2 engine shares of HTTP/1: backends speak it.
+pub(in crate::proxy) use self::body::Body;
+pub(in crate::proxy) use self::request::forwarding_fields;
+pub(in crate::proxy) use self::response::{
+    push_field, read_response_head, response_fields, response_head, with_date, with_response,
+    Framing, MAX_INTERIM,
+};
 use super::conn::ClientConn;
 use super::ctx::Ctx;
 use super::phases::Peer;
@@ -52,7 +60,7 @@ use crate::tls::resolver::ConnInfo;
 /// Headers of a request or response parsed on the stack; a request with more gets 431.
 const MAX_HEADERS: usize = 100;
 /// Backend read buffer: the body is copied through it.
-const UPSTREAM_BUF: usize = 32 * 1024;
+pub(in crate::proxy) const UPSTREAM_BUF: usize = 32 * 1024;
 
 /// How the loop left a connection.
 pub(crate) enum Served {
@@ -63,14 +71,14 @@ pub(crate) enum Served {
 }
 
 /// What a connection tells every request on it.
-struct ConnFacts {
-    peer: Peer,
-    listener_port: Option<u16>,
-    tls: Option<Arc<SslDigest>>,
+pub(in crate::proxy) struct ConnFacts {
+    pub(in crate::proxy) peer: Peer,
+    pub(in crate::proxy) listener_port: Option<u16>,
+    pub(in crate::proxy) tls: Option<Arc<SslDigest>>,
 }
 
 impl ConnFacts {
-    fn of(conn: &ClientConn) -> Self {
+    pub(in crate::proxy) fn of(conn: &ClientConn) -> Self {
         let digest = conn.get_socket_digest();
         let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
             a.and_then(|a| a.as_inet()).copied()
@@ -95,7 +103,7 @@ impl ConnFacts {
 }
 
 /// Runs `io` with a time limit that costs no timer when `io` is ready at once.
-async fn within<T>(
+pub(in crate::proxy) async fn within<T>(
     limit: Option<Duration>,
     io: impl Future<Output = io::Result<T>>,
 ) -> io::Result<T> {

@@ -52,12 +52,7 @@ impl Relay<'_, '_> {
         let req = self.request.req;
         let id = self.ctx.request_id.clone();
         let head_request = req.method == http::Method::HEAD;
-        let options = self
-            .ctx
-            .proxy_action()
-            .map(|a| a.upstream.options().clone());
-        let read_timeout = options.as_ref().and_then(|o| o.read_timeout);
-        let idle_timeout = options.as_ref().and_then(|o| o.idle_timeout);
+        let (read_timeout, idle_timeout) = self.ctx.backend_timeouts();
         let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
         let asked_close = req.close || self.request.draining;
         let http10 = req.version == 0;

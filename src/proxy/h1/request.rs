@@ -327,9 +327,23 @@ pub(super) fn upstream_request(
         ),
         BodyFraming::Chunked => push_field(out, b"transfer-encoding", b"chunked"),
     }
-    push_field(out, b"x-forwarded-host", req.host.as_str().as_bytes());
+    forwarding_fields(out, req.host.as_str(), req.forwarded_for, ctx, facts);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes menshen's forwarding fields for the backend, whatever the client's protocol:
+/// `X-Forwarded-Host` (the canonical Host), `X-Forwarded-For` (the client's list extended
+/// with the peer), `X-Real-IP`, `X-Forwarded-Proto` and `X-Request-Id`.
+pub(in crate::proxy) fn forwarding_fields(
+    out: &mut Vec<u8>,
+    host: &str,
+    forwarded_for_received: Option<&[u8]>,
+    ctx: &Ctx,
+    facts: &ConnFacts,
+) {
+    push_field(out, b"x-forwarded-host", host.as_bytes());
     if let Some(client_ip) = &ctx.client_ip {
-        let list = forwarded_for(req.forwarded_for, facts.peer.addr.ip(), client_ip);
+        let list = forwarded_for(forwarded_for_received, facts.peer.addr.ip(), client_ip);
         push_field(out, b"x-forwarded-for", list.as_bytes());
         push_field(out, b"x-real-ip", client_ip.as_bytes());
     }
@@ -340,7 +354,6 @@ pub(super) fn upstream_request(
     };
     push_field(out, b"x-forwarded-proto", proto);
     push_field(out, b"x-request-id", ctx.request_id.as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

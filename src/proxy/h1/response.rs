@@ -19,7 +19,7 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// The end of the header block that starts `buf`, searching from `from`: just past the first
 /// empty line (CRLF or bare LF).
-pub(super) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+pub(in crate::proxy) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while let Some(at) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
         let nl = i + at;
@@ -34,7 +34,7 @@ pub(super) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 /// How a response body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
+pub(in crate::proxy) enum Framing {
     None,
     Length(u64),
     Chunked,
@@ -42,21 +42,21 @@ pub(super) enum Framing {
 }
 
 /// A backend's response header, read to its end.
-pub(super) struct ResponseHead {
-    pub(super) status: u16,
-    pub(super) framing: Framing,
+pub(in crate::proxy) struct ResponseHead {
+    pub(in crate::proxy) status: u16,
+    pub(in crate::proxy) framing: Framing,
     /// The backend keeps the connection open after this response.
-    pub(super) keepalive: bool,
+    pub(in crate::proxy) keepalive: bool,
 }
 
 /// Interim (1xx) responses skipped before the final one.
-pub(super) const MAX_INTERIM: usize = 8;
+pub(in crate::proxy) const MAX_INTERIM: usize = 8;
 /// Fields of a response header parsed on the heap when the usual 64 are not enough.
 const MAX_RESPONSE_HEADERS: usize = 256;
 
 /// Parses the response header `head` and hands it to `f`: 64 fields on the stack, up to 256 on
 /// the heap for the rare bigger header.
-pub(super) fn with_response<T>(
+pub(in crate::proxy) fn with_response<T>(
     head: &[u8],
     f: impl FnOnce(&httparse::Response<'_, '_>) -> T,
 ) -> Result<T, String> {
@@ -85,7 +85,7 @@ pub(super) fn with_response<T>(
 /// Reads until `up` holds a whole response header (an interim 1xx one included): its length.
 /// `received` is set once any byte of a response arrived. The header is parsed once, by the
 /// caller (`forward`).
-pub(super) async fn read_response_head(
+pub(in crate::proxy) async fn read_response_head(
     stream: &mut UpstreamConn,
     up: &mut BytesMut,
     read_timeout: Option<Duration>,
@@ -119,7 +119,7 @@ pub(super) async fn read_response_head(
 
 /// The framing and keep-alive of a parsed response; `None` on a status outside 100-599 or a bad
 /// or conflicting Content-Length.
-pub(super) fn response_head(
+pub(in crate::proxy) fn response_head(
     resp: &httparse::Response<'_, '_>,
     head_request: bool,
 ) -> Option<ResponseHead> {
@@ -172,20 +172,16 @@ pub(super) fn response_head(
     })
 }
 
-/// Writes the response header the client gets into `out`: the backend's, less hop-by-hop
-/// fields (and a Content-Length that chunked framing overrides), with the site's edits and the
-/// request id. `framing` is the backend's; `rechunk`: a body the backend ends by closing goes
-/// to the client chunked, so that a backend failing mid-body reaches it as a truncated body.
-pub(super) fn client_response_head(
-    out: &mut Vec<u8>,
+/// The fields of a backend's response that the client gets, whatever its protocol: the
+/// backend's less hop-by-hop fields, its request id and a Content-Length that its framing
+/// overrides (chunked, or until close), with the site's edits. Each goes to `emit`; `Date`
+/// is said to be present or not.
+pub(in crate::proxy) fn response_fields(
     resp: &httparse::Response<'_, '_>,
     framing: Framing,
-    rechunk: bool,
     edits: &ResponseEdits<'_>,
-    request_id: &[u8],
-    persist: Persist,
-) {
-    status_line(out, resp);
+    mut emit: impl FnMut(&str, &[u8]),
+) -> bool {
     let hop = HopByHop::of(resp);
     let mut has_date = false;
     for h in resp.headers.iter() {
@@ -205,14 +201,34 @@ pub(super) fn client_response_head(
         {
             continue;
         }
-        push_field(out, h.name.as_bytes(), h.value);
+        emit(h.name, h.value);
     }
     for (name, value) in edits.add {
-        push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        emit(name.as_str(), value.as_bytes());
     }
     if let Some(hsts) = edits.hsts {
-        push_field(out, b"strict-transport-security", hsts.as_bytes());
+        emit("strict-transport-security", hsts.as_bytes());
     }
+    has_date
+}
+
+/// Writes the response header an HTTP/1 client gets into `out`: `response_fields`, the
+/// request id, a Date if the backend sent none, and the framing. `framing` is the backend's;
+/// `rechunk`: a body the backend ends by closing goes to the client chunked, so that a backend
+/// failing mid-body reaches it as a truncated body.
+pub(super) fn client_response_head(
+    out: &mut Vec<u8>,
+    resp: &httparse::Response<'_, '_>,
+    framing: Framing,
+    rechunk: bool,
+    edits: &ResponseEdits<'_>,
+    request_id: &[u8],
+    persist: Persist,
+) {
+    status_line(out, resp);
+    let has_date = response_fields(resp, framing, edits, |name, value| {
+        push_field(out, name.as_bytes(), value)
+    });
     push_field(out, b"x-request-id", request_id);
     if !has_date {
         // A response forwarded without a Date gets one (RFC 9110 6.6.1).
@@ -241,8 +257,13 @@ pub(super) fn upgrade_head(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>,
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends a Date field for now, formatted once a second per thread.
+/// Appends a Date field for now.
 pub(super) fn push_date(out: &mut Vec<u8>) {
+    with_date(|date| push_field(out, b"date", date.as_bytes()));
+}
+
+/// Hands `f` the HTTP date for now, formatted once a second per thread.
+pub(in crate::proxy) fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static DATE: std::cell::RefCell<(u64, String)> = const {
             std::cell::RefCell::new((0, String::new()))
@@ -257,8 +278,8 @@ pub(super) fn push_date(out: &mut Vec<u8>) {
         if date.0 != secs || date.1.is_empty() {
             *date = (secs, httpdate::fmt_http_date(now));
         }
-        push_field(out, b"date", date.1.as_bytes());
-    });
+        f(&date.1)
+    })
 }
 
 /// Writes the status line of `resp` (HTTP/1.1, the backend's reason or the standard one).
@@ -326,7 +347,7 @@ pub(super) fn interim_head(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>)
 
 /// Writes one header field; a value folded over lines (obs-fold, which the response parser
 /// accepts as pingora-core's does) goes out on one line, its line breaks as spaces.
-pub(super) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(in crate::proxy) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     if value.iter().any(|&b| b == b'\r' || b == b'\n') {

@@ -1,0 +1,331 @@
+//! An HTTP/2 request's way to an HTTP/1 backend: the request head written as HTTP/1.1 (the
+//! client's fields less what menshen sets, cookies joined, the body framed by its length or
+//! chunked), the body streamed as DATA frames arrive, the response head read; then `relay`.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{header, HeaderName, HeaderValue, Method};
+use tokio::io::AsyncWriteExt;
+
+use super::stream::{answer, own_response, Outcome};
+use crate::proxy::ctx::Ctx;
+use crate::proxy::h1::{
+    forwarding_fields, push_field, read_response_head, within, ConnFacts, Framing, UPSTREAM_BUF,
+};
+use crate::proxy::own::{self, io_status};
+use crate::proxy::Proxy;
+use crate::route::pool::{self, Kind};
+use crate::route::router::ProxyAction;
+use crate::route::upstream_conn::UpstreamConn;
+use crate::semantics::fields::{field, Field};
+use crate::semantics::target::{Host, Target};
+
+/// What the exchange needs of a mapped request.
+pub(super) struct Request<'a> {
+    pub(super) parts: &'a http::request::Parts,
+    pub(super) target: &'a Target<'a>,
+    pub(super) host: &'a Host<'a>,
+    pub(super) length: Option<u64>,
+}
+
+/// Why no response came: the client's status (0: none can be sent) and what to log.
+struct Failed(u16, String);
+
+impl Proxy {
+    /// Sends the request to a backend and its response to the client.
+    pub(super) async fn h2_exchange(
+        &self,
+        facts: &ConnFacts,
+        request: &Request<'_>,
+        mut body: RecvStream,
+        action: &ProxyAction,
+        ctx: &mut Ctx,
+        respond: &mut SendResponse<Bytes>,
+    ) -> Outcome {
+        let head_request = request.parts.method == Method::HEAD;
+        let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
+        let framing = match (body.is_end_stream(), request.length) {
+            (true, _) => None,
+            (false, Some(n)) => Some(Framing::Length(n)),
+            (false, None) => Some(Framing::Chunked),
+        };
+        let mut out = Vec::with_capacity(1024);
+        upstream_head(&mut out, request, framing, action, ctx, facts);
+        let kind = match action.upstream.tls() {
+            Some(tls) => Kind {
+                group: tls.group,
+                name: action.tls_name(request.host.as_str()),
+            },
+            None => Kind::PLAIN,
+        };
+        let mut up = BytesMut::with_capacity(UPSTREAM_BUF);
+        let sent = self
+            .h2_send_request(
+                request, &out, &mut body, framing, action, kind, ctx, &mut up,
+            )
+            .await;
+        let (stream, addr, end, bytes_in) = match sent {
+            Ok(ok) => ok,
+            Err(Failed(status, error)) => {
+                let id = &ctx.request_id;
+                let bytes_out = match status {
+                    0 => 0,
+                    _ => {
+                        let reply = own::error(status, |o| own_response(o, id));
+                        answer(respond, reply, head_request, send).await.0
+                    }
+                };
+                return Outcome {
+                    status,
+                    bytes_in: 0,
+                    bytes_out,
+                    error: Some(error),
+                };
+            }
+        };
+        let relay = super::relay::Relay {
+            ctx,
+            facts,
+            addr,
+            kind,
+            send,
+            head_request,
+            bytes_in,
+        };
+        relay.run(stream, up, end, respond).await
+    }
+
+    /// Writes the request to a backend (another after a failed connect; a new connection after
+    /// a stale pooled one, for a request without a body) and reads its response head into
+    /// `up`: the connection, the backend, the head's length and the body bytes sent.
+    #[allow(clippy::too_many_arguments)]
+    async fn h2_send_request(
+        &self,
+        request: &Request<'_>,
+        head: &[u8],
+        body: &mut RecvStream,
+        framing: Option<Framing>,
+        action: &ProxyAction,
+        kind: Kind<'_>,
+        ctx: &mut Ctx,
+        up: &mut BytesMut,
+    ) -> Result<(UpstreamConn, std::net::SocketAddr, usize, u64), Failed> {
+        let options = action.upstream.options();
+        let policy = ctx.snapshot.clone();
+        let body_timeout = policy.as_ref().map(|s| s.policy.body_read_timeout);
+        let max_body = ctx
+            .site
+            .and_then(|i| policy.as_ref()?.policy.sites.get(i))
+            .map_or(u64::MAX, |s| s.max_body_bytes);
+        let parts = request.parts;
+        'backends: loop {
+            let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
+            let addr = self
+                .pick_backend(action, ctx, request.target.path(), header)
+                .map_err(|e| Failed(502, e.to_string()))?;
+            let mut pooled = pool::take(addr, kind, ctx.start);
+            loop {
+                let reused = pooled.is_some();
+                let mut stream = match pooled.take() {
+                    Some(stream) => stream,
+                    None => match self.connect_backend(ctx, action, addr, kind.name).await {
+                        Ok(stream) => stream,
+                        Err(None) => continue 'backends,
+                        Err(Some((status, error))) => return Err(Failed(status, error)),
+                    },
+                };
+                up.clear();
+                let mut received = false;
+                let mut bytes_in = 0;
+                let written = within(options.write_timeout, stream.write_all(head)).await;
+                let result = match (written, framing) {
+                    (Err(e), _) => Err((e.kind(), format!("writing the request: {e}"))),
+                    (Ok(()), framing) => {
+                        let upload = Upload {
+                            chunked: framing == Some(Framing::Chunked),
+                            max: max_body,
+                            read: body_timeout,
+                            write: options.write_timeout,
+                        };
+                        match upload.run(body, &mut stream, framing.is_some()).await {
+                            Ok(n) => {
+                                bytes_in = n;
+                                let timeout = options.read_timeout;
+                                read_response_head(&mut stream, up, timeout, &mut received).await
+                            }
+                            Err(UploadError::Client(e)) => {
+                                return Err(Failed(0, format!("reading the request body: {e}")))
+                            }
+                            Err(UploadError::TooLarge) => {
+                                return Err(Failed(413, "request body too large".into()))
+                            }
+                            Err(UploadError::Backend(e)) => {
+                                Err((e.kind(), format!("writing the request body: {e}")))
+                            }
+                        }
+                    }
+                };
+                match result {
+                    Ok(end) => return Ok((stream, addr, end, bytes_in)),
+                    // A pooled connection the backend had closed: a request without a body goes
+                    // once more on a new one.
+                    Err((kind, _))
+                        if reused
+                            && !received
+                            && framing.is_none()
+                            && kind != io::ErrorKind::TimedOut
+                            && parts.method.is_idempotent() =>
+                    {
+                        continue;
+                    }
+                    Err((kind, error)) => {
+                        return Err(Failed(io_status(kind), format!("{addr}: {error}")))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes the HTTP/1.1 request head for the backend into `out`.
+fn upstream_head(
+    out: &mut Vec<u8>,
+    request: &Request<'_>,
+    framing: Option<Framing>,
+    action: &ProxyAction,
+    ctx: &Ctx,
+    facts: &ConnFacts,
+) {
+    let parts = request.parts;
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = request.target.as_str();
+    match action.rewrite.apply(ctx.route_prefix(), target) {
+        Some(path) => out.extend_from_slice(path.as_bytes()),
+        None => out.extend_from_slice(target.as_bytes()),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // HTTP/2 sends each cookie pair as a field of its own; HTTP/1 wants one (RFC 9113 8.2.3).
+    let mut cookies = 0;
+    for (name, value) in &parts.headers {
+        if !matches!(field(name.as_str()), Field::Other | Field::UserAgent) {
+            continue;
+        }
+        if name == header::COOKIE {
+            out.extend_from_slice(match cookies {
+                0 => b"cookie: ".as_slice(),
+                _ => b"; ",
+            });
+            out.extend_from_slice(value.as_bytes());
+            cookies += 1;
+            continue;
+        }
+        push_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if cookies > 0 {
+        out.extend_from_slice(b"\r\n");
+    }
+    let host = match &action.host_header {
+        Some(host) => host.as_bytes(),
+        None => request.host.as_str().as_bytes(),
+    };
+    push_field(out, b"host", host);
+    match framing {
+        Some(Framing::Length(n)) => push_field(
+            out,
+            b"content-length",
+            itoa::Buffer::new().format(n).as_bytes(),
+        ),
+        Some(_) => push_field(out, b"transfer-encoding", b"chunked"),
+        // A POST without a body still says so: some backends want a length (411).
+        None if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) => {
+            push_field(out, b"content-length", b"0")
+        }
+        None => {}
+    }
+    let received = parts
+        .headers
+        .get("x-forwarded-for")
+        .map(HeaderValue::as_bytes);
+    forwarding_fields(out, request.host.as_str(), received, ctx, facts);
+    out.extend_from_slice(b"\r\n");
+}
+
+enum UploadError {
+    Client(io::Error),
+    Backend(io::Error),
+    TooLarge,
+}
+
+/// How a request body goes to the backend.
+struct Upload {
+    chunked: bool,
+    max: u64,
+    read: Option<std::time::Duration>,
+    write: Option<std::time::Duration>,
+}
+
+impl Upload {
+    /// Streams the body (when `any`) to `stream` as DATA frames arrive, giving their window
+    /// back as each is written; then flushes. The payload bytes sent.
+    async fn run(
+        &self,
+        body: &mut RecvStream,
+        stream: &mut UpstreamConn,
+        any: bool,
+    ) -> Result<u64, UploadError> {
+        let mut total = 0u64;
+        let mut more = any;
+        while more {
+            let next = within(self.read, async { Ok(body.data().await) }).await;
+            let chunk = match next {
+                Err(e) => return Err(UploadError::Client(e)),
+                Ok(None) => {
+                    more = false;
+                    continue;
+                }
+                Ok(Some(Err(e))) => return Err(UploadError::Client(io::Error::other(e))),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            let _ = body.flow_control().release_capacity(chunk.len());
+            total += chunk.len() as u64;
+            if total > self.max {
+                return Err(UploadError::TooLarge);
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            let write = async {
+                if self.chunked {
+                    let mut size = itoa_hex(chunk.len());
+                    size.extend_from_slice(b"\r\n");
+                    stream.write_all(&size).await?;
+                    stream.write_all(&chunk).await?;
+                    stream.write_all(b"\r\n").await
+                } else {
+                    stream.write_all(&chunk).await
+                }
+            };
+            within(self.write, write)
+                .await
+                .map_err(UploadError::Backend)?;
+        }
+        let end = async {
+            if any && self.chunked {
+                stream.write_all(b"0\r\n\r\n").await?;
+            }
+            stream.flush().await
+        };
+        within(self.write, end)
+            .await
+            .map_err(UploadError::Backend)?;
+        Ok(total)
+    }
+}
+
+fn itoa_hex(n: usize) -> Vec<u8> {
+    format!("{n:x}").into_bytes()
+}

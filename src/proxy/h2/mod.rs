@@ -1,0 +1,137 @@
+//! menshen's HTTP/2 engine: the streams of a client's HTTP/2 connection (ALPN `h2`), each
+//! judged by the same phases as an HTTP/1 request and proxied to HTTP/1 backends (plain or
+//! TLS, from the same per-thread pool) or answered by menshen.
+//!
+//! The `h2` crate does the framing, HPACK, flow control and stream limits; this engine maps
+//! requests and responses. A connection's way: `serve_h2` (the handshake, the accept loop,
+//! GOAWAY on shutdown or after the keep-alive time with no stream open), `stream` (one
+//! request: the canonical target and Host, the policy, an answer of menshen's own or the
+//! exchange), `exchange` (the request to a backend over HTTP/1: head, body, the response
+//! head back), `relay` (the response as HTTP/2 fields and DATA frames under the client's flow
+//! control). A body the backend breaks off ends the stream with `RST_STREAM`, never as
+//! complete. Routes to upstreams that offer HTTP/2 are not this engine's yet: while the config
+//! has one, HTTP/2 clients go to pingora-proxy (`conn::ConnGate`).
+
+mod exchange;
+mod relay;
+mod stream;
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::SendStream;
+use pingora::server::ShutdownWatch;
+
+use super::conn::ClientConn;
+use super::h1::{within, ConnFacts};
+use super::Proxy;
+
+/// Streams a client may have open at once (nginx's `http2_max_concurrent_streams`).
+const MAX_STREAMS: u32 = 128;
+/// The window each stream and the connection offer for request bodies.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+impl Proxy {
+    /// Serves the streams of an HTTP/2 connection until the client or the shutdown ends it.
+    pub(crate) async fn serve_h2(&self, conn: ClientConn, shutdown: &ShutdownWatch) {
+        let facts = Arc::new(ConnFacts::of(&conn));
+        let (max_head, handshake_limit, keepalive) = {
+            let policy = &self.state.load().policy;
+            let keepalive = policy.keepalive_timeout_seconds;
+            (
+                u32::try_from(policy.max_head_bytes).unwrap_or(u32::MAX),
+                policy.header_read_timeout,
+                (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+            )
+        };
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(MAX_STREAMS)
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_header_list_size(max_head);
+        let handshake = async { builder.handshake(conn).await.map_err(io::Error::other) };
+        let Ok(mut connection) = within(Some(handshake_limit), handshake).await else {
+            return;
+        };
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut shutdown = shutdown.clone();
+        let mut closing = *shutdown.borrow();
+        if closing {
+            connection.graceful_shutdown();
+        }
+        loop {
+            let idle = async {
+                match keepalive {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                next = connection.accept() => match next {
+                    Some(Ok((request, respond))) => {
+                        let (this, facts, open) = (self.clone(), facts.clone(), open.clone());
+                        open.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(async move {
+                            this.h2_stream(&facts, request, respond).await;
+                            open.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(peer = %facts.peer.addr, "HTTP/2 connection ended: {e}");
+                        break;
+                    }
+                    None => break,
+                },
+                _ = shutdown.changed(), if !closing => {
+                    // GOAWAY: streams already open finish; new ones go elsewhere.
+                    closing = true;
+                    connection.graceful_shutdown();
+                }
+                _ = idle, if !closing => {
+                    if open.load(Ordering::Relaxed) == 0 {
+                        closing = true;
+                        connection.graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `data` on `send` as the client's flow control allows, each wait for window within
+/// `limit`; `end` ends the stream with the last frame.
+async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+    limit: Option<Duration>,
+) -> io::Result<()> {
+    let mut ended = false;
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let capacity = std::future::poll_fn(|cx| match send.poll_capacity(cx) {
+            Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(io::Error::other(e))),
+            Poll::Ready(None) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            Poll::Pending => Poll::Pending,
+        });
+        let n = within(limit, capacity).await?;
+        if n == 0 {
+            continue;
+        }
+        let chunk = data.split_to(n.min(data.len()));
+        ended = end && data.is_empty();
+        send.send_data(chunk, ended).map_err(io::Error::other)?;
+    }
+    if end && !ended {
+        send.send_data(Bytes::new(), true)
+            .map_err(io::Error::other)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The HTTP/2 engine with real HTTP/2 clients (the `h2` crate over rustls, ALPN h2): many
+//! concurrent streams on one connection, request bodies with and without a length, cookies,
+//! a download larger than every window, a body the backend breaks off, TLS backends, and
+//! requests that cannot be made canonical.
+
+mod support;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use support::h1::{launch, launch_tls, Backend};
+use support::http::h2_connect;
+use support::pki::{Ca, LeafSpec};
+
+/// What an HTTP/2 client saw of one request: the status, the fields, the body (or the error
+/// that ended it).
+struct Got {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Result<Vec<u8>, String>,
+}
+
+async fn send(
+    client: &SendRequest<Bytes>,
+    request: http::Request<()>,
+    body: Option<Vec<Bytes>>,
+) -> Got {
+    let mut client = client.clone().ready().await.expect("ready");
+    let (response, mut stream) = client.send_request(request, body.is_none()).expect("send");
+    if let Some(parts) = body {
+        let count = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            stream.reserve_capacity(part.len());
+            stream.send_data(part, i + 1 == count).expect("data");
+        }
+    }
+    let response = match response.await {
+        Ok(response) => response,
+        Err(e) => {
+            return Got {
+                status: 0,
+                headers: http::HeaderMap::new(),
+                body: Err(e.to_string()),
+            }
+        }
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut recv = response.into_body();
+    let mut body = Vec::new();
+    let body = loop {
+        match recv.data().await {
+            Some(Ok(chunk)) => {
+                let _ = recv.flow_control().release_capacity(chunk.len());
+                body.extend_from_slice(&chunk);
+            }
+            Some(Err(e)) => break Err(e.to_string()),
+            None => break Ok(body),
+        }
+    };
+    Got {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn get(path: &str) -> http::Request<()> {
+    http::Request::get(format!("https://example.cn{path}"))
+        .body(())
+        .expect("request")
+}
+
+fn post(path: &str, length: Option<usize>) -> http::Request<()> {
+    let mut request = http::Request::post(format!("https://example.cn{path}"));
+    if let Some(n) = length {
+        request = request.header("content-length", n);
+    }
+    request.body(()).expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_bodies_and_cookies_on_one_connection() {
+    let backend = Backend::start().await;
+    let (env, running, root) = launch(&backend, "").await;
+    let client = h2_connect(&[&root.pem], env.https, "example.cn")
+        .await
+        .expect("h2 connection");
+
+    let gets = (0..24).map(|i| {
+        let client = client.clone();
+        async move { send(&client, get(&format!("/stream/{i}")), None).await }
+    });
+    for (i, got) in futures_join(gets).await.into_iter().enumerate() {
+        assert_eq!(got.status, 200, "{}", running.log());
+        assert_eq!(
+            got.body.expect("whole body"),
+            format!("GET /stream/{i} body=0").as_bytes()
+        );
+        assert!(got.headers.contains_key("x-request-id"));
+        assert!(got.headers.contains_key("date"));
+    }
+
+    let body = vec![b'a'; 64 * 1024];
+    let parts = body.chunks(10_000).map(Bytes::copy_from_slice).collect();
+    let got = send(&client, post("/sized", Some(body.len())), Some(parts)).await;
+    assert_eq!(got.body.expect("body"), b"POST /sized body=65536");
+    let seen = backend.last_request();
+    assert!(seen.contains("content-length: 65536\r\n"), "{seen}");
+    assert!(seen.ends_with(std::str::from_utf8(&body).expect("ascii")));
+
+    let parts = vec![Bytes::from_static(b"hello "), Bytes::from_static(b"world")];
+    let got = send(&client, post("/unsized", None), Some(parts)).await;
+    assert_eq!(got.body.expect("body"), b"POST /unsized body=11");
+    let seen = backend.last_request();
+    assert!(seen.contains("transfer-encoding: chunked\r\n"), "{seen}");
+    assert!(
+        seen.ends_with("6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"),
+        "{seen}"
+    );
+
+    let request = http::Request::get("https://example.cn/cookies")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(())
+        .expect("request");
+    assert_eq!(send(&client, request, None).await.status, 200);
+    let seen = backend.last_request().to_ascii_lowercase();
+    assert!(seen.contains("\r\ncookie: a=1; b=2\r\n"), "{seen}");
+    assert!(seen.contains("\r\nhost: example.cn\r\n"), "{seen}");
+    assert!(seen.contains("\r\nx-forwarded-proto: https\r\n"), "{seen}");
+    assert!(seen.starts_with("get /cookies http/1.1\r\n"), "{seen}");
+    assert!(
+        backend.accepted() <= 24,
+        "backend connections are pooled, at most one per concurrent stream: {}",
+        backend.accepted()
+    );
+}
+
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_join<F: std::future::Future<Output = Got> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<Got> {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_downloads_follow_flow_control_and_broken_bodies_reset_the_stream() {
+    let backend = Backend::start().await;
+    let (env, _running, root) = launch(&backend, "").await;
+    let client = h2_connect(&[&root.pem], env.https, "example.cn")
+        .await
+        .expect("h2 connection");
+    let big = send(&client, get("/big"), None).await;
+    assert_eq!(big.status, 200);
+    let body = big.body.expect("the whole download");
+    assert_eq!(body.len(), support::h1::BIG);
+    assert!(body.iter().all(|&b| b == b'x'));
+
+    for path in ["/cut-length", "/cut-chunked", "/reset-mid-body"] {
+        let got = send(&client, get(path), None).await;
+        assert_eq!(got.status, 200, "{path}");
+        assert!(
+            got.body.is_err(),
+            "{path}: a body the backend broke off must not end cleanly"
+        );
+    }
+    let chunked = send(&client, get("/chunked"), None).await;
+    assert_eq!(chunked.body.expect("dechunked"), b"hello world");
+    let odd = send(&client, get("/status-999"), None).await;
+    assert_eq!(odd.status, 502);
+    let after = send(&client, get("/still-fine"), None).await;
+    assert_eq!(after.status, 200, "the connection outlives broken streams");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_through_a_tls_backend() {
+    let ca = Ca::root("Backend CA");
+    let backend = Backend::start_tls(&ca.issue(&LeafSpec::new(&["example.cn"], 5))).await;
+    let (env, running, root) = launch_tls(&backend, &ca, "").await;
+    let client = h2_connect(&[&root.pem], env.https, "example.cn")
+        .await
+        .expect("h2 connection");
+    let parts = vec![Bytes::from_static(b"{\"order\": 1}")];
+    let got = send(&client, post("/api/orders", Some(12)), Some(parts)).await;
+    assert_eq!(got.status, 200, "{}", running.log());
+    assert_eq!(got.body.expect("body"), b"POST /api/orders body=12");
+    assert!(backend.last_request().ends_with("{\"order\": 1}"));
+    assert_eq!(
+        backend.names.lock().expect("lock").as_slice(),
+        ["example.cn"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_be_made_canonical_are_400() {
+    let backend = Backend::start().await;
+    let (env, _running, root) = launch(&backend, "").await;
+    let client = h2_connect(&[&root.pem], env.https, "example.cn")
+        .await
+        .expect("h2 connection");
+    let differ = http::Request::get("https://example.cn/x")
+        .header("host", "other.cn")
+        .body(())
+        .expect("request");
+    assert_eq!(send(&client, differ, None).await.status, 400);
+    for path in ["/a%2Fb", "/../../etc", "/a%00"] {
+        assert_eq!(send(&client, get(path), None).await.status, 400, "{path}");
+    }
+    let dots = send(&client, get("/a/./b/../c"), None).await;
+    assert_eq!(dots.body.expect("body"), b"GET /a/c body=0");
+    assert!(
+        !backend.last_request().contains("/x "),
+        "no refused request reached the backend"
+    );
+}
