@@ -50,6 +50,6 @@ bench: deps release
 	@# files are kept for 180 days): start each run without the last one's.
 	rm -f /tmp/menshen-bench/access.log*
 	MENSHEN_CMD="$(CURDIR)/target/release/menshen --config $(CURDIR)/benches/peers.toml" \
-	  python3 $(PEERS) --targets nginx,haproxy,menshen --rounds $(ROUNDS)
+	  python3 $(PEERS) --targets nginx,haproxy,caddy,menshen --rounds $(ROUNDS)
 	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)
 	python3 benches/reload_bench.py --binary $(CURDIR)/target/release/menshen
