@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release check certs deps demo-certs bench fmt clippy
+.PHONY: run test build release check certs deps demo-certs bench fmt clippy fuzz
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
 deps:
@@ -53,3 +53,15 @@ bench: deps release
 	  python3 $(PEERS) --targets nginx,haproxy,caddy,menshen --rounds $(ROUNDS)
 	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)
 	python3 benches/reload_bench.py --binary $(CURDIR)/target/release/menshen
+
+# Fuzzing (nightly; cargo-fuzz installed when missing): each target for FUZZ_SECONDS. Inputs
+# that crash are left in fuzz/artifacts/TARGET/; copy them to fuzz/regressions/TARGET/ so that
+# `make test` (tests/fuzz_corpus.rs) keeps them fixed.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := request_head target chunked h2_request config
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && \
+	  $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

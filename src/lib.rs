@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod observe;
 pub mod policy;
 pub mod proxy;

@@ -23,8 +23,10 @@
 //! reuse of a connection whose request body was not read to the end.
 //!
 //! A connection over the per-IP limit is still served its first request, as a logged 429 that
-//! closes it; an HTTP/2 connection over the limit is closed at once (its requests cannot see the
-//! connection). HTTP/2 connections have no header clock (the h2 layer reads frames).
+//! closes it; an HTTP/2 connection over the limit is closed at once. HTTP/2 connections go to
+//! the HTTP/2 engine (`h2`), whose handshake (preface and SETTINGS) must arrive within the same
+//! header clock; their streams have no per-request clock (the h2 crate reads frames, bounded
+//! by its header-list limit).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -324,8 +326,9 @@ impl Peek for ClientConn {
 }
 
 /// The HTTP application with a [`ClientConn`] around every connection; HTTP/1 connections
-/// start in menshen's own loop (`h1`), which hands them to the application at the first
-/// request it does not take.
+/// start in menshen's own loop (`h1`), which hands them to pingora-proxy at the first request
+/// for an upstream that offers HTTP/2; HTTP/2 connections go to menshen's HTTP/2 engine
+/// (`h2`) unless the config has such an upstream.
 pub struct ConnGate<A> {
     inner: Arc<A>,
     h1: Proxy,

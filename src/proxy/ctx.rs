@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 
+use super::in_flight::InFlight;
 use super::phases::proxy_action;
 use crate::policy::client::Client;
 use crate::route::router::ProxyAction;
@@ -68,6 +69,8 @@ pub struct Ctx {
     /// The client IP as text, for X-Forwarded-For, X-Real-IP and the access log.
     pub(super) client_ip: Option<HeaderValue>,
     pub(super) body_seen: u64,
+    /// Counts the request as in flight while the context lives.
+    _in_flight: InFlight,
 }
 
 /// Backends tried for one request, in order, without allocating: at most `MAX_TRIES`, and a try
@@ -117,6 +120,7 @@ impl Ctx {
             request_id: HeaderValue::from_static(""),
             client_ip: None,
             body_seen: 0,
+            _in_flight: InFlight::start(),
         }
     }
 

@@ -26,6 +26,7 @@ mod ctx;
 mod errors;
 mod h1;
 mod h2;
+pub mod in_flight;
 mod own;
 mod phases;
 mod respond;
@@ -73,6 +74,24 @@ impl Proxy {
             request_ids: Arc::new(RequestIds::new()),
         }
     }
+}
+
+/// `crate::fuzz`'s way into the HTTP/1 engine's head reading.
+#[doc(hidden)]
+pub fn fuzz_request_head(data: &[u8]) -> Option<String> {
+    h1::read_one_head(data)
+}
+
+/// `crate::fuzz`'s way into the chunked decoder.
+#[doc(hidden)]
+pub fn fuzz_chunked(data: &[u8]) {
+    h1::fuzz_chunked(data)
+}
+
+/// `crate::fuzz`'s way into the HTTP/2-to-HTTP/1 mapping.
+#[doc(hidden)]
+pub fn fuzz_h2_request(data: &[u8]) {
+    h2::fuzz_request(data)
 }
 
 /// The Host a request is for: the Host header, or the authority of an HTTP/2 request.

@@ -236,6 +236,34 @@ impl Body {
     }
 }
 
+/// A chunked body read whole and read in two parts (split where its first byte says) ends at
+/// the same place with the same payload (`crate::fuzz`).
+pub(in crate::proxy) fn fuzz_chunked(data: &[u8]) {
+    let read = |parts: &[&[u8]]| {
+        let mut body = Body::new(Framing::Chunked);
+        let (mut used, mut payload) = (0, Vec::new());
+        for part in parts {
+            let (n, count) = body.take_with(part, |r| payload.extend_from_slice(&part[r]))?;
+            assert!(n <= part.len());
+            used += n;
+            if body.is_done() {
+                break;
+            }
+            assert_eq!(n, part.len(), "an unfinished body takes all it is given");
+            let _ = count;
+        }
+        Ok::<_, ()>((used, payload, body.is_done()))
+    };
+    let cut = data
+        .first()
+        .map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let whole = read(&[data]);
+    let split = read(&[&data[..cut], &data[cut..]]);
+    if let Ok(whole) = &whole {
+        assert_eq!(Ok(whole), split.as_ref(), "split at {cut}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,22 @@ impl ConnFacts {
     }
 }
 
+/// The canonical target of the request head `data` as this engine reads it: `None` when the
+/// engine refuses it or it is not exactly one whole head (`crate::fuzz`).
+pub(in crate::proxy) fn read_one_head(data: &[u8]) -> Option<String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(data) {
+        Ok(httparse::Status::Complete(n)) if n == data.len() => {}
+        _ => return None,
+    }
+    let mut classes = [crate::semantics::fields::Field::Other; MAX_HEADERS];
+    let req = request::request(&parsed, &mut classes).ok()?;
+    Some(req.target.as_str().to_owned())
+}
+
+pub(in crate::proxy) use self::body::fuzz_chunked;
+
 /// Runs `io` with a time limit that costs no timer when `io` is ready at once.
 pub(in crate::proxy) async fn within<T>(
     limit: Option<Duration>,

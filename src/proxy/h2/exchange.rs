@@ -199,14 +199,36 @@ fn upstream_head(
     ctx: &Ctx,
     facts: &ConnFacts,
 ) {
-    let parts = request.parts;
+    let target = request.target.as_str();
+    let path = action.rewrite.apply(ctx.route_prefix(), target);
+    let host = match &action.host_header {
+        Some(host) => host.as_bytes(),
+        None => request.host.as_str().as_bytes(),
+    };
+    let sent = path.as_deref().unwrap_or(target);
+    mapped_head(out, request.parts, sent, host, framing);
+    let received = request
+        .parts
+        .headers
+        .get("x-forwarded-for")
+        .map(HeaderValue::as_bytes);
+    forwarding_fields(out, request.host.as_str(), received, ctx, facts);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request line and the client's fields of an HTTP/2 request as HTTP/1.1 (without the
+/// empty line that ends the head): `path` and `host` as sent, the fields less what menshen
+/// sets, cookies joined, the body's framing.
+pub(super) fn mapped_head(
+    out: &mut Vec<u8>,
+    parts: &http::request::Parts,
+    path: &str,
+    host: &[u8],
+    framing: Option<Framing>,
+) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
-    let target = request.target.as_str();
-    match action.rewrite.apply(ctx.route_prefix(), target) {
-        Some(path) => out.extend_from_slice(path.as_bytes()),
-        None => out.extend_from_slice(target.as_bytes()),
-    }
+    out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // HTTP/2 sends each cookie pair as a field of its own; HTTP/1 wants one (RFC 9113 8.2.3).
     let mut cookies = 0;
@@ -228,10 +250,6 @@ fn upstream_head(
     if cookies > 0 {
         out.extend_from_slice(b"\r\n");
     }
-    let host = match &action.host_header {
-        Some(host) => host.as_bytes(),
-        None => request.host.as_str().as_bytes(),
-    };
     push_field(out, b"host", host);
     match framing {
         Some(Framing::Length(n)) => push_field(
@@ -246,12 +264,6 @@ fn upstream_head(
         }
         None => {}
     }
-    let received = parts
-        .headers
-        .get("x-forwarded-for")
-        .map(HeaderValue::as_bytes);
-    forwarding_fields(out, request.host.as_str(), received, ctx, facts);
-    out.extend_from_slice(b"\r\n");
 }
 
 enum UploadError {

@@ -104,6 +104,52 @@ impl Proxy {
     }
 }
 
+/// An HTTP/2 request written as text (`METHOD PATH AUTHORITY`, then `name: value` lines)
+/// mapped to HTTP/1: when menshen takes it, what the backend gets parses as exactly one
+/// request the HTTP/1 engine would take too, for the same canonical target (`crate::fuzz`).
+pub(crate) fn fuzz_request(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let mut first = lines.next().unwrap_or("").split(' ');
+    let (method, path, authority) = (
+        first.next().unwrap_or(""),
+        first.next().unwrap_or(""),
+        first.next().unwrap_or(""),
+    );
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(format!("https://{authority}{path}"));
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            builder = builder.header(name, value.trim_start());
+        }
+    }
+    let Ok(request) = builder.body(()) else {
+        return;
+    };
+    let (parts, ()) = request.into_parts();
+    let Ok((target, host, length)) = stream::mapped(&parts) else {
+        return;
+    };
+    let framing = length.map(super::h1::Framing::Length);
+    let mut out = Vec::new();
+    exchange::mapped_head(
+        &mut out,
+        &parts,
+        target.as_str(),
+        host.as_str().as_bytes(),
+        framing,
+    );
+    out.extend_from_slice(b"\r\n");
+    let read = super::h1::read_one_head(&out);
+    assert_eq!(
+        read.as_deref(),
+        Some(target.as_str()),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
 /// Sends `data` on `send` as the client's flow control allows, each wait for window within
 /// `limit`; `end` ends the stream with the last frame.
 async fn send_data(

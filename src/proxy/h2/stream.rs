@@ -153,7 +153,7 @@ impl Proxy {
 /// The canonical target and Host of a request, and its Content-Length; or why it is refused.
 /// The `:authority` is the Host; a `Host` field that names another is refused (RFC 9113
 /// 8.3.1), as are CONNECT (no tunnels) and a bad Content-Length.
-fn mapped(
+pub(super) fn mapped(
     parts: &http::request::Parts,
 ) -> Result<
     (

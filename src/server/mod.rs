@@ -1,7 +1,10 @@
 //! Builds the pingora server: listeners (TLS terminated by the connection gate), the proxy service,
 //! and the control runtime that runs reloads, health checks and DNS refreshes.
 
+mod bind;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -12,6 +15,7 @@ use pingora::services::listening::Service;
 use crate::admin::Admin;
 use crate::observe::access_log::AccessLog;
 use crate::proxy::conn::ConnGate;
+use crate::proxy::in_flight;
 use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -38,6 +42,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
 
     let server_section = snapshot.file.server.clone();
     let listeners = snapshot.listeners().to_vec();
+    // A binary upgrade takes the sockets over from the running process: they are meant to be
+    // held.
+    if !opts.upgrade {
+        bind::check(&listeners)?;
+    }
     let state: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
 
     let mut conf = ServerConf {
@@ -120,6 +129,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     let reloader = Reloader::new(state.clone(), control.handle().clone());
     reloader.start();
     let admin_config = state.load().admin.clone();
+    let mut draining_admin = None;
     if let Some(admin_config) = admin_config {
         let addr = admin_config.addr;
         let admin = Admin::new(state.clone(), reloader.clone(), access_log.clone());
@@ -147,19 +157,42 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         }
         let ready = admin.clone();
         control.spawn(async move { ready.wait_until_listening().await });
-        control.spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                if term.recv().await.is_some() {
-                    tracing::info!("SIGTERM: draining (readyz 503, listeners closing, in-flight requests finishing)");
-                    admin.start_draining();
-                }
-            }
-        });
+        draining_admin = Some(admin);
     }
+    control.spawn(drain_on_sigterm(draining_admin, access_log.clone()));
     // The control runtime must outlive the server; run_forever exits the process.
     let _control = control;
     server.run_forever()
+}
+
+/// On SIGTERM pingora stops the listeners and waits out the grace period for what is in flight.
+/// Here readiness turns 503, and once no request has been in flight for `QUIET` the access log
+/// is flushed and the process exits: a drained proxy does not wait the rest of the period.
+/// Idle keep-alive connections close with the process, as they would at the period's end.
+async fn drain_on_sigterm(admin: Option<Arc<Admin>>, log: Option<Arc<AccessLog>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    const QUIET: Duration = Duration::from_millis(500);
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    if term.recv().await.is_none() {
+        return;
+    }
+    tracing::info!(
+        in_flight = in_flight::count(),
+        "SIGTERM: draining (readyz 503, listeners closing, in-flight requests finishing)"
+    );
+    if let Some(admin) = &admin {
+        admin.start_draining();
+    }
+    while !in_flight::idle_for(QUIET) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!("drained: no request in flight; exiting");
+    if let Some(log) = log {
+        let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
+    }
+    std::process::exit(0);
 }
 
 /// Flushes the access log when the server shuts down.

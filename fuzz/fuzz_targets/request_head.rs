@@ -1,0 +1,4 @@
+//! `menshen::fuzz::request_head` under libFuzzer (`make fuzz`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| menshen::fuzz::request_head(data));

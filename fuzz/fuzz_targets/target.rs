@@ -1,0 +1,4 @@
+//! `menshen::fuzz::target` under libFuzzer (`make fuzz`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| menshen::fuzz::target(data));
