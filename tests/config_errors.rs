@@ -46,8 +46,6 @@ fn each_mistake_is_named_with_its_key_and_fix() {
          "upstream \"u\": backends[0]: \"nohost\" is not ip:port or hostname:port"),
         ("", "[[upstreams]]\nname = \"u\"\nbackends = []\n",
          "upstream \"u\": backends is empty"),
-        ("", "[[upstreams]]\nname = \"u\"\nbackends = [\"127.0.0.1:1\"]\nhttp2 = true\n",
-         "upstream \"u\": http2: needs tls = true"),
         ("", "[[upstreams]]\nname = \"u\"\nbackends = [\"127.0.0.1:1\"]\n[upstreams.health_check]\nkind = \"http\"\n",
          "upstream \"u\": health_check.path: kind = \"http\" needs a path"),
         ("", "[[upstreams]]\nname = \"u\"\nbackends = [\"127.0.0.1:1\"]\nhash_key = \"cookie\"\n",

@@ -1,6 +1,7 @@
 //! menshen's own HTTP/1 loop (src/proxy/h1/) against a scripted backend: keep-alive on both
-//! sides, response framings, stale pooled connections, hop-by-hop fields, denials, and the
-//! hand-over to pingora-proxy for requests the loop does not take, on the same connection.
+//! sides, response framings, stale pooled connections, hop-by-hop fields, denials, and
+//! pipelined and body-carrying requests on the same connection. The HTTP/1 and HTTP/2 engines
+//! side by side: tests/h2_engine.rs.
 //! Timeouts and shutdown: tests/h1_limits.rs.
 
 mod support;
@@ -8,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use support::eventually;
-use support::h1::{field_names, field_value, get, start, start_with, Backend, Client};
+use support::h1::{get, start, start_with, Backend, Client};
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,11 +122,11 @@ async fn a_pooled_connection_the_backend_closed_is_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_the_loop_does_not_take_are_served_on_the_same_connection() {
+async fn pipelined_requests_and_bodies_are_served_on_the_same_connection() {
     let backend = Backend::start().await;
     let (env, _running) = start(&backend).await;
     let mut client = Client::connect(env.http).await;
-    // Two requests in one write (pipelined), then one with a body (pingora-proxy's).
+    // Two requests in one write (pipelined), then one with a body.
     client
         .send(&format!("{}{}", get("/p1", ""), get("/p2", "")))
         .await;
@@ -237,62 +238,6 @@ async fn backend_headers_are_checked_and_cleaned() {
         backend.accepted(),
         connections + 1,
         "a backend that sent both lengths is not reused"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_loop_and_pingora_proxy_send_and_answer_alike() {
-    let backend = Backend::start().await;
-    let (env, _running) = start(&backend).await;
-    let extra = "X-Custom: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Forwarded-For: 198.51.100.7\r\nX-Real-IP: 198.51.100.7\r\nX-Forwarded-Proto: gopher\r\nUser-Agent: parity\r\n";
-    // Served by the loop: no body.
-    let mut client = Client::connect(env.http).await;
-    client.send(&get("/parity", extra)).await;
-    let looped = client.response(false).await;
-    let looped_request = backend.last_request();
-    // Served by pingora-proxy: the same with a body.
-    let mut client = Client::connect(env.http).await;
-    client
-        .send(&format!(
-            "POST /parity HTTP/1.1\r\nHost: example.cn\r\n{extra}Content-Length: 2\r\n\r\nhi"
-        ))
-        .await;
-    let proxied = client.response(false).await;
-    let proxied_request = backend.last_request();
-
-    assert_eq!(looped.status, 200);
-    assert_eq!(proxied.status, 200);
-    assert_eq!(
-        field_names(&looped_request),
-        field_names(&proxied_request),
-        "request fields the backend sees\nloop:\n{looped_request}\npingora:\n{proxied_request}"
-    );
-    for name in [
-        "host",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-        "x-real-ip",
-        "x-custom",
-        "user-agent",
-    ] {
-        assert_eq!(
-            field_value(&looped_request, name),
-            field_value(&proxied_request, name),
-            "{name}"
-        );
-    }
-    for gone in ["x-secret", "keep-alive", "proxy-connection", "te"] {
-        assert_eq!(looped.header(gone), None, "loop passed {gone}");
-        assert_eq!(proxied.header(gone), None, "pingora-proxy passed {gone}");
-    }
-    assert_eq!(looped.header("x-kept"), Some("1"));
-    assert_eq!(
-        field_names(&looped.head),
-        field_names(&proxied.head),
-        "response fields the client sees\nloop:\n{}\npingora:\n{}",
-        looped.head,
-        proxied.head
     );
 }
 

@@ -7,8 +7,8 @@ mod support;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use support::h1::{launch, launch_tls, Backend};
-use support::http::h2_connect;
+use support::h1::{field_names, field_value, launch, launch_tls, Backend};
+use support::http::{h2_connect, raw_tls, tls_client};
 use support::pki::{Ca, LeafSpec};
 
 /// What an HTTP/2 client saw of one request: the status, the fields, the body (or the error
@@ -217,4 +217,108 @@ async fn requests_that_cannot_be_made_canonical_are_400() {
         !backend.last_request().contains("/x "),
         "no refused request reached the backend"
     );
+}
+
+/// The same GET from an HTTP/1.1 client and from an HTTP/2 client, both over TLS: the backend
+/// sees the same request fields with the same forwarding values, and the clients the same
+/// response fields, the backend's hop-by-hop ones (and those its `Connection` names) gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_http2_clients_send_and_answer_alike() {
+    let backend = Backend::start().await;
+    let (env, running, root) = launch(&backend, "").await;
+    // Fields both protocols may carry (HTTP/2 has no Keep-Alive, and TE only as "trailers").
+    let fields = [
+        ("x-custom", "1"),
+        ("te", "trailers"),
+        ("proxy-authorization", "Basic eA=="),
+        ("x-forwarded-for", "198.51.100.7"),
+        ("x-real-ip", "198.51.100.7"),
+        ("x-forwarded-proto", "gopher"),
+        ("user-agent", "parity"),
+    ];
+    let extra: String = fields
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    let raw =
+        format!("GET /parity HTTP/1.1\r\nHost: example.cn\r\n{extra}Connection: close\r\n\r\n");
+    let h1 = raw_tls(
+        &tls_client(&[&root.pem]),
+        env.https,
+        "example.cn",
+        b"",
+        raw.as_bytes(),
+    )
+    .await
+    .expect("HTTP/1.1 response");
+    let h1_request = backend.last_request();
+
+    let client = h2_connect(&[&root.pem], env.https, "example.cn")
+        .await
+        .expect("h2 connection");
+    let mut request = get("/parity");
+    for (name, value) in fields {
+        request
+            .headers_mut()
+            .insert(name, http::HeaderValue::from_static(value));
+    }
+    let h2 = send(&client, request, None).await;
+    let h2_request = backend.last_request();
+
+    assert_eq!(h1.status, 200, "{}", running.log());
+    assert_eq!(h2.status, 200, "{}", running.log());
+    assert_eq!(
+        field_names(&h1_request),
+        field_names(&h2_request),
+        "request fields the backend sees\nHTTP/1.1:\n{h1_request}\nHTTP/2:\n{h2_request}"
+    );
+    for name in [
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "x-custom",
+        "user-agent",
+        "proxy-authorization",
+    ] {
+        assert_eq!(
+            field_value(&h1_request, name),
+            field_value(&h2_request, name),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        field_value(&h2_request, "x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        field_value(&h2_request, "te"),
+        None,
+        "TE is not forwarded to HTTP/1 backends"
+    );
+
+    let mut h1_names: Vec<String> = h1
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .filter(|n| !matches!(n.as_str(), "content-length" | "date" | "connection"))
+        .collect();
+    h1_names.sort();
+    let mut h2_names: Vec<String> = h2
+        .headers
+        .keys()
+        .map(|n| n.as_str().to_owned())
+        .filter(|n| !matches!(n.as_str(), "content-length" | "date"))
+        .collect();
+    h2_names.sort();
+    assert_eq!(h1_names, h2_names, "response fields the clients see");
+    for gone in ["x-secret", "keep-alive", "proxy-connection", "te"] {
+        assert!(!h1_names.iter().any(|n| n == gone), "HTTP/1.1 got {gone}");
+    }
+    assert_eq!(
+        h2.headers.get("x-kept").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    assert_eq!(h2.body.expect("body"), b"GET /parity body=0");
 }

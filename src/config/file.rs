@@ -266,7 +266,8 @@ pub struct UpstreamSection {
     pub verify: bool,
     /// PEM roots for verifying backends instead of the Mozilla (webpki) roots.
     pub ca_file: Option<String>,
-    /// Offer HTTP/2 to TLS backends (ALPN h2, falling back to HTTP/1.1).
+    /// Speak HTTP/2 to backends: offered by ALPN with TLS (falling back to HTTP/1.1), spoken
+    /// from the start (h2c, prior knowledge) without.
     #[serde(default)]
     pub http2: bool,
     /// Connect timeout.

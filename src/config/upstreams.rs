@@ -225,17 +225,12 @@ fn peer_template(
     o.idle_timeout = ms(section.idle_timeout_ms);
     o.verify_cert = section.verify;
     o.verify_hostname = section.verify;
-    o.alpn = if section.tls && section.http2 {
-        ALPN::H2H1
-    } else {
-        ALPN::H1
+    o.alpn = match (section.http2, section.tls) {
+        (true, true) => ALPN::H2H1,
+        // h2c: no ALPN to ask with, so HTTP/2 from the first byte.
+        (true, false) => ALPN::H2,
+        (false, _) => ALPN::H1,
     };
-    if section.http2 && !section.tls {
-        errors.invalid(
-            format!("{key}: http2"),
-            "needs tls = true (HTTP/2 to backends is negotiated with ALPN)",
-        );
-    }
     if section.tls {
         let roots = match &section.ca_file {
             Some(ca) => {
@@ -262,7 +257,7 @@ fn peer_template(
         // upstreams (or two versions of one) at the same address would share connections
         // verified against different roots.
         peer.group_key = pool_group(&section.name, &roots);
-        let tls = match client_config(&roots, section.verify) {
+        let tls = match client_config(&roots, section.verify, section.http2) {
             Ok(config) => Some(UpstreamTls {
                 config: Arc::new(config),
                 sni: section.sni.clone().filter(|s| !s.is_empty()),

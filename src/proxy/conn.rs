@@ -328,7 +328,7 @@ impl Peek for ClientConn {
 /// The HTTP application with a [`ClientConn`] around every connection; HTTP/1 connections
 /// start in menshen's own loop (`h1`), which hands them to pingora-proxy at the first request
 /// for an upstream that offers HTTP/2; HTTP/2 connections go to menshen's HTTP/2 engine
-/// (`h2`) unless the config has such an upstream.
+/// (`h2`).
 pub struct ConnGate<A> {
     inner: Arc<A>,
     h1: Proxy,
@@ -446,18 +446,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
             return None;
         }
         let limit = policy.header_read_timeout;
-        // Until the engine speaks HTTP/2 to backends, a config with an upstream that offers it
-        // leaves HTTP/2 clients to pingora-proxy (an HTTP/2 connection cannot change engines
-        // between requests, as an HTTP/1 one does).
-        let own_h2 = !snapshot.upstreams.values().any(|u| u.offers_http2());
         drop(snapshot);
         let conn = ClientConn::new(stream, limit, counted, over_limit, !h2);
-        if h2 && own_h2 {
+        if h2 {
             self.h1.serve_h2(conn, shutdown).await;
             return None;
-        }
-        if h2 {
-            return self.inner.process_new(Box::new(conn), shutdown).await;
         }
         match self.h1.serve_h1(conn, shutdown).await {
             Served::Closed => None,

@@ -97,6 +97,14 @@ impl Tried {
     }
 }
 
+impl Tried {
+    /// Takes the last try back: the backend is to be tried again another way (it chose
+    /// HTTP/1.1 where HTTP/2 was offered).
+    pub(super) fn retract(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+}
+
 impl std::ops::Deref for Tried {
     type Target = [SocketAddr];
     fn deref(&self) -> &[SocketAddr] {

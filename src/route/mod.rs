@@ -1,6 +1,7 @@
 //! Where a request goes: the host/path router, upstream pools, and backend discovery.
 
 pub mod dns;
+pub mod h2_pool;
 pub mod pool;
 pub mod router;
 pub mod upstream;

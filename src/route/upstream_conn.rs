@@ -99,6 +99,14 @@ async fn within<T>(
 }
 
 impl UpstreamConn {
+    /// Whether the backend chose HTTP/2 by ALPN.
+    pub fn chose_h2(&self) -> bool {
+        match self {
+            UpstreamConn::Plain(_) => false,
+            UpstreamConn::Tls(s) => s.get_ref().1.alpn_protocol() == Some(b"h2"),
+        }
+    }
+
     /// Whether an idle connection can carry a request: nothing to read on it (no end of
     /// stream, no bytes it should not have sent). On TLS, records that carry no data (a
     /// session ticket, a key update) are taken in on the way; a close_notify is an end.

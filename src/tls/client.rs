@@ -20,9 +20,14 @@ pub struct UpstreamTls {
     pub group: u64,
 }
 
-/// A client configuration trusting `roots`, offering HTTP/1.1 by ALPN. With `verify` off the
-/// backend's certificate is not checked at all (its handshake signature still is).
-pub fn client_config(roots: &[CertificateDer<'_>], verify: bool) -> Result<ClientConfig, String> {
+/// A client configuration trusting `roots`, offering HTTP/1.1 by ALPN (`h2` first when `http2`).
+/// With `verify` off the backend's certificate is not checked at all (its handshake signature
+/// still is).
+pub fn client_config(
+    roots: &[CertificateDer<'_>],
+    verify: bool,
+    http2: bool,
+) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -43,7 +48,10 @@ pub fn client_config(roots: &[CertificateDer<'_>], verify: bool) -> Result<Clien
             .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
             .with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = match http2 {
+        true => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        false => vec![b"http/1.1".to_vec()],
+    };
     Ok(config)
 }
 
@@ -122,10 +130,18 @@ mod tests {
     #[test]
     fn roots_must_be_usable() {
         let junk = [CertificateDer::from(vec![1, 2, 3])];
-        assert!(client_config(&junk, true).is_err());
-        assert!(client_config(&junk, false).is_ok(), "nothing is verified");
+        assert!(client_config(&junk, true, false).is_err());
+        assert!(
+            client_config(&junk, false, false).is_ok(),
+            "nothing is verified"
+        );
         let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS;
-        let config = client_config(roots, true).expect("webpki roots");
+        let config = client_config(roots, true, false).expect("webpki roots");
         assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        let config = client_config(roots, true, true).expect("webpki roots");
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 }

@@ -554,8 +554,7 @@ pub fn field_names(head: &str) -> Vec<String> {
             l.split_once(':')
                 .map(|(n, _)| n.trim().to_ascii_lowercase())
         })
-        // Lengths and dates differ by nature; pingora-proxy says `Connection: keep-alive`
-        // where the loop relies on HTTP/1.1's default.
+        // Lengths and dates differ by nature, and framing and `Connection` by protocol.
         .filter(|n| {
             !matches!(
                 n.as_str(),

@@ -76,6 +76,24 @@ impl Proxy {
             },
             None => Kind::PLAIN,
         };
+        if action.upstream.offers_http2() {
+            let exchanged = self
+                .h1_to_h2(
+                    conn,
+                    facts,
+                    request,
+                    action,
+                    kind,
+                    ctx,
+                    bufs,
+                    input,
+                    &mut upload,
+                )
+                .await;
+            if let Some(outcome) = exchanged {
+                return outcome;
+            }
+        }
         let exchanged = self
             .exchange(
                 conn,

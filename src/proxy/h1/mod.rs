@@ -24,6 +24,7 @@ mod relay;
 mod request;
 mod response;
 mod serve;
+mod to_h2;
 mod tunnel;
 mod upload;
 
@@ -47,8 +48,8 @@ use self::serve::Next;
 pub(in crate::proxy) use self::body::Body;
 pub(in crate::proxy) use self::request::forwarding_fields;
 pub(in crate::proxy) use self::response::{
-    push_field, read_response_head, response_fields, response_head, with_date, with_response,
-    Framing, MAX_INTERIM,
+    edited_fields, push_field, read_response_head, response_fields, response_head, with_date,
+    with_response, Framing, MAX_INTERIM,
 };
 use super::conn::ClientConn;
 use super::ctx::Ctx;

@@ -204,7 +204,7 @@ impl Relay<'_, '_> {
 }
 
 /// Appends body bytes for the client: as they are, or as one chunk.
-fn push_body(out: &mut Vec<u8>, data: &[u8], rechunk: bool) {
+pub(super) fn push_body(out: &mut Vec<u8>, data: &[u8], rechunk: bool) {
     if !rechunk {
         out.extend_from_slice(data);
         return;

@@ -71,7 +71,7 @@ impl<'b> Req<'b> {
 
     /// Whether a field the client sent is forwarded: not hop-by-hop, not named by
     /// `Connection`, not one menshen writes itself.
-    fn forwards(&self, f: Field, name: &str) -> bool {
+    pub(super) fn forwards(&self, f: Field, name: &str) -> bool {
         match f {
             Field::Other | Field::UserAgent => {
                 self.connection[0].is_empty()
@@ -327,33 +327,36 @@ pub(super) fn upstream_request(
         ),
         BodyFraming::Chunked => push_field(out, b"transfer-encoding", b"chunked"),
     }
-    forwarding_fields(out, req.host.as_str(), req.forwarded_for, ctx, facts);
+    let host = req.host.as_str();
+    forwarding_fields(host, req.forwarded_for, ctx, facts, |name, value| {
+        push_field(out, name.as_bytes(), value)
+    });
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes menshen's forwarding fields for the backend, whatever the client's protocol:
-/// `X-Forwarded-Host` (the canonical Host), `X-Forwarded-For` (the client's list extended
-/// with the peer), `X-Real-IP`, `X-Forwarded-Proto` and `X-Request-Id`.
+/// Menshen's forwarding fields for the backend, whatever the client's protocol, each handed
+/// to `emit`: `X-Forwarded-Host` (the canonical Host), `X-Forwarded-For` (the client's list
+/// extended with the peer), `X-Real-IP`, `X-Forwarded-Proto` and `X-Request-Id`.
 pub(in crate::proxy) fn forwarding_fields(
-    out: &mut Vec<u8>,
     host: &str,
     forwarded_for_received: Option<&[u8]>,
     ctx: &Ctx,
     facts: &ConnFacts,
+    mut emit: impl FnMut(&'static str, &[u8]),
 ) {
-    push_field(out, b"x-forwarded-host", host.as_bytes());
+    emit("x-forwarded-host", host.as_bytes());
     if let Some(client_ip) = &ctx.client_ip {
         let list = forwarded_for(forwarded_for_received, facts.peer.addr.ip(), client_ip);
-        push_field(out, b"x-forwarded-for", list.as_bytes());
-        push_field(out, b"x-real-ip", client_ip.as_bytes());
+        emit("x-forwarded-for", list.as_bytes());
+        emit("x-real-ip", client_ip.as_bytes());
     }
     let proto: &[u8] = if facts.tls.is_some() {
         b"https"
     } else {
         b"http"
     };
-    push_field(out, b"x-forwarded-proto", proto);
-    push_field(out, b"x-request-id", ctx.request_id.as_bytes());
+    emit("x-forwarded-proto", proto);
+    emit("x-request-id", ctx.request_id.as_bytes());
 }
 
 #[cfg(test)]

@@ -180,28 +180,39 @@ pub(in crate::proxy) fn response_fields(
     resp: &httparse::Response<'_, '_>,
     framing: Framing,
     edits: &ResponseEdits<'_>,
+    emit: impl FnMut(&str, &[u8]),
+) -> bool {
+    let fields = resp.headers.iter().map(|h| (h.name, h.value));
+    edited_fields(fields, framing, edits, emit)
+}
+
+/// `response_fields` over any response's fields (an HTTP/2 backend's, too).
+pub(in crate::proxy) fn edited_fields<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    framing: Framing,
+    edits: &ResponseEdits<'_>,
     mut emit: impl FnMut(&str, &[u8]),
 ) -> bool {
-    let hop = HopByHop::of(resp);
+    let hop = HopByHop::of(fields.clone());
     let mut has_date = false;
-    for h in resp.headers.iter() {
-        match field(h.name) {
+    for (name, value) in fields {
+        match field(name) {
             Field::XRequestId => continue,
             Field::ContentLength if matches!(framing, Framing::Chunked | Framing::UntilClose) => {
                 continue
             }
-            f if hop.drops(f, h.name) => continue,
+            f if hop.drops(f, name) => continue,
             _ => {}
         }
-        has_date |= h.name.eq_ignore_ascii_case("date");
-        let edited = |n: &http::HeaderName| h.name.eq_ignore_ascii_case(n.as_str());
+        has_date |= name.eq_ignore_ascii_case("date");
+        let edited = |n: &http::HeaderName| name.eq_ignore_ascii_case(n.as_str());
         if edits.remove.iter().any(edited)
             || edits.add.iter().any(|(n, _)| edited(n))
             || (edits.hsts.is_some() && edited(&http::header::STRICT_TRANSPORT_SECURITY))
         {
             continue;
         }
-        emit(h.name, h.value);
+        emit(name, value);
     }
     for (name, value) in edits.add {
         emit(name.as_str(), value.as_bytes());
@@ -245,7 +256,7 @@ pub(super) fn client_response_head(
 /// but for `Upgrade`, with `Connection: upgrade`.
 pub(super) fn upgrade_head(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>, id: &[u8]) {
     status_line(out, resp);
-    let hop = HopByHop::of(resp);
+    let hop = HopByHop::of_response(resp);
     for h in resp.headers.iter() {
         let f = field(h.name);
         if f == Field::Upgrade || (!hop.drops(f, h.name) && f != Field::XRequestId) {
@@ -308,20 +319,24 @@ struct HopByHop<'r> {
 }
 
 impl<'r> HopByHop<'r> {
-    fn of(resp: &httparse::Response<'_, 'r>) -> Self {
+    fn of(fields: impl Iterator<Item = (&'r str, &'r [u8])>) -> Self {
         let mut hop = HopByHop {
             connection: [&[]; 4],
             count: 0,
         };
-        for h in resp.headers.iter() {
-            if h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection") {
+        for (name, value) in fields {
+            if name.len() == 10 && name.eq_ignore_ascii_case("connection") {
                 if let Some(slot) = hop.connection.get_mut(hop.count) {
-                    *slot = h.value;
+                    *slot = value;
                     hop.count += 1;
                 }
             }
         }
         hop
+    }
+
+    fn of_response(resp: &httparse::Response<'_, 'r>) -> Self {
+        Self::of(resp.headers.iter().map(|h| (h.name, h.value)))
     }
 
     fn drops(&self, f: Field, name: &str) -> bool {
@@ -336,7 +351,7 @@ impl<'r> HopByHop<'r> {
 /// Writes an interim response for the client: the backend's, less its connection's fields.
 pub(super) fn interim_head(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>) {
     status_line(out, resp);
-    let hop = HopByHop::of(resp);
+    let hop = HopByHop::of_response(resp);
     for h in resp.headers.iter() {
         if !hop.drops(field(h.name), h.name) {
             push_field(out, h.name.as_bytes(), h.value);

@@ -287,9 +287,6 @@ fn head_len(out: &[u8]) -> usize {
 
 /// Whether pingora-proxy serves this request: its route proxies to an upstream that offers
 /// HTTP/2 to its backends, which this engine does not speak yet.
-fn hands_over(at: &Located<'_, '_>) -> bool {
-    match at.route.map(|(_, r)| &r.action) {
-        Some(Action::Proxy(p)) => p.upstream.offers_http2(),
-        _ => false,
-    }
+fn hands_over(_at: &Located<'_, '_>) -> bool {
+    false
 }

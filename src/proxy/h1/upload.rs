@@ -7,7 +7,8 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use h2::SendStream;
 use tokio::io::AsyncReadExt;
 
 use super::body::Body;
@@ -16,6 +17,7 @@ use super::request::BodyFraming;
 use super::response::Framing;
 use super::{within, write_out};
 use crate::proxy::conn::ClientConn;
+use crate::proxy::h2::send_data;
 use crate::route::upstream_conn::UpstreamConn;
 
 /// Body bytes read from the client per read.
@@ -122,22 +124,9 @@ impl Upload {
         if self.body.is_done() {
             return Ok(());
         }
-        if std::mem::take(&mut self.expect_continue) && self.staged.is_empty() {
-            write_out(conn, b"HTTP/1.1 100 Continue\r\n\r\n", send_timeout)
-                .await
-                .map_err(UploadError::Client)?;
-        }
+        self.continue_if_asked(conn, send_timeout).await?;
         while !self.body.is_done() {
-            input.reserve(READ);
-            let read = within(Some(read_timeout), conn.read_buf(input)).await;
-            match read {
-                Ok(0) => {
-                    let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "client closed");
-                    return Err(UploadError::Client(eof));
-                }
-                Ok(_) => {}
-                Err(e) => return Err(UploadError::Client(e)),
-            }
+            read_more(conn, input, read_timeout).await?;
             let n = self.take(input)?;
             self.streamed = true;
             within(write_timeout, send_all(backend, &input[..n]))
@@ -146,5 +135,83 @@ impl Upload {
             input.advance(n);
         }
         Ok(())
+    }
+
+    /// Sends the body's payload as DATA frames on `stream` to an HTTP/2 backend: what came
+    /// with the head, then the rest as it arrives from the client (chunk framing taken off),
+    /// then the stream's end.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn send_h2(
+        &mut self,
+        framing: Framing,
+        conn: &mut ClientConn,
+        input: &mut BytesMut,
+        stream: &mut SendStream<Bytes>,
+        read_timeout: Duration,
+        send_timeout: Option<Duration>,
+    ) -> Result<(), UploadError> {
+        let backend = |e: io::Error| UploadError::Backend(e);
+        let mut payload = BytesMut::new();
+        let staged = &self.staged;
+        let _ = Body::new(framing).take_with(staged, |r| payload.extend_from_slice(&staged[r]));
+        if !payload.is_empty() {
+            send_data(stream, payload.split().freeze(), false, send_timeout)
+                .await
+                .map_err(backend)?;
+        }
+        self.continue_if_asked(conn, send_timeout).await?;
+        while !self.body.is_done() {
+            read_more(conn, input, read_timeout).await?;
+            let taken = self
+                .body
+                .take_with(input, |r| payload.extend_from_slice(&input[r]));
+            let (n, count) = taken.map_err(|()| UploadError::Framing)?;
+            self.payload += count as u64;
+            if self.payload > self.max {
+                return Err(UploadError::TooLarge);
+            }
+            self.streamed = true;
+            input.advance(n);
+            if !payload.is_empty() {
+                send_data(stream, payload.split().freeze(), false, send_timeout)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        send_data(stream, Bytes::new(), true, send_timeout)
+            .await
+            .map_err(backend)
+    }
+
+    /// Answers `Expect: 100-continue` once the body is wanted and the client has not begun it.
+    async fn continue_if_asked(
+        &mut self,
+        conn: &mut ClientConn,
+        send_timeout: Option<Duration>,
+    ) -> Result<(), UploadError> {
+        if std::mem::take(&mut self.expect_continue) && self.staged.is_empty() {
+            write_out(conn, b"HTTP/1.1 100 Continue\r\n\r\n", send_timeout)
+                .await
+                .map_err(UploadError::Client)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads more of the body from the client into `input`, within `read_timeout`; the client
+/// closing before the body's end is an error.
+async fn read_more(
+    conn: &mut ClientConn,
+    input: &mut BytesMut,
+    read_timeout: Duration,
+) -> Result<(), UploadError> {
+    input.reserve(READ);
+    match within(Some(read_timeout), conn.read_buf(input)).await {
+        Ok(0) => {
+            let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "client closed");
+            Err(UploadError::Client(eof))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(UploadError::Client(e)),
     }
 }

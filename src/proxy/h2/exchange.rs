@@ -45,6 +45,23 @@ impl Proxy {
         ctx: &mut Ctx,
         respond: &mut SendResponse<Bytes>,
     ) -> Outcome {
+        let kind = match action.upstream.tls() {
+            Some(tls) => Kind {
+                group: tls.group,
+                name: action.tls_name(request.host.as_str()),
+            },
+            None => Kind::PLAIN,
+        };
+        if action.upstream.offers_http2() {
+            match self
+                .to_h2(facts, request, body, action, kind, ctx, respond)
+                .await
+            {
+                Ok(outcome) => return outcome,
+                // The backend chose HTTP/1.1.
+                Err(returned) => body = returned,
+            }
+        }
         let head_request = request.parts.method == Method::HEAD;
         let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
         let framing = match (body.is_end_stream(), request.length) {
@@ -54,13 +71,6 @@ impl Proxy {
         };
         let mut out = Vec::with_capacity(1024);
         upstream_head(&mut out, request, framing, action, ctx, facts);
-        let kind = match action.upstream.tls() {
-            Some(tls) => Kind {
-                group: tls.group,
-                name: action.tls_name(request.host.as_str()),
-            },
-            None => Kind::PLAIN,
-        };
         let mut up = BytesMut::with_capacity(UPSTREAM_BUF);
         let sent = self
             .h2_send_request(
@@ -212,7 +222,13 @@ fn upstream_head(
         .headers
         .get("x-forwarded-for")
         .map(HeaderValue::as_bytes);
-    forwarding_fields(out, request.host.as_str(), received, ctx, facts);
+    forwarding_fields(
+        request.host.as_str(),
+        received,
+        ctx,
+        facts,
+        |name, value| push_field(out, name.as_bytes(), value),
+    );
     out.extend_from_slice(b"\r\n");
 }
 

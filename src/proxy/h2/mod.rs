@@ -8,13 +8,16 @@
 //! request: the canonical target and Host, the policy, an answer of menshen's own or the
 //! exchange), `exchange` (the request to a backend over HTTP/1: head, body, the response
 //! head back), `relay` (the response as HTTP/2 fields and DATA frames under the client's flow
-//! control). A body the backend breaks off ends the stream with `RST_STREAM`, never as
-//! complete. Routes to upstreams that offer HTTP/2 are not this engine's yet: while the config
-//! has one, HTTP/2 clients go to pingora-proxy (`conn::ConnGate`).
+//! control) or, for upstreams with `http2 = true`, `to_h2` (a stream on the thread's HTTP/2
+//! connection to the backend, trailers included: gRPC). A body the backend breaks off ends the
+//! stream with `RST_STREAM`, never as complete.
 
 mod exchange;
 mod relay;
 mod stream;
+mod to_h2;
+
+pub(in crate::proxy) use to_h2::{backend_request, Outgoing};
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,7 +155,7 @@ pub(crate) fn fuzz_request(data: &[u8]) {
 
 /// Sends `data` on `send` as the client's flow control allows, each wait for window within
 /// `limit`; `end` ends the stream with the last frame.
-async fn send_data(
+pub(in crate::proxy) async fn send_data(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,

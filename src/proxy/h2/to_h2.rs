@@ -1,0 +1,408 @@
+//! An HTTP/2 request to a backend that speaks HTTP/2 (`http2 = true`: TLS with ALPN `h2`, or
+//! h2c): gRPC's way. The request goes as a stream on the thread's connection to the backend
+//! (`route::h2_pool`), its body pumped by a task of its own so that both directions flow at
+//! once (bidirectional streaming), `te: trailers` kept; the response's fields get the same edits
+//! as any other, its DATA frames go on under both windows, and its trailers (`grpc-status`)
+//! follow. A stream the backend resets or breaks off is reset for the client.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use super::exchange::Request;
+use super::send_data;
+use super::stream::{answer, date, own_response, Outcome};
+use crate::proxy::ctx::Ctx;
+use crate::proxy::h1::{edited_fields, forwarding_fields, within, ConnFacts, Framing};
+use crate::proxy::own;
+use crate::proxy::phases::ResponseEdits;
+use crate::proxy::Proxy;
+use crate::route::h2_pool;
+use crate::route::pool::{self, Kind};
+use crate::route::router::ProxyAction;
+use crate::semantics::fields::{field, list_items, Field};
+
+/// The window each stream and each connection to a backend offers for responses.
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
+impl Proxy {
+    /// Sends the request as an HTTP/2 stream to a backend and its response to the client.
+    /// `Err(body)`: the backend chose HTTP/1.1 by ALPN (its connection is in the HTTP/1 pool),
+    /// and the request goes that way.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn to_h2(
+        &self,
+        facts: &ConnFacts,
+        request: &Request<'_>,
+        body: RecvStream,
+        action: &ProxyAction,
+        kind: Kind<'_>,
+        ctx: &mut Ctx,
+        respond: &mut SendResponse<Bytes>,
+    ) -> Result<Outcome, RecvStream> {
+        let head = request.parts.method == Method::HEAD;
+        let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
+        let id = ctx.request_id.clone();
+        let failed = |respond, status, error| failed(respond, &id, head, send, status, error);
+        let (addr, sender) = loop {
+            let parts = request.parts;
+            let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
+            let addr = match self.pick_backend(action, ctx, request.target.path(), header) {
+                Ok(addr) => addr,
+                Err(e) => return Ok(failed(respond, 502, e.to_string()).await),
+            };
+            match self.h2_sender(ctx, action, addr, kind).await {
+                Ok(Some(sender)) => break (addr, sender),
+                Ok(None) => return Err(body),
+                Err(None) => continue,
+                Err(Some((status, error))) => return Ok(failed(respond, status, error).await),
+            }
+        };
+        let parts = request.parts;
+        let outgoing = Outgoing {
+            method: &parts.method,
+            target: request.target.as_str(),
+            host: request.host.as_str(),
+            fields: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+            length: request.length,
+            forwarded_for: parts
+                .headers
+                .get("x-forwarded-for")
+                .map(HeaderValue::as_bytes),
+        };
+        let upstream = match backend_request(outgoing, action, ctx, facts) {
+            Ok(upstream) => upstream,
+            Err(e) => return Ok(failed(respond, 400, e).await),
+        };
+        let end = body.is_end_stream();
+        let (response, upload) = match sender.clone().send_request(upstream, end) {
+            Ok(sent) => sent,
+            Err(e) => {
+                h2_pool::forget(addr, kind);
+                let error = format!("{addr}: sending the request: {e}");
+                return Ok(failed(respond, 502, error).await);
+            }
+        };
+        let max_body = ctx
+            .site
+            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i))
+            .map_or(u64::MAX, |s| s.max_body_bytes);
+        let body_timeout = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
+        let pump = (!end).then(|| tokio::spawn(pump(body, upload, max_body, body_timeout)));
+        let (read_timeout, _) = ctx.backend_timeouts();
+        let response = within(read_timeout, async {
+            response.await.map_err(io::Error::other)
+        });
+        let response = match response.await {
+            Ok(response) => response,
+            Err(e) => {
+                if let Some(pump) = pump {
+                    pump.abort();
+                }
+                let status = own::io_status(e.kind());
+                return Ok(failed(respond, status, format!("{addr}: {e}")).await);
+            }
+        };
+        ctx.upstream_status = Some(response.status().as_u16());
+        let relay = Relay {
+            ctx,
+            facts,
+            addr,
+            head,
+            send,
+            read_timeout,
+        };
+        let mut outcome = relay.run(response, respond).await;
+        if let Some(pump) = pump {
+            // The response is over: what the client still streams has nowhere to go.
+            if !pump.is_finished() {
+                pump.abort();
+            }
+            outcome.bytes_in = pump.await.unwrap_or(0);
+        }
+        Ok(outcome)
+    }
+
+    /// A sender on a ready HTTP/2 connection to `addr`: the thread's, or a new one. `Ok(None)`:
+    /// the backend chose HTTP/1.1 (the new connection went to the HTTP/1 pool). `Err(None)`:
+    /// connecting failed and another backend is to be tried.
+    pub(in crate::proxy) async fn h2_sender(
+        &self,
+        ctx: &mut Ctx,
+        action: &ProxyAction,
+        addr: SocketAddr,
+        kind: Kind<'_>,
+    ) -> Result<Option<SendRequest<Bytes>>, Option<(u16, String)>> {
+        if let Some(sender) = h2_pool::take(addr, kind) {
+            match sender.ready().await {
+                Ok(sender) => return Ok(Some(sender)),
+                Err(_) => h2_pool::forget(addr, kind),
+            }
+        }
+        let conn = self.connect_backend(ctx, action, addr, kind.name).await?;
+        if action.upstream.tls().is_some() && !conn.chose_h2() {
+            let (_, idle) = ctx.backend_timeouts();
+            pool::put(addr, kind, conn, idle, ctx.start);
+            ctx.tried.retract();
+            return Ok(None);
+        }
+        let handshake = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake::<_, Bytes>(conn)
+            .await;
+        let (sender, connection) =
+            handshake.map_err(|e| Some((502, format!("HTTP/2 handshake with {addr}: {e}"))))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(backend = %addr, "HTTP/2 connection to the backend ended: {e}");
+            }
+        });
+        h2_pool::put(addr, kind, sender.clone());
+        let sender = sender
+            .ready()
+            .await
+            .map_err(|e| Some((502, format!("HTTP/2 connection to {addr}: {e}"))))?;
+        Ok(Some(sender))
+    }
+}
+
+/// What the backend's HTTP/2 request is made of, whatever the client's protocol.
+pub(in crate::proxy) struct Outgoing<'a, I> {
+    pub(in crate::proxy) method: &'a Method,
+    /// The canonical path and query.
+    pub(in crate::proxy) target: &'a str,
+    /// The canonical Host.
+    pub(in crate::proxy) host: &'a str,
+    /// The client's fields that may be forwarded (hop-by-hop ones are dropped here too).
+    pub(in crate::proxy) fields: I,
+    pub(in crate::proxy) length: Option<u64>,
+    pub(in crate::proxy) forwarded_for: Option<&'a [u8]>,
+}
+
+/// The request for the backend: the canonical (or rewritten) path, the Host sent as the
+/// authority, the client's fields less what menshen sets, `te: trailers` kept (gRPC needs
+/// it), a length the client gave, menshen's forwarding fields.
+pub(in crate::proxy) fn backend_request<'f>(
+    out: Outgoing<'_, impl Iterator<Item = (&'f str, &'f [u8])>>,
+    action: &ProxyAction,
+    ctx: &Ctx,
+    facts: &ConnFacts,
+) -> Result<http::Request<()>, String> {
+    let path = action.rewrite.apply(ctx.route_prefix(), out.target);
+    let authority = match &action.host_header {
+        Some(host) => host.to_str().map_err(|e| e.to_string())?,
+        None => out.host,
+    };
+    let scheme = match action.upstream.tls() {
+        Some(_) => "https",
+        None => "http",
+    };
+    let uri = format!(
+        "{scheme}://{authority}{}",
+        path.as_deref().unwrap_or(out.target)
+    );
+    let mut upstream = http::Request::builder()
+        .method(out.method.clone())
+        .uri(uri)
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let headers = upstream.headers_mut();
+    for (name, value) in out.fields {
+        let trailers = || list_items(value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
+        match field(name) {
+            Field::Other | Field::UserAgent => {}
+            Field::HopByHop if name.eq_ignore_ascii_case("te") && trailers() => {
+                headers.append(header::TE, HeaderValue::from_static("trailers"));
+                continue;
+            }
+            _ => continue,
+        }
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_bytes(value).map_err(|e| e.to_string())?;
+        headers.append(name, value);
+    }
+    if let Some(n) = out.length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    forwarding_fields(out.host, out.forwarded_for, ctx, facts, |name, value| {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.append(HeaderName::from_static(name), value);
+        }
+    });
+    Ok(upstream)
+}
+
+/// Pumps the client's body (and trailers) to the backend's stream, under both windows: the
+/// payload bytes sent. A client that breaks off, or a body over `max`, resets the backend's
+/// stream.
+async fn pump(
+    mut body: RecvStream,
+    mut upload: SendStream<Bytes>,
+    max: u64,
+    read: Option<Duration>,
+) -> u64 {
+    let mut total = 0u64;
+    loop {
+        let next = within(read, async { Ok(body.data().await) }).await;
+        let chunk = match next {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(None) => break,
+            Ok(Some(Err(_))) | Err(_) => {
+                upload.send_reset(Reason::CANCEL);
+                return total;
+            }
+        };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        total += chunk.len() as u64;
+        if total > max {
+            upload.send_reset(Reason::CANCEL);
+            return total;
+        }
+        if send_data(&mut upload, chunk, false, None).await.is_err() {
+            return total;
+        }
+    }
+    let ended = match body.trailers().await {
+        Ok(Some(trailers)) => upload.send_trailers(trailers).is_ok(),
+        Ok(None) => upload.send_data(Bytes::new(), true).is_ok(),
+        Err(_) => false,
+    };
+    if !ended {
+        upload.send_reset(Reason::CANCEL);
+    }
+    total
+}
+
+/// A backend's HTTP/2 response on its way to the client.
+struct Relay<'a> {
+    ctx: &'a Ctx,
+    facts: &'a ConnFacts,
+    addr: SocketAddr,
+    head: bool,
+    send: Option<Duration>,
+    read_timeout: Option<Duration>,
+}
+
+impl Relay<'_> {
+    async fn run(
+        self,
+        response: http::Response<RecvStream>,
+        respond: &mut SendResponse<Bytes>,
+    ) -> Outcome {
+        let (parts, mut down) = response.into_parts();
+        let status = parts.status.as_u16();
+        let outcome = |bytes_out: usize, error: Option<String>| Outcome {
+            status,
+            bytes_in: 0,
+            bytes_out,
+            error: error.map(|e| format!("{}: {e}", self.addr)),
+        };
+        let fail = |bytes_out, error| outcome(bytes_out, Some(error));
+        let mut client = http::Response::new(());
+        *client.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let headers = client.headers_mut();
+        let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
+        let fields: Vec<(&str, &[u8])> = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        // A length the backend sent stands: HTTP/2 frames the body either way.
+        let fields = fields.iter().copied();
+        let has_date = edited_fields(fields, Framing::None, &edits, |name, value| {
+            let name = HeaderName::from_bytes(name.as_bytes());
+            if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value)) {
+                headers.append(name, value);
+            }
+        });
+        headers.insert("x-request-id", self.ctx.request_id.clone());
+        if !has_date {
+            date(headers);
+        }
+        let empty = self.head || down.is_end_stream();
+        let mut send = match respond.send_response(client, empty) {
+            Ok(send) => send,
+            Err(e) => return fail(0, format!("sending the response head: {e}")),
+        };
+        if empty {
+            return outcome(0, None);
+        }
+        let mut sent = 0;
+        loop {
+            let next = within(self.read_timeout, async { Ok(down.data().await) }).await;
+            let chunk = match next {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    send.send_reset(Reason::INTERNAL_ERROR);
+                    return fail(sent, format!("reading the body: {e}"));
+                }
+                Err(e) => {
+                    send.send_reset(Reason::INTERNAL_ERROR);
+                    return fail(sent, format!("reading the body: {e}"));
+                }
+            };
+            let _ = down.flow_control().release_capacity(chunk.len());
+            sent += chunk.len();
+            if let Err(e) = send_data(&mut send, chunk, false, self.send).await {
+                return fail(sent, format!("sending the response: {e}"));
+            }
+        }
+        let ended = match down.trailers().await {
+            Ok(Some(trailers)) => send
+                .send_trailers(filtered(trailers))
+                .map_err(|e| e.to_string()),
+            Ok(None) => send_data(&mut send, Bytes::new(), true, self.send)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => {
+                send.send_reset(Reason::INTERNAL_ERROR);
+                Err(format!("reading the trailers: {e}"))
+            }
+        };
+        outcome(sent, ended.err())
+    }
+}
+
+/// Answers `status` (nothing of a response went to the client yet).
+async fn failed(
+    respond: &mut SendResponse<Bytes>,
+    id: &HeaderValue,
+    head: bool,
+    send: Option<Duration>,
+    status: u16,
+    error: String,
+) -> Outcome {
+    let reply = own::error(status, |o| own_response(o, id));
+    let (bytes_out, _) = answer(respond, reply, head, send).await;
+    Outcome {
+        status,
+        bytes_in: 0,
+        bytes_out,
+        error: Some(error),
+    }
+}
+
+/// Trailers less what may not be in them (hop-by-hop fields).
+fn filtered(mut trailers: HeaderMap) -> HeaderMap {
+    let drop: Vec<HeaderName> = trailers
+        .keys()
+        .filter(|n| !matches!(field(n.as_str()), Field::Other | Field::UserAgent))
+        .cloned()
+        .collect();
+    for name in drop {
+        trailers.remove(name);
+    }
+    trailers
+}
