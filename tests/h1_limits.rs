@@ -60,9 +60,9 @@ async fn a_client_that_stops_reading_is_cut_after_the_send_timeout() {
     let backend = Backend::start().await;
     let (env, _running) = start_with(&backend, "[policy]\nsend_timeout_ms = 300\n").await;
     let requests = [
-        // The loop's.
+        // Without a body.
         get("/big", ""),
-        // pingora-proxy's (a body).
+        // With a body.
         "POST /big HTTP/1.1\r\nHost: example.cn\r\nContent-Length: 1\r\n\r\nx".to_owned(),
     ];
     for request in requests {

@@ -209,7 +209,8 @@ fn ms(v: u64) -> Option<Duration> {
     (v > 0).then(|| Duration::from_millis(v))
 }
 
-/// pingora-proxy's peer template, and the HTTP/1 engine's TLS client (when `tls = true`).
+/// The upstream's peer template (its timeouts, what health checks connect with), and the
+/// engines' TLS client (when `tls = true`).
 fn peer_template(
     section: &UpstreamSection,
     key: &str,

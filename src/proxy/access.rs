@@ -3,11 +3,9 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use pingora::prelude::*;
 use pingora::protocols::tls::SslDigest;
 
 use super::ctx::Ctx;
-use super::request_host;
 use crate::observe::access_log::{push_json_str, push_rfc3339_millis};
 
 fn opt_str(out: &mut String, key: &str, v: Option<&str>) {
@@ -64,31 +62,6 @@ pub struct Facts<'a> {
     pub bytes_in: usize,
     /// Response body bytes sent.
     pub bytes_out: usize,
-}
-
-impl<'a> Facts<'a> {
-    /// The facts of a request pingora-proxy served.
-    pub fn of(session: &'a Session, status: u16) -> Self {
-        let req = session.req_header();
-        Self {
-            listener_port: session
-                .server_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.port()),
-            tls: session.digest().and_then(|d| d.ssl_digest.as_deref()),
-            host: request_host(req),
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query(),
-            user_agent: req
-                .headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-            status,
-            bytes_in: session.body_bytes_read(),
-            bytes_out: session.body_bytes_sent(),
-        }
-    }
 }
 
 /// One JSON object with the fields of the traceability requirement, in a fixed order.

@@ -1,57 +1,45 @@
-//! What menshen keeps per client connection, which pingora 0.9 has no hooks for: a deadline for
-//! request headers (`policy.header_read_timeout_ms`) and the per-IP connection count
-//! (`policy.max_connections_per_ip`).
+//! What menshen keeps per client connection before and around HTTP: the PROXY header, the TLS
+//! handshake, the per-IP connection count (`policy.max_connections_per_ip`) and a deadline for
+//! request headers (`policy.header_read_timeout_ms`).
 //!
-//! pingora reads every request header with a per-read timeout only (60 s, or the keep-alive
-//! timeout on a reused connection), so a client trickling one byte a minute could hold a
-//! connection for as long as it liked. [`ConnGate`] wraps the HTTP application: at each new
-//! connection it reads the PROXY header where the listener sits behind an L4 balancer, runs the
-//! TLS handshake where the listener terminates TLS ([`TlsTerminator`]), counts the client (the
-//! socket peer, or the PROXY protocol address; connections from trusted proxies are not counted)
-//! and puts the stream in a [`ClientConn`], which holds the count for the connection's life and
-//! runs the header clock. The clock runs from the connection's accept (PROXY header and TLS
-//! handshake included) for its first request and from the first byte of each later one; when it
-//! runs out, the connection is closed. The proxy stops the clock once the header is parsed
-//! (`request_filter`) and sets it waiting for the next request when the request ends (`logging`);
-//! the wait between requests is the keep-alive timeout's business.
+//! [`ConnGate`] is the application pingora's listeners hand each new connection to: it reads the
+//! PROXY header where the listener sits behind an L4 balancer, runs the TLS handshake where the
+//! listener terminates TLS ([`TlsTerminator`]), counts the client (the socket peer, or the PROXY
+//! protocol address; connections from trusted proxies are not counted), puts the stream in a
+//! [`ClientConn`], which holds the count for the connection's life and runs the header clock,
+//! and gives it to the HTTP/1 engine (`h1`) or, when ALPN chose `h2`, the HTTP/2 engine (`h2`).
 //!
-//! The clock only arms a timer when a header read would block: usually once per connection (the
-//! first request's read waits for the client), rarely on keep-alive requests, whose header tends
-//! to arrive in the read that wakes the connection. Idle time before a connection's first byte
-//! counts, as with nginx's `client_header_timeout`: an unused browser preconnect is closed after
-//! the limit. This relies on pingora defaults menshen keeps: no h2c, no HTTP/1 pipelining, and no
-//! reuse of a connection whose request body was not read to the end.
+//! The header clock runs from the connection's accept (PROXY header and TLS handshake
+//! included) for its first request and from the first byte of each later one; when it runs
+//! out, the read fails and the connection is closed. The HTTP/1 engine stops the clock once a
+//! head is parsed and sets it waiting for the next request when the request ends; the wait
+//! between requests is the keep-alive timeout's business. The clock only arms a timer when a
+//! header read would block: usually once per connection (the first request's read waits for the
+//! client), rarely on keep-alive requests, whose header tends to arrive in the read that wakes
+//! the connection. Idle time before a connection's first byte counts, as with nginx's
+//! `client_header_timeout`: an unused browser preconnect is closed after the limit.
 //!
 //! A connection over the per-IP limit is still served its first request, as a logged 429 that
-//! closes it; an HTTP/2 connection over the limit is closed at once. HTTP/2 connections go to
-//! the HTTP/2 engine (`h2`), whose handshake (preface and SETTINGS) must arrive within the same
-//! header clock; their streams have no per-request clock (the h2 crate reads frames, bounded
-//! by its header-list limit).
+//! closes it; an HTTP/2 connection over the limit is closed at once. An HTTP/2 connection's
+//! handshake (preface and SETTINGS) must arrive within the same header clock; its streams have
+//! no per-request clock (the h2 crate reads frames, bounded by its header-list limit).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use pingora::apps::ServerApp;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::raw_connect::ProxyDigest;
-use pingora::protocols::tls::{SslDigest, TlsRef};
-use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
-    TimingDigest, UniqueID, UniqueIDType, ALPN,
-};
+use pingora::protocols::tls::SslDigest;
+use pingora::protocols::{SocketDigest, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use std::net::IpAddr;
-
-use super::h1::Served;
 use super::Proxy;
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
@@ -74,13 +62,9 @@ pub struct ClientConn {
     _counted: Option<ConnGuard>,
     /// The client already held `max_connections_per_ip` connections when this one arrived.
     over_limit: bool,
-    /// Written by the proxy phases through a shared reference to the session's stream.
-    phase: AtomicU8,
+    phase: u8,
     started: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
-    /// Bytes already read off the stream that the next reads return first (what the HTTP/1
-    /// loop read before handing the connection to pingora-proxy).
-    replay: Bytes,
 }
 
 impl std::fmt::Debug for ClientConn {
@@ -88,7 +72,7 @@ impl std::fmt::Debug for ClientConn {
         f.debug_struct("ClientConn")
             .field("inner", &self.inner)
             .field("limit", &self.limit)
-            .field("phase", &self.phase.load(Ordering::Relaxed))
+            .field("phase", &self.phase)
             .finish()
     }
 }
@@ -109,10 +93,9 @@ impl ClientConn {
             limit,
             _counted: counted,
             over_limit,
-            phase: AtomicU8::new(if clock { HEADER } else { DONE }),
+            phase: if clock { HEADER } else { DONE },
             started,
             sleep: None,
-            replay: Bytes::new(),
         }
     }
 
@@ -122,29 +105,29 @@ impl ClientConn {
     }
 
     /// The request header is parsed: stop the clock.
-    pub fn header_done(&self) {
-        self.phase.store(DONE, Ordering::Relaxed);
+    pub fn header_done(&mut self) {
+        self.phase = DONE;
     }
 
     /// A request header has begun (its first bytes are already read): its clock runs from now.
     pub fn header_started(&mut self) {
         self.started = Instant::now();
-        self.phase.store(HEADER, Ordering::Relaxed);
+        self.phase = HEADER;
     }
 
     /// The request is over: the next byte that arrives starts the next header's clock.
-    pub fn request_done(&self) {
-        self.phase.store(WAITING, Ordering::Relaxed);
+    pub fn request_done(&mut self) {
+        self.phase = WAITING;
     }
 
-    /// Has the next reads return `bytes` before anything more from the client.
-    pub(crate) fn replay(&mut self, bytes: Bytes) {
-        self.replay = bytes;
+    /// The connection's addresses (the PROXY protocol's where the listener reads one).
+    pub fn socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
     }
 
-    /// The `ClientConn` behind a pingora stream, if it is one.
-    pub fn of(stream: &Stream) -> Option<&ClientConn> {
-        stream.as_any().downcast_ref::<ClientConn>()
+    /// The TLS session's version, cipher and SNI, on a TLS connection.
+    pub fn ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
     }
 
     fn timed_out(&self) -> std::io::Error {
@@ -181,12 +164,7 @@ impl AsyncRead for ClientConn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if !this.replay.is_empty() {
-            let n = this.replay.len().min(buf.remaining());
-            buf.put_slice(&this.replay.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        let phase = this.phase.load(Ordering::Relaxed);
+        let phase = this.phase;
         if phase == DONE {
             // A timer armed for this header is not needed any more: deregister it.
             this.sleep = None;
@@ -197,7 +175,7 @@ impl AsyncRead for ClientConn {
             Poll::Ready(Ok(())) if phase == WAITING => {
                 if buf.filled().len() > before {
                     this.started = Instant::now();
-                    this.phase.store(HEADER, Ordering::Relaxed);
+                    this.phase = HEADER;
                 }
                 return Poll::Ready(Ok(()));
             }
@@ -257,81 +235,10 @@ impl AsyncWrite for ClientConn {
     }
 }
 
-#[async_trait]
-impl Shutdown for ClientConn {
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await
-    }
-}
-
-impl UniqueID for ClientConn {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for ClientConn {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
-    }
-
-    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for ClientConn {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for ClientConn {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest)
-    }
-}
-
-impl GetSocketDigest for ClientConn {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest)
-    }
-}
-
-#[async_trait]
-impl Peek for ClientConn {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
-        self.inner.try_peek(buf).await
-    }
-}
-
-/// The HTTP application with a [`ClientConn`] around every connection; HTTP/1 connections
-/// start in menshen's own loop (`h1`), which hands them to pingora-proxy at the first request
-/// for an upstream that offers HTTP/2; HTTP/2 connections go to menshen's HTTP/2 engine
-/// (`h2`).
-pub struct ConnGate<A> {
-    inner: Arc<A>,
-    h1: Proxy,
+/// The application of menshen's listeners: a [`ClientConn`] around every connection, served
+/// by the HTTP/1 engine (`h1`) or, when ALPN chose `h2`, the HTTP/2 engine (`h2`).
+pub struct ConnGate {
+    proxy: Proxy,
     state: SharedSnapshot,
     /// The listeners sit behind an L4 balancer that sends a PROXY header.
     proxy_protocol: bool,
@@ -339,20 +246,18 @@ pub struct ConnGate<A> {
     tls: Option<Arc<TlsTerminator>>,
 }
 
-impl<A> ConnGate<A> {
-    /// Wraps `inner`; each new connection takes the limits of the snapshot serving then.
+impl ConnGate {
+    /// Serves with `proxy`; each new connection takes the limits of the snapshot serving then.
     /// `proxy_protocol`: read a PROXY header off each connection first; `tls`: then terminate
     /// TLS (the service's listeners are TLS listeners).
     pub fn new(
-        inner: A,
-        h1: Proxy,
+        proxy: Proxy,
         state: SharedSnapshot,
         proxy_protocol: bool,
         tls: Option<Arc<TlsTerminator>>,
     ) -> Self {
         Self {
-            inner: Arc::new(inner),
-            h1,
+            proxy,
             state,
             proxy_protocol,
             tls,
@@ -389,15 +294,12 @@ fn client_ip(stream: &Stream) -> Option<IpAddr> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
+impl ServerApp for ConnGate {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if ClientConn::of(&stream).is_some() {
-            return self.inner.process_new(stream, shutdown).await;
-        }
         // The header clock starts at the accept: the PROXY header and the handshake count.
         let deadline = accepted_at(&stream) + self.state.load().policy.header_read_timeout;
         let peer = stream
@@ -449,16 +351,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGate<A> {
         drop(snapshot);
         let conn = ClientConn::new(stream, limit, counted, over_limit, !h2);
         if h2 {
-            self.h1.serve_h2(conn, shutdown).await;
-            return None;
+            self.proxy.serve_h2(conn, shutdown).await;
+        } else {
+            self.proxy.serve_h1(conn, shutdown).await;
         }
-        match self.h1.serve_h1(conn, shutdown).await {
-            Served::Closed => None,
-            Served::HandOver(conn) => self.inner.process_new(Box::new(conn), shutdown).await,
-        }
-    }
-
-    async fn cleanup(&self) {
-        self.inner.cleanup().await
+        None
     }
 }

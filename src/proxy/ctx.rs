@@ -1,4 +1,4 @@
-//! What one request carries through its phases (either request path): the snapshot it was
+//! What one request carries through its phases (either engine): the snapshot it was
 //! served under, the client, site and route, the backends tried, the request id.
 
 use std::borrow::Cow;
@@ -68,7 +68,6 @@ pub struct Ctx {
     pub(super) request_id: HeaderValue,
     /// The client IP as text, for X-Forwarded-For, X-Real-IP and the access log.
     pub(super) client_ip: Option<HeaderValue>,
-    pub(super) body_seen: u64,
     /// Counts the request as in flight while the context lives.
     _in_flight: InFlight,
 }
@@ -127,7 +126,6 @@ impl Ctx {
             decision: None,
             request_id: HeaderValue::from_static(""),
             client_ip: None,
-            body_seen: 0,
             _in_flight: InFlight::start(),
         }
     }

@@ -4,7 +4,6 @@
 //! both add the request id and a Date.
 
 use crate::policy::Denial;
-use crate::proxy::respond::error_body;
 use crate::route::router::{Canned, Redirect};
 
 /// A response of menshen's own.
@@ -69,6 +68,15 @@ pub(crate) fn error<R>(status: u16, f: impl FnOnce(&Own<'_>) -> R) -> R {
         fields: &[(b"content-type", TEXT)],
         body: body.as_bytes(),
     })
+}
+
+/// The body of a plain error response, e.g. `502 Bad Gateway`.
+fn error_body(status: u16) -> String {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    format!("{status} {reason}\n")
 }
 
 /// The status for a failed exchange with a backend: 504 for a timeout, else 502.

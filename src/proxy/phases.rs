@@ -1,5 +1,4 @@
-//! The phases both request paths run (pingora-proxy's `ProxyHttp` in `mod.rs` and the HTTP/1
-//! loop in `h1`): who is asking, which site and route, the policy's decision, the backend, the
+//! The phases both engines run (HTTP/1 in `h1`, HTTP/2 in `h2`): who is asking, which site and route, the policy's decision, the backend, the
 //! forwarding fields, the site's response edits, the access log line and the counters.
 
 use std::borrow::Cow;
@@ -41,8 +40,7 @@ pub(super) fn lowercase(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// What the policy and the proxy read of a request header, whichever parser read it
-/// (pingora-proxy's or the HTTP/1 loop's).
+/// What the policy and the proxy read of a request header, whichever engine read it.
 pub(crate) struct ReqView<'a> {
     /// The Host header (or an HTTP/2 authority) as received.
     pub(super) host: Option<&'a str>,

@@ -216,7 +216,7 @@ impl Upstream {
         self.tls.as_ref()
     }
 
-    /// Whether HTTP/2 is offered to its backends (pingora-proxy's connector negotiates it).
+    /// Whether HTTP/2 is offered to its backends (ALPN over TLS, prior knowledge without).
     pub fn offers_http2(&self) -> bool {
         self.section.http2
     }

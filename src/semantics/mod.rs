@@ -1,6 +1,6 @@
 //! HTTP semantics, defined once below every protocol engine: the canonical request target and
-//! Host (`target`), header fields by what a proxy does with them (`fields`). The HTTP/1 loop
-//! and the pingora-proxy path both translate onto these.
+//! Host (`target`), header fields by what a proxy does with them (`fields`). The HTTP/1 and
+//! HTTP/2 engines both translate onto these.
 
 pub mod fields;
 pub mod target;

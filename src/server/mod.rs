@@ -114,11 +114,10 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
             (false, true) => "menshen http (PROXY protocol)",
         };
         let app = Proxy::new(state.clone(), access_log.clone());
-        let proxy = pingora::proxy::http_proxy(&server.configuration, app.clone());
         let terminator = if with_tls { tls.clone() } else { None };
         let mut service = Service::new(
             name.to_owned(),
-            ConnGate::new(proxy, app, state.clone(), proxy_protocol, terminator),
+            ConnGate::new(app, state.clone(), proxy_protocol, terminator),
         );
         for l in group {
             service.add_tcp(&l.addr);

@@ -250,7 +250,7 @@ impl Proxy {
                 match result {
                     Ok(head) => return Ok((stream, addr, head)),
                     // A pooled connection the backend had closed: an idempotent request whose
-                    // body is all here goes once more on a new one (as pingora-proxy and nginx
+                    // body is all here goes once more on a new one (as nginx and pingora
                     // retry).
                     Err((kind, _))
                         if reused
@@ -271,7 +271,7 @@ impl Proxy {
 }
 
 /// Reads the interim and final response heads of one exchange: interim ones (103 Early Hints,
-/// ...) go to the client as they come, as pingora-proxy passes them. `Ok` with the final head
+/// ...) go to the client as they come, as nginx passes them. `Ok` with the final head
 /// parsed and written into `out` by `write`, and its length in `up`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn final_head(

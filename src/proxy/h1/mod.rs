@@ -1,14 +1,13 @@
-//! menshen's HTTP/1 engine: every HTTP/1.0 and 1.1 request a client sends, proxied to
-//! HTTP/1 backends, answered from a route or refused. pingora-proxy serves HTTP/2 clients and
-//! the routes whose upstream speaks HTTP/2 (`http2 = true`), which this engine hands over.
+//! menshen's HTTP/1 engine: every HTTP/1.0 and 1.1 request a client sends, proxied to HTTP/1
+//! or HTTP/2 backends (`to_h2`), answered from a route or refused.
 //!
-//! Why its own: pingora-proxy's per-request machinery (its session, the two channels and task
-//! join of `proxy_1to1`, header clones and sanitising) and pingora-core's connection pool cost
-//! about 7 µs of a keep-alive request that nginx serves in 12-14 (docs, Performance). This
-//! engine reads the request head into one buffer, parses it in place (httparse), runs the same
-//! phases as the pingora-proxy path (`identify`, `decide`, `pick_backend`, `connect_failed`,
-//! the forwarded headers, `ResponseEdits`, `finish`), writes the upstream request straight from
-//! the parsed head, and copies the response back with its own framing.
+//! Why its own and not pingora-proxy: pingora-proxy's per-request machinery (its session, the
+//! two channels and task join of `proxy_1to1`, header clones and sanitising) and pingora-core's
+//! connection pool cost about 7 µs of a keep-alive request that nginx serves in 12-14
+//! (docs/performance.md). This engine reads the request head into one buffer, parses it in
+//! place (httparse), runs the phases every engine runs (`identify`, `decide`, `pick_backend`,
+//! `connect_failed`, the forwarded headers, `ResponseEdits`, `finish`), writes the upstream
+//! request straight from the parsed head, and copies the response back with its own framing.
 //!
 //! A request's way through it: `read_head` (one head, within the header clock and the size
 //! limits), `request` (framing, Connection, the canonical target and Host; malformed requests
@@ -37,7 +36,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use http::HeaderValue;
 use pingora::protocols::tls::SslDigest;
-use pingora::protocols::{GetSocketDigest, Ssl};
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -63,14 +61,6 @@ const MAX_HEADERS: usize = 100;
 /// Backend read buffer: the body is copied through it.
 pub(in crate::proxy) const UPSTREAM_BUF: usize = 32 * 1024;
 
-/// How the loop left a connection.
-pub(crate) enum Served {
-    /// Closed (or to be closed): the client is done, or a failure ended it.
-    Closed,
-    /// A request this loop does not take: pingora-proxy serves the connection from here.
-    HandOver(ClientConn),
-}
-
 /// What a connection tells every request on it.
 pub(in crate::proxy) struct ConnFacts {
     pub(in crate::proxy) peer: Peer,
@@ -80,11 +70,11 @@ pub(in crate::proxy) struct ConnFacts {
 
 impl ConnFacts {
     pub(in crate::proxy) fn of(conn: &ClientConn) -> Self {
-        let digest = conn.get_socket_digest();
+        let digest = conn.socket_digest();
         let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
             a.and_then(|a| a.as_inet()).copied()
         };
-        let tls = conn.get_ssl_digest();
+        let tls = conn.ssl_digest();
         let sni = tls
             .as_ref()
             .and_then(|t| t.extension.get::<ConnInfo>())
@@ -172,9 +162,8 @@ enum Head {
 }
 
 impl Proxy {
-    /// Serves the HTTP/1 requests of `conn` until the client is done, or a request for an
-    /// HTTP/2 upstream arrives (pingora-proxy serves the connection from there).
-    pub(crate) async fn serve_h1(&self, mut conn: ClientConn, shutdown: &ShutdownWatch) -> Served {
+    /// Serves the HTTP/1 requests of `conn` until the client is done or a failure ends it.
+    pub(crate) async fn serve_h1(&self, mut conn: ClientConn, shutdown: &ShutdownWatch) {
         let facts = ConnFacts::of(&conn);
         // What the client sent and the engine has not used yet.
         let mut input = BytesMut::new();
@@ -190,15 +179,8 @@ impl Proxy {
             let next = match self.read_head(&mut conn, &mut input, idle, max_head).await {
                 Head::Complete(end) => {
                     let head = input.split_to(end);
-                    let served = self
-                        .serve(&mut conn, &facts, &head, &mut input, &mut bufs, shutdown)
-                        .await;
-                    if let Next::HandOver = served {
-                        let mut replay = head;
-                        replay.unsplit(input);
-                        return self.hand_over(conn, replay);
-                    }
-                    served
+                    self.serve(&mut conn, &facts, &head, &mut input, &mut bufs, shutdown)
+                        .await
                 }
                 Head::TooLarge => {
                     let reason = "request header too large";
@@ -206,7 +188,7 @@ impl Proxy {
                         .await;
                     Next::Close
                 }
-                Head::Closed => return Served::Closed,
+                Head::Closed => return,
             };
             let keepalive = match next {
                 Next::Keep(keepalive) if !*shutdown.borrow() => keepalive,
@@ -215,7 +197,7 @@ impl Proxy {
                     // reading gets no longer than a write's time limit.
                     let limit = self.state.load().policy.send_timeout;
                     let _ = tokio::time::timeout(limit, conn.shutdown()).await;
-                    return Served::Closed;
+                    return;
                 }
             };
             conn.request_done();
@@ -232,14 +214,9 @@ impl Proxy {
         }
     }
 
-    fn hand_over(&self, mut conn: ClientConn, input: BytesMut) -> Served {
-        conn.replay(input.freeze());
-        Served::HandOver(conn)
-    }
-
     /// Reads until `input` holds a whole request head.
     ///
-    /// Shutdown does not cut this wait, as in pingora-proxy: the watch fires when the listeners
+    /// Shutdown does not cut this wait: the watch fires when the listeners
     /// stop (a binary upgrade hands them over), and a connection accepted just before, or a
     /// keep-alive client's next request during the grace period, is still answered, with
     /// `Connection: close`. What is still idle when the grace period ends goes with the runtime.

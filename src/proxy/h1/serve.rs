@@ -27,8 +27,6 @@ pub(super) enum Next {
     Keep(u64),
     /// Closes.
     Close,
-    /// Goes to pingora-proxy, the head replayed.
-    HandOver,
 }
 
 impl Proxy {
@@ -67,9 +65,6 @@ impl Proxy {
         let snapshot = self.state.load_full();
         let view = req.view(facts.tls.is_some());
         let at = Located::find(&view, &snapshot);
-        if hands_over(&at) {
-            return Next::HandOver;
-        }
         let request = Request {
             req: &req,
             parsed: &parsed,
@@ -283,10 +278,4 @@ fn status_text(status: u16) -> String {
 /// The length of the response head at the start of `out`.
 fn head_len(out: &[u8]) -> usize {
     super::response::head_end(out, 0).unwrap_or(out.len())
-}
-
-/// Whether pingora-proxy serves this request: its route proxies to an upstream that offers
-/// HTTP/2 to its backends, which this engine does not speak yet.
-fn hands_over(_at: &Located<'_, '_>) -> bool {
-    false
 }
