@@ -220,8 +220,9 @@ async fn requests_that_cannot_be_made_canonical_are_400() {
 }
 
 /// The same GET from an HTTP/1.1 client and from an HTTP/2 client, both over TLS: the backend
-/// sees the same request fields with the same forwarding values, and the clients the same
-/// response fields, the backend's hop-by-hop ones (and those its `Connection` names) gone.
+/// sees the same request fields with the same forwarding values (lists extended, `Via` naming
+/// each client's protocol), and the clients the same response fields, the backend's hop-by-hop
+/// ones (and those its `Connection` names) gone, `Server` menshen's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_http2_clients_send_and_answer_alike() {
     let backend = Backend::start().await;
@@ -235,6 +236,12 @@ async fn http1_and_http2_clients_send_and_answer_alike() {
         ("x-real-ip", "198.51.100.7"),
         ("x-forwarded-proto", "gopher"),
         ("user-agent", "parity"),
+        ("forwarded", "for=198.51.100.7;proto=http"),
+        ("via", "1.1 corp-proxy"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
     ];
     let extra: String = fields
         .iter()
@@ -281,6 +288,8 @@ async fn http1_and_http2_clients_send_and_answer_alike() {
         "x-custom",
         "user-agent",
         "proxy-authorization",
+        "forwarded",
+        "traceparent",
     ] {
         assert_eq!(
             field_value(&h1_request, name),
@@ -321,4 +330,20 @@ async fn http1_and_http2_clients_send_and_answer_alike() {
         Some(&b"1"[..])
     );
     assert_eq!(h2.body.expect("body"), b"GET /parity body=0");
+    assert_eq!(h1.header("server"), Some("menshen"));
+
+    // Without a (valid) traceparent, the backend gets one whose trace id is the request id.
+    let mut request = get("/parity");
+    request.headers_mut().insert(
+        "traceparent",
+        http::HeaderValue::from_static("00-BAD-00f067aa0ba902b7-01"),
+    );
+    let got = send(&client, request, None).await;
+    let id = got.headers.get("x-request-id").expect("request id");
+    let id = id.to_str().expect("text");
+    let sent = field_value(&backend.last_request(), "traceparent").expect("traceparent");
+    assert!(
+        sent.starts_with(&format!("00-{id}-")) && sent.ends_with("-00"),
+        "{sent} for request {id}"
+    );
 }

@@ -429,6 +429,11 @@ pub struct SiteSection {
     /// Response headers added.
     #[serde(default)]
     pub add_response_headers: BTreeMap<String, String>,
+    /// `Server` on proxied responses, in place of the backend's (`menshen` when absent; `""`
+    /// sends none).
+    pub server_header: Option<String>,
+    /// `Alt-Svc` on proxied responses; a backend's is never passed on (none when absent).
+    pub alt_svc: Option<String>,
 }
 
 /// `[[sites.routes]]`

@@ -106,12 +106,31 @@ fn site_policy(site: &SiteSection, default_body: u64, errors: &mut Errors<'_>) -
         &format!("{key}: add_response_headers"),
         errors,
     );
+    let value = |v: &str, what: &str, errors: &mut Errors<'_>| match HeaderValue::from_str(v) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            let why = format!("{v:?} is not a header value (control characters?)");
+            errors.invalid(format!("{key}: {what}"), why);
+            None
+        }
+    };
+    let server = match site.server_header.as_deref() {
+        None => Some(HeaderValue::from_static("menshen")),
+        Some("") => None,
+        Some(v) => value(v, "server_header", errors),
+    };
+    let alt_svc = site
+        .alt_svc
+        .as_deref()
+        .and_then(|v| value(v, "alt_svc", errors));
     SitePolicy {
         max_body_bytes: site.max_body_bytes.unwrap_or(default_body),
         log_query: site.log_query,
         hsts,
         remove_headers,
         add_headers,
+        server,
+        alt_svc,
     }
 }
 

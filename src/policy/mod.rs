@@ -160,4 +160,8 @@ pub struct SitePolicy {
     pub remove_headers: Vec<http::HeaderName>,
     /// Response headers added.
     pub add_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `Server` sent in place of the backend's (none: no `Server`).
+    pub server: Option<http::HeaderValue>,
+    /// `Alt-Svc` sent (a backend's never is).
+    pub alt_svc: Option<http::HeaderValue>,
 }

@@ -21,11 +21,13 @@
 mod access;
 pub mod conn;
 mod ctx;
+mod forwarding;
 mod h1;
 mod h2;
 pub mod in_flight;
 mod own;
 mod phases;
+mod response_edits;
 
 use std::sync::Arc;
 

@@ -27,6 +27,12 @@ pub enum Field {
     HopByHop,
     /// `X-Forwarded-For`: extended with the peer.
     XForwardedFor,
+    /// `Forwarded`: extended with menshen's element.
+    Forwarded,
+    /// `Via`: extended with menshen's entry.
+    Via,
+    /// `traceparent`: passed on when well formed, else replaced.
+    TraceParent,
     /// `X-Forwarded-Host`, `X-Forwarded-Proto`, `X-Real-IP`: replaced by menshen's.
     Replaced,
     /// `X-Request-Id`.
@@ -42,13 +48,16 @@ pub fn field(name: &str) -> Field {
     let is = |n: &str| name.eq_ignore_ascii_case(n);
     match name.len() {
         2 if is("te") => Field::HopByHop,
+        3 if is("via") => Field::Via,
         4 if is("host") => Field::Host,
         6 if is("expect") => Field::Expect,
         7 if is("upgrade") => Field::Upgrade,
         9 if is("x-real-ip") => Field::Replaced,
+        9 if is("forwarded") => Field::Forwarded,
         10 if is("connection") => Field::Connection,
         10 if is("keep-alive") => Field::HopByHop,
         10 if is("user-agent") => Field::UserAgent,
+        11 if is("traceparent") => Field::TraceParent,
         12 if is("x-request-id") => Field::XRequestId,
         14 if is("content-length") => Field::ContentLength,
         14 if is("http2-settings") => Field::HopByHop,

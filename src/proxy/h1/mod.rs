@@ -44,10 +44,8 @@ use self::serve::Next;
 
 // What the HTTP/2 engine shares of HTTP/1: backends speak it.
 pub(in crate::proxy) use self::body::Body;
-pub(in crate::proxy) use self::request::forwarding_fields;
 pub(in crate::proxy) use self::response::{
-    edited_fields, push_field, read_response_head, response_fields, response_head, with_date,
-    with_response, Framing, MAX_INTERIM,
+    push_field, read_response_head, response_head, with_date, with_response, Framing, MAX_INTERIM,
 };
 use super::conn::ClientConn;
 use super::ctx::Ctx;

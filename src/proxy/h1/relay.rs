@@ -19,7 +19,7 @@ use super::response::{client_response_head, upgrade_head, Framing, ResponseHead}
 use super::{within, write_out, Buffers, ConnFacts, Outcome, UPSTREAM_BUF};
 use crate::proxy::conn::ClientConn;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::phases::ResponseEdits;
+use crate::proxy::response_edits::ResponseEdits;
 use crate::route::pool::{self, Kind};
 use crate::route::upstream_conn::UpstreamConn;
 

@@ -6,7 +6,8 @@ use http::Method;
 use super::response::push_field;
 use super::{ConnFacts, MAX_HEADERS};
 use crate::proxy::ctx::Ctx;
-use crate::proxy::phases::{forwarded_for, ReqView};
+use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
+use crate::proxy::phases::ReqView;
 use crate::route::router::ProxyAction;
 use crate::semantics::fields::{content_length, field, list_items, nominated, Field};
 use crate::semantics::target::{canonical, Host, Target, TargetError};
@@ -29,7 +30,8 @@ pub(super) struct Req<'b> {
     pub(super) target: Target<'b>,
     /// The canonical Host (an absolute-form target's authority wins).
     pub(super) host: Host<'b>,
-    pub(super) forwarded_for: Option<&'b [u8]>,
+    /// What the client said of the request's way here (`X-Forwarded-For`, `Forwarded`, ...).
+    pub(super) received: Received<'b>,
     pub(super) request_id: Option<&'b [u8]>,
     pub(super) user_agent: Option<&'b str>,
     /// The connection closes after this request (asked, or HTTP/1.0 without keep-alive).
@@ -122,7 +124,7 @@ struct Fields<'b> {
     conn_upgrade: bool,
     connection: [&'b [u8]; 4],
     connections: usize,
-    forwarded_for: Option<&'b [u8]>,
+    received: Received<'b>,
     request_id: Option<&'b [u8]>,
     user_agent: Option<&'b str>,
     header_bytes: usize,
@@ -155,8 +157,8 @@ impl<'b> Fields<'b> {
                 Field::Expect => f.expect = Some(h.value),
                 Field::Upgrade => f.upgrade = Some(h.value),
                 Field::Connection => f.connection_tokens(h.value)?,
-                Field::XForwardedFor if f.forwarded_for.is_none() => {
-                    f.forwarded_for = Some(h.value)
+                Field::XForwardedFor | Field::Forwarded | Field::Via | Field::TraceParent => {
+                    f.received.note(*slot, h.value)
                 }
                 Field::XRequestId if f.request_id.is_none() => f.request_id = Some(h.value),
                 Field::UserAgent if f.user_agent.is_none() => {
@@ -267,7 +269,7 @@ pub(super) fn request<'b>(
         version,
         target,
         host,
-        forwarded_for: f.forwarded_for,
+        received: f.received,
         request_id: f.request_id,
         user_agent: f.user_agent,
         close,
@@ -327,36 +329,19 @@ pub(super) fn upstream_request(
         ),
         BodyFraming::Chunked => push_field(out, b"transfer-encoding", b"chunked"),
     }
-    let host = req.host.as_str();
-    forwarding_fields(host, req.forwarded_for, ctx, facts, |name, value| {
+    let protocol = match req.version {
+        0 => Protocol::Http10,
+        _ => Protocol::Http11,
+    };
+    let hop = Hop {
+        host: req.host.as_str(),
+        protocol,
+        received: req.received,
+    };
+    forwarding_fields(&hop, ctx, facts, |name, value| {
         push_field(out, name.as_bytes(), value)
     });
     out.extend_from_slice(b"\r\n");
-}
-
-/// Menshen's forwarding fields for the backend, whatever the client's protocol, each handed
-/// to `emit`: `X-Forwarded-Host` (the canonical Host), `X-Forwarded-For` (the client's list
-/// extended with the peer), `X-Real-IP`, `X-Forwarded-Proto` and `X-Request-Id`.
-pub(in crate::proxy) fn forwarding_fields(
-    host: &str,
-    forwarded_for_received: Option<&[u8]>,
-    ctx: &Ctx,
-    facts: &ConnFacts,
-    mut emit: impl FnMut(&'static str, &[u8]),
-) {
-    emit("x-forwarded-host", host.as_bytes());
-    if let Some(client_ip) = &ctx.client_ip {
-        let list = forwarded_for(forwarded_for_received, facts.peer.addr.ip(), client_ip);
-        emit("x-forwarded-for", list.as_bytes());
-        emit("x-real-ip", client_ip.as_bytes());
-    }
-    let proto: &[u8] = if facts.tls.is_some() {
-        b"https"
-    } else {
-        b"http"
-    };
-    emit("x-forwarded-proto", proto);
-    emit("x-request-id", ctx.request_id.as_bytes());
 }
 
 #[cfg(test)]

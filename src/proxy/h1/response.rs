@@ -10,9 +10,9 @@ use tokio::io::AsyncReadExt;
 
 use super::own::Persist;
 use super::{within, MAX_HEADERS, UPSTREAM_BUF};
-use crate::proxy::phases::ResponseEdits;
+use crate::proxy::response_edits::{response_fields, HopByHop, ResponseEdits};
 use crate::route::upstream_conn::UpstreamConn;
-use crate::semantics::fields::{content_length, field, is_hop_by_hop, list_items, Field};
+use crate::semantics::fields::{content_length, field, list_items, Field};
 
 /// Largest response header from a backend (a bigger one is a 502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -172,57 +172,6 @@ pub(in crate::proxy) fn response_head(
     })
 }
 
-/// The fields of a backend's response that the client gets, whatever its protocol: the
-/// backend's less hop-by-hop fields, its request id and a Content-Length that its framing
-/// overrides (chunked, or until close), with the site's edits. Each goes to `emit`; `Date`
-/// is said to be present or not.
-pub(in crate::proxy) fn response_fields(
-    resp: &httparse::Response<'_, '_>,
-    framing: Framing,
-    edits: &ResponseEdits<'_>,
-    emit: impl FnMut(&str, &[u8]),
-) -> bool {
-    let fields = resp.headers.iter().map(|h| (h.name, h.value));
-    edited_fields(fields, framing, edits, emit)
-}
-
-/// `response_fields` over any response's fields (an HTTP/2 backend's, too).
-pub(in crate::proxy) fn edited_fields<'a>(
-    fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
-    framing: Framing,
-    edits: &ResponseEdits<'_>,
-    mut emit: impl FnMut(&str, &[u8]),
-) -> bool {
-    let hop = HopByHop::of(fields.clone());
-    let mut has_date = false;
-    for (name, value) in fields {
-        match field(name) {
-            Field::XRequestId => continue,
-            Field::ContentLength if matches!(framing, Framing::Chunked | Framing::UntilClose) => {
-                continue
-            }
-            f if hop.drops(f, name) => continue,
-            _ => {}
-        }
-        has_date |= name.eq_ignore_ascii_case("date");
-        let edited = |n: &http::HeaderName| name.eq_ignore_ascii_case(n.as_str());
-        if edits.remove.iter().any(edited)
-            || edits.add.iter().any(|(n, _)| edited(n))
-            || (edits.hsts.is_some() && edited(&http::header::STRICT_TRANSPORT_SECURITY))
-        {
-            continue;
-        }
-        emit(name, value);
-    }
-    for (name, value) in edits.add {
-        emit(name.as_str(), value.as_bytes());
-    }
-    if let Some(hsts) = edits.hsts {
-        emit("strict-transport-security", hsts.as_bytes());
-    }
-    has_date
-}
-
 /// Writes the response header an HTTP/1 client gets into `out`: `response_fields`, the
 /// request id, a Date if the backend sent none, and the framing. `framing` is the backend's;
 /// `rechunk`: a body the backend ends by closing goes to the client chunked, so that a backend
@@ -309,43 +258,6 @@ pub(super) fn status_line_for(out: &mut Vec<u8>, status: u16, reason: Option<&st
         .unwrap_or("");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-/// The fields of a backend's response that belong to its connection, not the client's: the
-/// hop-by-hop ones and those its `Connection` header names.
-struct HopByHop<'r> {
-    connection: [&'r [u8]; 4],
-    count: usize,
-}
-
-impl<'r> HopByHop<'r> {
-    fn of(fields: impl Iterator<Item = (&'r str, &'r [u8])>) -> Self {
-        let mut hop = HopByHop {
-            connection: [&[]; 4],
-            count: 0,
-        };
-        for (name, value) in fields {
-            if name.len() == 10 && name.eq_ignore_ascii_case("connection") {
-                if let Some(slot) = hop.connection.get_mut(hop.count) {
-                    *slot = value;
-                    hop.count += 1;
-                }
-            }
-        }
-        hop
-    }
-
-    fn of_response(resp: &httparse::Response<'_, 'r>) -> Self {
-        Self::of(resp.headers.iter().map(|h| (h.name, h.value)))
-    }
-
-    fn drops(&self, f: Field, name: &str) -> bool {
-        is_hop_by_hop(f)
-            || crate::semantics::fields::nominated(
-                self.connection[..self.count].iter().copied(),
-                name,
-            )
-    }
 }
 
 /// Writes an interim response for the client: the backend's, less its connection's fields.
@@ -453,11 +365,14 @@ mod tests {
 
     #[test]
     fn lenient_backend_fields_go_out_clean() {
-        let raw = b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Type : text/plain\r\nConnection: x-secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n";
+        let raw = b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Type : text/plain\r\nConnection: x-secret\r\nX-Secret: 1\r\nServer: gunicorn\r\nAlt-Svc: h3=\":443\"\r\nContent-Length: 0\r\n\r\n";
+        let server = http::HeaderValue::from_static("menshen");
         let edits = ResponseEdits {
             remove: &[],
             add: &[],
             hsts: None,
+            server: Some(&server),
+            alt_svc: None,
         };
         let mut out = Vec::new();
         with_response(raw, |r| {
@@ -472,8 +387,11 @@ mod tests {
                 persist,
             )
         })
-        .expect("pingora-core's parser takes these too");
+        .expect("lenient fields parse");
         let text = String::from_utf8(out).expect("text");
+        assert!(text.contains("server: menshen\r\n"), "{text}");
+        assert!(!text.contains("gunicorn"), "{text}");
+        assert!(!text.to_ascii_lowercase().contains("alt-svc"), "{text}");
         assert!(text.contains("X-Folded: a   b\r\n"), "{text}");
         assert!(text.contains("Content-Type: text/plain\r\n"), "{text}");
         assert!(!text.to_ascii_lowercase().contains("x-secret"), "{text}");

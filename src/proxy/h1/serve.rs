@@ -102,7 +102,7 @@ impl Proxy {
             &mut ctx,
             policy,
             &facts.peer,
-            req.forwarded_for,
+            req.received.forwarded_for,
             req.request_id,
         );
         let over_limit = conn.over_limit();

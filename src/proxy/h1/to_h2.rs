@@ -17,9 +17,10 @@ use super::upload::Upload;
 use super::{send_timeout, within, write_out, Buffers, ConnFacts, Outcome};
 use crate::proxy::conn::ClientConn;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::h1::edited_fields;
+use crate::proxy::forwarding::Protocol;
 use crate::proxy::h2::{backend_request, Outgoing};
-use crate::proxy::phases::ResponseEdits;
+use crate::proxy::response_edits::edited_fields;
+use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::Kind;
@@ -83,7 +84,11 @@ impl Proxy {
             host: req.host.as_str(),
             fields,
             length,
-            forwarded_for: req.forwarded_for,
+            protocol: match req.version {
+                0 => Protocol::Http10,
+                _ => Protocol::Http11,
+            },
+            received: req.received,
         };
         let upstream = match backend_request(outgoing, action, ctx, facts) {
             Ok(upstream) => upstream,

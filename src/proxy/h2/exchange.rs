@@ -12,9 +12,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::stream::{answer, own_response, Outcome};
 use crate::proxy::ctx::Ctx;
-use crate::proxy::h1::{
-    forwarding_fields, push_field, read_response_head, within, ConnFacts, Framing, UPSTREAM_BUF,
-};
+use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
+use crate::proxy::h1::{push_field, read_response_head, within, ConnFacts, Framing, UPSTREAM_BUF};
 use crate::proxy::own::{self, io_status};
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -217,18 +216,14 @@ fn upstream_head(
     };
     let sent = path.as_deref().unwrap_or(target);
     mapped_head(out, request.parts, sent, host, framing);
-    let received = request
-        .parts
-        .headers
-        .get("x-forwarded-for")
-        .map(HeaderValue::as_bytes);
-    forwarding_fields(
-        request.host.as_str(),
-        received,
-        ctx,
-        facts,
-        |name, value| push_field(out, name.as_bytes(), value),
-    );
+    let hop = Hop {
+        host: request.host.as_str(),
+        protocol: Protocol::Http2,
+        received: Received::of(&request.parts.headers),
+    };
+    forwarding_fields(&hop, ctx, facts, |name, value| {
+        push_field(out, name.as_bytes(), value)
+    });
     out.extend_from_slice(b"\r\n");
 }
 

@@ -16,11 +16,11 @@ use super::send_data;
 use super::stream::{answer, date, own_response, Outcome};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::h1::{
-    read_response_head, response_fields, response_head, with_response, within, Body, ConnFacts,
-    Framing, MAX_INTERIM, UPSTREAM_BUF,
+    read_response_head, response_head, with_response, within, Body, ConnFacts, Framing,
+    MAX_INTERIM, UPSTREAM_BUF,
 };
 use crate::proxy::own::{self, io_status};
-use crate::proxy::phases::ResponseEdits;
+use crate::proxy::response_edits::{response_fields, ResponseEdits};
 use crate::route::pool::{self, Kind};
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::fields::{field, Field};

@@ -19,9 +19,11 @@ use super::exchange::Request;
 use super::send_data;
 use super::stream::{answer, date, own_response, Outcome};
 use crate::proxy::ctx::Ctx;
-use crate::proxy::h1::{edited_fields, forwarding_fields, within, ConnFacts, Framing};
+use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
+use crate::proxy::h1::{within, ConnFacts, Framing};
 use crate::proxy::own;
-use crate::proxy::phases::ResponseEdits;
+use crate::proxy::response_edits::edited_fields;
+use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::{self, Kind};
@@ -75,10 +77,8 @@ impl Proxy {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
             length: request.length,
-            forwarded_for: parts
-                .headers
-                .get("x-forwarded-for")
-                .map(HeaderValue::as_bytes),
+            protocol: Protocol::Http2,
+            received: Received::of(&parts.headers),
         };
         let upstream = match backend_request(outgoing, action, ctx, facts) {
             Ok(upstream) => upstream,
@@ -187,7 +187,9 @@ pub(in crate::proxy) struct Outgoing<'a, I> {
     /// The client's fields that may be forwarded (hop-by-hop ones are dropped here too).
     pub(in crate::proxy) fields: I,
     pub(in crate::proxy) length: Option<u64>,
-    pub(in crate::proxy) forwarded_for: Option<&'a [u8]>,
+    /// The client's protocol and what it said of the request's way here.
+    pub(in crate::proxy) protocol: Protocol,
+    pub(in crate::proxy) received: Received<'a>,
 }
 
 /// The request for the backend: the canonical (or rewritten) path, the Host sent as the
@@ -235,7 +237,12 @@ pub(in crate::proxy) fn backend_request<'f>(
     if let Some(n) = out.length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
-    forwarding_fields(out.host, out.forwarded_for, ctx, facts, |name, value| {
+    let hop = Hop {
+        host: out.host,
+        protocol: out.protocol,
+        received: out.received,
+    };
+    forwarding_fields(&hop, ctx, facts, |name, value| {
         if let Ok(value) = HeaderValue::from_bytes(value) {
             headers.append(HeaderName::from_static(name), value);
         }
