@@ -24,26 +24,6 @@ pub const DEFAULT_DNS_MIN_TTL_SECONDS: u64 = 5;
 pub const DEFAULT_DNS_MAX_TTL_SECONDS: u64 = 300;
 /// Timeout of one DNS query, in milliseconds.
 pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 2000;
-/// Upstream TCP (and TLS) connect timeout, in milliseconds.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2000;
-/// Upstream read timeout, in milliseconds.
-pub const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
-/// Upstream write timeout, in milliseconds.
-pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 60_000;
-/// How long a pooled upstream connection may stay idle, in milliseconds.
-pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
-/// Health-check interval, in milliseconds.
-pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 2000;
-/// Health-check timeout, in milliseconds.
-pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 1000;
-/// Consecutive successes that mark an unhealthy backend healthy again.
-pub const DEFAULT_HEALTHY_THRESHOLD: usize = 1;
-/// Consecutive failures that mark a healthy backend unhealthy.
-pub const DEFAULT_UNHEALTHY_THRESHOLD: usize = 2;
-/// How long a backend that refused a connection is skipped, in milliseconds.
-pub const DEFAULT_PASSIVE_EJECTION_MS: u64 = 10_000;
-/// Status a health-check response must have.
-pub const DEFAULT_HEALTH_EXPECTED_STATUS: u16 = 200;
 /// Status of a redirect route when `redirect.status` is not set.
 pub const DEFAULT_REDIRECT_STATUS: u16 = 308;
 /// Status of a respond route when `respond.status` is not set.
@@ -243,148 +223,8 @@ impl Default for ReloadSection {
     }
 }
 
-/// `[[upstreams]]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamSection {
-    /// Name that routes refer to.
-    pub name: String,
-    /// `ip:port` or `hostname:port`, or tables with `addr` and `weight`.
-    pub backends: Vec<BackendEntry>,
-    /// `round_robin` (weighted), `random` (weighted) or `consistent` (ketama hashing).
-    #[serde(default)]
-    pub balance: Balance,
-    /// What `consistent` hashes: `client_ip`, `path` or `header:NAME`.
-    pub hash_key: Option<String>,
-    /// Connect to the backends with TLS.
-    #[serde(default)]
-    pub tls: bool,
-    /// SNI and verified name for TLS backends (default: the Host sent upstream).
-    pub sni: Option<String>,
-    /// Verify the backend certificate and hostname (TLS only).
-    #[serde(default = "default_true")]
-    pub verify: bool,
-    /// PEM roots for verifying backends instead of the Mozilla (webpki) roots.
-    pub ca_file: Option<String>,
-    /// Speak HTTP/2 to backends: offered by ALPN with TLS (falling back to HTTP/1.1), spoken
-    /// from the start (h2c, prior knowledge) without.
-    #[serde(default)]
-    pub http2: bool,
-    /// Connect timeout.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Read timeout.
-    #[serde(default = "default_read_timeout_ms")]
-    pub read_timeout_ms: u64,
-    /// Write timeout.
-    #[serde(default = "default_write_timeout_ms")]
-    pub write_timeout_ms: u64,
-    /// Idle timeout of pooled connections.
-    #[serde(default = "default_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// How long a backend that failed a connect is skipped.
-    #[serde(default = "default_passive_ejection_ms")]
-    pub passive_ejection_ms: u64,
-    /// Active health check; none when absent.
-    pub health_check: Option<HealthCheckSection>,
-}
-
 fn default_true() -> bool {
     true
-}
-fn default_connect_timeout_ms() -> u64 {
-    DEFAULT_CONNECT_TIMEOUT_MS
-}
-fn default_read_timeout_ms() -> u64 {
-    DEFAULT_READ_TIMEOUT_MS
-}
-fn default_write_timeout_ms() -> u64 {
-    DEFAULT_WRITE_TIMEOUT_MS
-}
-fn default_idle_timeout_ms() -> u64 {
-    DEFAULT_IDLE_TIMEOUT_MS
-}
-fn default_passive_ejection_ms() -> u64 {
-    DEFAULT_PASSIVE_EJECTION_MS
-}
-
-/// One backend: a bare address string or a table with a weight.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum BackendEntry {
-    /// `"10.0.0.1:8080"` or `"api.internal:443"`, weight 1.
-    Addr(String),
-    /// `{ addr = "...", weight = 3 }`
-    Weighted {
-        /// `ip:port` or `hostname:port`.
-        addr: String,
-        /// Relative share of requests.
-        weight: usize,
-    },
-}
-
-/// Load-balancing algorithm.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Balance {
-    /// Weighted round robin.
-    #[default]
-    RoundRobin,
-    /// Weighted random.
-    Random,
-    /// Consistent (ketama) hashing on `hash_key`.
-    Consistent,
-}
-
-/// `[upstreams.health_check]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheckSection {
-    /// `tcp` (connect) or `http` (request `path`, expect `expected_status`).
-    pub kind: HealthKind,
-    /// Path requested by an `http` check.
-    pub path: Option<String>,
-    /// Status an `http` check expects.
-    #[serde(default = "default_expected_status")]
-    pub expected_status: u16,
-    /// Interval between checks.
-    #[serde(default = "default_health_interval_ms")]
-    pub interval_ms: u64,
-    /// Timeout of one check.
-    #[serde(default = "default_health_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Consecutive successes to become healthy.
-    #[serde(default = "default_healthy_threshold")]
-    pub healthy_threshold: usize,
-    /// Consecutive failures to become unhealthy.
-    #[serde(default = "default_unhealthy_threshold")]
-    pub unhealthy_threshold: usize,
-}
-
-fn default_expected_status() -> u16 {
-    DEFAULT_HEALTH_EXPECTED_STATUS
-}
-fn default_health_interval_ms() -> u64 {
-    DEFAULT_HEALTH_INTERVAL_MS
-}
-fn default_health_timeout_ms() -> u64 {
-    DEFAULT_HEALTH_TIMEOUT_MS
-}
-fn default_healthy_threshold() -> usize {
-    DEFAULT_HEALTHY_THRESHOLD
-}
-fn default_unhealthy_threshold() -> usize {
-    DEFAULT_UNHEALTHY_THRESHOLD
-}
-
-/// Kind of active health check.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthKind {
-    /// A TCP (or TLS) connect.
-    Tcp,
-    /// An HTTP request.
-    Http,
 }
 
 /// `[[sites]]`
@@ -499,3 +339,4 @@ fn default_redirect_status() -> u16 {
 }
 
 pub use super::file_policy::*;
+pub use super::file_upstreams::*;

@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod file;
 mod file_policy;
+mod file_upstreams;
 mod sites;
 mod upstreams;
 

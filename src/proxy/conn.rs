@@ -25,7 +25,7 @@
 //! no per-request clock (the h2 crate reads frames, bounded by its header-list limit).
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -40,12 +40,15 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::phases::Peer;
 use super::Proxy;
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
 use crate::policy::proxy_protocol::read_header;
 use crate::snapshot::SharedSnapshot;
 use crate::tls::listener::TlsTerminator;
+use crate::tls::resolver::ConnInfo;
+use http::HeaderValue;
 
 /// Between requests: no deadline; the next byte starts the clock.
 const WAITING: u8 = 0;
@@ -356,5 +359,37 @@ impl ServerApp for ConnGate {
             self.proxy.serve_h1(conn, shutdown).await;
         }
         None
+    }
+}
+
+/// What a connection tells every request on it.
+pub(in crate::proxy) struct ConnFacts {
+    pub(in crate::proxy) peer: Peer,
+    pub(in crate::proxy) listener_port: Option<u16>,
+    pub(in crate::proxy) tls: Option<Arc<SslDigest>>,
+}
+
+impl ConnFacts {
+    pub(in crate::proxy) fn of(conn: &ClientConn) -> Self {
+        let digest = conn.socket_digest();
+        let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+            a.and_then(|a| a.as_inet()).copied()
+        };
+        let tls = conn.ssl_digest();
+        let sni = tls
+            .as_ref()
+            .and_then(|t| t.extension.get::<ConnInfo>())
+            .and_then(|info| info.sni.clone());
+        let addr = inet(digest.as_ref().and_then(|d| d.peer_addr()))
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Self {
+            peer: Peer {
+                addr,
+                ip_text: HeaderValue::from_str(&canonical(addr.ip()).to_string()).ok(),
+                sni,
+            },
+            listener_port: inet(digest.as_ref().and_then(|d| d.local_addr())).map(|a| a.port()),
+            tls,
+        }
     }
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 
 use super::in_flight::InFlight;
-use super::phases::proxy_action;
 use crate::policy::client::Client;
 use crate::route::router::ProxyAction;
 use crate::route::upstream::MAX_TRIES;
+use crate::route::Action;
 use crate::snapshot::Snapshot;
 
 /// Unique request ids: a random per-process prefix and a counter.
@@ -157,6 +157,17 @@ impl Ctx {
                 site.routes.get(r).map(|r| r.prefix.as_str())
             })
             .unwrap_or("/")
+    }
+}
+
+/// The upstream route `(site, route)` of `snapshot` proxies to, if it proxies.
+pub(super) fn proxy_action(
+    snapshot: &Snapshot,
+    (site, route): (usize, usize),
+) -> Option<&ProxyAction> {
+    match &snapshot.router.site_at(site)?.routes.get(route)?.action {
+        Action::Proxy(p) => Some(p),
+        Action::Respond(_) | Action::Redirect(_) => None,
     }
 }
 

@@ -19,8 +19,8 @@ use std::net::IpAddr;
 
 use http::HeaderValue;
 
+use super::conn::ConnFacts;
 use super::ctx::Ctx;
-use super::h1::ConnFacts;
 use crate::semantics::fields::Field;
 
 /// The name menshen gives itself in `Via`.

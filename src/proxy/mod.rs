@@ -16,7 +16,10 @@
 //! finish        one access log line (`access`), counters
 //! ```
 //!
-//! Per-request state is `ctx`'s.
+//! Per-request state is `ctx`'s. What both engines share is beside them, never in one of them
+//! (no module here imports a sibling that imports it back): `http1` (HTTP/1 syntax and
+//! a backend's response head), `http2` (requests to HTTP/2 backends, DATA under flow
+//! control), `forwarding`, `response_edits`, `own`, `timed` (time-limited I/O).
 
 mod access;
 pub mod conn;
@@ -24,10 +27,13 @@ mod ctx;
 mod forwarding;
 mod h1;
 mod h2;
+mod http1;
+mod http2;
 pub mod in_flight;
 mod own;
 mod phases;
 mod response_edits;
+mod timed;
 
 use std::sync::Arc;
 
@@ -68,7 +74,7 @@ pub fn fuzz_request_head(data: &[u8]) -> Option<String> {
 /// `crate::fuzz`'s way into the chunked decoder.
 #[doc(hidden)]
 pub fn fuzz_chunked(data: &[u8]) {
-    h1::fuzz_chunked(data)
+    http1::fuzz_chunked(data)
 }
 
 /// `crate::fuzz`'s way into the HTTP/2-to-HTTP/1 mapping.

@@ -18,19 +18,7 @@ use crate::proxy::own::io_status;
 use crate::route::router::{strip_port, ProxyAction};
 use crate::route::upstream::{HashKey, MAX_TRIES};
 use crate::route::upstream_conn::{self, TlsTarget, UpstreamConn};
-use crate::route::Action;
 use crate::snapshot::Snapshot;
-
-/// The upstream route `(site, route)` of `snapshot` proxies to, if it proxies.
-pub(super) fn proxy_action(
-    snapshot: &Snapshot,
-    (site, route): (usize, usize),
-) -> Option<&ProxyAction> {
-    match &snapshot.router.site_at(site)?.routes.get(route)?.action {
-        Action::Proxy(p) => Some(p),
-        Action::Respond(_) | Action::Redirect(_) => None,
-    }
-}
 
 pub(super) fn lowercase(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {

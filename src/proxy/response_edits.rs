@@ -11,7 +11,7 @@
 use http::HeaderValue;
 
 use super::ctx::Ctx;
-use super::h1::Framing;
+use super::http1::Framing;
 use crate::semantics::fields::{field, is_hop_by_hop, Field};
 
 /// What the site does to every response it sends: headers removed, headers set, HSTS on TLS,

@@ -99,6 +99,13 @@ async fn within<T>(
 }
 
 impl UpstreamConn {
+    /// Writes `bytes` and flushes them (a TLS connection holds written bytes until flushed).
+    pub async fn send_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.write_all(bytes).await?;
+        self.flush().await
+    }
+
     /// Whether the backend chose HTTP/2 by ALPN.
     pub fn chose_h2(&self) -> bool {
         match self {

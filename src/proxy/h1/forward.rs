@@ -6,19 +6,17 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
+use bytes::BytesMut;
 
 use super::own::{error_response, io_status};
 use super::relay::Relay;
 use super::request::{upstream_request, Request};
-use super::response::{
-    interim_head, read_response_head, response_head, with_response, ResponseHead, MAX_INTERIM,
-};
 use super::upload::{Upload, UploadError};
-use super::{send_timeout, within, write_out, Buffers, ConnFacts, Outcome};
-use crate::proxy::conn::ClientConn;
+use super::{send_timeout, Buffers, Outcome};
+use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
+use crate::proxy::http1::read_response_head;
+use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
 use crate::route::router::ProxyAction;
@@ -223,7 +221,7 @@ impl Proxy {
                 };
                 up.clear();
                 let mut received = false;
-                let sent = within(options.write_timeout, send_all(&mut stream, out)).await;
+                let sent = within(options.write_timeout, stream.send_all(out)).await;
                 let result = match sent {
                     Ok(()) => {
                         let rest = upload.send_rest(
@@ -268,60 +266,4 @@ impl Proxy {
             }
         }
     }
-}
-
-/// Reads the interim and final response heads of one exchange: interim ones (103 Early Hints,
-/// ...) go to the client as they come, as nginx passes them. `Ok` with the final head
-/// parsed and written into `out` by `write`, and its length in `up`.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn final_head(
-    conn: &mut ClientConn,
-    stream: &mut UpstreamConn,
-    up: &mut BytesMut,
-    out: &mut Vec<u8>,
-    mut end: usize,
-    (read_timeout, send): (Option<std::time::Duration>, Option<std::time::Duration>),
-    head_request: bool,
-    mut write: impl FnMut(&mut Vec<u8>, &httparse::Response<'_, '_>, &ResponseHead),
-) -> Result<(ResponseHead, usize), (u16, String)> {
-    let mut interim = 0;
-    let mut received = true;
-    loop {
-        out.clear();
-        let parsed = with_response(&up[..end], |resp| {
-            let head = response_head(resp, head_request)?;
-            if head.status < 200 && head.status != 101 {
-                interim_head(out, resp);
-            } else {
-                write(out, resp, &head);
-            }
-            Some(head)
-        });
-        let head = match parsed {
-            Ok(Some(head)) if head.status < 200 && head.status != 101 && interim == MAX_INTERIM => {
-                return Err((502, "too many interim responses".to_owned()))
-            }
-            Ok(Some(head)) => head,
-            Ok(None) => return Err((502, "bad status or Content-Length".to_owned())),
-            Err(e) => return Err((502, e)),
-        };
-        if head.status >= 200 || head.status == 101 {
-            return Ok((head, end));
-        }
-        interim += 1;
-        if let Err(e) = write_out(conn, out, send).await {
-            return Err((0, format!("writing an interim response: {e}")));
-        }
-        up.advance(end);
-        end = read_response_head(stream, up, read_timeout, &mut received)
-            .await
-            .map_err(|(kind, error)| (io_status(kind), error))?;
-    }
-}
-
-/// Writes `bytes` to a backend and flushes them (a TLS connection holds written bytes until
-/// flushed).
-pub(super) async fn send_all(stream: &mut UpstreamConn, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
 }

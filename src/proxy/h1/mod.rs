@@ -12,11 +12,11 @@
 //! A request's way through it: `read_head` (one head, within the header clock and the size
 //! limits), `request` (framing, Connection, the canonical target and Host; malformed requests
 //! get 400 and are never autocorrected), `serve` (policy, then the route's answer or the
-//! exchange), `upload` (the request body), `forward` (backend, retries, response head),
-//! `relay` (the response body) or `tunnel` (after `101 Switching Protocols`). Its own answers
-//! are `own`'s. Backend connections come from a per-thread pool (`route::pool`).
+//! exchange), `upload` (the request body), `forward` (backend, retries), `response` (the heads
+//! the client gets), `relay` (the response body) or `tunnel` (after `101 Switching
+//! Protocols`). Its own answers are `own`'s. HTTP/1 syntax both engines write and read is
+//! `proxy::http1`'s; backend connections come from a per-thread pool (`route::pool`).
 
-mod body;
 mod forward;
 mod own;
 mod relay;
@@ -27,69 +27,19 @@ mod to_h2;
 mod tunnel;
 mod upload;
 
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::HeaderValue;
-use pingora::protocols::tls::SslDigest;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use self::response::head_end;
 use self::serve::Next;
-
-// What the HTTP/2 engine shares of HTTP/1: backends speak it.
-pub(in crate::proxy) use self::body::Body;
-pub(in crate::proxy) use self::response::{
-    push_field, read_response_head, response_head, with_date, with_response, Framing, MAX_INTERIM,
-};
-use super::conn::ClientConn;
+use super::conn::{ClientConn, ConnFacts};
 use super::ctx::Ctx;
-use super::phases::Peer;
+use super::http1::{head_end, MAX_HEADERS};
+use super::timed::within;
 use super::Proxy;
-use crate::policy::ip::canonical;
-use crate::tls::resolver::ConnInfo;
-
-/// Headers of a request or response parsed on the stack; a request with more gets 431.
-const MAX_HEADERS: usize = 100;
-/// Backend read buffer: the body is copied through it.
-pub(in crate::proxy) const UPSTREAM_BUF: usize = 32 * 1024;
-
-/// What a connection tells every request on it.
-pub(in crate::proxy) struct ConnFacts {
-    pub(in crate::proxy) peer: Peer,
-    pub(in crate::proxy) listener_port: Option<u16>,
-    pub(in crate::proxy) tls: Option<Arc<SslDigest>>,
-}
-
-impl ConnFacts {
-    pub(in crate::proxy) fn of(conn: &ClientConn) -> Self {
-        let digest = conn.socket_digest();
-        let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
-            a.and_then(|a| a.as_inet()).copied()
-        };
-        let tls = conn.ssl_digest();
-        let sni = tls
-            .as_ref()
-            .and_then(|t| t.extension.get::<ConnInfo>())
-            .and_then(|info| info.sni.clone());
-        let addr = inet(digest.as_ref().and_then(|d| d.peer_addr()))
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        Self {
-            peer: Peer {
-                addr,
-                ip_text: HeaderValue::from_str(&canonical(addr.ip()).to_string()).ok(),
-                sni,
-            },
-            listener_port: inet(digest.as_ref().and_then(|d| d.local_addr())).map(|a| a.port()),
-            tls,
-        }
-    }
-}
 
 /// The canonical target of the request head `data` as this engine reads it: `None` when the
 /// engine refuses it or it is not exactly one whole head (`crate::fuzz`).
@@ -103,31 +53,6 @@ pub(in crate::proxy) fn read_one_head(data: &[u8]) -> Option<String> {
     let mut classes = [crate::semantics::fields::Field::Other; MAX_HEADERS];
     let req = request::request(&parsed, &mut classes).ok()?;
     Some(req.target.as_str().to_owned())
-}
-
-pub(in crate::proxy) use self::body::fuzz_chunked;
-
-/// Runs `io` with a time limit that costs no timer when `io` is ready at once.
-pub(in crate::proxy) async fn within<T>(
-    limit: Option<Duration>,
-    io: impl Future<Output = io::Result<T>>,
-) -> io::Result<T> {
-    let mut io = std::pin::pin!(io);
-    let Some(limit) = limit else {
-        return io.await;
-    };
-    let first = std::future::poll_fn(|cx| match io.as_mut().poll(cx) {
-        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
-        std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await;
-    if let Some(r) = first {
-        return r;
-    }
-    match tokio::time::timeout(limit, io).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
-    }
 }
 
 /// Per-connection buffers for the way out, reused by every request.

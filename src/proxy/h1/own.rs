@@ -4,33 +4,15 @@
 
 use std::time::Duration;
 
-use super::response::{push_date, push_field, status_line_for};
+use super::response::Persist;
 use super::write_out;
 use crate::policy::Denial;
 use crate::proxy::conn::ClientConn;
+use crate::proxy::http1::{push_date, push_field, status_line_for};
 use crate::proxy::own::{self, Own};
 use crate::route::router::{Canned, Redirect};
 
 pub(super) use crate::proxy::own::io_status;
-
-/// What the connection does after a response, as the client is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Persist {
-    /// `Connection: close`, and the connection closes.
-    Close,
-    /// Kept open; an HTTP/1.0 client is told `Connection: keep-alive`.
-    KeepAlive { http10: bool },
-}
-
-impl Persist {
-    pub(super) fn push(self, out: &mut Vec<u8>) {
-        match self {
-            Persist::Close => push_field(out, b"connection", b"close"),
-            Persist::KeepAlive { http10: true } => push_field(out, b"connection", b"keep-alive"),
-            Persist::KeepAlive { http10: false } => {}
-        }
-    }
-}
 
 /// Writes `own` into `out` for an HTTP/1 client; a HEAD request gets the header only.
 fn write(own: &Own<'_>, out: &mut Vec<u8>, request_id: &[u8], persist: Persist, head: bool) {

@@ -11,15 +11,15 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 
-use super::body::Body;
-use super::forward::final_head;
-use super::own::{error_response, Persist};
+use super::own::error_response;
 use super::request::Request;
-use super::response::{client_response_head, upgrade_head, Framing, ResponseHead};
-use super::{within, write_out, Buffers, ConnFacts, Outcome, UPSTREAM_BUF};
-use crate::proxy::conn::ClientConn;
+use super::response::{client_response_head, final_head, upgrade_head, Persist};
+use super::{write_out, Buffers, Outcome};
+use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
+use crate::proxy::http1::{Body, Framing, ResponseHead, UPSTREAM_BUF};
 use crate::proxy::response_edits::ResponseEdits;
+use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
 use crate::route::upstream_conn::UpstreamConn;
 

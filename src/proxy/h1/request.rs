@@ -3,10 +3,10 @@
 
 use http::Method;
 
-use super::response::push_field;
-use super::{ConnFacts, MAX_HEADERS};
+use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
+use crate::proxy::http1::{push_field, MAX_HEADERS};
 use crate::proxy::phases::ReqView;
 use crate::route::router::ProxyAction;
 use crate::semantics::fields::{content_length, field, list_items, nominated, Field};

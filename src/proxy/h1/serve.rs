@@ -9,13 +9,16 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use pingora::server::ShutdownWatch;
 
-use super::own::{self, Persist};
+use super::own;
 use super::request::{request, BodyFraming, NotTaken, Req, Request};
-use super::{send_timeout, within, write_out, Buffers, ConnFacts, Outcome, MAX_HEADERS};
+use super::response::Persist;
+use super::{send_timeout, write_out, Buffers, Outcome};
 use crate::policy::Denial;
-use crate::proxy::conn::ClientConn;
+use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
+use crate::proxy::http1::MAX_HEADERS;
 use crate::proxy::phases::{Located, ReqView};
+use crate::proxy::timed::within;
 use crate::proxy::{access, over_connection_limit, Proxy};
 use crate::route::Action;
 use crate::semantics::fields::Field;
@@ -277,5 +280,5 @@ fn status_text(status: u16) -> String {
 
 /// The length of the response head at the start of `out`.
 fn head_len(out: &[u8]) -> usize {
-    super::response::head_end(out, 0).unwrap_or(out.len())
+    crate::proxy::http1::head_end(out, 0).unwrap_or(out.len())
 }

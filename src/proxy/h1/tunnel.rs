@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::forward::send_all;
 use super::write_out;
 use crate::proxy::conn::ClientConn;
 use crate::route::upstream_conn::UpstreamConn;
@@ -30,7 +29,7 @@ pub(super) async fn run(
         return (0, 0, Some(format!("writing the 101 response: {e}")));
     }
     if !input.is_empty() {
-        if let Err(e) = send_all(&mut backend, input).await {
+        if let Err(e) = backend.send_all(input).await {
             return (
                 0,
                 early_down,

@@ -11,13 +11,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use h2::SendStream;
 use tokio::io::AsyncReadExt;
 
-use super::body::Body;
-use super::forward::send_all;
 use super::request::BodyFraming;
-use super::response::Framing;
-use super::{within, write_out};
+use super::write_out;
 use crate::proxy::conn::ClientConn;
-use crate::proxy::h2::send_data;
+use crate::proxy::http1::{Body, Framing};
+use crate::proxy::http2::send_data;
+use crate::proxy::timed::within;
 use crate::route::upstream_conn::UpstreamConn;
 
 /// Body bytes read from the client per read.
@@ -129,7 +128,7 @@ impl Upload {
             read_more(conn, input, read_timeout).await?;
             let n = self.take(input)?;
             self.streamed = true;
-            within(write_timeout, send_all(backend, &input[..n]))
+            within(write_timeout, backend.send_all(&input[..n]))
                 .await
                 .map_err(UploadError::Backend)?;
             input.advance(n);

@@ -10,11 +10,13 @@ use h2::RecvStream;
 use http::{header, HeaderName, HeaderValue, Method};
 use tokio::io::AsyncWriteExt;
 
-use super::stream::{answer, own_response, Outcome};
+use super::answer::{answer, own_response, Outcome};
+use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
-use crate::proxy::h1::{push_field, read_response_head, within, ConnFacts, Framing, UPSTREAM_BUF};
+use crate::proxy::http1::{push_field, read_response_head, Framing, UPSTREAM_BUF};
 use crate::proxy::own::{self, io_status};
+use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
 use crate::route::router::ProxyAction;

@@ -12,25 +12,22 @@
 //! connection to the backend, trailers included: gRPC). A body the backend breaks off ends the
 //! stream with `RST_STREAM`, never as complete.
 
+mod answer;
 mod exchange;
 mod relay;
 mod stream;
 mod to_h2;
 
-pub(in crate::proxy) use to_h2::{backend_request, Outgoing};
-
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
-use h2::SendStream;
 use pingora::server::ShutdownWatch;
 
 use super::conn::ClientConn;
-use super::h1::{within, ConnFacts};
+use super::conn::ConnFacts;
+use super::timed::within;
 use super::Proxy;
 
 /// Streams a client may have open at once (nginx's `http2_max_concurrent_streams`).
@@ -134,7 +131,7 @@ pub(crate) fn fuzz_request(data: &[u8]) {
     let Ok((target, host, length)) = stream::mapped(&parts) else {
         return;
     };
-    let framing = length.map(super::h1::Framing::Length);
+    let framing = length.map(super::http1::Framing::Length);
     let mut out = Vec::new();
     exchange::mapped_head(
         &mut out,
@@ -151,36 +148,4 @@ pub(crate) fn fuzz_request(data: &[u8]) {
         "{}",
         String::from_utf8_lossy(&out)
     );
-}
-
-/// Sends `data` on `send` as the client's flow control allows, each wait for window within
-/// `limit`; `end` ends the stream with the last frame.
-pub(in crate::proxy) async fn send_data(
-    send: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-    limit: Option<Duration>,
-) -> io::Result<()> {
-    let mut ended = false;
-    while !data.is_empty() {
-        send.reserve_capacity(data.len());
-        let capacity = std::future::poll_fn(|cx| match send.poll_capacity(cx) {
-            Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(io::Error::other(e))),
-            Poll::Ready(None) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-            Poll::Pending => Poll::Pending,
-        });
-        let n = within(limit, capacity).await?;
-        if n == 0 {
-            continue;
-        }
-        let chunk = data.split_to(n.min(data.len()));
-        ended = end && data.is_empty();
-        send.send_data(chunk, ended).map_err(io::Error::other)?;
-    }
-    if end && !ended {
-        send.send_data(Bytes::new(), true)
-            .map_err(io::Error::other)?;
-    }
-    Ok(())
 }

@@ -12,15 +12,16 @@ use h2::Reason;
 use http::{HeaderName, HeaderValue, StatusCode};
 use tokio::io::AsyncReadExt;
 
-use super::send_data;
-use super::stream::{answer, date, own_response, Outcome};
+use super::answer::{answer, date, own_response, Outcome};
+use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::h1::{
-    read_response_head, response_head, with_response, within, Body, ConnFacts, Framing,
-    MAX_INTERIM, UPSTREAM_BUF,
+use crate::proxy::http1::{
+    read_response_head, response_head, with_response, Body, Framing, MAX_INTERIM, UPSTREAM_BUF,
 };
+use crate::proxy::http2::send_data;
 use crate::proxy::own::{self, io_status};
 use crate::proxy::response_edits::{response_fields, ResponseEdits};
+use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::fields::{field, Field};

@@ -7,29 +7,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::RecvStream;
-use http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use http::{header, HeaderValue, Method};
 
-use super::send_data;
+use super::answer::{answer, own_response, Outcome};
 use crate::policy::Denial;
 use crate::proxy::access;
+use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::h1::{with_date, ConnFacts};
-use crate::proxy::own::{self, Own};
+use crate::proxy::own;
 use crate::proxy::phases::{Located, ReqView};
 use crate::proxy::Proxy;
 use crate::route::Action;
 use crate::semantics::fields::content_length;
 use crate::semantics::target::canonical;
-
-/// How one stream ended, for the access log.
-pub(super) struct Outcome {
-    pub(super) status: u16,
-    /// Request body payload bytes read.
-    pub(super) bytes_in: u64,
-    /// Response body payload bytes sent.
-    pub(super) bytes_out: usize,
-    pub(super) error: Option<String>,
-}
 
 impl Proxy {
     /// Serves one request of an HTTP/2 connection.
@@ -198,56 +188,6 @@ fn bad_request(reason: &str) -> Denial {
         rule: Arc::from("bad_request"),
         header: None,
         body: Bytes::from(format!("400 Bad Request: {reason}\n")),
-    }
-}
-
-/// An answer of menshen's own as HTTP/2 fields and body.
-pub(super) fn own_response(own: &Own<'_>, id: &HeaderValue) -> (http::Response<()>, Bytes) {
-    let mut response = http::Response::new(());
-    *response.status_mut() =
-        StatusCode::from_u16(own.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    for (name, value) in own.fields {
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        {
-            headers.append(name, value);
-        }
-    }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(own.body.len()));
-    headers.insert("x-request-id", id.clone());
-    date(headers);
-    (response, Bytes::copy_from_slice(own.body))
-}
-
-/// Adds a Date for now.
-pub(super) fn date(headers: &mut http::HeaderMap) {
-    with_date(|now| {
-        if let Ok(value) = HeaderValue::from_str(now) {
-            headers.insert(header::DATE, value);
-        }
-    });
-}
-
-/// Sends an answer (its body unless `head`): the body bytes sent, and what failed.
-pub(super) async fn answer(
-    respond: &mut SendResponse<Bytes>,
-    (response, body): (http::Response<()>, Bytes),
-    head: bool,
-    send: Option<std::time::Duration>,
-) -> (usize, Option<String>) {
-    let empty = head || body.is_empty();
-    let mut stream = match respond.send_response(response, empty) {
-        Ok(stream) => stream,
-        Err(e) => return (0, Some(format!("sending the response: {e}"))),
-    };
-    if empty {
-        return (0, None);
-    }
-    let len = body.len();
-    match send_data(&mut stream, body, true, send).await {
-        Ok(()) => (len, None),
-        Err(e) => (0, Some(format!("sending the response: {e}"))),
     }
 }
 

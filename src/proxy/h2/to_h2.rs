@@ -13,22 +13,24 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+use super::answer::{answer, date, own_response, Outcome};
 use super::exchange::Request;
-use super::send_data;
-use super::stream::{answer, date, own_response, Outcome};
+use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
-use crate::proxy::h1::{within, ConnFacts, Framing};
+use crate::proxy::forwarding::{Protocol, Received};
+use crate::proxy::http1::Framing;
+use crate::proxy::http2::{backend_request, send_data, Outgoing};
 use crate::proxy::own;
 use crate::proxy::response_edits::edited_fields;
 use crate::proxy::response_edits::ResponseEdits;
+use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::{self, Kind};
 use crate::route::router::ProxyAction;
-use crate::semantics::fields::{field, list_items, Field};
+use crate::semantics::fields::{field, Field};
 
 /// The window each stream and each connection to a backend offers for responses.
 const STREAM_WINDOW: u32 = 1024 * 1024;
@@ -175,79 +177,6 @@ impl Proxy {
             .map_err(|e| Some((502, format!("HTTP/2 connection to {addr}: {e}"))))?;
         Ok(Some(sender))
     }
-}
-
-/// What the backend's HTTP/2 request is made of, whatever the client's protocol.
-pub(in crate::proxy) struct Outgoing<'a, I> {
-    pub(in crate::proxy) method: &'a Method,
-    /// The canonical path and query.
-    pub(in crate::proxy) target: &'a str,
-    /// The canonical Host.
-    pub(in crate::proxy) host: &'a str,
-    /// The client's fields that may be forwarded (hop-by-hop ones are dropped here too).
-    pub(in crate::proxy) fields: I,
-    pub(in crate::proxy) length: Option<u64>,
-    /// The client's protocol and what it said of the request's way here.
-    pub(in crate::proxy) protocol: Protocol,
-    pub(in crate::proxy) received: Received<'a>,
-}
-
-/// The request for the backend: the canonical (or rewritten) path, the Host sent as the
-/// authority, the client's fields less what menshen sets, `te: trailers` kept (gRPC needs
-/// it), a length the client gave, menshen's forwarding fields.
-pub(in crate::proxy) fn backend_request<'f>(
-    out: Outgoing<'_, impl Iterator<Item = (&'f str, &'f [u8])>>,
-    action: &ProxyAction,
-    ctx: &Ctx,
-    facts: &ConnFacts,
-) -> Result<http::Request<()>, String> {
-    let path = action.rewrite.apply(ctx.route_prefix(), out.target);
-    let authority = match &action.host_header {
-        Some(host) => host.to_str().map_err(|e| e.to_string())?,
-        None => out.host,
-    };
-    let scheme = match action.upstream.tls() {
-        Some(_) => "https",
-        None => "http",
-    };
-    let uri = format!(
-        "{scheme}://{authority}{}",
-        path.as_deref().unwrap_or(out.target)
-    );
-    let mut upstream = http::Request::builder()
-        .method(out.method.clone())
-        .uri(uri)
-        .body(())
-        .map_err(|e| e.to_string())?;
-    let headers = upstream.headers_mut();
-    for (name, value) in out.fields {
-        let trailers = || list_items(value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
-        match field(name) {
-            Field::Other | Field::UserAgent => {}
-            Field::HopByHop if name.eq_ignore_ascii_case("te") && trailers() => {
-                headers.append(header::TE, HeaderValue::from_static("trailers"));
-                continue;
-            }
-            _ => continue,
-        }
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-        let value = HeaderValue::from_bytes(value).map_err(|e| e.to_string())?;
-        headers.append(name, value);
-    }
-    if let Some(n) = out.length {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-    }
-    let hop = Hop {
-        host: out.host,
-        protocol: out.protocol,
-        received: out.received,
-    };
-    forwarding_fields(&hop, ctx, facts, |name, value| {
-        if let Ok(value) = HeaderValue::from_bytes(value) {
-            headers.append(HeaderName::from_static(name), value);
-        }
-    });
-    Ok(upstream)
 }
 
 /// Pumps the client's body (and trailers) to the backend's stream, under both windows: the

@@ -199,7 +199,7 @@ impl Body {
     /// How many bytes at the start of `buf` belong to the body (the rest would be the
     /// backend's next message, which it should not have sent), and how many of those are
     /// payload (not chunk framing).
-    pub(super) fn take(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
+    pub(in crate::proxy) fn take(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
         self.take_with(buf, |_| {})
     }
 

@@ -1,0 +1,70 @@
+//! What an HTTP/2 client is sent of menshen's own (`proxy::own`: denials, fixed responses,
+//! redirects, errors) and how a stream's end is told to the access log.
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use http::{header, HeaderName, HeaderValue, StatusCode};
+
+use crate::proxy::http1::with_date;
+use crate::proxy::http2::send_data;
+use crate::proxy::own::Own;
+
+/// How one stream ended, for the access log.
+pub(super) struct Outcome {
+    pub(super) status: u16,
+    /// Request body payload bytes read.
+    pub(super) bytes_in: u64,
+    /// Response body payload bytes sent.
+    pub(super) bytes_out: usize,
+    pub(super) error: Option<String>,
+}
+
+/// An answer of menshen's own as HTTP/2 fields and body.
+pub(super) fn own_response(own: &Own<'_>, id: &HeaderValue) -> (http::Response<()>, Bytes) {
+    let mut response = http::Response::new(());
+    *response.status_mut() =
+        StatusCode::from_u16(own.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in own.fields {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(own.body.len()));
+    headers.insert("x-request-id", id.clone());
+    date(headers);
+    (response, Bytes::copy_from_slice(own.body))
+}
+
+/// Adds a Date for now.
+pub(super) fn date(headers: &mut http::HeaderMap) {
+    with_date(|now| {
+        if let Ok(value) = HeaderValue::from_str(now) {
+            headers.insert(header::DATE, value);
+        }
+    });
+}
+
+/// Sends an answer (its body unless `head`): the body bytes sent, and what failed.
+pub(super) async fn answer(
+    respond: &mut SendResponse<Bytes>,
+    (response, body): (http::Response<()>, Bytes),
+    head: bool,
+    send: Option<std::time::Duration>,
+) -> (usize, Option<String>) {
+    let empty = head || body.is_empty();
+    let mut stream = match respond.send_response(response, empty) {
+        Ok(stream) => stream,
+        Err(e) => return (0, Some(format!("sending the response: {e}"))),
+    };
+    if empty {
+        return (0, None);
+    }
+    let len = body.len();
+    match send_data(&mut stream, body, true, send).await {
+        Ok(()) => (len, None),
+        Err(e) => (0, Some(format!("sending the response: {e}"))),
+    }
+}
