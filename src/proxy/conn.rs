@@ -40,6 +40,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::in_flight::Open;
 use super::phases::Peer;
 use super::Proxy;
 use crate::policy::conn_limit::ConnGuard;
@@ -63,6 +64,8 @@ pub struct ClientConn {
     limit: Duration,
     /// This connection's place in the per-IP count, given back when the connection ends.
     _counted: Option<ConnGuard>,
+    /// Its place in the process's count of open connections (what a drain waits for).
+    _open: Open,
     /// The client already held `max_connections_per_ip` connections when this one arrived.
     over_limit: bool,
     phase: u8,
@@ -95,6 +98,7 @@ impl ClientConn {
             inner,
             limit,
             _counted: counted,
+            _open: Open::start(),
             over_limit,
             phase: if clock { HEADER } else { DONE },
             started,

@@ -20,6 +20,7 @@ use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tls::listener::TlsTerminator;
+use pingora::server::ExecutionPhase;
 
 /// How the process was asked to start.
 #[derive(Debug, Default, Clone)]
@@ -154,40 +155,83 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
             }
             Err(e) => anyhow::bail!("admin.addr {addr}: cannot listen: {e}"),
         }
+        // Ready once pingora runs this process's services (on an upgrade: once the listening
+        // sockets came over from the old process) and every listener accepts.
         let ready = admin.clone();
-        control.spawn(async move { ready.wait_until_listening().await });
+        let mut phases = server.watch_execution_phase();
+        control.spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match phases.recv().await {
+                    Ok(ExecutionPhase::Running) => break,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+            ready.wait_until_listening().await
+        });
         draining_admin = Some(admin);
     }
-    control.spawn(drain_on_sigterm(draining_admin, access_log.clone()));
+    let phases = server.watch_execution_phase();
+    control.spawn(drain(phases, draining_admin, access_log.clone()));
     // The control runtime must outlive the server; run_forever exits the process.
     let _control = control;
     server.run_forever()
 }
 
-/// On SIGTERM pingora stops the listeners and waits out the grace period for what is in flight.
-/// Here readiness turns 503, and once no request has been in flight for `QUIET` the access log
-/// is flushed and the process exits: a drained proxy does not wait the rest of the period.
-/// Idle keep-alive connections close with the process, as they would at the period's end.
-async fn drain_on_sigterm(admin: Option<Arc<Admin>>, log: Option<Arc<AccessLog>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    const QUIET: Duration = Duration::from_millis(500);
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return;
-    };
-    if term.recv().await.is_none() {
-        return;
+/// A drain: on SIGTERM, or in the old process of a binary upgrade (SIGQUIT; its listeners go to
+/// the new process, and it stops accepting a few seconds later), readiness turns 503 at once.
+/// When pingora stops the listeners, every engine finishes what it serves: HTTP/1 responses
+/// say `Connection: close` and idle keep-alive connections close after a quiet interval
+/// (`h1::DRAIN_QUIET`), HTTP/2 clients get GOAWAY, tunnels run until either side closes. Once
+/// no client connection is left the access log is flushed and the process exits; the grace
+/// period is only the upper bound (pingora ends the process then).
+async fn drain(
+    mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
+    admin: Option<Arc<Admin>>,
+    log: Option<Arc<AccessLog>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    const SETTLED: Duration = Duration::from_millis(200);
+    loop {
+        match phases.recv().await {
+            Ok(
+                ExecutionPhase::GracefulTerminate | ExecutionPhase::GracefulUpgradeTransferringFds,
+            ) => {
+                tracing::info!(
+                    in_flight = in_flight::count(),
+                    connections = in_flight::open_connections(),
+                    "draining: readyz 503; listeners stop next (at once on SIGTERM, after the \
+                     hand-over on an upgrade)"
+                );
+                if let Some(admin) = &admin {
+                    admin.start_draining();
+                }
+            }
+            Ok(ExecutionPhase::ShutdownStarted) => break,
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
     }
-    tracing::info!(
-        in_flight = in_flight::count(),
-        "SIGTERM: draining (readyz 503, listeners closing, in-flight requests finishing)"
-    );
     if let Some(admin) = &admin {
         admin.start_draining();
     }
-    while !in_flight::idle_for(QUIET) {
+    // A connection accepted just before the listeners stopped may still be in its handshake:
+    // the count must stay at zero for a moment.
+    let mut empty_since: Option<std::time::Instant> = None;
+    loop {
+        if in_flight::open_connections() > 0 || in_flight::count() > 0 {
+            empty_since = None;
+        } else if empty_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= SETTLED
+        {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tracing::info!("drained: no request in flight; exiting");
+    tracing::info!("drained: no client connection left; exiting");
     if let Some(log) = log {
         let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
     }

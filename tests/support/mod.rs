@@ -9,6 +9,7 @@ pub mod http;
 pub mod origins;
 pub mod pki;
 pub mod policy;
+pub mod traffic;
 
 use std::io::Read;
 use std::net::TcpListener;

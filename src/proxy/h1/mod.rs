@@ -27,8 +27,9 @@ mod to_h2;
 mod tunnel;
 mod upload;
 
+use std::future::Future;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pingora::server::ShutdownWatch;
@@ -95,11 +96,12 @@ impl Proxy {
             up: BytesMut::new(),
         };
         // The first request's header is timed by the connection's clock; later ones wait for
-        // their first byte at most the keep-alive timeout.
-        let mut idle: Option<Option<Duration>> = None;
+        // their first byte at most the keep-alive timeout (and the drain's quiet interval).
+        let mut idle: Option<Idle> = None;
         loop {
             let max_head = self.state.load().policy.max_head_bytes;
-            let next = match self.read_head(&mut conn, &mut input, idle, max_head).await {
+            let wait = idle.as_ref().map(|idle| (idle, shutdown));
+            let next = match self.read_head(&mut conn, &mut input, wait, max_head).await {
                 Head::Complete(end) => {
                     let head = input.split_to(end);
                     self.serve(&mut conn, &facts, &head, &mut input, &mut bufs, shutdown)
@@ -113,9 +115,12 @@ impl Proxy {
                 }
                 Head::Closed => return,
             };
+            // A response that promised keep-alive keeps the connection even when a drain began
+            // meanwhile: the client may be sending its next request already, which is answered
+            // with `Connection: close` (closing here would lose it).
             let keepalive = match next {
-                Next::Keep(keepalive) if !*shutdown.borrow() => keepalive,
-                _ => {
+                Next::Keep(keepalive) => keepalive,
+                Next::Close => {
                     // A TLS close sends what rustls still holds first: a client that stopped
                     // reading gets no longer than a write's time limit.
                     let limit = self.state.load().policy.send_timeout;
@@ -124,7 +129,10 @@ impl Proxy {
                 }
             };
             conn.request_done();
-            idle = Some((keepalive > 0).then(|| Duration::from_secs(keepalive)));
+            idle = Some(Idle {
+                limit: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+                since: Instant::now(),
+            });
             if input.is_empty() {
                 // An idle connection holds no buffer: most of what it would cost.
                 input = BytesMut::new();
@@ -137,17 +145,18 @@ impl Proxy {
         }
     }
 
-    /// Reads until `input` holds a whole request head.
+    /// Reads until `input` holds a whole request head. `idle`: the wait is for a keep-alive
+    /// request, and ends without one after the keep-alive timeout or, once the process drains,
+    /// after `DRAIN_QUIET` without a byte from the client.
     ///
-    /// Shutdown does not cut this wait: the watch fires when the listeners
-    /// stop (a binary upgrade hands them over), and a connection accepted just before, or a
-    /// keep-alive client's next request during the grace period, is still answered, with
-    /// `Connection: close`. What is still idle when the grace period ends goes with the runtime.
+    /// A drain (SIGTERM, or the old process of a binary upgrade once its listeners stop) does
+    /// not cut a head that has begun, nor a keep-alive wait that is not yet quiet: a request
+    /// already on its way is answered, with `Connection: close`.
     async fn read_head(
         &self,
         conn: &mut ClientConn,
         input: &mut BytesMut,
-        idle: Option<Option<Duration>>,
+        idle: Option<(&Idle, &ShutdownWatch)>,
         max_head: usize,
     ) -> Head {
         let mut scanned = 0;
@@ -162,16 +171,60 @@ impl Proxy {
             input.reserve(4096);
             // Between requests the wait for a first byte is the keep-alive timeout's; once a
             // byte is in, the connection's header clock runs.
-            let limit = match idle {
-                Some(limit) if input.is_empty() => limit,
-                _ => None,
+            let waiting = idle.filter(|_| input.is_empty());
+            let read = within(waiting.and_then(|(i, _)| i.limit), conn.read_buf(input));
+            let read = match waiting {
+                None => read.await,
+                Some((idle, shutdown)) => {
+                    let mut read = std::pin::pin!(read);
+                    match ready_now(read.as_mut()).await {
+                        Some(read) => read,
+                        None => tokio::select! {
+                            read = read => read,
+                            () = quiet_in_drain(idle.since, shutdown.clone()) => return Head::Closed,
+                        },
+                    }
+                }
             };
-            match within(limit, conn.read_buf(input)).await {
+            match read {
                 Ok(0) | Err(_) => return Head::Closed,
                 Ok(_) => {}
             }
         }
     }
+}
+
+/// How long a keep-alive connection of a draining process stays open without a byte from the
+/// client before it is closed: a client that is sending its next request has begun by then,
+/// and one that is not opens its next connection to the process that took over.
+pub(crate) const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
+/// A connection waiting for its next request.
+struct Idle {
+    /// The keep-alive timeout (none: no limit).
+    limit: Option<Duration>,
+    /// When the last response ended.
+    since: Instant,
+}
+
+/// Resolves once the process drains and the connection has been quiet for `DRAIN_QUIET` since
+/// `since`; never otherwise.
+async fn quiet_in_drain(since: Instant, mut shutdown: ShutdownWatch) {
+    if shutdown.wait_for(|draining| *draining).await.is_err() {
+        // The server is gone without a drain: the runtime's end closes the connection.
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep_until((since + DRAIN_QUIET).into()).await;
+}
+
+/// `Some` with the output of `f` when it is ready at its first poll.
+async fn ready_now<F: Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut f = f;
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// The request's `send_timeout_ms`.

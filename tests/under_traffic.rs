@@ -1,0 +1,374 @@
+//! The lifecycle promises under traffic, with clients that keep their connections (HTTP/1.1
+//! keep-alive GETs and POSTs, HTTP/2 with concurrent streams, a WebSocket): a binary upgrade,
+//! config reloads and certificate swaps lose no request, and a SIGTERM drains what is open and
+//! exits without waiting out the grace period.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use support::grpc::GrpcBackend;
+use support::h1::{echoes, launch, upgrade, Backend};
+use support::http::h2_connect;
+use support::pki::{Ca, LeafSpec};
+use support::traffic::{http1_keepalive, http2_streams, Tally};
+use support::{eventually, Env, Running};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// Every kind of steady client, started on `env`'s listeners.
+fn clients(http: u16, https: u16, root_pem: &str, tally: &Arc<Tally>) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for name in ["a", "b", "c"] {
+        tasks.push(tokio::spawn(http1_keepalive(http, tally.clone(), name)));
+    }
+    let pem = root_pem.to_owned();
+    tasks.push(tokio::spawn(http2_streams(https, pem, 8, tally.clone())));
+    tasks
+}
+
+async fn stop(tally: &Arc<Tally>, tasks: Vec<JoinHandle<()>>) {
+    tally.stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+    }
+}
+
+/// Waits until the clients have made `more` requests beyond what they had.
+async fn progress(tally: &Arc<Tally>, more: u64, log: impl Fn() -> String) {
+    let target = tally.ok() + more;
+    let done = eventually(Duration::from_secs(30), || {
+        let tally = tally.clone();
+        async move { (tally.ok() >= target).then_some(()) }
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "clients stalled at {}:\n{}",
+        tally.ok(),
+        log()
+    );
+}
+
+fn signal(running: &Running, name: &str) {
+    let pid = running.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_upgrade_loses_no_request_of_clients_that_keep_their_connections() {
+    let backend = Backend::start().await;
+    let server = "[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period_seconds = 60\n";
+    let (env, old, root) = launch(&backend, server).await;
+    let tally = Tally::new();
+    let tasks = clients(env.http, env.https, &root.pem, &tally);
+    // A WebSocket opened before the upgrade stays with the old process until it is closed.
+    let mut ws = TcpStream::connect(("127.0.0.1", env.http))
+        .await
+        .expect("connect");
+    let handshake = upgrade(&mut ws).await;
+    assert!(handshake.starts_with("HTTP/1.1 101"), "{handshake}");
+    progress(&tally, 200, || old.log()).await;
+
+    let mut new = upgrade_binary(&env, &old).await;
+    // pingora stops the old process's listeners 5 s after the hand-over; traffic goes on.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    progress(&tally, 200, || old.log()).await;
+    echoes(&mut ws, b"still through the old process").await;
+    drop(ws);
+    let mut old = old;
+    let exited = tokio::task::spawn_blocking(move || {
+        let code = old.wait_exit(Duration::from_secs(20));
+        (code, old.log())
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        exited.0,
+        Some(0),
+        "the old process exits once its connections are done, inside the 60 s grace period:\n{}",
+        exited.1
+    );
+    progress(&tally, 200, || {
+        std::fs::read_to_string(env.path("new.log")).unwrap_or_default()
+    })
+    .await;
+    stop(&tally, tasks).await;
+    let _ = new.kill();
+    let _ = new.wait();
+    let lost = tally.lost();
+    assert!(
+        lost.is_empty(),
+        "{} requests lost of {} ({} reconnects): {lost:?}\nold:\n{}",
+        lost.len(),
+        tally.ok(),
+        tally.reconnects.load(Ordering::SeqCst),
+        exited.1
+    );
+    assert!(exited.1.contains("drained"), "{}", exited.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_and_certificate_swaps_lose_no_request_and_sigterm_drains_what_is_open() {
+    let backend = Backend::start().await;
+    let (env, running, root) = launch(&backend, "[server]\ngrace_period_seconds = 60\n").await;
+    let tally = Tally::new();
+    let tasks = clients(env.http, env.https, &root.pem, &tally);
+    progress(&tally, 200, || running.log()).await;
+    let config = std::fs::read_to_string(env.path("menshen.toml")).expect("config");
+    for round in 0..4u64 {
+        // A renewed certificate, then a config change (a response header), each a reload.
+        env.put_cert(
+            "site",
+            &root.issue(&LeafSpec::new(&["example.cn"], 100 + round)),
+            &[],
+        );
+        progress(&tally, 50, || running.log()).await;
+        let edited = config.replace(
+            "hosts = [\"example.cn\"]",
+            &format!(
+                "hosts = [\"example.cn\"]\nadd_response_headers = {{ \"x-round\" = \"{round}\" }}"
+            ),
+        );
+        env.write("menshen.toml", &edited);
+        progress(&tally, 50, || running.log()).await;
+    }
+    let reloaded = eventually(Duration::from_secs(10), || async {
+        let got = support::http::get_plain(env.http, "example.cn", "/probe")
+            .await
+            .ok()?;
+        (got.header("x-round") == Some("3")).then_some(())
+    })
+    .await;
+    assert!(
+        reloaded.is_some(),
+        "the last config serves:\n{}",
+        running.log()
+    );
+
+    // SIGTERM with steady keep-alive clients and an idle keep-alive connection: the clients
+    // are told `Connection: close` or GOAWAY, the idle connection is closed after the quiet
+    // interval, and the process exits long before its 60 s grace period.
+    let mut idle = support::h1::Client::connect(env.http).await;
+    idle.send(&support::h1::get("/idle", "")).await;
+    assert_eq!(idle.response(false).await.status, 200);
+    signal(&running, "TERM");
+    let mut running = running;
+    let exited = tokio::task::spawn_blocking(move || {
+        let code = running.wait_exit(Duration::from_secs(20));
+        (code, running.log())
+    })
+    .await
+    .expect("join");
+    assert_eq!(exited.0, Some(0), "drained and exited:\n{}", exited.1);
+    assert!(
+        idle.closed_within(Duration::from_secs(1)).await,
+        "the idle connection was closed, not reset mid-request"
+    );
+    stop(&tally, tasks).await;
+    // After the exit the clients' reconnects are refused: only what happened before counts.
+    let lost: Vec<String> = tally
+        .lost()
+        .into_iter()
+        .filter(|l| !l.contains("connect:"))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} requests lost of {}: {lost:?}\n{}",
+        lost.len(),
+        tally.ok(),
+        exited.1
+    );
+}
+
+/// Starts a binary upgrade of `old` (its config has `upgrade_sock = "upgrade.sock"`): the new
+/// process, once it waits for the sockets and the old one has them handed over.
+async fn upgrade_binary(env: &Env, old: &Running) -> std::process::Child {
+    let log = std::fs::File::create(env.path("new.log")).expect("log");
+    let new = std::process::Command::new(env!("CARGO_BIN_EXE_menshen"))
+        .args(["--upgrade", "--config"])
+        .arg(env.path("menshen.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("start the new menshen");
+    let sock = env.path("upgrade.sock");
+    let waiting = eventually(Duration::from_secs(20), || {
+        let sock = sock.clone();
+        async move { sock.exists().then_some(()) }
+    })
+    .await;
+    assert!(waiting.is_some(), "the new process waits for the sockets");
+    signal(old, "QUIT");
+    new
+}
+
+/// Sends `message` on an open gRPC stream and reads its echo.
+async fn echo_on(
+    send: &mut h2::SendStream<Bytes>,
+    recv: &mut h2::RecvStream,
+    message: &'static [u8],
+) {
+    send.reserve_capacity(message.len());
+    send.send_data(Bytes::from_static(message), false)
+        .expect("data");
+    let echoed = tokio::time::timeout(Duration::from_secs(5), recv.data())
+        .await
+        .expect("echo in time")
+        .expect("echo")
+        .expect("echo data");
+    let _ = recv.flow_control().release_capacity(echoed.len());
+    assert!(!echoed.is_empty());
+}
+
+/// A gRPC bidirectional stream to an h2c backend stays open across a config reload and a
+/// binary upgrade (the old process keeps it to its end), while keep-alive clients POST and GET
+/// through a TLS upstream without losing a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_stream_and_tls_upstream_traffic_cross_a_reload_and_an_upgrade() {
+    let ca = Ca::root("Backend CA");
+    let leaf = ca.issue(&LeafSpec::new(&["example.cn"], 7));
+    let grpc = GrpcBackend::start(None).await;
+    let tls = Backend::start_tls(&leaf).await;
+    let (env, root) = Env::with_approved_root("Approved Root");
+    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    env.write("backend-ca.pem", &ca.pem);
+    let body = format!(
+        r#"
+[server]
+upgrade_sock = "upgrade.sock"
+grace_period_seconds = 60
+
+[[upstreams]]
+name = "grpc"
+backends = ["127.0.0.1:{grpc}"]
+http2 = true
+
+[[upstreams]]
+name = "tls"
+backends = ["127.0.0.1:{tls}"]
+tls = true
+ca_file = "backend-ca.pem"
+
+[[sites]]
+name = "site"
+icp = "京ICP备16063439号-1"
+hosts = ["example.cn"]
+[[sites.routes]]
+prefix = "/grpc/"
+upstream = "grpc"
+strip_prefix = true
+[[sites.routes]]
+prefix = "/"
+upstream = "tls"
+"#,
+        grpc = grpc.port,
+        tls = tls.port
+    );
+    env.write_config("", &body);
+    let old = env.start();
+    let tally = Tally::new();
+    let tasks = clients(env.http, env.https, &root.pem, &tally);
+
+    let client = h2_connect(&[&root.pem], env.https, "example.cn")
+        .await
+        .expect("h2 connection");
+    let mut ready = client.clone().ready().await.expect("ready");
+    let request = http::Request::post("https://example.cn/grpc/echo.Echo/Stream")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let (response, mut send) = ready.send_request(request, false).expect("send");
+    send.reserve_capacity(8);
+    send.send_data(Bytes::from_static(b"one"), false)
+        .expect("data");
+    let response = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .expect("the response starts")
+        .expect("response");
+    assert_eq!(response.status(), 200, "{}", old.log());
+    let mut recv = response.into_body();
+    let first = recv.data().await.expect("echo").expect("echo data");
+    let _ = recv.flow_control().release_capacity(first.len());
+    progress(&tally, 200, || old.log()).await;
+
+    let edited = body.replace(
+        "hosts = [\"example.cn\"]",
+        "hosts = [\"example.cn\"]\nadd_response_headers = { \"x-reloaded\" = \"1\" }",
+    );
+    env.write_config("", &edited);
+    let reloaded = eventually(Duration::from_secs(10), || async {
+        let got = support::http::get_plain(env.http, "example.cn", "/probe")
+            .await
+            .ok()?;
+        (got.header("x-reloaded") == Some("1")).then_some(())
+    })
+    .await;
+    assert!(reloaded.is_some(), "the reload applied:\n{}", old.log());
+    echo_on(&mut send, &mut recv, b"after the reload").await;
+    progress(&tally, 100, || old.log()).await;
+
+    let mut new = upgrade_binary(&env, &old).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    progress(&tally, 200, || old.log()).await;
+    echo_on(&mut send, &mut recv, b"after the upgrade").await;
+    send.send_data(Bytes::new(), true).expect("end");
+    let mut rest = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.expect("data");
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        rest.extend_from_slice(&chunk);
+    }
+    let trailers = recv.trailers().await.expect("trailers").expect("some");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
+    drop(client);
+
+    let mut old = old;
+    let exited = tokio::task::spawn_blocking(move || {
+        let code = old.wait_exit(Duration::from_secs(20));
+        (code, old.log())
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        exited.0,
+        Some(0),
+        "the old process drains and exits:\n{}",
+        exited.1
+    );
+    progress(&tally, 200, || {
+        std::fs::read_to_string(env.path("new.log")).unwrap_or_default()
+    })
+    .await;
+    stop(&tally, tasks).await;
+    let _ = new.kill();
+    let _ = new.wait();
+    let lost = tally.lost();
+    assert!(
+        lost.is_empty(),
+        "{} requests lost of {}: {lost:?}\n{}",
+        lost.len(),
+        tally.ok(),
+        exited.1
+    );
+    assert!(
+        tls.names
+            .lock()
+            .expect("lock")
+            .iter()
+            .all(|n| n == "example.cn"),
+        "TLS upstream connections verified for the Host"
+    );
+}
