@@ -77,42 +77,13 @@ async fn a_binary_upgrade_loses_no_request_of_clients_that_keep_their_connection
     assert!(handshake.starts_with("HTTP/1.1 101"), "{handshake}");
     progress(&tally, 200, || old.log()).await;
 
-    let mut new = upgrade_binary(&env, &old).await;
+    let new = upgrade_binary(&env, &old).await;
     // pingora stops the old process's listeners 5 s after the hand-over; traffic goes on.
     tokio::time::sleep(Duration::from_secs(6)).await;
     progress(&tally, 200, || old.log()).await;
     echoes(&mut ws, b"still through the old process").await;
     drop(ws);
-    let mut old = old;
-    let exited = tokio::task::spawn_blocking(move || {
-        let code = old.wait_exit(Duration::from_secs(20));
-        (code, old.log())
-    })
-    .await
-    .expect("join");
-    assert_eq!(
-        exited.0,
-        Some(0),
-        "the old process exits once its connections are done, inside the 60 s grace period:\n{}",
-        exited.1
-    );
-    progress(&tally, 200, || {
-        std::fs::read_to_string(env.path("new.log")).unwrap_or_default()
-    })
-    .await;
-    stop(&tally, tasks).await;
-    let _ = new.kill();
-    let _ = new.wait();
-    let lost = tally.lost();
-    assert!(
-        lost.is_empty(),
-        "{} requests lost of {} ({} reconnects): {lost:?}\nold:\n{}",
-        lost.len(),
-        tally.ok(),
-        tally.reconnects.load(Ordering::SeqCst),
-        exited.1
-    );
-    assert!(exited.1.contains("drained"), "{}", exited.1);
+    finish_upgrade(&env, old, new, &tally, tasks).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,6 +180,41 @@ async fn upgrade_binary(env: &Env, old: &Running) -> std::process::Child {
     assert!(waiting.is_some(), "the new process waits for the sockets");
     signal(old, "QUIT");
     new
+}
+
+/// The end of an upgrade under traffic: the old process drains and exits well inside its 60 s
+/// grace period, the clients go on with the new one, and no request was lost.
+async fn finish_upgrade(
+    env: &Env,
+    mut old: Running,
+    mut new: std::process::Child,
+    tally: &Arc<Tally>,
+    tasks: Vec<JoinHandle<()>>,
+) {
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        let code = old.wait_exit(Duration::from_secs(20));
+        (code, old.log())
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, Some(0), "the old process drains and exits:\n{log}");
+    assert!(log.contains("drained"), "{log}");
+    let new_log = env.path("new.log");
+    progress(tally, 200, || {
+        std::fs::read_to_string(&new_log).unwrap_or_default()
+    })
+    .await;
+    stop(tally, tasks).await;
+    let _ = new.kill();
+    let _ = new.wait();
+    let lost = tally.lost();
+    assert!(
+        lost.is_empty(),
+        "{} requests lost of {} ({} reconnects): {lost:?}\nold:\n{log}",
+        lost.len(),
+        tally.ok(),
+        tally.reconnects.load(Ordering::SeqCst),
+    );
 }
 
 /// Sends `message` on an open gRPC stream and reads its echo.
@@ -317,7 +323,7 @@ upstream = "tls"
     echo_on(&mut send, &mut recv, b"after the reload").await;
     progress(&tally, 100, || old.log()).await;
 
-    let mut new = upgrade_binary(&env, &old).await;
+    let new = upgrade_binary(&env, &old).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     progress(&tally, 200, || old.log()).await;
     echo_on(&mut send, &mut recv, b"after the upgrade").await;
@@ -335,34 +341,7 @@ upstream = "tls"
     );
     drop(client);
 
-    let mut old = old;
-    let exited = tokio::task::spawn_blocking(move || {
-        let code = old.wait_exit(Duration::from_secs(20));
-        (code, old.log())
-    })
-    .await
-    .expect("join");
-    assert_eq!(
-        exited.0,
-        Some(0),
-        "the old process drains and exits:\n{}",
-        exited.1
-    );
-    progress(&tally, 200, || {
-        std::fs::read_to_string(env.path("new.log")).unwrap_or_default()
-    })
-    .await;
-    stop(&tally, tasks).await;
-    let _ = new.kill();
-    let _ = new.wait();
-    let lost = tally.lost();
-    assert!(
-        lost.is_empty(),
-        "{} requests lost of {}: {lost:?}\n{}",
-        lost.len(),
-        tally.ok(),
-        exited.1
-    );
+    finish_upgrade(&env, old, new, &tally, tasks).await;
     assert!(
         tls.names
             .lock()
