@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release check certs deps demo-certs bench fmt clippy fuzz
+.PHONY: run test build release check certs deps demo-certs bench bench-idle fmt clippy fuzz
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
 deps:
@@ -53,6 +53,13 @@ bench: deps release
 	  python3 $(PEERS) --targets nginx,haproxy,caddy,menshen --rounds $(ROUNDS)
 	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)
 	python3 benches/reload_bench.py --binary $(CURDIR)/target/release/menshen
+
+# Memory per idle keep-alive connection (TLS HTTP/1.1 and HTTP/2), menshen beside nginx (needs
+# root: it installs nginx when missing and raises the file limit). IDLE_CONNECTIONS per kind.
+IDLE_CONNECTIONS ?= 5000
+bench-idle: deps release
+	@command -v nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
+	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/idle_conns.py --binary $(CURDIR)/target/release/menshen --connections $(IDLE_CONNECTIONS)
 
 # Fuzzing (nightly; cargo-fuzz installed when missing): each target for FUZZ_SECONDS. Inputs
 # that crash are left in fuzz/artifacts/TARGET/; copy them to fuzz/regressions/TARGET/ so that

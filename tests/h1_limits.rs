@@ -6,8 +6,9 @@ mod support;
 
 use std::time::Duration;
 
+use support::backend::BIG;
 use support::eventually;
-use support::h1::{get, launch, start_with, Backend, Client, BIG};
+use support::h1::{get, launch, start_with, Backend, Client};
 use support::http::tls_client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -158,7 +158,7 @@ async fn large_downloads_follow_flow_control_and_broken_bodies_reset_the_stream(
     let big = send(&client, get("/big"), None).await;
     assert_eq!(big.status, 200);
     let body = big.body.expect("the whole download");
-    assert_eq!(body.len(), support::h1::BIG);
+    assert_eq!(body.len(), support::backend::BIG);
     assert!(body.iter().all(|&b| b == b'x'));
 
     for path in ["/cut-length", "/cut-chunked", "/reset-mid-body"] {

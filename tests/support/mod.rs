@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod backend;
 pub mod grpc;
 pub mod h1;
 pub mod http;

@@ -140,6 +140,9 @@ pub(in crate::proxy) fn response_head(
     // Both lengths: Transfer-Encoding wins (RFC 9112 6.3), and a backend that sends both is not
     // trusted with another request on this connection.
     close |= chunked.is_some() && length.is_some();
+    // A 204 that claims a body may send one: the bytes must not wait on a pooled connection
+    // for the next request's response.
+    close |= status == 204 && (chunked.is_some() || length.is_some_and(|n| n > 0));
     let framing = if head_request || status == 204 || status == 304 || status < 200 {
         Framing::None
     } else {
