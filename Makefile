@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release check certs deps demo-certs bench bench-idle fmt clippy fuzz
+.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
 deps:
@@ -60,6 +60,11 @@ IDLE_CONNECTIONS ?= 5000
 bench-idle: deps release
 	@command -v nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/idle_conns.py --binary $(CURDIR)/target/release/menshen --connections $(IDLE_CONNECTIONS)
+
+# Start time, memory and one-certificate swap latency at 10, 1,000 and 10,000 sites.
+bench-scale: deps release
+	$(CARGO) build --release --example fleet
+	python3 benches/scale_bench.py --binary $(CURDIR)/target/release/menshen --fleet $(CURDIR)/target/release/examples/fleet
 
 # Fuzzing (nightly; cargo-fuzz installed when missing): each target for FUZZ_SECONDS. Inputs
 # that crash are left in fuzz/artifacts/TARGET/; copy them to fuzz/regressions/TARGET/ so that

@@ -15,36 +15,13 @@ Usage (needs nginx and openssl; `make bench` runs it after peers.py, which makes
   benches/full_handshake.py [--binary target/release/menshen] [--rounds 3] [--seconds 5]
                             [--variant NAME=CONFIG ...]
 """
-import argparse, os, re, signal, socket, statistics, subprocess, sys, time
+import argparse, os, re, signal, statistics, subprocess, sys, time
+
+from bench_proc import HZ, cpu_ticks, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.environ.get("PEERS_DIR", os.path.join(HERE, "..", "..", "shared", "bench"))
 WORK = "/tmp/menshen-bench"
-HZ = os.sysconf("SC_CLK_TCK")
-
-
-def wait_port(port, timeout=30.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
-def cpu_ticks(pid):
-    total = 0
-    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                    text=True).stdout.split()]
-    for p in pids:
-        try:
-            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total
 
 
 def handshakes(port, clients, seconds):

@@ -2,11 +2,11 @@
 """Memory per idle connection, menshen beside nginx: N keep-alive TLS connections (HTTP/1.1)
 and then N HTTP/2 connections, each held open after one request, as mobile clients hold them.
 
-For each target (on CPU 0, one worker, the configs of the side-by-side bench): start it, let it
-serve a few requests (pools and caches warm), read the resident memory of all its processes
-(VmRSS), open N connections and send one request on each (HTTP/1.1 GET with keep-alive, or
-one HTTP/2 stream), wait for every response, let the process settle, read the memory again,
-close everything. The figure is (after - before) / N, in KiB per connection; the last lines are
+For each target (on CPU 0, one worker, the configs of the side-by-side bench) and each kind of
+connection, in a fresh process: let it serve a few requests (pools and caches warm), read the
+resident memory of all its processes (VmRSS), open N connections and send one request on each
+(HTTP/1.1 GET with keep-alive, or one HTTP/2 stream), wait for every response, let the process
+settle, read the memory again, close everything. The figure is (after - before) / N, in KiB per connection; the last lines are
 the menshen/nginx ratios.
 
 Usage (needs nginx; run as root: it raises the file limit; `make bench-idle` builds and runs it):
@@ -14,34 +14,11 @@ Usage (needs nginx; run as root: it raises the file limit; `make bench-idle` bui
 """
 import argparse, os, re, resource, signal, socket, ssl, subprocess, sys, time
 
+from bench_proc import rss_kib, wait_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.environ.get("PEERS_DIR", os.path.join(HERE, "..", "..", "shared", "bench"))
 WORK = "/tmp/menshen-bench"
-
-
-def wait_port(port, timeout=30.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
-def rss_kib(pid):
-    """Resident memory of `pid` and its children, KiB."""
-    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                    text=True).stdout.split()]
-    total = 0
-    for p in pids:
-        try:
-            m = re.search(r"^VmRSS:\s+(\d+) kB", open(f"/proc/{p}/status").read(), re.M)
-            total += int(m.group(1)) if m else 0
-        except OSError:
-            pass
-    return total
 
 
 def tls_context(alpn):
@@ -124,26 +101,24 @@ def open_idle(port, n, alpn):
     return conns
 
 
-def measure(cmd, port, n, log):
+def measure(cmd, port, n, alpn, log):
+    """KiB per idle connection of kind `alpn`, in a fresh process (freed memory of an earlier
+    phase would be reused and hide the cost)."""
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=log, stderr=log,
                             start_new_session=True)
     try:
         if not wait_port(port):
             sys.exit(f"{cmd[0]} did not open {port}; see {WORK}/idle-conns.log")
-        out = {}
-        for alpn in ("http/1.1", "h2"):
-            for c in open_idle(port, 20, alpn):
-                c.close()
-            time.sleep(1)
-            before = rss_kib(proc.pid)
-            conns = open_idle(port, n, alpn)
-            time.sleep(2)
-            after = rss_kib(proc.pid)
-            out[alpn] = (after - before) / n
-            for c in conns:
-                c.close()
-            time.sleep(2)
-        return out
+        for c in open_idle(port, 20, alpn):
+            c.close()
+        time.sleep(1)
+        before = rss_kib(proc.pid)
+        conns = open_idle(port, n, alpn)
+        time.sleep(2)
+        after = rss_kib(proc.pid)
+        for c in conns:
+            c.close()
+        return (after - before) / n
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
@@ -154,7 +129,11 @@ def main():
     ap.add_argument("--binary", default=os.path.join(HERE, "..", "target", "release", "menshen"))
     ap.add_argument("--connections", type=int, default=5000)
     a = ap.parse_args()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * a.connections + 1024
+    if hard != resource.RLIM_INFINITY and hard < want:
+        sys.exit(f"the open-file limit is {hard}; {a.connections} connections need {want}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     os.makedirs(WORK, exist_ok=True)
     subprocess.run([f"{PEERS}/gen-certs.sh", f"{WORK}/certs"], check=True, capture_output=True)
     log = open(f"{WORK}/idle-conns.log", "ab")
@@ -164,10 +143,16 @@ def main():
     try:
         if not wait_port(18080):
             sys.exit(f"origin did not start; see {WORK}/idle-conns.log")
-        nginx = measure(["nginx", "-c", os.path.abspath(f"{PEERS}/nginx-proxy.conf")], 18443,
-                        a.connections, log)
-        menshen = measure([os.path.abspath(a.binary), "--config",
-                           os.path.join(HERE, "peers.toml")], 16443, a.connections, log)
+        targets = {
+            "nginx": (["nginx", "-c", os.path.abspath(f"{PEERS}/nginx-proxy.conf")], 18443),
+            "menshen": ([os.path.abspath(a.binary), "--config",
+                         os.path.join(HERE, "peers.toml")], 16443),
+        }
+        results = {name: {} for name in targets}
+        for alpn in ("http/1.1", "h2"):
+            for name, (cmd, port) in targets.items():
+                results[name][alpn] = measure(cmd, port, a.connections, alpn, log)
+        nginx, menshen = results["nginx"], results["menshen"]
     finally:
         os.killpg(origin.pid, signal.SIGTERM)
         origin.wait(15)

@@ -14,44 +14,10 @@ use support::grpc::GrpcBackend;
 use support::h1::{echoes, launch, upgrade, Backend};
 use support::http::h2_connect;
 use support::pki::{Ca, LeafSpec};
-use support::traffic::{http1_keepalive, http2_streams, Tally};
+use support::traffic::{clients, progress, stop, Tally};
 use support::{eventually, Env, Running};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-
-/// Every kind of steady client, started on `env`'s listeners.
-fn clients(http: u16, https: u16, root_pem: &str, tally: &Arc<Tally>) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    for name in ["a", "b", "c"] {
-        tasks.push(tokio::spawn(http1_keepalive(http, tally.clone(), name)));
-    }
-    let pem = root_pem.to_owned();
-    tasks.push(tokio::spawn(http2_streams(https, pem, 8, tally.clone())));
-    tasks
-}
-
-async fn stop(tally: &Arc<Tally>, tasks: Vec<JoinHandle<()>>) {
-    tally.stop.store(true, Ordering::SeqCst);
-    for task in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
-    }
-}
-
-/// Waits until the clients have made `more` requests beyond what they had.
-async fn progress(tally: &Arc<Tally>, more: u64, log: impl Fn() -> String) {
-    let target = tally.ok() + more;
-    let done = eventually(Duration::from_secs(30), || {
-        let tally = tally.clone();
-        async move { (tally.ok() >= target).then_some(()) }
-    })
-    .await;
-    assert!(
-        done.is_some(),
-        "clients stalled at {}:\n{}",
-        tally.ok(),
-        log()
-    );
-}
 
 fn signal(running: &Running, name: &str) {
     let pid = running.child.id().to_string();
@@ -159,27 +125,10 @@ async fn reloads_and_certificate_swaps_lose_no_request_and_sigterm_drains_what_i
     );
 }
 
-/// Starts a binary upgrade of `old` (its config has `upgrade_sock = "upgrade.sock"`): the new
-/// process, once it waits for the sockets and the old one has them handed over.
+/// Starts a binary upgrade of `old` (its config has `upgrade_sock = "upgrade.sock"`).
 async fn upgrade_binary(env: &Env, old: &Running) -> std::process::Child {
-    let log = std::fs::File::create(env.path("new.log")).expect("log");
-    let new = std::process::Command::new(env!("CARGO_BIN_EXE_menshen"))
-        .args(["--upgrade", "--config"])
-        .arg(env.path("menshen.toml"))
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().expect("dup"))
-        .stderr(log)
-        .spawn()
-        .expect("start the new menshen");
-    let sock = env.path("upgrade.sock");
-    let waiting = eventually(Duration::from_secs(20), || {
-        let sock = sock.clone();
-        async move { sock.exists().then_some(()) }
-    })
-    .await;
-    assert!(waiting.is_some(), "the new process waits for the sockets");
-    signal(old, "QUIT");
-    new
+    let pid = old.child.id().to_string();
+    support::upgrade(env, &pid, &env.path("new.log")).await
 }
 
 /// The end of an upgrade under traffic: the old process drains and exits well inside its 60 s

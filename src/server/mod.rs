@@ -20,6 +20,8 @@ use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tls::listener::TlsTerminator;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::ExecutionPhase;
 
 /// How the process was asked to start.
@@ -121,7 +123,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
             ConnGate::new(app, state.clone(), proxy_protocol, terminator),
         );
         for l in group {
-            service.add_tcp(&l.addr);
+            // No read buffer in front of the socket (pingora's default is 64 KiB per
+            // connection): the HTTP/1 engine and rustls read into buffers of their own, which
+            // an idle connection gives back.
+            let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
+            service.add_listener(ListenerConfig::tcp(l.addr.clone()).l4_buffer(buffers));
         }
         server.add_service(service);
     }

@@ -27,6 +27,8 @@ pub struct ApprovedRoot {
 pub struct ApprovedRoots {
     anchors: Vec<TrustAnchor<'static>>,
     roots: Vec<ApprovedRoot>,
+    /// SHA-256 chained over every root's DER, in load order.
+    fingerprint: [u8; 32],
 }
 
 impl ApprovedRoots {
@@ -97,7 +99,17 @@ impl ApprovedRoots {
             subject_der: anchor.subject.as_ref().to_vec(),
         });
         self.anchors.push(anchor);
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&self.fingerprint);
+        ctx.update(der.as_ref());
+        self.fingerprint.copy_from_slice(ctx.finish().as_ref());
         Ok(())
+    }
+
+    /// Identifies this set of roots: a certificate verified against the same fingerprint need not
+    /// be verified again while it is valid.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     /// The trust anchors, for rustls-webpki.

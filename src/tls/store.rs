@@ -25,6 +25,8 @@ const CHAIN_HINT: &str = "ca.crt";
 #[derive(Debug, Default)]
 pub struct CertStore {
     certs: Vec<Arc<ServedCert>>,
+    /// By the `.crt` file each was loaded from.
+    files: HashMap<PathBuf, Arc<ServedCert>>,
     exact: HashMap<Box<str>, Arc<ServedCert>>,
     /// Keyed by the part after `*.`: `*.example.cn` is stored as `example.cn`.
     wildcard: HashMap<Box<str>, Arc<ServedCert>>,
@@ -68,11 +70,31 @@ impl CertSources {
 }
 
 /// A certificate file and what loading it gave.
-type PairResult = (PathBuf, Result<ServedCert, TlsError>);
+type PairResult = (PathBuf, Result<Arc<ServedCert>, TlsError>);
+
+/// `cert` under the pair name `name` (shared as it is when it has that name already).
+fn renamed(cert: Arc<ServedCert>, name: &str) -> Arc<ServedCert> {
+    if cert.info.name == name {
+        return cert;
+    }
+    let mut info = cert.info.clone();
+    info.name = name.to_owned();
+    Arc::new(ServedCert {
+        info,
+        key: cert.key.clone(),
+        content_hash: cert.content_hash,
+        roots: cert.roots,
+    })
+}
 
 /// Loads the pairs of `dir` and of each of its subdirectories (hidden ones, such as a Secret's
 /// `..data`, skipped). Fails only when `dir` itself cannot be read.
-fn dir_pairs(dir: &Path, roots: &ApprovedRoots, now: i64) -> Result<Vec<PairResult>, TlsError> {
+fn dir_pairs(
+    dir: &Path,
+    roots: &ApprovedRoots,
+    now: i64,
+    previous: Option<&CertStore>,
+) -> Result<Vec<PairResult>, TlsError> {
     let mut out = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     dirs.extend(dirs_in(dir)?);
@@ -106,19 +128,20 @@ fn dir_pairs(dir: &Path, roots: &ApprovedRoots, now: i64) -> Result<Vec<PairResu
             }
             let key = crt.with_extension("key");
             let result = if files.contains(&key) {
-                load_pair(crt, &key, &hints, roots, now)
+                let last = previous.and_then(|p| p.by_file(crt));
+                load_pair(crt, &key, &hints, roots, now, last)
             } else {
                 Err(TlsError::MissingKey {
                     crt: crt.clone(),
                     key,
                 })
             };
-            let result = result.map(|mut cert| {
+            let result = result.map(|cert| {
                 // A Secret's `tls` pair is named after the directory it is mounted in.
-                if let (Some(Some(sub)), "tls") = (&subdir, cert.info.name.as_str()) {
-                    cert.info.name = sub.clone();
+                match (&subdir, cert.info.name.as_str()) {
+                    (Some(Some(sub)), "tls") => renamed(cert, sub),
+                    _ => cert,
                 }
-                cert
             });
             out.push((crt.clone(), result));
         }
@@ -149,8 +172,8 @@ impl CertStore {
     ) -> CertLoad {
         let mut load = CertLoad::default();
         let mut certs = Vec::new();
-        let mut take = |crt: &PathBuf, result: Result<ServedCert, TlsError>| match result {
-            Ok(cert) => certs.push(Arc::new(cert)),
+        let mut take = |crt: &PathBuf, result: Result<Arc<ServedCert>, TlsError>| match result {
+            Ok(cert) => certs.push(cert),
             Err(e) => {
                 load.errors.push(e);
                 let last_good = previous
@@ -163,7 +186,7 @@ impl CertStore {
             }
         };
         for dir in &sources.dirs {
-            match dir_pairs(dir, roots, now) {
+            match dir_pairs(dir, roots, now, previous) {
                 Ok(results) => {
                     for (crt, result) in results {
                         take(&crt, result);
@@ -173,10 +196,8 @@ impl CertStore {
             }
         }
         for (name, crt, key) in &sources.pairs {
-            let result = load_pair(crt, key, &[], roots, now).map(|mut cert| {
-                cert.info.name = name.clone();
-                cert
-            });
+            let last = previous.and_then(|p| p.by_file(crt));
+            let result = load_pair(crt, key, &[], roots, now, last).map(|c| renamed(c, name));
             take(crt, result);
         }
         load.store = CertStore::index(certs);
@@ -192,6 +213,7 @@ impl CertStore {
     fn index(certs: Vec<Arc<ServedCert>>) -> CertStore {
         let mut store = CertStore::default();
         for cert in &certs {
+            store.files.insert(cert.info.file.clone(), cert.clone());
             for host in &cert.info.hosts {
                 let (map, key) = match host.strip_prefix("*.") {
                     Some(base) => (&mut store.wildcard, base),
@@ -244,7 +266,7 @@ impl CertStore {
 
     /// The served certificate loaded from `file`.
     pub fn by_file(&self, file: &Path) -> Option<&Arc<ServedCert>> {
-        self.certs.iter().find(|c| c.info.file == file)
+        self.files.get(file)
     }
 
     /// The served certificate of pair `name`.

@@ -218,13 +218,6 @@ pub fn field_names(head: &str) -> Vec<String> {
             l.split_once(':')
                 .map(|(n, _)| n.trim().to_ascii_lowercase())
         })
-        // Lengths and dates differ by nature, and framing and `Connection` by protocol.
-        .filter(|n| {
-            !matches!(
-                n.as_str(),
-                "content-length" | "date" | "transfer-encoding" | "connection"
-            )
-        })
         .collect();
     names.sort();
     names

@@ -274,3 +274,29 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Starts a binary upgrade of the process `old_pid` running `env`'s config (which has
+/// `upgrade_sock = "upgrade.sock"`): the new process, logging to `log`, once it waits for the
+/// listening sockets and the old one has been told to hand them over (SIGQUIT).
+pub async fn upgrade(env: &Env, old_pid: &str, log: &Path) -> Child {
+    let _ = std::fs::remove_file(env.path("upgrade.sock"));
+    let file = std::fs::File::create(log).expect("log");
+    let new = Command::new(env!("CARGO_BIN_EXE_menshen"))
+        .args(["--upgrade", "--config"])
+        .arg(env.path("menshen.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(file.try_clone().expect("dup"))
+        .stderr(file)
+        .spawn()
+        .expect("start the new menshen");
+    let sock = env.path("upgrade.sock");
+    let waiting = eventually(Duration::from_secs(20), || {
+        let sock = sock.clone();
+        async move { sock.exists().then_some(()) }
+    })
+    .await;
+    assert!(waiting.is_some(), "the new process waits for the sockets");
+    let quit = Command::new("kill").args(["-QUIT", old_pid]).status();
+    assert!(quit.is_ok_and(|s| s.success()), "kill -QUIT {old_pid}");
+    new
+}

@@ -12,6 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::eventually;
 
 /// What the clients saw.
 #[derive(Default)]
@@ -207,4 +210,38 @@ async fn h2_body(response: h2::client::ResponseFuture) -> Result<Vec<u8>, h2::Er
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// Every kind of steady client, started on `env`'s listeners.
+pub fn clients(http: u16, https: u16, root_pem: &str, tally: &Arc<Tally>) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for name in ["a", "b", "c"] {
+        tasks.push(tokio::spawn(http1_keepalive(http, tally.clone(), name)));
+    }
+    let pem = root_pem.to_owned();
+    tasks.push(tokio::spawn(http2_streams(https, pem, 8, tally.clone())));
+    tasks
+}
+
+pub async fn stop(tally: &Arc<Tally>, tasks: Vec<JoinHandle<()>>) {
+    tally.stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+    }
+}
+
+/// Waits until the clients have made `more` requests beyond what they had.
+pub async fn progress(tally: &Arc<Tally>, more: u64, log: impl Fn() -> String) {
+    let target = tally.ok() + more;
+    let done = eventually(Duration::from_secs(30), || {
+        let tally = tally.clone();
+        async move { (tally.ok() >= target).then_some(()) }
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "clients stalled at {}:\n{}",
+        tally.ok(),
+        log()
+    );
 }
