@@ -130,7 +130,9 @@ impl Reloader {
     /// Builds a new snapshot from disk, judges it and swaps it in if it passes.
     pub async fn reload(&self, trigger: &str) -> ReloadReport {
         let _one_at_a_time = self.serial.lock().await;
+        let started = std::time::Instant::now();
         let mut report = self.reload_inner(trigger).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         report.trigger = trigger.to_owned();
         report.at = unix_now();
         let m = metrics();
@@ -141,10 +143,11 @@ impl Reloader {
                 .set(self.state.load().cert_errors.len() as f64);
         }
         match report.result {
-            Outcome::Ok => tracing::info!(trigger, result = "ok", "{}", report.summary),
+            Outcome::Ok => tracing::info!(trigger, result = "ok", elapsed_ms, "{}", report.summary),
             Outcome::Partial => tracing::warn!(
                 trigger,
                 result = "partial",
+                elapsed_ms,
                 problems = report.errors.len(),
                 "{}; applied in part, see the errors above",
                 report.summary
@@ -152,6 +155,7 @@ impl Reloader {
             Outcome::Rejected => tracing::error!(
                 trigger,
                 result = "rejected",
+                elapsed_ms,
                 problems = report.errors.len(),
                 "{}",
                 report.summary
