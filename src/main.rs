@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use menshen::{cli, config, observe, reload, server};
-use mimalloc::MiMalloc;
 
 // Per-request allocations (headers, log lines) are small and short-lived; mimalloc's thread-local
 // free lists serve them cheaper than glibc's malloc (see the README's performance section).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Edge reverse proxy serving only certificates from approved CAs.
 #[derive(Parser)]

@@ -104,8 +104,12 @@ impl Proxy {
             let next = match self.read_head(&mut conn, &mut input, wait, max_head).await {
                 Head::Complete(end) => {
                     let head = input.split_to(end);
-                    self.serve(&mut conn, &facts, &head, &mut input, &mut bufs, shutdown)
-                        .await
+                    // Boxed: the request's state machine (parsed head, exchange, relay) is
+                    // several KiB, which an idle connection would otherwise hold between
+                    // requests.
+                    let serve =
+                        self.serve(&mut conn, &facts, &head, &mut input, &mut bufs, shutdown);
+                    Box::pin(serve).await
                 }
                 Head::TooLarge => {
                     let reason = "request header too large";
