@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use menshen::{cli, config, observe, reload, server};
 
 // Per-request allocations (headers, log lines) are small and short-lived; mimalloc's thread-local
-// free lists serve them cheaper than glibc's malloc (see the README's performance section).
+// free lists serve them cheaper than glibc's malloc (docs/performance.md).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
