@@ -5,8 +5,9 @@ certificate (examples/fleet.rs writes them).
 For each N: start menshen on the fleet and time until a TLS handshake for the last site succeeds
 (start), read its resident memory, then replace site 0's certificate and key --swaps times (each
 file written beside and renamed over, as a careful operator or cert-manager does) and time until
-a handshake for site 0 shows the new serial (swap). Prints one row per N: start seconds, MiB,
-median and worst swap seconds.
+a handshake for site 0 shows the new serial (swap), then edit site 0's fixed response in the
+config as many times and time until it is served (edit). Prints one row per N: start seconds,
+MiB after start and at the end, median and worst swap and edit seconds.
 
 Usage (`make bench-scale` builds and runs it):
   benches/scale_bench.py [--binary target/release/menshen] [--sizes 10,1000,10000] [--swaps 5]
@@ -18,6 +19,19 @@ from bench_proc import rss_kib, wait_port
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = "/tmp/menshen-scale"
 HTTPS, HTTP = 16943, 16981
+
+
+def served_body(host):
+    """The body of `GET /` for `host` on the plain listener, or None."""
+    try:
+        with socket.create_connection(("127.0.0.1", HTTP), 2) as s:
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return data.partition(b"\r\n\r\n")[2].decode(errors="replace")
+    except OSError:
+        return None
 
 
 def served_serial(ca, host):
@@ -70,8 +84,28 @@ def run(binary, fleet, n, swaps, log):
                 sys.exit(f"N={n}: swap {k} not served within 120 s; see {WORK}/scale.log")
             latencies.append(time.time() - t)
             time.sleep(0.5)
+        # One site's config changed (its fixed response): the whole file is parsed again, the
+        # certificates are not verified again.
+        config = f"{fleet}/menshen.toml"
+        text = open(config).read()
+        edits = []
+        for k in range(swaps):
+            want = f"changed {k}"
+            marker = 'name = "site-0"'
+            head, _, tail = text.partition(marker)
+            tail = tail.replace('respond = { body = "ok" }', f'respond = {{ body = "{want}" }}', 1)
+            with open(config + ".swap", "w") as f:
+                f.write(head + marker + tail)
+            t = time.time()
+            os.rename(config + ".swap", config)
+            took = wait_until(lambda: served_body("site-0.example.cn") == want, 120)
+            if took is None:
+                sys.exit(f"N={n}: config edit {k} not served within 120 s; see {WORK}/scale.log")
+            edits.append(time.time() - t)
+            text = open(config).read().replace(f'body = "{want}"', 'body = "ok"', 1)
+            time.sleep(0.5)
         after = rss_kib(proc.pid) / 1024
-        return start, mib, after, latencies
+        return start, mib, after, latencies, edits
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(60)
@@ -94,11 +128,13 @@ def main():
         subprocess.run([a.fleet, fleet, str(n), str(a.swaps), str(HTTPS), str(HTTP)], check=True,
                        stdout=subprocess.DEVNULL)
         rows.append((n, *run(os.path.abspath(a.binary), fleet, n, a.swaps, log)))
-    print(f"{'sites':>6} {'start s':>8} {'MiB':>7} {'MiB after':>9} {'swap s median':>13} "
-          f"{'swap s worst':>12}")
-    for n, start, mib, after, lat in rows:
-        print(f"{n:>6} {start:>8.2f} {mib:>7.1f} {after:>9.1f} {statistics.median(lat):>13.3f} "
-              f"{max(lat):>12.3f}")
+    print(f"{'sites':>6} {'start s':>8} {'MiB':>7} {'MiB after':>9} {'cert swap s':>16} "
+          f"{'site edit s':>16}")
+    print(f"{'':>6} {'':>8} {'':>7} {'':>9} {'median / worst':>16} {'median / worst':>16}")
+    for n, start, mib, after, lat, edits in rows:
+        swap = f"{statistics.median(lat):.3f} / {max(lat):.3f}"
+        edit = f"{statistics.median(edits):.3f} / {max(edits):.3f}"
+        print(f"{n:>6} {start:>8.2f} {mib:>7.1f} {after:>9.1f} {swap:>16} {edit:>16}")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@
 //! extended, anything else replaced. Like X-Forwarded-For, a `Forwarded` or `Via` list is kept
 //! whether its sender is trusted or not; what menshen adds is what it saw.
 
-use std::net::IpAddr;
-
 use http::HeaderValue;
 
 use super::conn::ConnFacts;
@@ -24,7 +22,7 @@ use super::ctx::Ctx;
 use crate::semantics::fields::Field;
 
 /// The name menshen gives itself in `Via`.
-const PSEUDONYM: &str = "menshen";
+const PSEUDONYM: &[u8] = b"menshen";
 
 /// What the client's request said of its way here, in the fields menshen extends or replaces
 /// (the first of each, when sent more than once).
@@ -70,11 +68,11 @@ pub(in crate::proxy) enum Protocol {
 }
 
 impl Protocol {
-    fn via(self) -> &'static str {
+    fn via(self) -> &'static [u8] {
         match self {
-            Protocol::Http10 => "1.0",
-            Protocol::Http11 => "1.1",
-            Protocol::Http2 => "2",
+            Protocol::Http10 => b"1.0",
+            Protocol::Http11 => b"1.1",
+            Protocol::Http2 => b"2",
         }
     }
 }
@@ -87,86 +85,88 @@ pub(in crate::proxy) struct Hop<'a> {
     pub(in crate::proxy) received: Received<'a>,
 }
 
-/// menshen's forwarding fields for the backend (the table above), each handed to `emit`.
+/// menshen's forwarding fields for the backend (the table above), each handed to `emit` as its
+/// value's parts, in order (nothing is allocated for them).
 pub(in crate::proxy) fn forwarding_fields(
     hop: &Hop<'_>,
     ctx: &Ctx,
     facts: &ConnFacts,
-    mut emit: impl FnMut(&'static str, &[u8]),
+    mut emit: impl FnMut(&'static str, &[&[u8]]),
 ) {
     let received = &hop.received;
-    let proto: &str = if facts.tls.is_some() { "https" } else { "http" };
-    emit("x-forwarded-host", hop.host.as_bytes());
+    let proto: &[u8] = if facts.tls.is_some() {
+        b"https"
+    } else {
+        b"http"
+    };
+    let peer = facts
+        .peer
+        .ip_text
+        .as_ref()
+        .map_or(&b"unknown"[..], HeaderValue::as_bytes);
+    emit("x-forwarded-host", &[hop.host.as_bytes()]);
     if let Some(client_ip) = &ctx.client_ip {
-        let list = forwarded_for(received.forwarded_for, facts.peer.addr.ip(), client_ip);
-        emit("x-forwarded-for", list.as_bytes());
-        emit("x-real-ip", client_ip.as_bytes());
+        match received.forwarded_for {
+            Some(prev) => emit("x-forwarded-for", &[prev, b", ", peer]),
+            None => emit("x-forwarded-for", &[client_ip.as_bytes()]),
+        }
+        emit("x-real-ip", &[client_ip.as_bytes()]);
     }
-    emit("x-forwarded-proto", proto.as_bytes());
-    let mut value = Vec::with_capacity(96);
-    extend(&mut value, received.forwarded);
-    forwarded_element(&mut value, facts.peer.addr.ip(), hop.host, proto);
-    emit("forwarded", &value);
-    value.clear();
-    extend(&mut value, received.via);
-    value.extend_from_slice(hop.protocol.via().as_bytes());
-    value.push(b' ');
-    value.extend_from_slice(PSEUDONYM.as_bytes());
-    emit("via", &value);
-    emit("x-request-id", ctx.request_id.as_bytes());
+    emit("x-forwarded-proto", &[proto]);
+    emit(
+        "forwarded",
+        &forwarded(received.forwarded, peer, hop.host, proto),
+    );
+    let (prev, comma) = listed(received.via);
+    emit("via", &[prev, comma, hop.protocol.via(), b" ", PSEUDONYM]);
+    let id = ctx.request_id.as_bytes();
+    emit("x-request-id", &[id]);
     match received.traceparent.filter(|t| is_traceparent(t)) {
-        Some(traceparent) => emit("traceparent", traceparent),
+        Some(traceparent) => emit("traceparent", &[traceparent]),
         None => {
-            if let Some(traceparent) = traceparent_of(ctx.request_id.as_bytes()) {
-                emit("traceparent", &traceparent);
+            if let Some(made) = traceparent_of(id) {
+                emit("traceparent", &made);
             }
         }
     }
 }
 
-/// The X-Forwarded-For sent upstream: the client's address, or, when the request already
-/// carried a list (believed or not), that list with the socket peer added.
-pub(super) fn forwarded_for(
-    prev: Option<&[u8]>,
-    peer: IpAddr,
-    client_ip: &HeaderValue,
-) -> HeaderValue {
-    match prev {
-        Some(prev) => {
-            let list = format!("{}, {peer}", String::from_utf8_lossy(prev));
-            HeaderValue::from_str(&list).unwrap_or_else(|_| client_ip.clone())
-        }
-        None => client_ip.clone(),
-    }
-}
-
-/// Starts `out` with the client's list and a separator, when it sent one.
-fn extend(out: &mut Vec<u8>, prev: Option<&[u8]>) {
-    if let Some(prev) = prev.map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
-        out.extend_from_slice(prev);
-        out.extend_from_slice(b", ");
-    }
-}
-
-/// Appends one `Forwarded` element (RFC 7239 4): `for` the peer (an IPv6 address bracketed and
-/// quoted), `host` and `proto`, quoted where they are not tokens.
-fn forwarded_element(out: &mut Vec<u8>, peer: IpAddr, host: &str, proto: &str) {
-    use std::io::Write as _;
-    let _ = match peer {
-        IpAddr::V4(v4) => write!(out, "for={v4}"),
-        IpAddr::V6(v6) => write!(out, "for=\"[{v6}]\""),
+/// The `Forwarded` value, in parts: the client's list, then one element (RFC 7239 4): `for`
+/// the peer (an IPv6 address bracketed and quoted), `host` and `proto`, quoted where they are
+/// not tokens.
+fn forwarded<'a>(
+    prev: Option<&'a [u8]>,
+    peer: &'a [u8],
+    host: &'a str,
+    proto: &'a [u8],
+) -> [&'a [u8]; 9] {
+    let (prev, comma) = listed(prev);
+    let (open, close): (&[u8], &[u8]) = match peer.contains(&b':') {
+        true => (b"for=\"[", b"]\""),
+        false => (b"for=", b""),
     };
-    out.extend_from_slice(b";host=");
-    if host.bytes().all(is_tchar) {
-        out.extend_from_slice(host.as_bytes());
-    } else {
-        // The canonical Host is a name or an address and a port: no quote or backslash.
-        out.push(b'"');
-        out.extend_from_slice(host.as_bytes());
-        out.push(b'"');
+    let host = host.as_bytes();
+    // The canonical Host is a name or an address and a port: no quote or backslash to escape.
+    let (quote, end): (&[u8], &[u8]) = match host.iter().copied().all(is_tchar) {
+        true => (b";host=", b";proto="),
+        false => (b";host=\"", b"\";proto="),
+    };
+    [prev, comma, open, peer, close, quote, host, end, proto]
+}
+
+/// A `traceparent` for a request that came without a valid one, in parts: the request id as
+/// the trace id, so that the backend's traces and the access log meet; its last 16 digits as the
+/// parent id; not sampled. None for a request id of another form (a trusted proxy's).
+fn traceparent_of(id: &[u8]) -> Option<[&[u8]; 5]> {
+    is_trace_id(id).then(|| [&b"00-"[..], id, b"-", &id[16..], b"-00"])
+}
+
+/// The client's list and a separator, when it sent one.
+fn listed(prev: Option<&[u8]>) -> (&[u8], &'static [u8]) {
+    match prev.map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
+        Some(prev) => (prev, b", "),
+        None => (b"", b""),
     }
-    out.extend_from_slice(b";proto=");
-    out.extend_from_slice(proto.as_bytes());
 }
 
 /// A token character (RFC 9110 5.6.2).
@@ -196,44 +196,35 @@ fn is_traceparent(value: &[u8]) -> bool {
     }
 }
 
-/// A `traceparent` for a request that came without a valid one: the request id (32 hex digits)
-/// as the trace id, so that the backend's traces and menshen's access log meet; its last 16
-/// digits as the parent id; not sampled. None for a request id of another form (a trusted
-/// proxy's).
-fn traceparent_of(request_id: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(55);
-    out.extend_from_slice(b"00-");
-    out.extend_from_slice(request_id);
-    out.push(b'-');
-    out.extend_from_slice(request_id.get(16..)?);
-    out.extend_from_slice(b"-00");
-    is_traceparent(&out).then_some(out)
+/// Whether a request id can be a trace id: 32 lowercase hex digits, not all zeros, and its last
+/// 16 not all zeros either (they are the parent id).
+fn is_trace_id(id: &[u8]) -> bool {
+    let hex = |s: &[u8]| s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let zero = |s: &[u8]| s.iter().all(|&b| b == b'0');
+    id.len() == 32 && hex(id) && !zero(id) && !zero(&id[16..])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn joined(parts: &[&[u8]]) -> String {
+        String::from_utf8(parts.concat()).expect("text")
+    }
+
     #[test]
-    fn forwarded_elements_quote_what_is_not_a_token() {
-        let mut out = Vec::new();
-        forwarded_element(
-            &mut out,
-            "192.0.2.60".parse().expect("address"),
-            "example.cn",
-            "https",
-        );
-        assert_eq!(out, b"for=192.0.2.60;host=example.cn;proto=https");
-        out.clear();
-        forwarded_element(
-            &mut out,
-            "2001:db8::17".parse().expect("address"),
+    fn forwarded_elements_extend_the_list_and_quote_what_is_not_a_token() {
+        let v4 = forwarded(None, b"192.0.2.60", "example.cn", b"https");
+        assert_eq!(joined(&v4), "for=192.0.2.60;host=example.cn;proto=https");
+        let v6 = forwarded(
+            Some(b" for=1.2.3.4 "),
+            b"2001:db8::17",
             "example.cn:8443",
-            "http",
+            b"http",
         );
         assert_eq!(
-            out,
-            b"for=\"[2001:db8::17]\";host=\"example.cn:8443\";proto=http"
+            joined(&v6),
+            "for=1.2.3.4, for=\"[2001:db8::17]\";host=\"example.cn:8443\";proto=http"
         );
     }
 
@@ -254,9 +245,11 @@ mod tests {
         }
         let made = traceparent_of(b"0123456789abcdef0000000000000001").expect("made");
         assert_eq!(
-            made,
-            b"00-0123456789abcdef0000000000000001-0000000000000001-00"
+            joined(&made),
+            "00-0123456789abcdef0000000000000001-0000000000000001-00"
         );
-        assert_eq!(traceparent_of(b"client-id-7"), None);
+        assert!(is_traceparent(joined(&made).as_bytes()));
+        assert!(traceparent_of(b"client-id-7").is_none());
+        assert!(traceparent_of(b"0123456789abcdef0000000000000000").is_none());
     }
 }

@@ -83,8 +83,8 @@ pub(in crate::proxy) fn backend_request<'f>(
         protocol: out.protocol,
         received: out.received,
     };
-    forwarding_fields(&hop, ctx, facts, |name, value| {
-        if let Ok(value) = HeaderValue::from_bytes(value) {
+    forwarding_fields(&hop, ctx, facts, |name, parts| {
+        if let Ok(value) = HeaderValue::from_bytes(&parts.concat()) {
             headers.append(HeaderName::from_static(name), value);
         }
     });

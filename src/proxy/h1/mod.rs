@@ -27,7 +27,6 @@ mod to_h2;
 mod tunnel;
 mod upload;
 
-use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -98,9 +97,11 @@ impl Proxy {
         // The first request's header is timed by the connection's clock; later ones wait for
         // their first byte at most the keep-alive timeout (and the drain's quiet interval).
         let mut idle: Option<Idle> = None;
+        // One receiver for the connection's life: a keep-alive wait watches it for a drain.
+        let mut drain = shutdown.clone();
         loop {
             let max_head = self.state.load().policy.max_head_bytes;
-            let wait = idle.as_ref().map(|idle| (idle, shutdown));
+            let wait = idle.as_ref().map(|idle| (idle, &mut drain));
             let next = match self.read_head(&mut conn, &mut input, wait, max_head).await {
                 Head::Complete(end) => {
                     let head = input.split_to(end);
@@ -160,7 +161,7 @@ impl Proxy {
         &self,
         conn: &mut ClientConn,
         input: &mut BytesMut,
-        idle: Option<(&Idle, &ShutdownWatch)>,
+        mut idle: Option<(&Idle, &mut ShutdownWatch)>,
         max_head: usize,
     ) -> Head {
         let mut scanned = 0;
@@ -175,26 +176,47 @@ impl Proxy {
             input.reserve(4096);
             // Between requests the wait for a first byte is the keep-alive timeout's; once a
             // byte is in, the connection's header clock runs.
-            let waiting = idle.filter(|_| input.is_empty());
-            let read = within(waiting.and_then(|(i, _)| i.limit), conn.read_buf(input));
-            let read = match waiting {
-                None => read.await,
-                Some((idle, shutdown)) => {
-                    let mut read = std::pin::pin!(read);
-                    match ready_now(read.as_mut()).await {
-                        Some(read) => read,
-                        None => tokio::select! {
-                            read = read => read,
-                            () = quiet_in_drain(idle.since, shutdown.clone()) => return Head::Closed,
-                        },
-                    }
-                }
+            let read = match idle.as_mut().filter(|_| input.is_empty()) {
+                None => conn.read_buf(input).await,
+                Some((idle, drain)) => keepalive_read(conn, input, idle, drain).await,
             };
             match read {
                 Ok(0) | Err(_) => return Head::Closed,
                 Ok(_) => {}
             }
         }
+    }
+}
+
+/// Waits for the first bytes of a keep-alive request. A client that sends its next request
+/// does so within the quiet interval, which is waited on the read alone; only a connection
+/// quiet that long also watches for a drain (registering with the shutdown watch costs a lock
+/// that every busy connection would otherwise take on every request).
+async fn keepalive_read(
+    conn: &mut ClientConn,
+    input: &mut BytesMut,
+    idle: &Idle,
+    drain: &mut ShutdownWatch,
+) -> io::Result<usize> {
+    // `Ok(0)`: the wait is over without a request, as when the client closes.
+    let first = idle
+        .limit
+        .map_or(DRAIN_QUIET, |limit| limit.min(DRAIN_QUIET));
+    match within(Some(first), conn.read_buf(input)).await {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+        read => return read,
+    }
+    let rest = match idle.limit {
+        Some(limit) if limit <= first => return Ok(0),
+        Some(limit) => Some(limit - first),
+        None => None,
+    };
+    if *drain.borrow() {
+        return Ok(0);
+    }
+    tokio::select! {
+        read = within(rest, conn.read_buf(input)) => read,
+        () = quiet_in_drain(idle.since, drain) => Ok(0),
     }
 }
 
@@ -213,22 +235,12 @@ struct Idle {
 
 /// Resolves once the process drains and the connection has been quiet for `DRAIN_QUIET` since
 /// `since`; never otherwise.
-async fn quiet_in_drain(since: Instant, mut shutdown: ShutdownWatch) {
+async fn quiet_in_drain(since: Instant, shutdown: &mut ShutdownWatch) {
     if shutdown.wait_for(|draining| *draining).await.is_err() {
         // The server is gone without a drain: the runtime's end closes the connection.
         std::future::pending::<()>().await;
     }
     tokio::time::sleep_until((since + DRAIN_QUIET).into()).await;
-}
-
-/// `Some` with the output of `f` when it is ready at its first poll.
-async fn ready_now<F: Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
-    let mut f = f;
-    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
-        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
-        std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await
 }
 
 /// The request's `send_timeout_ms`.

@@ -6,7 +6,7 @@ use http::Method;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
-use crate::proxy::http1::{push_field, MAX_HEADERS};
+use crate::proxy::http1::{push_field, push_field_parts, MAX_HEADERS};
 use crate::proxy::phases::ReqView;
 use crate::route::router::ProxyAction;
 use crate::semantics::fields::{content_length, field, list_items, nominated, Field};
@@ -338,8 +338,8 @@ pub(super) fn upstream_request(
         protocol,
         received: req.received,
     };
-    forwarding_fields(&hop, ctx, facts, |name, value| {
-        push_field(out, name.as_bytes(), value)
+    forwarding_fields(&hop, ctx, facts, |name, parts| {
+        push_field_parts(out, name.as_bytes(), parts)
     });
     out.extend_from_slice(b"\r\n");
 }

@@ -14,7 +14,9 @@ use super::answer::{answer, own_response, Outcome};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
-use crate::proxy::http1::{push_field, read_response_head, Framing, UPSTREAM_BUF};
+use crate::proxy::http1::{
+    push_field, push_field_parts, read_response_head, Framing, UPSTREAM_BUF,
+};
 use crate::proxy::own::{self, io_status};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -223,8 +225,8 @@ fn upstream_head(
         protocol: Protocol::Http2,
         received: Received::of(&request.parts.headers),
     };
-    forwarding_fields(&hop, ctx, facts, |name, value| {
-        push_field(out, name.as_bytes(), value)
+    forwarding_fields(&hop, ctx, facts, |name, parts| {
+        push_field_parts(out, name.as_bytes(), parts)
     });
     out.extend_from_slice(b"\r\n");
 }

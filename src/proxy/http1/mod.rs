@@ -72,16 +72,23 @@ pub(in crate::proxy) fn status_line_for(out: &mut Vec<u8>, status: u16, reason: 
 /// Writes one header field; a value folded over lines (obs-fold, which the response parser
 /// accepts as pingora-core's does) goes out on one line, its line breaks as spaces.
 pub(in crate::proxy) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    push_field_parts(out, name, &[value]);
+}
+
+/// [`push_field`] for a value given in parts, written one after the other.
+pub(in crate::proxy) fn push_field_parts(out: &mut Vec<u8>, name: &[u8], parts: &[&[u8]]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    if value.iter().any(|&b| b == b'\r' || b == b'\n') {
-        out.extend(
-            value
-                .iter()
-                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
-    } else {
-        out.extend_from_slice(value);
+    for value in parts {
+        if value.iter().any(|&b| b == b'\r' || b == b'\n') {
+            out.extend(
+                value
+                    .iter()
+                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
+        } else {
+            out.extend_from_slice(value);
+        }
     }
     out.extend_from_slice(b"\r\n");
 }
