@@ -11,8 +11,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::sign::CertifiedKey;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
-use x509_parser::time::ASN1Time;
 
+pub use super::format_time;
+
+use super::chain::Facts;
+use super::reject::diagnose;
 use super::{parse_pem_certs, ApprovedRoots, RejectReason, TlsError};
 
 /// What operators see about a served certificate (`menshen certs`, logs, status page).
@@ -76,13 +79,6 @@ pub fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// RFC 3339 date-time (UTC) of a Unix timestamp, for messages.
-pub fn format_time(ts: i64) -> String {
-    ASN1Time::from_timestamp(ts)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| ts.to_string())
 }
 
 /// Reads and verifies `crt` + `key`. `now` is seconds since the epoch. `hints` are intermediates
@@ -177,9 +173,9 @@ pub fn verify(
             file: crt.to_path_buf(),
             subject: info.subject.clone(),
             issuer: info.issuer.clone(),
-            reason: RejectReason::KeyMismatch {
+            reason: Box::new(RejectReason::KeyMismatch {
                 key: key_file.display().to_string(),
-            },
+            }),
         },
         other => bad_key(key_file, format!("unusable private key: {other}")),
     })?;
@@ -217,7 +213,7 @@ fn check_chain(
         file: crt.to_path_buf(),
         subject: leaf.subject().to_string(),
         issuer: leaf.issuer().to_string(),
-        reason,
+        reason: Box::new(reason),
     };
     if leaf.subject().as_raw() == leaf.issuer().as_raw() {
         return Err(reject(RejectReason::SelfSigned));
@@ -235,8 +231,11 @@ fn check_chain(
     }
     let hosts = san_hosts(&leaf).map_err(reject)?;
 
-    let ee = webpki::EndEntityCert::try_from(leaf_der)
-        .map_err(|e| reject(RejectReason::Invalid(e.to_string())))?;
+    let ee = webpki::EndEntityCert::try_from(leaf_der).map_err(|_| {
+        reject(RejectReason::Malformed(
+            "the server certificate cannot be parsed".into(),
+        ))
+    })?;
     let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
     let mut intermediates = chain[1..].to_vec();
     intermediates.extend(hints.iter().filter(|h| !chain.contains(h)).cloned());
@@ -250,7 +249,11 @@ fn check_chain(
             None,
             None,
         )
-        .map_err(|e| reject(map_webpki_error(e, chain, roots)))?;
+        .map_err(|e| {
+            let mut offered = Facts::all(&chain[..1]);
+            offered.extend(Facts::all(&intermediates));
+            reject(diagnose(e, &offered, roots, now))
+        })?;
     let root = roots
         .root_for(path.anchor())
         .map(|r| r.name.clone())
@@ -281,45 +284,11 @@ pub fn pair_name(crt: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn map_webpki_error(
-    e: webpki::Error,
-    chain: &[CertificateDer<'static>],
-    roots: &ApprovedRoots,
-) -> RejectReason {
-    use webpki::Error as E;
-    match e {
-        E::UnknownIssuer => {
-            let chain_end = chain
-                .last()
-                .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
-                .map(|(_, c)| c.issuer().to_string())
-                .unwrap_or_default();
-            if roots.has_subject(&chain_end) {
-                // An approved root's name, but its signature does not verify: a different key.
-                RejectReason::Invalid(format!(
-                    "issuer \"{chain_end}\" has an approved name but not the approved key"
-                ))
-            } else {
-                RejectReason::NotApproved { chain_end }
-            }
-        }
-        E::CertExpired { .. } => {
-            RejectReason::Invalid("an intermediate certificate in the chain has expired".to_owned())
-        }
-        E::CertNotValidYet { .. } => {
-            RejectReason::Invalid("an intermediate certificate is not yet valid".to_owned())
-        }
-        E::RequiredEkuNotFoundContext(_) => RejectReason::NotServerAuth,
-        E::CaUsedAsEndEntity => RejectReason::LeafIsCa,
-        other => RejectReason::Invalid(format!("{other:?}")),
-    }
-}
-
 /// The SAN DNS names (lowercased, checked) and IP addresses of the leaf.
 fn san_hosts(leaf: &X509Certificate<'_>) -> Result<Vec<String>, RejectReason> {
     let san = leaf
         .subject_alternative_name()
-        .map_err(|e| RejectReason::Invalid(format!("unreadable subjectAltName: {e}")))?;
+        .map_err(|e| RejectReason::Malformed(format!("unreadable subjectAltName: {e}")))?;
     let Some(san) = san else {
         return Err(RejectReason::NoSan);
     };
