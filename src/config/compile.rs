@@ -251,9 +251,11 @@ fn load_tls(
         unix_now(),
     );
     if let Some(name) = &tls.default_certificate {
-        let exists = sources.dirs.iter().any(|d| {
-            d.join(format!("{name}.crt")).is_file() || d.join(name).join("tls.crt").is_file()
-        }) || sources.pairs.iter().any(|(n, _, _)| n == name);
+        let exists = sources
+            .dirs
+            .iter()
+            .any(|d| crate::tls::layout::pair_names(d).contains(name))
+            || sources.pairs.iter().any(|(n, _, _)| n == name);
         if !exists {
             load.errors
                 .retain(|e| !matches!(e, TlsError::UnknownDefault(_)));

@@ -14,7 +14,8 @@ use x509_parser::extensions::GeneralName;
 
 pub use super::format_time;
 
-use super::chain::Facts;
+use super::chain::{arrange, Facts};
+use super::layout::PairFiles;
 use super::reject::diagnose;
 use super::{parse_pem_certs, ApprovedRoots, RejectReason, TlsError};
 
@@ -39,6 +40,9 @@ pub struct CertInfo {
     pub not_before: i64,
     /// Not-after, seconds since the epoch.
     pub not_after: i64,
+    /// What loading corrected or recognised (chain order, a root left out, a layout), one line
+    /// each; warned about in the log and shown by `menshen certs`, `check` and `/status`.
+    pub corrections: Vec<String>,
 }
 
 impl ServedCert {
@@ -90,13 +94,13 @@ pub fn unix_now() -> i64 {
 /// is, without parsing and verifying it again (a reload at 10,000 sites costs the files that
 /// changed, not the fleet).
 pub fn load_pair(
-    crt: &Path,
-    key: &Path,
+    files: &PairFiles,
     hints: &[CertificateDer<'static>],
     roots: &ApprovedRoots,
     now: i64,
     previous: Option<&Arc<ServedCert>>,
 ) -> Result<Arc<ServedCert>, TlsError> {
+    let (crt, key) = (files.crt.as_path(), files.key.as_path());
     let read = |file: &Path| {
         std::fs::read(file).map_err(|e| TlsError::Io {
             file: file.to_path_buf(),
@@ -126,7 +130,14 @@ pub fn load_pair(
                 "no private key found (expected PKCS#8, SEC1 or PKCS#1 PEM)".into(),
             )
         })?;
-    let served = verify(crt, key, chain, hints, key_der, roots, now)?;
+    let arranged = arrange(chain, Some(&key_der));
+    let mut served = verify(crt, key, arranged.chain, hints, key_der, roots, now)?;
+    served.info.name = files.name.clone();
+    served.info.corrections = files.note.iter().cloned().collect();
+    served.info.corrections.extend(arranged.corrections);
+    for correction in &served.info.corrections {
+        tracing::warn!(file = %crt.display(), "certificate loaded with a correction: {correction}");
+    }
     Ok(Arc::new(ServedCert {
         content_hash,
         ..served
@@ -273,6 +284,7 @@ fn check_chain(
         serial: leaf.raw_serial_as_string().replace(':', ""),
         not_before,
         not_after,
+        corrections: Vec::new(),
     };
     Ok((info, used))
 }
@@ -360,6 +372,7 @@ mod tests {
             serial: String::new(),
             not_before: 0,
             not_after: 10 * 86_400,
+            corrections: Vec::new(),
         };
         assert_eq!(info.days_left(0), 10);
         assert_eq!(info.days_left(86_400 + 1), 8);

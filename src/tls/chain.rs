@@ -120,6 +120,89 @@ pub fn chain_end(leaf: &Facts, certs: &[Facts]) -> String {
     }
 }
 
+/// A bundle in serving order, and what was corrected to get it there.
+#[derive(Debug, Default)]
+pub struct Arranged {
+    /// The leaf, then each issuer; roots left out.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// One line per correction, for the log and the reports.
+    pub corrections: Vec<String>,
+}
+
+/// Puts a bundle in serving order: the leaf (the certificate `key` belongs to, else the only
+/// server certificate) first, then each issuer by name, then certificates that issued none of
+/// them; roots (self-signed) are left out, as clients bring their own. A bundle whose leaf cannot
+/// be told apart is left as it is, for the checks to refuse with the reason.
+pub fn arrange(chain: Vec<CertificateDer<'static>>, key: Option<&PrivateKeyDer<'_>>) -> Arranged {
+    let parsed = Facts::all(&chain);
+    if parsed.len() != chain.len() || chain.is_empty() {
+        return Arranged {
+            chain,
+            corrections: Vec::new(),
+        };
+    }
+    let mut facts: Vec<Facts> = Vec::with_capacity(parsed.len());
+    let mut duplicates = Vec::new();
+    for f in parsed {
+        if facts.iter().any(|u| u.der == f.der) {
+            duplicates.push(f.short);
+        } else {
+            facts.push(f);
+        }
+    }
+    let spki = key.and_then(key_spki);
+    let by_key = facts.iter().position(|f| Some(&f.spki) == spki.as_ref());
+    let leaf_at = by_key.or_else(|| {
+        let mut servers = facts
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.is_ca && !f.self_signed());
+        match (servers.next(), servers.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => (!facts[0].is_ca).then_some(0),
+        }
+    });
+    let Some(leaf_at) = leaf_at else {
+        return Arranged {
+            chain,
+            corrections: Vec::new(),
+        };
+    };
+    let leaf = &facts[leaf_at];
+    let mut order = issuer_path(leaf, &facts);
+    let mut corrections = Vec::new();
+    for f in &facts {
+        if !order.iter().any(|o| o.der == f.der) {
+            order.push(f);
+        }
+    }
+    let is_root = |f: &Facts| f.self_signed() && f.der != leaf.der;
+    for root in order.iter().filter(|f| is_root(f)) {
+        corrections.push(format!(
+            "the root \"{}\" is left out of the served chain (clients have their own copy)",
+            root.short
+        ));
+    }
+    for name in duplicates {
+        corrections.push(format!("a second copy of \"{name}\" is left out"));
+    }
+    let served: Vec<&Facts> = order.into_iter().filter(|f| !is_root(f)).collect();
+    let given: Vec<&Facts> = facts.iter().filter(|f| !is_root(f)).collect();
+    let same_order =
+        served.len() == given.len() && served.iter().zip(&given).all(|(a, b)| a.der == b.der);
+    if !same_order {
+        let names: Vec<&str> = given.iter().map(|f| f.short.as_str()).collect();
+        corrections.push(format!(
+            "the chain was out of order ({}); it is served leaf first, then each issuer",
+            names.join(", ")
+        ));
+    }
+    Arranged {
+        chain: served.into_iter().map(|f| f.der.clone()).collect(),
+        corrections,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +245,43 @@ mod tests {
         let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
         assert!(facts[0].matches_key(&key));
         assert!(!facts[1].matches_key(&key));
+    }
+
+    #[test]
+    fn a_shuffled_bundle_is_served_leaf_first_without_its_root() {
+        let (root_p, root_k, root) = ca("Root", None);
+        let (inter_p, inter_k, inter) = ca("Issuing CA", Some((&root_p, &root_k)));
+        let leaf_key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["shop.example.cn".to_owned()])
+            .expect("params")
+            .signed_by(&leaf_key, &Issuer::from_params(&inter_p, &inter_k))
+            .expect("sign")
+            .der()
+            .clone();
+        let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
+        let got = arrange(
+            vec![root.clone(), inter.clone(), leaf.clone(), inter.clone()],
+            Some(&key),
+        );
+        assert_eq!(got.chain, [leaf.clone(), inter.clone()]);
+        assert_eq!(
+            got.corrections,
+            [
+                "the root \"Root\" is left out of the served chain (clients have their own copy)",
+                "a second copy of \"Issuing CA\" is left out",
+                "the chain was out of order (Issuing CA, rcgen self signed cert); it is served leaf \
+                 first, then each issuer",
+            ]
+        );
+        let in_order = arrange(vec![leaf.clone(), inter.clone()], Some(&key));
+        assert_eq!(in_order.chain, [leaf.clone(), inter.clone()]);
+        assert!(in_order.corrections.is_empty());
+        // Without the key, the only server certificate is the leaf.
+        assert_eq!(
+            arrange(vec![inter.clone(), leaf.clone()], None).chain,
+            [leaf, inter.clone()]
+        );
+        // Only CA certificates: left as it is, for the checks to refuse.
+        assert_eq!(arrange(vec![inter.clone()], None).chain, [inter]);
     }
 }

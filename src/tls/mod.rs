@@ -10,6 +10,7 @@ pub mod approved;
 pub mod cert;
 pub mod chain;
 pub mod client;
+pub mod layout;
 pub mod listener;
 pub mod provider;
 pub mod reject;
@@ -64,6 +65,14 @@ pub enum TlsError {
         /// Expected key file.
         key: PathBuf,
     },
+    /// Files that pair two ways, or a key that pairs with nothing.
+    #[error("{file}: {reason}")]
+    Layout {
+        /// The certificate or key file.
+        file: PathBuf,
+        /// Which files, and what to do.
+        reason: String,
+    },
     /// The key file holds no usable key.
     #[error("{file}: {reason}")]
     BadKey {
@@ -96,6 +105,7 @@ impl TlsError {
             TlsError::Io { file, .. }
             | TlsError::BadApprovedRoot { file, .. }
             | TlsError::BadKey { file, .. }
+            | TlsError::Layout { file, .. }
             | TlsError::Rejected { file, .. } => Some(file),
             TlsError::NoCertificateIn(file) | TlsError::NoApprovedRootsIn(file) => Some(file),
             TlsError::MissingKey { crt, .. } => Some(crt),
