@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use menshen::{cli, config, observe, reload, server};
+use menshen::{certs, cli, config, observe, reload, server};
 use mimalloc::MiMalloc;
 
 // Per-request allocations (headers, log lines) are small and short-lived; mimalloc's thread-local
@@ -38,8 +38,12 @@ enum Command {
     /// Judge the configuration, every certificate and every backend hostname as a reload would;
     /// exit 0 only if nothing would be refused or left out.
     Check,
-    /// Show the certificates: hosts, issuer, approved root, expiry and status.
-    Certs,
+    /// Show the certificates (hosts, issuer, approved root, expiry and status), or request
+    /// and install one.
+    Certs {
+        #[command(subcommand)]
+        action: Option<certs::Action>,
+    },
     /// Probe the running proxy's admin /healthz (for container health checks).
     Healthz,
 }
@@ -48,7 +52,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.command.unwrap_or(Command::Run) {
         Command::Check => ExitCode::from(cli::check(&args.config) as u8),
-        Command::Certs => ExitCode::from(cli::certs(&args.config) as u8),
+        Command::Certs { action: None } => ExitCode::from(cli::certs(&args.config) as u8),
+        Command::Certs {
+            action: Some(action),
+        } => ExitCode::from(certs::run(&args.config, action) as u8),
         Command::Healthz => ExitCode::from(cli::healthz(&args.config) as u8),
         Command::Run => {
             // The log settings live in the config: peek at them before the full load, so that
