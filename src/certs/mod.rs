@@ -6,12 +6,17 @@
 //! proxy's watcher picks it up whole (`write`). `place` finds the folders from the config.
 //! Nothing in the proxy imports this module.
 
+mod decode;
 mod error;
+mod install;
 mod pending;
 mod place;
+mod plan;
 mod request;
+mod reseller;
+mod write;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
@@ -33,12 +38,54 @@ pub enum Action {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Install what the CA delivered (PEM bundles in any order, DER, .p7b, .pfx/.p12, a
+    /// reseller's .zip): the leaf is matched to a pending key (or --key), the chain ordered,
+    /// completed from tls.intermediates and checked as serving would; then written whole.
+    Install {
+        /// The delivered files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The private key, when it is not pending or in the delivery.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Pair name (default: the pair it replaces, or the request's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Install even when the new certificate does not cover every name the replaced one
+        /// serves.
+        #[arg(long)]
+        allow_name_loss: bool,
+        /// Print what would be installed and replaced; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// File holding the PKCS#12 password (else MENSHEN_PFX_PASSWORD, else a prompt).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
 }
 
 /// Runs `action` for the config at `config`; the exit code.
 pub fn run(config: &Path, action: Action) -> i32 {
     let result = match action {
         Action::Request { hosts, rsa, name } => request::run(config, &hosts, rsa, name.as_deref()),
+        Action::Install {
+            files,
+            key,
+            name,
+            allow_name_loss,
+            dry_run,
+            password_file,
+        } => install::run(
+            config,
+            install::Options {
+                files,
+                key,
+                name,
+                allow_name_loss,
+                dry_run,
+                password_file,
+            },
+        ),
     };
     match result {
         Ok(()) => 0,

@@ -5,7 +5,20 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use rustls::pki_types::PrivateKeyDer;
+
 use super::IntakeError;
+
+/// One pending request.
+#[derive(Debug)]
+pub struct Pending {
+    /// Pair name it was requested for.
+    pub name: String,
+    /// `pending/NAME.key`.
+    pub key_file: PathBuf,
+    /// The key.
+    pub key: PrivateKeyDer<'static>,
+}
 
 /// Creates `dir` (mode 0700) if it is missing.
 fn ensure_dir(dir: &Path) -> Result<(), IntakeError> {
@@ -49,6 +62,36 @@ pub fn keep(dir: &Path, name: &str, key_pem: &str, csr_pem: &str) -> Result<Path
     write_new(&csr_file, csr_pem.as_bytes(), 0o644)?;
     sync_dir(dir);
     Ok(key_file)
+}
+
+/// Every pending request in `dir` (none when it does not exist).
+pub fn list(dir: &Path) -> Vec<Pending> {
+    let Ok(files) = crate::tls::files_in(dir) else {
+        return Vec::new();
+    };
+    files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "key"))
+        .filter_map(|key_file| {
+            let bytes = std::fs::read(&key_file).ok()?;
+            let key = rustls_pemfile::private_key(&mut bytes.as_slice()).ok()??;
+            let name = key_file.file_stem()?.to_string_lossy().into_owned();
+            Some(Pending {
+                name,
+                key_file,
+                key,
+            })
+        })
+        .collect()
+}
+
+/// Removes a request once its certificate is installed.
+pub fn done(p: &Pending) {
+    let _ = std::fs::remove_file(&p.key_file);
+    let _ = std::fs::remove_file(p.key_file.with_extension("csr"));
+    if let Some(dir) = p.key_file.parent() {
+        sync_dir(dir);
+    }
 }
 
 /// Makes the directory entries in `dir` durable (renames and creations in it).

@@ -10,8 +10,18 @@ use crate::config::relative_to;
 /// The folders of one config.
 #[derive(Debug, Clone)]
 pub struct Place {
-    /// Keys waiting for their certificate: `pending/` beside the first `tls.certificates`.
+    /// The config file.
+    pub config: PathBuf,
+    /// Every `tls.certificates` folder.
+    pub dirs: Vec<PathBuf>,
+    /// Where new pairs go: the first of `dirs`.
+    pub certificates: PathBuf,
+    /// Keys waiting for their certificate: `pending/` beside `certificates`.
     pub pending: PathBuf,
+    /// `tls.approved_cas`.
+    pub approved: Vec<PathBuf>,
+    /// `tls.intermediates`, if set.
+    pub intermediates: Option<PathBuf>,
 }
 
 impl Place {
@@ -45,7 +55,16 @@ impl Place {
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         Ok(Place {
+            config: config.to_path_buf(),
             pending: parent.join("pending"),
+            approved: tls
+                .approved_cas
+                .iter()
+                .map(|p| relative_to(config, p))
+                .collect(),
+            intermediates: tls.intermediates.as_deref().map(|d| relative_to(config, d)),
+            dirs,
+            certificates,
         })
     }
 }

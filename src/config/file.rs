@@ -158,6 +158,9 @@ pub struct TlsSection {
     /// Refuse to start when any certificate file is rejected (instead of leaving it out).
     #[serde(default)]
     pub strict: bool,
+    /// A folder of intermediate certificates (PEM) that `menshen certs install` appends to a
+    /// delivered chain that lacks them (HAProxy's `issuers-chain-path`).
+    pub intermediates: Option<String>,
 }
 
 /// `[[tls.pairs]]`

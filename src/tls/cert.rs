@@ -100,6 +100,29 @@ pub fn load_pair(
     now: i64,
     previous: Option<&Arc<ServedCert>>,
 ) -> Result<Arc<ServedCert>, TlsError> {
+    // The two files are read one after the other: a pair swapped between the two reads (a
+    // symlink or `..data` swap) looks like a key mismatch. Then the files changed since: read
+    // the pair again rather than refuse it.
+    let mut tries = 0;
+    loop {
+        let result = load_pair_once(files, hints, roots, now, previous);
+        let mismatch = matches!(&result, Err(TlsError::Rejected { reason, .. })
+            if matches!(**reason, RejectReason::KeyMismatch { .. }));
+        tries += 1;
+        if !mismatch || tries == 3 {
+            return result;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn load_pair_once(
+    files: &PairFiles,
+    hints: &[CertificateDer<'static>],
+    roots: &ApprovedRoots,
+    now: i64,
+    previous: Option<&Arc<ServedCert>>,
+) -> Result<Arc<ServedCert>, TlsError> {
     let (crt, key) = (files.crt.as_path(), files.key.as_path());
     let read = |file: &Path| {
         std::fs::read(file).map_err(|e| TlsError::Io {
