@@ -139,3 +139,7 @@ pub fn install(
     }
     Ok((crt, warnings))
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;
