@@ -60,10 +60,10 @@ fn main() -> ExitCode {
         Command::Run => {
             // The log settings live in the config: peek at them before the full load, so that
             // load errors are reported in the configured format.
-            let log = config::compile::parse(&args.config)
-                .map(|f| f.log)
-                .unwrap_or_default();
-            observe::logging::init(&log.format, &log.level);
+            let file = config::compile::parse(&args.config).ok();
+            let log = file.as_ref().map(|f| f.log.clone()).unwrap_or_default();
+            let notify = file.as_ref().and_then(|f| f.notify.as_ref());
+            observe::logging::init(&log.format, &log.level, notify);
             let snapshot = match reload::first_load(&args.config) {
                 Ok(s) => s,
                 Err(errors) => {

@@ -103,6 +103,11 @@ pub fn compile(
             format!("{:?} is not a log level (e.g. \"info\")", file.log.level),
         );
     }
+    if let Some(notify) = &file.notify {
+        for (key, message) in crate::observe::notify::check(notify) {
+            errors.invalid(key, message);
+        }
+    }
     let listener_names = file
         .listeners
         .iter()

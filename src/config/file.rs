@@ -63,6 +63,8 @@ pub struct FileConfig {
     /// The process log.
     #[serde(default)]
     pub log: LogSection,
+    /// Robot webhooks for certificate and reload trouble; none when absent.
+    pub notify: Option<NotifySection>,
 }
 
 /// `[admin]`
@@ -341,5 +343,6 @@ fn default_redirect_status() -> u16 {
     DEFAULT_REDIRECT_STATUS
 }
 
+pub use super::file_notify::*;
 pub use super::file_policy::*;
 pub use super::file_upstreams::*;
