@@ -175,6 +175,24 @@ async fn pkcs7_and_pkcs12_with_a_password_are_installed() {
     assert!(done.ok, "{}", done.stderr);
     s.assert_installed("71").await;
 
+    // The same in PEM (-----BEGIN PKCS7-----), as some CAs mail it.
+    let leaf = s.requested_leaf(0x74);
+    s.write("chain.pem", format!("{leaf}{}", s.inter.pem).as_bytes());
+    openssl(
+        &dir,
+        &[
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            "chain.pem",
+            "-out",
+            "shop.p7b.pem",
+        ],
+    );
+    let done = install(&s.env, &["delivery/shop.p7b.pem"], &[]);
+    assert!(done.ok, "{}", done.stderr);
+    s.assert_installed("74").await;
+
     // A reseller made the key: the .pfx carries it, under a password.
     let made = s.inter.issue(&LeafSpec::new(&["shop.example.cn"], 0x72));
     s.write("leaf.pem", made.pem.as_bytes());
@@ -233,6 +251,39 @@ async fn pkcs7_and_pkcs12_with_a_password_are_installed() {
     );
     let key = std::fs::read_to_string(s.env.path("live/shop/shop.key")).expect("key");
     assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+
+    // The legacy encryption older Windows and IIS exports use (RC2-40 and 3DES).
+    let made = s.inter.issue(&LeafSpec::new(&["shop.example.cn"], 0x73));
+    s.write("leaf.pem", made.pem.as_bytes());
+    s.write("leaf.key", made.key_pem.as_bytes());
+    openssl(
+        &dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-legacy",
+            "-inkey",
+            "leaf.key",
+            "-in",
+            "leaf.pem",
+            "-certfile",
+            "inter.pem",
+            "-passout",
+            "pass:old",
+            "-out",
+            "legacy.p12",
+        ],
+    );
+    let done = install(
+        &s.env,
+        &["delivery/legacy.p12"],
+        &[("MENSHEN_PFX_PASSWORD", "old")],
+    );
+    assert!(done.ok, "{}", done.stderr);
+    assert!(
+        served_serial(&s.env, &s.root, "shop.example.cn", "73").await,
+        "the legacy .p12 serves"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,8 +341,50 @@ async fn a_reseller_zip_is_installed_from_its_nginx_folder() {
     );
     assert!(
         served_serial(&s.env, &s.root, "shop.example.cn", "0081").await,
-        "the zip serves: {}\n{}",
-        done.stdout,
+        "the zip serves: {}",
+        done.stdout
+    );
+
+    // A download with only IIS and Tomcat folders: the .pfx, with keystorePass.txt beside it.
+    let made = s.inter.issue(&LeafSpec::new(&["shop.example.cn"], 0x82));
+    let dir = s.env.path("delivery");
+    s.write("leaf.pem", made.pem.as_bytes());
+    s.write("leaf.key", made.key_pem.as_bytes());
+    s.write("inter.pem", s.inter.pem.as_bytes());
+    openssl(
+        &dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "leaf.key",
+            "-in",
+            "leaf.pem",
+            "-certfile",
+            "inter.pem",
+            "-passout",
+            "pass:zip-pass",
+            "-out",
+            "iis.pfx",
+        ],
+    );
+    let pfx = std::fs::read(dir.join("iis.pfx")).expect("pfx");
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content) in [
+        ("IIS/shop.example.cn.pfx", pfx.as_slice()),
+        ("IIS/keystorePass.txt", b"zip-pass\r\n".as_slice()),
+        ("Tomcat/shop.example.cn.jks", b"not read".as_slice()),
+    ] {
+        zip.start_file(name, opts).expect("zip entry");
+        zip.write_all(content).expect("zip write");
+    }
+    let bytes = zip.finish().expect("zip").into_inner();
+    s.write("iis.zip", &bytes);
+    let done = install(&s.env, &["delivery/iis.zip"], &[]);
+    assert!(done.ok, "{}{}", done.stdout, done.stderr);
+    assert!(
+        served_serial(&s.env, &s.root, "shop.example.cn", "0082").await,
+        "the IIS .pfx serves: {}",
         s._proxy.log()
     );
 }

@@ -10,6 +10,7 @@ use super::decode::{decode, Delivery, Password};
 use super::place::Place;
 use super::plan::{plan, KeySource};
 use super::{pending, reseller, write, IntakeError};
+use crate::tls::chain::key_spki;
 
 /// `certs install`'s flags.
 #[derive(Debug)]
@@ -167,8 +168,15 @@ pub fn run(config: &Path, opts: Options) -> Result<(), IntakeError> {
     for w in warnings {
         eprintln!("warning: {w}");
     }
+    // The request is answered, whichever copy of its key was used.
     if let KeySource::Pending(p) = &plan.key_source {
         pending::done(p);
+    }
+    let spki = key_spki(&plan.key);
+    for p in pending::list(&place.pending) {
+        if spki.is_some() && key_spki(&p.key) == spki {
+            pending::done(&p);
+        }
     }
     println!(
         "installed: {} (pair {:?}); the running proxy serves it within about a second \
