@@ -175,7 +175,8 @@ async fn files_that_pair_two_ways_or_not_at_all_are_refused_by_name() {
         "live/shop.crt: shop.crt and shop.pem pair with the same key shop.key; menshen does not \
          guess which to serve",
         "live/www.example.cn.key: a private key with no certificate beside it (expected \
-         www.example.cn.crt, www.example.cn.pem, www.example.cn_bundle.crt)",
+         www.example.cn.crt, www.example.cn.pem, www.example.cn_bundle.crt) (it is the key of \
+         shop.crt); menshen does not guess",
     ] {
         assert!(out.contains(said), "{said}: {out}");
     }

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::chain::{key_spki, Facts};
 use super::TlsError;
 
 /// A chain hint beside `tls.crt` + `tls.key` in a Kubernetes TLS Secret or cert-manager volume:
@@ -125,12 +126,15 @@ pub fn scan(files: &[PathBuf], folder: &str, subdir: bool) -> Scan {
     for (key, found) in &keys {
         if found.is_empty() {
             let expected = partners(key);
+            let owner = key_owner(key, files)
+                .map(|crt| format!(" (it is the key of {})", name_of(&crt)))
+                .unwrap_or_default();
             scan.problems.push(TlsError::Layout {
                 file: key.clone(),
                 reason: format!(
-                    "a private key with no certificate beside it (expected {}); menshen does not \
-                     guess which certificate it belongs to: name the certificate after it, or \
-                     move the key out of the certificates directory",
+                    "a private key with no certificate beside it (expected {}){owner}; menshen \
+                     does not guess which certificate it belongs to: name the certificate after \
+                     it, or move the key out of the certificates directory",
                     expected
                         .iter()
                         .map(|p| name_of(p))
@@ -141,6 +145,26 @@ pub fn scan(files: &[PathBuf], folder: &str, subdir: bool) -> Scan {
         }
     }
     scan
+}
+
+/// The certificate file among `files` whose leaf `key` belongs to, for the message about a key
+/// that pairs with nothing by name.
+fn key_owner(key: &Path, files: &[PathBuf]) -> Option<PathBuf> {
+    let bytes = std::fs::read(key).ok()?;
+    let key = rustls_pemfile::private_key(&mut bytes.as_slice()).ok()??;
+    let spki = key_spki(&key)?;
+    files
+        .iter()
+        .filter(|f| {
+            f.extension()
+                .is_some_and(|e| e == "crt" || e == "pem" || e == "cer")
+        })
+        .find(|f| {
+            super::read_pem_certs(f)
+                .map(|certs| Facts::all(&certs).iter().any(|c| c.spki == spki))
+                .unwrap_or(false)
+        })
+        .cloned()
 }
 
 /// The key `crt` would pair with.
