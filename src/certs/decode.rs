@@ -193,3 +193,44 @@ fn pkcs12(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_password(_: &str) -> Result<String, IntakeError> {
+        Err(IntakeError::Refused("no password".into()))
+    }
+
+    #[test]
+    fn pem_with_openssl_bag_attributes_a_key_and_nothing_else_is_read() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["a.example.cn".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let key_pem = key.serialize_pem();
+        // As `openssl pkcs12 -nodes` writes it: attribute lines before the blocks.
+        let text = format!(
+            "Bag Attributes\n    localKeyID: 01 02\nsubject=CN = a.example.cn\n{}{}",
+            cert.pem(),
+            key_pem
+        );
+        let mut out = Delivery::default();
+        decode("bundle.pem", text.as_bytes(), &no_password, &mut out).expect("read");
+        assert_eq!(out.certs.len(), 1);
+        assert_eq!(out.keys.len(), 1);
+        let e = decode(
+            "x.csr",
+            b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+            &no_password,
+            &mut out,
+        )
+        .expect_err("a CSR is not a delivery");
+        assert_eq!(e.to_string(), "x.csr: holds no certificate or private key");
+        let e = decode("junk.bin", b"\x01\x02", &no_password, &mut out).expect_err("junk");
+        assert!(e
+            .to_string()
+            .starts_with("junk.bin: not a certificate, key or bundle"));
+    }
+}
