@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::config::compile::load_certs;
 use crate::config::ConfigError;
 use crate::reload::{first_load, judge, problems, summary};
-use crate::tls::cert::{format_time, pair_name, unix_now};
+use crate::tls::cert::{format_time, unix_now};
 
 /// Validates everything the proxy would load, as a reload would judge it: the config, every
 /// certificate against the approved roots, and every backend hostname through the configured
@@ -58,8 +58,24 @@ pub fn check(config: &Path) -> i32 {
         );
         return 1;
     }
+    for line in corrections(snapshot.certs.certs()) {
+        eprintln!("{line}");
+    }
     println!("{}: ok: {}", config.display(), summary(&snapshot));
     0
+}
+
+/// One warning line per correction loading made (chain order, a root left out, a layout).
+fn corrections(certs: &[std::sync::Arc<crate::tls::ServedCert>]) -> Vec<String> {
+    let each = |c: &std::sync::Arc<crate::tls::ServedCert>| {
+        let file = c.info.file.display().to_string();
+        c.info
+            .corrections
+            .iter()
+            .map(move |line| format!("warning: {file}: {line}"))
+            .collect::<Vec<_>>()
+    };
+    certs.iter().flat_map(each).collect()
 }
 
 /// Prints one error per line on stderr.
@@ -91,11 +107,15 @@ pub fn certs(config: &Path) -> i32 {
     for cert in load.store.certs() {
         let i = &cert.info;
         let days = i.days_left(now);
-        let status = if days < i64::from(warn_days) {
+        let mut status = if days < i64::from(warn_days) {
             "expiring"
         } else {
             "ok"
-        };
+        }
+        .to_owned();
+        if !i.corrections.is_empty() {
+            status.push_str(" (corrected, see below)");
+        }
         let default = load
             .store
             .default_cert()
@@ -110,7 +130,7 @@ pub fn certs(config: &Path) -> i32 {
             if default {
                 format!("{status} (default)")
             } else {
-                status.to_owned()
+                status
             },
         ]);
     }
@@ -123,8 +143,6 @@ pub fn certs(config: &Path) -> i32 {
             crate::tls::TlsError::Rejected { reason, .. } => reason.to_string(),
             other => other.to_string(),
         };
-        let name = e.file().map(pair_name).unwrap_or_default();
-        let _ = name;
         rows.push([
             file,
             "-".into(),
@@ -136,6 +154,9 @@ pub fn certs(config: &Path) -> i32 {
         ]);
     }
     print_table(&rows);
+    for line in corrections(load.store.certs()) {
+        println!("{line}");
+    }
     i32::from(!load.errors.is_empty())
 }
 

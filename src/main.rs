@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use menshen::{cli, config, observe, reload, server};
+use menshen::{certs, cli, config, observe, reload, server};
 
 // Per-request allocations (headers, log lines) are small and short-lived; mimalloc's thread-local
 // free lists serve them cheaper than glibc's malloc (docs/performance.md).
@@ -38,8 +38,12 @@ enum Command {
     /// Judge the configuration, every certificate and every backend hostname as a reload would;
     /// exit 0 only if nothing would be refused or left out.
     Check,
-    /// Show the certificates: hosts, issuer, approved root, expiry and status.
-    Certs,
+    /// Show the certificates (hosts, issuer, approved root, expiry and status), or request
+    /// and install one.
+    Certs {
+        #[command(subcommand)]
+        action: Option<certs::Action>,
+    },
     /// Probe the running proxy's admin /healthz (for container health checks).
     Healthz,
 }
@@ -48,15 +52,18 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.command.unwrap_or(Command::Run) {
         Command::Check => ExitCode::from(cli::check(&args.config) as u8),
-        Command::Certs => ExitCode::from(cli::certs(&args.config) as u8),
+        Command::Certs { action: None } => ExitCode::from(cli::certs(&args.config) as u8),
+        Command::Certs {
+            action: Some(action),
+        } => ExitCode::from(certs::run(&args.config, action) as u8),
         Command::Healthz => ExitCode::from(cli::healthz(&args.config) as u8),
         Command::Run => {
             // The log settings live in the config: peek at them before the full load, so that
             // load errors are reported in the configured format.
-            let log = config::compile::parse(&args.config)
-                .map(|f| f.log)
-                .unwrap_or_default();
-            observe::logging::init(&log.format, &log.level);
+            let file = config::compile::parse(&args.config).ok();
+            let log = file.as_ref().map(|f| f.log.clone()).unwrap_or_default();
+            let notify = file.as_ref().and_then(|f| f.notify.as_ref());
+            observe::logging::init(&log.format, &log.level, notify);
             let snapshot = match reload::first_load(&args.config) {
                 Ok(s) => s,
                 Err(errors) => {
@@ -69,6 +76,7 @@ fn main() -> ExitCode {
             };
             for e in &snapshot.cert_errors {
                 tracing::error!(
+                    notify = "rejected",
                     "certificate rejected, it is not served (the other certificates are; \
                      tls.strict = true would refuse to start): {e}"
                 );

@@ -201,7 +201,11 @@ impl Reloader {
             } else {
                 "it is not served"
             };
-            tracing::error!(trigger, "certificate rejected, {outcome}: {e}");
+            tracing::error!(
+                notify = "rejected",
+                trigger,
+                "certificate rejected, {outcome}: {e}"
+            );
         }
         let mut refusals = judge::certificates(Some(&previous), &snapshot);
         if refusals.is_empty() {
@@ -343,6 +347,7 @@ fn rejected(trigger: &str, refusals: &[Refusal], problems: Vec<String>) -> Reloa
     let mut errors: Vec<String> = refusals.iter().map(ToString::to_string).collect();
     for e in &errors {
         tracing::error!(
+            notify = "reload_refused",
             trigger,
             "reload refused, the previous configuration keeps serving: {e}"
         );

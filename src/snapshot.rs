@@ -85,6 +85,7 @@ impl Snapshot {
             let left = cert.info.days_left(now);
             if left < days {
                 tracing::warn!(
+                    notify = "expiring",
                     file = %cert.info.file.display(),
                     hosts = ?cert.info.hosts,
                     days_left = left,

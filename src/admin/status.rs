@@ -84,7 +84,18 @@ pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
         push_json_str(&mut out, &cert.info.file.display().to_string());
         out.push_str(",\"serial\":");
         push_json_str(&mut out, &cert.info.serial);
-        let _ = write!(out, ",\"not_after\":{}}}", cert.info.not_after);
+        let _ = write!(
+            out,
+            ",\"not_after\":{},\"corrections\":[",
+            cert.info.not_after
+        );
+        for (j, c) in cert.info.corrections.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, c);
+        }
+        out.push_str("]}");
     }
     out.push_str("],\"rejected_certificates\":[");
     for (i, e) in snapshot.cert_errors.iter().enumerate() {
@@ -134,13 +145,20 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
         let _ = write!(
             h,
             "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td class=\"days-left\">{days}</td><td><code>{}</code></td></tr>",
+             <td class=\"days-left\">{days}</td><td><code>{}</code>{}</td></tr>",
             esc(&i.name),
             esc(&i.hosts.join(", ")),
             esc(&i.issuer),
             esc(&i.root),
             format_time(i.not_after),
-            esc(&i.file.display().to_string())
+            esc(&i.file.display().to_string()),
+            i.corrections
+                .iter()
+                .map(|c| format!(
+                    "<br><span class=\"correction\">corrected: {}</span>",
+                    esc(c)
+                ))
+                .collect::<String>()
         );
     }
     h.push_str("</table>");

@@ -103,6 +103,11 @@ pub fn compile(
             format!("{:?} is not a log level (e.g. \"info\")", file.log.level),
         );
     }
+    if let Some(notify) = &file.notify {
+        for (key, message) in crate::observe::notify::check(notify) {
+            errors.invalid(key, message);
+        }
+    }
     let listener_names = file
         .listeners
         .iter()
@@ -251,9 +256,11 @@ fn load_tls(
         unix_now(),
     );
     if let Some(name) = &tls.default_certificate {
-        let exists = sources.dirs.iter().any(|d| {
-            d.join(format!("{name}.crt")).is_file() || d.join(name).join("tls.crt").is_file()
-        }) || sources.pairs.iter().any(|(n, _, _)| n == name);
+        let exists = sources
+            .dirs
+            .iter()
+            .any(|d| crate::tls::layout::pair_names(d).contains(name))
+            || sources.pairs.iter().any(|(n, _, _)| n == name);
         if !exists {
             load.errors
                 .retain(|e| !matches!(e, TlsError::UnknownDefault(_)));

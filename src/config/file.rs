@@ -63,6 +63,8 @@ pub struct FileConfig {
     /// The process log.
     #[serde(default)]
     pub log: LogSection,
+    /// Robot webhooks for certificate and reload trouble; none when absent.
+    pub notify: Option<NotifySection>,
 }
 
 /// `[admin]`
@@ -158,6 +160,9 @@ pub struct TlsSection {
     /// Refuse to start when any certificate file is rejected (instead of leaving it out).
     #[serde(default)]
     pub strict: bool,
+    /// A folder of intermediate certificates (PEM) that `menshen certs install` appends to a
+    /// delivered chain that lacks them (HAProxy's `issuers-chain-path`).
+    pub intermediates: Option<String>,
 }
 
 /// `[[tls.pairs]]`
@@ -338,5 +343,6 @@ fn default_redirect_status() -> u16 {
     DEFAULT_REDIRECT_STATUS
 }
 
+pub use super::file_notify::*;
 pub use super::file_policy::*;
 pub use super::file_upstreams::*;

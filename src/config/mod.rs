@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod file;
+mod file_notify;
 mod file_policy;
 mod file_upstreams;
 mod sites;

@@ -11,8 +11,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::sign::CertifiedKey;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
-use x509_parser::time::ASN1Time;
 
+pub use super::format_time;
+
+use super::chain::{arrange, Facts};
+use super::layout::PairFiles;
+use super::reject::diagnose;
 use super::{parse_pem_certs, ApprovedRoots, RejectReason, TlsError};
 
 /// What operators see about a served certificate (`menshen certs`, logs, status page).
@@ -36,6 +40,9 @@ pub struct CertInfo {
     pub not_before: i64,
     /// Not-after, seconds since the epoch.
     pub not_after: i64,
+    /// What loading corrected or recognised (chain order, a root left out, a layout), one line
+    /// each; warned about in the log and shown by `menshen certs`, `check` and `/status`.
+    pub corrections: Vec<String>,
 }
 
 impl ServedCert {
@@ -78,13 +85,6 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// RFC 3339 date-time (UTC) of a Unix timestamp, for messages.
-pub fn format_time(ts: i64) -> String {
-    ASN1Time::from_timestamp(ts)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| ts.to_string())
-}
-
 /// Reads and verifies `crt` + `key`. `now` is seconds since the epoch. `hints` are intermediates
 /// to append when the `.crt` file lacks them (a Kubernetes Secret's `ca.crt`); only those on
 /// the verified path are served.
@@ -94,13 +94,36 @@ pub fn format_time(ts: i64) -> String {
 /// is, without parsing and verifying it again (a reload at 10,000 sites costs the files that
 /// changed, not the fleet).
 pub fn load_pair(
-    crt: &Path,
-    key: &Path,
+    files: &PairFiles,
     hints: &[CertificateDer<'static>],
     roots: &ApprovedRoots,
     now: i64,
     previous: Option<&Arc<ServedCert>>,
 ) -> Result<Arc<ServedCert>, TlsError> {
+    // The two files are read one after the other: a pair swapped between the two reads (a
+    // symlink or `..data` swap) looks like a key mismatch. Then the files changed since: read
+    // the pair again rather than refuse it.
+    let mut tries = 0;
+    loop {
+        let result = load_pair_once(files, hints, roots, now, previous);
+        let mismatch = matches!(&result, Err(TlsError::Rejected { reason, .. })
+            if matches!(**reason, RejectReason::KeyMismatch { .. }));
+        tries += 1;
+        if !mismatch || tries == 3 {
+            return result;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn load_pair_once(
+    files: &PairFiles,
+    hints: &[CertificateDer<'static>],
+    roots: &ApprovedRoots,
+    now: i64,
+    previous: Option<&Arc<ServedCert>>,
+) -> Result<Arc<ServedCert>, TlsError> {
+    let (crt, key) = (files.crt.as_path(), files.key.as_path());
     let read = |file: &Path| {
         std::fs::read(file).map_err(|e| TlsError::Io {
             file: file.to_path_buf(),
@@ -130,7 +153,14 @@ pub fn load_pair(
                 "no private key found (expected PKCS#8, SEC1 or PKCS#1 PEM)".into(),
             )
         })?;
-    let served = verify(crt, key, chain, hints, key_der, roots, now)?;
+    let arranged = arrange(chain, Some(&key_der));
+    let mut served = verify(crt, key, arranged.chain, hints, key_der, roots, now)?;
+    served.info.name = files.name.clone();
+    served.info.corrections = files.note.iter().cloned().collect();
+    served.info.corrections.extend(arranged.corrections);
+    for correction in &served.info.corrections {
+        tracing::warn!(file = %crt.display(), "certificate loaded with a correction: {correction}");
+    }
     Ok(Arc::new(ServedCert {
         content_hash,
         ..served
@@ -177,9 +207,9 @@ pub fn verify(
             file: crt.to_path_buf(),
             subject: info.subject.clone(),
             issuer: info.issuer.clone(),
-            reason: RejectReason::KeyMismatch {
+            reason: Box::new(RejectReason::KeyMismatch {
                 key: key_file.display().to_string(),
-            },
+            }),
         },
         other => bad_key(key_file, format!("unusable private key: {other}")),
     })?;
@@ -217,7 +247,7 @@ fn check_chain(
         file: crt.to_path_buf(),
         subject: leaf.subject().to_string(),
         issuer: leaf.issuer().to_string(),
-        reason,
+        reason: Box::new(reason),
     };
     if leaf.subject().as_raw() == leaf.issuer().as_raw() {
         return Err(reject(RejectReason::SelfSigned));
@@ -235,8 +265,11 @@ fn check_chain(
     }
     let hosts = san_hosts(&leaf).map_err(reject)?;
 
-    let ee = webpki::EndEntityCert::try_from(leaf_der)
-        .map_err(|e| reject(RejectReason::Invalid(e.to_string())))?;
+    let ee = webpki::EndEntityCert::try_from(leaf_der).map_err(|_| {
+        reject(RejectReason::Malformed(
+            "the server certificate cannot be parsed".into(),
+        ))
+    })?;
     let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
     let mut intermediates = chain[1..].to_vec();
     intermediates.extend(hints.iter().filter(|h| !chain.contains(h)).cloned());
@@ -250,7 +283,11 @@ fn check_chain(
             None,
             None,
         )
-        .map_err(|e| reject(map_webpki_error(e, chain, roots)))?;
+        .map_err(|e| {
+            let mut offered = Facts::all(&chain[..1]);
+            offered.extend(Facts::all(&intermediates));
+            reject(diagnose(e, &offered, roots, now))
+        })?;
     let root = roots
         .root_for(path.anchor())
         .map(|r| r.name.clone())
@@ -270,6 +307,7 @@ fn check_chain(
         serial: leaf.raw_serial_as_string().replace(':', ""),
         not_before,
         not_after,
+        corrections: Vec::new(),
     };
     Ok((info, used))
 }
@@ -281,45 +319,11 @@ pub fn pair_name(crt: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn map_webpki_error(
-    e: webpki::Error,
-    chain: &[CertificateDer<'static>],
-    roots: &ApprovedRoots,
-) -> RejectReason {
-    use webpki::Error as E;
-    match e {
-        E::UnknownIssuer => {
-            let chain_end = chain
-                .last()
-                .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
-                .map(|(_, c)| c.issuer().to_string())
-                .unwrap_or_default();
-            if roots.has_subject(&chain_end) {
-                // An approved root's name, but its signature does not verify: a different key.
-                RejectReason::Invalid(format!(
-                    "issuer \"{chain_end}\" has an approved name but not the approved key"
-                ))
-            } else {
-                RejectReason::NotApproved { chain_end }
-            }
-        }
-        E::CertExpired { .. } => {
-            RejectReason::Invalid("an intermediate certificate in the chain has expired".to_owned())
-        }
-        E::CertNotValidYet { .. } => {
-            RejectReason::Invalid("an intermediate certificate is not yet valid".to_owned())
-        }
-        E::RequiredEkuNotFoundContext(_) => RejectReason::NotServerAuth,
-        E::CaUsedAsEndEntity => RejectReason::LeafIsCa,
-        other => RejectReason::Invalid(format!("{other:?}")),
-    }
-}
-
 /// The SAN DNS names (lowercased, checked) and IP addresses of the leaf.
 fn san_hosts(leaf: &X509Certificate<'_>) -> Result<Vec<String>, RejectReason> {
     let san = leaf
         .subject_alternative_name()
-        .map_err(|e| RejectReason::Invalid(format!("unreadable subjectAltName: {e}")))?;
+        .map_err(|e| RejectReason::Malformed(format!("unreadable subjectAltName: {e}")))?;
     let Some(san) = san else {
         return Err(RejectReason::NoSan);
     };
@@ -391,6 +395,7 @@ mod tests {
             serial: String::new(),
             not_before: 0,
             not_after: 10 * 86_400,
+            corrections: Vec::new(),
         };
         assert_eq!(info.days_left(0), 10);
         assert_eq!(info.days_left(86_400 + 1), 8);

@@ -8,9 +8,12 @@
 
 pub mod approved;
 pub mod cert;
+pub mod chain;
 pub mod client;
+pub mod layout;
 pub mod listener;
 pub mod provider;
+pub mod reject;
 pub mod resolver;
 pub mod sni_gate;
 pub mod store;
@@ -23,53 +26,8 @@ use x509_parser::x509::X509Name;
 
 pub use approved::ApprovedRoots;
 pub use cert::{CertInfo, ServedCert};
+pub use reject::RejectReason;
 pub use store::CertStore;
-
-/// Why a certificate pair may not be served.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum RejectReason {
-    /// Leaf issued by itself.
-    #[error("self-signed certificates are never served; use one issued under an approved CA")]
-    SelfSigned,
-    /// Chain does not reach an approved root.
-    #[error(
-        "chain ends at \"{chain_end}\", which is not an approved CA (if it is an intermediate, \
-         append it to the .crt file after the leaf; if it is a root you trust, add it to tls.approved_cas)"
-    )]
-    NotApproved {
-        /// Issuer of the last certificate in the file.
-        chain_end: String,
-    },
-    /// Past its not-after date.
-    #[error("expired on {0}")]
-    Expired(String),
-    /// Before its not-before date.
-    #[error("not valid until {0}")]
-    NotYetValid(String),
-    /// Extended key usage excludes serverAuth.
-    #[error("not valid for TLS servers (extendedKeyUsage lacks serverAuth)")]
-    NotServerAuth,
-    /// The leaf is itself a CA.
-    #[error(
-        "the first certificate is a CA certificate; the leaf (server) certificate must come first"
-    )]
-    LeafIsCa,
-    /// The key file's key is not the leaf's.
-    #[error("private key {key} does not match the certificate's public key")]
-    KeyMismatch {
-        /// Key file.
-        key: String,
-    },
-    /// A SAN entry that is not a valid host name.
-    #[error("subjectAltName {0:?} is not a valid DNS name")]
-    BadSan(String),
-    /// No SAN at all.
-    #[error("no DNS names in subjectAltName; browsers ignore the CN, so nothing would match")]
-    NoSan,
-    /// Anything else webpki refuses.
-    #[error("chain verification failed: {0}")]
-    Invalid(String),
-}
 
 /// Everything that can go wrong loading approved roots and certificates.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -107,6 +65,14 @@ pub enum TlsError {
         /// Expected key file.
         key: PathBuf,
     },
+    /// Files that pair two ways, or a key that pairs with nothing.
+    #[error("{file}: {reason}")]
+    Layout {
+        /// The certificate or key file.
+        file: PathBuf,
+        /// Which files, and what to do.
+        reason: String,
+    },
     /// The key file holds no usable key.
     #[error("{file}: {reason}")]
     BadKey {
@@ -125,7 +91,7 @@ pub enum TlsError {
         /// Leaf issuer.
         issuer: String,
         /// Why.
-        reason: RejectReason,
+        reason: Box<RejectReason>,
     },
     /// `tls.default_certificate` names no loaded pair.
     #[error("tls.default_certificate = {0:?} names no certificate pair in tls.certificates")]
@@ -139,6 +105,7 @@ impl TlsError {
             TlsError::Io { file, .. }
             | TlsError::BadApprovedRoot { file, .. }
             | TlsError::BadKey { file, .. }
+            | TlsError::Layout { file, .. }
             | TlsError::Rejected { file, .. } => Some(file),
             TlsError::NoCertificateIn(file) | TlsError::NoApprovedRootsIn(file) => Some(file),
             TlsError::MissingKey { crt, .. } => Some(crt),
@@ -217,6 +184,13 @@ pub fn dirs_in(dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
 
 fn extension(p: &Path) -> Option<&str> {
     p.extension().and_then(|e| e.to_str())
+}
+
+/// RFC 3339 date-time (UTC) of a Unix timestamp, for messages.
+pub fn format_time(ts: i64) -> String {
+    x509_parser::time::ASN1Time::from_timestamp(ts)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ts.to_string())
 }
 
 /// The first CN of a name, if it has one.

@@ -14,11 +14,8 @@ use rustls::sign::CertifiedKey;
 use rustls::pki_types::CertificateDer;
 
 use super::cert::{load_pair, recheck};
+use super::layout::{self, PairFiles};
 use super::{dirs_in, files_in, read_pem_certs, ApprovedRoots, ServedCert, TlsError};
-
-/// A chain hint beside `tls.crt` + `tls.key` in a Kubernetes TLS Secret or cert-manager volume:
-/// intermediates to append, never served on its own (unless a `ca.key` makes it a pair).
-const CHAIN_HINT: &str = "ca.crt";
 
 /// Certificates by host name. Selection: exact name, then wildcard, then the default; where
 /// several certificates cover a name, the one that stays valid longest.
@@ -72,23 +69,9 @@ impl CertSources {
 /// A certificate file and what loading it gave.
 type PairResult = (PathBuf, Result<Arc<ServedCert>, TlsError>);
 
-/// `cert` under the pair name `name` (shared as it is when it has that name already).
-fn renamed(cert: Arc<ServedCert>, name: &str) -> Arc<ServedCert> {
-    if cert.info.name == name {
-        return cert;
-    }
-    let mut info = cert.info.clone();
-    info.name = name.to_owned();
-    Arc::new(ServedCert {
-        info,
-        key: cert.key.clone(),
-        content_hash: cert.content_hash,
-        roots: cert.roots,
-    })
-}
-
 /// Loads the pairs of `dir` and of each of its subdirectories (hidden ones, such as a Secret's
-/// `..data`, skipped). Fails only when `dir` itself cannot be read.
+/// `..data`, skipped), in every layout `layout.rs` recognises. Fails only when `dir` itself
+/// cannot be read.
 fn dir_pairs(
     dir: &Path,
     roots: &ApprovedRoots,
@@ -107,44 +90,25 @@ fn dir_pairs(
                 continue;
             }
         };
-        // `files` is sorted: a lookup is a binary search, not a scan (10,000 pairs in a folder).
-        let has = |p: &PathBuf| files.binary_search(p).is_ok();
-        let is_hint = |p: &PathBuf| {
-            p.file_name().is_some_and(|n| n == CHAIN_HINT) && !has(&p.with_extension("key"))
-        };
+        let folder = d
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let scan = layout::scan(&files, &folder, i > 0);
         let mut hints: Vec<CertificateDer<'static>> = Vec::new();
-        if let Some(hint) = files.iter().find(|p| is_hint(p)) {
+        if let Some(hint) = &scan.hint {
             match read_pem_certs(hint) {
                 Ok(certs) => hints = certs,
                 Err(e) => out.push((hint.clone(), Err(e))),
             }
         }
-        let subdir = (i > 0).then(|| d.file_name().map(|n| n.to_string_lossy().into_owned()));
-        for crt in files
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "crt"))
-        {
-            if is_hint(crt) {
-                continue;
-            }
-            let key = crt.with_extension("key");
-            let result = if has(&key) {
-                let last = previous.and_then(|p| p.by_file(crt));
-                load_pair(crt, &key, &hints, roots, now, last)
-            } else {
-                Err(TlsError::MissingKey {
-                    crt: crt.clone(),
-                    key,
-                })
-            };
-            let result = result.map(|cert| {
-                // A Secret's `tls` pair is named after the directory it is mounted in.
-                match (&subdir, cert.info.name.as_str()) {
-                    (Some(Some(sub)), "tls") => renamed(cert, sub),
-                    _ => cert,
-                }
-            });
-            out.push((crt.clone(), result));
+        for problem in scan.problems {
+            let file = problem.file().map(Path::to_path_buf).unwrap_or_default();
+            out.push((file, Err(problem)));
+        }
+        for pair in &scan.pairs {
+            let last = previous.and_then(|p| p.by_file(&pair.crt));
+            out.push((pair.crt.clone(), load_pair(pair, &hints, roots, now, last)));
         }
     }
     Ok(out)
@@ -198,8 +162,13 @@ impl CertStore {
         }
         for (name, crt, key) in &sources.pairs {
             let last = previous.and_then(|p| p.by_file(crt));
-            let result = load_pair(crt, key, &[], roots, now, last).map(|c| renamed(c, name));
-            take(crt, result);
+            let files = PairFiles {
+                name: name.clone(),
+                crt: crt.clone(),
+                key: key.clone(),
+                note: None,
+            };
+            take(crt, load_pair(&files, &[], roots, now, last));
         }
         load.store = CertStore::index(certs);
         if let Some(name) = default_name {

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod grpc;
 pub mod h1;
 pub mod http;
+pub mod intake;
 pub mod origins;
 pub mod pki;
 pub mod policy;

@@ -104,6 +104,21 @@ impl Ca {
         self.key.serialize_pem()
     }
 
+    /// Signs a CSR as a CA would (`menshen certs request`'s): the leaf PEM, for the hosts the
+    /// CSR asks for, valid from yesterday for `days`.
+    pub fn sign_csr(&self, csr_pem: &str, serial: u64, days: i64) -> String {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).expect("CSR");
+        csr.params.serial_number = Some(SerialNumber::from(serial));
+        csr.params.is_ca = IsCa::ExplicitNoCa;
+        csr.params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = time::OffsetDateTime::now_utc();
+        csr.params.not_before = now - time::Duration::days(1);
+        csr.params.not_after = now + time::Duration::days(days);
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        csr.signed_by(&issuer).expect("sign CSR").pem()
+    }
+
     /// A leaf issued by this CA.
     pub fn issue(&self, spec: &LeafSpec) -> Leaf {
         let (params, key) = leaf_params(spec);
