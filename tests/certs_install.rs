@@ -10,15 +10,7 @@ use support::intake::{install, listing, openssl, request, served_serial};
 use support::pki::{Ca, LeafSpec};
 use support::{Env, Running};
 
-const SITE: &str = r#"
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn"]
-[[sites.routes]]
-prefix = "/"
-respond = { body = "ok" }
-"#;
+use support::SHOP_SITE as SITE;
 
 /// A running proxy serving `live/shop.crt` (serial 01) for shop.example.cn, issued by `inter`.
 struct Shop {

@@ -108,15 +108,7 @@ fn text_of(v: &serde_json::Value) -> String {
         .to_owned()
 }
 
-const SITE: &str = r#"
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn"]
-[[sites.routes]]
-prefix = "/"
-respond = { body = "ok" }
-"#;
+use support::SHOP_SITE as SITE;
 
 fn hooks(port: u16, interval: u64, paths: &[(&str, &str)]) -> String {
     let mut out = format!("[notify]\nmin_interval_seconds = {interval}\n");
