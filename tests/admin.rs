@@ -115,6 +115,44 @@ async fn health_readiness_and_metrics() {
         assert!(metrics.contains(needle), "metrics has {needle}:\n{metrics}");
     }
     assert_eq!(admin_get(s.admin, "/nope").await.status, 404);
+
+    // A reload adds a site: the shop's counter goes on from where it was (Prometheus sees no
+    // reset), and the new site shows no series until a request reaches it.
+    let config = std::fs::read_to_string(s.env.path("menshen.toml")).expect("config");
+    let blog = "\n[[sites]]\nname = \"blog\"\nicp = \"京ICP备16063439号-2\"\n\
+                hosts = [\"blog.example.cn\"]\n[[sites.routes]]\nprefix = \"/\"\n\
+                upstream = \"origin\"\n";
+    std::fs::write(s.env.path("menshen.toml"), config + blog).expect("write config");
+    let reload = admin_req(
+        s.admin,
+        "POST /reload HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret-token\r\n\
+         Content-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(
+        reload.text().contains("\"applied\":true"),
+        "{}",
+        reload.text()
+    );
+    let again = get_plain(s.env.http, "shop.example.cn", "/a").await;
+    assert_eq!(again.expect("GET").status, 200);
+    let metrics = admin_get(s.admin, "/metrics").await.text();
+    let shop = "menshen_requests_total{route=\"/\",site=\"shop\",status_class=\"2xx\"} 2";
+    assert!(metrics.contains(shop), "metrics has {shop}:\n{metrics}");
+    assert!(
+        !metrics.contains("site=\"blog\""),
+        "no series for a site no request reached:\n{metrics}"
+    );
+    let blog_get = get_plain(s.env.http, "blog.example.cn", "/").await;
+    assert_eq!(blog_get.expect("GET").status, 200);
+    let metrics = admin_get(s.admin, "/metrics").await.text();
+    for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+        let count = if class == "2xx" { 1 } else { 0 };
+        let blog = format!(
+            "menshen_requests_total{{route=\"/\",site=\"blog\",status_class=\"{class}\"}} {count}"
+        );
+        assert!(metrics.contains(&blog), "metrics has {blog}:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

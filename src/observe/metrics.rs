@@ -1,22 +1,21 @@
 //! Prometheus metrics, in the default registry (the one pingora-prometheus serves).
 //!
-//! Request counters are resolved per (site, route, status class) when a snapshot is compiled, so
-//! the data path does one atomic add and one histogram observation per request. Gauges that
-//! describe state (certificates, backend health, log backlog) are refreshed at scrape time.
+//! Request counters are resolved per (site, route, status class) when a snapshot is compiled
+//! (`request_counters`), so the data path does one atomic add and one histogram observation per
+//! request. Gauges that describe state (certificates, backend health, log backlog) are refreshed
+//! at scrape time.
 
 use std::sync::OnceLock;
 
 use prometheus::{
     register_gauge, register_gauge_vec, register_histogram, register_int_counter_vec, Gauge,
-    GaugeVec, Histogram, IntCounter, IntCounterVec,
+    GaugeVec, Histogram, IntCounterVec,
 };
 
-use crate::route::Router;
+pub use super::request_counters::RequestCounters;
 
 /// Every metric menshen exports.
 pub struct Metrics {
-    /// `menshen_requests_total{site, route, status_class}`
-    pub requests: IntCounterVec,
     /// `menshen_request_duration_seconds`
     pub duration: Histogram,
     /// `menshen_upstream_healthy{upstream, backend}`
@@ -47,12 +46,6 @@ pub fn metrics() -> &'static Metrics {
     // The definitions are static and registered once: failing here is a programming error.
     const DEFINED: &str = "static metric definition";
     METRICS.get_or_init(|| Metrics {
-        requests: register_int_counter_vec!(
-            "menshen_requests_total",
-            "Requests answered, by site, route and status class",
-            &["site", "route", "status_class"]
-        )
-        .expect(DEFINED),
         duration: register_histogram!(
             "menshen_request_duration_seconds",
             "Time from request header to the end of the response",
@@ -117,67 +110,4 @@ pub fn metrics() -> &'static Metrics {
         )
         .expect(DEFINED),
     })
-}
-
-/// Status classes, indexed by `status / 100 - 1`.
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-/// Counters of one route, by status class.
-type ClassCounters = [IntCounter; 5];
-
-/// Request counters resolved for a snapshot's sites and routes.
-pub struct RequestCounters {
-    /// `[site][route]`, then one extra entry per site for "no route".
-    by_route: Vec<Vec<ClassCounters>>,
-    /// Requests for no configured site.
-    unknown_host: ClassCounters,
-}
-
-impl std::fmt::Debug for RequestCounters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestCounters")
-            .field("sites", &self.by_route.len())
-            .finish()
-    }
-}
-
-fn classes(site: &str, route: &str) -> ClassCounters {
-    let m = &metrics().requests;
-    CLASSES.map(|c| m.with_label_values(&[site, route, c]))
-}
-
-impl RequestCounters {
-    /// Counters for every route of `router`.
-    pub fn new(router: &Router) -> Self {
-        let by_route = router
-            .sites()
-            .iter()
-            .map(|site| {
-                let mut routes: Vec<ClassCounters> = site
-                    .routes
-                    .iter()
-                    .map(|r| classes(&site.name, &r.prefix))
-                    .collect();
-                routes.push(classes(&site.name, "-"));
-                routes
-            })
-            .collect();
-        Self {
-            by_route,
-            unknown_host: classes("-", "-"),
-        }
-    }
-
-    /// Counts one answered request.
-    pub fn count(&self, site: Option<usize>, route: Option<usize>, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        let counters = match site.and_then(|s| self.by_route.get(s)) {
-            Some(routes) => route
-                .and_then(|r| routes.get(r))
-                .or_else(|| routes.last())
-                .unwrap_or(&self.unknown_host),
-            None => &self.unknown_host,
-        };
-        counters[class].inc();
-    }
 }
