@@ -6,13 +6,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 
-use super::file::{RouteSection, SiteSection};
+use super::file::{PolicySection, RouteSection, SiteSection};
+use super::policy::{limit_id, rate_limit};
 use super::Errors;
+use crate::policy::RoutePolicy;
 use crate::route::router::{Canned, ProxyAction, Redirect, Rewrite, Route};
 use crate::route::{Action, Site, Upstream};
 
+/// The sites with their routes and policies; `https_port` is the first TLS listener's port.
 pub(crate) fn compile(
     sections: &[SiteSection],
+    policy: &PolicySection,
+    https_port: Option<u16>,
     upstreams: &HashMap<String, Arc<Upstream>>,
     errors: &mut Errors<'_>,
 ) -> Vec<Site> {
@@ -65,6 +70,7 @@ pub(crate) fn compile(
             name: s.name.clone(),
             hosts: s.hosts.clone(),
             routes,
+            policy: super::policy::site_policy(s, policy, https_port, errors),
         });
     }
     sites
@@ -148,15 +154,14 @@ fn route(
         return None;
     }
     let rate = r.rate_limit.as_ref().and_then(|limit| {
-        let id =
-            crate::policy::rules_limit_id(&[site_name, &r.prefix, &format!("{:?}", r.methods)]);
-        crate::policy::rules_rate_limit(limit, id, &format!("{key}.rate_limit"), errors)
+        let id = limit_id(&[site_name, &r.prefix, &format!("{:?}", r.methods)]);
+        rate_limit(limit, id, &format!("{key}.rate_limit"), errors)
     });
     Some(Route {
         prefix: r.prefix.clone(),
         methods,
         action: action?,
-        rate,
+        policy: RoutePolicy { rate },
     })
 }
 

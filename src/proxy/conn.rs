@@ -46,7 +46,7 @@ use super::Proxy;
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
 use crate::policy::proxy_protocol::read_header;
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tls::listener::TlsTerminator;
 use crate::tls::resolver::ConnInfo;
 use http::HeaderValue;
@@ -250,7 +250,7 @@ pub struct ConnGate {
     /// The listeners sit behind an L4 balancer that sends a PROXY header.
     proxy_protocol: bool,
     /// Handshakes for connections that arrive on TLS listeners.
-    tls: Option<Arc<TlsTerminator>>,
+    tls: Option<Arc<TlsTerminator<Snapshot>>>,
 }
 
 impl ConnGate {
@@ -261,7 +261,7 @@ impl ConnGate {
         proxy: Proxy,
         state: SharedSnapshot,
         proxy_protocol: bool,
-        tls: Option<Arc<TlsTerminator>>,
+        tls: Option<Arc<TlsTerminator<Snapshot>>>,
     ) -> Self {
         Self {
             proxy,

@@ -119,8 +119,8 @@ impl Proxy {
             path: req.path,
             header_bytes: req.header_bytes,
             content_length: req.content_length,
-            site: at.site,
-            route: at.route.map(|(_, r)| r),
+            site: at.site.map(|(_, s)| &s.policy),
+            route: at.route.map(|(_, r)| &r.policy),
             certs: &snapshot.certs,
             now: ctx.start,
         };

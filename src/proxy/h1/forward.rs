@@ -50,7 +50,7 @@ impl Proxy {
         };
         let max_body = ctx
             .site
-            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i))
+            .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let upload = Upload::new(
             request.req.body,

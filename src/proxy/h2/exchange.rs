@@ -131,7 +131,7 @@ impl Proxy {
         let body_timeout = policy.as_ref().map(|s| s.policy.body_read_timeout);
         let max_body = ctx
             .site
-            .and_then(|i| policy.as_ref()?.policy.sites.get(i))
+            .and_then(|i| policy.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let parts = request.parts;
         'backends: loop {

@@ -97,7 +97,7 @@ impl Proxy {
         };
         let max_body = ctx
             .site
-            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i))
+            .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let body_timeout = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
         let pump = (!end).then(|| tokio::spawn(pump(body, upload, max_body, body_timeout)));
