@@ -16,6 +16,7 @@ use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
+use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -215,8 +216,10 @@ impl Proxy {
                     Some(stream) => stream,
                     None => match self.connect_backend(ctx, action, addr, kind.name).await {
                         Ok(stream) => stream,
-                        Err(None) => continue 'backends,
-                        Err(Some((status, error))) => return Err(Ok(Failed(status, error))),
+                        Err(Unconnected::TryAnother) => continue 'backends,
+                        Err(Unconnected::Fail(status, error)) => {
+                            return Err(Ok(Failed(status, error)))
+                        }
                     },
                 };
                 up.clear();

@@ -18,6 +18,7 @@ use crate::proxy::http1::{
     push_field, push_field_parts, read_response_head, Framing, UPSTREAM_BUF,
 };
 use crate::proxy::own::{self, io_status};
+use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -146,8 +147,8 @@ impl Proxy {
                     Some(stream) => stream,
                     None => match self.connect_backend(ctx, action, addr, kind.name).await {
                         Ok(stream) => stream,
-                        Err(None) => continue 'backends,
-                        Err(Some((status, error))) => return Err(Failed(status, error)),
+                        Err(Unconnected::TryAnother) => continue 'backends,
+                        Err(Unconnected::Fail(status, error)) => return Err(Failed(status, error)),
                     },
                 };
                 up.clear();
