@@ -192,7 +192,7 @@ pub(super) fn compile(
     Policy {
         chain: chain(p, https_port, &table, errors),
         trusted_proxies: cidrs(&p.trusted_proxies, "policy.trusted_proxies", errors),
-        max_connections_per_ip: p.max_connections_per_ip,
+        max_connections_per_ip: std::num::NonZeroU32::new(p.max_connections_per_ip),
         connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
         body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
         send_timeout: std::time::Duration::from_millis(p.send_timeout_ms),

@@ -145,8 +145,8 @@ pub struct Policy {
     pub chain: Chain,
     /// Peers whose X-Forwarded-For and X-Request-Id are believed.
     pub trusted_proxies: ip::CidrSet,
-    /// Concurrent connections per client IP (0: unlimited).
-    pub max_connections_per_ip: u32,
+    /// Concurrent connections per client IP; `None`: unlimited.
+    pub max_connections_per_ip: Option<std::num::NonZeroU32>,
     /// Connection counts (shared across reloads).
     pub connections: Arc<conn_limit::ConnCounter>,
     /// Timeout of each body read.

@@ -337,10 +337,10 @@ impl ServerApp for ConnGate {
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let snapshot = self.state.load();
         let policy = &snapshot.policy;
-        let max = policy.max_connections_per_ip;
-        let (counted, over_limit) = match client_ip(&stream) {
-            Some(ip) if max > 0 && !policy.trusted_proxies.contains(ip) => {
-                match policy.connections.acquire(ip, max) {
+        let limited = client_ip(&stream).zip(policy.max_connections_per_ip);
+        let (counted, over_limit) = match limited {
+            Some((ip, max)) if !policy.trusted_proxies.contains(ip) => {
+                match policy.connections.acquire(ip, max.get()) {
                     Some(guard) => (Some(guard), false),
                     None => (None, true),
                 }
