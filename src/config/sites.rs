@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 
-use super::file::{PolicySection, RouteSection, SiteSection};
+use super::file::{PolicySection, RedirectSection, RouteSection, SiteSection};
 use super::policy::{limit_id, rate_limit};
 use super::Errors;
 use crate::policy::RoutePolicy;
@@ -96,19 +96,7 @@ fn route(
             format!("{:?} must start with /", r.prefix),
         );
     }
-    let methods = r.methods.as_ref().map(|list| {
-        list.iter()
-            .filter_map(
-                |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        errors.invalid(format!("{key}.methods"), format!("{m:?} is not a method"));
-                        None
-                    }
-                },
-            )
-            .collect::<Vec<_>>()
-    });
+    let methods = r.methods.as_ref().map(|list| methods(list, key, errors));
     let actions = [
         r.upstream.is_some(),
         r.respond.is_some(),
@@ -133,22 +121,7 @@ fn route(
     } else if let Some(resp) = &r.respond {
         canned(resp, key, errors).map(|c| Action::Respond(Arc::new(c)))
     } else {
-        r.redirect.as_ref().and_then(|rd| {
-            let status = StatusCode::from_u16(rd.status)
-                .ok()
-                .filter(|s| matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308));
-            if status.is_none() || HeaderValue::from_str(&rd.to).is_err() {
-                errors.invalid(
-                    format!("{key}.redirect"),
-                    "needs status 301, 302, 303, 307 or 308 and a valid `to` URL",
-                );
-            }
-            Some(Action::Redirect(Redirect {
-                status: status?,
-                to: rd.to.clone(),
-                keep_path: rd.keep_path,
-            }))
-        })
+        r.redirect.as_ref().and_then(|rd| redirect(rd, key, errors))
     };
     if errors.list.len() > before {
         return None;
@@ -163,6 +136,37 @@ fn route(
         action: action?,
         policy: RoutePolicy { rate },
     })
+}
+
+fn methods(list: &[String], key: &str, errors: &mut Errors<'_>) -> Vec<Method> {
+    list.iter()
+        .filter_map(
+            |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    errors.invalid(format!("{key}.methods"), format!("{m:?} is not a method"));
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
+fn redirect(rd: &RedirectSection, key: &str, errors: &mut Errors<'_>) -> Option<Action> {
+    let status = StatusCode::from_u16(rd.status)
+        .ok()
+        .filter(|s| matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308));
+    if status.is_none() || HeaderValue::from_str(&rd.to).is_err() {
+        errors.invalid(
+            format!("{key}.redirect"),
+            "needs status 301, 302, 303, 307 or 308 and a valid `to` URL",
+        );
+    }
+    Some(Action::Redirect(Redirect {
+        status: status?,
+        to: rd.to.clone(),
+        keep_path: rd.keep_path,
+    }))
 }
 
 fn proxy_action(
