@@ -314,3 +314,163 @@ fn certificates(old: &Snapshot, new: &Snapshot) -> Vec<CertChange> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain-HTTP config with `body` (upstreams, sites, policy), compiled.
+    fn load(dir: &tempfile::TempDir, name: &str, body: &str) -> Snapshot {
+        let path = dir.path().join(name);
+        let text = format!(
+            "[[listeners]]\nname = \"http\"\naddr = \"127.0.0.1:18080\"\n\
+             [policy]\nrequire_icp = false\n{body}"
+        );
+        std::fs::write(&path, text).expect("write config");
+        match crate::config::load(&path, None) {
+            Ok(load) => load.snapshot,
+            Err(errors) => panic!("config does not load: {errors:?}"),
+        }
+    }
+
+    const UPSTREAMS: &str = "[[upstreams]]\nname = \"api\"\nbackends = [\"127.0.0.1:9001\"]\n\
+                             [[upstreams]]\nname = \"web\"\nbackends = [\"127.0.0.1:9002\"]\n";
+
+    fn site(name: &str, routes: &str) -> String {
+        format!("[[sites]]\nname = \"{name}\"\nhosts = [\"{name}.example.cn\"]\n{routes}")
+    }
+
+    fn route(prefix: &str, rest: &str) -> String {
+        format!("[[sites.routes]]\nprefix = \"{prefix}\"\n{rest}\n")
+    }
+
+    /// The upstreams and one site, shop, all to `web`.
+    fn shop_to_web() -> String {
+        format!(
+            "{UPSTREAMS}{}",
+            site("shop", &route("/", "upstream = \"web\""))
+        )
+    }
+
+    #[test]
+    fn the_same_config_twice_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = shop_to_web();
+        let (a, b) = (load(&dir, "a.toml", &body), load(&dir, "b.toml", &body));
+        let diff = Diff::between(&a, &b);
+        assert!(diff.is_empty(), "{diff:?}");
+        assert_eq!(diff.to_string(), "no changes");
+    }
+
+    #[test]
+    fn routes_are_named_by_site_prefix_and_methods_and_upstreams_by_their_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = format!(
+            "{UPSTREAMS}{}",
+            site(
+                "shop",
+                &(route("/", "upstream = \"web\"")
+                    + &route("/api/", "upstream = \"api\"\nmethods = [\"GET\", \"POST\"]")
+                    + &route("/old/", "respond = { body = \"old\" }"))
+            )
+        );
+        let after = format!(
+            "{}{}",
+            UPSTREAMS.replace("127.0.0.1:9001\"]", "127.0.0.1:9001\", \"127.0.0.1:9003\"]"),
+            site(
+                "shop",
+                &(route("/", "upstream = \"web\"\nstrip_prefix = true")
+                    + &route("/api/", "upstream = \"api\"\nmethods = [\"GET\", \"POST\"]")
+                    + &route("/new/", "respond = { body = \"new\" }"))
+            )
+        );
+        let diff = Diff::between(
+            &load(&dir, "a.toml", &before),
+            &load(&dir, "b.toml", &after),
+        );
+        assert_eq!(diff.sites.changed, ["shop"]);
+        assert_eq!(diff.routes.added, ["shop /new/"]);
+        assert_eq!(diff.routes.removed, ["shop /old/"]);
+        assert_eq!(
+            diff.routes.changed,
+            ["shop /"],
+            "the route to `api` is the same route"
+        );
+        assert_eq!(diff.upstreams.changed, ["api"], "a backend more");
+        assert!(diff.upstreams.added.is_empty() && diff.upstreams.removed.is_empty());
+        assert!(diff.rules.is_empty() && diff.listeners.is_empty());
+        assert!(diff
+            .to_string()
+            .contains("route removed: shop /old/; route changed: shop /"));
+
+        let methods = format!(
+            "{UPSTREAMS}{}",
+            site(
+                "shop",
+                &route("/api/", "upstream = \"api\"\nmethods = [\"GET\", \"POST\"]")
+            )
+        );
+        let diff = Diff::between(
+            &load(&dir, "c.toml", &methods),
+            &load(&dir, "d.toml", &methods.replace(", \"POST\"", "")),
+        );
+        assert_eq!(diff.routes.added, ["shop /api/ [GET]"]);
+        assert_eq!(diff.routes.removed, ["shop /api/ [GET, POST]"]);
+    }
+
+    #[test]
+    fn a_site_policy_a_rule_and_a_listener_are_changes_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = shop_to_web();
+        let tightened = body.replace(
+            "hosts = [\"shop.example.cn\"]",
+            "hosts = [\"shop.example.cn\"]\ndeny = [\"10.0.0.0/8\"]",
+        ) + "[[policy.takedowns]]\nid = \"t1\"\nhost = \"shop.example.cn\"\n\
+             prefix = \"/leak/\"\n";
+        let before = load(&dir, "a.toml", &body);
+        let after = load(&dir, "b.toml", &tightened);
+        let diff = Diff::between(&before, &after);
+        assert_eq!(diff.sites.changed, ["shop"], "its deny list");
+        assert!(diff.routes.is_empty(), "no route changed: {diff:?}");
+        assert_eq!(diff.rules.changed, ["takedown"]);
+
+        let mut moved = load(&dir, "c.toml", &body);
+        moved.listeners[0].addr = "127.0.0.1:18081".parse().expect("addr");
+        let diff = Diff::between(&before, &moved);
+        assert_eq!(diff.listeners.changed, ["http"]);
+        assert!(diff.sites.is_empty() && diff.rules.is_empty());
+    }
+
+    #[test]
+    fn the_json_lists_every_kind_with_its_three_lists() {
+        let diff = Diff {
+            sites: Changes {
+                added: vec!["blog".into()],
+                ..Changes::default()
+            },
+            certificates: vec![CertChange::Replaced {
+                file: "live/shop.crt".into(),
+                old_serial: "01".into(),
+                serial: "02".into(),
+            }],
+            ..Diff::default()
+        };
+        let mut out = String::new();
+        diff.push_json(&mut out);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(v["sites"]["added"][0], "blog");
+        assert_eq!(v["certificates"]["changed"][0], "live/shop.crt");
+        for kind in ["listeners", "routes", "upstreams", "rules"] {
+            for list in ["added", "removed", "changed"] {
+                assert_eq!(v[kind][list], serde_json::json!([]), "{kind}.{list}");
+            }
+        }
+        assert_eq!(
+            diff.lines(),
+            [
+                "certificate replaced: live/shop.crt (serial 01 -> 02)",
+                "site added: blog"
+            ]
+        );
+    }
+}
