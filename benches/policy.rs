@@ -65,8 +65,8 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("policy_chain", n), &n, |b, _| {
             b.iter(|| {
                 let site_idx = snap.router.find(black_box(&host));
-                let site = site_idx.and_then(|i| snap.router.site_at(i).map(|s| (i, s)));
-                let route = site.and_then(|(_, s)| s.route("/api/v2/users/7", &Method::GET));
+                let site = site_idx.and_then(|i| snap.router.site_at(i));
+                let route = site.and_then(|s| s.route("/api/v2/users/7", &Method::GET));
                 let facts = Request {
                     client,
                     tls: false,
@@ -77,8 +77,8 @@ fn bench(c: &mut Criterion) {
                     path: "/api/v2/users/7",
                     header_bytes: 400,
                     content_length: None,
-                    site,
-                    route,
+                    site: site.map(|s| &s.policy),
+                    route: route.map(|r| &r.policy),
                     certs: &snap.certs,
                     now: Instant::now(),
                 };

@@ -184,8 +184,8 @@ fn print_table(rows: &[[String; 7]]) {
 /// Returns the exit code: 0 healthy, 1 not.
 pub fn healthz(config: &Path) -> i32 {
     use std::io::{Read, Write};
-    let addr = match crate::config::compile::parse(config) {
-        Ok(file) => match file.admin.map(|a| a.addr) {
+    let addr = match crate::config::peek::admin_addr(config) {
+        Ok(admin) => match admin {
             Some(addr) => addr,
             None => {
                 eprintln!(
@@ -202,10 +202,7 @@ pub fn healthz(config: &Path) -> i32 {
     };
     let timeout = std::time::Duration::from_secs(3);
     let probe = || -> std::io::Result<String> {
-        let sock: std::net::SocketAddr = addr
-            .parse()
-            .map_err(|_| std::io::Error::other(format!("admin.addr {addr:?} is not ip:port")))?;
-        let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout)?;
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: menshen\r\nConnection: close\r\n\r\n")?;
         let mut reply = String::new();

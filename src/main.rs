@@ -60,10 +60,8 @@ fn main() -> ExitCode {
         Command::Run => {
             // The log settings live in the config: peek at them before the full load, so that
             // load errors are reported in the configured format.
-            let file = config::compile::parse(&args.config).ok();
-            let log = file.as_ref().map(|f| f.log.clone()).unwrap_or_default();
-            let notify = file.as_ref().and_then(|f| f.notify.as_ref());
-            observe::logging::init(&log.format, &log.level, notify);
+            let (log, notify) = config::peek::process_log(&args.config);
+            observe::logging::init(&log, notify.as_ref());
             let snapshot = match reload::first_load(&args.config) {
                 Ok(s) => s,
                 Err(errors) => {

@@ -8,6 +8,7 @@
 //! left out (their last good version serves on) and make the outcome "partial". The first load
 //! is judged by the same rules ([`first_load`]).
 
+mod diff;
 mod digest;
 pub mod judge;
 mod report;
@@ -20,15 +21,15 @@ use notify::{RecursiveMode, Watcher};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use crate::config::file::ListenerSection;
 use crate::config::load;
 use crate::observe::metrics::metrics;
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::snapshot::{Listener, SharedSnapshot, Snapshot};
 use crate::tls::cert::unix_now;
 
+pub use diff::{CertChange, Changes, Diff};
 pub use digest::FileDigests;
 pub use judge::Refusal;
-pub use report::{changes, summary, Outcome, ReloadReport};
+pub use report::{summary, Outcome, ReloadReport};
 
 /// Loads the first snapshot and judges it as a reload would be, without a serving one to keep:
 /// refused for config errors, unreadable paths and TLS listeners with nothing to serve, and for
@@ -38,7 +39,7 @@ pub fn first_load(path: &Path) -> Result<Snapshot, Vec<Refusal>> {
     let snapshot = load(path, None)
         .map_err(|errors| errors.into_iter().map(Refusal::Config).collect::<Vec<_>>())?
         .snapshot;
-    let strict = snapshot.file.tls.as_ref().is_some_and(|t| t.strict);
+    let strict = snapshot.cert_policy.strict;
     let refusals = judge::certificates(None, &snapshot);
     let strict_refuses = strict && !snapshot.cert_errors.is_empty();
     if refusals.is_empty() && !strict_refuses {
@@ -71,7 +72,7 @@ pub fn problems(s: &Snapshot) -> Vec<String> {
 pub struct Reloader {
     state: SharedSnapshot,
     config_path: PathBuf,
-    running_listeners: Vec<ListenerSection>,
+    running_listeners: Vec<Listener>,
     rt: Handle,
     serial: tokio::sync::Mutex<()>,
     digests: FileDigests,
@@ -95,7 +96,7 @@ impl Reloader {
             trigger: "start".into(),
             at: current.loaded_at,
             summary: summary(&current),
-            changes: Vec::new(),
+            diff: Diff::default(),
             errors,
         };
         let m = metrics();
@@ -143,11 +144,19 @@ impl Reloader {
                 .set(self.state.load().cert_errors.len() as f64);
         }
         match report.result {
-            Outcome::Ok => tracing::info!(trigger, result = "ok", elapsed_ms, "{}", report.summary),
+            Outcome::Ok => tracing::info!(
+                trigger,
+                result = "ok",
+                elapsed_ms,
+                changes = %report.diff,
+                "{}",
+                report.summary
+            ),
             Outcome::Partial => tracing::warn!(
                 trigger,
                 result = "partial",
                 elapsed_ms,
+                changes = %report.diff,
                 problems = report.errors.len(),
                 "{}; applied in part, see the errors above",
                 report.summary
@@ -238,8 +247,8 @@ impl Reloader {
             tracing::warn!(trigger, "{e}");
         }
         let summary = summary(&snapshot);
-        let changes = changes(previous, &snapshot);
-        for change in &changes {
+        let diff = Diff::between(previous, &snapshot);
+        for change in diff.lines() {
             tracing::info!(trigger, "{change}");
         }
         self.state.store(Arc::new(snapshot));
@@ -250,7 +259,7 @@ impl Reloader {
                 Outcome::Partial
             },
             summary,
-            changes,
+            diff,
             errors,
             ..ReloadReport::default()
         }
@@ -267,9 +276,8 @@ impl Reloader {
 
     /// Starts the watcher, the poller and the SIGHUP handler on the control runtime.
     pub fn start(self: &Arc<Self>) {
-        let reload = &self.state.load().file.reload;
-        let poll = Duration::from_millis(reload.poll_interval_ms.max(100));
-        let debounce = Duration::from_millis(reload.debounce_ms);
+        let reload = self.state.load().reload;
+        let (poll, debounce) = (reload.poll_interval, reload.debounce);
         if reload.watch {
             let this = self.clone();
             self.rt.spawn(async move { this.watch(debounce).await });

@@ -1,7 +1,12 @@
 //! The one piece of hot state: everything a request or a handshake needs, swapped whole.
 //!
-//! `config::compile` builds a [`Snapshot`]; `reload` publishes it into the [`SharedSnapshot`];
-//! the proxy, the certificate resolver and the SNI gate read it with one `ArcSwap::load`.
+//! The snapshot is the runtime model: sites with their routes and policies, upstreams,
+//! the rule chain, listeners, certificates and the process settings (`settings.rs`), all typed
+//! and compiled. `config::compile` builds one from the file (nothing here knows the file's
+//! shape); `reload` publishes it into the [`SharedSnapshot`]; the proxy, the certificate
+//! resolver and the SNI gate read it with one `ArcSwap::load`.
+
+mod settings;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,11 +14,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::file::{FileConfig, ListenerSection};
 use crate::observe::access_log::AccessLogConfig;
-use crate::policy::Policy;
+use crate::policy::{Policy, SitePolicy};
 use crate::route::{Router, Upstream};
 use crate::tls::{ApprovedRoots, CertStore, TlsError};
+
+pub use settings::{
+    AdminConfig, CertPolicy, DnsSettings, Listener, ReloadSettings, ServerSettings,
+};
 
 /// The current snapshot, shared by every worker.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
@@ -23,8 +31,16 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 pub struct Snapshot {
     /// The config file it was loaded from.
     pub config_path: PathBuf,
-    /// The parsed file, kept to compare with the next load.
-    pub file: FileConfig,
+    /// Where the proxy listens (a change applies at the next start).
+    pub listeners: Vec<Listener>,
+    /// Threads, grace period, upgrade files (applied at start).
+    pub server: ServerSettings,
+    /// How changes on disk are noticed (applied at start).
+    pub reload: ReloadSettings,
+    /// How backend hostnames are resolved.
+    pub dns: DnsSettings,
+    /// Expiry warnings and strictness about rejected certificate files.
+    pub cert_policy: CertPolicy,
     /// Approved roots.
     pub roots: ApprovedRoots,
     /// Served certificates.
@@ -46,17 +62,32 @@ pub struct Snapshot {
     /// Request counters per site and route.
     pub counters: crate::observe::metrics::RequestCounters,
     /// Admin listener settings (the address applies at start).
-    pub admin: Option<crate::admin::AdminConfig>,
+    pub admin: Option<AdminConfig>,
     /// Listener names by port, for the access log.
     pub listener_names: HashMap<u16, Arc<str>>,
     /// Seconds since the epoch when it was built.
     pub loaded_at: i64,
 }
 
+impl crate::tls::resolver::Served for Snapshot {
+    fn certs(&self) -> &CertStore {
+        &self.certs
+    }
+
+    fn protocol(&self) -> &Arc<crate::tls::provider::TlsProtocol> {
+        &self.policy.tls
+    }
+}
+
 impl Snapshot {
     /// The listeners it asks for.
-    pub fn listeners(&self) -> &[ListenerSection] {
-        &self.file.listeners
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// The policy of the site at `index` in the router.
+    pub fn site_policy(&self, index: usize) -> Option<&SitePolicy> {
+        self.router.site_at(index).map(|s| &s.policy)
     }
 
     /// Resolves hostnames of upstreams that have not been discovered yet.
@@ -79,7 +110,7 @@ impl Snapshot {
 
     /// Certificates expiring within `tls.expiry_warning_days`, logged as warnings.
     pub fn warn_expiring(&self) {
-        let days = self.file.tls.as_ref().map_or(0, |t| t.expiry_warning_days) as i64;
+        let days = i64::from(self.cert_policy.expiry_warning_days);
         let now = crate::tls::cert::unix_now();
         for cert in self.certs.certs() {
             let left = cert.info.days_left(now);

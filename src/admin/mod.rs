@@ -6,8 +6,6 @@
 
 mod status;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,15 +20,6 @@ use crate::snapshot::SharedSnapshot;
 
 /// Longest admin request head.
 const MAX_HEAD: usize = 16 * 1024;
-
-/// Admin settings compiled from `[admin]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminConfig {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// File holding the bearer token `POST /reload` needs; reload is refused without one.
-    pub reload_token_file: Option<PathBuf>,
-}
 
 /// Shared state of the admin endpoints.
 pub struct Admin {
@@ -76,15 +65,15 @@ impl Admin {
 
     /// Marks the proxy ready once every listener accepts connections.
     pub async fn wait_until_listening(&self) {
-        let addrs: Vec<String> = self
+        let addrs: Vec<std::net::SocketAddr> = self
             .state
             .load()
             .listeners()
             .iter()
-            .map(|l| l.addr.clone())
+            .map(|l| l.addr)
             .collect();
         for addr in addrs {
-            while TcpStream::connect(&addr).await.is_err() {
+            while TcpStream::connect(addr).await.is_err() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

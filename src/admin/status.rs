@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::reload::{Outcome, ReloadReport, Reloader};
+use crate::route::Action;
 use crate::snapshot::Snapshot;
 use crate::tls::cert::{format_time, unix_now};
 
@@ -52,7 +53,7 @@ fn last_reload(h: &mut String, report: &ReloadReport) {
             esc(e)
         );
     }
-    for c in &report.changes {
+    for c in &report.diff.lines() {
         let _ = write!(
             h,
             "<tr class=\"change\"><td colspan=\"4\">{}</td></tr>",
@@ -110,12 +111,6 @@ pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
 
 /// Renders the page for `snapshot`.
 pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
-    let now = unix_now();
-    let warn_days = snapshot
-        .file
-        .tls
-        .as_ref()
-        .map_or(21, |t| t.expiry_warning_days) as i64;
     let mut h = String::with_capacity(8192);
     let _ = write!(
         h,
@@ -125,9 +120,19 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
         esc(&snapshot.config_path.display().to_string()),
         format_time(snapshot.loaded_at)
     );
-
     last_reload(&mut h, &reloader.last());
+    certificates(&mut h, snapshot);
+    tls(&mut h, snapshot);
+    sites(&mut h, snapshot);
+    upstreams(&mut h, snapshot);
+    h.push_str("</body></html>\n");
+    h
+}
 
+/// Served certificates, coloured by days left, then the rejected files.
+fn certificates(h: &mut String, snapshot: &Snapshot) {
+    let now = unix_now();
+    let warn_days = i64::from(snapshot.cert_policy.expiry_warning_days);
     h.push_str(
         "<h2>Certificates</h2><table id=\"certificates\"><tr><th>name</th><th>hosts</th><th>issuer</th>\
          <th>approved root</th><th>not after</th><th>days left</th><th>file</th></tr>",
@@ -142,23 +147,26 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
         } else {
             "ok"
         };
+        let corrections: String = i
+            .corrections
+            .iter()
+            .map(|c| {
+                format!(
+                    "<br><span class=\"correction\">corrected: {}</span>",
+                    esc(c)
+                )
+            })
+            .collect();
         let _ = write!(
             h,
             "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td class=\"days-left\">{days}</td><td><code>{}</code>{}</td></tr>",
+             <td class=\"days-left\">{days}</td><td><code>{}</code>{corrections}</td></tr>",
             esc(&i.name),
             esc(&i.hosts.join(", ")),
             esc(&i.issuer),
             esc(&i.root),
             format_time(i.not_after),
             esc(&i.file.display().to_string()),
-            i.corrections
-                .iter()
-                .map(|c| format!(
-                    "<br><span class=\"correction\">corrected: {}</span>",
-                    esc(c)
-                ))
-                .collect::<String>()
         );
     }
     h.push_str("</table>");
@@ -173,7 +181,10 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
         }
         h.push_str("</table>");
     }
+}
 
+/// The TLS protocol policy clients get.
+fn tls(h: &mut String, snapshot: &Snapshot) {
     let tls = &snapshot.policy.tls;
     let _ = write!(
         h,
@@ -195,7 +206,10 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
             "off"
         }
     );
+}
 
+/// Each site with its hosts and routes.
+fn sites(h: &mut String, snapshot: &Snapshot) {
     h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th></tr>");
     for site in snapshot.router.sites() {
         let routes: Vec<String> = site
@@ -203,11 +217,9 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
             .iter()
             .map(|r| {
                 let what = match &r.action {
-                    crate::route::Action::Proxy(p) => format!("→ {}", p.upstream.name),
-                    crate::route::Action::Respond(c) => format!("respond {}", c.status.as_u16()),
-                    crate::route::Action::Redirect(r) => {
-                        format!("redirect {} {}", r.status.as_u16(), r.to)
-                    }
+                    Action::Proxy(p) => format!("→ {}", p.upstream.name),
+                    Action::Respond(c) => format!("respond {}", c.status.as_u16()),
+                    Action::Redirect(r) => format!("redirect {} {}", r.status.as_u16(), r.to),
                 };
                 format!("<code>{}</code> {}", esc(&r.prefix), esc(&what))
             })
@@ -221,7 +233,10 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
         );
     }
     h.push_str("</table>");
+}
 
+/// Each upstream's backends with their health and last check latency.
+fn upstreams(h: &mut String, snapshot: &Snapshot) {
     h.push_str(
         "<h2>Upstreams</h2><table id=\"upstreams\"><tr><th>upstream</th><th>backend</th><th>health</th>\
          <th>last check latency</th></tr>",
@@ -245,6 +260,5 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
             );
         }
     }
-    h.push_str("</table></body></html>\n");
-    h
+    h.push_str("</table>");
 }

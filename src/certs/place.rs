@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::IntakeError;
-use crate::config::compile::parse;
-use crate::config::relative_to;
+use crate::config::peek::tls_paths;
 
 /// The folders of one config.
 #[derive(Debug, Clone)]
@@ -31,21 +30,16 @@ impl Place {
             config: config.to_path_buf(),
             reason,
         };
-        let file = parse(config).map_err(|errors| {
+        let tls = tls_paths(config).map_err(|errors| {
             let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
             bad(format!(
                 "the config does not load:\n  {}",
                 lines.join("\n  ")
             ))
         })?;
-        let tls = file
-            .tls
-            .ok_or_else(|| bad("no [tls] section: certificates need tls.certificates".into()))?;
-        let dirs: Vec<PathBuf> = tls
-            .certificates
-            .iter()
-            .map(|d| relative_to(config, d))
-            .collect();
+        let tls =
+            tls.ok_or_else(|| bad("no [tls] section: certificates need tls.certificates".into()))?;
+        let dirs = tls.certificates;
         let Some(certificates) = dirs.first().cloned() else {
             return Err(bad(
                 "tls.certificates lists no folder: name the folder new certificates go to".into(),
@@ -57,12 +51,8 @@ impl Place {
         Ok(Place {
             config: config.to_path_buf(),
             pending: parent.join("pending"),
-            approved: tls
-                .approved_cas
-                .iter()
-                .map(|p| relative_to(config, p))
-                .collect(),
-            intermediates: tls.intermediates.as_deref().map(|d| relative_to(config, d)),
+            approved: tls.approved,
+            intermediates: tls.intermediates,
             dirs,
             certificates,
         })

@@ -1,21 +1,16 @@
-//! Compiles a [`FileConfig`] into a [`Snapshot`]: everything the data path needs, built once.
+//! Compiles a [`FileConfig`] into a [`Snapshot`], the runtime model: everything the data path,
+//! the admin endpoints and reload need, built once and typed. The file's structs stop here.
 //!
 //! On a reload the previous snapshot is passed in: certificate pairs that fail keep their last
 //! good version, and upstreams whose section did not change are reused with their health state.
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::file::{FileConfig, TlsSection, DEFAULT_RETENTION_DAYS};
-use super::{relative_to, ConfigError, Errors};
-use crate::admin::AdminConfig;
-use crate::observe::access_log::AccessLogConfig;
-use crate::route::dns::Dns;
+use super::file::{FileConfig, TlsSection};
+use super::{notify, policy, process, relative_to, sites, upstreams, ConfigError, Errors};
 use crate::route::Router;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{CertPolicy, Snapshot};
 use crate::tls::cert::unix_now;
 use crate::tls::store::{CertLoad, CertSources};
 use crate::tls::{ApprovedRoots, CertStore, TlsError};
@@ -39,7 +34,7 @@ pub fn load(path: &Path, previous: Option<&Snapshot>) -> Result<Load, Vec<Config
 }
 
 /// Reads and parses the config file (schema errors, unknown keys included).
-pub fn parse(path: &Path) -> Result<FileConfig, Vec<ConfigError>> {
+pub(super) fn parse(path: &Path) -> Result<FileConfig, Vec<ConfigError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![ConfigError::Read {
             file: path.to_path_buf(),
@@ -54,99 +49,111 @@ pub fn parse(path: &Path) -> Result<FileConfig, Vec<ConfigError>> {
     })
 }
 
-/// Compiles an already parsed config.
+/// Compiles an already parsed config into the runtime model.
 pub fn compile(
     path: &Path,
     file: FileConfig,
     previous: Option<&Snapshot>,
 ) -> Result<Load, Vec<ConfigError>> {
     let mut errors = Errors::new(path);
-    check_listeners(&file, &mut errors);
-
-    let approved_paths: Vec<PathBuf> = file.tls.as_ref().map_or_else(Vec::new, |t| {
-        t.approved_cas
-            .iter()
-            .map(|p| relative_to(path, p))
-            .collect()
-    });
-    let cert_sources = file
-        .tls
-        .as_ref()
-        .map_or_else(CertSources::default, |t| cert_sources(path, t));
-    let (roots, cert_load) = match &file.tls {
-        Some(tls) => load_tls(tls, &approved_paths, &cert_sources, previous, &mut errors),
-        None => Default::default(),
-    };
-
-    let dns = build_dns(&file, &mut errors);
-    let upstreams = super::upstreams::compile(&file, dns, previous, &mut errors);
-    let sites = super::sites::compile(&file.sites, &upstreams, &mut errors);
-    let https_port = file
-        .listeners
-        .iter()
-        .filter(|l| l.tls)
-        .find_map(|l| l.addr.parse::<SocketAddr>().ok())
-        .map(|a| a.port());
-    let policy =
-        crate::policy::compile(&file, previous.map(|p| &p.policy), https_port, &mut errors);
-    let access_log = access_log(path, &file, &mut errors);
-    let admin = admin(path, &file, &mut errors);
-    if !matches!(file.log.format.as_str(), "text" | "json") {
-        errors.invalid(
-            "log.format",
-            format!("{:?} is not \"text\" or \"json\"", file.log.format),
-        );
+    let listeners = process::listeners(&file, &mut errors);
+    let tls = tls(path, &file, previous, &mut errors);
+    let (dns, resolver) = process::dns(&file, &mut errors);
+    let upstreams = upstreams::compile(&file.upstreams, &dns, resolver, previous, &mut errors);
+    let https_port = listeners.iter().find(|l| l.tls).map(|l| l.addr.port());
+    let sites = sites::compile(
+        &file.sites,
+        &file.policy,
+        https_port,
+        &upstreams,
+        &mut errors,
+    );
+    let previous_policy = previous.map(|p| &p.policy);
+    let policy = policy::compile(&file.policy, previous_policy, https_port, &mut errors);
+    let access_log = process::access_log(path, &file, &mut errors);
+    let admin = process::admin(path, &file, &mut errors);
+    process::log(&file.log, &mut errors);
+    if let Some(section) = &file.notify {
+        notify::compile(section, &mut errors);
     }
-    if tracing_subscriber::EnvFilter::try_new(&file.log.level).is_err() {
-        errors.invalid(
-            "log.level",
-            format!("{:?} is not a log level (e.g. \"info\")", file.log.level),
-        );
-    }
-    if let Some(notify) = &file.notify {
-        for (key, message) in crate::observe::notify::check(notify) {
-            errors.invalid(key, message);
-        }
-    }
-    let listener_names = file
-        .listeners
-        .iter()
-        .filter_map(|l| {
-            Some((
-                l.addr.parse::<SocketAddr>().ok()?.port(),
-                Arc::from(l.name.as_str()),
-            ))
-        })
-        .collect();
-
     if !errors.list.is_empty() {
         // `check` reports everything at once: certificate problems too.
-        let cert_errors = cert_load.errors.into_iter().map(ConfigError::Tls);
+        let cert_errors = tls.load.errors.into_iter().map(ConfigError::Tls);
         errors.list.extend(cert_errors);
         return Err(errors.list);
     }
     let router = Router::new(sites);
     let snapshot = Snapshot {
         config_path: path.to_path_buf(),
-        roots,
-        certs: cert_load.store,
-        cert_errors: cert_load.errors,
-        cert_sources,
-        approved_paths,
+        roots: tls.roots,
+        certs: tls.load.store,
+        cert_errors: tls.load.errors,
+        cert_sources: tls.sources,
+        approved_paths: tls.approved_paths,
+        cert_policy: tls.policy,
         counters: crate::observe::metrics::RequestCounters::new(&router),
         router,
         upstreams,
         policy,
         access_log,
         admin,
-        listener_names,
+        listener_names: listeners
+            .iter()
+            .map(|l| (l.addr.port(), Arc::from(l.name.as_str())))
+            .collect(),
+        listeners,
+        server: process::server(path, &file),
+        reload: process::reload(&file),
+        dns,
         loaded_at: unix_now(),
-        file,
     };
     Ok(Load {
         snapshot,
-        kept_previous: cert_load.kept_previous,
+        kept_previous: tls.load.kept_previous,
     })
+}
+
+/// What `[tls]` compiles to: roots, certificate pairs and where they come from.
+struct Tls {
+    approved_paths: Vec<PathBuf>,
+    sources: CertSources,
+    roots: ApprovedRoots,
+    load: CertLoad,
+    policy: CertPolicy,
+}
+
+fn tls(
+    path: &Path,
+    file: &FileConfig,
+    previous: Option<&Snapshot>,
+    errors: &mut Errors<'_>,
+) -> Tls {
+    let Some(section) = &file.tls else {
+        return Tls {
+            approved_paths: Vec::new(),
+            sources: CertSources::default(),
+            roots: ApprovedRoots::default(),
+            load: CertLoad::default(),
+            policy: CertPolicy::default(),
+        };
+    };
+    let approved_paths: Vec<PathBuf> = section
+        .approved_cas
+        .iter()
+        .map(|p| relative_to(path, p))
+        .collect();
+    let sources = cert_sources(path, section);
+    let (roots, load) = load_tls(section, &approved_paths, &sources, previous, errors);
+    Tls {
+        approved_paths,
+        sources,
+        roots,
+        load,
+        policy: CertPolicy {
+            expiry_warning_days: section.expiry_warning_days,
+            strict: section.strict,
+        },
+    }
 }
 
 /// Only the TLS part of the config at `path`: approved roots and certificate pairs, with the
@@ -167,42 +174,6 @@ pub fn load_certs(path: &Path) -> Result<(CertLoad, u32), Vec<ConfigError>> {
         Ok((load, tls.expiry_warning_days))
     } else {
         Err(errors.list)
-    }
-}
-
-fn check_listeners(file: &FileConfig, errors: &mut Errors<'_>) {
-    if file.listeners.is_empty() {
-        errors.invalid(
-            "listeners",
-            "no [[listeners]]; add one, e.g. { name = \"https\", addr = \"0.0.0.0:443\", tls = true }",
-        );
-    }
-    let mut names = HashSet::new();
-    let mut addrs = HashSet::new();
-    for (i, l) in file.listeners.iter().enumerate() {
-        let key = format!("listeners[{i}]");
-        if !names.insert(l.name.as_str()) {
-            errors.invalid(&key, format!("listener name {:?} is used twice", l.name));
-        }
-        match l.addr.parse::<SocketAddr>() {
-            Ok(addr) if !addrs.insert(addr) => {
-                errors.invalid(&key, format!("addr {:?} is used twice", l.addr))
-            }
-            Ok(_) => {}
-            Err(_) => errors.invalid(
-                format!("{key}.addr"),
-                format!("{:?} is not ip:port (e.g. \"0.0.0.0:443\")", l.addr),
-            ),
-        }
-        if l.tls && file.tls.is_none() {
-            errors.invalid(
-                &key,
-                format!(
-                    "listener {:?} has tls = true but there is no [tls] section",
-                    l.name
-                ),
-            );
-        }
     }
 }
 
@@ -285,103 +256,4 @@ fn load_tls(
         );
     }
     (roots, load)
-}
-
-fn admin(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<AdminConfig> {
-    let section = file.admin.as_ref()?;
-    let Ok(addr) = section.addr.parse::<SocketAddr>() else {
-        errors.invalid(
-            "admin.addr",
-            format!(
-                "{:?} is not ip:port (e.g. \"127.0.0.1:9901\")",
-                section.addr
-            ),
-        );
-        return None;
-    };
-    if file
-        .listeners
-        .iter()
-        .any(|l| l.addr.parse::<SocketAddr>().ok() == Some(addr))
-    {
-        errors.invalid("admin.addr", format!("{addr} is also a proxy listener"));
-    }
-    Some(AdminConfig {
-        addr,
-        reload_token_file: section
-            .reload_token_file
-            .as_deref()
-            .map(|f| relative_to(path, f)),
-    })
-}
-
-fn access_log(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<AccessLogConfig> {
-    let section = file.access_log.as_ref()?;
-    if section.retention_days < DEFAULT_RETENTION_DAYS {
-        errors.invalid(
-            "access_log.retention_days",
-            format!(
-                "{} is below {DEFAULT_RETENTION_DAYS}: access logs must be kept for six months \
-                 (network log retention requirement of the Cybersecurity Law); set at least 180",
-                section.retention_days
-            ),
-        );
-    }
-    if section.max_file_bytes == 0 || section.buffer_lines == 0 {
-        errors.invalid(
-            "access_log",
-            "max_file_bytes and buffer_lines must be above 0",
-        );
-    }
-    Some(AccessLogConfig {
-        path: relative_to(path, &section.path),
-        retention_days: section.retention_days,
-        max_file_bytes: section.max_file_bytes,
-        buffer_lines: section.buffer_lines,
-    })
-}
-
-fn build_dns(file: &FileConfig, errors: &mut Errors<'_>) -> Option<Arc<Dns>> {
-    let d = &file.dns;
-    let mut servers = Vec::new();
-    for (i, r) in d.resolvers.iter().enumerate() {
-        match r.parse::<SocketAddr>() {
-            Ok(addr) => servers.push(addr),
-            Err(_) => errors.invalid(
-                format!("dns.resolvers[{i}]"),
-                format!("{r:?} is not ip:port (e.g. \"223.5.5.5:53\")"),
-            ),
-        }
-    }
-    if d.min_ttl_seconds > d.max_ttl_seconds {
-        errors.invalid(
-            "dns.min_ttl_seconds",
-            format!(
-                "{} is above dns.max_ttl_seconds ({})",
-                d.min_ttl_seconds, d.max_ttl_seconds
-            ),
-        );
-    }
-    let needs_dns = file.upstreams.iter().any(|u| {
-        u.backends.iter().any(|b| {
-            super::upstreams::backend_addr(b)
-                .parse::<SocketAddr>()
-                .is_err()
-        })
-    });
-    if !needs_dns {
-        return None;
-    }
-    match Dns::new(
-        &servers,
-        Duration::from_millis(d.timeout_ms),
-        Duration::from_secs(d.min_ttl_seconds),
-        Duration::from_secs(d.max_ttl_seconds),
-    ) {
-        Ok(dns) => Some(Arc::new(dns)),
-        Err(e) => {
-            errors.invalid("dns.resolvers", e);
-            None
-        }
-    }
 }

@@ -1,7 +1,9 @@
-//! Configuration: the TOML schema (`file`), its compilation into a runtime [`Snapshot`]
-//! (`compile`, `sites`, `upstreams`), and the errors a user can get.
+//! Configuration: the TOML schema (`file*.rs`), its compilation into the runtime model, the
+//! [`crate::snapshot::Snapshot`] (`compile`, then `process`, `sites`, `upstreams`, `policy`,
+//! `notify` section by section), and the errors a user can get.
 //!
-//! Nothing outside this module reads TOML. Errors name the file, the key and the fix; loading
+//! Nothing outside this module reads TOML or sees the schema's structs (`tests/structure.rs`
+//! checks that no other module names them); `peek` serves what is read before the full load. Errors name the file, the key and the fix; loading
 //! collects every error rather than stopping at the first.
 
 pub mod compile;
@@ -9,6 +11,10 @@ pub mod file;
 mod file_notify;
 mod file_policy;
 mod file_upstreams;
+mod notify;
+pub mod peek;
+mod policy;
+mod process;
 mod sites;
 mod upstreams;
 

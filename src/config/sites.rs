@@ -6,13 +6,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 
-use super::file::{RouteSection, SiteSection};
+use super::file::{PolicySection, RedirectSection, RouteSection, SiteSection};
+use super::policy::{limit_id, rate_limit};
 use super::Errors;
+use crate::policy::RoutePolicy;
 use crate::route::router::{Canned, ProxyAction, Redirect, Rewrite, Route};
 use crate::route::{Action, Site, Upstream};
 
+/// The sites with their routes and policies; `https_port` is the first TLS listener's port.
 pub(crate) fn compile(
     sections: &[SiteSection],
+    policy: &PolicySection,
+    https_port: Option<u16>,
     upstreams: &HashMap<String, Arc<Upstream>>,
     errors: &mut Errors<'_>,
 ) -> Vec<Site> {
@@ -65,6 +70,7 @@ pub(crate) fn compile(
             name: s.name.clone(),
             hosts: s.hosts.clone(),
             routes,
+            policy: super::policy::site_policy(s, policy, https_port, errors),
         });
     }
     sites
@@ -90,19 +96,7 @@ fn route(
             format!("{:?} must start with /", r.prefix),
         );
     }
-    let methods = r.methods.as_ref().map(|list| {
-        list.iter()
-            .filter_map(
-                |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        errors.invalid(format!("{key}.methods"), format!("{m:?} is not a method"));
-                        None
-                    }
-                },
-            )
-            .collect::<Vec<_>>()
-    });
+    let methods = r.methods.as_ref().map(|list| methods(list, key, errors));
     let actions = [
         r.upstream.is_some(),
         r.respond.is_some(),
@@ -127,37 +121,52 @@ fn route(
     } else if let Some(resp) = &r.respond {
         canned(resp, key, errors).map(|c| Action::Respond(Arc::new(c)))
     } else {
-        r.redirect.as_ref().and_then(|rd| {
-            let status = StatusCode::from_u16(rd.status)
-                .ok()
-                .filter(|s| matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308));
-            if status.is_none() || HeaderValue::from_str(&rd.to).is_err() {
-                errors.invalid(
-                    format!("{key}.redirect"),
-                    "needs status 301, 302, 303, 307 or 308 and a valid `to` URL",
-                );
-            }
-            Some(Action::Redirect(Redirect {
-                status: status?,
-                to: rd.to.clone(),
-                keep_path: rd.keep_path,
-            }))
-        })
+        r.redirect.as_ref().and_then(|rd| redirect(rd, key, errors))
     };
     if errors.list.len() > before {
         return None;
     }
     let rate = r.rate_limit.as_ref().and_then(|limit| {
-        let id =
-            crate::policy::rules_limit_id(&[site_name, &r.prefix, &format!("{:?}", r.methods)]);
-        crate::policy::rules_rate_limit(limit, id, &format!("{key}.rate_limit"), errors)
+        let id = limit_id(&[site_name, &r.prefix, &format!("{:?}", r.methods)]);
+        rate_limit(limit, id, &format!("{key}.rate_limit"), errors)
     });
     Some(Route {
         prefix: r.prefix.clone(),
         methods,
         action: action?,
-        rate,
+        policy: RoutePolicy { rate },
     })
+}
+
+fn methods(list: &[String], key: &str, errors: &mut Errors<'_>) -> Vec<Method> {
+    list.iter()
+        .filter_map(
+            |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    errors.invalid(format!("{key}.methods"), format!("{m:?} is not a method"));
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
+fn redirect(rd: &RedirectSection, key: &str, errors: &mut Errors<'_>) -> Option<Action> {
+    let status = StatusCode::from_u16(rd.status)
+        .ok()
+        .filter(|s| matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308));
+    if status.is_none() || HeaderValue::from_str(&rd.to).is_err() {
+        errors.invalid(
+            format!("{key}.redirect"),
+            "needs status 301, 302, 303, 307 or 308 and a valid `to` URL",
+        );
+    }
+    Some(Action::Redirect(Redirect {
+        status: status?,
+        to: rd.to.clone(),
+        keep_path: rd.keep_path,
+    }))
 }
 
 fn proxy_action(

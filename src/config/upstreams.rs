@@ -11,13 +11,14 @@ use pingora_http::RequestHeader;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora_load_balancing::{Backends, LoadBalancer};
 
-use super::file::{
-    BackendEntry, Balance, FileConfig, HealthCheckSection, HealthKind, UpstreamSection,
-};
+use super::file::{BackendEntry, Balance, HealthCheckSection, HealthKind, UpstreamSection};
 use super::{relative_to, Errors};
 use crate::route::dns::{Discovery, Dns, Target};
+use crate::route::settings::{
+    BalanceKind, HealthSettings, Timeouts, TlsSettings, UpstreamSettings,
+};
 use crate::route::upstream::{ca_list, Balancer, CheckLatencies, HashKey, Upstream, UpstreamParts};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{DnsSettings, Snapshot};
 use crate::tls::client::{client_config, UpstreamTls};
 use crate::tls::read_pem_certs;
 
@@ -28,28 +29,32 @@ pub(crate) fn backend_addr(b: &BackendEntry) -> &str {
     }
 }
 
+/// The upstreams; one whose settings (and the DNS settings) did not change since `previous` is
+/// the running one, with its health state and pooled connections.
 pub(crate) fn compile(
-    file: &FileConfig,
+    sections: &[UpstreamSection],
+    dns_settings: &DnsSettings,
     dns: Option<Arc<Dns>>,
     previous: Option<&Snapshot>,
     errors: &mut Errors<'_>,
 ) -> HashMap<String, Arc<Upstream>> {
     let mut out = HashMap::new();
-    for section in &file.upstreams {
+    for section in sections {
         let key = format!("upstream {:?}", section.name);
         if out.contains_key(&section.name) {
             errors.invalid(&key, "name is used twice");
             continue;
         }
+        let wanted = settings(section, &key, errors);
         let reusable = previous
-            .filter(|p| p.file.dns == file.dns)
+            .filter(|p| p.dns == *dns_settings)
             .and_then(|p| p.upstreams.get(&section.name))
-            .filter(|u| u.section == *section);
+            .filter(|u| u.settings == wanted);
         if let Some(up) = reusable {
             out.insert(section.name.clone(), up.clone());
             continue;
         }
-        if let Some(parts) = build(section, dns.clone(), &key, errors) {
+        if let Some(parts) = build(section, wanted, dns.clone(), &key, errors) {
             let up = Upstream::new(parts);
             if let Some(older) = previous.and_then(|p| p.upstreams.get(&section.name)) {
                 up.inherit_addresses(older);
@@ -62,6 +67,7 @@ pub(crate) fn compile(
 
 fn build(
     section: &UpstreamSection,
+    settings: UpstreamSettings,
     dns: Option<Arc<Dns>>,
     key: &str,
     errors: &mut Errors<'_>,
@@ -87,7 +93,7 @@ fn build(
             ),
         }
     }
-    let hash_key = parse_hash_key(section, key, errors);
+    let hash_key = settings.hash_key.clone();
     let (peer, tls) = peer_template(section, key, errors);
     let health = section
         .health_check
@@ -107,13 +113,13 @@ fn build(
             latencies: latencies.clone(),
         }));
     }
-    let balancer = match section.balance {
-        Balance::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
-        Balance::Random => Balancer::Random(LoadBalancer::from_backends(backends)),
-        Balance::Consistent => Balancer::Consistent(LoadBalancer::from_backends(backends)),
+    let balancer = match settings.balance {
+        BalanceKind::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
+        BalanceKind::Random => Balancer::Random(LoadBalancer::from_backends(backends)),
+        BalanceKind::Consistent => Balancer::Consistent(LoadBalancer::from_backends(backends)),
     };
     Some(UpstreamParts {
-        section: section.clone(),
+        settings,
         balancer,
         discovery,
         hash_key,
@@ -183,6 +189,54 @@ fn parse_target(addr: &str, weight: usize) -> Option<Target> {
         port,
         weight,
     })
+}
+
+/// What the runtime keeps of a section: every setting, typed, to compare with the next load.
+fn settings(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) -> UpstreamSettings {
+    let ms = Duration::from_millis;
+    let backends = section
+        .backends
+        .iter()
+        .map(|b| match b {
+            BackendEntry::Addr(a) => (a.clone(), 1),
+            BackendEntry::Weighted { addr, weight } => (addr.clone(), *weight),
+        })
+        .collect();
+    let tls = section.tls.then(|| TlsSettings {
+        sni: section.sni.clone(),
+        verify: section.verify,
+        ca_file: section
+            .ca_file
+            .as_deref()
+            .map(|f| relative_to(errors.file(), f)),
+    });
+    UpstreamSettings {
+        name: section.name.clone(),
+        backends,
+        balance: match section.balance {
+            Balance::RoundRobin => BalanceKind::RoundRobin,
+            Balance::Random => BalanceKind::Random,
+            Balance::Consistent => BalanceKind::Consistent,
+        },
+        hash_key: parse_hash_key(section, key, errors),
+        tls,
+        http2: section.http2,
+        timeouts: Timeouts {
+            connect: ms(section.connect_timeout_ms),
+            read: ms(section.read_timeout_ms),
+            write: ms(section.write_timeout_ms),
+            idle: ms(section.idle_timeout_ms),
+        },
+        passive_ejection: ms(section.passive_ejection_ms),
+        health: section.health_check.as_ref().map(|h| HealthSettings {
+            http_path: (h.kind == HealthKind::Http).then(|| h.path.clone().unwrap_or_default()),
+            expected_status: h.expected_status,
+            interval: ms(h.interval_ms),
+            timeout: ms(h.timeout_ms),
+            healthy_threshold: h.healthy_threshold,
+            unhealthy_threshold: h.unhealthy_threshold,
+        }),
+    }
 }
 
 fn parse_hash_key(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) -> HashKey {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 /// A set of IPv4 and IPv6 networks.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CidrSet {
     v4: Vec<(u8, HashSet<u32>)>,
     v6: Vec<(u8, HashSet<u128>)>,
@@ -112,7 +112,7 @@ impl CidrSet {
 }
 
 /// An allow list and a deny list: deny wins; a non-empty allow list admits only its networks.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IpLists {
     /// Admitted networks (all when empty).
     pub allow: CidrSet,

@@ -22,13 +22,12 @@
 //! no locks, no I/O, no allocation on the pass path.
 
 pub mod client;
-mod compile;
 pub mod conn_limit;
 pub mod icp;
 pub mod ip;
 pub mod proxy_protocol;
 pub mod rate;
-mod rules;
+pub(crate) mod rules;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,9 +37,6 @@ use bytes::Bytes;
 use http::Method;
 
 use crate::tls::CertStore;
-
-pub(crate) use compile::compile;
-pub(crate) use compile::{limit_id as rules_limit_id, rate_limit as rules_rate_limit};
 
 /// What a rule knows about a request.
 pub struct Request<'a> {
@@ -62,10 +58,10 @@ pub struct Request<'a> {
     pub header_bytes: usize,
     /// Declared body length.
     pub content_length: Option<u64>,
-    /// The site serving the Host (with its index in the router), if any.
-    pub site: Option<(usize, &'a crate::route::Site)>,
-    /// The route matching path and method, if any.
-    pub route: Option<&'a crate::route::router::Route>,
+    /// The policy of the site serving the Host, if a site does.
+    pub site: Option<&'a SitePolicy>,
+    /// The policy of the route matching path and method, if one does.
+    pub route: Option<&'a RoutePolicy>,
     /// The served certificates, for SNI/Host binding.
     pub certs: &'a CertStore,
     /// Now, read once per request.
@@ -86,16 +82,18 @@ pub struct Denial {
 }
 
 /// A data-path rule.
-pub trait Rule: Send + Sync {
+pub trait Rule: std::any::Any + Send + Sync {
     /// The rule's name, for docs and logs.
     fn name(&self) -> &'static str;
+    /// Whether `other` is this rule with the same settings (what a reload's diff compares).
+    fn same_as(&self, other: &dyn Rule) -> bool;
     /// `Some` to refuse the request.
     fn check(&self, req: &Request<'_>) -> Option<Denial>;
 }
 
 /// The compiled chain, in the documented order.
 pub struct Chain {
-    rules: Vec<Box<dyn Rule>>,
+    pub(crate) rules: Vec<Box<dyn Rule>>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -116,6 +114,28 @@ impl Chain {
     pub fn names(&self) -> Vec<&'static str> {
         self.rules.iter().map(|r| r.name()).collect()
     }
+
+    /// The rules of `self` whose settings differ in `other`, by name: a rule only one chain
+    /// has counts too.
+    pub fn changed(&self, other: &Chain) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = self
+            .rules
+            .iter()
+            .filter(|r| {
+                !other
+                    .rules
+                    .iter()
+                    .any(|o| o.name() == r.name() && r.same_as(o.as_ref()))
+            })
+            .map(|r| r.name())
+            .collect();
+        for o in &other.rules {
+            if !self.rules.iter().any(|r| r.name() == o.name()) {
+                out.push(o.name());
+            }
+        }
+        out
+    }
 }
 
 /// Everything policy-related the data path needs, compiled once per load.
@@ -125,12 +145,10 @@ pub struct Policy {
     pub chain: Chain,
     /// Peers whose X-Forwarded-For and X-Request-Id are believed.
     pub trusted_proxies: ip::CidrSet,
-    /// Concurrent connections per client IP (0: unlimited).
-    pub max_connections_per_ip: u32,
+    /// Concurrent connections per client IP; `None`: unlimited.
+    pub max_connections_per_ip: Option<std::num::NonZeroU32>,
     /// Connection counts (shared across reloads).
     pub connections: Arc<conn_limit::ConnCounter>,
-    /// Per-site response settings, indexed like the router's sites.
-    pub sites: Vec<SitePolicy>,
     /// Timeout of each body read.
     pub body_read_timeout: std::time::Duration,
     /// Timeout of each write to a client.
@@ -147,9 +165,49 @@ pub struct Policy {
     pub tls: Arc<crate::tls::provider::TlsProtocol>,
 }
 
-/// Response-side settings of one site.
-#[derive(Debug, Default)]
+impl Policy {
+    /// What differs in `other`: the chain's rules by name, then the connection settings.
+    pub fn changed(&self, other: &Policy) -> Vec<&'static str> {
+        let timeouts = |p: &Policy| {
+            (
+                p.header_read_timeout,
+                p.body_read_timeout,
+                p.send_timeout,
+                p.keepalive_timeout_seconds,
+            )
+        };
+        let mut out = self.chain.changed(&other.chain);
+        let settings = [
+            (
+                "trusted_proxies",
+                self.trusted_proxies != other.trusted_proxies,
+            ),
+            (
+                "max_connections_per_ip",
+                self.max_connections_per_ip != other.max_connections_per_ip,
+            ),
+            ("timeouts", timeouts(self) != timeouts(other)),
+            (
+                "max_head_bytes",
+                self.max_head_bytes != other.max_head_bytes,
+            ),
+            ("tls", self.tls.source != other.tls.source),
+        ];
+        out.extend(settings.into_iter().filter(|(_, c)| *c).map(|(n, _)| n));
+        out
+    }
+}
+
+/// What the rules and the response edits know of one site (it lives in the site,
+/// `route::Site::policy`).
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct SitePolicy {
+    /// Answer plain HTTP with a redirect to https.
+    pub https_only: bool,
+    /// Client networks admitted and refused.
+    pub ip: ip::IpLists,
+    /// Per-client-IP rate limit.
+    pub rate: Option<rate::RateLimit>,
     /// Largest body.
     pub max_body_bytes: u64,
     /// Log the query string.
@@ -164,4 +222,11 @@ pub struct SitePolicy {
     pub server: Option<http::HeaderValue>,
     /// `Alt-Svc` sent (a backend's never is).
     pub alt_svc: Option<http::HeaderValue>,
+}
+
+/// What the rules know of one route (it lives in the route, `route::router::Route::policy`).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct RoutePolicy {
+    /// Per-client-IP rate limit.
+    pub rate: Option<rate::RateLimit>,
 }

@@ -1,5 +1,5 @@
 //! The rules of the chain: each checks one concern of a request and denies it or lets it
-//! pass. `compile` builds them from the config.
+//! pass. `config/policy.rs` builds them from the config.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +9,11 @@ use http::Method;
 
 use super::ip::IpLists;
 use super::rate::{RateLimit, RateTable};
+
+/// Whether `other` is the same rule as `rule`, with the same settings (a reload's diff).
+fn same<R: Rule + PartialEq + 'static>(rule: &R, other: &dyn Rule) -> bool {
+    (other as &dyn std::any::Any).downcast_ref::<R>() == Some(rule)
+}
 use super::{Denial, Request, Rule};
 
 fn deny(status: u16, rule: &Arc<str>, body: &Bytes) -> Option<Denial> {
@@ -20,24 +25,28 @@ fn deny(status: u16, rule: &Arc<str>, body: &Bytes) -> Option<Denial> {
     })
 }
 
-pub(super) fn text(s: &'static str) -> Bytes {
+pub(crate) fn text(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
 }
 
 /// Ids and bodies prepared once, so a denial allocates nothing but its `Arc` bump.
-pub(super) fn id(s: &str) -> Arc<str> {
+pub(crate) fn id(s: &str) -> Arc<str> {
     Arc::from(s)
 }
 
-pub(super) struct Limits {
-    pub(super) methods: Vec<Method>,
-    pub(super) max_uri: usize,
-    pub(super) max_header: usize,
-    pub(super) ids: [Arc<str>; 3],
-    pub(super) bodies: [Bytes; 3],
+#[derive(PartialEq)]
+pub(crate) struct Limits {
+    pub(crate) methods: Vec<Method>,
+    pub(crate) max_uri: usize,
+    pub(crate) max_header: usize,
+    pub(crate) ids: [Arc<str>; 3],
+    pub(crate) bodies: [Bytes; 3],
 }
 
 impl Rule for Limits {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "limits"
     }
@@ -55,13 +64,17 @@ impl Rule for Limits {
     }
 }
 
-pub(super) struct GlobalIp {
-    pub(super) lists: IpLists,
-    pub(super) deny_id: Arc<str>,
-    pub(super) allow_id: Arc<str>,
+#[derive(PartialEq)]
+pub(crate) struct GlobalIp {
+    pub(crate) lists: IpLists,
+    pub(crate) deny_id: Arc<str>,
+    pub(crate) allow_id: Arc<str>,
 }
 
 impl Rule for GlobalIp {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "ip (global)"
     }
@@ -74,9 +87,13 @@ impl Rule for GlobalIp {
     }
 }
 
-pub(super) struct UnknownHost(pub(super) Arc<str>);
+#[derive(PartialEq)]
+pub(crate) struct UnknownHost(pub(crate) Arc<str>);
 
 impl Rule for UnknownHost {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "host"
     }
@@ -92,9 +109,13 @@ impl Rule for UnknownHost {
     }
 }
 
-pub(super) struct SniHost(pub(super) Arc<str>);
+#[derive(PartialEq)]
+pub(crate) struct SniHost(pub(crate) Arc<str>);
 
 impl Rule for SniHost {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "sni_host"
     }
@@ -119,20 +140,22 @@ impl Rule for SniHost {
     }
 }
 
-pub(super) struct HttpsOnly {
-    pub(super) sites: Vec<bool>,
+#[derive(PartialEq)]
+pub(crate) struct HttpsOnly {
     /// `:port` to put in the Location when the TLS listener is not on 443.
-    pub(super) port_suffix: String,
-    pub(super) id: Arc<str>,
+    pub(crate) port_suffix: String,
+    pub(crate) id: Arc<str>,
 }
 
 impl Rule for HttpsOnly {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "https_only"
     }
     fn check(&self, req: &Request<'_>) -> Option<Denial> {
-        let (site, _) = req.site?;
-        if req.tls || !self.sites.get(site).copied().unwrap_or(false) {
+        if req.tls || !req.site?.https_only {
             return None;
         }
         let location = format!(
@@ -148,19 +171,21 @@ impl Rule for HttpsOnly {
     }
 }
 
-pub(super) struct SiteIp {
-    pub(super) sites: Vec<IpLists>,
-    pub(super) deny_id: Arc<str>,
-    pub(super) allow_id: Arc<str>,
+#[derive(PartialEq)]
+pub(crate) struct SiteIp {
+    pub(crate) deny_id: Arc<str>,
+    pub(crate) allow_id: Arc<str>,
 }
 
 impl Rule for SiteIp {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "ip (site)"
     }
     fn check(&self, req: &Request<'_>) -> Option<Denial> {
-        let (site, _) = req.site?;
-        let rule = match self.sites.get(site)?.refuses(req.client)? {
+        let rule = match req.site?.ip.refuses(req.client)? {
             "ip_deny" => &self.deny_id,
             _ => &self.allow_id,
         };
@@ -169,17 +194,22 @@ impl Rule for SiteIp {
 }
 
 /// One takedown rule (counted per rule by `menshen_policy_denials_total{rule="takedown:<id>"}`).
-pub(super) struct Takedown {
-    pub(super) prefix: String,
-    pub(super) id: Arc<str>,
-    pub(super) body: Bytes,
+#[derive(PartialEq)]
+pub(crate) struct Takedown {
+    pub(crate) prefix: String,
+    pub(crate) id: Arc<str>,
+    pub(crate) body: Bytes,
 }
 
-pub(super) struct Takedowns {
-    pub(super) by_host: HashMap<Box<str>, Vec<Takedown>>,
+#[derive(PartialEq)]
+pub(crate) struct Takedowns {
+    pub(crate) by_host: HashMap<Box<str>, Vec<Takedown>>,
 }
 
 impl Rule for Takedowns {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "takedown"
     }
@@ -196,21 +226,28 @@ impl Rule for Takedowns {
     }
 }
 
-pub(super) struct Rate {
-    pub(super) table: Arc<RateTable>,
-    pub(super) global: Option<RateLimit>,
-    pub(super) sites: Vec<Option<RateLimit>>,
-    pub(super) id: Arc<str>,
+pub(crate) struct Rate {
+    pub(crate) table: Arc<RateTable>,
+    pub(crate) global: Option<RateLimit>,
+    pub(crate) id: Arc<str>,
+}
+
+/// The table is the state shared across reloads, not a setting.
+impl PartialEq for Rate {
+    fn eq(&self, other: &Self) -> bool {
+        self.global == other.global && self.id == other.id
+    }
 }
 
 impl Rule for Rate {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "rate"
     }
     fn check(&self, req: &Request<'_>) -> Option<Denial> {
-        let site = req
-            .site
-            .and_then(|(i, _)| self.sites.get(i).copied().flatten());
+        let site = req.site.and_then(|s| s.rate);
         let route = req.route.and_then(|r| r.rate);
         for limit in [self.global, site, route].into_iter().flatten() {
             if let Err(wait) = limit.check(&self.table, req.client, req.now) {
@@ -227,28 +264,33 @@ impl Rule for Rate {
     }
 }
 
-pub(super) struct Body {
-    pub(super) sites: Vec<u64>,
-    pub(super) id: Arc<str>,
+#[derive(PartialEq)]
+pub(crate) struct Body {
+    pub(crate) id: Arc<str>,
 }
 
 impl Rule for Body {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "body"
     }
     fn check(&self, req: &Request<'_>) -> Option<Denial> {
-        let (site, _) = req.site?;
-        let max = *self.sites.get(site)?;
-        if req.content_length? > max {
+        if req.content_length? > req.site?.max_body_bytes {
             return deny(413, &self.id, &text("413 Content Too Large\n"));
         }
         None
     }
 }
 
-pub(super) struct NoRoute(pub(super) Arc<str>);
+#[derive(PartialEq)]
+pub(crate) struct NoRoute(pub(crate) Arc<str>);
 
 impl Rule for NoRoute {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
     fn name(&self) -> &'static str {
         "route"
     }

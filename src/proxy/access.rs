@@ -96,7 +96,7 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
     opt_str(&mut out, ",\"path\":", Some(f.path));
     let log_query = ctx
         .site
-        .and_then(|i| snapshot?.policy.sites.get(i))
+        .and_then(|i| snapshot?.site_policy(i))
         .is_none_or(|s| s.log_query);
     if log_query {
         opt_str(&mut out, ",\"query\":", f.query);

@@ -46,7 +46,7 @@ use super::Proxy;
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
 use crate::policy::proxy_protocol::read_header;
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tls::listener::TlsTerminator;
 use crate::tls::resolver::ConnInfo;
 use http::HeaderValue;
@@ -250,7 +250,7 @@ pub struct ConnGate {
     /// The listeners sit behind an L4 balancer that sends a PROXY header.
     proxy_protocol: bool,
     /// Handshakes for connections that arrive on TLS listeners.
-    tls: Option<Arc<TlsTerminator>>,
+    tls: Option<Arc<TlsTerminator<Snapshot>>>,
 }
 
 impl ConnGate {
@@ -261,7 +261,7 @@ impl ConnGate {
         proxy: Proxy,
         state: SharedSnapshot,
         proxy_protocol: bool,
-        tls: Option<Arc<TlsTerminator>>,
+        tls: Option<Arc<TlsTerminator<Snapshot>>>,
     ) -> Self {
         Self {
             proxy,
@@ -337,10 +337,10 @@ impl ServerApp for ConnGate {
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let snapshot = self.state.load();
         let policy = &snapshot.policy;
-        let max = policy.max_connections_per_ip;
-        let (counted, over_limit) = match client_ip(&stream) {
-            Some(ip) if max > 0 && !policy.trusted_proxies.contains(ip) => {
-                match policy.connections.acquire(ip, max) {
+        let limited = client_ip(&stream).zip(policy.max_connections_per_ip);
+        let (counted, over_limit) = match limited {
+            Some((ip, max)) if !policy.trusted_proxies.contains(ip) => {
+                match policy.connections.acquire(ip, max.get()) {
                     Some(guard) => (Some(guard), false),
                     None => (None, true),
                 }

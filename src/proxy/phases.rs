@@ -50,6 +50,15 @@ pub(crate) struct Peer {
     pub(super) sni: Option<Arc<str>>,
 }
 
+/// Why no connection to a backend was made.
+#[derive(Debug)]
+pub(super) enum Unconnected {
+    /// The failure is counted against the backend; the request tries another one.
+    TryAnother,
+    /// The request fails: the client's status and what to log.
+    Fail(u16, String),
+}
+
 /// The site and route a request is for: lookups only, no side effect.
 pub(crate) struct Located<'r, 's> {
     /// Host, lowercase, without port.
@@ -119,8 +128,8 @@ impl Proxy {
             path: req.path,
             header_bytes: req.header_bytes,
             content_length: req.content_length,
-            site: at.site,
-            route: at.route.map(|(_, r)| r),
+            site: at.site.map(|(_, s)| &s.policy),
+            route: at.route.map(|(_, r)| &r.policy),
             certs: &snapshot.certs,
             now: ctx.start,
         };
@@ -173,15 +182,14 @@ impl Proxy {
     }
 
     /// A new connection to backend `addr` of `action` (TLS for `name` where the upstream uses
-    /// it). `Err(None)`: it failed and another backend is to be tried (the failure counted);
-    /// `Err(Some((status, error)))`: it failed and so does the request.
+    /// it), or why there is none.
     pub(super) async fn connect_backend(
         &self,
         ctx: &mut Ctx,
         action: &ProxyAction,
         addr: SocketAddr,
         name: &str,
-    ) -> std::result::Result<UpstreamConn, Option<(u16, String)>> {
+    ) -> std::result::Result<UpstreamConn, Unconnected> {
         let options = action.upstream.options();
         let tls = action.upstream.tls().map(|tls| TlsTarget { tls, name });
         let (connect, total) = (options.connection_timeout, options.total_connection_timeout);
@@ -196,10 +204,10 @@ impl Proxy {
             tracing::warn!(%upstream, backend = %addr, name, "{e}");
         }
         if self.connect_failed(ctx, addr) {
-            return Err(None);
+            return Err(Unconnected::TryAnother);
         }
         let error = format!("connect to {addr}: {e}");
-        Err(Some((io_status(e.error.kind()), error)))
+        Err(Unconnected::Fail(io_status(e.error.kind()), error))
     }
 
     /// Counts and logs a finished request.

@@ -29,9 +29,7 @@ static SERVER: HeaderValue = HeaderValue::from_static("menshen");
 
 impl<'a> ResponseEdits<'a> {
     pub(in crate::proxy) fn of(ctx: &'a Ctx, tls: bool) -> Self {
-        let site = ctx
-            .site
-            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i));
+        let site = ctx.site.and_then(|i| ctx.snapshot.as_ref()?.site_policy(i));
         match site {
             Some(site) => Self {
                 remove: &site.remove_headers,

@@ -193,10 +193,11 @@ pub fn routes(serving: Option<&Snapshot>, next: &Snapshot) -> Vec<Refusal> {
 
 /// The resolvers backends are looked up through, for messages.
 pub fn resolvers(s: &Snapshot) -> String {
-    if s.file.dns.resolvers.is_empty() {
+    if s.dns.resolvers.is_empty() {
         "the system resolver (/etc/resolv.conf; set dns.resolvers to choose)".to_owned()
     } else {
-        format!("dns.resolvers ({})", s.file.dns.resolvers.join(", "))
+        let list: Vec<String> = s.dns.resolvers.iter().map(ToString::to_string).collect();
+        format!("dns.resolvers ({})", list.join(", "))
     }
 }
 

@@ -1,6 +1,7 @@
 //! What a load or reload did: its outcome, what changed, and every message, for the log, the
 //! metrics, `/status` and `POST /reload`'s answer.
 
+use super::diff::Diff;
 use crate::snapshot::Snapshot;
 
 /// How a load or reload ended, as `menshen_reloads_total{result}` counts it.
@@ -50,8 +51,8 @@ pub struct ReloadReport {
     pub at: i64,
     /// What serves now (when applied) or why nothing changed.
     pub summary: String,
-    /// What differs from the previous snapshot, one line each.
-    pub changes: Vec<String>,
+    /// What differs from the previous snapshot (empty at start and when refused).
+    pub diff: Diff,
     /// Every problem: why it was refused, or what was left out of what applied.
     pub errors: Vec<String>,
 }
@@ -85,7 +86,9 @@ impl ReloadReport {
         out.push_str(",\"summary\":");
         push_json_str(&mut out, &self.summary);
         out.push_str(",\"changes\":");
-        list(&mut out, &self.changes);
+        list(&mut out, &self.diff.lines());
+        out.push_str(",\"diff\":");
+        self.diff.push_json(&mut out);
         out.push_str(",\"errors\":");
         list(&mut out, &self.errors);
         out.push('}');
@@ -93,78 +96,13 @@ impl ReloadReport {
     }
 }
 
-/// What `new` serves differently from `old`: certificates, sites, upstreams.
-pub fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
-    use std::collections::BTreeMap;
-    let mut out = Vec::new();
-    let certs = |s: &Snapshot| -> BTreeMap<String, ([u8; 32], String)> {
-        s.certs
-            .certs()
-            .iter()
-            .map(|c| {
-                (
-                    c.info.file.display().to_string(),
-                    (c.content_hash, c.info.serial.clone()),
-                )
-            })
-            .collect()
-    };
-    let (before, after) = (certs(old), certs(new));
-    for (file, (hash, serial)) in &after {
-        match before.get(file) {
-            None => out.push(format!("certificate added: {file} (serial {serial})")),
-            Some((old_hash, old_serial)) if old_hash != hash => out.push(format!(
-                "certificate replaced: {file} (serial {old_serial} -> {serial})"
-            )),
-            Some(_) => {}
-        }
-    }
-    for file in before.keys().filter(|f| !after.contains_key(*f)) {
-        out.push(format!("certificate removed: {file}"));
-    }
-    let sites = |s: &Snapshot| -> BTreeMap<String, String> {
-        s.file
-            .sites
-            .iter()
-            .map(|site| (site.name.clone(), format!("{site:?}")))
-            .collect()
-    };
-    diff_named(&mut out, "site", &sites(old), &sites(new));
-    let upstreams = |s: &Snapshot| -> BTreeMap<String, String> {
-        s.file
-            .upstreams
-            .iter()
-            .map(|u| (u.name.clone(), format!("{u:?}")))
-            .collect()
-    };
-    diff_named(&mut out, "upstream", &upstreams(old), &upstreams(new));
-    if old.file.policy != new.file.policy {
-        out.push("policy changed".into());
-    }
-    out
-}
-
-fn diff_named(
-    out: &mut Vec<String>,
-    what: &str,
-    old: &std::collections::BTreeMap<String, String>,
-    new: &std::collections::BTreeMap<String, String>,
-) {
-    for (name, body) in new {
-        match old.get(name) {
-            None => out.push(format!("{what} added: {name}")),
-            Some(before) if before != body => out.push(format!("{what} changed: {name}")),
-            Some(_) => {}
-        }
-    }
-    for name in old.keys().filter(|n| !new.contains_key(*n)) {
-        out.push(format!("{what} removed: {name}"));
-    }
-}
-
 /// One line on what a snapshot serves.
 pub fn summary(s: &Snapshot) -> String {
-    let backends: usize = s.upstreams.values().map(|u| u.section.backends.len()).sum();
+    let backends: usize = s
+        .upstreams
+        .values()
+        .map(|u| u.settings.backends.len())
+        .sum();
     format!(
         "configuration loaded: {} listeners, {} sites, {} certificates ({} rejected), \
          {} upstreams with {} backends",
@@ -188,7 +126,13 @@ mod tests {
             trigger: "SIGHUP".into(),
             at: 42,
             summary: "s".into(),
-            changes: vec!["certificate added: a".into()],
+            diff: Diff {
+                certificates: vec![super::super::diff::CertChange::Added {
+                    file: "a".into(),
+                    serial: "01".into(),
+                }],
+                ..Diff::default()
+            },
             errors: vec!["live/b.crt: \"bad\"".into()],
         };
         let v: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
@@ -197,6 +141,8 @@ mod tests {
         assert_eq!(v["trigger"], "SIGHUP");
         assert_eq!(v["at"], 42);
         assert_eq!(v["errors"][0], "live/b.crt: \"bad\"");
-        assert_eq!(v["changes"][0], "certificate added: a");
+        assert_eq!(v["changes"][0], "certificate added: a (serial 01)");
+        assert_eq!(v["diff"]["certificates"]["added"][0], "a");
+        assert_eq!(v["diff"]["sites"]["changed"], serde_json::json!([]));
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use super::upstream::Upstream;
+use crate::policy::{RoutePolicy, SitePolicy};
 
 /// Every site, indexed by host.
 #[derive(Debug, Default)]
@@ -21,7 +22,7 @@ pub struct Router {
 }
 
 /// A virtual host.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Site {
     /// Name from the config.
     pub name: String,
@@ -29,10 +30,12 @@ pub struct Site {
     pub hosts: Vec<String>,
     /// Routes, longest prefix first.
     pub routes: Vec<Route>,
+    /// What the rules and the response edits apply to its requests.
+    pub policy: SitePolicy,
 }
 
 /// One route of a site.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Route {
     /// Path prefix it matches.
     pub prefix: String,
@@ -40,12 +43,12 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     /// What it does.
     pub action: Action,
-    /// Per-client-IP rate limit of this route.
-    pub rate: Option<crate::policy::rate::RateLimit>,
+    /// What the rules apply to its requests.
+    pub policy: RoutePolicy,
 }
 
 /// What a route does with a request.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Action {
     /// Forward to an upstream.
     Proxy(ProxyAction),
@@ -64,6 +67,16 @@ pub struct ProxyAction {
     pub rewrite: Rewrite,
     /// Host header sent upstream instead of the client's.
     pub host_header: Option<HeaderValue>,
+}
+
+/// Two actions are the same when they go to the upstream of the same name the same way (the
+/// upstream's own settings are compared as upstreams).
+impl PartialEq for ProxyAction {
+    fn eq(&self, other: &Self) -> bool {
+        self.upstream.name == other.upstream.name
+            && self.rewrite == other.rewrite
+            && self.host_header == other.host_header
+    }
 }
 
 impl ProxyAction {
@@ -86,7 +99,7 @@ pub enum Rewrite {
 }
 
 /// A fixed response, prepared at load.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Canned {
     /// Status.
     pub status: StatusCode,
@@ -97,7 +110,7 @@ pub struct Canned {
 }
 
 /// A redirect.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Redirect {
     /// 301, 302, 303, 307 or 308.
     pub status: StatusCode,
@@ -230,7 +243,7 @@ mod tests {
                     to: p.to_string(),
                     keep_path: false,
                 }),
-                rate: None,
+                policy: RoutePolicy::default(),
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -238,6 +251,7 @@ mod tests {
             name: name.into(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             routes,
+            policy: SitePolicy::default(),
         }
     }
 

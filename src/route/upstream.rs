@@ -1,6 +1,6 @@
 //! A named pool of backends: selection, peer settings, health and passive ejection.
 //!
-//! Built from config once; reused across reloads when its section is unchanged, so health state and
+//! Built from config once; reused across reloads when its settings are unchanged, so health state and
 //! pooled connections survive a reload. Health checks and DNS refreshes run in background tasks
 //! that end when the last snapshot holding this upstream is dropped.
 
@@ -16,7 +16,8 @@ use pingora_load_balancing::selection::{Consistent, Random, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
 use super::dns::Discovery;
-use crate::config::file::UpstreamSection;
+pub use super::settings::HashKey;
+use super::settings::UpstreamSettings;
 use crate::tls::client::UpstreamTls;
 
 /// Most backends tried for one request (first attempt plus retries after connect failures).
@@ -60,23 +61,12 @@ impl Balancer {
     }
 }
 
-/// What consistent hashing hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
-    /// The client address.
-    ClientIp,
-    /// The request path.
-    Path,
-    /// A request header's value.
-    Header(http::HeaderName),
-}
-
 /// A named pool of backends.
 pub struct Upstream {
     /// Name from the config.
     pub name: String,
-    /// The section it was built from, to decide reuse on reload.
-    pub section: UpstreamSection,
+    /// What it was built from, to decide reuse on reload and for a reload's diff.
+    pub settings: UpstreamSettings,
     balancer: Balancer,
     discovery: Arc<Discovery>,
     /// What consistent hashing hashes.
@@ -104,10 +94,10 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-/// Everything [`Upstream::new`] needs, compiled from the section.
+/// Everything [`Upstream::new`] needs, compiled from the config.
 pub struct UpstreamParts {
-    /// The section.
-    pub section: UpstreamSection,
+    /// Its settings.
+    pub settings: UpstreamSettings,
     /// Built load balancer (backends not yet discovered).
     pub balancer: Balancer,
     /// Its discovery.
@@ -125,15 +115,12 @@ pub struct UpstreamParts {
 impl Upstream {
     /// An upstream from compiled parts.
     pub fn new(parts: UpstreamParts) -> Self {
-        let section = parts.section;
+        let settings = parts.settings;
         Self {
-            name: section.name.clone(),
-            health_interval: section
-                .health_check
-                .as_ref()
-                .map(|h| Duration::from_millis(h.interval_ms)),
-            passive_ejection: Duration::from_millis(section.passive_ejection_ms),
-            section,
+            name: settings.name.clone(),
+            health_interval: settings.health.as_ref().map(|h| h.interval),
+            passive_ejection: settings.passive_ejection,
+            settings,
             balancer: parts.balancer,
             discovery: parts.discovery,
             hash_key: parts.hash_key,
@@ -218,7 +205,7 @@ impl Upstream {
 
     /// Whether HTTP/2 is offered to its backends (ALPN over TLS, prior knowledge without).
     pub fn offers_http2(&self) -> bool {
-        self.section.http2
+        self.settings.http2
     }
 
     /// How many backends it has now.
@@ -242,7 +229,7 @@ impl Upstream {
     }
 
     /// Takes over the last good backend addresses of `older`, the same upstream before its
-    /// section changed (see [`Discovery::inherit`]).
+    /// settings changed (see [`Discovery::inherit`]).
     pub fn inherit_addresses(&self, older: &Upstream) {
         self.discovery.inherit(&older.discovery);
     }

@@ -4,36 +4,28 @@
 //! `/proc` shows it, the process that holds it.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener};
 
-use crate::config::file::ListenerSection;
+use crate::snapshot::Listener;
 
 /// `Err` naming every listener whose address cannot be bound, and why.
-pub fn check(listeners: &[ListenerSection]) -> anyhow::Result<()> {
+pub fn check(listeners: &[Listener]) -> anyhow::Result<()> {
     let mut problems = String::new();
     for l in listeners {
-        let addrs = match l.addr.to_socket_addrs() {
-            Ok(addrs) => addrs.collect::<Vec<_>>(),
-            Err(e) => {
-                let _ = writeln!(problems, "  listener {:?}: addr {:?}: {e}", l.name, l.addr);
-                continue;
-            }
-        };
-        for addr in addrs {
-            if let Err(e) = TcpListener::bind(addr) {
-                let holder = match e.kind() {
-                    std::io::ErrorKind::AddrInUse => holder(addr)
-                        .map(|(pid, name)| format!(" (held by {name}, pid {pid})"))
-                        .unwrap_or_default(),
-                    _ => String::new(),
-                };
-                let _ = writeln!(
-                    problems,
-                    "  listener {:?}: cannot listen on {addr}: {e}{holder}; stop that process or \
-                     change listeners.addr",
-                    l.name
-                );
-            }
+        let addr = l.addr;
+        if let Err(e) = TcpListener::bind(addr) {
+            let holder = match e.kind() {
+                std::io::ErrorKind::AddrInUse => holder(addr)
+                    .map(|(pid, name)| format!(" (held by {name}, pid {pid})"))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                problems,
+                "  listener {:?}: cannot listen on {addr}: {e}{holder}; stop that process or \
+                 change listeners.addr",
+                l.name
+            );
         }
     }
     match problems.is_empty() {
@@ -111,13 +103,13 @@ mod tests {
     fn a_taken_address_is_refused_with_its_holder() {
         let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = taken.local_addr().expect("addr");
-        let listener = |addr: &str| ListenerSection {
+        let listener = |addr: SocketAddr| Listener {
             name: "https".into(),
-            addr: addr.into(),
+            addr,
             tls: false,
             proxy_protocol: false,
         };
-        let e = check(&[listener(&addr.to_string())]).expect_err("taken");
+        let e = check(&[listener(addr)]).expect_err("taken");
         let text = e.to_string();
         assert!(text.contains(&format!("cannot listen on {addr}")), "{text}");
         assert!(text.contains("listener \"https\""), "{text}");
@@ -126,6 +118,6 @@ mod tests {
             "names this process as the holder: {text}"
         );
         drop(taken);
-        assert!(check(&[listener(&addr.to_string())]).is_ok());
+        assert!(check(&[listener(addr)]).is_ok());
     }
 }

@@ -18,7 +18,7 @@ use crate::proxy::conn::ConnGate;
 use crate::proxy::in_flight;
 use crate::proxy::Proxy;
 use crate::reload::{summary, Reloader};
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::snapshot::{ServerSettings, SharedSnapshot, Snapshot};
 use crate::tls::listener::TlsTerminator;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
@@ -43,65 +43,92 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     snapshot.warn_expiring();
     log_startup_summary(&snapshot);
 
-    let server_section = snapshot.file.server.clone();
-    let listeners = snapshot.listeners().to_vec();
     // A binary upgrade takes the sockets over from the running process: they are meant to be
     // held.
     if !opts.upgrade {
-        bind::check(&listeners)?;
+        bind::check(snapshot.listeners())?;
     }
+    let mut server = pingora_server(&snapshot.server, opts.upgrade);
     let state: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    // Connections to backends (pingora's connector) use rustls' defaults; the TLS listeners
+    // have the policy's own configuration.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let access_log = access_log(&mut server, &state)?;
+    add_proxy_services(&mut server, &state, &access_log)?;
 
+    let reloader = Reloader::new(state.clone(), control.handle().clone());
+    reloader.start();
+    let admin = match state.load().admin.clone() {
+        Some(config) => {
+            let admin = Admin::new(state.clone(), reloader.clone(), access_log.clone());
+            start_admin(&control, &server, &admin, config.addr, opts.upgrade)?;
+            Some(admin)
+        }
+        None => None,
+    };
+    let phases = server.watch_execution_phase();
+    control.spawn(drain(phases, admin, access_log.clone()));
+    // The control runtime must outlive the server; run_forever exits the process.
+    let _control = control;
+    server.run_forever()
+}
+
+/// The pingora server with `[server]`'s threads, grace period and upgrade files.
+fn pingora_server(settings: &ServerSettings, upgrade: bool) -> Server {
     let mut conf = ServerConf {
-        threads: server_section.threads.max(1),
-        work_stealing: server_section.work_stealing,
-        grace_period_seconds: Some(server_section.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(server_section.grace_period_seconds + 5),
+        threads: settings.threads,
+        work_stealing: settings.work_stealing,
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(settings.grace_period.as_secs() + 5),
         ..ServerConf::default()
     };
-    let config_path = state.load().config_path.clone();
-    let beside_config = |p: &str| {
-        crate::config::relative_to(&config_path, p)
-            .display()
-            .to_string()
-    };
-    if let Some(sock) = &server_section.upgrade_sock {
-        conf.upgrade_sock = beside_config(sock);
+    if let Some(sock) = &settings.upgrade_sock {
+        conf.upgrade_sock = sock.display().to_string();
     }
-    if let Some(pid) = &server_section.pid_file {
-        conf.pid_file = beside_config(pid);
+    if let Some(pid) = &settings.pid_file {
+        conf.pid_file = pid.display().to_string();
     }
     let opt = Opt {
-        upgrade: opts.upgrade,
+        upgrade,
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    server
+}
 
-    // Connections to backends (pingora's connector) use rustls' defaults; the TLS listeners
-    // have the policy's own configuration.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// The access log writer, flushed on shutdown; `None` when the config has none.
+fn access_log(
+    server: &mut Server,
+    state: &SharedSnapshot,
+) -> anyhow::Result<Option<Arc<AccessLog>>> {
+    let Some(config) = state.load().access_log.clone() else {
+        return Ok(None);
+    };
+    let path = config.path.clone();
+    let log = AccessLog::start(config)
+        .map_err(|e| anyhow::anyhow!("{}: cannot open access log: {e}", path.display()))?;
+    server.add_service(background_service(
+        "access log flush",
+        FlushOnShutdown(log.clone()),
+    ));
+    Ok(Some(log))
+}
+
+/// One service per kind of listener, so a connection's kind is the service it arrived at:
+/// behind a PROXY-protocol balancer or not, TLS or not. TLS listeners are TCP listeners to
+/// pingora; the gate runs the handshake. Each service has `threads` worker threads.
+fn add_proxy_services(
+    server: &mut Server,
+    state: &SharedSnapshot,
+    access_log: &Option<Arc<AccessLog>>,
+) -> anyhow::Result<()> {
+    let listeners = state.load().listeners().to_vec();
     let tls = if listeners.iter().any(|l| l.tls) {
         Some(Arc::new(TlsTerminator::new(state.clone())?))
     } else {
         None
     };
-    let access_log = match state.load().access_log.clone() {
-        Some(config) => {
-            let path = config.path.clone();
-            let log = AccessLog::start(config)
-                .map_err(|e| anyhow::anyhow!("{}: cannot open access log: {e}", path.display()))?;
-            server.add_service(background_service(
-                "access log flush",
-                FlushOnShutdown(log.clone()),
-            ));
-            Some(log)
-        }
-        None => None,
-    };
-    // One service per kind of listener, so a connection's kind is the service it arrived at:
-    // behind a PROXY-protocol balancer or not, TLS or not. TLS listeners are TCP listeners to
-    // pingora; the gate runs the handshake. Each service has `threads` worker threads.
     for (proxy_protocol, with_tls) in [(false, true), (false, false), (true, true), (true, false)] {
         let group: Vec<_> = listeners
             .iter()
@@ -127,62 +154,59 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
             // connection): the HTTP/1 engine and rustls read into buffers of their own, which
             // an idle connection gives back.
             let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
-            service.add_listener(ListenerConfig::tcp(l.addr.clone()).l4_buffer(buffers));
+            service.add_listener(ListenerConfig::tcp(l.addr.to_string()).l4_buffer(buffers));
         }
         server.add_service(service);
     }
+    Ok(())
+}
 
-    let reloader = Reloader::new(state.clone(), control.handle().clone());
-    reloader.start();
-    let admin_config = state.load().admin.clone();
-    let mut draining_admin = None;
-    if let Some(admin_config) = admin_config {
-        let addr = admin_config.addr;
-        let admin = Admin::new(state.clone(), reloader.clone(), access_log.clone());
-        match control.block_on(tokio::net::TcpListener::bind(addr)) {
-            Ok(listener) => {
-                tracing::info!(%addr, "admin listening: /healthz /readyz /metrics /status, POST /reload");
-                control.spawn(admin.clone().serve(listener));
-            }
-            // During a binary upgrade the old process holds the admin port until it exits.
-            Err(e) if opts.upgrade => {
-                tracing::warn!(%addr, "admin port busy ({e}); taking it over when the old process exits");
-                let admin = admin.clone();
-                control.spawn(async move {
-                    let listener = loop {
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                        if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
-                            break listener;
-                        }
-                    };
-                    tracing::info!(%addr, "admin listening");
-                    admin.serve(listener).await;
-                });
-            }
-            Err(e) => anyhow::bail!("admin.addr {addr}: cannot listen: {e}"),
+/// Starts the admin listener on the control runtime (on an upgrade, once the old process lets
+/// go of its port) and marks it ready once pingora runs this process's services (on an
+/// upgrade: once the listening sockets came over) and every listener accepts.
+fn start_admin(
+    control: &tokio::runtime::Runtime,
+    server: &Server,
+    admin: &Arc<Admin>,
+    addr: std::net::SocketAddr,
+    upgrade: bool,
+) -> anyhow::Result<()> {
+    match control.block_on(tokio::net::TcpListener::bind(addr)) {
+        Ok(listener) => {
+            tracing::info!(%addr, "admin listening: /healthz /readyz /metrics /status, POST /reload");
+            control.spawn(admin.clone().serve(listener));
         }
-        // Ready once pingora runs this process's services (on an upgrade: once the listening
-        // sockets came over from the old process) and every listener accepts.
-        let ready = admin.clone();
-        let mut phases = server.watch_execution_phase();
-        control.spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                match phases.recv().await {
-                    Ok(ExecutionPhase::Running) => break,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return,
-                }
-            }
-            ready.wait_until_listening().await
-        });
-        draining_admin = Some(admin);
+        // During a binary upgrade the old process holds the admin port until it exits.
+        Err(e) if upgrade => {
+            tracing::warn!(%addr, "admin port busy ({e}); taking it over when the old process exits");
+            let admin = admin.clone();
+            control.spawn(async move {
+                let listener = loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
+                        break listener;
+                    }
+                };
+                tracing::info!(%addr, "admin listening");
+                admin.serve(listener).await;
+            });
+        }
+        Err(e) => anyhow::bail!("admin.addr {addr}: cannot listen: {e}"),
     }
-    let phases = server.watch_execution_phase();
-    control.spawn(drain(phases, draining_admin, access_log.clone()));
-    // The control runtime must outlive the server; run_forever exits the process.
-    let _control = control;
-    server.run_forever()
+    let ready = admin.clone();
+    let mut phases = server.watch_execution_phase();
+    control.spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match phases.recv().await {
+                Ok(ExecutionPhase::Running) => break,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+        ready.wait_until_listening().await
+    });
+    Ok(())
 }
 
 /// A drain: on SIGTERM, or in the old process of a binary upgrade (SIGQUIT; its listeners go to

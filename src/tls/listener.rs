@@ -20,8 +20,7 @@ use pingora::Result;
 use rustls::server::{ResolvesServerCert, StoresServerSessions};
 
 use super::provider::TlsProtocol;
-use super::resolver::{HandshakeInfo, SniResolver};
-use crate::snapshot::SharedSnapshot;
+use super::resolver::{HandshakeInfo, Served, SniResolver};
 
 /// The rustls configuration in use and the policy it was built from.
 struct Built {
@@ -44,19 +43,19 @@ impl Built {
 }
 
 /// Terminates TLS for the connections that arrive on TLS listeners.
-pub struct TlsTerminator {
-    state: SharedSnapshot,
+pub struct TlsTerminator<S> {
+    state: Arc<ArcSwap<S>>,
     resolver: Arc<dyn ResolvesServerCert>,
     sessions: Arc<dyn StoresServerSessions>,
     built: ArcSwap<Built>,
 }
 
-impl TlsTerminator {
+impl<S: Served> TlsTerminator<S> {
     /// Terminates TLS with the certificates and protocol policy `state` serves at each handshake.
-    pub fn new(state: SharedSnapshot) -> anyhow::Result<Self> {
+    pub fn new(state: Arc<ArcSwap<S>>) -> anyhow::Result<Self> {
         let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SniResolver::new(state.clone()));
         let sessions = TlsProtocol::session_cache();
-        let built = Built::new(&state.load().policy.tls, &resolver, &sessions)
+        let built = Built::new(state.load().protocol(), &resolver, &sessions)
             .map_err(|e| anyhow::anyhow!("policy: TLS settings: {e}"))?;
         Ok(Self {
             state,
@@ -97,7 +96,7 @@ impl TlsTerminator {
     /// serving when it starts (not the one serving at the accept).
     pub async fn accept(&self, mut l4: L4Stream) -> Result<Stream> {
         super::sni_gate::check(&self.state, &mut l4).await?;
-        let built = self.acceptor(&self.state.load().policy.tls);
+        let built = self.acceptor(self.state.load().protocol());
         let tls = handshake_with_callback(&built.acceptor, l4, &HandshakeInfo).await?;
         Ok(Box::new(tls))
     }

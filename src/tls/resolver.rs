@@ -5,28 +5,44 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::snapshot::SharedSnapshot;
+use super::provider::TlsProtocol;
+use super::CertStore;
 
-/// Resolves a ClientHello to a certificate of the current snapshot.
-#[derive(Debug)]
-pub struct SniResolver {
-    state: SharedSnapshot,
+/// What TLS termination reads from the serving state at each handshake (the snapshot, which
+/// sits above this module and implements it).
+pub trait Served: Send + Sync + 'static {
+    /// The certificates served now.
+    fn certs(&self) -> &CertStore;
+    /// The protocol policy (versions, suites, resumption) now.
+    fn protocol(&self) -> &Arc<TlsProtocol>;
 }
 
-impl SniResolver {
+/// Resolves a ClientHello to a certificate of the current state.
+pub struct SniResolver<S> {
+    state: Arc<ArcSwap<S>>,
+}
+
+impl<S> std::fmt::Debug for SniResolver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SniResolver")
+    }
+}
+
+impl<S: Served> SniResolver<S> {
     /// A resolver over `state`.
-    pub fn new(state: SharedSnapshot) -> Self {
+    pub fn new(state: Arc<ArcSwap<S>>) -> Self {
         Self { state }
     }
 }
 
-impl ResolvesServerCert for SniResolver {
+impl<S: Served> ResolvesServerCert for SniResolver<S> {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         // rustls hands SNI over lowercased and validated.
-        self.state.load().certs.resolve(hello.server_name())
+        self.state.load().certs().resolve(hello.server_name())
     }
 }
 

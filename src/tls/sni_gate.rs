@@ -10,7 +10,9 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::snapshot::SharedSnapshot;
+use arc_swap::ArcSwap;
+
+use super::resolver::Served;
 
 /// A fatal TLS 1.2-framed alert record: `unrecognized_name` (112).
 const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112];
@@ -57,8 +59,8 @@ async fn peek_hello(stream: &mut L4Stream, seen: &mut Vec<u8>) -> Result<Peek> {
 
 /// Refuses a connection whose ClientHello names no certificate `state` serves, with the
 /// `unrecognized_name` alert; leaves what it read to be read again by the handshake.
-pub async fn check(state: &SharedSnapshot, stream: &mut L4Stream) -> Result<()> {
-    if state.load().certs.default_cert().is_some() {
+pub async fn check<S: Served>(state: &ArcSwap<S>, stream: &mut L4Stream) -> Result<()> {
+    if state.load().certs().default_cert().is_some() {
         return Ok(());
     }
     let mut seen = Vec::with_capacity(1024);
@@ -68,7 +70,7 @@ pub async fn check(state: &SharedSnapshot, stream: &mut L4Stream) -> Result<()> 
         Peek::Hello(sni) => sni,
         Peek::NotHello => return Ok(()),
     };
-    if state.load().certs.accepts(sni.as_deref()) {
+    if state.load().certs().accepts(sni.as_deref()) {
         return Ok(());
     }
     tracing::info!(

@@ -12,8 +12,8 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
+use super::NotifyEvent;
 use super::{metrics, Notice};
-use crate::config::file::NotifyEvent;
 
 /// The tracing layer that feeds the notification sender.
 pub struct NotifyLayer {

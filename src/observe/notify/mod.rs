@@ -11,6 +11,7 @@
 
 mod layer;
 mod send;
+mod settings;
 
 use std::collections::HashSet;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
@@ -19,9 +20,8 @@ use std::time::{Duration, Instant};
 
 use prometheus::{register_int_counter, register_int_counter_vec, IntCounter, IntCounterVec};
 
-use crate::config::file::{NotifyEvent, NotifySection, WebhookKind, WebhookSection};
-
 pub use layer::NotifyLayer;
+pub use settings::{NotifyConfig, NotifyEvent, Webhook, WebhookKind};
 
 /// Notices waiting for the sender; beyond this they are dropped and counted.
 const QUEUE: usize = 1024;
@@ -84,19 +84,19 @@ pub fn kind_label(kind: WebhookKind) -> &'static str {
     }
 }
 
-/// Starts the sender for `section`; the layer that feeds it. `None` without webhooks.
-pub fn start(section: &NotifySection) -> Option<NotifyLayer> {
-    if section.webhooks.is_empty() {
+/// Starts the sender for `config`; the layer that feeds it. `None` without webhooks.
+pub fn start(config: &NotifyConfig) -> Option<NotifyLayer> {
+    if config.webhooks.is_empty() {
         return None;
     }
     let m = metrics();
-    for w in &section.webhooks {
+    for w in &config.webhooks {
         m.sent.with_label_values(&[kind_label(w.kind)]);
         m.failed.with_label_values(&[kind_label(w.kind)]);
     }
     let (tx, rx) = sync_channel(QUEUE);
-    let hooks = section.webhooks.clone();
-    let interval = Duration::from_secs(section.min_interval_seconds);
+    let hooks = config.webhooks.clone();
+    let interval = config.min_interval;
     let spawned = std::thread::Builder::new()
         .name("menshen-notify".into())
         .spawn(move || run(rx, hooks, interval));
@@ -105,12 +105,12 @@ pub fn start(section: &NotifySection) -> Option<NotifyLayer> {
 
 /// One webhook's state: what waits to be sent, and when it last was.
 struct Outbox {
-    hook: WebhookSection,
+    hook: Webhook,
     waiting: Vec<Notice>,
     last: Option<Instant>,
 }
 
-fn run(rx: Receiver<Notice>, hooks: Vec<WebhookSection>, interval: Duration) {
+fn run(rx: Receiver<Notice>, hooks: Vec<Webhook>, interval: Duration) {
     let mut boxes: Vec<Outbox> = hooks
         .into_iter()
         .map(|hook| Outbox {
@@ -183,55 +183,7 @@ fn run(rx: Receiver<Notice>, hooks: Vec<WebhookSection>, interval: Duration) {
     }
 }
 
-/// Checks `[notify]`: every problem as (key, message).
-pub fn check(section: &NotifySection) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for (i, w) in section.webhooks.iter().enumerate() {
-        if let Err(e) = send::Target::parse(&w.url) {
-            out.push((format!("notify.webhooks[{i}].url"), e));
-        }
-        if w.events.is_empty() {
-            out.push((
-                format!("notify.webhooks[{i}].events"),
-                "is empty: list some of \"expiring\", \"rejected\", \"reload_refused\", or \
-                 leave it out for all"
-                    .into(),
-            ));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bad_address_and_an_empty_event_list_are_config_errors() {
-        let section: NotifySection = toml::from_str(
-            "[[webhooks]]\nkind = \"wecom\"\nurl = \"qyapi.weixin.qq.com/x\"\nevents = []\n",
-        )
-        .expect("schema");
-        assert_eq!(section.min_interval_seconds, 60);
-        assert_eq!(
-            check(&section),
-            [
-                (
-                    "notify.webhooks[0].url".to_owned(),
-                    "\"qyapi.weixin.qq.com/x\" is not an http:// or https:// address (copy the \
-                     robot's webhook address)"
-                        .to_owned()
-                ),
-                (
-                    "notify.webhooks[0].events".to_owned(),
-                    "is empty: list some of \"expiring\", \"rejected\", \"reload_refused\", or \
-                     leave it out for all"
-                        .to_owned()
-                ),
-            ]
-        );
-        let unknown =
-            toml::from_str::<NotifySection>("[[webhooks]]\nkind = \"slack\"\nurl = \"x\"");
-        assert!(unknown.is_err(), "only the known robots");
-    }
+/// Why `url` cannot be a webhook's address, if it cannot.
+pub fn check_url(url: &str) -> Result<(), String> {
+    send::Target::parse(url).map(drop)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Notice;
-use crate::config::file::{NotifyEvent, WebhookKind, WebhookSection};
+use super::{NotifyEvent, Webhook, WebhookKind};
 use crate::observe::access_log::push_json_str;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,7 +147,7 @@ fn accepted(kind: WebhookKind, answer: &str) -> Result<(), String> {
 }
 
 /// Sends `notices` to `hook` as one message.
-pub fn post(hook: &WebhookSection, host: &str, notices: &[Notice]) -> Result<(), String> {
+pub fn post(hook: &Webhook, host: &str, notices: &[Notice]) -> Result<(), String> {
     let target = Target::parse(&hook.url)?;
     let payload = body(hook.kind, host, notices);
     let request = format!(

@@ -16,6 +16,7 @@ use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
+use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -50,7 +51,7 @@ impl Proxy {
         };
         let max_body = ctx
             .site
-            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i))
+            .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let upload = Upload::new(
             request.req.body,
@@ -215,8 +216,10 @@ impl Proxy {
                     Some(stream) => stream,
                     None => match self.connect_backend(ctx, action, addr, kind.name).await {
                         Ok(stream) => stream,
-                        Err(None) => continue 'backends,
-                        Err(Some((status, error))) => return Err(Ok(Failed(status, error))),
+                        Err(Unconnected::TryAnother) => continue 'backends,
+                        Err(Unconnected::Fail(status, error)) => {
+                            return Err(Ok(Failed(status, error)))
+                        }
                     },
                 };
                 up.clear();

@@ -20,6 +20,7 @@ use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
 use crate::proxy::http1::{push_date, push_field, status_line_for, Framing};
 use crate::proxy::http2::{backend_request, Outgoing};
+use crate::proxy::phases::Unconnected;
 use crate::proxy::response_edits::{edited_fields, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -63,8 +64,8 @@ impl Proxy {
                 Ok(addr) => match self.h2_sender(ctx, action, addr, kind).await {
                     Ok(Some(sender)) => break (addr, sender),
                     Ok(None) => return None,
-                    Err(None) => continue,
-                    Err(Some(failure)) => failure,
+                    Err(Unconnected::TryAnother) => continue,
+                    Err(Unconnected::Fail(status, error)) => (status, error),
                 },
             };
             let (status, error) = failure;

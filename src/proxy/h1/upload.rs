@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 use super::request::BodyFraming;
 use super::write_out;
 use crate::proxy::conn::ClientConn;
-use crate::proxy::http1::{Body, Framing};
+use crate::proxy::http1::{BadFraming, Body, Framing};
 use crate::proxy::http2::send_data;
 use crate::proxy::timed::within;
 use crate::route::upstream_conn::UpstreamConn;
@@ -101,7 +101,10 @@ impl Upload {
 
     /// How much of `buf` is body, counted against the limit.
     fn take(&mut self, buf: &[u8]) -> Result<usize, UploadError> {
-        let (n, payload) = self.body.take(buf).map_err(|()| UploadError::Framing)?;
+        let (n, payload) = self
+            .body
+            .take(buf)
+            .map_err(|BadFraming| UploadError::Framing)?;
         self.payload += payload as u64;
         if self.payload > self.max {
             return Err(UploadError::TooLarge);
@@ -164,7 +167,7 @@ impl Upload {
             let taken = self
                 .body
                 .take_with(input, |r| payload.extend_from_slice(&input[r]));
-            let (n, count) = taken.map_err(|()| UploadError::Framing)?;
+            let (n, count) = taken.map_err(|BadFraming| UploadError::Framing)?;
             self.payload += count as u64;
             if self.payload > self.max {
                 return Err(UploadError::TooLarge);

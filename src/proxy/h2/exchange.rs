@@ -18,6 +18,7 @@ use crate::proxy::http1::{
     push_field, push_field_parts, read_response_head, Framing, UPSTREAM_BUF,
 };
 use crate::proxy::own::{self, io_status};
+use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -131,7 +132,7 @@ impl Proxy {
         let body_timeout = policy.as_ref().map(|s| s.policy.body_read_timeout);
         let max_body = ctx
             .site
-            .and_then(|i| policy.as_ref()?.policy.sites.get(i))
+            .and_then(|i| policy.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let parts = request.parts;
         'backends: loop {
@@ -146,8 +147,8 @@ impl Proxy {
                     Some(stream) => stream,
                     None => match self.connect_backend(ctx, action, addr, kind.name).await {
                         Ok(stream) => stream,
-                        Err(None) => continue 'backends,
-                        Err(Some((status, error))) => return Err(Failed(status, error)),
+                        Err(Unconnected::TryAnother) => continue 'backends,
+                        Err(Unconnected::Fail(status, error)) => return Err(Failed(status, error)),
                     },
                 };
                 up.clear();

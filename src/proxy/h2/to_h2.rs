@@ -23,6 +23,7 @@ use crate::proxy::forwarding::{Protocol, Received};
 use crate::proxy::http1::Framing;
 use crate::proxy::http2::{backend_request, send_data, Outgoing};
 use crate::proxy::own;
+use crate::proxy::phases::Unconnected;
 use crate::proxy::response_edits::edited_fields;
 use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
@@ -65,8 +66,10 @@ impl Proxy {
             match self.h2_sender(ctx, action, addr, kind).await {
                 Ok(Some(sender)) => break (addr, sender),
                 Ok(None) => return Err(body),
-                Err(None) => continue,
-                Err(Some((status, error))) => return Ok(failed(respond, status, error).await),
+                Err(Unconnected::TryAnother) => continue,
+                Err(Unconnected::Fail(status, error)) => {
+                    return Ok(failed(respond, status, error).await)
+                }
             }
         };
         let parts = request.parts;
@@ -97,7 +100,7 @@ impl Proxy {
         };
         let max_body = ctx
             .site
-            .and_then(|i| ctx.snapshot.as_ref()?.policy.sites.get(i))
+            .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let body_timeout = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
         let pump = (!end).then(|| tokio::spawn(pump(body, upload, max_body, body_timeout)));
@@ -136,15 +139,14 @@ impl Proxy {
     }
 
     /// A sender on a ready HTTP/2 connection to `addr`: the thread's, or a new one. `Ok(None)`:
-    /// the backend chose HTTP/1.1 (the new connection went to the HTTP/1 pool). `Err(None)`:
-    /// connecting failed and another backend is to be tried.
+    /// the backend chose HTTP/1.1 (the new connection went to the HTTP/1 pool).
     pub(in crate::proxy) async fn h2_sender(
         &self,
         ctx: &mut Ctx,
         action: &ProxyAction,
         addr: SocketAddr,
         kind: Kind<'_>,
-    ) -> Result<Option<SendRequest<Bytes>>, Option<(u16, String)>> {
+    ) -> Result<Option<SendRequest<Bytes>>, Unconnected> {
         if let Some(sender) = h2_pool::take(addr, kind) {
             match sender.ready().await {
                 Ok(sender) => return Ok(Some(sender)),
@@ -163,8 +165,8 @@ impl Proxy {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .handshake::<_, Bytes>(conn)
             .await;
-        let (sender, connection) =
-            handshake.map_err(|e| Some((502, format!("HTTP/2 handshake with {addr}: {e}"))))?;
+        let (sender, connection) = handshake
+            .map_err(|e| Unconnected::Fail(502, format!("HTTP/2 handshake with {addr}: {e}")))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(backend = %addr, "HTTP/2 connection to the backend ended: {e}");
@@ -174,7 +176,7 @@ impl Proxy {
         let sender = sender
             .ready()
             .await
-            .map_err(|e| Some((502, format!("HTTP/2 connection to {addr}: {e}"))))?;
+            .map_err(|e| Unconnected::Fail(502, format!("HTTP/2 connection to {addr}: {e}")))?;
         Ok(Some(sender))
     }
 }

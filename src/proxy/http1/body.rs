@@ -48,6 +48,11 @@ pub(in crate::proxy) enum Chunks {
     Done,
 }
 
+/// Chunk framing that breaks the rules (a size line, an extension, a line end or a trailer
+/// field): the body cannot be delimited, so the connection cannot be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::proxy) struct BadFraming;
+
 impl Chunks {
     fn new() -> Self {
         Chunks::Size {
@@ -60,7 +65,7 @@ impl Chunks {
     /// Consumes the part of `buf` that belongs to the body: `(bytes, payload bytes)`; `Err` on a
     /// framing error.
     #[cfg(test)]
-    fn advance(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
+    fn advance(&mut self, buf: &[u8]) -> Result<(usize, usize), BadFraming> {
         self.advance_with(buf, |_| {})
     }
 
@@ -69,7 +74,7 @@ impl Chunks {
         &mut self,
         buf: &[u8],
         mut data: impl FnMut(std::ops::Range<usize>),
-    ) -> Result<(usize, usize), ()> {
+    ) -> Result<(usize, usize), BadFraming> {
         let mut i = 0;
         let mut payload = 0;
         while i < buf.len() {
@@ -99,7 +104,7 @@ impl Chunks {
                     (Some(d), _, _) => {
                         let digits = digits + u8::from(value > 0 || d > 0);
                         if digits > 15 {
-                            return Err(());
+                            return Err(BadFraming);
                         }
                         Chunks::Size {
                             value: value * 16 + u64::from(d),
@@ -113,17 +118,17 @@ impl Chunks {
                         len: 0,
                     },
                     (None, true, b'\r') => Chunks::SizeLf { size: value },
-                    _ => return Err(()),
+                    _ => return Err(BadFraming),
                 },
                 Chunks::SizeEnd { size } => match b {
                     b' ' | b'\t' => Chunks::SizeEnd { size },
                     b';' => Chunks::Ext { size, len: 0 },
                     b'\r' => Chunks::SizeLf { size },
-                    _ => return Err(()),
+                    _ => return Err(BadFraming),
                 },
                 Chunks::Ext { size, len } => match b {
                     b'\r' => Chunks::SizeLf { size },
-                    _ if control || usize::from(len) >= MAX_LINE => return Err(()),
+                    _ if control || usize::from(len) >= MAX_LINE => return Err(BadFraming),
                     _ => Chunks::Ext { size, len: len + 1 },
                 },
                 Chunks::SizeLf { size: 0 } if b == b'\n' => Chunks::Trailer {
@@ -151,8 +156,8 @@ impl Chunks {
                         colon: true,
                         cr: false,
                     },
-                    _ if control || line >= MAX_LINE => return Err(()),
-                    _ if !colon && !is_token(b) => return Err(()),
+                    _ if control || line >= MAX_LINE => return Err(BadFraming),
+                    _ if !colon && !is_token(b) => return Err(BadFraming),
                     _ => Chunks::Trailer {
                         line: line + 1,
                         colon,
@@ -167,7 +172,7 @@ impl Chunks {
                     colon: false,
                     cr: false,
                 },
-                _ => return Err(()),
+                _ => return Err(BadFraming),
             };
         }
         Ok((i, payload))
@@ -199,7 +204,7 @@ impl Body {
     /// How many bytes at the start of `buf` belong to the body (the rest would be the
     /// backend's next message, which it should not have sent), and how many of those are
     /// payload (not chunk framing).
-    pub(in crate::proxy) fn take(&mut self, buf: &[u8]) -> Result<(usize, usize), ()> {
+    pub(in crate::proxy) fn take(&mut self, buf: &[u8]) -> Result<(usize, usize), BadFraming> {
         self.take_with(buf, |_| {})
     }
 
@@ -209,7 +214,7 @@ impl Body {
         &mut self,
         buf: &[u8],
         mut data: impl FnMut(std::ops::Range<usize>),
-    ) -> Result<(usize, usize), ()> {
+    ) -> Result<(usize, usize), BadFraming> {
         match self {
             Body::Done => Ok((0, 0)),
             Body::Length(left) => {
@@ -252,7 +257,7 @@ pub(in crate::proxy) fn fuzz_chunked(data: &[u8]) {
             assert_eq!(n, part.len(), "an unfinished body takes all it is given");
             let _ = count;
         }
-        Ok::<_, ()>((used, payload, body.is_done()))
+        Ok::<_, BadFraming>((used, payload, body.is_done()))
     };
     let cut = data
         .first()

@@ -1,4 +1,5 @@
-//! The policy's compilation from the config: the rule chain, per-site policies, rate limits.
+//! `[policy]` and the per-site policy keys into the runtime [`Policy`] (the rule chain, its
+//! limits and timeouts) and each site's [`SitePolicy`].
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -7,27 +8,29 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
-use super::icp::{is_icp_number, is_public_security_number, ICP_EXAMPLE, PUBLIC_SECURITY_EXAMPLE};
-use super::ip::{CidrSet, IpLists};
-use super::rate::{RateLimit, RateTable};
-use super::rules::{
+use super::file::{PolicySection, RateLimitSection, SiteSection};
+use super::Errors;
+use crate::policy::icp::{
+    is_icp_number, is_public_security_number, ICP_EXAMPLE, PUBLIC_SECURITY_EXAMPLE,
+};
+use crate::policy::ip::{CidrSet, IpLists};
+use crate::policy::rate::{RateLimit, RateTable};
+use crate::policy::rules::{
     id, text, Body, GlobalIp, HttpsOnly, Limits, NoRoute, Rate, SiteIp, SniHost, Takedown,
     Takedowns, UnknownHost,
 };
-use super::{Chain, Policy, Rule, SitePolicy};
-use crate::config::file::{FileConfig, PolicySection, RateLimitSection, SiteSection};
-use crate::config::Errors;
+use crate::policy::{Chain, Policy, Rule, SitePolicy};
 use crate::tls::provider::{TlsProtocol, TlsSource};
 
 /// A stable id for a limit, so that its state survives reloads.
-pub(crate) fn limit_id(parts: &[&str]) -> u64 {
+pub(super) fn limit_id(parts: &[&str]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     parts.hash(&mut h);
     h.finish()
 }
 
 /// Compiles a rate limit section, checking its values.
-pub(crate) fn rate_limit(
+pub(super) fn rate_limit(
     section: &RateLimitSection,
     id: u64,
     key: &str,
@@ -80,8 +83,41 @@ fn check_filings(site: &SiteSection, require: bool, errors: &mut Errors<'_>) {
     }
 }
 
-fn site_policy(site: &SiteSection, default_body: u64, errors: &mut Errors<'_>) -> SitePolicy {
+/// A site's policy keys. `https_port` is the first TLS listener's port (`https_only` needs one).
+pub(super) fn site_policy(
+    site: &SiteSection,
+    p: &PolicySection,
+    https_port: Option<u16>,
+    errors: &mut Errors<'_>,
+) -> SitePolicy {
     let key = format!("site {:?}", site.name);
+    check_filings(site, p.require_icp, errors);
+    if site.https_only && https_port.is_none() {
+        errors.invalid(
+            format!("{key}: https_only"),
+            "needs a listener with tls = true",
+        );
+    }
+    let ip = IpLists {
+        allow: cidrs(&site.allow, &format!("{key}: allow"), errors),
+        deny: cidrs(&site.deny, &format!("{key}: deny"), errors),
+    };
+    let rate = site.rate_limit.as_ref().and_then(|r| {
+        let id = limit_id(&["site", &site.name]);
+        rate_limit(r, id, &format!("{key}: rate_limit"), errors)
+    });
+    SitePolicy {
+        https_only: site.https_only,
+        ip,
+        rate,
+        max_body_bytes: site.max_body_bytes.unwrap_or(p.max_body_bytes),
+        ..response_edits(site, &key, errors)
+    }
+}
+
+/// What a site changes on its responses: HSTS, headers removed and added, `Server`, `Alt-Svc`;
+/// and whether its queries are logged.
+fn response_edits(site: &SiteSection, key: &str, errors: &mut Errors<'_>) -> SitePolicy {
     let hsts = site.hsts_max_age_seconds.map(|age| {
         let sub = if site.hsts_include_subdomains {
             "; includeSubDomains"
@@ -101,7 +137,7 @@ fn site_policy(site: &SiteSection, default_body: u64, errors: &mut Errors<'_>) -
             ),
         }
     }
-    let add_headers = crate::config::header_list(
+    let add_headers = super::header_list(
         &site.add_response_headers,
         &format!("{key}: add_response_headers"),
         errors,
@@ -124,88 +160,25 @@ fn site_policy(site: &SiteSection, default_body: u64, errors: &mut Errors<'_>) -
         .as_deref()
         .and_then(|v| value(v, "alt_svc", errors));
     SitePolicy {
-        max_body_bytes: site.max_body_bytes.unwrap_or(default_body),
         log_query: site.log_query,
         hsts,
         remove_headers,
         add_headers,
         server,
         alt_svc,
+        ..SitePolicy::default()
     }
 }
 
-/// Compiles `[policy]` and the per-site policy keys. `previous` lends its rate and connection
-/// state so that limits survive a reload; `https_port` is the first TLS listener's port.
-pub(crate) fn compile(
-    file: &FileConfig,
+/// Compiles `[policy]`. `previous` lends its rate and connection state so that limits survive
+/// a reload; `https_port` is the first TLS listener's port.
+pub(super) fn compile(
+    p: &PolicySection,
     previous: Option<&Policy>,
     https_port: Option<u16>,
     errors: &mut Errors<'_>,
 ) -> Policy {
-    let p = &file.policy;
-    let mut methods = Vec::new();
-    for m in &p.allowed_methods {
-        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-            Ok(m) => methods.push(m),
-            Err(_) => errors.invalid("policy.allowed_methods", format!("{m:?} is not a method")),
-        }
-    }
     let table = previous.map_or_else(|| Arc::new(RateTable::default()), |p| p.rate_table.clone());
-    let global_rate = p
-        .rate_limit
-        .as_ref()
-        .and_then(|r| rate_limit(r, limit_id(&["global"]), "policy.rate_limit", errors));
-    let mut site_ip = Vec::new();
-    let mut site_rate = Vec::new();
-    let mut site_body = Vec::new();
-    let mut https_only = Vec::new();
-    let mut sites = Vec::new();
-    for site in &file.sites {
-        let key = format!("site {:?}", site.name);
-        check_filings(site, p.require_icp, errors);
-        site_ip.push(IpLists {
-            allow: cidrs(&site.allow, &format!("{key}: allow"), errors),
-            deny: cidrs(&site.deny, &format!("{key}: deny"), errors),
-        });
-        site_rate.push(site.rate_limit.as_ref().and_then(|r| {
-            rate_limit(
-                r,
-                limit_id(&["site", &site.name]),
-                &format!("{key}: rate_limit"),
-                errors,
-            )
-        }));
-        let sp = site_policy(site, p.max_body_bytes, errors);
-        site_body.push(sp.max_body_bytes);
-        if site.https_only && https_port.is_none() {
-            errors.invalid(
-                format!("{key}: https_only"),
-                "needs a listener with tls = true",
-            );
-        }
-        https_only.push(site.https_only);
-        sites.push(sp);
-    }
-    let mut by_host: HashMap<Box<str>, Vec<Takedown>> = HashMap::new();
-    for (i, t) in p.takedowns.iter().enumerate() {
-        if !t.prefix.starts_with('/') || t.id.is_empty() {
-            errors.invalid(
-                format!("policy.takedowns[{i}]"),
-                "needs an id and a prefix starting with /",
-            );
-        }
-        by_host
-            .entry(t.host.to_ascii_lowercase().into())
-            .or_default()
-            .push(Takedown {
-                prefix: t.prefix.clone(),
-                id: id(&format!("takedown:{}", t.id)),
-                body: Bytes::from(t.body.clone()),
-            });
-    }
-    for rules in by_host.values_mut() {
-        rules.sort_by_key(|t| std::cmp::Reverse(t.prefix.len()));
-    }
     for (key, ms) in [
         ("policy.header_read_timeout_ms", p.header_read_timeout_ms),
         ("policy.body_read_timeout_ms", p.body_read_timeout_ms),
@@ -216,6 +189,41 @@ pub(crate) fn compile(
         }
     }
     let tls = tls_protocol(p, previous, errors);
+    Policy {
+        chain: chain(p, https_port, &table, errors),
+        trusted_proxies: cidrs(&p.trusted_proxies, "policy.trusted_proxies", errors),
+        max_connections_per_ip: std::num::NonZeroU32::new(p.max_connections_per_ip),
+        connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
+        body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
+        send_timeout: std::time::Duration::from_millis(p.send_timeout_ms),
+        header_read_timeout: std::time::Duration::from_millis(p.header_read_timeout_ms),
+        // The request line and the header fields, with room for line ends: a head over this is
+        // 431 before it is parsed.
+        max_head_bytes: p.max_uri_bytes + p.max_header_bytes + 1024,
+        keepalive_timeout_seconds: p.keepalive_timeout_seconds,
+        rate_table: table,
+        tls,
+    }
+}
+
+/// The rule chain, in the order `policy/mod.rs` documents.
+fn chain(
+    p: &PolicySection,
+    https_port: Option<u16>,
+    table: &Arc<RateTable>,
+    errors: &mut Errors<'_>,
+) -> Chain {
+    let mut methods = Vec::new();
+    for m in &p.allowed_methods {
+        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => methods.push(m),
+            Err(_) => errors.invalid("policy.allowed_methods", format!("{m:?} is not a method")),
+        }
+    }
+    let global_rate = p
+        .rate_limit
+        .as_ref()
+        .and_then(|r| rate_limit(r, limit_id(&["global"]), "policy.rate_limit", errors));
     let port_suffix = match p.https_redirect_port.or(https_port) {
         Some(443) | None => String::new(),
         Some(port) => format!(":{port}"),
@@ -247,44 +255,49 @@ pub(crate) fn compile(
         Box::new(UnknownHost(id("unknown_host"))),
         Box::new(SniHost(id("sni_host_mismatch"))),
         Box::new(HttpsOnly {
-            sites: https_only,
             port_suffix,
             id: id("https_only"),
         }),
         Box::new(SiteIp {
-            sites: site_ip,
             deny_id: id("site_ip_deny"),
             allow_id: id("site_ip_not_allowed"),
         }),
-        Box::new(Takedowns { by_host }),
+        Box::new(takedowns(p, errors)),
         Box::new(Rate {
             table: table.clone(),
             global: global_rate,
-            sites: site_rate,
             id: id("rate_limit"),
         }),
         Box::new(Body {
-            sites: site_body,
             id: id("body_too_large"),
         }),
         Box::new(NoRoute(id("no_route"))),
     ];
-    Policy {
-        chain: Chain { rules },
-        trusted_proxies: cidrs(&p.trusted_proxies, "policy.trusted_proxies", errors),
-        max_connections_per_ip: p.max_connections_per_ip,
-        connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
-        sites,
-        body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
-        send_timeout: std::time::Duration::from_millis(p.send_timeout_ms),
-        header_read_timeout: std::time::Duration::from_millis(p.header_read_timeout_ms),
-        // The request line and the header fields, with room for line ends: a head over this is
-        // 431 before it is parsed.
-        max_head_bytes: p.max_uri_bytes + p.max_header_bytes + 1024,
-        keepalive_timeout_seconds: p.keepalive_timeout_seconds,
-        rate_table: table,
-        tls,
+    Chain { rules }
+}
+
+fn takedowns(p: &PolicySection, errors: &mut Errors<'_>) -> Takedowns {
+    let mut by_host: HashMap<Box<str>, Vec<Takedown>> = HashMap::new();
+    for (i, t) in p.takedowns.iter().enumerate() {
+        if !t.prefix.starts_with('/') || t.id.is_empty() {
+            errors.invalid(
+                format!("policy.takedowns[{i}]"),
+                "needs an id and a prefix starting with /",
+            );
+        }
+        by_host
+            .entry(t.host.to_ascii_lowercase().into())
+            .or_default()
+            .push(Takedown {
+                prefix: t.prefix.clone(),
+                id: id(&format!("takedown:{}", t.id)),
+                body: Bytes::from(t.body.clone()),
+            });
     }
+    for rules in by_host.values_mut() {
+        rules.sort_by_key(|t| std::cmp::Reverse(t.prefix.len()));
+    }
+    Takedowns { by_host }
 }
 
 /// The TLS protocol policy: the previous load's when these keys did not change, so the listeners

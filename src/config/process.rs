@@ -1,0 +1,217 @@
+//! The process-level sections into the runtime model's settings: `[[listeners]]`, `[server]`,
+//! `[reload]`, `[dns]`, `[admin]`, `[access_log]`, `[log]`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::file::{FileConfig, LogSection, DEFAULT_RETENTION_DAYS};
+use super::{relative_to, Errors};
+use crate::observe::access_log::AccessLogConfig;
+use crate::observe::logging::{LogFormat, LogSettings};
+use crate::route::dns::Dns;
+use crate::snapshot::{AdminConfig, DnsSettings, Listener, ReloadSettings, ServerSettings};
+
+/// The listeners, each name and address used once.
+pub(super) fn listeners(file: &FileConfig, errors: &mut Errors<'_>) -> Vec<Listener> {
+    if file.listeners.is_empty() {
+        errors.invalid(
+            "listeners",
+            "no [[listeners]]; add one, e.g. { name = \"https\", addr = \"0.0.0.0:443\", tls = true }",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut out: Vec<Listener> = Vec::new();
+    for (i, l) in file.listeners.iter().enumerate() {
+        let key = format!("listeners[{i}]");
+        if !names.insert(l.name.as_str()) {
+            errors.invalid(&key, format!("listener name {:?} is used twice", l.name));
+        }
+        if l.tls && file.tls.is_none() {
+            errors.invalid(
+                &key,
+                format!(
+                    "listener {:?} has tls = true but there is no [tls] section",
+                    l.name
+                ),
+            );
+        }
+        let Ok(addr) = l.addr.parse::<SocketAddr>() else {
+            errors.invalid(
+                format!("{key}.addr"),
+                format!("{:?} is not ip:port (e.g. \"0.0.0.0:443\")", l.addr),
+            );
+            continue;
+        };
+        if out.iter().any(|o| o.addr == addr) {
+            errors.invalid(&key, format!("addr {:?} is used twice", l.addr));
+            continue;
+        }
+        out.push(Listener {
+            name: l.name.clone(),
+            addr,
+            tls: l.tls,
+            proxy_protocol: l.proxy_protocol,
+        });
+    }
+    out
+}
+
+/// `[server]`, its files resolved beside the config.
+pub(super) fn server(path: &Path, file: &FileConfig) -> ServerSettings {
+    let s = &file.server;
+    ServerSettings {
+        threads: s.threads.max(1),
+        work_stealing: s.work_stealing,
+        grace_period: Duration::from_secs(s.grace_period_seconds),
+        upgrade_sock: s.upgrade_sock.as_deref().map(|p| relative_to(path, p)),
+        pid_file: s.pid_file.as_deref().map(|p| relative_to(path, p)),
+    }
+}
+
+/// `[reload]`; the poll runs at most every 100 ms.
+pub(super) fn reload(file: &FileConfig) -> ReloadSettings {
+    let r = &file.reload;
+    ReloadSettings {
+        watch: r.watch,
+        poll_interval: Duration::from_millis(r.poll_interval_ms.max(100)),
+        debounce: Duration::from_millis(r.debounce_ms),
+    }
+}
+
+/// `[log]`: its format and level.
+pub(super) fn log(section: &LogSection, errors: &mut Errors<'_>) -> LogSettings {
+    let format = match section.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            errors.invalid(
+                "log.format",
+                format!("{other:?} is not \"text\" or \"json\""),
+            );
+            LogFormat::Text
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&section.level).is_err() {
+        errors.invalid(
+            "log.level",
+            format!("{:?} is not a log level (e.g. \"info\")", section.level),
+        );
+    }
+    LogSettings {
+        format,
+        level: section.level.clone(),
+    }
+}
+
+pub(super) fn admin(
+    path: &Path,
+    file: &FileConfig,
+    errors: &mut Errors<'_>,
+) -> Option<AdminConfig> {
+    let section = file.admin.as_ref()?;
+    let Ok(addr) = section.addr.parse::<SocketAddr>() else {
+        errors.invalid(
+            "admin.addr",
+            format!(
+                "{:?} is not ip:port (e.g. \"127.0.0.1:9901\")",
+                section.addr
+            ),
+        );
+        return None;
+    };
+    if file
+        .listeners
+        .iter()
+        .any(|l| l.addr.parse::<SocketAddr>().ok() == Some(addr))
+    {
+        errors.invalid("admin.addr", format!("{addr} is also a proxy listener"));
+    }
+    Some(AdminConfig {
+        addr,
+        reload_token_file: section
+            .reload_token_file
+            .as_deref()
+            .map(|f| relative_to(path, f)),
+    })
+}
+
+pub(super) fn access_log(
+    path: &Path,
+    file: &FileConfig,
+    errors: &mut Errors<'_>,
+) -> Option<AccessLogConfig> {
+    let section = file.access_log.as_ref()?;
+    if section.retention_days < DEFAULT_RETENTION_DAYS {
+        errors.invalid(
+            "access_log.retention_days",
+            format!(
+                "{} is below {DEFAULT_RETENTION_DAYS}: access logs must be kept for six months \
+                 (network log retention requirement of the Cybersecurity Law); set at least 180",
+                section.retention_days
+            ),
+        );
+    }
+    if section.max_file_bytes == 0 || section.buffer_lines == 0 {
+        errors.invalid(
+            "access_log",
+            "max_file_bytes and buffer_lines must be above 0",
+        );
+    }
+    Some(AccessLogConfig {
+        path: relative_to(path, &section.path),
+        retention_days: section.retention_days,
+        max_file_bytes: section.max_file_bytes,
+        buffer_lines: section.buffer_lines,
+    })
+}
+
+/// `[dns]`, and the resolver when a backend is named by hostname.
+pub(super) fn dns(file: &FileConfig, errors: &mut Errors<'_>) -> (DnsSettings, Option<Arc<Dns>>) {
+    let d = &file.dns;
+    let mut resolvers = Vec::new();
+    for (i, r) in d.resolvers.iter().enumerate() {
+        match r.parse::<SocketAddr>() {
+            Ok(addr) => resolvers.push(addr),
+            Err(_) => errors.invalid(
+                format!("dns.resolvers[{i}]"),
+                format!("{r:?} is not ip:port (e.g. \"223.5.5.5:53\")"),
+            ),
+        }
+    }
+    if d.min_ttl_seconds > d.max_ttl_seconds {
+        errors.invalid(
+            "dns.min_ttl_seconds",
+            format!(
+                "{} is above dns.max_ttl_seconds ({})",
+                d.min_ttl_seconds, d.max_ttl_seconds
+            ),
+        );
+    }
+    let settings = DnsSettings {
+        resolvers,
+        min_ttl: Duration::from_secs(d.min_ttl_seconds),
+        max_ttl: Duration::from_secs(d.max_ttl_seconds),
+        timeout: Duration::from_millis(d.timeout_ms),
+    };
+    let needs_dns = file.upstreams.iter().any(|u| {
+        u.backends.iter().any(|b| {
+            super::upstreams::backend_addr(b)
+                .parse::<SocketAddr>()
+                .is_err()
+        })
+    });
+    if !needs_dns {
+        return (settings, None);
+    }
+    let s = &settings;
+    match Dns::new(&s.resolvers, s.timeout, s.min_ttl, s.max_ttl) {
+        Ok(dns) => (settings, Some(Arc::new(dns))),
+        Err(e) => {
+            errors.invalid("dns.resolvers", e);
+            (settings, None)
+        }
+    }
+}
