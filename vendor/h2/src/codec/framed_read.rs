@@ -82,6 +82,9 @@ impl<T> FramedRead<T> {
         if buf.is_empty() && buf.capacity() != 0 {
             *buf = BytesMut::new();
         }
+        if self.decoder.partial.is_none() {
+            self.decoder.hpack.release_idle_buffer();
+        }
     }
 
     /// Returns the current max frame size setting

@@ -149,6 +149,9 @@ struct StringMarker {
     string: Option<Bytes>,
 }
 
+/// The scratch buffer's size (what h2 always allocated up front).
+const SCRATCH_CAPACITY: usize = 4096;
+
 // ===== impl Decoder =====
 
 impl Decoder {
@@ -158,7 +161,17 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            // Allocated by the first `decode`, released by `release_idle_buffer`.
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// Frees the scratch buffer of Huffman-decoded strings while no header block is being
+    /// decoded, so that an idle connection does not hold its 4 KiB. The next `decode` allocates
+    /// it again; strings already decoded keep their own reference to the old one.
+    pub fn release_idle_buffer(&mut self) {
+        if self.buffer.is_empty() && self.buffer.capacity() != 0 {
+            self.buffer = BytesMut::new();
         }
     }
 
@@ -185,6 +198,10 @@ impl Decoder {
         use self::Representation::*;
 
         let mut can_resize = true;
+
+        if self.buffer.capacity() == 0 {
+            self.buffer.reserve(SCRATCH_CAPACITY);
+        }
 
         if let Some(size) = self.max_size_update.take() {
             self.last_max_update = size;
