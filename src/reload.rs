@@ -268,8 +268,8 @@ impl Reloader {
     /// Starts the watcher, the poller and the SIGHUP handler on the control runtime.
     pub fn start(self: &Arc<Self>) {
         let reload = &self.state.load().file.reload;
-        let poll = Duration::from_millis(reload.poll_interval_ms.max(100));
-        let debounce = Duration::from_millis(reload.debounce_ms);
+        let poll = reload.poll_interval.max(Duration::from_millis(100));
+        let debounce = reload.debounce;
         if reload.watch {
             let this = self.clone();
             self.rt.spawn(async move { this.watch(debounce).await });

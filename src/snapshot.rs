@@ -77,9 +77,13 @@ impl Snapshot {
         }
     }
 
-    /// Certificates expiring within `tls.expiry_warning_days`, logged as warnings.
+    /// Certificates expiring within `tls.expiry_warning`, logged as warnings.
     pub fn warn_expiring(&self) {
-        let days = self.file.tls.as_ref().map_or(0, |t| t.expiry_warning_days) as i64;
+        let days = self
+            .file
+            .tls
+            .as_ref()
+            .map_or(0, |t| t.expiry_warning_days()) as i64;
         let now = crate::tls::cert::unix_now();
         for cert in self.certs.certs() {
             let left = cert.info.days_left(now);

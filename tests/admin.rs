@@ -31,7 +31,7 @@ addr = "127.0.0.1:{admin}"
 reload_token_file = "reload.token"
 
 [server]
-grace_period_seconds = 3
+grace_period = "3s"
 {server_extra}
 
 [access_log]
@@ -42,7 +42,7 @@ name = "origin"
 backends = ["127.0.0.1:{port}"]
 [upstreams.health_check]
 kind = "tcp"
-interval_ms = 200
+interval = "200ms"
 
 [[sites]]
 name = "shop"

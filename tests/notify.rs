@@ -1,6 +1,6 @@
 //! Notifications reach WeCom, DingTalk and Feishu robots and a JSON webhook (here: a local
 //! receiver) when a certificate nears expiry, is rejected, or a reload is refused; they are
-//! batched under `min_interval_seconds`, and a failing robot is counted, never in the way.
+//! batched under `min_interval`, and a failing robot is counted, never in the way.
 
 mod support;
 
@@ -111,7 +111,7 @@ fn text_of(v: &serde_json::Value) -> String {
 use support::SHOP_SITE as SITE;
 
 fn hooks(port: u16, interval: u64, paths: &[(&str, &str)]) -> String {
-    let mut out = format!("[notify]\nmin_interval_seconds = {interval}\n");
+    let mut out = format!("[notify]\nmin_interval = \"{interval}s\"\n");
     for (kind, path) in paths {
         out.push_str(&format!(
             "[[notify.webhooks]]\nkind = \"{kind}\"\nurl = \"http://127.0.0.1:{port}{path}\"\n"

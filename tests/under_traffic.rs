@@ -31,7 +31,7 @@ fn signal(running: &Running, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_upgrade_loses_no_request_of_clients_that_keep_their_connections() {
     let backend = Backend::start().await;
-    let server = "[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period_seconds = 60\n";
+    let server = "[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period = \"1m\"\n";
     let (env, old, root) = launch(&backend, server).await;
     let tally = Tally::new();
     let tasks = clients(env.http, env.https, &root.pem, &tally);
@@ -55,7 +55,7 @@ async fn a_binary_upgrade_loses_no_request_of_clients_that_keep_their_connection
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_and_certificate_swaps_lose_no_request_and_sigterm_drains_what_is_open() {
     let backend = Backend::start().await;
-    let (env, running, root) = launch(&backend, "[server]\ngrace_period_seconds = 60\n").await;
+    let (env, running, root) = launch(&backend, "[server]\ngrace_period = \"1m\"\n").await;
     let tally = Tally::new();
     let tasks = clients(env.http, env.https, &root.pem, &tally);
     progress(&tally, 200, || running.log()).await;
@@ -200,7 +200,7 @@ async fn a_grpc_stream_and_tls_upstream_traffic_cross_a_reload_and_an_upgrade() 
         r#"
 [server]
 upgrade_sock = "upgrade.sock"
-grace_period_seconds = 60
+grace_period = "1m"
 
 [[upstreams]]
 name = "grpc"

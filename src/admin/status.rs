@@ -115,7 +115,7 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
         .file
         .tls
         .as_ref()
-        .map_or(21, |t| t.expiry_warning_days) as i64;
+        .map_or(21, |t| t.expiry_warning_days()) as i64;
     let mut h = String::with_capacity(8192);
     let _ = write!(
         h,

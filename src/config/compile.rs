@@ -7,9 +7,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::file::{FileConfig, TlsSection, DEFAULT_RETENTION_DAYS};
+use super::file::{FileConfig, TlsSection, DEFAULT_RETENTION};
 use super::{relative_to, ConfigError, Errors};
 use crate::admin::AdminConfig;
 use crate::observe::access_log::AccessLogConfig;
@@ -46,12 +45,19 @@ pub fn parse(path: &Path) -> Result<FileConfig, Vec<ConfigError>> {
             reason: e.to_string(),
         }]
     })?;
-    toml::from_str(&text).map_err(|e| {
+    let parse_error = |e: toml::de::Error| {
         vec![ConfigError::Parse {
             file: path.to_path_buf(),
             message: e.to_string().trim_end().to_owned(),
         }]
-    })
+    };
+    // Keys of older configs first: each gets its new name, rather than serde's unknown field.
+    let mut errors = Errors::new(path);
+    super::renamed::check(&text.parse().map_err(parse_error)?, &mut errors);
+    if !errors.list.is_empty() {
+        return Err(errors.list);
+    }
+    toml::from_str(&text).map_err(parse_error)
 }
 
 /// Compiles an already parsed config.
@@ -164,7 +170,7 @@ pub fn load_certs(path: &Path) -> Result<(CertLoad, u32), Vec<ConfigError>> {
         .collect();
     let (_, load) = load_tls(tls, &approved, &cert_sources(path, tls), None, &mut errors);
     if errors.list.is_empty() {
-        Ok((load, tls.expiry_warning_days))
+        Ok((load, tls.expiry_warning_days()))
     } else {
         Err(errors.list)
     }
@@ -317,13 +323,13 @@ fn admin(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<Admi
 
 fn access_log(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<AccessLogConfig> {
     let section = file.access_log.as_ref()?;
-    if section.retention_days < DEFAULT_RETENTION_DAYS {
+    if section.retention < DEFAULT_RETENTION {
         errors.invalid(
-            "access_log.retention_days",
+            "access_log.retention",
             format!(
-                "{} is below {DEFAULT_RETENTION_DAYS}: access logs must be kept for six months \
-                 (network log retention requirement of the Cybersecurity Law); set at least 180",
-                section.retention_days
+                "{} is below 180d: access logs must be kept for six months (network log \
+                 retention requirement of the Cybersecurity Law); set at least \"180d\"",
+                super::duration::format(section.retention)
             ),
         );
     }
@@ -335,7 +341,7 @@ fn access_log(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option
     }
     Some(AccessLogConfig {
         path: relative_to(path, &section.path),
-        retention_days: section.retention_days,
+        retention_days: u32::try_from(section.retention.as_secs() / 86_400).unwrap_or(u32::MAX),
         max_file_bytes: section.max_file_bytes,
         buffer_lines: section.buffer_lines,
     })
@@ -353,12 +359,13 @@ fn build_dns(file: &FileConfig, errors: &mut Errors<'_>) -> Option<Arc<Dns>> {
             ),
         }
     }
-    if d.min_ttl_seconds > d.max_ttl_seconds {
+    if d.min_ttl > d.max_ttl {
         errors.invalid(
-            "dns.min_ttl_seconds",
+            "dns.min_ttl",
             format!(
-                "{} is above dns.max_ttl_seconds ({})",
-                d.min_ttl_seconds, d.max_ttl_seconds
+                "{} is above dns.max_ttl ({})",
+                super::duration::format(d.min_ttl),
+                super::duration::format(d.max_ttl)
             ),
         );
     }
@@ -372,12 +379,7 @@ fn build_dns(file: &FileConfig, errors: &mut Errors<'_>) -> Option<Arc<Dns>> {
     if !needs_dns {
         return None;
     }
-    match Dns::new(
-        &servers,
-        Duration::from_millis(d.timeout_ms),
-        Duration::from_secs(d.min_ttl_seconds),
-        Duration::from_secs(d.max_ttl_seconds),
-    ) {
+    match Dns::new(&servers, d.timeout, d.min_ttl, d.max_ttl) {
         Ok(dns) => Some(Arc::new(dns)),
         Err(e) => {
             errors.invalid("dns.resolvers", e);

@@ -5,10 +5,12 @@
 //! collects every error rather than stopping at the first.
 
 pub mod compile;
+pub mod duration;
 pub mod file;
 mod file_notify;
 mod file_policy;
 mod file_upstreams;
+mod renamed;
 mod sites;
 mod upstreams;
 

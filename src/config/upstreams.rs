@@ -13,6 +13,7 @@ use pingora_load_balancing::{Backends, LoadBalancer};
 
 use super::file::{
     BackendEntry, Balance, FileConfig, HealthCheckSection, HealthKind, UpstreamSection,
+    WeightedBackend,
 };
 use super::{relative_to, Errors};
 use crate::route::dns::{Discovery, Dns, Target};
@@ -24,7 +25,7 @@ use crate::tls::read_pem_certs;
 /// The address string of a backend entry.
 pub(crate) fn backend_addr(b: &BackendEntry) -> &str {
     match b {
-        BackendEntry::Addr(a) | BackendEntry::Weighted { addr: a, .. } => a,
+        BackendEntry::Addr(a) | BackendEntry::Weighted(WeightedBackend { addr: a, .. }) => a,
     }
 }
 
@@ -74,7 +75,7 @@ fn build(
     for (i, b) in section.backends.iter().enumerate() {
         let (addr, weight) = match b {
             BackendEntry::Addr(a) => (a.as_str(), 1),
-            BackendEntry::Weighted { addr, weight } => (addr.as_str(), *weight),
+            BackendEntry::Weighted(WeightedBackend { addr, weight }) => (addr.as_str(), *weight),
         };
         if weight == 0 {
             errors.invalid(format!("{key}: backends[{i}].weight"), "must be at least 1");
@@ -205,8 +206,9 @@ fn parse_hash_key(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>)
     }
 }
 
-fn ms(v: u64) -> Option<Duration> {
-    (v > 0).then(|| Duration::from_millis(v))
+/// A timeout; `0s` means none.
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// The upstream's peer template (its timeouts, what health checks connect with), and the
@@ -219,11 +221,11 @@ fn peer_template(
     let sni = section.sni.clone().unwrap_or_default();
     let mut peer = HttpPeer::new("127.0.0.1:1", section.tls, sni);
     let o = &mut peer.options;
-    o.connection_timeout = ms(section.connect_timeout_ms);
-    o.total_connection_timeout = ms(section.connect_timeout_ms.saturating_mul(2));
-    o.read_timeout = ms(section.read_timeout_ms);
-    o.write_timeout = ms(section.write_timeout_ms);
-    o.idle_timeout = ms(section.idle_timeout_ms);
+    o.connection_timeout = nonzero(section.connect_timeout);
+    o.total_connection_timeout = nonzero(section.connect_timeout.saturating_mul(2));
+    o.read_timeout = nonzero(section.read_timeout);
+    o.write_timeout = nonzero(section.write_timeout);
+    o.idle_timeout = nonzero(section.idle_timeout);
     o.verify_cert = section.verify;
     o.verify_hostname = section.verify;
     o.alpn = match (section.http2, section.tls) {
@@ -295,14 +297,14 @@ fn health_check(
     key: &str,
     errors: &mut Errors<'_>,
 ) -> Option<Box<dyn HealthCheck + Send + Sync>> {
-    if h.interval_ms == 0 || h.healthy_threshold == 0 || h.unhealthy_threshold == 0 {
+    if h.interval.is_zero() || h.healthy_threshold == 0 || h.unhealthy_threshold == 0 {
         errors.invalid(
             format!("{key}: health_check"),
-            "interval_ms, healthy_threshold and unhealthy_threshold must be at least 1",
+            "interval must be above 0s, healthy_threshold and unhealthy_threshold at least 1",
         );
         return None;
     }
-    let timeout = ms(h.timeout_ms);
+    let timeout = nonzero(h.timeout);
     match h.kind {
         HealthKind::Tcp => {
             if h.path.is_some() {

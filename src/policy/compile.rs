@@ -15,7 +15,7 @@ use super::rules::{
     Takedowns, UnknownHost,
 };
 use super::{Chain, Policy, Rule, SitePolicy};
-use crate::config::file::{FileConfig, PolicySection, RateLimitSection, SiteSection};
+use crate::config::file::{FileConfig, RateLimitSection, SiteSection, TlsSection};
 use crate::config::Errors;
 use crate::tls::provider::{TlsProtocol, TlsSource};
 
@@ -82,7 +82,8 @@ fn check_filings(site: &SiteSection, require: bool, errors: &mut Errors<'_>) {
 
 fn site_policy(site: &SiteSection, default_body: u64, errors: &mut Errors<'_>) -> SitePolicy {
     let key = format!("site {:?}", site.name);
-    let hsts = site.hsts_max_age_seconds.map(|age| {
+    let hsts = site.hsts_max_age.map(|age| {
+        let age = age.as_secs();
         let sub = if site.hsts_include_subdomains {
             "; includeSubDomains"
         } else {
@@ -206,16 +207,16 @@ pub(crate) fn compile(
     for rules in by_host.values_mut() {
         rules.sort_by_key(|t| std::cmp::Reverse(t.prefix.len()));
     }
-    for (key, ms) in [
-        ("policy.header_read_timeout_ms", p.header_read_timeout_ms),
-        ("policy.body_read_timeout_ms", p.body_read_timeout_ms),
-        ("policy.send_timeout_ms", p.send_timeout_ms),
+    for (key, timeout) in [
+        ("policy.header_read_timeout", p.header_read_timeout),
+        ("policy.body_read_timeout", p.body_read_timeout),
+        ("policy.send_timeout", p.send_timeout),
     ] {
-        if ms == 0 {
-            errors.invalid(key, "must be at least 1 (milliseconds)");
+        if timeout.is_zero() {
+            errors.invalid(key, "must be above 0s (e.g. \"10s\")");
         }
     }
-    let tls = tls_protocol(p, previous, errors);
+    let tls = tls_protocol(file.tls.as_ref(), previous, errors);
     let port_suffix = match p.https_redirect_port.or(https_port) {
         Some(443) | None => String::new(),
         Some(port) => format!(":{port}"),
@@ -275,13 +276,13 @@ pub(crate) fn compile(
         max_connections_per_ip: p.max_connections_per_ip,
         connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
         sites,
-        body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
-        send_timeout: std::time::Duration::from_millis(p.send_timeout_ms),
-        header_read_timeout: std::time::Duration::from_millis(p.header_read_timeout_ms),
+        body_read_timeout: p.body_read_timeout,
+        send_timeout: p.send_timeout,
+        header_read_timeout: p.header_read_timeout,
         // The request line and the header fields, with room for line ends: a head over this is
         // 431 before it is parsed.
         max_head_bytes: p.max_uri_bytes + p.max_header_bytes + 1024,
-        keepalive_timeout_seconds: p.keepalive_timeout_seconds,
+        keepalive_timeout: (!p.keepalive_timeout.is_zero()).then_some(p.keepalive_timeout),
         rate_table: table,
         tls,
     }
@@ -290,16 +291,16 @@ pub(crate) fn compile(
 /// The TLS protocol policy: the previous load's when these keys did not change, so the listeners
 /// keep their rustls configuration.
 fn tls_protocol(
-    p: &PolicySection,
+    tls: Option<&TlsSection>,
     previous: Option<&Policy>,
     errors: &mut Errors<'_>,
 ) -> Arc<TlsProtocol> {
-    let source = TlsSource {
-        min_version: p.min_tls_version.clone(),
-        suites: p.cipher_suites.clone(),
-        prefer_server_order: p.prefer_server_cipher_order,
-        session_resumption: p.session_resumption,
-    };
+    let source = tls.map_or_else(TlsSource::default, |t| TlsSource {
+        min_version: t.min_version.clone(),
+        suites: t.cipher_suites.clone(),
+        prefer_server_order: t.prefer_server_cipher_order,
+        session_resumption: t.session_resumption,
+    });
     match previous {
         Some(prev) if prev.tls.source == source => return prev.tls.clone(),
         _ => {}

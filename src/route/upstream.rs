@@ -128,11 +128,8 @@ impl Upstream {
         let section = parts.section;
         Self {
             name: section.name.clone(),
-            health_interval: section
-                .health_check
-                .as_ref()
-                .map(|h| Duration::from_millis(h.interval_ms)),
-            passive_ejection: Duration::from_millis(section.passive_ejection_ms),
+            health_interval: section.health_check.as_ref().map(|h| h.interval),
+            passive_ejection: section.passive_ejection,
             section,
             balancer: parts.balancer,
             discovery: parts.discovery,

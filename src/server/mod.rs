@@ -52,11 +52,14 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     }
     let state: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
 
+    // pingora counts whole seconds: a fraction is rounded up, never down to no grace at all.
+    let grace = server_section.grace_period;
+    let grace_seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
     let mut conf = ServerConf {
         threads: server_section.threads.max(1),
         work_stealing: server_section.work_stealing,
-        grace_period_seconds: Some(server_section.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(server_section.grace_period_seconds + 5),
+        grace_period_seconds: Some(grace_seconds),
+        graceful_shutdown_timeout_seconds: Some(grace_seconds + 5),
         ..ServerConf::default()
     };
     let config_path = state.load().config_path.clone();

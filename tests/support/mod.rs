@@ -11,6 +11,7 @@ pub mod intake;
 pub mod origins;
 pub mod pki;
 pub mod policy;
+pub mod schema;
 pub mod traffic;
 
 use std::io::Read;
@@ -139,8 +140,8 @@ certificates = ["live"]
 {tls_extra}
 
 [reload]
-poll_interval_ms = 200
-debounce_ms = 50
+poll_interval = "200ms"
+debounce = "50ms"
 
 {body}
 "#,

@@ -5,7 +5,7 @@
 //! The process already logs each of these (`snapshot.rs`, `reload.rs`, `main.rs`); `layer.rs`
 //! picks them out of the log as they happen and hands them, without waiting, to one background
 //! thread here. That thread batches what arrives close together, sends at most one message per
-//! webhook per `notify.min_interval_seconds` (what comes meanwhile goes in the next one), and
+//! webhook per `notify.min_interval` (what comes meanwhile goes in the next one), and
 //! counts what failed. `send.rs` writes the HTTP request; a slow or dead robot delays only this
 //! thread.
 
@@ -96,7 +96,7 @@ pub fn start(section: &NotifySection) -> Option<NotifyLayer> {
     }
     let (tx, rx) = sync_channel(QUEUE);
     let hooks = section.webhooks.clone();
-    let interval = Duration::from_secs(section.min_interval_seconds);
+    let interval = section.min_interval;
     let spawned = std::thread::Builder::new()
         .name("menshen-notify".into())
         .spawn(move || run(rx, hooks, interval));
@@ -212,7 +212,7 @@ mod tests {
             "[[webhooks]]\nkind = \"wecom\"\nurl = \"qyapi.weixin.qq.com/x\"\nevents = []\n",
         )
         .expect("schema");
-        assert_eq!(section.min_interval_seconds, 60);
+        assert_eq!(section.min_interval, Duration::from_secs(60));
         assert_eq!(
             check(&section),
             [
