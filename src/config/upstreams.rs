@@ -362,3 +362,66 @@ fn health_check(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::*;
+
+    const A: &str = "127.0.0.1:1";
+
+    async fn pool(passive_ejection: &str) -> Upstream {
+        let section: UpstreamSection = toml::from_str(&format!(
+            "name = \"u\"\nbackends = [\"{A}\", \"127.0.0.1:2\"]\n\
+             passive_ejection = \"{passive_ejection}\"\n"
+        ))
+        .expect("section");
+        let mut errors = Errors::new(Path::new("t.toml"));
+        let parts = build(&section, None, "upstream \"u\"", &mut errors).expect("builds");
+        let up = Upstream::new(parts);
+        up.discover().await.expect("static backends");
+        up
+    }
+
+    fn picks(up: &Upstream) -> HashSet<Option<SocketAddr>> {
+        (0..8).map(|_| up.select(b"", &[])).collect()
+    }
+
+    /// The ejection flag once stayed set for good, so every pick after the first failed
+    /// connect took the ejection map's lock.
+    #[tokio::test]
+    async fn an_ejection_ends_and_picks_stop_consulting_it() {
+        let up = pool("200ms").await;
+        let a: SocketAddr = A.parse().expect("addr");
+        assert!(!up.ejection_in_force(), "nothing ejected yet");
+        up.eject(a);
+        assert!(up.ejection_in_force());
+        assert!(
+            !picks(&up).contains(&Some(a)),
+            "an ejected backend is skipped"
+        );
+        let start = Instant::now();
+        while up.ejection_in_force() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the ejection never ends"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "it lasted its period"
+        );
+        assert!(picks(&up).contains(&Some(a)), "back in rotation afterwards");
+    }
+
+    #[tokio::test]
+    async fn passive_ejection_of_0s_ejects_nothing() {
+        let up = pool("0s").await;
+        up.eject(A.parse().expect("addr"));
+        assert!(!up.ejection_in_force());
+    }
+}
