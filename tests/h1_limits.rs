@@ -43,8 +43,16 @@ async fn during_shutdown_a_keepalive_connection_is_answered_then_closed() {
         .args(["-TERM", &running.child.id().to_string()])
         .status()
         .expect("kill");
-    // Shutdown has started (the listeners stop at once); the grace period is running.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Shutdown has started once the listeners stop (at once); the grace period is running.
+    let http = env.http;
+    let stopped = eventually(Duration::from_secs(10), || async move {
+        TcpStream::connect(("127.0.0.1", http))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "the listeners stop on SIGTERM");
     client.send(&get("/during-shutdown", "")).await;
     let answer = client.response(false).await;
     assert_eq!(

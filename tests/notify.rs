@@ -279,10 +279,20 @@ async fn what_happens_within_the_interval_goes_in_one_later_message() {
         proxy.log()
     );
     // Two refused reloads, one after the other, within the interval.
+    let refused = |needle: &'static str| {
+        let proxy = &proxy;
+        async move {
+            eventually(Duration::from_secs(10), || async {
+                let log = proxy.log();
+                (log.contains(needle) && log.contains("result=\"rejected\"")).then_some(())
+            })
+            .await
+        }
+    };
     env.write("menshen.toml", "first_broken = [");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(refused("first_broken").await.is_some(), "{}", proxy.log());
     env.write("menshen.toml", "second_broken = {");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(refused("second_broken").await.is_some(), "{}", proxy.log());
     assert_eq!(
         rx.bodies("/json").len(),
         1,

@@ -348,7 +348,14 @@ async fn failed_lookups_keep_the_last_good_addresses() {
     );
     // The resolver goes away; refreshes fail, the pool keeps its address.
     drop(dns);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failed = eventually(Duration::from_secs(10), || async {
+        proxy
+            .log()
+            .contains("keeping last good addresses")
+            .then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "a refresh failed: {}", proxy.log());
     let resp = get_plain(env.http, "example.cn", "/again")
         .await
         .expect("GET");
