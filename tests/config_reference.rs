@@ -5,8 +5,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 
 use menshen::config::file::{FileConfig, WeightedBackend};
 use support::pki::{Ca, LeafSpec};
@@ -115,17 +113,7 @@ fn check_shipped(name: &str) -> (bool, String) {
     write("certs/demo/ca.crt", &ca.pem);
     write("certs/demo/live/localhost.crt", &leaf.pem);
     write("certs/demo/live/localhost.key", &leaf.key_pem);
-    let out = Command::new(env!("CARGO_BIN_EXE_menshen"))
-        .args(["check", "--config"])
-        .arg(Path::new(d).join("conf").join(name))
-        .output()
-        .expect("run menshen check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    support::check(&d.join("conf").join(name))
 }
 
 #[test]

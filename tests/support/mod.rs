@@ -156,17 +156,7 @@ debounce = "50ms"
 
     /// `menshen check`: (success, combined output).
     pub fn check(&self) -> (bool, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_menshen"))
-            .args(["check", "--config"])
-            .arg(self.path("menshen.toml"))
-            .output()
-            .expect("run menshen check");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        check(&self.path("menshen.toml"))
     }
 
     /// `menshen certs` output.
@@ -206,6 +196,21 @@ debounce = "50ms"
             .expect("spawn menshen");
         Running { child, log }
     }
+}
+
+/// `menshen check --config CONFIG`: (success, combined output).
+pub fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_menshen"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run menshen check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// Waits until something accepts on `port`.
