@@ -62,8 +62,7 @@ pub struct PolicySection {
     /// request, from the first byte for later ones (the idle wait is `keepalive_timeout`).
     #[serde(deserialize_with = "duration::required")]
     pub header_read_timeout: Duration,
-    /// How long an idle keep-alive connection waits for its next request (whole seconds; 0s:
-    /// no limit).
+    /// How long an idle keep-alive connection waits for its next request (`0s`: no limit).
     #[serde(deserialize_with = "duration::required")]
     pub keepalive_timeout: Duration,
     /// Port in `https_only` redirects (default: the first TLS listener's; 443 is left out).

@@ -46,6 +46,7 @@ const RENAMED: &[(&str, &str, &str, Change)] = &[
     ("policy", "cipher_suites", "cipher_suites", Change::ToTls),
     ("policy", "prefer_server_cipher_order", "prefer_server_cipher_order", Change::ToTls),
     ("policy", "session_resumption", "session_resumption", Change::ToTls),
+    ("tls", "min_tls_version", "min_version", Change::ToTls),
     ("notify", "min_interval_seconds", "min_interval", Change::Seconds),
     ("sites", "hsts_max_age_seconds", "hsts_max_age", Change::Seconds),
     ("tls", "expiry_warning_days", "expiry_warning", Change::Days),
@@ -190,6 +191,14 @@ mod tests {
         assert_eq!(
             errors_for("[reload]\ndebounce_ms = \"fast\"\n"),
             ["conf/old.toml: reload.debounce_ms: renamed: use debounce = a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\""]
+        );
+    }
+
+    #[test]
+    fn the_old_version_key_moved_into_tls_is_named_too() {
+        assert_eq!(
+            errors_for("[tls]\nmin_tls_version = \"1.3\"\n"),
+            ["conf/old.toml: tls.min_tls_version: moved to [tls]: use min_version = \"1.3\" in the [tls] section"]
         );
     }
 
