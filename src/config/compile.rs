@@ -341,7 +341,7 @@ fn access_log(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option
     }
     Some(AccessLogConfig {
         path: relative_to(path, &section.path),
-        retention_days: u32::try_from(section.retention.as_secs() / 86_400).unwrap_or(u32::MAX),
+        retention_days: super::duration::whole_days(section.retention),
         max_file_bytes: section.max_file_bytes,
         buffer_lines: section.buffer_lines,
     })

@@ -51,6 +51,11 @@ pub fn format(d: Duration) -> String {
     format!("{ms}ms")
 }
 
+/// Whole days in `d`, for settings counted in days (certificate lifetimes, log retention).
+pub fn whole_days(d: Duration) -> u32 {
+    u32::try_from(d.as_secs() / 86_400).unwrap_or(u32::MAX)
+}
+
 struct DurationVisitor;
 
 impl Visitor<'_> for DurationVisitor {

@@ -189,7 +189,7 @@ pub struct TlsSection {
 impl TlsSection {
     /// `expiry_warning` in whole days, as certificate lifetimes are counted.
     pub fn expiry_warning_days(&self) -> u32 {
-        u32::try_from(self.expiry_warning.as_secs() / 86_400).unwrap_or(u32::MAX)
+        duration::whole_days(self.expiry_warning)
     }
 }
 
