@@ -3,7 +3,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz
+.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz \
+	ci-local ci-missing-tools
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
 deps:
@@ -37,6 +38,23 @@ test: deps fmt clippy
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "cargo test: %d passed, %d failed\n", p, f}' target/test.log
+
+# Programs the tests run besides cargo: cmake builds libz-ng-sys, openssl is the client of the
+# refusal tests, chromium renders the status page. Missing ones fail their tests, never skip.
+CI_TOOLS := cmake openssl chromium
+
+# The CI tools this machine lacks, one a line (.ci/run installs them as root).
+ci-missing-tools:
+	@for t in $(CI_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done
+
+# Exactly what CI runs: .ci/run only installs the missing tools, then calls this.
+ci-local:
+	@missing="$$($(MAKE) -s ci-missing-tools | tr '\n' ' ')"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "ci-local: missing $$missing: apt-get install $$missing (or run .ci/run as root)"; exit 1; \
+	  fi
+	@command -v rustup >/dev/null 2>&1 && rustup component add rustfmt clippy >/dev/null 2>&1 || true
+	CARGO_TERM_COLOR=never $(MAKE) test
 
 PEERS ?= ../shared/bench/peers.py
 ROUNDS ?= 3

@@ -43,7 +43,7 @@ def config(body):
     return f"""
 [server]
 threads = 1
-grace_period_seconds = 1
+grace_period = "1s"
 [[listeners]]
 name = "https"
 addr = "127.0.0.1:{TLS_PORT}"
@@ -56,7 +56,7 @@ approved_cas = ["{WORK}/ca.pem"]
 certificates = ["{WORK}/live"]
 default_certificate = "bench"
 [reload]
-poll_interval_ms = 1000
+poll_interval = "1s"
 [access_log]
 path = "{WORK}/access.log"
 [[upstreams]]

@@ -38,7 +38,7 @@ fn main() -> std::io::Result<()> {
         "[[listeners]]\nname = \"https\"\naddr = \"127.0.0.1:{https}\"\ntls = true\n\n\
          [[listeners]]\nname = \"http\"\naddr = \"127.0.0.1:{http}\"\n\n\
          [tls]\napproved_cas = [\"approved\"]\ncertificates = [\"live\"]\n\n\
-         [reload]\npoll_interval_ms = 200\ndebounce_ms = 50\n\n[log]\nlevel = \"warn\"\n"
+         [reload]\npoll_interval = \"200ms\"\ndebounce = \"50ms\"\n\n[log]\nlevel = \"warn\"\n"
     );
     for i in 0..sites {
         let host = format!("site-{i}.example.cn");

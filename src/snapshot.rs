@@ -108,7 +108,7 @@ impl Snapshot {
         }
     }
 
-    /// Certificates expiring within `tls.expiry_warning_days`, logged as warnings.
+    /// Certificates expiring within `tls.expiry_warning`, logged as warnings.
     pub fn warn_expiring(&self) {
         let days = i64::from(self.cert_policy.expiry_warning_days);
         let now = crate::tls::cert::unix_now();

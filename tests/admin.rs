@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::http::get_plain;
@@ -31,7 +33,7 @@ addr = "127.0.0.1:{admin}"
 reload_token_file = "reload.token"
 
 [server]
-grace_period_seconds = 3
+grace_period = "3s"
 {server_extra}
 
 [access_log]
@@ -42,7 +44,7 @@ name = "origin"
 backends = ["127.0.0.1:{port}"]
 [upstreams.health_check]
 kind = "tcp"
-interval_ms = 200
+interval = "200ms"
 
 [[sites]]
 name = "shop"
@@ -99,9 +101,13 @@ async fn health_readiness_and_metrics() {
             .status,
         403
     );
-    // Let a health check pass so the gauge has a value.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = admin_get(s.admin, "/metrics").await.text();
+    // Once a health check passed, the gauge says so.
+    let metrics = eventually(Duration::from_secs(10), || async {
+        let text = admin_get(s.admin, "/metrics").await.text();
+        text.contains(",upstream=\"origin\"} 1").then_some(text)
+    })
+    .await
+    .expect("a health check passed: menshen_upstream_healthy{upstream=\"origin\"} 1");
     for needle in [
         "menshen_requests_total{route=\"/\",site=\"shop\",status_class=\"2xx\"} 1",
         "menshen_requests_total{route=\"-\",site=\"-\",status_class=\"4xx\"} 1",
@@ -309,20 +315,35 @@ async fn sigterm_drains_finishes_in_flight_and_flushes_the_log() {
 async fn binary_upgrade_hands_over_listeners_without_failed_requests() {
     let s = setup("upgrade_sock = \"upgrade.sock\"\npid_file = \"menshen.pid\"").await;
     let http = s.env.http;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let loop_stop = stop.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU32::new(0));
+    let (loop_stop, loop_served) = (stop.clone(), served.clone());
     let client = tokio::spawn(async move {
-        let (mut ok, mut failed) = (0u32, Vec::new());
-        while !loop_stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut failed = Vec::new();
+        while !loop_stop.load(Ordering::SeqCst) {
             match get_plain(http, "shop.example.cn", "/x").await {
-                Ok(r) if r.status == 200 => ok += 1,
+                Ok(r) if r.status == 200 => _ = loop_served.fetch_add(1, Ordering::SeqCst),
                 Ok(r) => failed.push(format!("status {}", r.status)),
                 Err(e) => failed.push(e.to_string()),
             }
         }
-        (ok, failed)
+        failed
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until `served` reaches `n` more than now.
+    let served_more = |n: u32| {
+        let served = served.clone();
+        let target = served.load(Ordering::SeqCst) + n;
+        async move {
+            eventually(Duration::from_secs(20), || {
+                let served = served.clone();
+                async move { (served.load(Ordering::SeqCst) >= target).then_some(()) }
+            })
+            .await
+        }
+    };
+    served_more(10)
+        .await
+        .expect("the client loop runs before the upgrade");
 
     // The new binary waits for the listening sockets; the old one hands them over on SIGQUIT.
     let log = std::fs::File::create(s.env.path("new.log")).expect("log");
@@ -351,9 +372,11 @@ async fn binary_upgrade_hands_over_listeners_without_failed_requests() {
         .await
         .expect("join");
     assert_eq!(code, Some(0), "old process exits after handing over");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (ok, failed) = client.await.expect("client loop");
+    let after = served_more(10).await;
+    stop.store(true, Ordering::SeqCst);
+    let failed = client.await.expect("client loop");
+    let ok = served.load(Ordering::SeqCst);
+    assert!(after.is_some(), "the new process serves the client loop");
     let new_log = std::fs::read_to_string(s.env.path("new.log")).unwrap_or_default();
     let _ = new.kill();
     let _ = new.wait();

@@ -97,8 +97,8 @@ impl Setup {
             Config::Good | Config::BrokenToml => ("live", "backend.gcp.internal"),
         };
         let body = format!(
-            "{admin}[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period_seconds = 60\n\
-             [dns]\nresolvers = [\"{dns}\"]\ntimeout_ms = 300\n\
+            "{admin}[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period = \"1m\"\n\
+             [dns]\nresolvers = [\"{dns}\"]\ntimeout = \"300ms\"\n\
              [[upstreams]]\nname = \"backend\"\nbackends = [\"{host}:{port}\"]\n\
              [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
              [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n",
@@ -110,8 +110,8 @@ impl Setup {
             .env
             .config_text("", &body)
             .replace(
-                "poll_interval_ms = 200\ndebounce_ms = 50",
-                "watch = false\npoll_interval_ms = 600000",
+                "poll_interval = \"200ms\"\ndebounce = \"50ms\"",
+                "watch = false\npoll_interval = \"10m\"",
             )
             .replace(
                 "certificates = [\"live\"]",

@@ -121,7 +121,7 @@ async fn connections_from_trusted_proxies_are_not_counted() {
 async fn slow_bodies_and_idle_keepalive_connections_are_cut() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = setup(
-        "body_read_timeout_ms = 300\nkeepalive_timeout_seconds = 1",
+        "body_read_timeout = \"300ms\"\nkeepalive_timeout = \"1s\"",
         "",
     )
     .await;
@@ -138,10 +138,10 @@ async fn slow_bodies_and_idle_keepalive_connections_are_cut() {
     let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
     assert!(
         closed.is_ok(),
-        "a stalled body is cut off by body_read_timeout_ms"
+        "a stalled body is cut off by body_read_timeout"
     );
 
-    // An idle keep-alive connection is closed after keepalive_timeout_seconds.
+    // An idle keep-alive connection is closed after keepalive_timeout.
     let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", s.env.http))
         .await
         .expect("connect");
@@ -173,7 +173,7 @@ async fn request_headers_must_arrive_within_the_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
     let s = setup(
-        "header_read_timeout_ms = 500\nkeepalive_timeout_seconds = 30",
+        "header_read_timeout = \"500ms\"\nkeepalive_timeout = \"30s\"",
         "",
     )
     .await;
@@ -282,7 +282,7 @@ async fn request_headers_must_arrive_within_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1_0_connections_close_unless_the_client_asks_for_keep_alive() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = setup("keepalive_timeout_seconds = 60", "").await;
+    let s = setup("keepalive_timeout = \"1m\"", "").await;
     // Proxied and refused (unknown host) answers alike: HTTP/1.0 closes after the response.
     for (host, status) in [("shop.example.cn", 200), ("not-served.example", 403)] {
         let raw = format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n");

@@ -18,7 +18,7 @@ async fn a_request_that_arrives_with_the_previous_one_is_on_the_header_clock() {
     let backend = Backend::start().await;
     let (env, _running) = start_with(
         &backend,
-        "[policy]\nheader_read_timeout_ms = 500\nkeepalive_timeout_seconds = 30\n",
+        "[policy]\nheader_read_timeout = \"500ms\"\nkeepalive_timeout = \"30s\"\n",
     )
     .await;
     let mut client = Client::connect(env.http).await;
@@ -27,7 +27,7 @@ async fn a_request_that_arrives_with_the_previous_one_is_on_the_header_clock() {
     assert_eq!(client.response(false).await.status, 200);
     assert!(
         client.closed_within(Duration::from_secs(3)).await,
-        "closed by header_read_timeout_ms, not left to the keep-alive timeout"
+        "closed by header_read_timeout, not left to the keep-alive timeout"
     );
 }
 
@@ -35,7 +35,7 @@ async fn a_request_that_arrives_with_the_previous_one_is_on_the_header_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_shutdown_a_keepalive_connection_is_answered_then_closed() {
     let backend = Backend::start().await;
-    let (env, mut running) = start_with(&backend, "[server]\ngrace_period_seconds = 3\n").await;
+    let (env, mut running) = start_with(&backend, "[server]\ngrace_period = \"3s\"\n").await;
     let mut client = Client::connect(env.http).await;
     client.send(&get("/", "")).await;
     assert_eq!(client.response(false).await.status, 200);
@@ -43,8 +43,16 @@ async fn during_shutdown_a_keepalive_connection_is_answered_then_closed() {
         .args(["-TERM", &running.child.id().to_string()])
         .status()
         .expect("kill");
-    // Shutdown has started (the listeners stop at once); the grace period is running.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Shutdown has started once the listeners stop (at once); the grace period is running.
+    let http = env.http;
+    let stopped = eventually(Duration::from_secs(10), || async move {
+        TcpStream::connect(("127.0.0.1", http))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "the listeners stop on SIGTERM");
     client.send(&get("/during-shutdown", "")).await;
     let answer = client.response(false).await;
     assert_eq!(
@@ -59,7 +67,7 @@ async fn during_shutdown_a_keepalive_connection_is_answered_then_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_cut_after_the_send_timeout() {
     let backend = Backend::start().await;
-    let (env, _running) = start_with(&backend, "[policy]\nsend_timeout_ms = 300\n").await;
+    let (env, _running) = start_with(&backend, "[policy]\nsend_timeout = \"300ms\"\n").await;
     let requests = [
         // Without a body.
         get("/big", ""),
@@ -102,7 +110,7 @@ async fn a_tls_client_that_never_reads_gives_its_connection_back() {
     let backend = Backend::start().await;
     let (env, _running, root) = launch(
         &backend,
-        "[policy]\nsend_timeout_ms = 300\nmax_connections_per_ip = 1\n",
+        "[policy]\nsend_timeout = \"300ms\"\nmax_connections_per_ip = 1\n",
     )
     .await;
     let client = tls_client(&[&root.pem]);

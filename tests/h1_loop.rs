@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::eventually;
@@ -111,7 +112,11 @@ async fn a_pooled_connection_the_backend_closed_is_replaced() {
     client.send(&get("/then-idle-close", "")).await;
     assert_eq!(client.response(false).await.status, 200);
     // The backend closes its end while the connection sits in menshen's pool.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let closed = eventually(Duration::from_secs(5), || async {
+        (backend.closed.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert!(closed.is_some(), "the backend closed the pooled connection");
     for path in ["/one", "/two"] {
         client.send(&get(path, "")).await;
         let answer = client.response(false).await;

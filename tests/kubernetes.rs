@@ -255,7 +255,7 @@ fn the_pod_is_locked_down_and_drains_in_time() {
     let dropped: Vec<String> = get(&security, "capabilities.drop");
     assert_eq!(dropped, ["ALL"]);
     let grace: u64 = get(pod(&docs), "spec.terminationGracePeriodSeconds");
-    let drain = config(&docs).server.grace_period_seconds;
+    let drain = config(&docs).server.grace_period.as_secs();
     assert!(
         grace > drain,
         "terminationGracePeriodSeconds {grace} <= {drain}"

@@ -46,7 +46,7 @@ fn a_taken_listen_address_stops_the_start_naming_it_and_its_holder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_nothing_in_flight_exits_before_the_grace_period() {
-    let env = env_with_site("[server]\ngrace_period_seconds = 60\n");
+    let env = env_with_site("[server]\ngrace_period = \"1m\"\n");
     let mut running = env.start();
     let resp = get_plain(env.http, "example.cn", "/").await.expect("GET");
     assert_eq!(resp.status, 200, "{}", running.log());

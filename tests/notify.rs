@@ -1,6 +1,6 @@
 //! Notifications reach WeCom, DingTalk and Feishu robots and a JSON webhook (here: a local
 //! receiver) when a certificate nears expiry, is rejected, or a reload is refused; they are
-//! batched under `min_interval_seconds`, and a failing robot is counted, never in the way.
+//! batched under `min_interval`, and a failing robot is counted, never in the way.
 
 mod support;
 
@@ -111,7 +111,7 @@ fn text_of(v: &serde_json::Value) -> String {
 use support::SHOP_SITE as SITE;
 
 fn hooks(port: u16, interval: u64, paths: &[(&str, &str)]) -> String {
-    let mut out = format!("[notify]\nmin_interval_seconds = {interval}\n");
+    let mut out = format!("[notify]\nmin_interval = \"{interval}s\"\n");
     for (kind, path) in paths {
         out.push_str(&format!(
             "[[notify.webhooks]]\nkind = \"{kind}\"\nurl = \"http://127.0.0.1:{port}{path}\"\n"
@@ -279,10 +279,20 @@ async fn what_happens_within_the_interval_goes_in_one_later_message() {
         proxy.log()
     );
     // Two refused reloads, one after the other, within the interval.
+    let refused = |needle: &'static str| {
+        let proxy = &proxy;
+        async move {
+            eventually(Duration::from_secs(10), || async {
+                let log = proxy.log();
+                (log.contains(needle) && log.contains("result=\"rejected\"")).then_some(())
+            })
+            .await
+        }
+    };
     env.write("menshen.toml", "first_broken = [");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(refused("first_broken").await.is_some(), "{}", proxy.log());
     env.write("menshen.toml", "second_broken = {");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(refused("second_broken").await.is_some(), "{}", proxy.log());
     assert_eq!(
         rx.bodies("/json").len(),
         1,

@@ -216,8 +216,8 @@ async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
     env.write(
         "menshen.toml",
         &env.config_text("", &body("v1")).replace(
-            "poll_interval_ms = 200\ndebounce_ms = 50",
-            "watch = false\npoll_interval_ms = 600000",
+            "poll_interval = \"200ms\"\ndebounce = \"50ms\"",
+            "watch = false\npoll_interval = \"10m\"",
         ),
     );
     let proxy = env.start();
@@ -235,8 +235,8 @@ async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
     let moved = env
         .config_text("", &body("v2"))
         .replace(
-            "poll_interval_ms = 200\ndebounce_ms = 50",
-            "watch = false\npoll_interval_ms = 600000",
+            "poll_interval = \"200ms\"\ndebounce = \"50ms\"",
+            "watch = false\npoll_interval = \"10m\"",
         )
         .replace(&format!("127.0.0.1:{}", env.http), "127.0.0.1:1");
     env.write("menshen.toml", &moved);

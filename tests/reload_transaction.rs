@@ -15,7 +15,7 @@ use support::origins::{DnsResponder, Origin};
 use support::pki::Ca;
 use support::{eventually, free_port, Env};
 
-const QUIET: &str = "watch = false\npoll_interval_ms = 600000";
+const QUIET: &str = "watch = false\npoll_interval = \"10m\"";
 
 fn site(origin: &str, extra: &str) -> String {
     format!(
@@ -82,7 +82,7 @@ impl Serving {
     fn text(env: &Env, admin: u16, origin: u16, certificates: Option<&str>, extra: &str) -> String {
         let mut text = env
             .config_text("", &Self::body(env, admin, origin, extra))
-            .replace("poll_interval_ms = 200\ndebounce_ms = 50", QUIET);
+            .replace("poll_interval = \"200ms\"\ndebounce = \"50ms\"", QUIET);
         if let Some(dir) = certificates {
             text = text.replace(
                 "certificates = [\"live\"]",
@@ -233,12 +233,12 @@ async fn unresolvable_backends_are_refused_and_a_changed_upstream_keeps_its_last
     let resolver = dns.addr;
     let config = |host: &str, extra: &str| {
         let dns_section = format!(
-            "{}[dns]\nresolvers = [\"{}\"]\ntimeout_ms = 200\n{extra}",
+            "{}[dns]\nresolvers = [\"{}\"]\ntimeout = \"200ms\"\n{extra}",
             admin::section(&env, admin),
             resolver
         );
         env.config_text("", &site(&format!("{host}:{}", origin.port), &dns_section))
-            .replace("poll_interval_ms = 200\ndebounce_ms = 50", QUIET)
+            .replace("poll_interval = \"200ms\"\ndebounce = \"50ms\"", QUIET)
     };
     env.write("menshen.toml", &config("backend.gcp.internal", ""));
     let (ok, out) = env.check();
@@ -284,7 +284,7 @@ async fn unresolvable_backends_are_refused_and_a_changed_upstream_keeps_its_last
     drop(dns);
     let changed = config("backend.gcp.internal", "").replace(
         "name = \"origin\"\n",
-        "name = \"origin\"\nconnect_timeout_ms = 1500\n",
+        "name = \"origin\"\nconnect_timeout = \"1500ms\"\n",
     );
     env.write("menshen.toml", &changed);
     let (status, json) = admin::reload(admin).await;

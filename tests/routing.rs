@@ -57,7 +57,7 @@ async fn named_backend(dns_extra: &str) -> (Env, Origin, DnsResponder) {
     env.write_config(
         "",
         &format!(
-            "[dns]\nresolvers = [\"{}\"]\nmin_ttl_seconds = 1\n{dns_extra}\n\
+            "[dns]\nresolvers = [\"{}\"]\nmin_ttl = \"1s\"\n{dns_extra}\n\
              [[upstreams]]\nname = \"named\"\nbackends = [\"backend.gcp.internal:{}\"]\n\n{}",
             dns.addr,
             origin.port,
@@ -157,7 +157,7 @@ async fn failover_when_one_backend_is_down() {
         "pool",
         &format!(
             r#"backends = ["127.0.0.1:{down}", "127.0.0.1:{up}"]
-connect_timeout_ms = 500"#,
+connect_timeout = "500ms""#,
             up = up.port
         ),
     );
@@ -186,7 +186,7 @@ async fn health_checks_eject_and_restore_backends() {
 [upstreams.health_check]
 kind = "http"
 path = "/healthz"
-interval_ms = 100
+interval = "100ms"
 unhealthy_threshold = 1
 healthy_threshold = 1"#,
             a = a.port,
@@ -337,7 +337,7 @@ hash_key = "header:x-user""#,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_lookups_keep_the_last_good_addresses() {
-    let (env, _origin, dns) = named_backend("timeout_ms = 200").await;
+    let (env, _origin, dns) = named_backend("timeout = \"200ms\"").await;
     let proxy = env.start();
     assert_eq!(
         get_plain(env.http, "example.cn", "/")
@@ -348,7 +348,14 @@ async fn failed_lookups_keep_the_last_good_addresses() {
     );
     // The resolver goes away; refreshes fail, the pool keeps its address.
     drop(dns);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failed = eventually(Duration::from_secs(10), || async {
+        proxy
+            .log()
+            .contains("keeping last good addresses")
+            .then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "a refresh failed: {}", proxy.log());
     let resp = get_plain(env.http, "example.cn", "/again")
         .await
         .expect("GET");
@@ -372,7 +379,7 @@ async fn upstream_timeout_is_504_and_refusal_is_502() {
 [[upstreams]]
 name = "slow"
 backends = ["127.0.0.1:{port}"]
-read_timeout_ms = 300
+read_timeout = "300ms"
 [[upstreams]]
 name = "down"
 backends = ["127.0.0.1:{closed}"]

@@ -372,3 +372,38 @@ fn the_cycle_finder_finds_cycles() {
         ["super::a", "super::b::c", "super::b::d"]
     );
 }
+
+/// `.ci/run` installs programs and calls `make ci-local`, which runs `make test`: what CI runs
+/// and what a developer runs cannot drift apart.
+#[test]
+fn ci_runs_make_ci_local_and_nothing_else() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
+    let commands: Vec<&str> = run
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(commands.last(), Some(&"make ci-local"), "{run}");
+    assert!(
+        !commands
+            .iter()
+            .any(|l| l.contains("cargo") || l.contains("make test")),
+        ".ci/run leaves building and testing to make ci-local: {run}"
+    );
+    let makefile = std::fs::read_to_string(root.join("Makefile")).expect("Makefile");
+    let recipe = makefile
+        .split("\nci-local:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("a ci-local target");
+    assert!(
+        recipe.contains("$(MAKE) test"),
+        "ci-local runs make test: {recipe}"
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    assert!(
+        readme.contains("make test "),
+        "the README's test command stays make test"
+    );
+}

@@ -19,10 +19,11 @@ use tokio_rustls::TlsConnector;
 use support::SHOP_SITE as SITE;
 
 /// Writes the config with these `[policy]` lines and an admin listener on `admin`.
-fn write_config(env: &Env, admin: u16, policy: &str) {
+/// The config with `tls` added to its `[tls]` section.
+fn write_config(env: &Env, admin: u16, tls: &str) {
     env.write_config(
-        "",
-        &format!("[admin]\naddr = \"127.0.0.1:{admin}\"\n\n[policy]\n{policy}\n{SITE}"),
+        tls,
+        &format!("[admin]\naddr = \"127.0.0.1:{admin}\"\n\n{SITE}"),
     );
 }
 
@@ -130,7 +131,7 @@ async fn resumption_cipher_order_and_tls_version_follow_the_policy_across_reload
     write_config(
         &env,
         admin,
-        "min_tls_version = \"1.3\"\nprefer_server_cipher_order = false\nsession_resumption = false",
+        "min_version = \"1.3\"\nprefer_server_cipher_order = false\nsession_resumption = false",
     );
     let refused = eventually(Duration::from_secs(10), || async {
         visit(&tls12_only, env.https).await.is_err().then_some(())

@@ -31,7 +31,7 @@ fn signal(running: &Running, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_upgrade_loses_no_request_of_clients_that_keep_their_connections() {
     let backend = Backend::start().await;
-    let server = "[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period_seconds = 60\n";
+    let server = "[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period = \"1m\"\n";
     let (env, old, root) = launch(&backend, server).await;
     let tally = Tally::new();
     let tasks = clients(env.http, env.https, &root.pem, &tally);
@@ -45,7 +45,7 @@ async fn a_binary_upgrade_loses_no_request_of_clients_that_keep_their_connection
 
     let new = upgrade_binary(&env, &old).await;
     // pingora stops the old process's listeners 5 s after the hand-over; traffic goes on.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    listeners_closed(&old).await;
     progress(&tally, 200, || old.log()).await;
     echoes(&mut ws, b"still through the old process").await;
     drop(ws);
@@ -55,7 +55,7 @@ async fn a_binary_upgrade_loses_no_request_of_clients_that_keep_their_connection
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_and_certificate_swaps_lose_no_request_and_sigterm_drains_what_is_open() {
     let backend = Backend::start().await;
-    let (env, running, root) = launch(&backend, "[server]\ngrace_period_seconds = 60\n").await;
+    let (env, running, root) = launch(&backend, "[server]\ngrace_period = \"1m\"\n").await;
     let tally = Tally::new();
     let tasks = clients(env.http, env.https, &root.pem, &tally);
     progress(&tally, 200, || running.log()).await;
@@ -126,6 +126,18 @@ async fn reloads_and_certificate_swaps_lose_no_request_and_sigterm_drains_what_i
 }
 
 /// Starts a binary upgrade of `old` (its config has `upgrade_sock = "upgrade.sock"`).
+/// Waits until the old process of an upgrade stops its listeners (pingora does 5 s after the
+/// hand-over, and logs it).
+async fn listeners_closed(old: &Running) {
+    let closed = eventually(Duration::from_secs(20), || async {
+        old.log()
+            .contains("Broadcasting graceful shutdown")
+            .then_some(())
+    })
+    .await;
+    assert!(closed.is_some(), "the old listeners close:\n{}", old.log());
+}
+
 async fn upgrade_binary(env: &Env, old: &Running) -> std::process::Child {
     let pid = old.child.id().to_string();
     support::upgrade(env, &pid, &env.path("new.log")).await
@@ -200,7 +212,7 @@ async fn a_grpc_stream_and_tls_upstream_traffic_cross_a_reload_and_an_upgrade() 
         r#"
 [server]
 upgrade_sock = "upgrade.sock"
-grace_period_seconds = 60
+grace_period = "1m"
 
 [[upstreams]]
 name = "grpc"
@@ -273,7 +285,7 @@ upstream = "tls"
     progress(&tally, 100, || old.log()).await;
 
     let new = upgrade_binary(&env, &old).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    listeners_closed(&old).await;
     progress(&tally, 200, || old.log()).await;
     echo_on(&mut send, &mut recv, b"after the upgrade").await;
     send.send_data(Bytes::new(), true).expect("end");

@@ -41,12 +41,19 @@ pub(super) fn parse(path: &Path) -> Result<FileConfig, Vec<ConfigError>> {
             reason: e.to_string(),
         }]
     })?;
-    toml::from_str(&text).map_err(|e| {
+    let parse_error = |e: toml::de::Error| {
         vec![ConfigError::Parse {
             file: path.to_path_buf(),
             message: e.to_string().trim_end().to_owned(),
         }]
-    })
+    };
+    // Keys of older configs first: each gets its new name, rather than serde's unknown field.
+    let mut errors = Errors::new(path);
+    super::renamed::check(&text.parse().map_err(parse_error)?, &mut errors);
+    if !errors.list.is_empty() {
+        return Err(errors.list);
+    }
+    toml::from_str(&text).map_err(parse_error)
 }
 
 /// Compiles an already parsed config into the runtime model.
@@ -69,7 +76,13 @@ pub fn compile(
         &mut errors,
     );
     let previous_policy = previous.map(|p| &p.policy);
-    let policy = policy::compile(&file.policy, previous_policy, https_port, &mut errors);
+    let policy = policy::compile(
+        &file.policy,
+        file.tls.as_ref(),
+        previous_policy,
+        https_port,
+        &mut errors,
+    );
     let access_log = process::access_log(path, &file, &mut errors);
     let admin = process::admin(path, &file, &mut errors);
     process::log(&file.log, &mut errors);
@@ -150,7 +163,7 @@ fn tls(
         roots,
         load,
         policy: CertPolicy {
-            expiry_warning_days: section.expiry_warning_days,
+            expiry_warning_days: section.expiry_warning_days(),
             strict: section.strict,
         },
     }
@@ -171,7 +184,7 @@ pub fn load_certs(path: &Path) -> Result<(CertLoad, u32), Vec<ConfigError>> {
         .collect();
     let (_, load) = load_tls(tls, &approved, &cert_sources(path, tls), None, &mut errors);
     if errors.list.is_empty() {
-        Ok((load, tls.expiry_warning_days))
+        Ok((load, tls.expiry_warning_days()))
     } else {
         Err(errors.list)
     }

@@ -5,25 +5,28 @@
 //! silently ignored setting. Defaults are the `DEFAULT_*` constants below.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::duration;
+
 /// Worker threads of the proxy service when `server.threads` is not set.
 pub const DEFAULT_THREADS: usize = 1;
-/// Seconds in-flight requests get to finish on shutdown or upgrade.
-pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
-/// Certificates expiring within this many days are warned about.
-pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 21;
-/// How often the config file and certificate directories are hashed, in milliseconds.
-pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
-/// How long file events are collected before one reload runs, in milliseconds.
-pub const DEFAULT_DEBOUNCE_MS: u64 = 200;
-/// Lower bound on how long a resolved backend address is used before a refresh, in seconds.
-pub const DEFAULT_DNS_MIN_TTL_SECONDS: u64 = 5;
-/// Upper bound on how long a resolved backend address is used before a refresh, in seconds.
-pub const DEFAULT_DNS_MAX_TTL_SECONDS: u64 = 300;
-/// Timeout of one DNS query, in milliseconds.
-pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 2000;
+/// Time in-flight requests get to finish on shutdown or upgrade.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// Certificates expiring within this long are warned about (21 days).
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
+/// How often the config file and certificate directories are hashed.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(1000);
+/// How long file events are collected before one reload runs.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
+/// Lower bound on how long a resolved backend address is used before a refresh.
+pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
+/// Upper bound on how long a resolved backend address is used before a refresh.
+pub const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
+/// Timeout of one DNS query.
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_millis(2000);
 /// Status of a redirect route when `redirect.status` is not set.
 pub const DEFAULT_REDIRECT_STATUS: u16 = 308;
 /// Status of a respond route when `respond.status` is not set.
@@ -104,8 +107,10 @@ pub struct ServerSection {
     pub threads: usize,
     /// Let idle worker threads steal tasks from busy ones (costs CPU per request).
     pub work_stealing: bool,
-    /// Seconds in-flight requests get to finish on shutdown.
-    pub grace_period_seconds: u64,
+    /// Time in-flight requests get to finish on shutdown (pingora counts whole seconds: a
+    /// fraction is rounded up).
+    #[serde(deserialize_with = "duration::required")]
+    pub grace_period: Duration,
     /// Pingora's upgrade socket, used for zero-downtime binary upgrades.
     pub upgrade_sock: Option<String>,
     /// Pid file (needed by upgrades).
@@ -117,7 +122,7 @@ impl Default for ServerSection {
         Self {
             threads: DEFAULT_THREADS,
             work_stealing: false,
-            grace_period_seconds: DEFAULT_GRACE_PERIOD_SECONDS,
+            grace_period: DEFAULT_GRACE_PERIOD,
             upgrade_sock: None,
             pid_file: None,
         }
@@ -140,7 +145,7 @@ pub struct ListenerSection {
     pub proxy_protocol: bool,
 }
 
-/// `[tls]`
+/// `[tls]`: the certificates served and how clients may talk TLS to them.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
@@ -152,9 +157,12 @@ pub struct TlsSection {
     /// Pairs named explicitly, for files that do not follow the NAME.crt/NAME.key layout.
     #[serde(default)]
     pub pairs: Vec<PairSection>,
-    /// Certificates expiring within this many days are warned about.
-    #[serde(default = "default_expiry_warning_days")]
-    pub expiry_warning_days: u32,
+    /// Certificates expiring within this long are warned about.
+    #[serde(
+        default = "default_expiry_warning",
+        deserialize_with = "duration::required"
+    )]
+    pub expiry_warning: Duration,
     /// NAME of the pair served when SNI is missing or matches no certificate.
     pub default_certificate: Option<String>,
     /// Refuse to start when any certificate file is rejected (instead of leaving it out).
@@ -163,6 +171,26 @@ pub struct TlsSection {
     /// A folder of intermediate certificates (PEM) that `menshen certs install` appends to a
     /// delivered chain that lacks them (HAProxy's `issuers-chain-path`).
     pub intermediates: Option<String>,
+    /// Lowest TLS version clients may use: "1.2" or "1.3".
+    #[serde(default = "default_min_version")]
+    pub min_version: String,
+    /// Allowed cipher suites by rustls name, in preference order; empty means all AEAD suites.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Choose the first of our suites the client offers rather than the client's favourite
+    /// (nginx's `ssl_prefer_server_ciphers`; on by default, as Envoy and Traefik do).
+    #[serde(default = "default_true")]
+    pub prefer_server_cipher_order: bool,
+    /// Let clients resume TLS sessions (a cache of recent sessions and TLS 1.3 tickets).
+    #[serde(default = "default_true")]
+    pub session_resumption: bool,
+}
+
+impl TlsSection {
+    /// `expiry_warning` in whole days, as certificate lifetimes are counted.
+    pub fn expiry_warning_days(&self) -> u32 {
+        duration::whole_days(self.expiry_warning)
+    }
 }
 
 /// `[[tls.pairs]]`
@@ -177,8 +205,15 @@ pub struct PairSection {
     pub key: String,
 }
 
-fn default_expiry_warning_days() -> u32 {
-    DEFAULT_EXPIRY_WARNING_DAYS
+fn default_expiry_warning() -> Duration {
+    DEFAULT_EXPIRY_WARNING
+}
+
+/// `tls.min_version` when not set.
+pub const DEFAULT_MIN_TLS_VERSION: &str = "1.2";
+
+fn default_min_version() -> String {
+    DEFAULT_MIN_TLS_VERSION.into()
 }
 
 /// `[dns]`
@@ -188,20 +223,23 @@ pub struct DnsSection {
     /// `ip:port` of DNS servers; empty means the system's (`/etc/resolv.conf`).
     pub resolvers: Vec<String>,
     /// Shortest time an answer is used, whatever its TTL.
-    pub min_ttl_seconds: u64,
+    #[serde(deserialize_with = "duration::required")]
+    pub min_ttl: Duration,
     /// Longest time an answer is used, whatever its TTL.
-    pub max_ttl_seconds: u64,
+    #[serde(deserialize_with = "duration::required")]
+    pub max_ttl: Duration,
     /// Timeout of one query.
-    pub timeout_ms: u64,
+    #[serde(deserialize_with = "duration::required")]
+    pub timeout: Duration,
 }
 
 impl Default for DnsSection {
     fn default() -> Self {
         Self {
             resolvers: Vec::new(),
-            min_ttl_seconds: DEFAULT_DNS_MIN_TTL_SECONDS,
-            max_ttl_seconds: DEFAULT_DNS_MAX_TTL_SECONDS,
-            timeout_ms: DEFAULT_DNS_TIMEOUT_MS,
+            min_ttl: DEFAULT_DNS_MIN_TTL,
+            max_ttl: DEFAULT_DNS_MAX_TTL,
+            timeout: DEFAULT_DNS_TIMEOUT,
         }
     }
 }
@@ -213,17 +251,19 @@ pub struct ReloadSection {
     /// Watch the config file and certificate directories for changes.
     pub watch: bool,
     /// How often content hashes are compared (catches what watchers miss).
-    pub poll_interval_ms: u64,
+    #[serde(deserialize_with = "duration::required")]
+    pub poll_interval: Duration,
     /// How long file events are collected before one reload runs.
-    pub debounce_ms: u64,
+    #[serde(deserialize_with = "duration::required")]
+    pub debounce: Duration,
 }
 
 impl Default for ReloadSection {
     fn default() -> Self {
         Self {
             watch: true,
-            poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
-            debounce_ms: DEFAULT_DEBOUNCE_MS,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            debounce: DEFAULT_DEBOUNCE,
         }
     }
 }
@@ -250,8 +290,10 @@ pub struct SiteSection {
     /// Answer plain HTTP with a 308 redirect to https.
     #[serde(default)]
     pub https_only: bool,
-    /// `Strict-Transport-Security` max-age on TLS responses; none when absent.
-    pub hsts_max_age_seconds: Option<u64>,
+    /// `Strict-Transport-Security` max-age on TLS responses (whole seconds are sent); none
+    /// when absent.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub hsts_max_age: Option<Duration>,
     /// Add `includeSubDomains` to HSTS.
     #[serde(default)]
     pub hsts_include_subdomains: bool,

@@ -1,25 +1,32 @@
 //! `[notify]`: robot webhooks told when a certificate nears its expiry, is rejected, or a
 //! reload is refused. Read at start; changing it needs a restart.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
+use super::duration;
+
 /// Shortest time between two messages to one webhook; what happens meanwhile is sent together.
-pub const DEFAULT_NOTIFY_MIN_INTERVAL_SECONDS: u64 = 60;
+pub const DEFAULT_NOTIFY_MIN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// `[notify]`
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySection {
-    /// Shortest time between two messages to one webhook, in seconds.
-    #[serde(default = "default_min_interval")]
-    pub min_interval_seconds: u64,
+    /// Shortest time between two messages to one webhook.
+    #[serde(
+        default = "default_min_interval",
+        deserialize_with = "duration::required"
+    )]
+    pub min_interval: Duration,
     /// Where messages go.
     #[serde(default)]
     pub webhooks: Vec<WebhookSection>,
 }
 
-fn default_min_interval() -> u64 {
-    DEFAULT_NOTIFY_MIN_INTERVAL_SECONDS
+fn default_min_interval() -> Duration {
+    DEFAULT_NOTIFY_MIN_INTERVAL
 }
 
 /// `[[notify.webhooks]]`
@@ -53,7 +60,7 @@ pub enum WebhookKind {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyEvent {
-    /// A certificate entered its expiry warning window (`tls.expiry_warning_days`).
+    /// A certificate entered its expiry warning window (`tls.expiry_warning`).
     Expiring,
     /// A certificate file was rejected (it is not served).
     Rejected,

@@ -1,6 +1,10 @@
 //! The schema of `[policy]` and `[access_log]` (see `file.rs` for the rest).
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+use super::duration;
 
 /// Default of `policy.max_uri_bytes`.
 pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
@@ -8,16 +12,16 @@ pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Default of `policy.max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
-/// Default of `policy.body_read_timeout_ms`.
-pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
-/// Default of `policy.send_timeout_ms`.
-pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
-/// Default of `policy.header_read_timeout_ms`.
-pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
-/// Default of `policy.keepalive_timeout_seconds`.
-pub const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u64 = 60;
-/// Default of `access_log.retention_days`: the six-month log-retention requirement.
-pub const DEFAULT_RETENTION_DAYS: u32 = 180;
+/// Default of `policy.body_read_timeout`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `policy.send_timeout`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of `policy.header_read_timeout`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `policy.keepalive_timeout`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default and least value of `access_log.retention`: the six-month log-retention requirement.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(180 * 86_400);
 /// Default of `access_log.max_file_bytes`.
 pub const DEFAULT_ACCESS_LOG_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default of `access_log.buffer_lines`.
@@ -48,24 +52,19 @@ pub struct PolicySection {
     /// Methods accepted at all (405 otherwise).
     pub allowed_methods: Vec<String>,
     /// Timeout of each read of a request body.
-    pub body_read_timeout_ms: u64,
+    #[serde(deserialize_with = "duration::required")]
+    pub body_read_timeout: Duration,
     /// Timeout of each write to a client: one that stops reading its response is cut (nginx's
     /// `send_timeout`).
-    pub send_timeout_ms: u64,
+    #[serde(deserialize_with = "duration::required")]
+    pub send_timeout: Duration,
     /// Time a request header has to arrive in full: from the connection's start for its first
-    /// request, from the first byte for later ones (the idle wait is `keepalive_timeout_seconds`).
-    pub header_read_timeout_ms: u64,
-    /// How long an idle keep-alive connection waits for its next request.
-    pub keepalive_timeout_seconds: u64,
-    /// Lowest TLS version: "1.2" or "1.3".
-    pub min_tls_version: String,
-    /// Allowed cipher suites by rustls name, in preference order; empty means all AEAD suites.
-    pub cipher_suites: Vec<String>,
-    /// Choose the first of our suites the client offers rather than the client's favourite
-    /// (nginx's `ssl_prefer_server_ciphers`; on by default, as Envoy and Traefik do).
-    pub prefer_server_cipher_order: bool,
-    /// Let clients resume TLS sessions (a cache of recent sessions and TLS 1.3 tickets).
-    pub session_resumption: bool,
+    /// request, from the first byte for later ones (the idle wait is `keepalive_timeout`).
+    #[serde(deserialize_with = "duration::required")]
+    pub header_read_timeout: Duration,
+    /// How long an idle keep-alive connection waits for its next request (`0s`: no limit).
+    #[serde(deserialize_with = "duration::required")]
+    pub keepalive_timeout: Duration,
     /// Port in `https_only` redirects (default: the first TLS listener's; 443 is left out).
     pub https_redirect_port: Option<u16>,
     /// Host + path-prefix takedown rules, answered with 451.
@@ -87,14 +86,10 @@ impl Default for PolicySection {
             allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
                 .map(String::from)
                 .to_vec(),
-            body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
-            send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
-            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
-            keepalive_timeout_seconds: DEFAULT_KEEPALIVE_TIMEOUT_SECONDS,
-            min_tls_version: "1.2".into(),
-            cipher_suites: Vec::new(),
-            prefer_server_cipher_order: true,
-            session_resumption: true,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             https_redirect_port: None,
             takedowns: Vec::new(),
         }
@@ -136,9 +131,9 @@ fn default_takedown_body() -> String {
 pub struct AccessLogSection {
     /// File written (rotated files get a date suffix beside it).
     pub path: String,
-    /// Days rotated files are kept; at least 180 (six months).
-    #[serde(default = "default_retention_days")]
-    pub retention_days: u32,
+    /// How long rotated files are kept (whole days); at least 180 days (six months).
+    #[serde(default = "default_retention", deserialize_with = "duration::required")]
+    pub retention: Duration,
     /// Rotate when the file reaches this size.
     #[serde(default = "default_access_log_max_bytes")]
     pub max_file_bytes: u64,
@@ -147,8 +142,8 @@ pub struct AccessLogSection {
     pub buffer_lines: usize,
 }
 
-fn default_retention_days() -> u32 {
-    DEFAULT_RETENTION_DAYS
+fn default_retention() -> Duration {
+    DEFAULT_RETENTION
 }
 fn default_access_log_max_bytes() -> u64 {
     DEFAULT_ACCESS_LOG_MAX_BYTES

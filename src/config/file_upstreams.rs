@@ -1,27 +1,31 @@
 //! The schema of `[[upstreams]]` (see `file.rs` for the rest).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
-/// Upstream TCP (and TLS) connect timeout, in milliseconds.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2000;
+use super::duration;
+
+/// Upstream TCP (and TLS) connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Consecutive successes that mark an unhealthy backend healthy again.
 pub const DEFAULT_HEALTHY_THRESHOLD: usize = 1;
 /// Status a health-check response must have.
 pub const DEFAULT_HEALTH_EXPECTED_STATUS: u16 = 200;
-/// Health-check interval, in milliseconds.
-pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 2000;
-/// Health-check timeout, in milliseconds.
-pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 1000;
-/// How long a pooled upstream connection may stay idle, in milliseconds.
-pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
-/// How long a backend that refused a connection is skipped, in milliseconds.
-pub const DEFAULT_PASSIVE_EJECTION_MS: u64 = 10_000;
-/// Upstream read timeout, in milliseconds.
-pub const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
+/// Health-check interval.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// Health-check timeout.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a pooled upstream connection may stay idle.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a backend that refused a connection is skipped.
+pub const DEFAULT_PASSIVE_EJECTION: Duration = Duration::from_secs(10);
+/// Upstream read timeout.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Consecutive failures that mark a healthy backend unhealthy.
 pub const DEFAULT_UNHEALTHY_THRESHOLD: usize = 2;
-/// Upstream write timeout, in milliseconds.
-pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 60_000;
+/// Upstream write timeout.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `[[upstreams]]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -51,20 +55,35 @@ pub struct UpstreamSection {
     #[serde(default)]
     pub http2: bool,
     /// Connect timeout.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub connect_timeout: Duration,
     /// Read timeout.
-    #[serde(default = "default_read_timeout_ms")]
-    pub read_timeout_ms: u64,
+    #[serde(
+        default = "default_read_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub read_timeout: Duration,
     /// Write timeout.
-    #[serde(default = "default_write_timeout_ms")]
-    pub write_timeout_ms: u64,
+    #[serde(
+        default = "default_write_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub write_timeout: Duration,
     /// Idle timeout of pooled connections.
-    #[serde(default = "default_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// How long a backend that failed a connect is skipped.
-    #[serde(default = "default_passive_ejection_ms")]
-    pub passive_ejection_ms: u64,
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub idle_timeout: Duration,
+    /// How long a backend that failed a connect is skipped (0s: never).
+    #[serde(
+        default = "default_passive_ejection",
+        deserialize_with = "duration::required"
+    )]
+    pub passive_ejection: Duration,
     /// Active health check; none when absent.
     pub health_check: Option<HealthCheckSection>,
 }
@@ -72,20 +91,20 @@ pub struct UpstreamSection {
 fn default_true() -> bool {
     true
 }
-fn default_connect_timeout_ms() -> u64 {
-    DEFAULT_CONNECT_TIMEOUT_MS
+fn default_connect_timeout() -> Duration {
+    DEFAULT_CONNECT_TIMEOUT
 }
-fn default_read_timeout_ms() -> u64 {
-    DEFAULT_READ_TIMEOUT_MS
+fn default_read_timeout() -> Duration {
+    DEFAULT_READ_TIMEOUT
 }
-fn default_write_timeout_ms() -> u64 {
-    DEFAULT_WRITE_TIMEOUT_MS
+fn default_write_timeout() -> Duration {
+    DEFAULT_WRITE_TIMEOUT
 }
-fn default_idle_timeout_ms() -> u64 {
-    DEFAULT_IDLE_TIMEOUT_MS
+fn default_idle_timeout() -> Duration {
+    DEFAULT_IDLE_TIMEOUT
 }
-fn default_passive_ejection_ms() -> u64 {
-    DEFAULT_PASSIVE_EJECTION_MS
+fn default_passive_ejection() -> Duration {
+    DEFAULT_PASSIVE_EJECTION
 }
 
 /// One backend: a bare address string or a table with a weight.
@@ -95,12 +114,17 @@ pub enum BackendEntry {
     /// `"10.0.0.1:8080"` or `"api.internal:443"`, weight 1.
     Addr(String),
     /// `{ addr = "...", weight = 3 }`
-    Weighted {
-        /// `ip:port` or `hostname:port`.
-        addr: String,
-        /// Relative share of requests.
-        weight: usize,
-    },
+    Weighted(WeightedBackend),
+}
+
+/// `{ addr = "...", weight = 3 }` in `backends`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedBackend {
+    /// `ip:port` or `hostname:port`.
+    pub addr: String,
+    /// Relative share of requests.
+    pub weight: usize,
 }
 
 /// Load-balancing algorithm.
@@ -128,11 +152,17 @@ pub struct HealthCheckSection {
     #[serde(default = "default_expected_status")]
     pub expected_status: u16,
     /// Interval between checks.
-    #[serde(default = "default_health_interval_ms")]
-    pub interval_ms: u64,
+    #[serde(
+        default = "default_health_interval",
+        deserialize_with = "duration::required"
+    )]
+    pub interval: Duration,
     /// Timeout of one check.
-    #[serde(default = "default_health_timeout_ms")]
-    pub timeout_ms: u64,
+    #[serde(
+        default = "default_health_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub timeout: Duration,
     /// Consecutive successes to become healthy.
     #[serde(default = "default_healthy_threshold")]
     pub healthy_threshold: usize,
@@ -144,11 +174,11 @@ pub struct HealthCheckSection {
 fn default_expected_status() -> u16 {
     DEFAULT_HEALTH_EXPECTED_STATUS
 }
-fn default_health_interval_ms() -> u64 {
-    DEFAULT_HEALTH_INTERVAL_MS
+fn default_health_interval() -> Duration {
+    DEFAULT_HEALTH_INTERVAL
 }
-fn default_health_timeout_ms() -> u64 {
-    DEFAULT_HEALTH_TIMEOUT_MS
+fn default_health_timeout() -> Duration {
+    DEFAULT_HEALTH_TIMEOUT
 }
 fn default_healthy_threshold() -> usize {
     DEFAULT_HEALTHY_THRESHOLD

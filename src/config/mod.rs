@@ -7,6 +7,7 @@
 //! collects every error rather than stopping at the first.
 
 pub mod compile;
+pub mod duration;
 pub mod file;
 mod file_notify;
 mod file_policy;
@@ -15,6 +16,7 @@ mod notify;
 pub mod peek;
 mod policy;
 mod process;
+mod renamed;
 mod sites;
 mod upstreams;
 

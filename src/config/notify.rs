@@ -1,7 +1,5 @@
 //! `[notify]` into the notifier's [`NotifyConfig`].
 
-use std::time::Duration;
-
 use super::file::{NotifyEvent, NotifySection, WebhookKind};
 use super::Errors;
 use crate::observe::notify::{self, NotifyConfig, Webhook};
@@ -12,7 +10,7 @@ pub(super) fn compile(section: &NotifySection, errors: &mut Errors<'_>) -> Notif
         errors.invalid(key, message);
     }
     NotifyConfig {
-        min_interval: Duration::from_secs(section.min_interval_seconds),
+        min_interval: section.min_interval,
         webhooks: section
             .webhooks
             .iter()
@@ -59,6 +57,8 @@ fn check(section: &NotifySection) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -67,7 +67,7 @@ mod tests {
             "[[webhooks]]\nkind = \"wecom\"\nurl = \"qyapi.weixin.qq.com/x\"\nevents = []\n",
         )
         .expect("schema");
-        assert_eq!(section.min_interval_seconds, 60);
+        assert_eq!(section.min_interval, Duration::from_secs(60));
         assert_eq!(
             check(&section),
             [

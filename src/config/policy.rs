@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
-use super::file::{PolicySection, RateLimitSection, SiteSection};
+use super::file::{PolicySection, RateLimitSection, SiteSection, TlsSection};
 use super::Errors;
 use crate::policy::icp::{
     is_icp_number, is_public_security_number, ICP_EXAMPLE, PUBLIC_SECURITY_EXAMPLE,
@@ -118,7 +118,8 @@ pub(super) fn site_policy(
 /// What a site changes on its responses: HSTS, headers removed and added, `Server`, `Alt-Svc`;
 /// and whether its queries are logged.
 fn response_edits(site: &SiteSection, key: &str, errors: &mut Errors<'_>) -> SitePolicy {
-    let hsts = site.hsts_max_age_seconds.map(|age| {
+    let hsts = site.hsts_max_age.map(|age| {
+        let age = age.as_secs();
         let sub = if site.hsts_include_subdomains {
             "; includeSubDomains"
         } else {
@@ -174,33 +175,34 @@ fn response_edits(site: &SiteSection, key: &str, errors: &mut Errors<'_>) -> Sit
 /// a reload; `https_port` is the first TLS listener's port.
 pub(super) fn compile(
     p: &PolicySection,
+    tls: Option<&TlsSection>,
     previous: Option<&Policy>,
     https_port: Option<u16>,
     errors: &mut Errors<'_>,
 ) -> Policy {
     let table = previous.map_or_else(|| Arc::new(RateTable::default()), |p| p.rate_table.clone());
-    for (key, ms) in [
-        ("policy.header_read_timeout_ms", p.header_read_timeout_ms),
-        ("policy.body_read_timeout_ms", p.body_read_timeout_ms),
-        ("policy.send_timeout_ms", p.send_timeout_ms),
+    for (key, timeout) in [
+        ("policy.header_read_timeout", p.header_read_timeout),
+        ("policy.body_read_timeout", p.body_read_timeout),
+        ("policy.send_timeout", p.send_timeout),
     ] {
-        if ms == 0 {
-            errors.invalid(key, "must be at least 1 (milliseconds)");
+        if timeout.is_zero() {
+            errors.invalid(key, "must be above 0s (e.g. \"10s\")");
         }
     }
-    let tls = tls_protocol(p, previous, errors);
+    let tls = tls_protocol(tls, previous, errors);
     Policy {
         chain: chain(p, https_port, &table, errors),
         trusted_proxies: cidrs(&p.trusted_proxies, "policy.trusted_proxies", errors),
         max_connections_per_ip: std::num::NonZeroU32::new(p.max_connections_per_ip),
         connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
-        body_read_timeout: std::time::Duration::from_millis(p.body_read_timeout_ms),
-        send_timeout: std::time::Duration::from_millis(p.send_timeout_ms),
-        header_read_timeout: std::time::Duration::from_millis(p.header_read_timeout_ms),
+        body_read_timeout: p.body_read_timeout,
+        send_timeout: p.send_timeout,
+        header_read_timeout: p.header_read_timeout,
         // The request line and the header fields, with room for line ends: a head over this is
         // 431 before it is parsed.
         max_head_bytes: p.max_uri_bytes + p.max_header_bytes + 1024,
-        keepalive_timeout_seconds: p.keepalive_timeout_seconds,
+        keepalive_timeout: (!p.keepalive_timeout.is_zero()).then_some(p.keepalive_timeout),
         rate_table: table,
         tls,
     }
@@ -303,16 +305,16 @@ fn takedowns(p: &PolicySection, errors: &mut Errors<'_>) -> Takedowns {
 /// The TLS protocol policy: the previous load's when these keys did not change, so the listeners
 /// keep their rustls configuration.
 fn tls_protocol(
-    p: &PolicySection,
+    tls: Option<&TlsSection>,
     previous: Option<&Policy>,
     errors: &mut Errors<'_>,
 ) -> Arc<TlsProtocol> {
-    let source = TlsSource {
-        min_version: p.min_tls_version.clone(),
-        suites: p.cipher_suites.clone(),
-        prefer_server_order: p.prefer_server_cipher_order,
-        session_resumption: p.session_resumption,
-    };
+    let source = tls.map_or_else(TlsSource::default, |t| TlsSource {
+        min_version: t.min_version.clone(),
+        suites: t.cipher_suites.clone(),
+        prefer_server_order: t.prefer_server_cipher_order,
+        session_resumption: t.session_resumption,
+    });
     match previous {
         Some(prev) if prev.tls.source == source => return prev.tls.clone(),
         _ => {}

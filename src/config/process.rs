@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{FileConfig, LogSection, DEFAULT_RETENTION_DAYS};
+use super::file::{FileConfig, LogSection, DEFAULT_RETENTION};
 use super::{relative_to, Errors};
 use crate::observe::access_log::AccessLogConfig;
 use crate::observe::logging::{LogFormat, LogSettings};
@@ -65,7 +65,7 @@ pub(super) fn server(path: &Path, file: &FileConfig) -> ServerSettings {
     ServerSettings {
         threads: s.threads.max(1),
         work_stealing: s.work_stealing,
-        grace_period: Duration::from_secs(s.grace_period_seconds),
+        grace_period: s.grace_period,
         upgrade_sock: s.upgrade_sock.as_deref().map(|p| relative_to(path, p)),
         pid_file: s.pid_file.as_deref().map(|p| relative_to(path, p)),
     }
@@ -76,8 +76,8 @@ pub(super) fn reload(file: &FileConfig) -> ReloadSettings {
     let r = &file.reload;
     ReloadSettings {
         watch: r.watch,
-        poll_interval: Duration::from_millis(r.poll_interval_ms.max(100)),
-        debounce: Duration::from_millis(r.debounce_ms),
+        poll_interval: r.poll_interval.max(Duration::from_millis(100)),
+        debounce: r.debounce,
     }
 }
 
@@ -144,13 +144,13 @@ pub(super) fn access_log(
     errors: &mut Errors<'_>,
 ) -> Option<AccessLogConfig> {
     let section = file.access_log.as_ref()?;
-    if section.retention_days < DEFAULT_RETENTION_DAYS {
+    if section.retention < DEFAULT_RETENTION {
         errors.invalid(
-            "access_log.retention_days",
+            "access_log.retention",
             format!(
-                "{} is below {DEFAULT_RETENTION_DAYS}: access logs must be kept for six months \
-                 (network log retention requirement of the Cybersecurity Law); set at least 180",
-                section.retention_days
+                "{} is below 180d: access logs must be kept for six months (network log \
+                 retention requirement of the Cybersecurity Law); set at least \"180d\"",
+                super::duration::format(section.retention)
             ),
         );
     }
@@ -162,7 +162,7 @@ pub(super) fn access_log(
     }
     Some(AccessLogConfig {
         path: relative_to(path, &section.path),
-        retention_days: section.retention_days,
+        retention_days: super::duration::whole_days(section.retention),
         max_file_bytes: section.max_file_bytes,
         buffer_lines: section.buffer_lines,
     })
@@ -181,20 +181,21 @@ pub(super) fn dns(file: &FileConfig, errors: &mut Errors<'_>) -> (DnsSettings, O
             ),
         }
     }
-    if d.min_ttl_seconds > d.max_ttl_seconds {
+    if d.min_ttl > d.max_ttl {
         errors.invalid(
-            "dns.min_ttl_seconds",
+            "dns.min_ttl",
             format!(
-                "{} is above dns.max_ttl_seconds ({})",
-                d.min_ttl_seconds, d.max_ttl_seconds
+                "{} is above dns.max_ttl ({})",
+                super::duration::format(d.min_ttl),
+                super::duration::format(d.max_ttl)
             ),
         );
     }
     let settings = DnsSettings {
         resolvers,
-        min_ttl: Duration::from_secs(d.min_ttl_seconds),
-        max_ttl: Duration::from_secs(d.max_ttl_seconds),
-        timeout: Duration::from_millis(d.timeout_ms),
+        min_ttl: d.min_ttl,
+        max_ttl: d.max_ttl,
+        timeout: d.timeout,
     };
     let needs_dns = file.upstreams.iter().any(|u| {
         u.backends.iter().any(|b| {

@@ -11,7 +11,9 @@ use pingora_http::RequestHeader;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora_load_balancing::{Backends, LoadBalancer};
 
-use super::file::{BackendEntry, Balance, HealthCheckSection, HealthKind, UpstreamSection};
+use super::file::{
+    BackendEntry, Balance, HealthCheckSection, HealthKind, UpstreamSection, WeightedBackend,
+};
 use super::{relative_to, Errors};
 use crate::route::dns::{Discovery, Dns, Target};
 use crate::route::settings::{
@@ -25,7 +27,7 @@ use crate::tls::read_pem_certs;
 /// The address string of a backend entry.
 pub(crate) fn backend_addr(b: &BackendEntry) -> &str {
     match b {
-        BackendEntry::Addr(a) | BackendEntry::Weighted { addr: a, .. } => a,
+        BackendEntry::Addr(a) | BackendEntry::Weighted(WeightedBackend { addr: a, .. }) => a,
     }
 }
 
@@ -80,7 +82,7 @@ fn build(
     for (i, b) in section.backends.iter().enumerate() {
         let (addr, weight) = match b {
             BackendEntry::Addr(a) => (a.as_str(), 1),
-            BackendEntry::Weighted { addr, weight } => (addr.as_str(), *weight),
+            BackendEntry::Weighted(WeightedBackend { addr, weight }) => (addr.as_str(), *weight),
         };
         if weight == 0 {
             errors.invalid(format!("{key}: backends[{i}].weight"), "must be at least 1");
@@ -193,13 +195,12 @@ fn parse_target(addr: &str, weight: usize) -> Option<Target> {
 
 /// What the runtime keeps of a section: every setting, typed, to compare with the next load.
 fn settings(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) -> UpstreamSettings {
-    let ms = Duration::from_millis;
     let backends = section
         .backends
         .iter()
         .map(|b| match b {
             BackendEntry::Addr(a) => (a.clone(), 1),
-            BackendEntry::Weighted { addr, weight } => (addr.clone(), *weight),
+            BackendEntry::Weighted(WeightedBackend { addr, weight }) => (addr.clone(), *weight),
         })
         .collect();
     let tls = section.tls.then(|| TlsSettings {
@@ -222,17 +223,17 @@ fn settings(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) -> Up
         tls,
         http2: section.http2,
         timeouts: Timeouts {
-            connect: ms(section.connect_timeout_ms),
-            read: ms(section.read_timeout_ms),
-            write: ms(section.write_timeout_ms),
-            idle: ms(section.idle_timeout_ms),
+            connect: section.connect_timeout,
+            read: section.read_timeout,
+            write: section.write_timeout,
+            idle: section.idle_timeout,
         },
-        passive_ejection: ms(section.passive_ejection_ms),
+        passive_ejection: section.passive_ejection,
         health: section.health_check.as_ref().map(|h| HealthSettings {
             http_path: (h.kind == HealthKind::Http).then(|| h.path.clone().unwrap_or_default()),
             expected_status: h.expected_status,
-            interval: ms(h.interval_ms),
-            timeout: ms(h.timeout_ms),
+            interval: h.interval,
+            timeout: h.timeout,
             healthy_threshold: h.healthy_threshold,
             unhealthy_threshold: h.unhealthy_threshold,
         }),
@@ -259,8 +260,9 @@ fn parse_hash_key(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>)
     }
 }
 
-fn ms(v: u64) -> Option<Duration> {
-    (v > 0).then(|| Duration::from_millis(v))
+/// A timeout; `0s` means none.
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// The upstream's peer template (its timeouts, what health checks connect with), and the
@@ -273,11 +275,11 @@ fn peer_template(
     let sni = section.sni.clone().unwrap_or_default();
     let mut peer = HttpPeer::new("127.0.0.1:1", section.tls, sni);
     let o = &mut peer.options;
-    o.connection_timeout = ms(section.connect_timeout_ms);
-    o.total_connection_timeout = ms(section.connect_timeout_ms.saturating_mul(2));
-    o.read_timeout = ms(section.read_timeout_ms);
-    o.write_timeout = ms(section.write_timeout_ms);
-    o.idle_timeout = ms(section.idle_timeout_ms);
+    o.connection_timeout = nonzero(section.connect_timeout);
+    o.total_connection_timeout = nonzero(section.connect_timeout.saturating_mul(2));
+    o.read_timeout = nonzero(section.read_timeout);
+    o.write_timeout = nonzero(section.write_timeout);
+    o.idle_timeout = nonzero(section.idle_timeout);
     o.verify_cert = section.verify;
     o.verify_hostname = section.verify;
     o.alpn = match (section.http2, section.tls) {
@@ -349,14 +351,14 @@ fn health_check(
     key: &str,
     errors: &mut Errors<'_>,
 ) -> Option<Box<dyn HealthCheck + Send + Sync>> {
-    if h.interval_ms == 0 || h.healthy_threshold == 0 || h.unhealthy_threshold == 0 {
+    if h.interval.is_zero() || h.healthy_threshold == 0 || h.unhealthy_threshold == 0 {
         errors.invalid(
             format!("{key}: health_check"),
-            "interval_ms, healthy_threshold and unhealthy_threshold must be at least 1",
+            "interval must be above 0s, healthy_threshold and unhealthy_threshold at least 1",
         );
         return None;
     }
-    let timeout = ms(h.timeout_ms);
+    let timeout = nonzero(h.timeout);
     match h.kind {
         HealthKind::Tcp => {
             if h.path.is_some() {
@@ -412,5 +414,70 @@ fn health_check(
             }));
             Some(Box::new(hc))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::*;
+
+    const A: &str = "127.0.0.1:1";
+
+    async fn pool(passive_ejection: &str) -> Upstream {
+        let section: UpstreamSection = toml::from_str(&format!(
+            "name = \"u\"\nbackends = [\"{A}\", \"127.0.0.1:2\"]\n\
+             passive_ejection = \"{passive_ejection}\"\n"
+        ))
+        .expect("section");
+        let mut errors = Errors::new(Path::new("t.toml"));
+        let key = "upstream \"u\"";
+        let wanted = settings(&section, key, &mut errors);
+        let parts = build(&section, wanted, None, key, &mut errors).expect("builds");
+        let up = Upstream::new(parts);
+        up.discover().await.expect("static backends");
+        up
+    }
+
+    fn picks(up: &Upstream) -> HashSet<Option<SocketAddr>> {
+        (0..8).map(|_| up.select(b"", &[])).collect()
+    }
+
+    /// The ejection flag once stayed set for good, so every pick after the first failed
+    /// connect took the ejection map's lock.
+    #[tokio::test]
+    async fn an_ejection_ends_and_picks_stop_consulting_it() {
+        let up = pool("200ms").await;
+        let a: SocketAddr = A.parse().expect("addr");
+        assert!(!up.ejection_in_force(), "nothing ejected yet");
+        up.eject(a);
+        assert!(up.ejection_in_force());
+        assert!(
+            !picks(&up).contains(&Some(a)),
+            "an ejected backend is skipped"
+        );
+        let start = Instant::now();
+        while up.ejection_in_force() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the ejection never ends"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "it lasted its period"
+        );
+        assert!(picks(&up).contains(&Some(a)), "back in rotation afterwards");
+    }
+
+    #[tokio::test]
+    async fn passive_ejection_of_0s_ejects_nothing() {
+        let up = pool("0s").await;
+        up.eject(A.parse().expect("addr"));
+        assert!(!up.ejection_in_force());
     }
 }

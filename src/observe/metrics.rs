@@ -91,7 +91,7 @@ pub fn metrics() -> &'static Metrics {
         tls_handshake_failures: prometheus::register_int_counter!(
             "menshen_tls_handshake_failures_total",
             "TLS handshakes refused or failed (unknown name, version or suites refused, bad hello); \
-             handshakes cut by header_read_timeout_ms count as header_timeout denials"
+             handshakes cut by header_read_timeout count as header_timeout denials"
         )
         .expect(DEFINED),
         access_log_backlog: register_gauge!(

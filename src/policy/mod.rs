@@ -157,8 +157,8 @@ pub struct Policy {
     pub header_read_timeout: std::time::Duration,
     /// Largest request head the HTTP/1 engine reads.
     pub max_head_bytes: usize,
-    /// Keep-alive idle timeout, seconds.
-    pub keepalive_timeout_seconds: u64,
+    /// How long an idle keep-alive connection waits for its next request; `None`: no limit.
+    pub keepalive_timeout: Option<std::time::Duration>,
     /// Rate state (shared across reloads).
     pub rate_table: Arc<rate::RateTable>,
     /// TLS versions, suites and resumption (the same `Arc` across reloads that leave them alone).
@@ -173,7 +173,7 @@ impl Policy {
                 p.header_read_timeout,
                 p.body_read_timeout,
                 p.send_timeout,
-                p.keepalive_timeout_seconds,
+                p.keepalive_timeout,
             )
         };
         let mut out = self.chain.changed(&other.chain);

@@ -1,6 +1,6 @@
 //! What menshen keeps per client connection before and around HTTP: the PROXY header, the TLS
 //! handshake, the per-IP connection count (`policy.max_connections_per_ip`) and a deadline for
-//! request headers (`policy.header_read_timeout_ms`).
+//! request headers (`policy.header_read_timeout`).
 //!
 //! [`ConnGate`] is the application pingora's listeners hand each new connection to: it reads the
 //! PROXY header where the listener sits behind an L4 balancer, runs the TLS handshake where the
@@ -145,7 +145,7 @@ impl ClientConn {
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(
-                "request header not complete within header_read_timeout_ms ({} ms)",
+                "request header not complete within header_read_timeout ({} ms)",
                 self.limit.as_millis()
             ),
         )
@@ -333,7 +333,7 @@ impl ServerApp for ConnGate {
                     .denials
                     .with_label_values(&["header_timeout"])
                     .inc();
-                tracing::debug!(peer = ?peer, "connection dropped: no handshake or PROXY header within header_read_timeout_ms");
+                tracing::debug!(peer = ?peer, "connection dropped: no handshake or PROXY header within header_read_timeout");
                 return None;
             }
         };

@@ -2,7 +2,7 @@
 //!
 //! A failed lookup keeps the last good addresses of that hostname, so a resolver hiccup across
 //! the border never empties a pool. The next refresh is due after the shortest TTL seen, clamped
-//! to `dns.min_ttl_seconds..=dns.max_ttl_seconds`.
+//! to `dns.min_ttl..=dns.max_ttl`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};

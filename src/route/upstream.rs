@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -78,7 +78,10 @@ pub struct Upstream {
     health_interval: Option<Duration>,
     passive_ejection: Duration,
     ejected: Mutex<HashMap<SocketAddr, Instant>>,
-    any_ejected: AtomicBool,
+    /// When the last ejection ends, in milliseconds after `epoch` (0: none yet). Selection
+    /// reads the `ejected` map, and takes its lock, only before then.
+    ejections_end: AtomicU64,
+    epoch: Instant,
     started: AtomicBool,
     latencies: Arc<CheckLatencies>,
 }
@@ -127,7 +130,8 @@ impl Upstream {
             peer: parts.peer,
             tls: parts.tls,
             ejected: Mutex::new(HashMap::new()),
-            any_ejected: AtomicBool::new(false),
+            ejections_end: AtomicU64::new(0),
+            epoch: Instant::now(),
             started: AtomicBool::new(false),
             latencies: parts.latencies,
         }
@@ -137,12 +141,22 @@ impl Upstream {
     /// backend is down, any untried one (a down pool still gets a chance, as in nginx).
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
         let untried = |b: &Backend| b.as_inet().is_some_and(|a| !tried.contains(a));
-        let check_ejected = self.any_ejected.load(Ordering::Relaxed);
+        let check_ejected = self.ejection_in_force();
         let pick = self.balancer.select_with(key, |b, healthy| {
             healthy && untried(b) && !(check_ejected && self.is_ejected(b))
         });
         pick.or_else(|| self.balancer.select_with(key, |b, _| untried(b)))
             .and_then(|b| b.as_inet().copied())
+    }
+
+    /// Whether some backend may still be ejected: false again once the last ejection ended.
+    pub(crate) fn ejection_in_force(&self) -> bool {
+        let end = self.ejections_end.load(Ordering::Relaxed);
+        end != 0 && self.millis_since_epoch() < end
+    }
+
+    fn millis_since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn is_ejected(&self, b: &Backend) -> bool {
@@ -166,7 +180,12 @@ impl Upstream {
             let now = Instant::now();
             ejected.retain(|_, until| *until > now);
             ejected.insert(addr, now + self.passive_ejection);
-            self.any_ejected.store(true, Ordering::Relaxed);
+            let end = self.millis_since_epoch().saturating_add(
+                u64::try_from(self.passive_ejection.as_millis()).unwrap_or(u64::MAX),
+            );
+            // +1: a deadline within the first millisecond is still not 0 ("none").
+            self.ejections_end
+                .fetch_max(end.saturating_add(1), Ordering::Relaxed);
         }
         tracing::warn!(upstream = %self.name, backend = %addr, "connect failed; backend ejected for {:?}", self.passive_ejection);
     }

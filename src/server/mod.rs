@@ -75,11 +75,14 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
 
 /// The pingora server with `[server]`'s threads, grace period and upgrade files.
 fn pingora_server(settings: &ServerSettings, upgrade: bool) -> Server {
+    // pingora counts whole seconds: a fraction is rounded up, never down to no grace at all.
+    let grace = settings.grace_period;
+    let grace_seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
     let mut conf = ServerConf {
         threads: settings.threads,
         work_stealing: settings.work_stealing,
-        grace_period_seconds: Some(settings.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(settings.grace_period.as_secs() + 5),
+        grace_period_seconds: Some(grace_seconds),
+        graceful_shutdown_timeout_seconds: Some(grace_seconds + 5),
         ..ServerConf::default()
     };
     if let Some(sock) = &settings.upgrade_sock {

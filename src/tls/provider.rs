@@ -20,7 +20,7 @@ static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 /// Sessions a listener remembers for resumption (about 200 bytes each when full).
 pub const SESSION_CACHE_ENTRIES: usize = 20_000;
 
-/// The settings a [`TlsProtocol`] is compiled from, as written in `[policy]`.
+/// The settings a [`TlsProtocol`] is compiled from, as written in `[tls]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSource {
     /// "1.2" or "1.3".
@@ -33,10 +33,10 @@ pub struct TlsSource {
     pub session_resumption: bool,
 }
 
-/// Why a [`TlsSource`] cannot be compiled: the `[policy]` key at fault and what is wrong.
+/// Why a [`TlsSource`] cannot be compiled: the `[tls]` key at fault and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsPolicyError {
-    /// `policy.min_tls_version` or `policy.cipher_suites`.
+    /// `tls.min_version` or `tls.cipher_suites`.
     pub key: &'static str,
     /// What is wrong, and what would be right.
     pub message: String,
@@ -44,7 +44,7 @@ pub struct TlsPolicyError {
 
 fn suites_error(message: String) -> TlsPolicyError {
     TlsPolicyError {
-        key: "policy.cipher_suites",
+        key: "tls.cipher_suites",
         message,
     }
 }
@@ -134,7 +134,7 @@ impl TlsProtocol {
                 "1.3" => TLS13_ONLY,
                 other => {
                     return Err(TlsPolicyError {
-                        key: "policy.min_tls_version",
+                        key: "tls.min_version",
                         message: format!("{other:?} is not \"1.2\" or \"1.3\""),
                     })
                 }
@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(p.suite_names(), named);
         let err = TlsProtocol::compile(source("1.2", &["TLS_RSA_WITH_RC4_128_MD5"]))
             .expect_err("unknown");
-        assert_eq!(err.key, "policy.cipher_suites");
+        assert_eq!(err.key, "tls.cipher_suites");
         assert!(
             err.message.contains("is not a supported cipher suite"),
             "{err:?}"
@@ -233,7 +233,7 @@ mod tests {
             .expect_err("a 1.2 suite with 1.3 only");
         assert!(err.message.contains("no cipher suite is left"), "{err:?}");
         let err = TlsProtocol::compile(source("1.1", &[])).expect_err("1.1");
-        assert_eq!(err.key, "policy.min_tls_version");
+        assert_eq!(err.key, "tls.min_version");
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Backend {
     pub seen: Arc<Mutex<Vec<String>>>,
     /// The SNI of each TLS connection (TLS backends only).
     pub names: Arc<Mutex<Vec<String>>>,
+    /// Connections it closed after answering (`/then-idle-close` and the broken framings).
+    pub closed: Arc<AtomicUsize>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -154,22 +156,28 @@ impl Backend {
         let accepted = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let names = Arc::new(Mutex::new(Vec::new()));
-        let (count, log, sni) = (accepted.clone(), seen.clone(), names.clone());
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (count, log, sni, closes) = (
+            accepted.clone(),
+            seen.clone(),
+            names.clone(),
+            closed.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
                 let Some(acceptor) = tls.clone() else {
-                    tokio::spawn(serve(tcp, log.clone()));
+                    tokio::spawn(serve(tcp, log.clone(), closes.clone()));
                     continue;
                 };
-                let (log, sni) = (log.clone(), sni.clone());
+                let (log, sni, closes) = (log.clone(), sni.clone(), closes.clone());
                 tokio::spawn(async move {
                     let Ok(stream) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let name = stream.get_ref().1.server_name().unwrap_or("").to_owned();
                     sni.lock().expect("lock").push(name);
-                    serve(stream, log).await;
+                    serve(stream, log, closes).await;
                 });
             }
         });
@@ -178,6 +186,7 @@ impl Backend {
             accepted,
             seen,
             names,
+            closed,
             task,
         }
     }
@@ -196,7 +205,7 @@ impl Backend {
     }
 }
 
-async fn serve(mut tcp: impl Wire, seen: Arc<Mutex<Vec<String>>>) {
+async fn serve(mut tcp: impl Wire, seen: Arc<Mutex<Vec<String>>>, closed: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
     // After "/arm": the next request on this connection is read, then the connection closed
     // without an answer (a backend that timed the idle connection out as the request came).
@@ -284,6 +293,8 @@ async fn serve(mut tcp: impl Wire, seen: Arc<Mutex<Vec<String>>>) {
         }
         if close {
             tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(tcp);
+            closed.fetch_add(1, Ordering::SeqCst);
             return;
         }
     }

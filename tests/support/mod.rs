@@ -11,6 +11,7 @@ pub mod intake;
 pub mod origins;
 pub mod pki;
 pub mod policy;
+pub mod schema;
 pub mod traffic;
 
 use std::io::Read;
@@ -139,8 +140,8 @@ certificates = ["live"]
 {tls_extra}
 
 [reload]
-poll_interval_ms = 200
-debounce_ms = 50
+poll_interval = "200ms"
+debounce = "50ms"
 
 {body}
 "#,
@@ -155,17 +156,7 @@ debounce_ms = 50
 
     /// `menshen check`: (success, combined output).
     pub fn check(&self) -> (bool, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_menshen"))
-            .args(["check", "--config"])
-            .arg(self.path("menshen.toml"))
-            .output()
-            .expect("run menshen check");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        check(&self.path("menshen.toml"))
     }
 
     /// `menshen certs` output.
@@ -205,6 +196,21 @@ debounce_ms = 50
             .expect("spawn menshen");
         Running { child, log }
     }
+}
+
+/// `menshen check --config CONFIG`: (success, combined output).
+pub fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_menshen"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run menshen check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// Waits until something accepts on `port`.

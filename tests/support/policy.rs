@@ -74,7 +74,7 @@ icp = "京ICP备16063439号-1"
 hosts = ["shop.example.cn"]
 remove_response_headers = ["Server", "X-Powered-By"]
 add_response_headers = {{ "X-Frame-Options" = "DENY" }}
-hsts_max_age_seconds = 600
+hsts_max_age = "10m"
 max_body_bytes = 100
 {site_extra}
 [[sites.routes]]

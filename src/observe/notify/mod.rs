@@ -5,7 +5,7 @@
 //! The process already logs each of these (`snapshot.rs`, `reload.rs`, `main.rs`); `layer.rs`
 //! picks them out of the log as they happen and hands them, without waiting, to one background
 //! thread here. That thread batches what arrives close together, sends at most one message per
-//! webhook per `notify.min_interval_seconds` (what comes meanwhile goes in the next one), and
+//! webhook per `notify.min_interval` (what comes meanwhile goes in the next one), and
 //! counts what failed. `send.rs` writes the HTTP request; a slow or dead robot delays only this
 //! thread.
 

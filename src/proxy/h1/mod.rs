@@ -134,7 +134,7 @@ impl Proxy {
             };
             conn.request_done();
             idle = Some(Idle {
-                limit: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+                limit: keepalive,
                 since: Instant::now(),
             });
             if input.is_empty() {
@@ -242,12 +242,12 @@ async fn quiet_in_drain(since: Instant, shutdown: &mut ShutdownWatch) {
     tokio::time::sleep_until((since + DRAIN_QUIET).into()).await;
 }
 
-/// The request's `send_timeout_ms`.
+/// The request's `send_timeout`.
 fn send_timeout(ctx: &Ctx) -> Option<Duration> {
     ctx.snapshot.as_ref().map(|s| s.policy.send_timeout)
 }
 
-/// Writes `out` to the client and flushes it, each write within `limit` (`send_timeout_ms`).
+/// Writes `out` to the client and flushes it, each write within `limit` (`send_timeout`).
 async fn write_out(conn: &mut ClientConn, out: &[u8], limit: Option<Duration>) -> io::Result<()> {
     within(limit, conn.write_all(out)).await?;
     within(limit, conn.flush()).await

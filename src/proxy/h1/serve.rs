@@ -27,7 +27,7 @@ use crate::snapshot::Snapshot;
 /// What the connection does after a request.
 pub(super) enum Next {
     /// Waits for the next request, at most this many seconds (0: no limit).
-    Keep(u64),
+    Keep(Option<Duration>),
     /// Closes.
     Close,
 }
@@ -74,7 +74,7 @@ impl Proxy {
             fields: &classes,
             draining: *shutdown.borrow(),
         };
-        let keepalive = snapshot.policy.keepalive_timeout_seconds;
+        let keepalive = snapshot.policy.keepalive_timeout;
         let place = (&view, &at);
         let outcome = self
             .one(conn, facts, &request, place, &snapshot, bufs, input)

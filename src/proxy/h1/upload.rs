@@ -1,7 +1,7 @@
 //! A request body on its way from the client to the backend. What the head's read already holds
 //! is staged and sent with the request head (so a retry on another backend can send it again);
 //! the rest is read from the client and written to the backend as it arrives, each read within
-//! `policy.body_read_timeout_ms`. Chunked framing is followed strictly and passes unchanged
+//! `policy.body_read_timeout`. Chunked framing is followed strictly and passes unchanged
 //! (trailers included); its payload counts against the site's `max_body_bytes`.
 
 use std::io;

@@ -21,7 +21,6 @@ mod to_h2;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use pingora::server::ShutdownWatch;
 
@@ -42,11 +41,10 @@ impl Proxy {
         let facts = Arc::new(ConnFacts::of(&conn));
         let (max_head, handshake_limit, keepalive) = {
             let policy = &self.state.load().policy;
-            let keepalive = policy.keepalive_timeout_seconds;
             (
                 u32::try_from(policy.max_head_bytes).unwrap_or(u32::MAX),
                 policy.header_read_timeout,
-                (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+                policy.keepalive_timeout,
             )
         };
         let mut builder = h2::server::Builder::new();
