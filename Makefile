@@ -12,7 +12,7 @@ deps:
 	  apt-get update -qq && apt-get install -y -qq cmake >/dev/null; }
 
 demo-certs: deps
-	@test -f certs/demo/ca.crt || $(CARGO) run --quiet --example demo_certs -- certs/demo
+	@test -f certs/demo/ca.crt -a -f certs/demo/access-log.key || $(CARGO) run --quiet --example demo_certs -- certs/demo
 
 release: deps
 	$(CARGO) build --release
@@ -45,10 +45,12 @@ ROUNDS ?= 3
 # TLS handshakes against nginx, and reloads under load
 # (needs root: it installs nginx, haproxy and wrk when missing, and pins processes with taskset).
 bench: deps release
-	$(CARGO) bench --bench policy --bench tls
+	$(CARGO) bench --bench policy --bench tls --bench takedown
 	@# The bench's access log grows by gigabytes a run (every request is logged and rotated
 	@# files are kept for 180 days): start each run without the last one's.
 	rm -f /tmp/menshen-bench/access.log*
+	@mkdir -p /tmp/menshen-bench
+	@test -f /tmp/menshen-bench/access-log.key || ./target/release/menshen logs key /tmp/menshen-bench/access-log.key
 	MENSHEN_CMD="$(CURDIR)/target/release/menshen --config $(CURDIR)/benches/peers.toml" \
 	  python3 $(PEERS) --targets nginx,haproxy,caddy,menshen --rounds $(ROUNDS)
 	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)

@@ -87,8 +87,9 @@ const POLICY_CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "",
-        "[access_log]\npath = \"a.log\"\nretention_days = 30\n",
-        "access_log.retention_days: 30 is below 180: access logs must be kept for six months",
+        "[access_log]\npath = \"a.log\"\nretention_days = 180\n",
+        "access_log.retention_days: 180 is below 184: the Cybersecurity Law (Art. 21) requires \
+         network logs to be kept for no less than six months",
     ),
     (
         "",

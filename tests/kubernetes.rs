@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use menshen::config::file::FileConfig;
+use menshen::observe::chain::ChainKey;
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -145,6 +146,11 @@ fn the_config_parses_and_compiles() {
     for dir in &tls.certificates {
         text = text.replace(&format!("\"{dir}\""), &format!("\"{live}\""));
     }
+    // The chain key stands in for Secret menshen-log-key (its placeholder is not a key).
+    let log = config(&docs).access_log.expect("an [access_log] section");
+    let key = dir.path().join("access-log.key");
+    std::fs::write(&key, ChainKey::generate().expect("a key")).expect("write the key");
+    text = text.replace(&log.chain_key_file, &key.display().to_string());
     let path = dir.path().join("menshen.toml");
     std::fs::write(&path, text).expect("write config");
     let load = menshen::config::load(&path, None).unwrap_or_else(|errors| {
@@ -231,6 +237,8 @@ fn every_path_in_the_config_is_on_the_right_mount() {
     // The root filesystem is read-only: the access log needs a volume.
     let log = config.access_log.expect("an [access_log] section");
     volume_at(&docs, &parent(&log.path));
+    let key = volume_at(&docs, &parent(&log.chain_key_file));
+    assert_eq!(get::<String>(&key, "secret.secretName"), "menshen-log-key");
 
     // The approved roots come from the image: a mount over them would hide them.
     let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{FileConfig, TlsSection, DEFAULT_RETENTION_DAYS};
+use super::file::{FileConfig, TlsSection};
 use super::{relative_to, ConfigError, Errors};
 use crate::admin::AdminConfig;
 use crate::observe::access_log::AccessLogConfig;
@@ -317,25 +317,22 @@ fn admin(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<Admi
 
 fn access_log(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option<AccessLogConfig> {
     let section = file.access_log.as_ref()?;
-    if section.retention_days < DEFAULT_RETENTION_DAYS {
-        errors.invalid(
-            "access_log.retention_days",
-            format!(
-                "{} is below {DEFAULT_RETENTION_DAYS}: access logs must be kept for six months \
-                 (network log retention requirement of the Cybersecurity Law); set at least 180",
-                section.retention_days
-            ),
-        );
-    }
+    let retention = crate::config::log::retention(section, errors);
     if section.max_file_bytes == 0 || section.buffer_lines == 0 {
         errors.invalid(
             "access_log",
             "max_file_bytes and buffer_lines must be above 0",
         );
     }
+    let log_path = relative_to(path, &section.path);
     Some(AccessLogConfig {
-        path: relative_to(path, &section.path),
-        retention_days: section.retention_days,
+        audit_path: Some(match &section.audit_file {
+            Some(f) => relative_to(path, f),
+            None => crate::observe::audit::default_audit_path(&log_path),
+        }),
+        path: log_path,
+        retention,
+        chain_key: crate::config::log::chain_key(path, section, errors),
         max_file_bytes: section.max_file_bytes,
         buffer_lines: section.buffer_lines,
     })

@@ -16,8 +16,8 @@ pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// Default of `policy.keepalive_timeout_seconds`.
 pub const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u64 = 60;
-/// Default of `access_log.retention_days`: the six-month log-retention requirement.
-pub const DEFAULT_RETENTION_DAYS: u32 = 180;
+/// Default of `access_log.chain_key_file`, beside the config file.
+pub const DEFAULT_CHAIN_KEY_FILE: &str = "access-log.key";
 /// Default of `access_log.max_file_bytes`.
 pub const DEFAULT_ACCESS_LOG_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default of `access_log.buffer_lines`.
@@ -70,6 +70,8 @@ pub struct PolicySection {
     pub https_redirect_port: Option<u16>,
     /// Host + path-prefix takedown rules, answered with 451.
     pub takedowns: Vec<TakedownSection>,
+    /// Files of takedown entries (one per line: host, host/prefix or URL, then the case).
+    pub takedown_files: Vec<String>,
 }
 
 impl Default for PolicySection {
@@ -97,6 +99,7 @@ impl Default for PolicySection {
             session_resumption: true,
             https_redirect_port: None,
             takedowns: Vec::new(),
+            takedown_files: Vec::new(),
         }
     }
 }
@@ -136,9 +139,19 @@ fn default_takedown_body() -> String {
 pub struct AccessLogSection {
     /// File written (rotated files get a date suffix beside it).
     pub path: String,
-    /// Days rotated files are kept; at least 180 (six months).
-    #[serde(default = "default_retention_days")]
-    pub retention_days: u32,
+    /// Calendar months rotated files are kept: at least 6, the default (Cybersecurity Law
+    /// Art. 21).
+    pub retention_months: Option<u32>,
+    /// Or days rotated files are kept: at least 184 (the longest six calendar months).
+    pub retention_days: Option<u32>,
+    /// Chain every line and seal rotated files (tamper evidence). Default true.
+    #[serde(default = "default_true")]
+    pub tamper_evident: bool,
+    /// The key of the chain: 32 bytes as hex (`menshen logs key FILE` makes one).
+    #[serde(default = "default_chain_key_file")]
+    pub chain_key_file: String,
+    /// The admin audit log (default: `admin-audit.log` beside `path`).
+    pub audit_file: Option<String>,
     /// Rotate when the file reaches this size.
     #[serde(default = "default_access_log_max_bytes")]
     pub max_file_bytes: u64,
@@ -147,8 +160,11 @@ pub struct AccessLogSection {
     pub buffer_lines: usize,
 }
 
-fn default_retention_days() -> u32 {
-    DEFAULT_RETENTION_DAYS
+fn default_true() -> bool {
+    true
+}
+fn default_chain_key_file() -> String {
+    DEFAULT_CHAIN_KEY_FILE.into()
 }
 fn default_access_log_max_bytes() -> u64 {
     DEFAULT_ACCESS_LOG_MAX_BYTES

@@ -9,6 +9,7 @@ pub mod file;
 mod file_notify;
 mod file_policy;
 mod file_upstreams;
+mod log;
 mod sites;
 mod upstreams;
 

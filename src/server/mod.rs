@@ -14,6 +14,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::observe::access_log::AccessLog;
+use crate::observe::audit::Audit;
 use crate::proxy::conn::ConnGate;
 use crate::proxy::in_flight;
 use crate::proxy::Proxy;
@@ -99,6 +100,33 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let audit = match state
+        .load()
+        .access_log
+        .as_ref()
+        .and_then(crate::observe::audit::audit_config)
+    {
+        Some(config) => {
+            let path = config.path.clone();
+            let log = AccessLog::start(config).map_err(|e| {
+                anyhow::anyhow!("{}: cannot open the admin audit log: {e}", path.display())
+            })?;
+            server.add_service(background_service(
+                "admin audit log flush",
+                FlushOnShutdown(log.clone()),
+            ));
+            Some(Audit(log))
+        }
+        None => None,
+    };
+    if let (Some(audit), true) = (&audit, opts.upgrade) {
+        audit.record(
+            "upgrade",
+            "local",
+            "started",
+            "new binary started with --upgrade: taking over the listening sockets",
+        );
+    }
     // One service per kind of listener, so a connection's kind is the service it arrived at:
     // behind a PROXY-protocol balancer or not, TLS or not. TLS listeners are TCP listeners to
     // pingora; the gate runs the handshake. Each service has `threads` worker threads.
@@ -133,12 +161,20 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     }
 
     let reloader = Reloader::new(state.clone(), control.handle().clone());
+    if let Some(audit) = &audit {
+        reloader.set_audit(audit.clone());
+    }
     reloader.start();
     let admin_config = state.load().admin.clone();
     let mut draining_admin = None;
     if let Some(admin_config) = admin_config {
         let addr = admin_config.addr;
-        let admin = Admin::new(state.clone(), reloader.clone(), access_log.clone());
+        let admin = Admin::new(
+            state.clone(),
+            reloader.clone(),
+            access_log.clone(),
+            audit.clone(),
+        );
         match control.block_on(tokio::net::TcpListener::bind(addr)) {
             Ok(listener) => {
                 tracing::info!(%addr, "admin listening: /healthz /readyz /metrics /status, POST /reload");
@@ -179,7 +215,12 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         draining_admin = Some(admin);
     }
     let phases = server.watch_execution_phase();
-    control.spawn(drain(phases, draining_admin, access_log.clone()));
+    control.spawn(drain(
+        phases,
+        draining_admin,
+        access_log.clone(),
+        audit.clone(),
+    ));
     // The control runtime must outlive the server; run_forever exits the process.
     let _control = control;
     server.run_forever()
@@ -196,14 +237,26 @@ async fn drain(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     admin: Option<Arc<Admin>>,
     log: Option<Arc<AccessLog>>,
+    audit: Option<Audit>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     const SETTLED: Duration = Duration::from_millis(200);
     loop {
         match phases.recv().await {
             Ok(
-                ExecutionPhase::GracefulTerminate | ExecutionPhase::GracefulUpgradeTransferringFds,
+                phase @ (ExecutionPhase::GracefulTerminate
+                | ExecutionPhase::GracefulUpgradeTransferringFds),
             ) => {
+                if let Some(audit) = &audit {
+                    let (action, detail) = match phase {
+                        ExecutionPhase::GracefulUpgradeTransferringFds => (
+                            "upgrade",
+                            "handing the listening sockets to the new binary; draining",
+                        ),
+                        _ => ("shutdown", "SIGTERM: draining"),
+                    };
+                    audit.record(action, "signal", "started", detail);
+                }
                 tracing::info!(
                     in_flight = in_flight::count(),
                     connections = in_flight::open_connections(),
@@ -238,6 +291,16 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!("drained: no client connection left; exiting");
+    if let Some(audit) = &audit {
+        audit.record(
+            "shutdown",
+            "local",
+            "ok",
+            "drained: no client connection left; exiting",
+        );
+        let log = audit.0.clone();
+        let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
+    }
     if let Some(log) = log {
         let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
     }

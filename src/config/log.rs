@@ -1,0 +1,144 @@
+//! `[access_log]` retention and tamper evidence, compiled: the legal floor on retention and the
+//! chain key file, each refused with the reason and the fix.
+
+use std::path::Path;
+
+use super::file::AccessLogSection;
+use super::{relative_to, Errors};
+use crate::observe::chain::ChainKey;
+use crate::observe::retention::{Retention, MIN_RETENTION_DAYS, MIN_RETENTION_MONTHS};
+
+/// `retention_months` or `retention_days` (six calendar months when neither is set).
+pub(crate) fn retention(section: &AccessLogSection, errors: &mut Errors<'_>) -> Retention {
+    const WHY: &str = "the Cybersecurity Law (Art. 21) requires network logs to be kept for no \
+                       less than six months";
+    match (section.retention_months, section.retention_days) {
+        (Some(_), Some(_)) => {
+            errors.invalid(
+                "access_log.retention_days",
+                "set retention_months or retention_days, not both (retention_months = 6 keeps \
+                 six calendar months)",
+            );
+            Retention::default()
+        }
+        (Some(months), None) if months < MIN_RETENTION_MONTHS => {
+            errors.invalid(
+                "access_log.retention_months",
+                format!(
+                    "{months} is below {MIN_RETENTION_MONTHS}: {WHY}; set \
+                     {MIN_RETENTION_MONTHS} or more (the default)"
+                ),
+            );
+            Retention::default()
+        }
+        (Some(months), None) => Retention::Months(months),
+        (None, Some(days)) if days < MIN_RETENTION_DAYS => {
+            errors.invalid(
+                "access_log.retention_days",
+                format!(
+                    "{days} is below {MIN_RETENTION_DAYS}: {WHY}, and six calendar months can be \
+                     {MIN_RETENTION_DAYS} days; set at least {MIN_RETENTION_DAYS}, or \
+                     retention_months = {MIN_RETENTION_MONTHS} in its place"
+                ),
+            );
+            Retention::default()
+        }
+        (None, Some(days)) => Retention::Days(days),
+        (None, None) => Retention::default(),
+    }
+}
+
+/// The chain key, unless `tamper_evident = false`.
+pub(crate) fn chain_key(
+    config: &Path,
+    section: &AccessLogSection,
+    errors: &mut Errors<'_>,
+) -> Option<ChainKey> {
+    if !section.tamper_evident {
+        return None;
+    }
+    let file = relative_to(config, &section.chain_key_file);
+    match ChainKey::load(&file) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            errors.invalid(
+                "access_log.chain_key_file",
+                format!("{e}; or set access_log.tamper_evident = false to log without a chain"),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(extra: &str) -> AccessLogSection {
+        toml::from_str(&format!("path = \"a.log\"\n{extra}")).expect("section")
+    }
+
+    fn messages(extra: &str) -> (Retention, Vec<String>) {
+        let mut errors = Errors::new(Path::new("conf/menshen.toml"));
+        let r = retention(&section(extra), &mut errors);
+        (r, errors.list.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn retention_is_six_calendar_months_at_least() {
+        assert_eq!(messages(""), (Retention::Months(6), vec![]));
+        assert_eq!(
+            messages("retention_months = 12"),
+            (Retention::Months(12), vec![])
+        );
+        assert_eq!(
+            messages("retention_days = 184"),
+            (Retention::Days(184), vec![])
+        );
+        let (_, e) = messages("retention_days = 180");
+        assert_eq!(
+            e,
+            ["conf/menshen.toml: access_log.retention_days: 180 is below 184: the Cybersecurity \
+              Law (Art. 21) requires network logs to be kept for no less than six months, and six \
+              calendar months can be 184 days; set at least 184, or retention_months = 6 in its \
+              place"]
+        );
+        let (_, e) = messages("retention_months = 3");
+        assert_eq!(
+            e,
+            [
+                "conf/menshen.toml: access_log.retention_months: 3 is below 6: the Cybersecurity \
+              Law (Art. 21) requires network logs to be kept for no less than six months; set 6 \
+              or more (the default)"
+            ]
+        );
+        let (_, e) = messages("retention_months = 6\nretention_days = 200");
+        assert!(
+            e[0].contains("set retention_months or retention_days, not both"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_key_file_says_how_to_make_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("menshen.toml");
+        let mut errors = Errors::new(&config);
+        assert!(chain_key(&config, &section(""), &mut errors).is_none());
+        let key = dir.path().join("access-log.key");
+        assert_eq!(
+            errors.list[0].to_string(),
+            format!(
+                "{}: access_log.chain_key_file: {k} does not exist: make one with `menshen logs \
+                 key {k}` (and keep a copy where the logs will be verified); or set \
+                 access_log.tamper_evident = false to log without a chain",
+                config.display(),
+                k = key.display()
+            )
+        );
+        let mut errors = Errors::new(&config);
+        let off = section("tamper_evident = false");
+        assert!(chain_key(&config, &off, &mut errors).is_none());
+        assert!(errors.list.is_empty());
+    }
+}
