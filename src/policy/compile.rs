@@ -206,6 +206,7 @@ pub(crate) fn compile(
     for rules in by_host.values_mut() {
         rules.sort_by_key(|t| std::cmp::Reverse(t.prefix.len()));
     }
+    let (takedown_index, takedown_files) = super::takedown_list::load(&p.takedown_files, errors);
     for (key, ms) in [
         ("policy.header_read_timeout_ms", p.header_read_timeout_ms),
         ("policy.body_read_timeout_ms", p.body_read_timeout_ms),
@@ -256,7 +257,10 @@ pub(crate) fn compile(
             deny_id: id("site_ip_deny"),
             allow_id: id("site_ip_not_allowed"),
         }),
-        Box::new(Takedowns { by_host }),
+        Box::new(Takedowns {
+            by_host,
+            lists: takedown_index,
+        }),
         Box::new(Rate {
             table: table.clone(),
             global: global_rate,
@@ -284,6 +288,7 @@ pub(crate) fn compile(
         keepalive_timeout_seconds: p.keepalive_timeout_seconds,
         rate_table: table,
         tls,
+        takedown_files,
     }
 }
 

@@ -1,0 +1,275 @@
+//! Takedown lists from files (`policy.takedown_files`): takedown orders arrive as lists, often
+//! of thousands of entries. One entry per line, the target then the case reference:
+//!
+//! ```text
+//! # comments and blank lines are skipped
+//! blocked.example.cn                         网信办〔2026〕17号       whole host
+//! shop.example.cn/banned/                    (2026)京0105民初123号    path prefix
+//! https://shop.example.cn/item/42.html       case-2026-0042           exact URL
+//! ```
+//!
+//! Hosts and paths are brought to the canonical form requests are matched in
+//! (`semantics::target`), so no spelling of a request escapes an entry. A lookup costs the same
+//! at 10 entries or 100,000: hash lookups on the host, the exact path, and the request path cut
+//! at each distinct prefix length the host's entries have.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::Errors;
+use crate::semantics::target::{canonical, canonical_host, canonical_target};
+
+/// What an entry blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    Host,
+    Prefix(Box<str>),
+    /// A path, or a path and query, exactly.
+    Exact(Box<str>),
+}
+
+/// The case an entry was listed under: its rule id (`takedown:<case>`) and 451 body.
+#[derive(Debug)]
+pub(super) struct Case {
+    pub(super) id: Arc<str>,
+    pub(super) body: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct HostEntries {
+    all: Option<u32>,
+    exact: HashMap<Box<str>, u32>,
+    prefixes: HashMap<Box<str>, u32>,
+    /// Distinct prefix lengths, longest first.
+    lengths: Vec<usize>,
+}
+
+/// Every entry of every takedown file, indexed by canonical host.
+#[derive(Debug, Default)]
+pub(super) struct TakedownIndex {
+    hosts: HashMap<Box<str>, HostEntries>,
+    cases: Vec<Arc<Case>>,
+    /// Entries loaded, for reports.
+    pub(super) entries: usize,
+}
+
+impl TakedownIndex {
+    /// The case of the entry `host`, `path` (canonical) or `path_and_query` falls under: an
+    /// exact URL first, then the longest prefix, then the whole host.
+    pub(super) fn find(&self, host: &str, path: &str, path_and_query: &str) -> Option<&Case> {
+        let h = self.hosts.get(host)?;
+        let hit = h
+            .exact
+            .get(path_and_query)
+            .or_else(|| h.exact.get(path))
+            .or_else(|| {
+                h.lengths
+                    .iter()
+                    .filter_map(|&n| path.get(..n))
+                    .find_map(|p| h.prefixes.get(p))
+            })
+            .or(h.all.as_ref())?;
+        self.cases.get(*hit as usize).map(|c| &**c)
+    }
+
+    fn add(&mut self, host: &str, scope: Scope, case: u32) {
+        let h = self.hosts.entry(host.into()).or_default();
+        match scope {
+            Scope::Host => {
+                h.all.get_or_insert(case);
+            }
+            Scope::Exact(p) => {
+                h.exact.entry(p).or_insert(case);
+            }
+            Scope::Prefix(p) => {
+                if !h.lengths.contains(&p.len()) {
+                    h.lengths.push(p.len());
+                    h.lengths.sort_unstable_by(|a, b| b.cmp(a));
+                }
+                h.prefixes.entry(p).or_insert(case);
+            }
+        }
+        self.entries += 1;
+    }
+}
+
+/// Why a line is not an entry: the text is the fix.
+fn parse_line(line: &str) -> Result<(String, Scope, &str), String> {
+    const EXPECTED: &str = "expected HOST, HOST/PATH-PREFIX or https://HOST/PATH, a space, then \
+                            the case reference";
+    let (target, case) = match line.split_once(char::is_whitespace) {
+        Some((t, c)) if !c.trim().is_empty() => (t, c.trim()),
+        _ => return Err(format!("no case reference: {EXPECTED}")),
+    };
+    let lower = target.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let (path, host) = canonical(target, None)
+            .map_err(|e| format!("{target:?} is not a URL menshen can match ({e}): {EXPECTED}"))?;
+        return Ok((
+            host.name().to_owned(),
+            Scope::Exact(path.as_str().into()),
+            case,
+        ));
+    }
+    let (host, path) = match target.find('/') {
+        Some(at) => (&target[..at], Some(&target[at..])),
+        None => (target, None),
+    };
+    let host = canonical_host(host)
+        .map_err(|_| format!("{host:?} is not a host name: {EXPECTED}"))?
+        .name()
+        .to_owned();
+    let scope = match path {
+        None => Scope::Host,
+        Some(p) if p.contains('?') => {
+            return Err(format!(
+                "{target:?}: a prefix has no query; list the exact URL as https://{target}"
+            ))
+        }
+        Some(p) => {
+            let canonical = canonical_target(p)
+                .map_err(|e| format!("{p:?} is not a path menshen can match ({e})"))?;
+            // Canonical form drops a trailing dot segment but keeps a trailing slash.
+            Scope::Prefix(canonical.path().into())
+        }
+    };
+    Ok((host, scope, case))
+}
+
+/// Loads every file of `policy.takedown_files` (relative to the config file). A line that is
+/// not an entry is an error naming file and line; the reload is then refused as a whole.
+pub(super) fn load(files: &[String], errors: &mut Errors<'_>) -> (TakedownIndex, Vec<PathBuf>) {
+    let mut index = TakedownIndex::default();
+    let mut case_ids: HashMap<String, u32> = HashMap::new();
+    let mut paths = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let path = crate::config::relative_to(errors.file(), f);
+        let key = format!("policy.takedown_files[{i}]");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => load_text(&path, &text, &key, &mut index, &mut case_ids, errors),
+            Err(e) => errors.invalid(
+                &key,
+                format!(
+                    "{}: cannot read: {e}; the takedown list must be readable (or removed from \
+                     the list)",
+                    path.display()
+                ),
+            ),
+        }
+        paths.push(path);
+    }
+    (index, paths)
+}
+
+fn load_text(
+    path: &Path,
+    text: &str,
+    key: &str,
+    index: &mut TakedownIndex,
+    case_ids: &mut HashMap<String, u32>,
+    errors: &mut Errors<'_>,
+) {
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_line(line) {
+            Ok((host, scope, case)) => {
+                let next = index.cases.len() as u32;
+                let at = *case_ids.entry(case.to_owned()).or_insert(next);
+                if at == next {
+                    index.cases.push(Arc::new(Case {
+                        id: Arc::from(format!("takedown:{case}")),
+                        body: Bytes::from(format!(
+                            "451 Unavailable For Legal Reasons\nCase: {case}\n"
+                        )),
+                    }));
+                }
+                index.add(&host, scope, at);
+            }
+            Err(why) => errors.invalid(key, format!("{}:{}: {why}", path.display(), n + 1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(text: &str) -> (TakedownIndex, Vec<String>) {
+        let mut errors = Errors::new(Path::new("conf/menshen.toml"));
+        let mut index = TakedownIndex::default();
+        let mut ids = HashMap::new();
+        let key = "policy.takedown_files[0]";
+        load_text(
+            Path::new("conf/t.txt"),
+            text,
+            key,
+            &mut index,
+            &mut ids,
+            &mut errors,
+        );
+        (index, errors.list.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn entries_match_in_canonical_form() {
+        let (index, errors) = index(
+            "# a list\n\nBlocked.Example.CN.  case-1\nshop.example.cn/%62anned/ case 2 (court)\n\
+             https://shop.example.cn/item/42.html?v=1 case-3\nshop.example.cn/x/../items/7 case-4\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(index.entries, 4);
+        let case = |h, p, pq| index.find(h, p, pq).map(|c| c.id.to_string());
+        assert_eq!(
+            case("blocked.example.cn", "/any", "/any").as_deref(),
+            Some("takedown:case-1")
+        );
+        assert_eq!(
+            case("shop.example.cn", "/banned/a", "/banned/a?x").as_deref(),
+            Some("takedown:case 2 (court)")
+        );
+        assert_eq!(
+            case("shop.example.cn", "/item/42.html", "/item/42.html?v=1").as_deref(),
+            Some("takedown:case-3")
+        );
+        assert_eq!(
+            case("shop.example.cn", "/item/42.html", "/item/42.html?v=2"),
+            None
+        );
+        assert_eq!(
+            case("shop.example.cn", "/items/7", "/items/7").as_deref(),
+            Some("takedown:case-4")
+        );
+        assert_eq!(case("shop.example.cn", "/banner", "/banner"), None);
+        let body = index
+            .find("blocked.example.cn", "/", "/")
+            .map(|c| c.body.clone());
+        assert_eq!(
+            body.as_deref(),
+            Some(&b"451 Unavailable For Legal Reasons\nCase: case-1\n"[..])
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        let (_, errors) = index("ok.example.cn case\nno-case.example.cn\nb@d.cn/x c\nh.cn/a?b c\n");
+        assert_eq!(
+            errors,
+            [
+                "conf/menshen.toml: policy.takedown_files[0]: conf/t.txt:2: no case reference: \
+                 expected HOST, HOST/PATH-PREFIX or https://HOST/PATH, a space, then the case \
+                 reference",
+                "conf/menshen.toml: policy.takedown_files[0]: conf/t.txt:3: \"b@d.cn\" is not a \
+                 host name: expected HOST, HOST/PATH-PREFIX or https://HOST/PATH, a space, then the \
+                 case reference",
+                "conf/menshen.toml: policy.takedown_files[0]: conf/t.txt:4: \"h.cn/a?b\": a prefix \
+                 has no query; list the exact URL as https://h.cn/a?b",
+            ]
+        );
+    }
+}
