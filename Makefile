@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz
+.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz k8s-validate
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
 deps:
@@ -32,8 +32,18 @@ fmt:
 clippy: deps
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# Every Kubernetes manifest against the API's schemas, strictly (an unknown or misplaced field is
+# an error). The validator comes from PyPI into a venv under target/; when it cannot be
+# installed, this fails (it is never skipped).
+K8S_VERSION ?= 1.30.0
+K8S_VALIDATE := target/k8s-validate/bin/kubernetes-validate
+k8s-validate:
+	@test -x $(K8S_VALIDATE) || { python3 -m venv target/k8s-validate && \
+	  target/k8s-validate/bin/pip install -q kubernetes-validate==1.37.0; }
+	$(K8S_VALIDATE) --strict --quiet -k $(K8S_VERSION) deploy/kubernetes/*.yaml
+
 # Ends with one total line ("N passed, N failed") over every test binary.
-test: deps fmt clippy
+test: deps fmt clippy k8s-validate
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "cargo test: %d passed, %d failed\n", p, f}' target/test.log
