@@ -333,7 +333,10 @@ fn the_admin_port_is_reachable_only_inside_the_cluster() {
     let mut admin_rules = 0;
     for rule in &rules {
         let ports: Vec<Value> = get(rule, "ports");
-        if !ports.iter().any(|p| resolve_port(&docs, &p["port"]) == admin) {
+        if !ports
+            .iter()
+            .any(|p| resolve_port(&docs, &p["port"]) == admin)
+        {
             continue;
         }
         admin_rules += 1;
@@ -365,7 +368,11 @@ fn service_pdb_and_hpa_target_the_statefulset() {
     };
     let set = find(&docs, "StatefulSet", "menshen");
     selects_pods(set, "spec.selector.matchLabels");
-    let headless = find(&docs, "Service", get::<String>(set, "spec.serviceName").as_str());
+    let headless = find(
+        &docs,
+        "Service",
+        get::<String>(set, "spec.serviceName").as_str(),
+    );
     assert_eq!(get::<String>(headless, "spec.clusterIP"), "None");
     selects_pods(find(&docs, "Service", "menshen"), "spec.selector");
     let pdb = find(&docs, "PodDisruptionBudget", "menshen");

@@ -177,6 +177,11 @@ pub fn dir_and_name(log: &Path) -> (PathBuf, String) {
 
 /// Seals `file`, a rotated file of the log at `log`: writes `file.manifest`.
 pub fn seal(file: &Path, log: &Path, key: &ChainKey) -> std::io::Result<Manifest> {
+    // Sealed already (by the other process of a binary upgrade, both finding it unsealed at
+    // start): a second seal would take the next index and leave a gap in the sequence.
+    if let Ok(m) = Manifest::load(&manifest_path(file), key) {
+        return Ok(m);
+    }
     let summary = summarize(file, |_| {})?;
     let previous = manifests(log, key)
         .into_iter()
