@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz k8s-validate
+.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz k8s-validate moto
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
 deps:
@@ -42,8 +42,14 @@ k8s-validate:
 	  target/k8s-validate/bin/pip install -q kubernetes-validate==1.37.0; }
 	$(K8S_VALIDATE) --strict --quiet -k $(K8S_VERSION) deploy/kubernetes/*.yaml
 
+# The S3-compatible server tests/log_shipping.rs ships logs to (moto, from PyPI, in a venv under
+# target/). The test fails, never skips, when it is missing.
+moto:
+	@test -x target/moto/bin/moto_server || { python3 -m venv target/moto && \
+	  target/moto/bin/pip install -q 'moto[server]==5.2.5'; }
+
 # Ends with one total line ("N passed, N failed") over every test binary.
-test: deps fmt clippy k8s-validate
+test: deps fmt clippy k8s-validate moto
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "cargo test: %d passed, %d failed\n", p, f}' target/test.log

@@ -333,6 +333,7 @@ fn access_log(path: &Path, file: &FileConfig, errors: &mut Errors<'_>) -> Option
         path: log_path,
         retention,
         chain_key: crate::config::log::chain_key(path, section, errors),
+        shipping: crate::config::log::shipping(path, section, errors),
         max_file_bytes: section.max_file_bytes,
         buffer_lines: section.buffer_lines,
     })

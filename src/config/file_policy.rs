@@ -152,6 +152,8 @@ pub struct AccessLogSection {
     pub chain_key_file: String,
     /// The admin audit log (default: `admin-audit.log` beside `path`).
     pub audit_file: Option<String>,
+    /// Ship sealed files to S3-compatible object storage. Default: not shipped.
+    pub shipping: Option<super::file_ship::ShippingSection>,
     /// Rotate when the file reaches this size.
     #[serde(default = "default_access_log_max_bytes")]
     pub max_file_bytes: u64,

@@ -7,6 +7,7 @@ use super::file::AccessLogSection;
 use super::{relative_to, Errors};
 use crate::observe::chain::ChainKey;
 use crate::observe::retention::{Retention, MIN_RETENTION_DAYS, MIN_RETENTION_MONTHS};
+use crate::observe::ship::ShipConfig;
 
 /// `retention_months` or `retention_days` (six calendar months when neither is set).
 pub(crate) fn retention(section: &AccessLogSection, errors: &mut Errors<'_>) -> Retention {
@@ -68,6 +69,66 @@ pub(crate) fn chain_key(
             None
         }
     }
+}
+
+/// `[access_log.shipping]`, with its credentials read.
+pub(crate) fn shipping(
+    config: &Path,
+    section: &AccessLogSection,
+    errors: &mut Errors<'_>,
+) -> Option<ShipConfig> {
+    let s = section.shipping.as_ref()?;
+    if !section.tamper_evident {
+        errors.invalid(
+            "access_log.shipping",
+            "ships sealed files: needs access_log.tamper_evident = true",
+        );
+        return None;
+    }
+    let scheme_ok = s.endpoint.starts_with("https://") || s.endpoint.starts_with("http://");
+    if !scheme_ok || s.bucket.is_empty() || s.region.is_empty() {
+        errors.invalid(
+            "access_log.shipping",
+            format!(
+                "endpoint {:?}, bucket {:?}, region {:?}: expected an http(s):// endpoint \
+                 (e.g. \"https://oss-cn-hangzhou.aliyuncs.com\"), a bucket and a region",
+                s.endpoint, s.bucket, s.region
+            ),
+        );
+        return None;
+    }
+    let file = relative_to(config, &s.credentials_file);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.invalid(
+                "access_log.shipping.credentials_file",
+                format!("{}: cannot read: {e}", file.display()),
+            );
+            return None;
+        }
+    };
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let (Some(access_key), Some(secret_key), None) = (lines.next(), lines.next(), lines.next())
+    else {
+        errors.invalid(
+            "access_log.shipping.credentials_file",
+            format!(
+                "{}: expected two lines: the access key id, then the secret",
+                file.display()
+            ),
+        );
+        return None;
+    };
+    Some(ShipConfig {
+        endpoint: s.endpoint.clone(),
+        bucket: s.bucket.clone(),
+        region: s.region.clone(),
+        prefix: s.prefix.clone(),
+        path_style: s.path_style,
+        access_key: access_key.to_owned(),
+        secret_key: secret_key.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -140,5 +201,62 @@ mod tests {
         let off = section("tamper_evident = false");
         assert!(chain_key(&config, &off, &mut errors).is_none());
         assert!(errors.list.is_empty());
+    }
+
+    #[test]
+    fn shipping_settings_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("menshen.toml");
+        let ship = |extra: &str| {
+            section(&format!(
+                "{extra}\n[shipping]\nendpoint = \"https://oss-cn-hangzhou.aliyuncs.com\"\n\
+                 bucket = \"logs\"\nregion = \"cn-hangzhou\"\ncredentials_file = \"s3.cred\"\n"
+            ))
+        };
+        let messages = |s: &AccessLogSection| {
+            let mut errors = Errors::new(&config);
+            let got = shipping(&config, s, &mut errors);
+            (
+                got,
+                errors
+                    .list
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let cred = dir.path().join("s3.cred");
+        let (got, e) = messages(&ship(""));
+        assert!(got.is_none());
+        assert!(
+            e[0].contains(&format!(
+                "access_log.shipping.credentials_file: {}: cannot read",
+                cred.display()
+            )),
+            "{e:?}"
+        );
+        std::fs::write(&cred, "only-one-line\n").expect("write");
+        let (_, e) = messages(&ship(""));
+        assert!(
+            e[0].ends_with("expected two lines: the access key id, then the secret"),
+            "{e:?}"
+        );
+        std::fs::write(&cred, "AKID\nsecret\n").expect("write");
+        let (got, e) = messages(&ship(""));
+        assert!(e.is_empty(), "{e:?}");
+        let got = got.expect("shipping");
+        assert_eq!(
+            (got.access_key.as_str(), got.secret_key.as_str()),
+            ("AKID", "secret")
+        );
+        assert!(
+            !format!("{got:?}").contains("secret"),
+            "credentials stay out of Debug"
+        );
+        let (_, e) = messages(&ship("tamper_evident = false"));
+        assert!(
+            e[0].contains("needs access_log.tamper_evident = true"),
+            "{e:?}"
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod file;
 mod file_notify;
 mod file_policy;
+mod file_ship;
 mod file_upstreams;
 mod log;
 mod sites;

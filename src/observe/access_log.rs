@@ -35,6 +35,8 @@ pub struct AccessLogConfig {
     pub chain_key: Option<ChainKey>,
     /// The admin audit log beside it (`observe::audit`); none for the audit log itself.
     pub audit_path: Option<PathBuf>,
+    /// Ship sealed files to object storage; rotated files are then removed only once shipped.
+    pub shipping: Option<super::ship::ShipConfig>,
     /// Rotate beyond this size.
     pub max_file_bytes: u64,
     /// Channel capacity, in lines.
@@ -72,6 +74,9 @@ impl AccessLog {
             ),
             None => (None, None),
         };
+        if let (Some(key), Some(ship)) = (&config.chain_key, &config.shipping) {
+            super::ship::start_shipper(config.path.clone(), key.clone(), ship.clone())?;
+        }
         let (tx, rx) = mpsc::sync_channel(config.buffer_lines.max(1));
         let backlog = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -149,7 +154,11 @@ impl Writer {
     /// request handing over its line never has to wake this thread (a futex wake and a context
     /// switch per request cost more than formatting the line).
     fn run(mut self, rx: Receiver<Msg>) {
-        super::retention::remove_expired(&self.config.path, self.config.retention);
+        super::retention::remove_expired(
+            &self.config.path,
+            self.config.retention,
+            self.config.shipping.is_some(),
+        );
         if let Some(key) = &self.config.chain_key {
             // The chain of this writer starts here; `sealed` names the last sealed file's index,
             // so that dropping the newest sealed files shows too.
@@ -266,7 +275,11 @@ impl Writer {
             tracing::error!(file = %self.config.path.display(), "access log rotation failed: {e}");
         }
         self.day = today;
-        super::retention::remove_expired(&self.config.path, self.config.retention);
+        super::retention::remove_expired(
+            &self.config.path,
+            self.config.retention,
+            self.config.shipping.is_some(),
+        );
     }
 
     /// Another process's writer (the other side of a binary upgrade) rotated the file: append
@@ -328,6 +341,7 @@ mod tests {
             retention: Retention::default(),
             chain_key: None,
             audit_path: None,
+            shipping: None,
             max_file_bytes: u64::MAX,
             buffer_lines: 100_000,
         })
@@ -352,6 +366,7 @@ mod tests {
             retention: Retention::default(),
             chain_key: None,
             audit_path: None,
+            shipping: None,
             max_file_bytes: 64,
             buffer_lines: 16,
         })

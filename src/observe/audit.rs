@@ -87,6 +87,7 @@ mod tests {
             retention: Default::default(),
             chain_key: None,
             audit_path: Some(default_audit_path("/var/log/menshen/access.log".as_ref())),
+            shipping: None,
             max_file_bytes: 1 << 30,
             buffer_lines: 32_768,
         };

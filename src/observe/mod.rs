@@ -8,5 +8,6 @@ pub mod metrics;
 pub mod notify;
 pub mod retention;
 pub mod seal;
+pub mod ship;
 pub mod text;
 pub mod verify;

@@ -55,44 +55,68 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     (days_from_civil(ny, nm, 1) - days_from_civil(y, m, 1)) as u32
 }
 
-/// Removes rotated files of the log at `path` (`NAME.*` beside it: rotated files and their
-/// manifests) last written before the retention's cutoff.
-pub fn remove_expired(path: &Path, retention: Retention) {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return;
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+/// Removes rotated files of the log at `path` (`NAME.YYYY-MM-DD[.N]` beside it) last written
+/// before the retention's cutoff, each with its manifest and shipping marker. With `shipped_only`
+/// (shipping is on) a file is kept until it is shipped, however old. Other `NAME.*` files past the
+/// cutoff (a manifest or marker whose file is gone) are removed too.
+pub fn remove_expired(path: &Path, retention: Retention, shipped_only: bool) {
+    let (dir, name) = super::seal::dir_and_name(path);
     let prefix = format!("{name}.");
     let cutoff = retention.cutoff(SystemTime::now());
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
+    let old = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < cutoff)
+    };
+    let mut waiting = 0;
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let Some(fname) = file_name.to_str() else {
             continue;
         };
-        if !fname.starts_with(&prefix) {
+        let file = entry.path();
+        if !fname.starts_with(&prefix) || !old(&file) {
             continue;
         }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t < cutoff);
-        if old {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => {
-                    tracing::info!(file = %entry.path().display(), "removed log file past retention")
-                }
-                Err(e) => {
-                    tracing::warn!(file = %entry.path().display(), "cannot remove old log file: {e}")
-                }
+        let rotated = super::seal::rotated_order(fname, &name).is_some();
+        if rotated && shipped_only && !super::ship::shipped_path(&file).exists() {
+            waiting += 1;
+            continue;
+        }
+        let mut doomed = vec![file.clone()];
+        if rotated {
+            doomed.push(super::seal::manifest_path(&file));
+            doomed.push(super::ship::shipped_path(&file));
+        } else if super::seal::rotated_order(base_of(fname), &name)
+            .is_some_and(|_| dir.join(base_of(fname)).exists())
+        {
+            // A manifest or marker goes with its file, not before it.
+            continue;
+        }
+        for f in doomed.iter().filter(|f| f.exists()) {
+            match std::fs::remove_file(f) {
+                Ok(()) => tracing::info!(file = %f.display(), "removed log file past retention"),
+                Err(e) => tracing::warn!(file = %f.display(), "cannot remove old log file: {e}"),
             }
         }
     }
+    if waiting > 0 {
+        tracing::warn!(
+            files = waiting,
+            "log files past retention are kept until they are shipped (menshen_log_ship_backlog)"
+        );
+    }
+}
+
+/// The rotated file a manifest or marker belongs to.
+fn base_of(fname: &str) -> &str {
+    fname
+        .strip_suffix(".manifest")
+        .or_else(|| fname.strip_suffix(".shipped"))
+        .unwrap_or(fname)
 }
 
 #[cfg(test)]
@@ -146,10 +170,38 @@ mod tests {
         set(&old_manifest, age(185));
         set(&recent, age(180));
         set(&unrelated, age(400));
-        remove_expired(&path, Retention::Months(6));
+        remove_expired(&path, Retention::Months(6), false);
         assert!(!old.exists(), "older than six months: removed");
         assert!(!old_manifest.exists(), "its manifest goes with it");
         assert!(recent.exists(), "within retention: kept");
         assert!(unrelated.exists(), "not ours: kept");
+    }
+
+    #[test]
+    fn with_shipping_a_file_waits_for_its_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("access.log");
+        let shipped = dir.path().join("access.log.2026-01-01");
+        let unshipped = dir.path().join("access.log.2026-01-02");
+        let marker = dir.path().join("access.log.2026-01-01.shipped");
+        let manifest = dir.path().join("access.log.2026-01-01.manifest");
+        for f in [&shipped, &unshipped, &marker, &manifest] {
+            std::fs::write(f, "x\n").expect("write");
+        }
+        let old = SystemTime::now() - Duration::from_secs(200 * 86_400);
+        for f in [&shipped, &unshipped] {
+            File::options()
+                .write(true)
+                .open(f)
+                .expect("open")
+                .set_modified(old)
+                .expect("mtime");
+        }
+        remove_expired(&path, Retention::Months(6), true);
+        assert!(
+            !shipped.exists() && !marker.exists() && !manifest.exists(),
+            "shipped: removed with its manifest and marker"
+        );
+        assert!(unshipped.exists(), "not shipped: kept");
     }
 }

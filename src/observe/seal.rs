@@ -214,20 +214,29 @@ pub fn seal(file: &Path, log: &Path, key: &ChainKey) -> std::io::Result<Manifest
     Ok(m)
 }
 
-/// Rotated files of the log at `log` that have no manifest, oldest first.
-pub fn unsealed(log: &Path) -> Vec<PathBuf> {
+/// Rotated files of the log at `log`, oldest first.
+pub fn rotated_files(log: &Path) -> Vec<PathBuf> {
     let (dir, name) = dir_and_name(log);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let order = rotated_order(&e.file_name().to_string_lossy(), &name)?;
-            (!manifest_path(&e.path()).exists()).then(|| (order, e.path()))
+            Some((
+                rotated_order(&e.file_name().to_string_lossy(), &name)?,
+                e.path(),
+            ))
         })
         .collect();
     files.sort();
     files.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Rotated files of the log at `log` that have no manifest, oldest first.
+pub fn unsealed(log: &Path) -> Vec<PathBuf> {
+    let mut files = rotated_files(log);
+    files.retain(|f| !manifest_path(f).exists());
+    files
 }
 
 /// Starts the sealing thread of the log at `log`; rotated files sent to it are sealed in order.
