@@ -1,6 +1,7 @@
 //! Per-request cost of the takedown lists (`policy.takedown_files`) at 10 and 100,000 entries:
 //! the whole policy chain on a request that passes and on one an entry blocks. Both should stay
-//! flat as the lists grow (hash lookups on host, exact path and each distinct prefix length).
+//! flat as the lists grow (a hash lookup on the host and the exact path, a trie walk along the
+//! path for the longest prefix).
 
 use std::fmt::Write as _;
 use std::hint::black_box;

@@ -10,10 +10,12 @@
 //!
 //! Hosts and paths are brought to the canonical form requests are matched in
 //! (`semantics::target`), so no spelling of a request escapes an entry. A lookup costs the same
-//! at 10 entries or 100,000: hash lookups on the host, the exact path, and the request path cut
-//! at each distinct prefix length the host's entries have.
+//! at 10 entries or 100,000: a hash lookup on the host, one on the exact path, and one walk of a
+//! byte trie along the path for the longest prefix.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -41,16 +43,66 @@ pub(super) struct Case {
 #[derive(Debug, Default)]
 struct HostEntries {
     all: Option<u32>,
-    exact: HashMap<Box<str>, u32>,
-    prefixes: HashMap<Box<str>, u32>,
-    /// Distinct prefix lengths, longest first.
-    lengths: Vec<usize>,
+    exact: FxHashMap<Box<str>, u32>,
+    prefixes: Trie,
+}
+
+/// A trie node: its children by byte (sorted), and the case of the prefix ending there.
+type Node = (Vec<(u8, u32)>, Option<u32>);
+
+/// Path prefixes as a byte trie: the longest prefix of a path is one walk along it, whatever
+/// the number of entries or their lengths.
+#[derive(Debug)]
+struct Trie {
+    /// Node 0 is the root.
+    nodes: Vec<Node>,
+}
+
+impl Default for Trie {
+    fn default() -> Self {
+        Trie {
+            nodes: vec![(Vec::new(), None)],
+        }
+    }
+}
+
+impl Trie {
+    fn insert(&mut self, prefix: &[u8], case: u32) {
+        let mut at = 0;
+        for &b in prefix {
+            let next = self.nodes.len() as u32;
+            let children = &mut self.nodes[at].0;
+            at = match children.binary_search_by_key(&b, |c| c.0) {
+                Ok(i) => children[i].1 as usize,
+                Err(i) => {
+                    children.insert(i, (b, next));
+                    self.nodes.push((Vec::new(), None));
+                    next as usize
+                }
+            };
+        }
+        self.nodes[at].1.get_or_insert(case);
+    }
+
+    fn longest(&self, path: &[u8]) -> Option<&u32> {
+        let mut at = 0;
+        let mut found = None;
+        for &b in path {
+            let children = &self.nodes[at].0;
+            match children.binary_search_by_key(&b, |c| c.0) {
+                Ok(i) => at = children[i].1 as usize,
+                Err(_) => break,
+            }
+            found = self.nodes[at].1.as_ref().or(found);
+        }
+        found
+    }
 }
 
 /// Every entry of every takedown file, indexed by canonical host.
 #[derive(Debug, Default)]
 pub(super) struct TakedownIndex {
-    hosts: HashMap<Box<str>, HostEntries>,
+    hosts: FxHashMap<Box<str>, HostEntries>,
     cases: Vec<Arc<Case>>,
     /// Entries loaded, for reports.
     pub(super) entries: usize,
@@ -65,12 +117,7 @@ impl TakedownIndex {
             .exact
             .get(path_and_query)
             .or_else(|| h.exact.get(path))
-            .or_else(|| {
-                h.lengths
-                    .iter()
-                    .filter_map(|&n| path.get(..n))
-                    .find_map(|p| h.prefixes.get(p))
-            })
+            .or_else(|| h.prefixes.longest(path.as_bytes()))
             .or(h.all.as_ref())?;
         self.cases.get(*hit as usize).map(|c| &**c)
     }
@@ -84,13 +131,7 @@ impl TakedownIndex {
             Scope::Exact(p) => {
                 h.exact.entry(p).or_insert(case);
             }
-            Scope::Prefix(p) => {
-                if !h.lengths.contains(&p.len()) {
-                    h.lengths.push(p.len());
-                    h.lengths.sort_unstable_by(|a, b| b.cmp(a));
-                }
-                h.prefixes.entry(p).or_insert(case);
-            }
+            Scope::Prefix(p) => h.prefixes.insert(p.as_bytes(), case),
         }
         self.entries += 1;
     }
@@ -252,6 +293,22 @@ mod tests {
         assert_eq!(
             body.as_deref(),
             Some(&b"451 Unavailable For Legal Reasons\nCase: case-1\n"[..])
+        );
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let (index, errors) = index("h.cn/a/ outer\nh.cn/a/b/ inner\nh.cn all\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let case = |p| index.find("h.cn", p, p).map(|c| c.id.to_string());
+        assert_eq!(case("/a/b/c").as_deref(), Some("takedown:inner"));
+        assert_eq!(case("/a/bx").as_deref(), Some("takedown:outer"));
+        assert_eq!(case("/z").as_deref(), Some("takedown:all"));
+        assert_eq!(
+            index
+                .find("other.cn", "/a/b/c", "/a/b/c")
+                .map(|c| c.id.clone()),
+            None
         );
     }
 
