@@ -5,7 +5,9 @@
 #     -p 443:8443 -p 80:8080 menshen
 # The image runs as uid 10001 with a read-only root filesystem: it writes only the access log
 # (/var/log/menshen, a volume) and pingora's upgrade socket (/tmp, a tmpfs).
-FROM rust:1-bookworm AS build
+# Base images pinned to versions (not floating tags such as 1-bookworm or bookworm-slim), so a
+# rebuild is the same build; tests/kubernetes.rs checks it.
+FROM rust:1.95.0-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -15,7 +17,7 @@ COPY tests ./tests
 COPY benches ./benches
 RUN cargo build --release --locked --bin menshen
 
-FROM debian:bookworm-slim
+FROM debian:12.12-slim
 RUN apt-get update -qq && apt-get install -y -qq ca-certificates && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin menshen \
  && mkdir -p /etc/menshen/certs /var/log/menshen && chown menshen /var/log/menshen

@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
 .PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz \
-	ci-local ci-missing-tools
+	ci-local ci-missing-tools k8s-validate moto
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
 deps:
@@ -13,7 +13,7 @@ deps:
 	  apt-get update -qq && apt-get install -y -qq cmake >/dev/null; }
 
 demo-certs: deps
-	@test -f certs/demo/ca.crt || $(CARGO) run --quiet --example demo_certs -- certs/demo
+	@test -f certs/demo/ca.crt -a -f certs/demo/access-log.key || $(CARGO) run --quiet --example demo_certs -- certs/demo
 
 release: deps
 	$(CARGO) build --release
@@ -33,19 +33,38 @@ fmt:
 clippy: deps
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# Every Kubernetes manifest against the API's schemas, strictly (an unknown or misplaced field is
+# an error). The validator comes from PyPI into a venv under target/; when it cannot be
+# installed, this fails (it is never skipped).
+K8S_VERSION ?= 1.30.0
+K8S_VALIDATE := target/k8s-validate/bin/kubernetes-validate
+k8s-validate:
+	@test -x $(K8S_VALIDATE) || { python3 -m venv target/k8s-validate && \
+	  target/k8s-validate/bin/pip install -q kubernetes-validate==1.37.0; }
+	$(K8S_VALIDATE) --strict --quiet -k $(K8S_VERSION) deploy/kubernetes/*.yaml
+
+# The S3-compatible server tests/log_shipping.rs ships logs to (moto, from PyPI, in a venv under
+# target/). The test fails, never skips, when it is missing.
+moto:
+	@test -x target/moto/bin/moto_server || { python3 -m venv target/moto && \
+	  target/moto/bin/pip install -q 'moto[server]==5.2.5'; }
+
 # Ends with one total line ("N passed, N failed") over every test binary.
-test: deps fmt clippy
+test: deps fmt clippy k8s-validate moto
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "cargo test: %d passed, %d failed\n", p, f}' target/test.log
 
 # Programs the tests run besides cargo: cmake builds libz-ng-sys, openssl is the client of the
 # refusal tests, chromium renders the status page. Missing ones fail their tests, never skip.
-CI_TOOLS := cmake openssl chromium
+# chromium renders the status page; python3 (with venv) installs kubernetes-validate and moto, the
+# manifest validator and the S3-compatible server of the tests, under target/.
+CI_TOOLS := cmake openssl chromium python3
 
-# The CI tools this machine lacks, one a line (.ci/run installs them as root).
+# The CI packages this machine lacks, one a line (.ci/run installs them as root).
 ci-missing-tools:
 	@for t in $(CI_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done
+	@python3 -c 'import ensurepip' >/dev/null 2>&1 || echo python3-venv
 
 # Exactly what CI runs: .ci/run only installs the missing tools, then calls this.
 ci-local:
@@ -63,10 +82,12 @@ ROUNDS ?= 3
 # TLS handshakes against nginx, and reloads under load
 # (needs root: it installs nginx, haproxy and wrk when missing, and pins processes with taskset).
 bench: deps release
-	$(CARGO) bench --bench policy --bench tls
+	$(CARGO) bench --bench policy --bench tls --bench takedown
 	@# The bench's access log grows by gigabytes a run (every request is logged and rotated
 	@# files are kept for 180 days): start each run without the last one's.
 	rm -f /tmp/menshen-bench/access.log*
+	@mkdir -p /tmp/menshen-bench
+	@test -f /tmp/menshen-bench/access-log.key || ./target/release/menshen logs key /tmp/menshen-bench/access-log.key
 	MENSHEN_CMD="$(CURDIR)/target/release/menshen --config $(CURDIR)/benches/peers.toml" \
 	  python3 $(PEERS) --targets nginx,haproxy,caddy,menshen --rounds $(ROUNDS)
 	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/full_handshake.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)

@@ -1,7 +1,8 @@
 //! Generates the demo PKI for `make run`: a throwaway root and a leaf for localhost.
 //!
 //! `cargo run --example demo_certs -- certs/demo` writes `ca.crt`, `ca.key` and
-//! `live/localhost.crt` + `live/localhost.key`, unless `ca.crt` already exists. Never commit them.
+//! `live/localhost.crt` + `live/localhost.key`, unless `ca.crt` already exists, and the access
+//! log's chain key `access-log.key` unless it exists. Never commit them.
 
 #[path = "../tests/support/pki.rs"]
 mod pki;
@@ -14,6 +15,12 @@ fn main() -> std::io::Result<()> {
             .nth(1)
             .unwrap_or_else(|| "certs/demo".into()),
     );
+    let key = dir.join("access-log.key");
+    if !key.exists() {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(&key, menshen::observe::chain::ChainKey::generate()?)?;
+        println!("demo access log chain key written to {}", key.display());
+    }
     if dir.join("ca.crt").exists() {
         return Ok(());
     }

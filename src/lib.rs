@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod certs;
 pub mod cli;
+pub mod cli_logs;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz;

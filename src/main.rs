@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use menshen::{certs, cli, config, observe, reload, server};
+use menshen::{certs, cli, cli_logs, config, observe, reload, server};
 
 // Per-request allocations (headers, log lines) are small and short-lived; mimalloc's thread-local
 // free lists serve them cheaper than glibc's malloc (docs/performance.md).
@@ -46,6 +46,11 @@ enum Command {
     },
     /// Probe the running proxy's admin /healthz (for container health checks).
     Healthz,
+    /// Verify chained logs, or make the key they are chained with.
+    Logs {
+        #[command(subcommand)]
+        action: cli_logs::Action,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
             action: Some(action),
         } => ExitCode::from(certs::run(&args.config, action) as u8),
         Command::Healthz => ExitCode::from(cli::healthz(&args.config) as u8),
+        Command::Logs { action } => ExitCode::from(cli_logs::run(&args.config, action) as u8),
         Command::Run => {
             // The log settings live in the config: peek at them before the full load, so that
             // load errors are reported in the configured format.

@@ -79,6 +79,8 @@ pub struct Reloader {
     fingerprint: Mutex<[u8; 32]>,
     waiting: digest::Waiting,
     last: Mutex<ReloadReport>,
+    /// Where reloads not asked over the admin API (SIGHUP, file changes) are recorded.
+    audit: std::sync::OnceLock<crate::observe::audit::Audit>,
 }
 
 impl Reloader {
@@ -115,6 +117,7 @@ impl Reloader {
             fingerprint: Mutex::new([0; 32]),
             waiting: digest::Waiting::default(),
             last: Mutex::new(start),
+            audit: std::sync::OnceLock::new(),
         });
         let fp = reloader.digests.fingerprint(&current);
         if let Ok(mut f) = reloader.fingerprint.lock() {
@@ -173,7 +176,22 @@ impl Reloader {
         if let Ok(mut last) = self.last.lock() {
             *last = report.clone();
         }
+        // The admin listener records its own reloads, with the caller's address.
+        if let (Some(audit), false) = (self.audit.get(), trigger == "API") {
+            let detail = format!("{}; {}", report.summary, report.errors.join("; "));
+            audit.record(
+                "reload",
+                trigger,
+                report.result.label(),
+                detail.trim_end_matches("; "),
+            );
+        }
         report
+    }
+
+    /// Records reloads by SIGHUP and file changes in `audit` from now on.
+    pub fn set_audit(&self, audit: crate::observe::audit::Audit) {
+        let _ = self.audit.set(audit);
     }
 
     async fn reload_inner(&self, trigger: &str) -> ReloadReport {

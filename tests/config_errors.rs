@@ -92,8 +92,12 @@ const POLICY_CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "",
-        "[access_log]\npath = \"a.log\"\nretention = \"30d\"\n",
-        "access_log.retention: 30d is below 180d: access logs must be kept for six months",
+        "[access_log]
+path = \"a.log\"
+retention = \"180d\"
+",
+        "access_log.retention: \"180d\" is below 184 days: the Cybersecurity Law (Art. 21) \
+         requires network logs to be kept for no less than six months",
     ),
     (
         "",

@@ -94,7 +94,14 @@ fn check_shipped(name: &str) -> (bool, String) {
     for sub in ["conf", "certs/approved", "certs/demo/live"] {
         std::fs::create_dir_all(d.join(sub)).expect("mkdir");
     }
-    std::fs::copy(format!("{ROOT}/conf/{name}"), d.join("conf").join(name)).expect("copy");
+    // The config and the example files the reference names beside it (a takedown list, shipping
+    // credentials).
+    for file in std::fs::read_dir(format!("{ROOT}/conf")).expect("conf") {
+        let file = file.expect("entry");
+        if file.file_type().expect("type").is_file() {
+            std::fs::copy(file.path(), d.join("conf").join(file.file_name())).expect("copy");
+        }
+    }
     for entry in std::fs::read_dir(format!("{ROOT}/certs/approved")).expect("approved") {
         let entry = entry.expect("entry");
         std::fs::copy(
@@ -113,6 +120,8 @@ fn check_shipped(name: &str) -> (bool, String) {
     write("certs/demo/ca.crt", &ca.pem);
     write("certs/demo/live/localhost.crt", &leaf.pem);
     write("certs/demo/live/localhost.key", &leaf.key_pem);
+    let chain_key = menshen::observe::chain::ChainKey::generate().expect("chain key");
+    write("certs/demo/access-log.key", &chain_key);
     support::check(&d.join("conf").join(name))
 }
 

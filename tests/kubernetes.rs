@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use menshen::config::file::FileConfig;
+use menshen::observe::chain::ChainKey;
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -65,7 +66,7 @@ fn config(docs: &[Value]) -> FileConfig {
 }
 
 fn pod(docs: &[Value]) -> &Value {
-    at(find(docs, "Deployment", "menshen"), "spec.template")
+    at(find(docs, "StatefulSet", "menshen"), "spec.template")
 }
 
 fn container(docs: &[Value]) -> Value {
@@ -108,8 +109,20 @@ fn volume_at(docs: &[Value], dir: &str) -> Value {
         .unwrap_or_else(|| panic!("nothing is mounted at {dir}"));
     assert!(mount["subPath"].is_null(), "{dir} uses subPath");
     let volumes: Vec<Value> = get(pod(docs), "spec.volumes");
+    let claims: Vec<Value> = get(
+        find(docs, "StatefulSet", "menshen"),
+        "spec.volumeClaimTemplates",
+    );
+    let claims = claims.into_iter().map(|c| {
+        // A claim template as a volume: `persistentVolumeClaim` holds its spec.
+        let mut v = serde_yaml::Mapping::new();
+        v.insert("name".into(), c["metadata"]["name"].clone());
+        v.insert("persistentVolumeClaim".into(), c["spec"].clone());
+        Value::Mapping(v)
+    });
     volumes
         .into_iter()
+        .chain(claims)
         .find(|v| v["name"] == mount["name"])
         .unwrap_or_else(|| panic!("no volume for the mount at {dir}"))
 }
@@ -145,6 +158,11 @@ fn the_config_parses_and_compiles() {
     for dir in &tls.certificates {
         text = text.replace(&format!("\"{dir}\""), &format!("\"{live}\""));
     }
+    // The chain key stands in for Secret menshen-log-key (its placeholder is not a key).
+    let log = config(&docs).access_log.expect("an [access_log] section");
+    let key = dir.path().join("access-log.key");
+    std::fs::write(&key, ChainKey::generate().expect("a key")).expect("write the key");
+    text = text.replace(&log.chain_key_file, &key.display().to_string());
     let path = dir.path().join("menshen.toml");
     std::fs::write(&path, text).expect("write config");
     let load = menshen::config::load(&path, None).unwrap_or_else(|errors| {
@@ -228,9 +246,14 @@ fn every_path_in_the_config_is_on_the_right_mount() {
     let token = admin.reload_token_file.expect("admin.reload_token_file");
     let volume = volume_at(&docs, &parent(&token));
     assert_eq!(get::<String>(&volume, "secret.secretName"), "menshen-admin");
-    // The root filesystem is read-only: the access log needs a volume.
+    // The root filesystem is read-only: the access log needs a volume, and one that outlives the
+    // pod for six months: a claim of the StatefulSet's, not an emptyDir.
     let log = config.access_log.expect("an [access_log] section");
-    volume_at(&docs, &parent(&log.path));
+    let logs = volume_at(&docs, &parent(&log.path));
+    let modes: Vec<String> = get(&logs, "persistentVolumeClaim.accessModes");
+    assert_eq!(modes, ["ReadWriteOnce"]);
+    let key = volume_at(&docs, &parent(&log.chain_key_file));
+    assert_eq!(get::<String>(&key, "secret.secretName"), "menshen-log-key");
 
     // The approved roots come from the image: a mount over them would hide them.
     let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
@@ -256,14 +279,84 @@ fn the_pod_is_locked_down_and_drains_in_time() {
     assert_eq!(dropped, ["ALL"]);
     let grace: u64 = get(pod(&docs), "spec.terminationGracePeriodSeconds");
     let drain = config(&docs).server.grace_period.as_secs();
+    // Long enough for a cloud load balancer to take the node out (README.md: Alibaba CLB,
+    // Tencent CLB, AWS NLB health checks at their intervals and thresholds).
+    let pre_stop: Vec<String> = get(&container(&docs), "lifecycle.preStop.exec.command");
+    let sleep: u64 = pre_stop[1].parse().expect("sleep seconds");
+    assert_eq!(pre_stop[0], "/bin/sleep");
+    assert!(sleep >= 30, "preStop sleeps {sleep} s");
     assert!(
-        grace > drain,
-        "terminationGracePeriodSeconds {grace} <= {drain}"
+        grace > sleep + drain,
+        "terminationGracePeriodSeconds {grace} <= preStop {sleep} + drain {drain}"
     );
 }
 
 #[test]
-fn service_pdb_and_hpa_target_the_deployment() {
+fn images_are_pinned_and_pods_spread_over_zones() {
+    let docs = manifests();
+    let image: String = get(&container(&docs), "image");
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("read Dockerfile");
+    let bases = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_owned());
+    for image in bases.chain([image]) {
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        // A version has a dot (1.95.0, 12.12-slim, 0.1.0): not `latest`, `1`, `1-bookworm`.
+        let version = tag.split('-').next().unwrap_or("");
+        assert!(
+            image.contains("@sha256:") || version.contains('.'),
+            "{image}: pin a version (or a digest), not a floating tag"
+        );
+    }
+    let spread: Vec<Value> = get(pod(&docs), "spec.topologySpreadConstraints");
+    let zone = spread
+        .iter()
+        .find(|c| c["topologyKey"] == "topology.kubernetes.io/zone")
+        .expect("spread over zones");
+    assert_eq!(get::<String>(zone, "whenUnsatisfiable"), "DoNotSchedule");
+    let labels: BTreeMap<String, String> = get(pod(&docs), "metadata.labels");
+    let selects: BTreeMap<String, String> = get(zone, "labelSelector.matchLabels");
+    assert!(selects.iter().all(|(k, v)| labels.get(k) == Some(v)));
+}
+
+#[test]
+fn the_admin_port_is_reachable_only_inside_the_cluster() {
+    let docs = manifests();
+    let policy = find(&docs, "NetworkPolicy", "menshen");
+    let labels: BTreeMap<String, String> = get(pod(&docs), "metadata.labels");
+    let selects: BTreeMap<String, String> = get(policy, "spec.podSelector.matchLabels");
+    assert!(selects.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let admin = port_of(&config(&docs).admin.expect("[admin]").addr);
+    let rules: Vec<Value> = get(policy, "spec.ingress");
+    let mut admin_rules = 0;
+    for rule in &rules {
+        let ports: Vec<Value> = get(rule, "ports");
+        if !ports
+            .iter()
+            .any(|p| resolve_port(&docs, &p["port"]) == admin)
+        {
+            continue;
+        }
+        admin_rules += 1;
+        // Only pods of the cluster's namespaces: no ipBlock, no rule without `from`.
+        let from: Vec<Value> = get(rule, "from");
+        for peer in &from {
+            assert!(peer["ipBlock"].is_null(), "admin open to {peer:?}");
+            assert!(!peer["namespaceSelector"].is_null() || !peer["podSelector"].is_null());
+        }
+    }
+    assert_eq!(admin_rules, 1, "one rule admits the admin port");
+    // The public Service does not carry it either.
+    let ports: Vec<Value> = get(find(&docs, "Service", "menshen"), "spec.ports");
+    assert!(ports
+        .iter()
+        .all(|p| resolve_port(&docs, &p["targetPort"]) != admin));
+}
+
+#[test]
+fn service_pdb_and_hpa_target_the_statefulset() {
     let docs = manifests();
     let labels: BTreeMap<String, String> = get(pod(&docs), "metadata.labels");
     let selects_pods = |manifest: &Value, path: &str| {
@@ -273,8 +366,14 @@ fn service_pdb_and_hpa_target_the_deployment() {
             assert_eq!(labels.get(k), Some(v), "{path} selects {k} = {v}");
         }
     };
-    let deployment = find(&docs, "Deployment", "menshen");
-    selects_pods(deployment, "spec.selector.matchLabels");
+    let set = find(&docs, "StatefulSet", "menshen");
+    selects_pods(set, "spec.selector.matchLabels");
+    let headless = find(
+        &docs,
+        "Service",
+        get::<String>(set, "spec.serviceName").as_str(),
+    );
+    assert_eq!(get::<String>(headless, "spec.clusterIP"), "None");
     selects_pods(find(&docs, "Service", "menshen"), "spec.selector");
     let pdb = find(&docs, "PodDisruptionBudget", "menshen");
     selects_pods(pdb, "spec.selector.matchLabels");
@@ -283,9 +382,9 @@ fn service_pdb_and_hpa_target_the_deployment() {
     let hpa = find(&docs, "HorizontalPodAutoscaler", "menshen");
     assert_eq!(get::<String>(hpa, "apiVersion"), "autoscaling/v2");
     let target = at(hpa, "spec.scaleTargetRef");
-    assert_eq!(get::<String>(target, "kind"), "Deployment");
+    assert_eq!(get::<String>(target, "kind"), "StatefulSet");
     assert_eq!(get::<String>(target, "name"), "menshen");
-    let api: String = get(deployment, "apiVersion");
+    let api: String = get(set, "apiVersion");
     assert_eq!(get::<String>(target, "apiVersion"), api);
     assert!(get::<u64>(hpa, "spec.minReplicas") >= 2);
 }

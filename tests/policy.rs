@@ -61,6 +61,10 @@ async fn allowed_request_is_logged_with_every_field() {
         "request_id",
         "user_agent",
         "decision",
+        // The tamper-evidence chain (observe::chain).
+        "w",
+        "seq",
+        "chain",
     ];
     let mut got = keys.clone();
     expected.sort_unstable();

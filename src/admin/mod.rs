@@ -6,6 +6,7 @@
 
 mod status;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::observe::access_log::AccessLog;
+use crate::observe::audit::Audit;
 use crate::observe::metrics::metrics;
 use crate::reload::Reloader;
 use crate::snapshot::SharedSnapshot;
@@ -26,6 +28,7 @@ pub struct Admin {
     state: SharedSnapshot,
     reloader: Arc<Reloader>,
     access_log: Option<Arc<AccessLog>>,
+    audit: Option<Audit>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -53,11 +56,13 @@ impl Admin {
         state: SharedSnapshot,
         reloader: Arc<Reloader>,
         access_log: Option<Arc<AccessLog>>,
+        audit: Option<Audit>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state,
             reloader,
             access_log,
+            audit,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         })
@@ -89,18 +94,20 @@ impl Admin {
     /// Serves admin requests on `listener` until the process exits.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
             let this = self.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(30), this.handle(stream)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(30), this.handle(stream, peer)).await;
             });
         }
     }
 
-    async fn handle(&self, mut stream: TcpStream) {
+    async fn handle(&self, mut stream: TcpStream, peer: SocketAddr) {
         let mut buf = Vec::with_capacity(1024);
+        let mut asked = None;
         let mut chunk = [0u8; 2048];
         let reply = loop {
             match stream.read(&mut chunk).await {
@@ -118,7 +125,9 @@ impl Admin {
                         .iter()
                         .find(|h| h.name.eq_ignore_ascii_case("authorization"))
                         .map(|h| String::from_utf8_lossy(h.value).into_owned());
-                    break self.route(&method, &path, auth.as_deref()).await;
+                    let reply = self.route(&method, &path, auth.as_deref()).await;
+                    asked = Some((method, path));
+                    break reply;
                 }
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
                 _ => break Reply::text(400, "bad request\n"),
@@ -134,6 +143,9 @@ impl Admin {
             reply.content_type,
             reply.body.len()
         );
+        if let (Some(audit), Some((method, path))) = (&self.audit, &asked) {
+            audit_action(audit, peer, method, path, &reply);
+        }
         let _ = stream.write_all(head.as_bytes()).await;
         let _ = stream.write_all(reply.body.as_bytes()).await;
         let _ = stream.shutdown().await;
@@ -247,6 +259,27 @@ impl Admin {
             body: report.to_json() + "\n",
         }
     }
+}
+
+/// Records an admin request that acts (anything but a GET or HEAD) in the audit log.
+fn audit_action(audit: &Audit, peer: SocketAddr, method: &str, path: &str, reply: &Reply) {
+    if matches!(method, "GET" | "HEAD") {
+        return;
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    let action = match (method, path) {
+        ("POST", "/reload") => "reload".to_owned(),
+        _ => format!("{method} {path}"),
+    };
+    let outcome = match reply.status {
+        200 if reply.body.contains("\"result\":\"partial\"") => "partial",
+        200 => "ok",
+        422 => "rejected",
+        401 | 403 => "refused",
+        _ => "failed",
+    };
+    let detail: String = reply.body.trim().chars().take(2000).collect();
+    audit.record(&action, &peer.to_string(), outcome, &detail);
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -387,4 +387,5 @@ fn default_redirect_status() -> u16 {
 
 pub use super::file_notify::*;
 pub use super::file_policy::*;
+pub use super::file_ship::*;
 pub use super::file_upstreams::*;

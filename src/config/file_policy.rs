@@ -20,8 +20,8 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of `policy.keepalive_timeout`.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default and least value of `access_log.retention`: the six-month log-retention requirement.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(180 * 86_400);
+/// Default of `access_log.chain_key_file`, beside the config file.
+pub const DEFAULT_CHAIN_KEY_FILE: &str = "access-log.key";
 /// Default of `access_log.max_file_bytes`.
 pub const DEFAULT_ACCESS_LOG_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default of `access_log.buffer_lines`.
@@ -69,6 +69,8 @@ pub struct PolicySection {
     pub https_redirect_port: Option<u16>,
     /// Host + path-prefix takedown rules, answered with 451.
     pub takedowns: Vec<TakedownSection>,
+    /// Files of takedown entries (one per line: host, host/prefix or URL, then the case).
+    pub takedown_files: Vec<String>,
 }
 
 impl Default for PolicySection {
@@ -92,6 +94,7 @@ impl Default for PolicySection {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             https_redirect_port: None,
             takedowns: Vec::new(),
+            takedown_files: Vec::new(),
         }
     }
 }
@@ -131,9 +134,19 @@ fn default_takedown_body() -> String {
 pub struct AccessLogSection {
     /// File written (rotated files get a date suffix beside it).
     pub path: String,
-    /// How long rotated files are kept (whole days); at least 180 days (six months).
-    #[serde(default = "default_retention", deserialize_with = "duration::required")]
-    pub retention: Duration,
+    /// How long rotated files are kept: calendar months (`"6mo"`, the default and least) or days
+    /// (`"184d"` at least: six calendar months can be 184 days).
+    pub retention: Option<String>,
+    /// Chain every line and seal rotated files (tamper evidence). Default true.
+    #[serde(default = "default_true")]
+    pub tamper_evident: bool,
+    /// The key of the chain: 32 bytes as hex (`menshen logs key FILE` makes one).
+    #[serde(default = "default_chain_key_file")]
+    pub chain_key_file: String,
+    /// The admin audit log (default: `admin-audit.log` beside `path`).
+    pub audit_file: Option<String>,
+    /// Ship sealed files to S3-compatible object storage. Default: not shipped.
+    pub shipping: Option<super::file_ship::ShippingSection>,
     /// Rotate when the file reaches this size.
     #[serde(default = "default_access_log_max_bytes")]
     pub max_file_bytes: u64,
@@ -142,8 +155,11 @@ pub struct AccessLogSection {
     pub buffer_lines: usize,
 }
 
-fn default_retention() -> Duration {
-    DEFAULT_RETENTION
+fn default_true() -> bool {
+    true
+}
+fn default_chain_key_file() -> String {
+    DEFAULT_CHAIN_KEY_FILE.into()
 }
 fn default_access_log_max_bytes() -> u64 {
     DEFAULT_ACCESS_LOG_MAX_BYTES

@@ -1,6 +1,7 @@
 //! Parts of the config read before, or instead of, the full load: the process log (so that
-//! load errors come out in its format), the admin address (`menshen healthz`) and the TLS
-//! folders (`menshen certs`, which should work even when routing is broken).
+//! load errors come out in its format), the admin address (`menshen healthz`), the chain key
+//! (`menshen logs verify`) and the TLS folders (`menshen certs`, which should work even when
+//! routing is broken).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,15 @@ pub fn admin_addr(path: &Path) -> Result<Option<SocketAddr>, Vec<ConfigError>> {
         true => Ok(admin.map(|a| a.addr)),
         false => Err(errors.list),
     }
+}
+
+/// `access_log.chain_key_file`, resolved beside the config (`menshen logs verify`); `None`
+/// without an `[access_log]` section.
+pub fn chain_key_file(path: &Path) -> Result<Option<PathBuf>, Vec<ConfigError>> {
+    let file = parse(path)?;
+    Ok(file
+        .access_log
+        .map(|log| relative_to(path, &log.chain_key_file)))
 }
 
 /// The folders `[tls]` names, resolved beside the config.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use crate::policy::rules::{
     id, text, Body, GlobalIp, HttpsOnly, Limits, NoRoute, Rate, SiteIp, SniHost, Takedown,
     Takedowns, UnknownHost,
 };
+use crate::policy::takedown_list::{self, TakedownIndex};
 use crate::policy::{Chain, Policy, Rule, SitePolicy};
 use crate::tls::provider::{TlsProtocol, TlsSource};
 
@@ -191,8 +193,9 @@ pub(super) fn compile(
         }
     }
     let tls = tls_protocol(tls, previous, errors);
+    let (lists, takedown_files) = takedown_lists(p, errors);
     Policy {
-        chain: chain(p, https_port, &table, errors),
+        chain: chain(p, https_port, &table, lists, errors),
         trusted_proxies: cidrs(&p.trusted_proxies, "policy.trusted_proxies", errors),
         max_connections_per_ip: std::num::NonZeroU32::new(p.max_connections_per_ip),
         connections: previous.map_or_else(Default::default, |p| p.connections.clone()),
@@ -205,6 +208,7 @@ pub(super) fn compile(
         keepalive_timeout: (!p.keepalive_timeout.is_zero()).then_some(p.keepalive_timeout),
         rate_table: table,
         tls,
+        takedown_files,
     }
 }
 
@@ -213,6 +217,7 @@ fn chain(
     p: &PolicySection,
     https_port: Option<u16>,
     table: &Arc<RateTable>,
+    lists: TakedownIndex,
     errors: &mut Errors<'_>,
 ) -> Chain {
     let mut methods = Vec::new();
@@ -264,7 +269,7 @@ fn chain(
             deny_id: id("site_ip_deny"),
             allow_id: id("site_ip_not_allowed"),
         }),
-        Box::new(takedowns(p, errors)),
+        Box::new(takedowns(p, lists, errors)),
         Box::new(Rate {
             table: table.clone(),
             global: global_rate,
@@ -278,7 +283,25 @@ fn chain(
     Chain { rules }
 }
 
-fn takedowns(p: &PolicySection, errors: &mut Errors<'_>) -> Takedowns {
+/// The entries of `policy.takedown_files` (beside the config file), and the files to watch.
+fn takedown_lists(p: &PolicySection, errors: &mut Errors<'_>) -> (TakedownIndex, Vec<PathBuf>) {
+    let files: Vec<(String, PathBuf)> = p
+        .takedown_files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let path = super::relative_to(errors.file(), f);
+            (format!("policy.takedown_files[{i}]"), path)
+        })
+        .collect();
+    let (index, problems) = takedown_list::load(&files);
+    for (key, message) in problems {
+        errors.invalid(key, message);
+    }
+    (index, files.into_iter().map(|(_, path)| path).collect())
+}
+
+fn takedowns(p: &PolicySection, lists: TakedownIndex, errors: &mut Errors<'_>) -> Takedowns {
     let mut by_host: HashMap<Box<str>, Vec<Takedown>> = HashMap::new();
     for (i, t) in p.takedowns.iter().enumerate() {
         if !t.prefix.starts_with('/') || t.id.is_empty() {
@@ -299,7 +322,7 @@ fn takedowns(p: &PolicySection, errors: &mut Errors<'_>) -> Takedowns {
     for rules in by_host.values_mut() {
         rules.sort_by_key(|t| std::cmp::Reverse(t.prefix.len()));
     }
-    Takedowns { by_host }
+    Takedowns { by_host, lists }
 }
 
 /// The TLS protocol policy: the previous load's when these keys did not change, so the listeners

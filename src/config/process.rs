@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{FileConfig, LogSection, DEFAULT_RETENTION};
+use super::file::{FileConfig, LogSection};
 use super::{relative_to, Errors};
 use crate::observe::access_log::AccessLogConfig;
 use crate::observe::logging::{LogFormat, LogSettings};
@@ -144,25 +144,23 @@ pub(super) fn access_log(
     errors: &mut Errors<'_>,
 ) -> Option<AccessLogConfig> {
     let section = file.access_log.as_ref()?;
-    if section.retention < DEFAULT_RETENTION {
-        errors.invalid(
-            "access_log.retention",
-            format!(
-                "{} is below 180d: access logs must be kept for six months (network log \
-                 retention requirement of the Cybersecurity Law); set at least \"180d\"",
-                super::duration::format(section.retention)
-            ),
-        );
-    }
+    let retention = super::log::retention(section, errors);
     if section.max_file_bytes == 0 || section.buffer_lines == 0 {
         errors.invalid(
             "access_log",
             "max_file_bytes and buffer_lines must be above 0",
         );
     }
+    let log_path = relative_to(path, &section.path);
     Some(AccessLogConfig {
-        path: relative_to(path, &section.path),
-        retention_days: super::duration::whole_days(section.retention),
+        audit_path: Some(match &section.audit_file {
+            Some(f) => relative_to(path, f),
+            None => crate::observe::audit::default_audit_path(&log_path),
+        }),
+        path: log_path,
+        retention,
+        chain_key: super::log::chain_key(path, section, errors),
+        shipping: super::log::shipping(path, section, errors),
         max_file_bytes: section.max_file_bytes,
         buffer_lines: section.buffer_lines,
     })

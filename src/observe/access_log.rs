@@ -4,7 +4,8 @@
 //! at least every second and on shutdown, rotates daily and by size (the old file gets a
 //! `.YYYY-MM-DD[.N]` suffix), and removes rotated files older than the retention. It polls the
 //! channel rather than sleeping on it, so requests never pay for waking it. If the writer
-//! falls behind, lines are dropped and counted rather than stalling requests.
+//! falls behind, lines are dropped and counted rather than stalling requests. With a chain key,
+//! the writer chains every line (`chain`) and hands rotated files to the sealer (`seal`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -13,6 +14,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::chain::{ChainKey, Chainer};
+use super::retention::Retention;
+pub use super::text::{civil_from_days, push_json_str, push_rfc3339_millis};
 
 /// The writer looks for new lines this often when idle.
 const POLL_EVERY: Duration = Duration::from_millis(10);
@@ -24,8 +29,14 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub struct AccessLogConfig {
     /// The live file.
     pub path: PathBuf,
-    /// Days rotated files are kept.
-    pub retention_days: u32,
+    /// How long rotated files are kept.
+    pub retention: Retention,
+    /// Chain every line and seal rotated files with this key (tamper evidence); none: plain lines.
+    pub chain_key: Option<ChainKey>,
+    /// The admin audit log beside it (`observe::audit`); none for the audit log itself.
+    pub audit_path: Option<PathBuf>,
+    /// Ship sealed files to object storage; rotated files are then removed only once shipped.
+    pub shipping: Option<super::ship::ShipConfig>,
     /// Rotate beyond this size.
     pub max_file_bytes: u64,
     /// Channel capacity, in lines.
@@ -56,6 +67,16 @@ impl AccessLog {
             std::fs::create_dir_all(dir)?;
         }
         let file = open(&config.path)?;
+        let (chain, sealer) = match &config.chain_key {
+            Some(key) => (
+                Some(Chainer::new(key)),
+                Some(super::seal::start_sealer(config.path.clone(), key.clone())?),
+            ),
+            None => (None, None),
+        };
+        if let (Some(key), Some(ship)) = (&config.chain_key, &config.shipping) {
+            super::ship::start_shipper(config.path.clone(), key.clone(), ship.clone())?;
+        }
         let (tx, rx) = mpsc::sync_channel(config.buffer_lines.max(1));
         let backlog = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -67,6 +88,8 @@ impl AccessLog {
             size: file.metadata().map(|m| m.len()).unwrap_or(0),
             day: day_of(SystemTime::now()),
             out: BufWriter::with_capacity(256 * 1024, file),
+            chain,
+            sealer,
             config,
             backlog: backlog.clone(),
         };
@@ -111,6 +134,9 @@ fn open(path: &Path) -> std::io::Result<File> {
 
 struct Writer {
     out: BufWriter<File>,
+    chain: Option<Chainer>,
+    /// Rotated files go here to be sealed.
+    sealer: Option<mpsc::Sender<PathBuf>>,
     size: u64,
     day: u64,
     config: AccessLogConfig,
@@ -128,7 +154,27 @@ impl Writer {
     /// request handing over its line never has to wake this thread (a futex wake and a context
     /// switch per request cost more than formatting the line).
     fn run(mut self, rx: Receiver<Msg>) {
-        self.remove_expired();
+        super::retention::remove_expired(
+            &self.config.path,
+            self.config.retention,
+            self.config.shipping.is_some(),
+        );
+        if let Some(key) = &self.config.chain_key {
+            // The chain of this writer starts here; `sealed` names the last sealed file's index,
+            // so that dropping the newest sealed files shows too.
+            let sealed = super::seal::manifests(&self.config.path, key)
+                .into_iter()
+                .filter_map(|(_, m)| m.ok().map(|m| m.index))
+                .max()
+                .unwrap_or(0);
+            let mut line = String::from("{\"ts\":\"");
+            push_rfc3339_millis(&mut line, SystemTime::now());
+            line.push_str(&format!(
+                "\",\"event\":\"opened\",\"pid\":{},\"sealed\":{sealed}}}",
+                std::process::id()
+            ));
+            self.write(&line);
+        }
         let mut last_flush = Instant::now();
         let mut dirty = false;
         loop {
@@ -160,6 +206,7 @@ impl Writer {
             }
             if !got {
                 self.today = day_of(SystemTime::now());
+                self.reopen_if_moved();
                 self.rotate_if_needed(0);
                 std::thread::sleep(POLL_EVERY);
             }
@@ -174,13 +221,15 @@ impl Writer {
             self.today = day_of(SystemTime::now());
         }
         self.rotate_if_needed(line.len() as u64 + 1);
-        let ok = self
-            .out
-            .write_all(line.as_bytes())
-            .and_then(|_| self.out.write_all(b"\n"));
-        if ok.is_ok() {
-            self.size += line.len() as u64 + 1;
-        }
+        let ok = match &mut self.chain {
+            Some(chain) => chain.write(&mut self.out, line),
+            None => self
+                .out
+                .write_all(line.as_bytes())
+                .and_then(|_| self.out.write_all(b"\n"))
+                .map(|_| line.len() as u64 + 1),
+        };
+        let ok = ok.map(|n| self.size += n);
         self.note(ok, 1);
     }
 
@@ -226,7 +275,32 @@ impl Writer {
             tracing::error!(file = %self.config.path.display(), "access log rotation failed: {e}");
         }
         self.day = today;
-        self.remove_expired();
+        super::retention::remove_expired(
+            &self.config.path,
+            self.config.retention,
+            self.config.shipping.is_some(),
+        );
+    }
+
+    /// Another process's writer (the other side of a binary upgrade) rotated the file: append
+    /// to the new one rather than to the file it sealed.
+    fn reopen_if_moved(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let ours = self.out.get_ref().metadata().map(|m| (m.dev(), m.ino()));
+        let named = std::fs::metadata(&self.config.path).map(|m| (m.dev(), m.ino()));
+        if matches!((ours, named), (Ok(a), Ok(b)) if a == b) {
+            return;
+        }
+        let _ = self.out.flush();
+        match open(&self.config.path) {
+            Ok(file) => {
+                self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                self.out = BufWriter::with_capacity(256 * 1024, file);
+            }
+            Err(e) => {
+                tracing::error!(file = %self.config.path.display(), "cannot reopen access log: {e}")
+            }
+        }
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -242,51 +316,10 @@ impl Writer {
         std::fs::rename(&self.config.path, &target)?;
         self.out = BufWriter::with_capacity(256 * 1024, open(&self.config.path)?);
         self.size = 0;
-        Ok(())
-    }
-
-    /// Removes rotated files (`NAME.*` beside the live file) older than the retention.
-    fn remove_expired(&self) {
-        let Some(dir) = self.config.path.parent() else {
-            return;
-        };
-        let Some(name) = self.config.path.file_name().and_then(|n| n.to_str()) else {
-            return;
-        };
-        let prefix = format!("{name}.");
-        let keep = Duration::from_secs(u64::from(self.config.retention_days) * 86_400);
-        let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        }) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let Some(fname) = file_name.to_str() else {
-                continue;
-            };
-            if !fname.starts_with(&prefix) {
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > keep);
-            if old {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => {
-                        tracing::info!(file = %entry.path().display(), "removed access log past retention")
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %entry.path().display(), "cannot remove old access log: {e}")
-                    }
-                }
-            }
+        if let Some(sealer) = &self.sealer {
+            let _ = sealer.send(target);
         }
+        Ok(())
     }
 }
 
@@ -296,122 +329,19 @@ fn day_of(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Appends `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-27T01:24:11.133+00:00`.
-pub fn push_rfc3339_millis(out: &mut String, t: SystemTime) {
-    thread_local! {
-        /// The last second formatted on this thread, with its text.
-        static LAST: std::cell::Cell<(u64, [u8; 29])> = const {
-            std::cell::Cell::new((u64::MAX, [0; 29]))
-        };
-    }
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (last, mut text) = LAST.get();
-    if last == secs {
-        let ms = since.subsec_millis();
-        text[20] = b'0' + (ms / 100) as u8;
-        text[21] = b'0' + (ms / 10 % 10) as u8;
-        text[22] = b'0' + (ms % 10) as u8;
-        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
-        return;
-    }
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    // Digit by digit: this runs for every request.
-    let mut text = *b"0000-00-00T00:00:00.000+00:00";
-    let mut put = |at: usize, width: usize, mut n: u64| {
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, 4, y.clamp(0, 9999) as u64);
-    put(5, 2, u64::from(m));
-    put(8, 2, u64::from(d));
-    put(11, 2, rem / 3600);
-    put(14, 2, rem / 60 % 60);
-    put(17, 2, rem % 60);
-    put(20, 3, u64::from(since.subsec_millis()));
-    LAST.set((secs, text));
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
-}
-
-/// Appends `s` as a JSON string (quotes included).
-pub fn push_json_str(out: &mut String, s: &str) {
-    use std::fmt::Write as _;
-    out.push('"');
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_and_json_strings() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_784), (2026, 11, 27));
-        let mut s = String::new();
-        push_rfc3339_millis(
-            &mut s,
-            UNIX_EPOCH + Duration::from_millis(1_795_742_651_133),
-        );
-        assert_eq!(s, "2026-11-27T01:24:11.133+00:00");
-        // The same second again (the cached text, new milliseconds), then the next one.
-        for (ms, text) in [
-            (1_795_742_651_007, "2026-11-27T01:24:11.007+00:00"),
-            (1_795_742_652_999, "2026-11-27T01:24:12.999+00:00"),
-        ] {
-            let mut s = String::new();
-            push_rfc3339_millis(&mut s, UNIX_EPOCH + Duration::from_millis(ms));
-            assert_eq!(s, text);
-        }
-        let mut j = String::new();
-        push_json_str(&mut j, "a\"b\\c\n\u{1}门");
-        assert_eq!(j, "\"a\\\"b\\\\c\\n\\u0001门\"");
-        let mut plain = String::new();
-        push_json_str(&mut plain, "/shop/门?q=1");
-        assert_eq!(plain, "\"/shop/门?q=1\"");
-    }
 
     #[test]
     fn lines_a_full_disk_refuses_are_counted() {
         // /dev/full refuses every write with ENOSPC, as a full disk does.
         let log = AccessLog::start(AccessLogConfig {
             path: "/dev/full".into(),
-            retention_days: 180,
+            retention: Retention::default(),
+            chain_key: None,
+            audit_path: None,
+            shipping: None,
             max_file_bytes: u64::MAX,
             buffer_lines: 100_000,
         })
@@ -433,7 +363,10 @@ mod tests {
         let path = dir.path().join("access.log");
         let log = AccessLog::start(AccessLogConfig {
             path: path.clone(),
-            retention_days: 180,
+            retention: Retention::default(),
+            chain_key: None,
+            audit_path: None,
+            shipping: None,
             max_file_bytes: 64,
             buffer_lines: 16,
         })
@@ -453,40 +386,5 @@ mod tests {
             live.ends_with("\"n\":5,\"pad\":\"xxxxxxxxxxxxxxxxxxxx\"}\n"),
             "{live}"
         );
-    }
-
-    #[test]
-    fn rotated_files_past_retention_are_removed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("access.log");
-        let old = dir.path().join("access.log.2026-01-01");
-        let recent = dir.path().join("access.log.2026-11-01");
-        let unrelated = dir.path().join("other.log.2020-01-01");
-        for f in [&old, &recent, &unrelated] {
-            std::fs::write(f, "x\n").expect("write");
-        }
-        let age = |days: u64| SystemTime::now() - Duration::from_secs(days * 86_400);
-        let set = |f: &Path, t: SystemTime| {
-            File::options()
-                .write(true)
-                .open(f)
-                .expect("open")
-                .set_modified(t)
-                .expect("mtime");
-        };
-        set(&old, age(200));
-        set(&recent, age(30));
-        set(&unrelated, age(400));
-        let log = AccessLog::start(AccessLogConfig {
-            path,
-            retention_days: 180,
-            max_file_bytes: 1 << 20,
-            buffer_lines: 16,
-        })
-        .expect("start");
-        log.flush(Duration::from_secs(5));
-        assert!(!old.exists(), "older than 180 days: removed");
-        assert!(recent.exists(), "within retention: kept");
-        assert!(unrelated.exists(), "not ours: kept");
     }
 }

@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    register_gauge, register_gauge_vec, register_histogram, register_int_counter_vec, Gauge,
-    GaugeVec, Histogram, IntCounterVec,
+    register_gauge, register_gauge_vec, register_histogram, register_int_counter,
+    register_int_counter_vec, Gauge, GaugeVec, Histogram, IntCounter, IntCounterVec,
 };
 
 pub use super::request_counters::RequestCounters;
@@ -38,6 +38,12 @@ pub struct Metrics {
     pub access_log_dropped: Gauge,
     /// `menshen_access_log_write_failed_total`
     pub access_log_write_failed: Gauge,
+    /// `menshen_log_ship_backlog`
+    pub log_ship_backlog: Gauge,
+    /// `menshen_log_ship_failures_total`
+    pub log_ship_failures: IntCounter,
+    /// `menshen_log_shipped_total`
+    pub log_shipped: IntCounter,
 }
 
 /// The process's metrics, registered on first use.
@@ -107,6 +113,22 @@ pub fn metrics() -> &'static Metrics {
         access_log_write_failed: register_gauge!(
             "menshen_access_log_write_failed_total",
             "Access log lines lost because writing them failed (a full disk, an I/O error)"
+        )
+        .expect(DEFINED),
+        log_ship_backlog: register_gauge!(
+            "menshen_log_ship_backlog",
+            "Sealed log files waiting to be shipped to object storage"
+        )
+        .expect(DEFINED),
+        log_ship_failures: register_int_counter!(
+            "menshen_log_ship_failures_total",
+            "Attempts to ship a log file that failed (store unreachable, refused, or what was \
+             stored did not read back intact)"
+        )
+        .expect(DEFINED),
+        log_shipped: register_int_counter!(
+            "menshen_log_shipped_total",
+            "Log files (with their manifests) shipped and read back intact"
         )
         .expect(DEFINED),
     })

@@ -1,7 +1,14 @@
-//! Observability: process logging now; access log and metrics build on it.
+//! Observability: process logging, the access log (chained, sealed and verified), metrics.
 
 pub mod access_log;
+pub mod audit;
+pub mod chain;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
 mod request_counters;
+pub mod retention;
+pub mod seal;
+pub mod ship;
+pub mod text;
+pub mod verify;

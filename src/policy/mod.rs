@@ -9,7 +9,7 @@
 //!  4 sni_host      on TLS, the Host is covered by the certificate chosen for the SNI (421)
 //!  5 https_only    plain HTTP to an https_only site (308 to https)
 //!  6 ip (site)     site allow / deny (403)
-//!  7 takedown      host + path-prefix rules (451)
+//!  7 takedown      host + path-prefix rules, then the takedown lists' entries (451)
 //!  8 rate          per-client-IP limits: global, site, route (429 + Retry-After)
 //!  9 body          declared Content-Length over the site's max (413; streamed bodies are
 //!                  counted in the proxy's body filter)
@@ -28,6 +28,7 @@ pub mod ip;
 pub mod proxy_protocol;
 pub mod rate;
 pub(crate) mod rules;
+pub(crate) mod takedown_list;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -163,6 +164,8 @@ pub struct Policy {
     pub rate_table: Arc<rate::RateTable>,
     /// TLS versions, suites and resumption (the same `Arc` across reloads that leave them alone).
     pub tls: Arc<crate::tls::provider::TlsProtocol>,
+    /// The takedown list files, watched for changes like the config.
+    pub takedown_files: Vec<std::path::PathBuf>,
 }
 
 impl Policy {

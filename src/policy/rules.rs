@@ -204,6 +204,8 @@ pub(crate) struct Takedown {
 #[derive(PartialEq)]
 pub(crate) struct Takedowns {
     pub(crate) by_host: HashMap<Box<str>, Vec<Takedown>>,
+    /// Entries of `policy.takedown_files`, after the config's own rules.
+    pub(crate) lists: super::takedown_list::TakedownIndex,
 }
 
 impl Rule for Takedowns {
@@ -214,15 +216,16 @@ impl Rule for Takedowns {
         "takedown"
     }
     fn check(&self, req: &Request<'_>) -> Option<Denial> {
-        if self.by_host.is_empty() {
-            return None;
+        let rule = self.by_host.get(req.host).and_then(|rules| {
+            rules
+                .iter()
+                .find(|t| req.path.starts_with(t.prefix.as_str()))
+        });
+        if let Some(rule) = rule {
+            return deny(451, &rule.id, &rule.body);
         }
-        let rule = self
-            .by_host
-            .get(req.host)?
-            .iter()
-            .find(|t| req.path.starts_with(t.prefix.as_str()))?;
-        deny(451, &rule.id, &rule.body)
+        let case = self.lists.find(req.host, req.path, req.path_and_query)?;
+        deny(451, &case.id, &case.body)
     }
 }
 

@@ -103,6 +103,7 @@ impl FileDigests {
         paths.extend(expand(
             s.cert_sources.paths().iter().chain(&s.approved_paths),
         ));
+        paths.extend(s.policy.takedown_files.iter().cloned());
         self.fingerprint_paths(&paths)
     }
 

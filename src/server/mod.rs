@@ -14,6 +14,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::observe::access_log::AccessLog;
+use crate::observe::audit::Audit;
 use crate::proxy::conn::ConnGate;
 use crate::proxy::in_flight;
 use crate::proxy::Proxy;
@@ -54,20 +55,37 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     // have the policy's own configuration.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let access_log = access_log(&mut server, &state)?;
+    let audit = audit_log(&mut server, &state)?;
+    if let (Some(audit), true) = (&audit, opts.upgrade) {
+        audit.record(
+            "upgrade",
+            "local",
+            "started",
+            "new binary started with --upgrade: taking over the listening sockets",
+        );
+    }
     add_proxy_services(&mut server, &state, &access_log)?;
 
     let reloader = Reloader::new(state.clone(), control.handle().clone());
+    if let Some(audit) = &audit {
+        reloader.set_audit(audit.clone());
+    }
     reloader.start();
     let admin = match state.load().admin.clone() {
         Some(config) => {
-            let admin = Admin::new(state.clone(), reloader.clone(), access_log.clone());
+            let admin = Admin::new(
+                state.clone(),
+                reloader.clone(),
+                access_log.clone(),
+                audit.clone(),
+            );
             start_admin(&control, &server, &admin, config.addr, opts.upgrade)?;
             Some(admin)
         }
         None => None,
     };
     let phases = server.watch_execution_phase();
-    control.spawn(drain(phases, admin, access_log.clone()));
+    control.spawn(drain(phases, admin, access_log.clone(), audit));
     // The control runtime must outlive the server; run_forever exits the process.
     let _control = control;
     server.run_forever()
@@ -116,6 +134,26 @@ fn access_log(
         FlushOnShutdown(log.clone()),
     ));
     Ok(Some(log))
+}
+
+/// The admin audit log beside the access log, flushed on shutdown; `None` without an access log.
+fn audit_log(server: &mut Server, state: &SharedSnapshot) -> anyhow::Result<Option<Audit>> {
+    let Some(config) = state
+        .load()
+        .access_log
+        .as_ref()
+        .and_then(crate::observe::audit::audit_config)
+    else {
+        return Ok(None);
+    };
+    let path = config.path.clone();
+    let log = AccessLog::start(config)
+        .map_err(|e| anyhow::anyhow!("{}: cannot open the admin audit log: {e}", path.display()))?;
+    server.add_service(background_service(
+        "admin audit log flush",
+        FlushOnShutdown(log.clone()),
+    ));
+    Ok(Some(Audit(log)))
 }
 
 /// One service per kind of listener, so a connection's kind is the service it arrived at:
@@ -223,14 +261,26 @@ async fn drain(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     admin: Option<Arc<Admin>>,
     log: Option<Arc<AccessLog>>,
+    audit: Option<Audit>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     const SETTLED: Duration = Duration::from_millis(200);
     loop {
         match phases.recv().await {
             Ok(
-                ExecutionPhase::GracefulTerminate | ExecutionPhase::GracefulUpgradeTransferringFds,
+                phase @ (ExecutionPhase::GracefulTerminate
+                | ExecutionPhase::GracefulUpgradeTransferringFds),
             ) => {
+                if let Some(audit) = &audit {
+                    let (action, detail) = match phase {
+                        ExecutionPhase::GracefulUpgradeTransferringFds => (
+                            "upgrade",
+                            "handing the listening sockets to the new binary; draining",
+                        ),
+                        _ => ("shutdown", "SIGTERM: draining"),
+                    };
+                    audit.record(action, "signal", "started", detail);
+                }
                 tracing::info!(
                     in_flight = in_flight::count(),
                     connections = in_flight::open_connections(),
@@ -265,6 +315,16 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!("drained: no client connection left; exiting");
+    if let Some(audit) = &audit {
+        audit.record(
+            "shutdown",
+            "local",
+            "ok",
+            "drained: no client connection left; exiting",
+        );
+        let log = audit.0.clone();
+        let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
+    }
     if let Some(log) = log {
         let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
     }

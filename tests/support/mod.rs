@@ -69,6 +69,9 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("approved")).expect("mkdir approved");
         std::fs::create_dir_all(dir.path().join("live")).expect("mkdir live");
+        // access_log.chain_key_file's default, so that every [access_log] is chained.
+        let key = menshen::observe::chain::ChainKey::generate().expect("a chain key");
+        std::fs::write(dir.path().join("access-log.key"), key).expect("write the chain key");
         Env {
             dir,
             https: free_port(),

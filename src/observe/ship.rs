@@ -1,0 +1,230 @@
+//! Shipping sealed log files to S3-compatible object storage (Alibaba Cloud OSS, Tencent COS, AWS
+//! S3, MinIO...), so that six months of evidence survive the machine.
+//!
+//! The log directory is the spool: a sealed file (one with its `FILE.manifest`) is pending until
+//! `FILE.shipped` stands beside it, so what waits survives outages and restarts. One thread
+//! uploads pending files oldest first (the file, then its manifest), reads each back and compares
+//! its SHA-256 and size with the manifest before writing the marker, and backs off from 1 s to
+//! 5 min while the store fails. Retention removes a file only once it is shipped (`retention`).
+//! Requests are signed by `rusty-s3` (presigned URLs) and sent by `ureq`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+use super::chain::{hex, ChainKey};
+use super::seal::{manifest_path, Manifest};
+
+/// First wait after a failure; it doubles up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often the spool is looked at when nothing fails.
+const SCAN_EVERY: Duration = Duration::from_secs(2);
+/// How long a presigned request stays valid.
+const SIGNED_FOR: Duration = Duration::from_secs(3600);
+
+/// Where sealed files go.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShipConfig {
+    /// The endpoint, e.g. `https://oss-cn-hangzhou.aliyuncs.com`.
+    pub endpoint: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Signing region, e.g. `cn-hangzhou`.
+    pub region: String,
+    /// Prepended to each object key (e.g. `edge-bj-1/`).
+    pub prefix: String,
+    /// `https://endpoint/bucket/key` rather than `https://bucket.endpoint/key`.
+    pub path_style: bool,
+    /// Access key id and secret.
+    pub access_key: String,
+    /// See `access_key`.
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for ShipConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ShipConfig({}/{}/{})",
+            self.endpoint, self.bucket, self.prefix
+        )
+    }
+}
+
+/// The marker of a shipped file.
+pub fn shipped_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".shipped");
+    PathBuf::from(name)
+}
+
+/// Sealed files of the log at `log` not shipped yet, oldest first.
+pub fn pending(log: &Path) -> Vec<PathBuf> {
+    let mut files = super::seal::rotated_files(log);
+    files.retain(|f| manifest_path(f).exists() && !shipped_path(f).exists());
+    files
+}
+
+struct Store {
+    bucket: Bucket,
+    credentials: Credentials,
+    prefix: String,
+    agent: ureq::Agent,
+}
+
+impl Store {
+    fn new(config: &ShipConfig) -> Result<Store, String> {
+        let endpoint = config
+            .endpoint
+            .parse()
+            .map_err(|e| format!("endpoint {:?}: {e}", config.endpoint))?;
+        let style = if config.path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket = Bucket::new(
+            endpoint,
+            style,
+            config.bucket.clone(),
+            config.region.clone(),
+        )
+        .map_err(|e| format!("bucket {:?}: {e}", config.bucket))?;
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(1800)))
+            .build()
+            .into();
+        Ok(Store {
+            bucket,
+            credentials: Credentials::new(&config.access_key, &config.secret_key),
+            prefix: config.prefix.clone(),
+            agent,
+        })
+    }
+
+    /// Uploads `file` as `prefix + name`, reads it back and checks its SHA-256 and size.
+    fn put_checked(&self, file: &Path, sha256: &str, bytes: u64) -> Result<String, String> {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let key = format!("{}{name}", self.prefix);
+        let body = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let put = self
+            .bucket
+            .put_object(Some(&self.credentials), &key)
+            .sign(SIGNED_FOR);
+        self.agent
+            .put(put.as_str())
+            .send(body)
+            .map_err(|e| format!("PUT {key}: {e}"))?;
+        let get = self
+            .bucket
+            .get_object(Some(&self.credentials), &key)
+            .sign(SIGNED_FOR);
+        let mut response = self
+            .agent
+            .get(get.as_str())
+            .call()
+            .map_err(|e| format!("GET {key} (read back): {e}"))?;
+        let mut reader = response.body_mut().as_reader();
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut stored = 0u64;
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| format!("GET {key} (read back): {e}"))?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+            stored += n as u64;
+        }
+        let got = hex(digest.finish().as_ref());
+        if got != sha256 || stored != bytes {
+            return Err(format!(
+                "{key}: stored {stored} bytes with SHA-256 {got}, sent {bytes} with {sha256}"
+            ));
+        }
+        Ok(key)
+    }
+
+    /// Ships one sealed file and its manifest; writes the marker.
+    fn ship(&self, file: &Path, key: &ChainKey) -> Result<(), String> {
+        let manifest_file = manifest_path(file);
+        let manifest = Manifest::load(&manifest_file, key)
+            .map_err(|e| format!("{}: {e}", manifest_file.display()))?;
+        let object = self.put_checked(file, &manifest.content.sha256, manifest.content.bytes)?;
+        let text = std::fs::read(&manifest_file).map_err(|e| e.to_string())?;
+        let sha = hex(ring::digest::digest(&ring::digest::SHA256, &text).as_ref());
+        self.put_checked(&manifest_file, &sha, text.len() as u64)?;
+        let mut at = String::new();
+        super::text::push_rfc3339_millis(&mut at, SystemTime::now());
+        let marker = serde_json::json!({
+            "object": object,
+            "bucket": self.bucket.name(),
+            "sha256": manifest.content.sha256,
+            "shipped_at": at,
+        });
+        std::fs::write(shipped_path(file), format!("{marker}\n")).map_err(|e| e.to_string())
+    }
+}
+
+/// Starts the shipping thread of the log at `log`: it ships what is pending now and every
+/// sealed file after it.
+pub fn start_shipper(log: PathBuf, key: ChainKey, config: ShipConfig) -> std::io::Result<()> {
+    let store = Store::new(&config).map_err(std::io::Error::other)?;
+    std::thread::Builder::new()
+        .name("menshen-log-ship".into())
+        .spawn(move || run(&log, &key, &store))?;
+    Ok(())
+}
+
+fn run(log: &Path, key: &ChainKey, store: &Store) {
+    let m = super::metrics::metrics();
+    let mut backoff = MIN_BACKOFF;
+    let mut failing = false;
+    loop {
+        let files = pending(log);
+        m.log_ship_backlog.set(files.len() as f64);
+        let mut failed = false;
+        for file in &files {
+            match store.ship(file, key) {
+                Ok(()) => {
+                    m.log_shipped.inc();
+                    m.log_ship_backlog.dec();
+                    tracing::info!(file = %file.display(), "log file shipped and read back intact");
+                }
+                Err(e) => {
+                    m.log_ship_failures.inc();
+                    if !failing {
+                        tracing::error!(
+                            file = %file.display(),
+                            "log shipping failed: {e}; the file waits in the spool and is retried \
+                             (menshen_log_ship_backlog counts what waits)"
+                        );
+                    }
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            failing = true;
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        } else {
+            if failing {
+                tracing::warn!("log shipping succeeds again");
+            }
+            failing = false;
+            backoff = MIN_BACKOFF;
+            std::thread::sleep(SCAN_EVERY);
+        }
+    }
+}
