@@ -84,7 +84,7 @@ ROUNDS ?= 3
 bench: deps release
 	$(CARGO) bench --bench policy --bench tls --bench takedown
 	@# The bench's access log grows by gigabytes a run (every request is logged and rotated
-	@# files are kept for 180 days): start each run without the last one's.
+	@# files are kept for six months): start each run without the last one's.
 	rm -f /tmp/menshen-bench/access.log*
 	@mkdir -p /tmp/menshen-bench
 	@test -f /tmp/menshen-bench/access-log.key || ./target/release/menshen logs key /tmp/menshen-bench/access-log.key

@@ -20,6 +20,8 @@ enum Change {
     Days,
     /// The same value, under `[tls]`.
     ToTls,
+    /// Days of access log retention became `retention`, in calendar months or days.
+    Retention,
 }
 
 /// `(section, old key, new key, change)`; sections are written without array indices.
@@ -50,7 +52,7 @@ const RENAMED: &[(&str, &str, &str, Change)] = &[
     ("notify", "min_interval_seconds", "min_interval", Change::Seconds),
     ("sites", "hsts_max_age_seconds", "hsts_max_age", Change::Seconds),
     ("tls", "expiry_warning_days", "expiry_warning", Change::Days),
-    ("access_log", "retention_days", "retention", Change::Days),
+    ("access_log", "retention_days", "retention", Change::Retention),
 ];
 
 /// Records an error for every old key in `table` (the whole file).
@@ -112,6 +114,12 @@ fn fix(new: &str, change: Change, value: &toml::Value) -> String {
         Change::ToTls => {
             return format!("moved to [tls]: use {new} = {value} in the [tls] section");
         }
+        Change::Retention => {
+            return format!(
+                "renamed: use {new} = \"6mo\" (six calendar months, the default and the least) \
+                 or days, at least \"184d\""
+            );
+        }
         Change::Millis => Duration::from_millis(1),
         Change::Seconds => Duration::from_secs(1),
         Change::Days => Duration::from_secs(86_400),
@@ -171,7 +179,7 @@ mod tests {
         assert_eq!(
             errors_for(text),
             [
-                "conf/old.toml: access_log.retention_days: renamed: use retention = \"180d\" (durations are strings with a unit)",
+                "conf/old.toml: access_log.retention_days: renamed: use retention = \"6mo\" (six calendar months, the default and the least) or days, at least \"184d\"",
                 "conf/old.toml: dns.timeout_ms: renamed: use timeout = \"2s\" (durations are strings with a unit)",
                 "conf/old.toml: policy.cipher_suites: moved to [tls]: use cipher_suites = [\"TLS13_AES_128_GCM_SHA256\"] in the [tls] section",
                 "conf/old.toml: policy.keepalive_timeout_seconds: renamed: use keepalive_timeout = \"75s\" (durations are strings with a unit)",
