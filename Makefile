@@ -66,7 +66,7 @@ ci-missing-tools:
 	@for t in $(CI_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done
 	@python3 -c 'import ensurepip' >/dev/null 2>&1 || echo python3-venv
 
-# Exactly what CI runs: .ci/run only installs the missing tools, then calls this.
+# Exactly what CI runs: .ci/run installs the missing tools, then runs make test as this does.
 ci-local:
 	@missing="$$($(MAKE) -s ci-missing-tools | tr '\n' ' ')"; \
 	  if [ -n "$$missing" ]; then \

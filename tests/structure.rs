@@ -373,10 +373,10 @@ fn the_cycle_finder_finds_cycles() {
     );
 }
 
-/// `.ci/run` installs programs and calls `make ci-local`, which runs `make test`: what CI runs
-/// and what a developer runs cannot drift apart.
+/// `.ci/run` installs programs and runs `make test`, as `make ci-local` does once it has checked
+/// them: what CI runs and what a developer runs cannot drift apart.
 #[test]
-fn ci_runs_make_ci_local_and_nothing_else() {
+fn ci_runs_make_test_and_nothing_else() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
     let commands: Vec<&str> = run
@@ -384,12 +384,12 @@ fn ci_runs_make_ci_local_and_nothing_else() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    assert_eq!(commands.last(), Some(&"make ci-local"), "{run}");
+    assert_eq!(commands.last(), Some(&"make test"), "{run}");
     assert!(
-        !commands
+        !commands[..commands.len() - 1]
             .iter()
             .any(|l| l.contains("cargo") || l.contains("make test")),
-        ".ci/run leaves building and testing to make ci-local: {run}"
+        ".ci/run leaves building and testing to make test: {run}"
     );
     let makefile = std::fs::read_to_string(root.join("Makefile")).expect("Makefile");
     let recipe = makefile
