@@ -8,7 +8,7 @@
 //! in each file, a file truncated, missing from the sequence, or not sealed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::chain::{ChainKey, Chained, CHAIN_BYTES};
 use super::seal::{manifest_path, manifests, rotated_order, summarize, Manifest};
@@ -73,7 +73,7 @@ fn first_line_is_chained(path: &Path) -> bool {
 }
 
 fn verify_log(log: &Path, key: &ChainKey, report: &mut Report) {
-    let (dir, name) = super::seal::dir_and_name(log);
+    let (dir, _) = super::seal::dir_and_name(log);
     // Sealed files by index; rotated files by name.
     let mut sealed: BTreeMap<u64, Manifest> = BTreeMap::new();
     for (path, m) in manifests(log, key) {
@@ -84,18 +84,6 @@ fn verify_log(log: &Path, key: &ChainKey, report: &mut Report) {
             Err(e) => report.findings.push(format!("{}: {e}", path.display())),
         }
     }
-    let mut rotated: Vec<((String, u32), PathBuf)> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            Some((
-                rotated_order(&e.file_name().to_string_lossy(), &name)?,
-                e.path(),
-            ))
-        })
-        .collect();
-    rotated.sort();
     let indexes: Vec<u64> = sealed.keys().copied().collect();
     for pair in indexes.windows(2) {
         if pair[1] > pair[0] + 1 {
@@ -123,7 +111,7 @@ fn verify_log(log: &Path, key: &ChainKey, report: &mut Report) {
     let by_file: HashMap<&str, &Manifest> = sealed.values().map(|m| (m.file.as_str(), m)).collect();
     let mut links: HashMap<String, Link> = HashMap::new();
     let mut claimed_sealed = 0;
-    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    let mut files = super::seal::rotated_files(log);
     if log.exists() {
         files.push(log.to_path_buf());
     }
