@@ -13,7 +13,7 @@ use support::admin;
 use support::http::get_plain;
 use support::{free_port, Env, SHOP_SITE};
 
-const QUIET: &str = "watch = false\npoll_interval_ms = 600000";
+const QUIET: &str = "watch = false\npoll_interval = \"10m\"";
 
 /// The shop site with a `/hello` route that answers `hello`.
 fn shop(hello: &str) -> String {
@@ -31,8 +31,13 @@ fn blog() -> String {
 
 fn config(env: &Env, admin_port: u16, body: &str) -> String {
     let body = format!("{}{body}", admin::section(env, admin_port));
-    env.config_text("", &body)
-        .replace("poll_interval_ms = 200\ndebounce_ms = 50", QUIET)
+    let text = env
+        .config_text("", &body)
+        .replace("poll_interval = \"200ms\"\ndebounce = \"50ms\"", QUIET);
+    // The harness's [reload] keys once changed and this quietly left the watcher on: a race
+    // between it and the POST. Fail loudly instead.
+    assert!(text.contains(QUIET), "the watcher is turned off:\n{text}");
+    text
 }
 
 fn diff_of(report: &serde_json::Value) -> serde_json::Value {
