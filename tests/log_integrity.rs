@@ -30,8 +30,11 @@ async fn logged(requests: usize) -> Env {
     let logs = env.path("logs");
     let sealed = support::eventually(Duration::from_secs(30), || async {
         let rotated = rotated(&logs);
+        // Sealed, then compressed.
         let done = rotated.len() >= 3
-            && rotated.iter().all(|f| manifest_of(f).exists())
+            && rotated
+                .iter()
+                .all(|f| manifest_of(f).exists() && f.to_string_lossy().ends_with(".gz"))
             && std::fs::read_to_string(logs.join("access.log"))
                 .is_ok_and(|t| t.contains(&format!("/item/{}", requests - 1)));
         done.then_some(())
@@ -53,6 +56,7 @@ fn rotated(logs: &Path) -> Vec<PathBuf> {
             if rest.ends_with(".manifest") || rest.ends_with(".tmp") {
                 return None;
             }
+            let rest = rest.strip_suffix(".gz").unwrap_or(rest);
             let n = rest
                 .split_once('.')
                 .map_or(Some(0), |(_, n)| n.parse().ok())?;
@@ -64,7 +68,11 @@ fn rotated(logs: &Path) -> Vec<PathBuf> {
 }
 
 fn manifest_of(file: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.manifest", file.display()))
+    let name = file.display().to_string();
+    PathBuf::from(format!(
+        "{}.manifest",
+        name.strip_suffix(".gz").unwrap_or(&name)
+    ))
 }
 
 /// `menshen logs verify DIR --key K`: (exit code, stdout).
@@ -101,11 +109,22 @@ fn finds(env: &Env, dir: &Path, finding: &str) {
     assert!(out.contains(finding), "expected {finding:?} in:\n{out}");
 }
 
+/// Edits the lines of a sealed (so compressed) rotated file, compressing it again.
 fn edit_lines(file: &Path, edit: impl FnOnce(&mut Vec<String>)) {
-    let text = std::fs::read_to_string(file).expect("read");
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(file).expect("open"))
+        .read_to_string(&mut text)
+        .expect("gunzip");
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     edit(&mut lines);
-    std::fs::write(file, lines.join("\n") + "\n").expect("write");
+    let mut out = flate2::write::GzEncoder::new(
+        std::fs::File::create(file).expect("create"),
+        flate2::Compression::default(),
+    );
+    out.write_all((lines.join("\n") + "\n").as_bytes())
+        .expect("gzip");
+    out.finish().expect("gzip");
 }
 
 #[tokio::test]
@@ -168,14 +187,21 @@ async fn verify_names_every_kind_of_tampering() {
     let dir = copy(&env, "deleted-file");
     let second = rotated(&dir)[1].clone();
     std::fs::remove_file(&second).expect("rm");
+    let sealed_as = manifest_of(&second).with_extension("");
     finds(
         &env,
         &dir,
-        &format!("{}: missing (its manifest says", second.display()),
+        &format!("{}: missing (its manifest says", sealed_as.display()),
     );
 
-    // A rotated file truncated mid-line.
+    // A rotated file with its last lines cut off.
     let dir = copy(&env, "truncated");
+    let first = rotated(&dir)[0].clone();
+    edit_lines(&first, |l| l.truncate(l.len() / 2));
+    finds(&env, &dir, &format!("{}: truncated: ", first.display()));
+
+    // A compressed file cut short mid-stream.
+    let dir = copy(&env, "cut");
     let first = rotated(&dir)[0].clone();
     let len = std::fs::metadata(&first).expect("meta").len();
     std::fs::OpenOptions::new()
@@ -184,7 +210,14 @@ async fn verify_names_every_kind_of_tampering() {
         .expect("open")
         .set_len(len / 2)
         .expect("truncate");
-    finds(&env, &dir, &format!("{}: truncated: ", first.display()));
+    finds(
+        &env,
+        &dir,
+        &format!(
+            "{}: the compressed file is cut short or damaged",
+            first.display()
+        ),
+    );
 
     // A manifest edited to match an edited file is caught by its MAC.
     let dir = copy(&env, "manifest");
@@ -268,11 +301,20 @@ async fn retention_keeps_six_calendar_months_and_refuses_less() {
     );
     let proxy = env.start();
     let removed = support::eventually(Duration::from_secs(10), || async {
-        (!old.exists() && !old_manifest.exists()).then_some(())
+        let gone = |f: &Path| !f.exists() && !gz(f).exists();
+        (gone(&old) && !old_manifest.exists()).then_some(())
     })
     .await;
     assert!(removed.is_some(), "185 days old: removed\n{}", proxy.log());
-    assert!(kept.exists(), "180 days old: within six months, kept");
+    assert!(
+        kept.exists() || gz(&kept).exists(),
+        "180 days old: within six months, kept (compressed once sealed)"
+    );
+}
+
+/// The compressed name of a rotated file.
+fn gz(file: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.gz", file.display()))
 }
 
 /// A directory with an approved root and a certificate for shop.example.cn.

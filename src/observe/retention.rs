@@ -2,8 +2,9 @@
 //!
 //! The Cybersecurity Law (Art. 21) asks for network logs to be kept for no less than six months;
 //! six calendar months can be 184 days, so retention is counted in calendar months (or in days,
-//! at least 184). The access log writer calls [`remove_expired`] after each rotation; a file is
-//! removed together with its manifest, never before the retention has passed.
+//! at least 184). The access log writer calls [`remove_expired`] after each rotation; a file
+//! (plain or compressed) is removed together with its manifest, never before the retention has
+//! passed.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -88,10 +89,13 @@ pub fn remove_expired(path: &Path, retention: Retention, shipped_only: bool) {
         }
         let mut doomed = vec![file.clone()];
         if rotated {
+            // Its twin too: the sealer may be compressing it right now.
+            doomed.push(super::compress::plain(&file));
+            doomed.push(super::compress::compressed(&file));
             doomed.push(super::seal::manifest_path(&file));
             doomed.push(super::ship::shipped_path(&file));
         } else if super::seal::rotated_order(base_of(fname), &name)
-            .is_some_and(|_| dir.join(base_of(fname)).exists())
+            .is_some_and(|_| super::compress::exists(&dir.join(base_of(fname))))
         {
             // A manifest or marker goes with its file, not before it.
             continue;

@@ -5,7 +5,8 @@
 //! middle of the sequence, without `menshen logs verify` saying so.
 //!
 //! A thread of its own seals, a moment after the rotation (another process's writer, during a
-//! binary upgrade, may still append its last lines), so the writer never waits for the hashing.
+//! binary upgrade, may still append its last lines), so the writer never waits for the hashing;
+//! then it compresses the sealed file (`compress`), which the manifest goes on describing.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::chain::{hex, ChainKey, Chained};
+use super::compress;
 
 /// How long after a rotation the file is sealed.
 const SEAL_DELAY: Duration = Duration::from_secs(1);
@@ -86,8 +88,9 @@ pub struct Summary {
 }
 
 /// Reads a log file through, line by line, calling `each` with every line (without newline).
+/// A compressed file (`.gz`) is read through the decompressor: the summary is of its content.
 pub fn summarize(path: &Path, mut each: impl FnMut(&str)) -> std::io::Result<Summary> {
-    let mut reader = BufReader::with_capacity(256 * 1024, std::fs::File::open(path)?);
+    let mut reader = BufReader::with_capacity(256 * 1024, compress::open(path)?);
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let mut s = Summary::default();
     let mut buf = Vec::new();
@@ -122,15 +125,18 @@ pub fn ts_of(line: &str) -> Option<&str> {
     rest.split('"').next()
 }
 
-/// The manifest file of a rotated file.
+/// The manifest file of a rotated file, plain or compressed.
 pub fn manifest_path(file: &Path) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
+    let mut name = compress::plain(file).into_os_string();
     name.push(".manifest");
     PathBuf::from(name)
 }
 
-/// The sort key of a rotated file of `log` (`log.YYYY-MM-DD[.N]`); `None` for other files.
+/// The sort key of a rotated file of `log` (`log.YYYY-MM-DD[.N][.gz]`); `None` for other files.
 pub fn rotated_order(file_name: &str, log: &str) -> Option<(String, u32)> {
+    let file_name = file_name
+        .strip_suffix(compress::SUFFIX)
+        .unwrap_or(file_name);
     let rest = file_name.strip_prefix(log)?.strip_prefix('.')?;
     let (date, n) = match rest.split_once('.') {
         Some((date, n)) => (date, n.parse().ok()?),
@@ -214,7 +220,8 @@ pub fn seal(file: &Path, log: &Path, key: &ChainKey) -> std::io::Result<Manifest
     Ok(m)
 }
 
-/// Rotated files of the log at `log`, oldest first.
+/// Rotated files of the log at `log`, oldest first. A file found both plain and compressed
+/// (a process stopped between writing the `.gz` and removing the plain file) is listed plain.
 pub fn rotated_files(log: &Path) -> Vec<PathBuf> {
     let (dir, name) = dir_and_name(log);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -229,37 +236,44 @@ pub fn rotated_files(log: &Path) -> Vec<PathBuf> {
         })
         .collect();
     files.sort();
+    files.dedup_by(|later, first| later.0 == first.0);
     files.into_iter().map(|(_, p)| p).collect()
 }
 
-/// Rotated files of the log at `log` that have no manifest, oldest first.
-pub fn unsealed(log: &Path) -> Vec<PathBuf> {
-    let mut files = rotated_files(log);
-    files.retain(|f| !manifest_path(f).exists());
-    files
-}
-
-/// Starts the sealing thread of the log at `log`; rotated files sent to it are sealed in order.
-/// Files left unsealed by an earlier process (stopped between rotation and seal) go first.
+/// Starts the sealing thread of the log at `log`; rotated files sent to it are sealed and then
+/// compressed, in order. Files an earlier process left unsealed or uncompressed (stopped between
+/// rotation and seal, or an older version) go first.
 pub fn start_sealer(log: PathBuf, key: ChainKey) -> std::io::Result<mpsc::Sender<PathBuf>> {
     let (tx, rx) = mpsc::channel::<PathBuf>();
-    for file in unsealed(&log) {
-        let _ = tx.send(file);
+    for file in rotated_files(&log) {
+        if !compress::is_compressed(&file) {
+            let _ = tx.send(file);
+        }
     }
     std::thread::Builder::new()
         .name("menshen-log-seal".into())
         .spawn(move || {
             while let Ok(file) = rx.recv() {
-                std::thread::sleep(SEAL_DELAY);
-                match seal(&file, &log, &key) {
-                    Ok(m) => {
-                        tracing::info!(file = %file.display(), index = m.index, lines = m.content.lines, "log file sealed")
-                    }
-                    Err(e) => {
-                        tracing::error!(file = %file.display(), "cannot seal log file: {e}; `menshen logs verify` will report it unsealed")
-                    }
-                }
+                seal_and_compress(&file, &log, &key);
             }
         })?;
     Ok(tx)
+}
+
+fn seal_and_compress(file: &Path, log: &Path, key: &ChainKey) {
+    if Manifest::load(&manifest_path(file), key).is_err() {
+        std::thread::sleep(SEAL_DELAY);
+    }
+    match seal(file, log, key) {
+        Ok(m) => {
+            tracing::info!(file = %file.display(), index = m.index, lines = m.content.lines, "log file sealed")
+        }
+        Err(e) => {
+            tracing::error!(file = %file.display(), "cannot seal log file: {e}; `menshen logs verify` will report it unsealed");
+            return;
+        }
+    }
+    if let Err(e) = compress::compress(file) {
+        tracing::error!(file = %file.display(), "cannot compress sealed log file: {e}; it stays plain and is not shipped");
+    }
 }

@@ -1,15 +1,20 @@
 //! Shipping sealed log files to S3-compatible object storage (Alibaba Cloud OSS, Tencent COS, AWS
 //! S3, MinIO...), so that six months of evidence survive the machine.
 //!
-//! The log directory is the spool: a sealed file (one with its `FILE.manifest`) is pending until
-//! `FILE.shipped` stands beside it, so what waits survives outages and restarts. One thread
-//! uploads pending files oldest first (the file, then its manifest), reads each back and compares
-//! its SHA-256 and size with the manifest before writing the marker, and backs off from 1 s to
-//! 5 min while the store fails. Retention removes a file only once it is shipped (`retention`).
-//! Requests are signed by `rusty-s3` (presigned URLs) and sent by `ureq`.
+//! The log directory is the spool: a sealed and compressed file (`FILE.gz` with its
+//! `FILE.manifest`) is pending until `FILE.shipped` stands beside it, so what waits survives
+//! outages and restarts. One thread uploads pending files oldest first (the file, then its
+//! manifest), each with its `Content-MD5`, which the store checks against what it received
+//! (refusing the upload otherwise), then asks the store for the object's size before writing the
+//! marker; it backs off from 1 s to 5 min while the store fails. Nothing is read back: the
+//! border link carries each file once. Retention removes a file only once it is shipped
+//! (`retention`). Requests are signed by `rusty-s3` (presigned URLs) and sent by `ureq`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use md5::Digest as _;
 use std::time::{Duration, SystemTime};
 
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -54,17 +59,19 @@ impl std::fmt::Debug for ShipConfig {
     }
 }
 
-/// The marker of a shipped file.
+/// The marker of a shipped file, plain or compressed.
 pub fn shipped_path(file: &Path) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
+    let mut name = super::compress::plain(file).into_os_string();
     name.push(".shipped");
     PathBuf::from(name)
 }
 
-/// Sealed files of the log at `log` not shipped yet, oldest first.
+/// Sealed and compressed files of the log at `log` not shipped yet, oldest first.
 pub fn pending(log: &Path) -> Vec<PathBuf> {
     let mut files = super::seal::rotated_files(log);
-    files.retain(|f| manifest_path(f).exists() && !shipped_path(f).exists());
+    files.retain(|f| {
+        super::compress::is_compressed(f) && manifest_path(f).exists() && !shipped_path(f).exists()
+    });
     files
 }
 
@@ -106,13 +113,16 @@ impl Store {
         })
     }
 
-    /// Uploads `file` as `prefix + name`, reads it back and checks its SHA-256 and size.
-    fn put_checked(&self, file: &Path, sha256: &str, bytes: u64) -> Result<String, String> {
+    /// Uploads `file` as `prefix + name` with its `Content-MD5` (the store refuses a body that
+    /// does not match it) and checks the size the store then reports. Returns the object key
+    /// and the file's SHA-256.
+    fn put_checked(&self, file: &Path) -> Result<(String, String), String> {
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let key = format!("{}{name}", self.prefix);
+        let (md5, sha256, bytes) = digests(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let body = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let put = self
             .bucket
@@ -120,38 +130,31 @@ impl Store {
             .sign(SIGNED_FOR);
         self.agent
             .put(put.as_str())
+            .header(
+                "Content-MD5",
+                base64::engine::general_purpose::STANDARD.encode(md5),
+            )
             .send(body)
             .map_err(|e| format!("PUT {key}: {e}"))?;
-        let get = self
+        let head = self
             .bucket
-            .get_object(Some(&self.credentials), &key)
+            .head_object(Some(&self.credentials), &key)
             .sign(SIGNED_FOR);
-        let mut response = self
+        let response = self
             .agent
-            .get(get.as_str())
+            .head(head.as_str())
             .call()
-            .map_err(|e| format!("GET {key} (read back): {e}"))?;
-        let mut reader = response.body_mut().as_reader();
-        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut stored = 0u64;
-        loop {
-            let n = reader
-                .read(&mut buf)
-                .map_err(|e| format!("GET {key} (read back): {e}"))?;
-            if n == 0 {
-                break;
-            }
-            digest.update(&buf[..n]);
-            stored += n as u64;
-        }
-        let got = hex(digest.finish().as_ref());
-        if got != sha256 || stored != bytes {
+            .map_err(|e| format!("HEAD {key}: {e}"))?;
+        let stored = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if stored != Some(bytes) {
             return Err(format!(
-                "{key}: stored {stored} bytes with SHA-256 {got}, sent {bytes} with {sha256}"
+                "{key}: the store holds {stored:?} bytes where {bytes} were sent"
             ));
         }
-        Ok(key)
+        Ok((key, sha256))
     }
 
     /// Ships one sealed file and its manifest; writes the marker.
@@ -159,20 +162,38 @@ impl Store {
         let manifest_file = manifest_path(file);
         let manifest = Manifest::load(&manifest_file, key)
             .map_err(|e| format!("{}: {e}", manifest_file.display()))?;
-        let object = self.put_checked(file, &manifest.content.sha256, manifest.content.bytes)?;
-        let text = std::fs::read(&manifest_file).map_err(|e| e.to_string())?;
-        let sha = hex(ring::digest::digest(&ring::digest::SHA256, &text).as_ref());
-        self.put_checked(&manifest_file, &sha, text.len() as u64)?;
+        let (object, sha256) = self.put_checked(file)?;
+        self.put_checked(&manifest_file)?;
         let mut at = String::new();
         super::text::push_rfc3339_millis(&mut at, SystemTime::now());
         let marker = serde_json::json!({
             "object": object,
             "bucket": self.bucket.name(),
-            "sha256": manifest.content.sha256,
+            "sha256": sha256,
+            "content_sha256": manifest.content.sha256,
             "shipped_at": at,
         });
         std::fs::write(shipped_path(file), format!("{marker}\n")).map_err(|e| e.to_string())
     }
+}
+
+/// MD5 (for `Content-MD5`), SHA-256 (hex, for the marker) and size of a file.
+fn digests(file: &Path) -> std::io::Result<([u8; 16], String, u64)> {
+    let mut f = std::fs::File::open(file)?;
+    let mut md5 = md5::Md5::new();
+    let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        sha.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((md5.finalize().into(), hex(sha.finish().as_ref()), bytes))
 }
 
 /// Starts the shipping thread of the log at `log`: it ships what is pending now and every
@@ -198,7 +219,7 @@ fn run(log: &Path, key: &ChainKey, store: &Store) {
                 Ok(()) => {
                     m.log_shipped.inc();
                     m.log_ship_backlog.dec();
-                    tracing::info!(file = %file.display(), "log file shipped and read back intact");
+                    tracing::info!(file = %file.display(), "log file shipped; the store took it with a matching Content-MD5");
                 }
                 Err(e) => {
                     m.log_ship_failures.inc();

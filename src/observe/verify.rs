@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::chain::{ChainKey, Chained, CHAIN_BYTES};
+use super::compress;
 use super::seal::{manifest_path, manifests, rotated_order, summarize, Manifest};
 
 /// What `verify` found.
@@ -98,7 +99,7 @@ fn verify_log(log: &Path, key: &ChainKey, report: &mut Report) {
         }
     }
     for m in sealed.values() {
-        if !dir.join(&m.file).exists() {
+        if !compress::exists(&dir.join(&m.file)) {
             report.findings.push(format!(
                 "{}: missing (its manifest says {} lines from {} to {})",
                 dir.join(&m.file).display(),
@@ -116,7 +117,7 @@ fn verify_log(log: &Path, key: &ChainKey, report: &mut Report) {
         files.push(log.to_path_buf());
     }
     for (i, file) in files.iter().enumerate() {
-        let fname = file
+        let fname = compress::plain(file)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -153,6 +154,17 @@ fn verify_log(log: &Path, key: &ChainKey, report: &mut Report) {
         report.files += 1;
         let summary = match summary {
             Ok(s) => s,
+            Err(e) if compress::is_compressed(file) => {
+                report.findings.push(format!(
+                    "{}: the compressed file is cut short or damaged ({e}){}",
+                    file.display(),
+                    manifest.map_or(String::new(), |m| format!(
+                        "; its manifest says {} lines",
+                        m.content.lines
+                    ))
+                ));
+                continue;
+            }
             Err(e) => {
                 report
                     .findings
