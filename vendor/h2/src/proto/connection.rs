@@ -335,6 +335,7 @@ where
                             // Everything is written and nothing can be read: do not hold
                             // 24 KiB of empty buffers while the peer is quiet.
                             self.codec.release_idle_buffers();
+                            self.inner.streams.release_idle_memory();
                             return Poll::Pending;
                         }
                     };

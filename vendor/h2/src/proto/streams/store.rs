@@ -206,6 +206,15 @@ impl ops::IndexMut<Key> for Store {
 }
 
 impl Store {
+    /// menshen patch: frees the capacity of the slab and the id map when no stream is stored
+    /// (no key can refer into them then).
+    pub(super) fn release_if_empty(&mut self) {
+        if self.slab.is_empty() && self.ids.is_empty() && self.slab.capacity() > 0 {
+            self.slab = slab::Slab::new();
+            self.ids = IndexMap::new();
+        }
+    }
+
     #[cfg(feature = "unstable")]
     pub fn num_active_streams(&self) -> usize {
         self.ids.len()

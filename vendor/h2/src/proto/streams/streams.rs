@@ -1144,6 +1144,20 @@ where
         me.counts.has_streams()
     }
 
+    /// menshen patch: with no stream left, frees the capacity the stream store and the frame
+    /// buffers grew to (about 3.5 KiB after one request), which an idle connection would
+    /// otherwise hold for its life.
+    pub fn release_idle_memory(&self) {
+        let mut me = self.inner.lock().unwrap();
+        let me = &mut *me;
+        if me.counts.has_streams() || me.refs > 1 {
+            return;
+        }
+        me.store.release_if_empty();
+        me.actions.recv.release_idle_buffer();
+        self.send_buffer.inner.lock().unwrap().release_if_empty();
+    }
+
     pub fn has_streams_or_other_references(&self) -> bool {
         let me = self.inner.lock().unwrap();
         me.counts.has_streams() || me.refs > 1
