@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod audit;
 pub mod chain;
+mod conn_metrics;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -12,6 +12,7 @@ pub mod origins;
 pub mod pki;
 pub mod policy;
 pub mod schema;
+pub mod shipped;
 pub mod traffic;
 
 use std::io::Read;

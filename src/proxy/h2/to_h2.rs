@@ -118,7 +118,7 @@ impl Proxy {
                 return Ok(failed(respond, status, format!("{addr}: {e}")).await);
             }
         };
-        ctx.upstream_status = Some(response.status().as_u16());
+        ctx.answered(response.status().as_u16());
         let relay = Relay {
             ctx,
             facts,
