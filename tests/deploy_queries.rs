@@ -1,7 +1,8 @@
 //! The ready-made operations in `deploy/` query what menshen exports: every metric name the
 //! Grafana dashboard and the Prometheus alert rules use is on the `/metrics` of the demo
 //! config (`conf/menshen.toml`) once it served a little traffic. (The rules' behaviour is
-//! `make promtool-rules`'s test.)
+//! `make promtool-rules`'s test.) The demo's chained access log file matches the line's JSON
+//! Schema and `menshen logs verify` passes it.
 
 mod support;
 
@@ -109,6 +110,30 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exported_by_the_demo
         all_there.is_some() && missing.is_empty(),
         "queried, not exported: {missing:?}\n{metrics}"
     );
+
+    // The writer's "opened" line and the three requests', chained.
+    let logs = dir.path().join("logs");
+    let lines = eventually(Duration::from_secs(10), || async {
+        let text = std::fs::read_to_string(logs.join("access.log")).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        (lines.len() >= 4).then_some(lines)
+    })
+    .await
+    .unwrap_or_else(|| panic!("4 lines in the demo's access log:\n{}", log()));
+    assert!(
+        lines.iter().all(|l| l.contains("\"chain\":\"")),
+        "chained: {lines:?}"
+    );
+    support::python::validate_access_log(&lines);
+    let verify = Command::new(env!("CARGO_BIN_EXE_menshen"))
+        .args(["logs", "verify"])
+        .arg(&logs)
+        .arg("--key")
+        .arg(dir.path().join("certs/demo/access-log.key"))
+        .output()
+        .expect("run menshen logs verify");
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "logs verify: {said}");
 }
 
 /// Ends the process when the test does, passed or not.

@@ -8,46 +8,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::http::{get_plain, get_tls, tls_client};
 use support::origins::Origin;
 use support::pki::Ca;
+use support::python::{check_tool, validate_access_log};
 use support::{eventually, free_port, wait_port, Env};
-
-/// The venv's interpreter; missing, the test fails and says how to make it.
-fn python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/observe-py/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make observe-py` (make test does)",
-        python.display()
-    );
-    python
-}
-
-/// Runs `tests/tools/observe_check.py ARGS` on `input`: its stdout.
-fn check_tool(args: &[&str], input: &str) -> String {
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/observe_check.py");
-    let mut child = Command::new(python())
-        .arg(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run observe_check.py");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write input");
-    drop(stdin);
-    let out = child.wait_with_output().expect("observe_check.py output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "observe_check.py {args:?}: {stderr}");
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
 
 /// Family name -> (type, samples), as prometheus_client parses `/metrics`.
 fn families(metrics: &str) -> BTreeMap<String, (String, u64)> {
@@ -315,10 +283,7 @@ async fn stdout_access_log_matches_its_schema_and_the_process_log_has_no_colour(
     })
     .await
     .unwrap_or_else(|| panic!("3 access log lines on stdout:\n{}", proxy.stderr()));
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/access-log.schema.json");
-    let schema = schema.to_str().expect("UTF-8 path");
-    let valid = check_tool(&["validate", schema], &(lines.join("\n") + "\n"));
-    assert_eq!(valid.trim(), lines.len().to_string());
+    validate_access_log(&lines);
     let parsed: Vec<serde_json::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).expect("JSON line"))

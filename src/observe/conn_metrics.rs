@@ -11,7 +11,7 @@ use prometheus::{
     IntGaugeVec,
 };
 
-use super::metrics::NONE;
+use super::labels::NONE;
 
 /// The HTTP protocol a client connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

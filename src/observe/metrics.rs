@@ -8,23 +8,20 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    register_gauge, register_gauge_vec, register_histogram_vec, register_int_counter,
-    register_int_counter_vec, Gauge, GaugeVec, HistogramVec, IntCounter, IntCounterVec,
+    register_gauge, register_gauge_vec, register_int_counter, register_int_counter_vec, Gauge,
+    GaugeVec, IntCounter, IntCounterVec,
 };
 
 pub use super::conn_metrics::{
     conn_metrics, tls_version_label, ConnGauges, ConnMetrics, Gauged, Protocol,
 };
 pub use super::request_counters::RequestCounters;
-pub use crate::route::upstream_metrics::{UpstreamErrorKind, UpstreamMetrics, LATENCY_BUCKETS};
+pub use crate::route::upstream_metrics::{UpstreamErrorKind, UpstreamMetrics};
 
-/// The label of "no site", "no route", "no listener": unknown hosts all count under it.
-pub const NONE: &str = "-";
+pub use super::labels::NONE;
 
 /// Every metric menshen exports.
 pub struct Metrics {
-    /// `menshen_request_duration_seconds{site}` (children made by `RequestCounters`)
-    pub duration: HistogramVec,
     /// `menshen_upstream_healthy{upstream, backend}`
     pub upstream_healthy: GaugeVec,
     /// `menshen_certificate_expiry_timestamp_seconds{name, issuer_root}`
@@ -57,13 +54,6 @@ pub fn metrics() -> &'static Metrics {
     // The definitions are static and registered once: failing here is a programming error.
     const DEFINED: &str = "static metric definition";
     METRICS.get_or_init(|| Metrics {
-        duration: register_histogram_vec!(
-            "menshen_request_duration_seconds",
-            "Time from request header to the end of the response, by site (\"-\": no site)",
-            &["site"],
-            LATENCY_BUCKETS.to_vec()
-        )
-        .expect(DEFINED),
         upstream_healthy: register_gauge_vec!(
             "menshen_upstream_healthy",
             "1 if the backend passes its health checks",

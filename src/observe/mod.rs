@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod audit;
 pub mod chain;
 mod conn_metrics;
+mod labels;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

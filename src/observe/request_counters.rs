@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::Histogram;
+use prometheus::{register_histogram_vec, Histogram, HistogramVec};
 
 use crate::route::Router;
 
@@ -28,7 +28,8 @@ const HELP: &str = "Requests answered, by site, route and status class";
 /// Status classes, indexed by `status / 100 - 1`.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-use super::metrics::NONE;
+use super::labels::NONE;
+use crate::route::upstream_metrics::LATENCY_BUCKETS;
 
 /// The byte counters of each site: (name, help).
 const BYTES: [(&str, &str); 2] = [
@@ -74,15 +75,28 @@ impl SiteCounts {
 
     /// Counts one request's duration and body bytes.
     pub fn record(&self, took: Duration, bytes_in: usize, bytes_out: usize) {
-        let duration = self.duration.get_or_init(|| {
-            super::metrics::metrics()
-                .duration
-                .with_label_values(&[&*self.name])
-        });
+        let duration = self
+            .duration
+            .get_or_init(|| durations().with_label_values(&[&*self.name]));
         duration.observe(took.as_secs_f64());
         self.bytes[0].fetch_add(bytes_in as u64, Ordering::Relaxed);
         self.bytes[1].fetch_add(bytes_out as u64, Ordering::Relaxed);
     }
+}
+
+/// `menshen_request_duration_seconds{site}`.
+fn durations() -> &'static HistogramVec {
+    static DURATIONS: OnceLock<HistogramVec> = OnceLock::new();
+    DURATIONS.get_or_init(|| {
+        register_histogram_vec!(
+            "menshen_request_duration_seconds",
+            "Time from request header to the end of the response, by site (\"-\": no site)",
+            &["site"],
+            LATENCY_BUCKETS.to_vec()
+        )
+        // A static definition: failing here is a programming error.
+        .expect("static metric definition")
+    })
 }
 
 /// Every route's and site's counts, for the scrape.
@@ -193,6 +207,8 @@ fn series(labels: &[(&str, &str)], value: u64) -> Metric {
 /// The byte counts and duration of every site of `router`, continuing those already counted,
 /// then those of no site (labelled `none`).
 fn site_counts(router: &Router, none: Arc<str>) -> Vec<Arc<SiteCounts>> {
+    // Registered with the first snapshot: the family is on /metrics before any request.
+    durations();
     let mut sites = table().sites();
     let gone: Vec<Arc<str>> = sites
         .iter()
@@ -202,9 +218,7 @@ fn site_counts(router: &Router, none: Arc<str>) -> Vec<Arc<SiteCounts>> {
     for name in gone {
         if let Some(counts) = sites.remove(&name) {
             if counts.duration.get().is_some() {
-                let _ = super::metrics::metrics()
-                    .duration
-                    .remove_label_values(&[&*name]);
+                let _ = durations().remove_label_values(&[&*name]);
             }
         }
     }

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 
-use super::conn::ConnFacts;
 use super::in_flight::InFlight;
-use crate::observe::metrics::Gauged;
+use crate::observe::metrics::{ConnGauges, Gauged};
 use crate::policy::client::Client;
 use crate::route::router::ProxyAction;
 use crate::route::upstream::MAX_TRIES;
@@ -126,8 +125,8 @@ impl std::ops::Deref for Tried {
 }
 
 impl Ctx {
-    /// A request's state on the connection of `facts`, its clock started.
-    pub(super) fn new(facts: &ConnFacts) -> Self {
+    /// A request's state on a connection with `gauges`, its clock started.
+    pub(super) fn new(gauges: &ConnGauges) -> Self {
         Ctx {
             snapshot: None,
             start: Instant::now(),
@@ -146,7 +145,7 @@ impl Ctx {
             compression: None,
             cache: None,
             _in_flight: InFlight::start(),
-            _listener_in_flight: facts.gauges.request(),
+            _listener_in_flight: gauges.request(),
         }
     }
 

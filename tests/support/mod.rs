@@ -11,6 +11,7 @@ pub mod intake;
 pub mod origins;
 pub mod pki;
 pub mod policy;
+pub mod python;
 pub mod schema;
 pub mod shipped;
 pub mod traffic;

@@ -99,7 +99,7 @@ impl Proxy {
     ) -> Outcome {
         conn.header_done();
         let req = request.req;
-        let mut ctx = Ctx::new(facts);
+        let mut ctx = Ctx::new(&facts.gauges);
         let policy = &snapshot.policy;
         self.identify(
             &mut ctx,
@@ -233,7 +233,7 @@ impl Proxy {
     ) {
         conn.header_done();
         let snapshot = self.state.load_full();
-        let mut ctx = Ctx::new(facts);
+        let mut ctx = Ctx::new(&facts.gauges);
         self.identify(&mut ctx, &snapshot.policy, &facts.peer, None, None);
         ctx.snapshot = Some(snapshot);
         let rule: Arc<str> = Arc::from("bad_request");

@@ -31,7 +31,7 @@ impl Proxy {
     ) {
         let (parts, body) = request.into_parts();
         let snapshot = self.state.load_full();
-        let mut ctx = Ctx::new(facts);
+        let mut ctx = Ctx::new(&facts.gauges);
         let field = |name: &str| parts.headers.get(name).map(HeaderValue::as_bytes);
         let forwarded_for = field("x-forwarded-for");
         self.identify(
