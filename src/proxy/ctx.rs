@@ -71,6 +71,9 @@ pub struct Ctx {
     pub(super) client_ip: Option<HeaderValue>,
     /// The current attempt at a backend: when it started, whether its failure is counted.
     pub(super) attempt: Option<(Instant, bool)>,
+    /// The last attempt was taken back to be made again another way: the next pick is the same
+    /// attempt, not a new one.
+    pub(super) retracted: bool,
     /// Time to connect to the backend (a new connection; `None`: pooled or none).
     pub(super) upstream_connect: Option<Duration>,
     /// Time from picking the backend to its response header.
@@ -140,6 +143,7 @@ impl Ctx {
             request_id: HeaderValue::from_static(""),
             client_ip: None,
             attempt: None,
+            retracted: false,
             upstream_connect: None,
             upstream_first_byte: None,
             compression: None,
@@ -147,6 +151,13 @@ impl Ctx {
             _in_flight: InFlight::start(),
             _listener_in_flight: gauges.request(),
         }
+    }
+
+    /// Takes the last try back: the backend is to be tried again another way (it chose
+    /// HTTP/1.1 where HTTP/2 was offered), and the next pick is the same attempt.
+    pub(super) fn retract_attempt(&mut self) {
+        self.tried.retract();
+        self.retracted = true;
     }
 
     /// Notes the backend's response header: its status and how long it took.

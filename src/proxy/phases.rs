@@ -168,7 +168,9 @@ impl Proxy {
                 format!("upstream {:?} has no backend left to try", upstream.name),
             );
         };
-        upstream.metrics.attempt(!ctx.tried.is_empty());
+        if !std::mem::take(&mut ctx.retracted) {
+            upstream.metrics.attempt(!ctx.tried.is_empty());
+        }
         ctx.tried.push(addr);
         ctx.attempt = Some((std::time::Instant::now(), false));
         Ok(addr)

@@ -157,7 +157,7 @@ impl Proxy {
         if action.upstream.tls().is_some() && !conn.chose_h2() {
             let (_, idle) = ctx.backend_timeouts();
             pool::put(addr, kind, conn, idle, ctx.start);
-            ctx.tried.retract();
+            ctx.retract_attempt();
             return Ok(None);
         }
         let handshake = h2::client::Builder::new()
