@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
 .PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz \
-	ci-local ci-missing-tools k8s-validate moto
+	ci-local ci-missing-tools k8s-validate moto observe-py promtool-rules
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
 deps:
@@ -49,14 +49,30 @@ moto:
 	@test -x target/moto/bin/moto_server || { python3 -m venv target/moto && \
 	  target/moto/bin/pip install -q 'moto[server]==5.2.5'; }
 
+# The Prometheus text parser and the JSON Schema validator tests/observability.rs checks
+# /metrics and the access log with (prometheus_client and jsonschema, from PyPI, in a venv under
+# target/). The tests fail, never skip, when it is missing.
+observe-py:
+	@test -x target/observe-py/bin/python -a -f target/observe-py/.installed || { \
+	  python3 -m venv target/observe-py && \
+	  target/observe-py/bin/pip install -q prometheus-client==0.21.1 jsonschema==4.23.0 && \
+	  touch target/observe-py/.installed; }
+
+# The alert rules in deploy/prometheus, checked and unit-tested (each alert fires on the series
+# that should raise it and stays quiet on healthy ones).
+promtool-rules:
+	promtool check rules deploy/prometheus/menshen-alerts.yaml
+	promtool test rules deploy/prometheus/menshen-alerts.test.yaml
+
 # Ends with one total line ("N passed, N failed") over every test binary.
-test: deps fmt clippy k8s-validate moto
+test: deps fmt clippy k8s-validate moto observe-py promtool-rules
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "cargo test: %d passed, %d failed\n", p, f}' target/test.log
 
 # Programs the tests run besides cargo: cmake builds libz-ng-sys, openssl is the client of the
-# refusal tests, chromium renders the status page. Missing ones fail their tests, never skip.
+# refusal tests, chromium renders the status page, promtool (Debian package prometheus, listed
+# by ci-missing-tools) tests the alert rules. Missing ones fail their tests, never skip.
 # chromium renders the status page; python3 (with venv) installs kubernetes-validate and moto, the
 # manifest validator and the S3-compatible server of the tests, under target/.
 CI_TOOLS := cmake openssl chromium python3
@@ -65,6 +81,7 @@ CI_TOOLS := cmake openssl chromium python3
 ci-missing-tools:
 	@for t in $(CI_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done
 	@python3 -c 'import ensurepip' >/dev/null 2>&1 || echo python3-venv
+	@command -v promtool >/dev/null 2>&1 || echo prometheus
 
 # Exactly what CI runs: .ci/run installs the missing tools, then runs make test as this does.
 ci-local:

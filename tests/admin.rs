@@ -114,7 +114,7 @@ async fn health_readiness_and_metrics() {
         "menshen_request_duration_seconds_bucket",
         "menshen_upstream_healthy{backend=\"127.0.0.1:",
         "menshen_certificate_expiry_timestamp_seconds{issuer_root=\"Approved Root\",name=\"shop\"}",
-        "menshen_policy_denials_total{rule=\"unknown_host\"} 1",
+        "menshen_policy_denials_total{rule=\"unknown_host\",site=\"-\"} 1",
         "menshen_access_log_backlog",
         "menshen_last_reload_timestamp_seconds",
     ] {

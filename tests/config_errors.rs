@@ -101,6 +101,12 @@ retention = \"180d\"
     ),
     (
         "",
+        "[access_log]\npath = \"-\"\n",
+        "access_log.path: \"-\" writes to standard output, which cannot be chained and sealed: \
+         set access_log.tamper_evident = false",
+    ),
+    (
+        "",
         "[policy]\ndeny = [\"10.0.0.0/33\"]\n",
         "policy.deny: \"10.0.0.0/33\" is not an IP address or CIDR",
     ),

@@ -7,7 +7,6 @@ mod support;
 use std::collections::BTreeSet;
 
 use menshen::config::file::{FileConfig, WeightedBackend};
-use support::pki::{Ca, LeafSpec};
 use support::schema::{keys_in_toml, keys_of, Keys};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -90,39 +89,8 @@ fn the_schema_walk_finds_keys_in_every_kind_of_place() {
 /// roots and the demo PKI that `make demo-certs` writes; `menshen check` on it.
 fn check_shipped(name: &str) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    for sub in ["conf", "certs/approved", "certs/demo/live"] {
-        std::fs::create_dir_all(d.join(sub)).expect("mkdir");
-    }
-    // The config and the example files the reference names beside it (a takedown list, shipping
-    // credentials).
-    for file in std::fs::read_dir(format!("{ROOT}/conf")).expect("conf") {
-        let file = file.expect("entry");
-        if file.file_type().expect("type").is_file() {
-            std::fs::copy(file.path(), d.join("conf").join(file.file_name())).expect("copy");
-        }
-    }
-    for entry in std::fs::read_dir(format!("{ROOT}/certs/approved")).expect("approved") {
-        let entry = entry.expect("entry");
-        std::fs::copy(
-            entry.path(),
-            d.join("certs/approved").join(entry.file_name()),
-        )
-        .expect("copy root");
-    }
-    let ca = Ca::root("menshen demo root CA (DEMO ONLY, never approve in production)");
-    let leaf = ca.issue(
-        &LeafSpec::new(&["localhost", "demo.menshen.test"], 1)
-            .ip("127.0.0.1")
-            .valid(-1, 397),
-    );
-    let write = |rel: &str, text: &str| std::fs::write(d.join(rel), text).expect("write");
-    write("certs/demo/ca.crt", &ca.pem);
-    write("certs/demo/live/localhost.crt", &leaf.pem);
-    write("certs/demo/live/localhost.key", &leaf.key_pem);
-    let chain_key = menshen::observe::chain::ChainKey::generate().expect("chain key");
-    write("certs/demo/access-log.key", &chain_key);
-    support::check(&d.join("conf").join(name))
+    support::shipped::lay_out(dir.path());
+    support::check(&dir.path().join("conf").join(name))
 }
 
 #[test]

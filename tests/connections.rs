@@ -269,7 +269,7 @@ async fn request_headers_must_arrive_within_the_header_timeout() {
     assert!(
         metrics
             .text()
-            .contains("menshen_policy_denials_total{rule=\"header_timeout\"} 4"),
+            .contains("menshen_policy_denials_total{rule=\"header_timeout\",site=\"-\"} 4"),
         "{}",
         metrics.text()
     );

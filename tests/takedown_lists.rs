@@ -82,12 +82,12 @@ async fn every_spelling_of_a_listed_target_is_taken_down_with_its_case() {
         200
     );
 
-    let series = format!("menshen_policy_denials_total{{rule=\"takedown:{case}\"}}");
+    let series = format!("menshen_policy_denials_total{{rule=\"takedown:{case}\",site=\"shop\"}}");
     assert_eq!(metric(admin, &series).await, Some(9.0), "per-rule counter");
     assert_eq!(
         metric(
             admin,
-            "menshen_policy_denials_total{rule=\"takedown:case-42\"}"
+            "menshen_policy_denials_total{rule=\"takedown:case-42\",site=\"shop\"}"
         )
         .await,
         Some(2.0)

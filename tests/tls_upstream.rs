@@ -122,3 +122,33 @@ async fn upgrades_broken_bodies_and_dropped_idle_connections_over_tls() {
         "retried on a new connection"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_to_an_http1_backend_counts_one_attempt() {
+    let ca = Ca::root("Backend CA");
+    let backend = Backend::start_tls(&ca.issue(&LeafSpec::new(&["example.cn"], 2))).await;
+    let admin = support::free_port();
+    // HTTP/2 is offered to the backend (`http2 = true`), which chooses HTTP/1.1: the request goes again over
+    // HTTP/1.1 to the same backend, one attempt and no retry.
+    let admin_section = format!("http2 = true\n[admin]\naddr = \"127.0.0.1:{admin}\"\n");
+    let (env, running, root) = launch_tls(&backend, &ca, &admin_section).await;
+    let mut h2 = support::http::h2_connect(&[&root.pem], env.https, "example.cn")
+        .await
+        .expect("HTTP/2 connection");
+    let status = support::http::h2_get(&mut h2, "https://example.cn/one").await;
+    assert_eq!(status.expect("GET over HTTP/2"), 200, "{}", running.log());
+    for (series, count) in [
+        ("menshen_upstream_requests_total{upstream=\"backend\"}", 1.0),
+        ("menshen_upstream_retries_total{upstream=\"backend\"}", 0.0),
+        (
+            "menshen_upstream_first_byte_seconds_count{upstream=\"backend\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            support::admin::metric(admin, series).await,
+            Some(count),
+            "{series}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::observe::access_log::AccessLog;
 use crate::observe::audit::Audit;
-use crate::observe::metrics::metrics;
+use crate::observe::metrics::{catch_up, metrics};
 use crate::reload::Reloader;
 use crate::snapshot::SharedSnapshot;
 
@@ -190,6 +190,8 @@ impl Admin {
 
     fn metrics(&self) -> Reply {
         let m = metrics();
+        // Registers the connection families, so that they show before the first connection.
+        crate::observe::metrics::conn_metrics();
         let snapshot = self.state.load();
         m.upstream_healthy.reset();
         for up in snapshot.upstreams.values() {
@@ -209,10 +211,12 @@ impl Admin {
         if let Some(log) = &self.access_log {
             m.access_log_backlog
                 .set(log.backlog.load(Ordering::Relaxed) as f64);
-            m.access_log_dropped
-                .set(log.dropped.load(Ordering::Relaxed) as f64);
-            m.access_log_write_failed
-                .set(log.failed.load(Ordering::Relaxed) as f64);
+            let dropped = log.dropped.load(Ordering::Relaxed);
+            catch_up(&m.access_log_dropped, dropped);
+            catch_up(
+                &m.access_log_write_failed,
+                log.failed.load(Ordering::Relaxed),
+            );
         }
         let families = prometheus::gather();
         let mut body = String::new();

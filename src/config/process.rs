@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::{FileConfig, LogSection};
 use super::{relative_to, Errors};
-use crate::observe::access_log::AccessLogConfig;
+use crate::observe::access_log::{AccessLogConfig, Destination};
 use crate::observe::logging::{LogFormat, LogSettings};
 use crate::route::dns::Dns;
 use crate::snapshot::{AdminConfig, DnsSettings, Listener, ReloadSettings, ServerSettings};
@@ -138,6 +138,9 @@ pub(super) fn admin(
     })
 }
 
+/// `access_log.path` that means standard output.
+const STDOUT: &str = "-";
+
 pub(super) fn access_log(
     path: &Path,
     file: &FileConfig,
@@ -151,13 +154,29 @@ pub(super) fn access_log(
             "max_file_bytes and buffer_lines must be above 0",
         );
     }
-    let log_path = relative_to(path, &section.path);
+    let (log_path, destination) = match section.path.as_str() {
+        STDOUT => (PathBuf::from(STDOUT), Destination::Stdout),
+        file => (relative_to(path, file), Destination::File),
+    };
+    if destination == Destination::Stdout && section.tamper_evident {
+        errors.invalid(
+            "access_log.path",
+            "\"-\" writes to standard output, which cannot be chained and sealed: set \
+             access_log.tamper_evident = false (keeping the lines is then the log collector's \
+             business), or name a file",
+        );
+    }
+    let beside = match destination {
+        Destination::File => log_path.clone(),
+        Destination::Stdout => relative_to(path, crate::observe::audit::DEFAULT_AUDIT_FILE),
+    };
     Some(AccessLogConfig {
         audit_path: Some(match &section.audit_file {
             Some(f) => relative_to(path, f),
-            None => crate::observe::audit::default_audit_path(&log_path),
+            None => crate::observe::audit::default_audit_path(&beside),
         }),
         path: log_path,
+        destination,
         retention,
         chain_key: super::log::chain_key(path, section, errors),
         shipping: super::log::shipping(path, section, errors),

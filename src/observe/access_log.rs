@@ -24,11 +24,23 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 /// Lines reach the file at least this often, however busy.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// Where the lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// The file at `path`, rotated, kept for the retention, chained and sealed where configured.
+    File,
+    /// Standard output (`path = "-"`), for a container's log collector: never rotated, chained
+    /// or sealed; keeping it is the collector's business.
+    Stdout,
+}
+
 /// Where and how the log is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogConfig {
-    /// The live file.
+    /// The live file (with `Destination::Stdout`, `-`).
     pub path: PathBuf,
+    /// A file or standard output.
+    pub destination: Destination,
     /// How long rotated files are kept.
     pub retention: Retention,
     /// Chain every line and seal rotated files with this key (tamper evidence); none: plain lines.
@@ -63,10 +75,15 @@ pub struct AccessLog {
 impl AccessLog {
     /// Opens the file (creating its directory) and starts the writer thread.
     pub fn start(config: AccessLogConfig) -> std::io::Result<Arc<AccessLog>> {
-        if let Some(dir) = config.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = open(&config.path)?;
+        let file = match config.destination {
+            Destination::Stdout => stdout()?,
+            Destination::File => {
+                if let Some(dir) = config.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                open(&config.path)?
+            }
+        };
         let (chain, sealer) = match &config.chain_key {
             Some(key) => (
                 Some(Chainer::new(key)),
@@ -128,6 +145,12 @@ impl AccessLog {
     }
 }
 
+/// Standard output, as a file the writer owns (buffered by the writer, not by `Stdout`'s lock).
+fn stdout() -> std::io::Result<File> {
+    use std::os::fd::AsFd;
+    Ok(File::from(std::io::stdout().as_fd().try_clone_to_owned()?))
+}
+
 fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -154,11 +177,13 @@ impl Writer {
     /// request handing over its line never has to wake this thread (a futex wake and a context
     /// switch per request cost more than formatting the line).
     fn run(mut self, rx: Receiver<Msg>) {
-        super::retention::remove_expired(
-            &self.config.path,
-            self.config.retention,
-            self.config.shipping.is_some(),
-        );
+        if self.config.destination == Destination::File {
+            super::retention::remove_expired(
+                &self.config.path,
+                self.config.retention,
+                self.config.shipping.is_some(),
+            );
+        }
         if let Some(key) = &self.config.chain_key {
             // The chain of this writer starts here; `sealed` names the last sealed file's index,
             // so that dropping the newest sealed files shows too.
@@ -206,8 +231,10 @@ impl Writer {
             }
             if !got {
                 self.today = day_of(SystemTime::now());
-                self.reopen_if_moved();
-                self.rotate_if_needed(0);
+                if self.config.destination == Destination::File {
+                    self.reopen_if_moved();
+                    self.rotate_if_needed(0);
+                }
                 std::thread::sleep(POLL_EVERY);
             }
         }
@@ -220,7 +247,9 @@ impl Writer {
             self.since_clock = 0;
             self.today = day_of(SystemTime::now());
         }
-        self.rotate_if_needed(line.len() as u64 + 1);
+        if self.config.destination == Destination::File {
+            self.rotate_if_needed(line.len() as u64 + 1);
+        }
         let ok = match &mut self.chain {
             Some(chain) => chain.write(&mut self.out, line),
             None => self
@@ -338,6 +367,7 @@ mod tests {
         // /dev/full refuses every write with ENOSPC, as a full disk does.
         let log = AccessLog::start(AccessLogConfig {
             path: "/dev/full".into(),
+            destination: Destination::File,
             retention: Retention::default(),
             chain_key: None,
             audit_path: None,
@@ -363,6 +393,7 @@ mod tests {
         let path = dir.path().join("access.log");
         let log = AccessLog::start(AccessLogConfig {
             path: path.clone(),
+            destination: Destination::File,
             retention: Retention::default(),
             chain_key: None,
             audit_path: None,

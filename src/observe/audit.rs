@@ -20,6 +20,7 @@ const AUDIT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 pub fn audit_config(access: &AccessLogConfig) -> Option<AccessLogConfig> {
     Some(AccessLogConfig {
         path: access.audit_path.clone()?,
+        destination: super::access_log::Destination::File,
         audit_path: None,
         max_file_bytes: access.max_file_bytes.min(AUDIT_MAX_FILE_BYTES),
         buffer_lines: 1024,
@@ -84,6 +85,7 @@ mod tests {
     fn the_audit_file_sits_beside_the_access_log() {
         let access = AccessLogConfig {
             path: "/var/log/menshen/access.log".into(),
+            destination: super::super::access_log::Destination::File,
             retention: Default::default(),
             chain_key: None,
             audit_path: Some(default_audit_path("/var/log/menshen/access.log".as_ref())),

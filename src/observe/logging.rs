@@ -1,5 +1,7 @@
 //! Process log setup: tracing, text or JSON, with pingora's `log` output bridged in.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -40,7 +42,12 @@ pub fn init(log: &LogSettings, notify: Option<&NotifyConfig>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let text = tracing_subscriber::fmt::layer().with_target(false);
+    // Colour only where a person reads it: a file, a pipe or journald gets plain text.
+    let colour = std::io::stderr().is_terminal();
+    let text = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr);
     let notify = notify.and_then(super::notify::start);
     let registry = tracing_subscriber::registry().with(notify);
     // With the `tracing-log` feature, `try_init` also routes the `log` crate (pingora) into tracing.

@@ -8,16 +8,20 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    register_gauge, register_gauge_vec, register_histogram, register_int_counter,
-    register_int_counter_vec, Gauge, GaugeVec, Histogram, IntCounter, IntCounterVec,
+    register_gauge, register_gauge_vec, register_int_counter, register_int_counter_vec, Gauge,
+    GaugeVec, IntCounter, IntCounterVec,
 };
 
+pub use super::conn_metrics::{
+    conn_metrics, tls_version_label, ConnGauges, ConnMetrics, Gauged, Protocol,
+};
 pub use super::request_counters::RequestCounters;
+pub use crate::route::upstream_metrics::{UpstreamErrorKind, UpstreamMetrics};
+
+pub use super::labels::NONE;
 
 /// Every metric menshen exports.
 pub struct Metrics {
-    /// `menshen_request_duration_seconds`
-    pub duration: Histogram,
     /// `menshen_upstream_healthy{upstream, backend}`
     pub upstream_healthy: GaugeVec,
     /// `menshen_certificate_expiry_timestamp_seconds{name, issuer_root}`
@@ -28,16 +32,14 @@ pub struct Metrics {
     pub last_reload: Gauge,
     /// `menshen_rejected_certificate_files`
     pub rejected_cert_files: Gauge,
-    /// `menshen_policy_denials_total{rule}`
+    /// `menshen_policy_denials_total{site, rule}`
     pub denials: IntCounterVec,
-    /// `menshen_tls_handshake_failures_total`
-    pub tls_handshake_failures: prometheus::IntCounter,
     /// `menshen_access_log_backlog`
     pub access_log_backlog: Gauge,
     /// `menshen_access_log_dropped_total`
-    pub access_log_dropped: Gauge,
+    pub access_log_dropped: IntCounter,
     /// `menshen_access_log_write_failed_total`
-    pub access_log_write_failed: Gauge,
+    pub access_log_write_failed: IntCounter,
     /// `menshen_log_ship_backlog`
     pub log_ship_backlog: Gauge,
     /// `menshen_log_ship_failures_total`
@@ -52,12 +54,6 @@ pub fn metrics() -> &'static Metrics {
     // The definitions are static and registered once: failing here is a programming error.
     const DEFINED: &str = "static metric definition";
     METRICS.get_or_init(|| Metrics {
-        duration: register_histogram!(
-            "menshen_request_duration_seconds",
-            "Time from request header to the end of the response",
-            vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
-        )
-        .expect(DEFINED),
         upstream_healthy: register_gauge_vec!(
             "menshen_upstream_healthy",
             "1 if the backend passes its health checks",
@@ -90,14 +86,8 @@ pub fn metrics() -> &'static Metrics {
         .expect(DEFINED),
         denials: register_int_counter_vec!(
             "menshen_policy_denials_total",
-            "Requests refused, by rule",
-            &["rule"]
-        )
-        .expect(DEFINED),
-        tls_handshake_failures: prometheus::register_int_counter!(
-            "menshen_tls_handshake_failures_total",
-            "TLS handshakes refused or failed (unknown name, version or suites refused, bad hello); \
-             handshakes cut by header_read_timeout count as header_timeout denials"
+            "Requests (and connections) refused, by site (\"-\": none known yet) and rule",
+            &["rule", "site"]
         )
         .expect(DEFINED),
         access_log_backlog: register_gauge!(
@@ -105,12 +95,12 @@ pub fn metrics() -> &'static Metrics {
             "Access log lines queued for the writer"
         )
         .expect(DEFINED),
-        access_log_dropped: register_gauge!(
+        access_log_dropped: register_int_counter!(
             "menshen_access_log_dropped_total",
             "Access log lines dropped because the writer fell behind"
         )
         .expect(DEFINED),
-        access_log_write_failed: register_gauge!(
+        access_log_write_failed: register_int_counter!(
             "menshen_access_log_write_failed_total",
             "Access log lines lost because writing them failed (a full disk, an I/O error)"
         )
@@ -132,4 +122,18 @@ pub fn metrics() -> &'static Metrics {
         )
         .expect(DEFINED),
     })
+}
+
+impl Metrics {
+    /// Counts a refusal by `rule` of a request for `site` (`None`: before any site is known).
+    pub fn deny(&self, site: Option<&str>, rule: &str) {
+        self.denials
+            .with_label_values(&[rule, site.unwrap_or(NONE)])
+            .inc();
+    }
+}
+
+/// Brings counter `c` up to `total`, a count kept elsewhere (read at scrape time).
+pub fn catch_up(c: &IntCounter, total: u64) {
+    c.inc_by(total.saturating_sub(c.get()));
 }

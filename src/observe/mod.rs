@@ -4,6 +4,8 @@ pub mod access_log;
 pub mod audit;
 pub mod chain;
 pub mod compress;
+mod conn_metrics;
+mod labels;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

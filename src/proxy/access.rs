@@ -7,6 +7,7 @@ use pingora::protocols::tls::SslDigest;
 
 use super::ctx::Ctx;
 use crate::observe::access_log::{push_json_str, push_rfc3339_millis};
+use crate::observe::metrics::tls_version_label;
 
 fn opt_str(out: &mut String, key: &str, v: Option<&str>) {
     out.push_str(key);
@@ -44,6 +45,8 @@ fn push_opt_num<N: itoa::Integer>(out: &mut String, n: Option<N>) {
 pub struct Facts<'a> {
     /// Port of the listener the request arrived at.
     pub listener_port: Option<u16>,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`; `None` when no request line was read.
+    pub http_version: Option<&'static str>,
     /// The TLS connection's version and cipher.
     pub tls: Option<&'a SslDigest>,
     /// The Host header (or HTTP/2 authority).
@@ -83,15 +86,21 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
         .and_then(|port| snapshot?.listener_names.get(&port))
         .map(|n| &**n);
     opt_str(&mut out, ",\"listener\":", listener);
-    let version = f.tls.map(|t| match &*t.version {
-        "TLSv1_3" => "TLSv1.3",
-        "TLSv1_2" => "TLSv1.2",
-        other => other,
-    });
+    let version = f.tls.map(|t| tls_version_label(&t.version));
     opt_str(&mut out, ",\"tls_version\":", version);
     opt_str(&mut out, ",\"tls_cipher\":", f.tls.map(|t| &*t.cipher));
     opt_str(&mut out, ",\"sni\":", ctx.sni.as_deref());
     opt_str(&mut out, ",\"host\":", f.host);
+    let site = ctx
+        .site
+        .and_then(|i| Some(&*snapshot?.router.site_at(i)?.name));
+    opt_str(&mut out, ",\"site\":", site);
+    opt_str(
+        &mut out,
+        ",\"route\":",
+        ctx.route.map(|_| ctx.route_prefix()),
+    );
+    opt_str(&mut out, ",\"http_version\":", f.http_version);
     opt_str(&mut out, ",\"method\":", Some(f.method));
     opt_str(&mut out, ",\"path\":", Some(f.path));
     let log_query = ctx
@@ -120,6 +129,12 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
     }
     out.push_str(",\"upstream_status\":");
     push_opt_num(&mut out, ctx.upstream_status);
+    out.push_str(",\"upstream_connect_ms\":");
+    push_opt_num(&mut out, ctx.upstream_connect.map(|d| d.as_millis()));
+    out.push_str(",\"upstream_first_byte_ms\":");
+    push_opt_num(&mut out, ctx.upstream_first_byte.map(|d| d.as_millis()));
+    opt_str(&mut out, ",\"cache\":", ctx.cache);
+    opt_str(&mut out, ",\"compression\":", ctx.compression);
     opt_str(&mut out, ",\"request_id\":", Some(&ctx.request_id_str()));
     opt_str(&mut out, ",\"user_agent\":", f.user_agent);
     out.push_str(",\"decision\":");

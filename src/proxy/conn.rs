@@ -43,6 +43,7 @@ use tokio::time::{Instant, Sleep};
 use super::in_flight::Open;
 use super::phases::Peer;
 use super::Proxy;
+use crate::observe::metrics::{conn_metrics, ConnGauges, Protocol};
 use crate::policy::conn_limit::ConnGuard;
 use crate::policy::ip::canonical;
 use crate::policy::proxy_protocol::read_header;
@@ -66,6 +67,8 @@ pub struct ClientConn {
     _counted: Option<ConnGuard>,
     /// Its place in the process's count of open connections (what a drain waits for).
     _open: Open,
+    /// Its listener's gauges: open connections and requests in flight.
+    gauges: Arc<ConnGauges>,
     /// The client already held `max_connections_per_ip` connections when this one arrived.
     over_limit: bool,
     phase: u8,
@@ -92,11 +95,13 @@ impl ClientConn {
         counted: Option<ConnGuard>,
         over_limit: bool,
         clock: bool,
+        gauges: ConnGauges,
     ) -> Self {
         let started = accepted_at(&inner);
         Self {
             inner,
             limit,
+            gauges: Arc::new(gauges),
             _counted: counted,
             _open: Open::start(),
             over_limit,
@@ -138,10 +143,7 @@ impl ClientConn {
     }
 
     fn timed_out(&self) -> std::io::Error {
-        crate::observe::metrics::metrics()
-            .denials
-            .with_label_values(&["header_timeout"])
-            .inc();
+        crate::observe::metrics::metrics().deny(None, "header_timeout");
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(
@@ -321,25 +323,29 @@ impl ServerApp for ConnGate {
             Ok(Err(e)) => {
                 // Refused or failed handshakes; a peer that leaves before its hello is not one.
                 if e.etype() == &pingora::ErrorType::TLSHandshakeFailure {
-                    crate::observe::metrics::metrics()
-                        .tls_handshake_failures
-                        .inc();
+                    conn_metrics().handshake_failed(&e.to_string());
                 }
                 tracing::debug!(peer = ?peer, "connection dropped before its first request: {e}");
                 return None;
             }
             Err(_) => {
-                crate::observe::metrics::metrics()
-                    .denials
-                    .with_label_values(&["header_timeout"])
-                    .inc();
+                crate::observe::metrics::metrics().deny(None, "header_timeout");
                 tracing::debug!(peer = ?peer, "connection dropped: no handshake or PROXY header within header_read_timeout");
                 return None;
             }
         };
+        if let Some(tls) = stream.get_ssl_digest() {
+            conn_metrics().handshake_ok(&tls.version);
+        }
         // h2 only by ALPN: plaintext h2 (h2c) is not enabled on these listeners.
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let snapshot = self.state.load();
+        let port = stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr()?.as_inet().map(|a| a.port()));
+        let listener = port.and_then(|p| snapshot.listener_names.get(&p));
+        let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+        let gauges = conn_metrics().connection(listener.map(|l| &**l), protocol);
         let policy = &snapshot.policy;
         let limited = client_ip(&stream).zip(policy.max_connections_per_ip);
         let (counted, over_limit) = match limited {
@@ -352,15 +358,12 @@ impl ServerApp for ConnGate {
             _ => (None, false),
         };
         if over_limit && h2 {
-            crate::observe::metrics::metrics()
-                .denials
-                .with_label_values(&["max_connections_per_ip"])
-                .inc();
+            crate::observe::metrics::metrics().deny(None, "max_connections_per_ip");
             return None;
         }
         let limit = policy.header_read_timeout;
         drop(snapshot);
-        let conn = ClientConn::new(stream, limit, counted, over_limit, !h2);
+        let conn = ClientConn::new(stream, limit, counted, over_limit, !h2, gauges);
         if h2 {
             Box::pin(self.proxy.serve_h2(conn, shutdown)).await;
         } else {
@@ -375,6 +378,8 @@ pub(in crate::proxy) struct ConnFacts {
     pub(in crate::proxy) peer: Peer,
     pub(in crate::proxy) listener_port: Option<u16>,
     pub(in crate::proxy) tls: Option<Arc<SslDigest>>,
+    /// The listener's gauges (a request counts itself in flight there).
+    pub(in crate::proxy) gauges: Arc<ConnGauges>,
 }
 
 impl ConnFacts {
@@ -398,6 +403,7 @@ impl ConnFacts {
             },
             listener_port: inet(digest.as_ref().and_then(|d| d.local_addr())).map(|a| a.port()),
             tls,
+            gauges: conn.gauges.clone(),
         }
     }
 }

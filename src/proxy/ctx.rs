@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 
 use super::in_flight::InFlight;
+use crate::observe::metrics::{ConnGauges, Gauged};
 use crate::policy::client::Client;
 use crate::route::router::ProxyAction;
 use crate::route::upstream::MAX_TRIES;
@@ -68,8 +69,23 @@ pub struct Ctx {
     pub(super) request_id: HeaderValue,
     /// The client IP as text, for X-Forwarded-For, X-Real-IP and the access log.
     pub(super) client_ip: Option<HeaderValue>,
+    /// The current attempt at a backend: when it started, whether its failure is counted.
+    pub(super) attempt: Option<(Instant, bool)>,
+    /// The last attempt was taken back to be made again another way: the next pick is the same
+    /// attempt, not a new one.
+    pub(super) retracted: bool,
+    /// Time to connect to the backend (a new connection; `None`: pooled or none).
+    pub(super) upstream_connect: Option<Duration>,
+    /// Time from picking the backend to its response header.
+    pub(super) upstream_first_byte: Option<Duration>,
+    /// The response's compression, when a compressor ran (`gzip`, `br`; `None`: none).
+    pub(super) compression: Option<&'static str>,
+    /// The response cache's outcome, when a cache ran (`hit`, `miss`; `None`: none).
+    pub(super) cache: Option<&'static str>,
     /// Counts the request as in flight while the context lives.
     _in_flight: InFlight,
+    /// ... and on its listener's gauge.
+    _listener_in_flight: Gauged,
 }
 
 /// Backends tried for one request, in order, without allocating: at most `MAX_TRIES`, and a try
@@ -112,8 +128,8 @@ impl std::ops::Deref for Tried {
 }
 
 impl Ctx {
-    /// A request's state, its clock started.
-    pub(super) fn new() -> Self {
+    /// A request's state on a connection with `gauges`, its clock started.
+    pub(super) fn new(gauges: &ConnGauges) -> Self {
         Ctx {
             snapshot: None,
             start: Instant::now(),
@@ -126,7 +142,33 @@ impl Ctx {
             decision: None,
             request_id: HeaderValue::from_static(""),
             client_ip: None,
+            attempt: None,
+            retracted: false,
+            upstream_connect: None,
+            upstream_first_byte: None,
+            compression: None,
+            cache: None,
             _in_flight: InFlight::start(),
+            _listener_in_flight: gauges.request(),
+        }
+    }
+
+    /// Takes the last try back: the backend is to be tried again another way (it chose
+    /// HTTP/1.1 where HTTP/2 was offered), and the next pick is the same attempt.
+    pub(super) fn retract_attempt(&mut self) {
+        self.tried.retract();
+        self.retracted = true;
+    }
+
+    /// Notes the backend's response header: its status and how long it took.
+    pub(super) fn answered(&mut self, status: u16) {
+        self.upstream_status = Some(status);
+        if let Some((start, _)) = self.attempt {
+            let took = start.elapsed();
+            self.upstream_first_byte = Some(took);
+            if let Some(action) = self.proxy_action() {
+                action.upstream.metrics.first_byte(took);
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use pingora::prelude::*;
 use super::access;
 use super::ctx::Ctx;
 use super::Proxy;
+use crate::observe::metrics::UpstreamErrorKind;
 use crate::policy::client;
 use crate::policy::ip::canonical;
 use crate::policy::{Denial, Request};
@@ -167,7 +168,11 @@ impl Proxy {
                 format!("upstream {:?} has no backend left to try", upstream.name),
             );
         };
+        if !std::mem::take(&mut ctx.retracted) {
+            upstream.metrics.attempt(!ctx.tried.is_empty());
+        }
         ctx.tried.push(addr);
+        ctx.attempt = Some((std::time::Instant::now(), false));
         Ok(addr)
     }
 
@@ -193,10 +198,21 @@ impl Proxy {
         let options = action.upstream.options();
         let tls = action.upstream.tls().map(|tls| TlsTarget { tls, name });
         let (connect, total) = (options.connection_timeout, options.total_connection_timeout);
+        let started = std::time::Instant::now();
         let e = match upstream_conn::connect(addr, tls, connect, total).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => {
+                let took = started.elapsed();
+                ctx.upstream_connect = Some(took);
+                action.upstream.metrics.connected(took);
+                return Ok(stream);
+            }
             Err(e) => e,
         };
+        let kind = UpstreamErrorKind::of_connect(&e.error, e.handshake);
+        action.upstream.metrics.error(kind);
+        if let Some((_, counted)) = &mut ctx.attempt {
+            *counted = true;
+        }
         if e.handshake {
             // A certificate that no longer verifies is the operator's to fix: said at warn, as
             // nginx does.
@@ -221,18 +237,33 @@ impl Proxy {
         if let Some(log) = &self.access_log {
             log.log(access::line(facts, ctx, elapsed));
         }
-        let m = crate::observe::metrics::metrics();
-        m.duration.observe(elapsed.as_secs_f64());
         if let Some(snapshot) = &ctx.snapshot {
-            snapshot
-                .counters
-                .count(ctx.site, ctx.route.map(|(_, r)| r), facts.status);
+            let counters = &snapshot.counters;
+            counters.count(ctx.site, ctx.route.map(|(_, r)| r), facts.status);
+            let site = counters.site(ctx.site);
+            site.record(elapsed, facts.bytes_in, facts.bytes_out);
+            if let Some(rule) = &ctx.decision {
+                crate::observe::metrics::metrics().deny(Some(site.name()), rule);
+            }
         }
-        if let Some(rule) = &ctx.decision {
-            m.denials.with_label_values(&[rule]).inc();
-        }
+        count_upstream_failure(ctx, facts.status);
         if let Some(e) = e {
             tracing::debug!(request_id = %ctx.request_id_str(), error = %e, "request failed");
         }
+    }
+}
+
+/// Counts the final attempt's failure after it connected (a failed connect is counted when it
+/// fails): the backend reset or closed the connection, or sent nothing in time.
+fn count_upstream_failure(ctx: &Ctx, status: u16) {
+    let kind = match status {
+        502 => UpstreamErrorKind::Reset,
+        504 => UpstreamErrorKind::Timeout,
+        _ => return,
+    };
+    if let (Some((_, false)), None, Some(action)) =
+        (ctx.attempt, ctx.upstream_status, ctx.proxy_action())
+    {
+        action.upstream.metrics.error(kind);
     }
 }

@@ -7,6 +7,7 @@ pub mod router;
 pub mod settings;
 pub mod upstream;
 pub mod upstream_conn;
+pub mod upstream_metrics;
 
 pub use router::{Action, Router, Site};
 pub use upstream::Upstream;

@@ -18,6 +18,7 @@ use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 use super::dns::Discovery;
 pub use super::settings::HashKey;
 use super::settings::UpstreamSettings;
+use super::upstream_metrics::UpstreamMetrics;
 use crate::tls::client::UpstreamTls;
 
 /// Most backends tried for one request (first attempt plus retries after connect failures).
@@ -84,6 +85,8 @@ pub struct Upstream {
     epoch: Instant,
     started: AtomicBool,
     latencies: Arc<CheckLatencies>,
+    /// Its attempts, errors, retries, ejections and latencies.
+    pub metrics: UpstreamMetrics,
 }
 
 /// Latency of each backend's last passing health check (written by the checker only).
@@ -121,6 +124,7 @@ impl Upstream {
         let settings = parts.settings;
         Self {
             name: settings.name.clone(),
+            metrics: UpstreamMetrics::new(&settings.name),
             health_interval: settings.health.as_ref().map(|h| h.interval),
             passive_ejection: settings.passive_ejection,
             settings,
@@ -187,6 +191,7 @@ impl Upstream {
             self.ejections_end
                 .fetch_max(end.saturating_add(1), Ordering::Relaxed);
         }
+        self.metrics.ejected(addr);
         tracing::warn!(upstream = %self.name, backend = %addr, "connect failed; backend ejected for {:?}", self.passive_ejection);
     }
 

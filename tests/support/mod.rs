@@ -11,7 +11,9 @@ pub mod intake;
 pub mod origins;
 pub mod pki;
 pub mod policy;
+pub mod python;
 pub mod schema;
+pub mod shipped;
 pub mod traffic;
 
 use std::io::Read;

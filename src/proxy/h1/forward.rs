@@ -159,10 +159,7 @@ impl Proxy {
             }
         };
         if status == 413 {
-            crate::observe::metrics::metrics()
-                .denials
-                .with_label_values(&["body_too_large"])
-                .inc();
+            crate::observe::metrics::metrics().deny(None, "body_too_large");
         }
         Outcome {
             status,

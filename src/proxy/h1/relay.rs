@@ -110,7 +110,7 @@ impl Relay<'_, '_> {
                 return fail(status, sent.await, error);
             }
         };
-        self.ctx.upstream_status = Some(head.status);
+        self.ctx.answered(head.status);
         up.advance(end);
         if head.status == 101 {
             let bytes = super::tunnel::run(conn, stream, out, up, input, self.send).await;

@@ -99,7 +99,7 @@ impl Proxy {
     ) -> Outcome {
         conn.header_done();
         let req = request.req;
-        let mut ctx = Ctx::new();
+        let mut ctx = Ctx::new(&facts.gauges);
         let policy = &snapshot.policy;
         self.identify(
             &mut ctx,
@@ -157,6 +157,11 @@ impl Proxy {
         };
         let log = access::Facts {
             listener_port: facts.listener_port,
+            http_version: Some(if req.version == 0 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            }),
             tls: facts.tls.as_deref(),
             host: Some(req.host.as_str()),
             method: req.method_str,
@@ -228,7 +233,7 @@ impl Proxy {
     ) {
         conn.header_done();
         let snapshot = self.state.load_full();
-        let mut ctx = Ctx::new();
+        let mut ctx = Ctx::new(&facts.gauges);
         self.identify(&mut ctx, &snapshot.policy, &facts.peer, None, None);
         ctx.snapshot = Some(snapshot);
         let rule: Arc<str> = Arc::from("bad_request");
@@ -250,6 +255,7 @@ impl Proxy {
         let sent = write_out(conn, out, send_timeout(&ctx)).await;
         let log = access::Facts {
             listener_port: facts.listener_port,
+            http_version: None,
             tls: facts.tls.as_deref(),
             host: None,
             method: method.unwrap_or(""),

@@ -138,7 +138,7 @@ impl Proxy {
                 return Some(failed(status, sent.await, format!("{addr}: {e}")));
             }
         };
-        ctx.upstream_status = Some(response.status().as_u16());
+        ctx.answered(response.status().as_u16());
         let relay = Back {
             request,
             ctx,

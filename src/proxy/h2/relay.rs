@@ -108,7 +108,7 @@ impl Relay<'_> {
             };
             return self.refuse(respond, 502, failed.into(), fail).await;
         };
-        self.ctx.upstream_status = Some(head.status);
+        self.ctx.answered(head.status);
         up.advance(end);
         let mut body = Body::new(head.framing);
         let empty = self.head_request || body.is_done();

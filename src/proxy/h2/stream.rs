@@ -31,7 +31,7 @@ impl Proxy {
     ) {
         let (parts, body) = request.into_parts();
         let snapshot = self.state.load_full();
-        let mut ctx = Ctx::new();
+        let mut ctx = Ctx::new(&facts.gauges);
         let field = |name: &str| parts.headers.get(name).map(HeaderValue::as_bytes);
         let forwarded_for = field("x-forwarded-for");
         self.identify(
@@ -51,6 +51,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok());
         let mut log = access::Facts {
             listener_port: facts.listener_port,
+            http_version: Some("HTTP/2"),
             tls: facts.tls.as_deref(),
             host: None,
             method: parts.method.as_str(),

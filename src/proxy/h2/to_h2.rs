@@ -118,7 +118,7 @@ impl Proxy {
                 return Ok(failed(respond, status, format!("{addr}: {e}")).await);
             }
         };
-        ctx.upstream_status = Some(response.status().as_u16());
+        ctx.answered(response.status().as_u16());
         let relay = Relay {
             ctx,
             facts,
@@ -157,7 +157,7 @@ impl Proxy {
         if action.upstream.tls().is_some() && !conn.chose_h2() {
             let (_, idle) = ctx.backend_timeouts();
             pool::put(addr, kind, conn, idle, ctx.start);
-            ctx.tried.retract();
+            ctx.retract_attempt();
             return Ok(None);
         }
         let handshake = h2::client::Builder::new()
