@@ -62,6 +62,11 @@ pub fn check(config: &Path) -> i32 {
         eprintln!("{line}");
     }
     println!("{}: ok: {}", config.display(), summary(&snapshot));
+    for site in snapshot.router.sites() {
+        if let Some(c) = &site.policy.compression {
+            println!("site {:?}: compression {}", site.name, c.describe());
+        }
+    }
     0
 }
 

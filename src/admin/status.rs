@@ -210,7 +210,7 @@ fn tls(h: &mut String, snapshot: &Snapshot) {
 
 /// Each site with its hosts and routes.
 fn sites(h: &mut String, snapshot: &Snapshot) {
-    h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th></tr>");
+    h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th><th>compression</th></tr>");
     for site in snapshot.router.sites() {
         let routes: Vec<String> = site
             .routes
@@ -224,12 +224,14 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
                 format!("<code>{}</code> {}", esc(&r.prefix), esc(&what))
             })
             .collect();
+        let compression = site.policy.compression.as_ref();
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&site.name),
             esc(&site.hosts.join(", ")),
-            routes.join("<br>")
+            routes.join("<br>"),
+            esc(&compression.map_or("off".into(), |c| c.describe()))
         );
     }
     h.push_str("</table>");

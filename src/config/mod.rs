@@ -7,6 +7,7 @@
 //! collects every error rather than stopping at the first.
 
 pub mod compile;
+mod compression;
 pub mod duration;
 pub mod file;
 mod file_notify;

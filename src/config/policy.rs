@@ -113,6 +113,10 @@ pub(super) fn site_policy(
         ip,
         rate,
         max_body_bytes: site.max_body_bytes.unwrap_or(p.max_body_bytes),
+        compression: site
+            .compression
+            .as_ref()
+            .and_then(|c| super::compression::compile(c, &key, errors)),
         ..response_edits(site, &key, errors)
     }
 }

@@ -225,6 +225,8 @@ pub struct SitePolicy {
     pub server: Option<http::HeaderValue>,
     /// `Alt-Svc` sent (a backend's never is).
     pub alt_svc: Option<http::HeaderValue>,
+    /// Compression of responses the backend did not compress.
+    pub compression: Option<crate::semantics::coding::Compression>,
 }
 
 /// What the rules know of one route (it lives in the route, `route::router::Route::policy`).

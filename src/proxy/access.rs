@@ -62,6 +62,9 @@ pub struct Facts<'a> {
     pub bytes_in: usize,
     /// Response body bytes sent.
     pub bytes_out: usize,
+    /// The response's compression (`gzip`, `br`, `zstd`, or `skipped:REASON`); none when the
+    /// site does not compress or no backend answered.
+    pub compression: Option<&'static str>,
 }
 
 /// One JSON object with the fields of the traceability requirement, in a fixed order.
@@ -127,6 +130,7 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
         Some(rule) => push_json_str(&mut out, &format!("deny:{rule}")),
         None => out.push_str("\"allow\""),
     }
+    opt_str(&mut out, ",\"compression\":", f.compression);
     out.push('}');
     out
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 
+use super::compress::Compressing;
 use super::in_flight::InFlight;
 use crate::policy::client::Client;
 use crate::route::router::ProxyAction;
@@ -68,6 +69,9 @@ pub struct Ctx {
     pub(super) request_id: HeaderValue,
     /// The client IP as text, for X-Forwarded-For, X-Real-IP and the access log.
     pub(super) client_ip: Option<HeaderValue>,
+    /// Its response's compression: what the request allows, then what was done (none when
+    /// the site does not compress).
+    pub(super) compression: Option<Compressing>,
     /// Counts the request as in flight while the context lives.
     _in_flight: InFlight,
 }
@@ -126,6 +130,7 @@ impl Ctx {
             decision: None,
             request_id: HeaderValue::from_static(""),
             client_ip: None,
+            compression: None,
             _in_flight: InFlight::start(),
         }
     }

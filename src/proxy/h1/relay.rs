@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 
+use super::encoded::Encoded;
 use super::own::error_response;
 use super::request::Request;
 use super::response::{client_response_head, final_head, upgrade_head, Persist};
@@ -58,6 +59,8 @@ impl Relay<'_, '_> {
         let http10 = req.version == 0;
         let upgrading = req.upgrade.is_some();
         let mut persist = Persist::Close;
+        let mut compression = None;
+        let ctx = &*self.ctx;
         let Buffers { out, up } = bufs;
         let head = final_head(
             conn,
@@ -72,21 +75,22 @@ impl Relay<'_, '_> {
                     upgrade_head(out, resp, id.as_bytes());
                     return;
                 }
+                let fields = resp.headers.iter().map(|h| (h.name, h.value));
+                compression = ctx.compression_for(head.status, fields);
+                let edits = edits.compressed(compression.as_ref().map(|c| c.0));
+                // A compressed body's length is known at its end only: chunked, or until close.
+                let framing = match edits.coding {
+                    Some(_) => Framing::UntilClose,
+                    None => head.framing,
+                };
                 let rechunk = !http10;
-                let close = asked_close || (head.framing == Framing::UntilClose && !rechunk);
+                let close = asked_close || (framing == Framing::UntilClose && !rechunk);
                 persist = match close {
                     true => Persist::Close,
                     false => Persist::KeepAlive { http10 },
                 };
-                client_response_head(
-                    out,
-                    resp,
-                    head.framing,
-                    rechunk,
-                    &edits,
-                    id.as_bytes(),
-                    persist,
-                );
+                let id = id.as_bytes();
+                client_response_head(out, resp, framing, rechunk, &edits, id, persist);
             },
         )
         .await;
@@ -111,7 +115,31 @@ impl Relay<'_, '_> {
             }
         };
         self.ctx.upstream_status = Some(head.status);
+        self.ctx.note_compression(compression.as_ref().map(|c| c.0));
         up.advance(end);
+        if let Some(encoder) = compression.and_then(|c| c.1) {
+            let encoded = Encoded {
+                body: Body::new(head.framing),
+                framing: head.framing,
+                chunked: !http10,
+                read_timeout,
+                send: self.send,
+            };
+            let keep = persist != Persist::Close;
+            return match encoded.run(conn, &mut stream, out, up, encoder).await {
+                Ok((sent, extra)) => {
+                    self.finish(stream, &head, extra, idle_timeout);
+                    Outcome {
+                        status: head.status,
+                        bytes_in: self.bytes_in,
+                        bytes_out: sent,
+                        keep,
+                        error: None,
+                    }
+                }
+                Err((sent, error)) => fail(head.status, sent, error),
+            };
+        }
         if head.status == 101 {
             let bytes = super::tunnel::run(conn, stream, out, up, input, self.send).await;
             return Outcome {

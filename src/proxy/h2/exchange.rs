@@ -49,6 +49,9 @@ impl Proxy {
         ctx: &mut Ctx,
         respond: &mut SendResponse<Bytes>,
     ) -> Outcome {
+        let headers = &request.parts.headers;
+        let head = request.parts.method == Method::HEAD;
+        ctx.ask_compression(head, false, |name| headers.get(name).map(|v| v.as_bytes()));
         let kind = match action.upstream.tls() {
             Some(tls) => Kind {
                 group: tls.group,
