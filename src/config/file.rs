@@ -323,6 +323,25 @@ pub struct SiteSection {
     pub alt_svc: Option<String>,
     /// Compression of responses the backend did not compress (none when absent).
     pub compression: Option<CompressionSection>,
+    /// Request headers set, added and removed on the way to the backend.
+    #[serde(default)]
+    pub request_headers: RequestHeadersSection,
+}
+
+/// `request_headers = { ... }` of a site or a route (a route's after its site's).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestHeadersSection {
+    /// Sent in place of the client's (`{client_ip}`, `{request_id}`, `{site}`, `{host}` in
+    /// values).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Sent besides the client's (values as in `set`).
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Not forwarded.
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 /// `[sites.compression]`
@@ -418,6 +437,15 @@ pub struct RouteSection {
     pub host_header: Option<String>,
     /// Per-client-IP rate limit for this route.
     pub rate_limit: Option<RateLimitSection>,
+    /// Request headers set, added and removed, after the site's.
+    #[serde(default)]
+    pub request_headers: RequestHeadersSection,
+    /// Response headers removed, besides the site's.
+    #[serde(default)]
+    pub remove_response_headers: Vec<String>,
+    /// Response headers set, after the site's.
+    #[serde(default)]
+    pub add_response_headers: BTreeMap<String, String>,
 }
 
 /// `respond = { ... }`

@@ -14,6 +14,7 @@ mod file_notify;
 mod file_policy;
 mod file_ship;
 mod file_upstreams;
+mod headers;
 mod log;
 mod notify;
 pub mod peek;

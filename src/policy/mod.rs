@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod conn_limit;
+pub mod headers;
 pub mod icp;
 pub mod ip;
 pub mod proxy_protocol;

@@ -12,6 +12,7 @@ use http::HeaderValue;
 use super::compress::Compressing;
 use super::in_flight::InFlight;
 use crate::policy::client::Client;
+use crate::policy::headers::HeaderEdits;
 use crate::route::router::ProxyAction;
 use crate::route::upstream::MAX_TRIES;
 use crate::route::Action;
@@ -153,6 +154,13 @@ impl Ctx {
             let options = a.upstream.options();
             (options.read_timeout, options.idle_timeout)
         })
+    }
+
+    /// The request's route's header edits (its site's and its own).
+    pub(super) fn header_edits(&self) -> Option<&HeaderEdits> {
+        let (s, r) = self.route?;
+        let site = self.snapshot.as_ref()?.router.site_at(s)?;
+        site.routes.get(r).map(|r| &r.headers)
     }
 
     pub(super) fn route_prefix(&self) -> &str {

@@ -37,10 +37,12 @@ static SERVER: HeaderValue = HeaderValue::from_static("menshen");
 impl<'a> ResponseEdits<'a> {
     pub(in crate::proxy) fn of(ctx: &'a Ctx, tls: bool) -> Self {
         let site = ctx.site.and_then(|i| ctx.snapshot.as_ref()?.site_policy(i));
+        // A route's edits hold its site's.
+        let route = ctx.header_edits();
         match site {
             Some(site) => Self {
-                remove: &site.remove_headers,
-                add: &site.add_headers,
+                remove: route.map_or(&site.remove_headers, |r| &r.response_remove),
+                add: route.map_or(&site.add_headers, |r| &r.response_set),
                 hsts: site.hsts.as_ref().filter(|_| tls),
                 server: site.server.as_ref(),
                 alt_svc: site.alt_svc.as_ref(),
