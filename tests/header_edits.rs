@@ -59,7 +59,17 @@ async fn sites_and_routes_edit_request_and_response_fields_on_both_engines() {
     let admin_port = free_port();
     let edge = "{site} for {client_ip}";
     env.write_config("", &config(&env, backend.port, admin_port, edge));
+    let (ok, out) = env.check();
+    assert!(ok, "{out}");
+    let api = "site \"shop\" route /api/: headers request set x-id, x-edge, add x-added, \
+               remove x-secret, via; response set x-route, remove x-site";
+    assert!(out.contains(api), "{out}");
     let _running = env.start();
+    let status = admin::get(admin_port, "/status").await.text();
+    assert!(
+        status.contains("(headers: request set x-id, x-edge"),
+        "{status}"
+    );
     for http in ["1.1", "2"] {
         let got: Got = curl(&env, &root, http, "/page", None, &CLIENT).await;
         let what = format!("HTTP/{http}: {}", backend.last_request());

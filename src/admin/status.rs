@@ -221,7 +221,17 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
                     Action::Respond(c) => format!("respond {}", c.status.as_u16()),
                     Action::Redirect(r) => format!("redirect {} {}", r.status.as_u16(), r.to),
                 };
-                format!("<code>{}</code> {}", esc(&r.prefix), esc(&what))
+                let edits = r.headers.describe();
+                let edits = match edits.is_empty() {
+                    true => String::new(),
+                    false => format!(" (headers: {edits})"),
+                };
+                format!(
+                    "<code>{}</code> {}{}",
+                    esc(&r.prefix),
+                    esc(&what),
+                    esc(&edits)
+                )
             })
             .collect();
         let compression = site.policy.compression.as_ref();

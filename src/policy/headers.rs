@@ -112,6 +112,44 @@ impl HeaderEdits {
         self.request_remove.iter().any(is) || self.request_set.iter().any(|(n, _)| is(n))
     }
 
+    /// One line for `/status` and `menshen check`, e.g. `request set X-Edge, remove Cookie;
+    /// response set X-Frame-Options`; empty when there are none.
+    pub fn describe(&self) -> String {
+        let list = |verb: &str, names: Vec<&str>| {
+            (!names.is_empty()).then(|| format!("{verb} {}", names.join(", ")))
+        };
+        let side = |what: &str, parts: Vec<Option<String>>| {
+            let parts: Vec<String> = parts.into_iter().flatten().collect();
+            (!parts.is_empty()).then(|| format!("{what} {}", parts.join(", ")))
+        };
+        let request = side(
+            "request",
+            vec![
+                list("set", names(&self.request_set)),
+                list("add", names(&self.request_add)),
+                list(
+                    "remove",
+                    self.request_remove.iter().map(|n| n.as_str()).collect(),
+                ),
+            ],
+        );
+        let response = side(
+            "response",
+            vec![
+                list("set", names(&self.response_set)),
+                list(
+                    "remove",
+                    self.response_remove.iter().map(|n| n.as_str()).collect(),
+                ),
+            ],
+        );
+        [request, response]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// These edits followed by `later`'s: a field `later` sets or removes loses what these set
     /// or add for it.
     pub fn then(&self, later: &HeaderEdits) -> HeaderEdits {
@@ -127,6 +165,10 @@ impl HeaderEdits {
             response_set: kept(&self.response_set, response_later, &later.response_set),
         }
     }
+}
+
+fn names<V>(fields: &[(HeaderName, V)]) -> Vec<&str> {
+    fields.iter().map(|(n, _)| n.as_str()).collect()
 }
 
 /// `first` less the fields `replaced` names, then `then`.
