@@ -4,16 +4,7 @@
 
 use super::ctx::Ctx;
 use super::encoder::Encoder;
-use crate::semantics::coding::{Asked, Coding, Compression, Decision, ResponseFacts, Skip};
-
-/// A request's compression, as far as it got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Compressing {
-    /// The request is known, its response not yet.
-    Asked(Asked),
-    /// The response's head was sent: with this coding, or not and why.
-    Decided(Result<Coding, Skip>),
-}
+use crate::semantics::coding::{Compressing, Compression, Decision, ResponseFacts, Skip};
 
 impl Ctx {
     /// The request's site's compression settings, if it compresses.

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 
-use super::compress::Compressing;
 use super::in_flight::InFlight;
 use crate::policy::client::Client;
 use crate::policy::headers::HeaderEdits;
 use crate::route::router::ProxyAction;
 use crate::route::upstream::MAX_TRIES;
 use crate::route::Action;
+use crate::semantics::coding::Compressing;
 use crate::snapshot::Snapshot;
 
 /// Unique request ids: a random per-process prefix and a counter.

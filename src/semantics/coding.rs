@@ -97,6 +97,17 @@ pub struct Compression {
 /// none of the site's), or why nothing will be compressed whatever the response.
 pub type Asked = Result<Option<Coding>, Skip>;
 
+/// A request's compression, as far as it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compressing {
+    /// The request is known, its response not yet.
+    /// What the request allows.
+    Asked(Asked),
+    /// The response's head was sent: with this coding, or not and why.
+    /// What was done.
+    Decided(Result<Coding, Skip>),
+}
+
 /// A response's compression: the coding or why none, and whether the choice depended on
 /// `Accept-Encoding` (so caches are told `Vary: Accept-Encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
-use super::relay::push_body;
 use super::write_out;
 use crate::proxy::conn::ClientConn;
 use crate::proxy::encoder::Encoder;
-use crate::proxy::http1::{Body, Framing, UPSTREAM_BUF};
+use crate::proxy::http1::{push_body, Body, Framing, UPSTREAM_BUF};
 use crate::proxy::timed::within;
 use crate::route::upstream_conn::UpstreamConn;
 

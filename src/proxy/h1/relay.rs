@@ -18,7 +18,7 @@ use super::response::{client_response_head, final_head, upgrade_head, Persist};
 use super::{write_out, Buffers, Outcome};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
-use crate::proxy::http1::{Body, Framing, ResponseHead, UPSTREAM_BUF};
+use crate::proxy::http1::{push_body, Body, Framing, ResponseHead, UPSTREAM_BUF};
 use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
@@ -228,56 +228,5 @@ impl Relay<'_, '_> {
         if head.keepalive && !extra {
             pool::put(self.addr, self.kind, stream, idle, self.ctx.start);
         }
-    }
-}
-
-/// Appends body bytes for the client: as they are, or as one chunk.
-pub(super) fn push_body(out: &mut Vec<u8>, data: &[u8], rechunk: bool) {
-    if !rechunk {
-        out.extend_from_slice(data);
-        return;
-    }
-    if data.is_empty() {
-        return;
-    }
-    let mut size = [0u8; 16];
-    let digits = hex_digits(data.len(), &mut size);
-    out.extend_from_slice(digits);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn hex_digits(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_are_sized_in_hex() {
-        let mut out = Vec::new();
-        push_body(&mut out, &[b'x'; 26], true);
-        assert_eq!(&out[..4], b"1a\r\n");
-        assert!(out.ends_with(b"x\r\n"));
-        out.clear();
-        push_body(&mut out, b"", true);
-        assert!(
-            out.is_empty(),
-            "an empty read is no chunk: 0 would end the body"
-        );
-        push_body(&mut out, b"ab", false);
-        assert_eq!(out, b"ab");
     }
 }
