@@ -18,8 +18,13 @@ demo-certs: deps
 release: deps
 	$(CARGO) build --release
 
+# The demo origin (127.0.0.1:8081, the demo config's upstream "origin") serves conf/demo-origin/
+# for as long as the proxy runs, so /origin/ answers instead of 502.
 run: demo-certs release
-	./target/release/menshen --config $(CONFIG)
+	@python3 -m http.server 8081 --bind 127.0.0.1 --directory conf/demo-origin >/dev/null 2>&1 & \
+	  origin=$$!; trap "kill $$origin 2>/dev/null" EXIT; \
+	  echo "demo origin on 127.0.0.1:8081 (pid $$origin)"; \
+	  ./target/release/menshen --config $(CONFIG)
 
 check: demo-certs release
 	./target/release/menshen check --config $(CONFIG)
@@ -72,10 +77,11 @@ test: deps fmt clippy k8s-validate moto observe-py promtool-rules
 
 # Programs the tests run besides cargo: cmake builds libz-ng-sys, openssl is the client of the
 # refusal tests, chromium renders the status page, promtool (Debian package prometheus, listed
-# by ci-missing-tools) tests the alert rules. Missing ones fail their tests, never skip.
+# by ci-missing-tools) tests the alert rules, curl (built with brotli and zstd) decodes compressed
+# responses. Missing ones fail their tests, never skip.
 # chromium renders the status page; python3 (with venv) installs kubernetes-validate and moto, the
 # manifest validator and the S3-compatible server of the tests, under target/.
-CI_TOOLS := cmake openssl chromium python3
+CI_TOOLS := cmake openssl chromium python3 curl
 
 # The CI packages this machine lacks, one a line (.ci/run installs them as root).
 ci-missing-tools:

@@ -62,6 +62,20 @@ pub fn check(config: &Path) -> i32 {
         eprintln!("{line}");
     }
     println!("{}: ok: {}", config.display(), summary(&snapshot));
+    for site in snapshot.router.sites() {
+        if let Some(c) = &site.policy.compression {
+            println!("site {:?}: compression {}", site.name, c.describe());
+        }
+        for route in &site.routes {
+            let edits = route.headers.describe();
+            if !edits.is_empty() {
+                println!(
+                    "site {:?} route {}: headers {edits}",
+                    site.name, route.prefix
+                );
+            }
+        }
+    }
     0
 }
 

@@ -68,6 +68,7 @@ async fn allowed_request_is_logged_with_every_field() {
         "request_id",
         "user_agent",
         "decision",
+        "compression",
         // The tamper-evidence chain (observe::chain).
         "w",
         "seq",

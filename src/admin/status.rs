@@ -210,7 +210,7 @@ fn tls(h: &mut String, snapshot: &Snapshot) {
 
 /// Each site with its hosts and routes.
 fn sites(h: &mut String, snapshot: &Snapshot) {
-    h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th></tr>");
+    h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th><th>compression</th></tr>");
     for site in snapshot.router.sites() {
         let routes: Vec<String> = site
             .routes
@@ -221,15 +221,27 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
                     Action::Respond(c) => format!("respond {}", c.status.as_u16()),
                     Action::Redirect(r) => format!("redirect {} {}", r.status.as_u16(), r.to),
                 };
-                format!("<code>{}</code> {}", esc(&r.prefix), esc(&what))
+                let edits = r.headers.describe();
+                let edits = match edits.is_empty() {
+                    true => String::new(),
+                    false => format!(" (headers: {edits})"),
+                };
+                format!(
+                    "<code>{}</code> {}{}",
+                    esc(&r.prefix),
+                    esc(&what),
+                    esc(&edits)
+                )
             })
             .collect();
+        let compression = site.policy.compression.as_ref();
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&site.name),
             esc(&site.hosts.join(", ")),
-            routes.join("<br>")
+            routes.join("<br>"),
+            esc(&compression.map_or("off".into(), |c| c.describe()))
         );
     }
     h.push_str("</table>");

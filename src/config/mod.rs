@@ -7,12 +7,14 @@
 //! collects every error rather than stopping at the first.
 
 pub mod compile;
+mod compression;
 pub mod duration;
 pub mod file;
 mod file_notify;
 mod file_policy;
 mod file_ship;
 mod file_upstreams;
+mod headers;
 mod log;
 mod notify;
 pub mod peek;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderValue, Method};
 
 use super::file::{PolicySection, RateLimitSection, SiteSection, TlsSection};
 use super::Errors;
@@ -113,6 +113,10 @@ pub(super) fn site_policy(
         ip,
         rate,
         max_body_bytes: site.max_body_bytes.unwrap_or(p.max_body_bytes),
+        compression: site
+            .compression
+            .as_ref()
+            .and_then(|c| super::compression::compile(c, &key, errors)),
         ..response_edits(site, &key, errors)
     }
 }
@@ -130,16 +134,11 @@ fn response_edits(site: &SiteSection, key: &str, errors: &mut Errors<'_>) -> Sit
         HeaderValue::from_str(&format!("max-age={age}{sub}"))
             .unwrap_or(HeaderValue::from_static("max-age=0"))
     });
-    let mut remove_headers = Vec::new();
-    for name in &site.remove_response_headers {
-        match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(n) => remove_headers.push(n),
-            Err(_) => errors.invalid(
-                format!("{key}: remove_response_headers"),
-                format!("{name:?} is not a header name"),
-            ),
-        }
-    }
+    let remove_headers = super::headers::names(
+        &site.remove_response_headers,
+        &format!("{key}: remove_response_headers"),
+        errors,
+    );
     let add_headers = super::header_list(
         &site.add_response_headers,
         &format!("{key}: add_response_headers"),

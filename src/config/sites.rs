@@ -1,15 +1,17 @@
 //! `[[sites]]` sections into routed [`Site`]s with precompiled responses.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 
 use super::file::{PolicySection, RedirectSection, RouteSection, SiteSection};
+use super::headers::EditKeys;
 use super::policy::{limit_id, rate_limit};
 use super::Errors;
-use crate::policy::RoutePolicy;
+use crate::policy::headers::HeaderEdits;
+use crate::policy::{RoutePolicy, SitePolicy};
 use crate::route::router::{Canned, ProxyAction, Redirect, Rewrite, Route};
 use crate::route::{Action, Site, Upstream};
 
@@ -50,18 +52,17 @@ pub(crate) fn compile(
         if s.routes.is_empty() {
             errors.invalid(&key, "has no [[sites.routes]]; add one with prefix = \"/\"");
         }
+        let policy = super::policy::site_policy(s, policy, https_port, errors);
+        let edits = site_edits(s, &policy, &key, errors);
         let mut routes: Vec<Route> = s
             .routes
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
-                route(
-                    r,
-                    &s.name,
-                    upstreams,
-                    &format!("{key}: routes[{i}]"),
-                    errors,
-                )
+                let key = format!("{key}: routes[{i}]");
+                let mut route = route(r, &s.name, upstreams, &key, errors)?;
+                route.headers = edits.then(&super::headers::compile(&route_keys(r), &key, errors));
+                Some(route)
             })
             .collect();
         // Stable: among equal prefixes, config order decides (methods-restricted ones first).
@@ -70,10 +71,37 @@ pub(crate) fn compile(
             name: s.name.clone(),
             hosts: s.hosts.clone(),
             routes,
-            policy: super::policy::site_policy(s, policy, https_port, errors),
+            policy,
         });
     }
     sites
+}
+
+/// The site's own header edits: its request edits, and the response edits its policy holds.
+fn site_edits(
+    s: &SiteSection,
+    policy: &SitePolicy,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> HeaderEdits {
+    let keys = EditKeys {
+        request: &s.request_headers,
+        remove_response: &[],
+        add_response: &BTreeMap::new(),
+    };
+    HeaderEdits {
+        response_remove: policy.remove_headers.clone(),
+        response_set: policy.add_headers.clone(),
+        ..super::headers::compile(&keys, key, errors)
+    }
+}
+
+fn route_keys(r: &RouteSection) -> EditKeys<'_> {
+    EditKeys {
+        request: &r.request_headers,
+        remove_response: &r.remove_response_headers,
+        add_response: &r.add_response_headers,
+    }
 }
 
 fn valid_host(host: &str) -> bool {
@@ -135,6 +163,7 @@ fn route(
         methods,
         action: action?,
         policy: RoutePolicy { rate },
+        headers: HeaderEdits::default(),
     })
 }
 

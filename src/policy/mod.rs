@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod conn_limit;
+pub mod headers;
 pub mod icp;
 pub mod ip;
 pub mod proxy_protocol;
@@ -225,6 +226,8 @@ pub struct SitePolicy {
     pub server: Option<http::HeaderValue>,
     /// `Alt-Svc` sent (a backend's never is).
     pub alt_svc: Option<http::HeaderValue>,
+    /// Compression of responses the backend did not compress.
+    pub compression: Option<crate::semantics::coding::Compression>,
 }
 
 /// What the rules know of one route (it lives in the route, `route::router::Route::policy`).

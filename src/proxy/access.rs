@@ -65,6 +65,9 @@ pub struct Facts<'a> {
     pub bytes_in: usize,
     /// Response body bytes sent.
     pub bytes_out: usize,
+    /// The response's compression (`gzip`, `br`, `zstd`, or `skipped:REASON`); none when the
+    /// site does not compress or no backend answered.
+    pub compression: Option<&'static str>,
 }
 
 /// One JSON object with the fields of the traceability requirement, in a fixed order.
@@ -134,7 +137,7 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
     out.push_str(",\"upstream_first_byte_ms\":");
     push_opt_num(&mut out, ctx.upstream_first_byte.map(|d| d.as_millis()));
     opt_str(&mut out, ",\"cache\":", ctx.cache);
-    opt_str(&mut out, ",\"compression\":", ctx.compression);
+    opt_str(&mut out, ",\"compression\":", f.compression);
     opt_str(&mut out, ",\"request_id\":", Some(&ctx.request_id_str()));
     opt_str(&mut out, ",\"user_agent\":", f.user_agent);
     out.push_str(",\"decision\":");

@@ -12,9 +12,11 @@ use http::HeaderValue;
 use super::in_flight::InFlight;
 use crate::observe::metrics::{ConnGauges, Gauged};
 use crate::policy::client::Client;
+use crate::policy::headers::HeaderEdits;
 use crate::route::router::ProxyAction;
 use crate::route::upstream::MAX_TRIES;
 use crate::route::Action;
+use crate::semantics::coding::Compressing;
 use crate::snapshot::Snapshot;
 
 /// Unique request ids: a random per-process prefix and a counter.
@@ -78,8 +80,9 @@ pub struct Ctx {
     pub(super) upstream_connect: Option<Duration>,
     /// Time from picking the backend to its response header.
     pub(super) upstream_first_byte: Option<Duration>,
-    /// The response's compression, when a compressor ran (`gzip`, `br`; `None`: none).
-    pub(super) compression: Option<&'static str>,
+    /// Its response's compression: what the request allows, then what was done (none when
+    /// the site does not compress).
+    pub(super) compression: Option<Compressing>,
     /// The response cache's outcome, when a cache ran (`hit`, `miss`; `None`: none).
     pub(super) cache: Option<&'static str>,
     /// Counts the request as in flight while the context lives.
@@ -190,6 +193,13 @@ impl Ctx {
             let options = a.upstream.options();
             (options.read_timeout, options.idle_timeout)
         })
+    }
+
+    /// The request's route's header edits (its site's and its own).
+    pub(super) fn header_edits(&self) -> Option<&HeaderEdits> {
+        let (s, r) = self.route?;
+        let site = self.snapshot.as_ref()?.router.site_at(s)?;
+        site.routes.get(r).map(|r| &r.headers)
     }
 
     pub(super) fn route_prefix(&self) -> &str {

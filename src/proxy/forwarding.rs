@@ -19,6 +19,7 @@ use http::HeaderValue;
 
 use super::conn::ConnFacts;
 use super::ctx::Ctx;
+use crate::policy::headers::Values;
 use crate::semantics::fields::Field;
 
 /// The name menshen gives itself in `Via`.
@@ -85,9 +86,46 @@ pub(in crate::proxy) struct Hop<'a> {
     pub(in crate::proxy) received: Received<'a>,
 }
 
-/// menshen's forwarding fields for the backend (the table above), each handed to `emit` as its
-/// value's parts, in order (nothing is allocated for them).
+/// menshen's fields for the backend, each handed to `emit` as its value's parts, in order
+/// (nothing is allocated for them): the forwarding fields (the table above) less those the
+/// route's header edits remove or set, then the edits' set and added fields.
 pub(in crate::proxy) fn forwarding_fields(
+    hop: &Hop<'_>,
+    ctx: &Ctx,
+    facts: &ConnFacts,
+    mut emit: impl FnMut(&str, &[&[u8]]),
+) {
+    let edits = ctx.header_edits();
+    menshen_fields(hop, ctx, facts, |name, parts| {
+        if !edits.is_some_and(|e| e.drops_request(name)) {
+            emit(name, parts);
+        }
+    });
+    let Some(edits) = edits else { return };
+    let site = ctx
+        .site
+        .and_then(|i| ctx.snapshot.as_ref()?.router.site_at(i));
+    let values = Values {
+        client_ip: ctx
+            .client_ip
+            .as_ref()
+            .map_or(&b""[..], HeaderValue::as_bytes),
+        request_id: ctx.request_id.as_bytes(),
+        site: site.map_or(&b""[..], |s| s.name.as_bytes()),
+        host: hop.host.as_bytes(),
+    };
+    for (name, value) in edits.request_set.iter().chain(&edits.request_add) {
+        value.render(&values, |parts| emit(name.as_str(), parts));
+    }
+}
+
+/// Whether a field the client sent is left out for the route's header edits (removed, or set
+/// by them).
+pub(in crate::proxy) fn edited_out(ctx: &Ctx, name: &str) -> bool {
+    ctx.header_edits().is_some_and(|e| e.drops_request(name))
+}
+
+fn menshen_fields(
     hop: &Hop<'_>,
     ctx: &Ctx,
     facts: &ConnFacts,

@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::conn::ConnFacts;
 use super::ctx::Ctx;
-use super::forwarding::{forwarding_fields, Hop, Protocol, Received};
+use super::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
 use super::timed::within;
 use crate::route::router::ProxyAction;
 use crate::semantics::fields::{field, list_items, Field};
@@ -64,6 +64,7 @@ pub(in crate::proxy) fn backend_request<'f>(
     for (name, value) in out.fields {
         let trailers = || list_items(value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
         match field(name) {
+            Field::Other | Field::UserAgent if edited_out(ctx, name) => continue,
             Field::Other | Field::UserAgent => {}
             Field::HopByHop if name.eq_ignore_ascii_case("te") && trailers() => {
                 headers.append(header::TE, HeaderValue::from_static("trailers"));
@@ -85,7 +86,9 @@ pub(in crate::proxy) fn backend_request<'f>(
     };
     forwarding_fields(&hop, ctx, facts, |name, parts| {
         if let Ok(value) = HeaderValue::from_bytes(&parts.concat()) {
-            headers.append(HeaderName::from_static(name), value);
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                headers.append(name, value);
+            }
         }
     });
     Ok(upstream)

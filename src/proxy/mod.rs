@@ -22,8 +22,10 @@
 //! control), `forwarding`, `response_edits`, `own`, `timed` (time-limited I/O).
 
 mod access;
+mod compress;
 pub mod conn;
 mod ctx;
+mod encoder;
 mod forwarding;
 mod h1;
 mod h2;

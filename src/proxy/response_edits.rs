@@ -12,16 +12,23 @@ use http::HeaderValue;
 
 use super::ctx::Ctx;
 use super::http1::Framing;
+use crate::semantics::coding::{Coding, Decision};
 use crate::semantics::fields::{field, is_hop_by_hop, Field};
 
 /// What the site does to every response it sends: headers removed, headers set, HSTS on TLS,
-/// `Server` and `Alt-Svc`.
+/// `Server` and `Alt-Svc`; and, once the response head is seen, its compression.
+#[derive(Clone, Copy)]
 pub(in crate::proxy) struct ResponseEdits<'a> {
     pub(in crate::proxy) remove: &'a [http::HeaderName],
     pub(in crate::proxy) add: &'a [(http::HeaderName, HeaderValue)],
     pub(in crate::proxy) hsts: Option<&'a HeaderValue>,
     pub(in crate::proxy) server: Option<&'a HeaderValue>,
     pub(in crate::proxy) alt_svc: Option<&'a HeaderValue>,
+    /// The coding menshen applies to the body (`Content-Encoding` sent, the backend's
+    /// `Content-Length` and `Accept-Ranges` not, a strong `ETag` made weak).
+    pub(in crate::proxy) coding: Option<Coding>,
+    /// `Vary: Accept-Encoding` is added.
+    pub(in crate::proxy) vary: bool,
 }
 
 /// `Server` on responses of a request no site took.
@@ -30,13 +37,17 @@ static SERVER: HeaderValue = HeaderValue::from_static("menshen");
 impl<'a> ResponseEdits<'a> {
     pub(in crate::proxy) fn of(ctx: &'a Ctx, tls: bool) -> Self {
         let site = ctx.site.and_then(|i| ctx.snapshot.as_ref()?.site_policy(i));
+        // A route's edits hold its site's.
+        let route = ctx.header_edits();
         match site {
             Some(site) => Self {
-                remove: &site.remove_headers,
-                add: &site.add_headers,
+                remove: route.map_or(&site.remove_headers, |r| &r.response_remove),
+                add: route.map_or(&site.add_headers, |r| &r.response_set),
                 hsts: site.hsts.as_ref().filter(|_| tls),
                 server: site.server.as_ref(),
                 alt_svc: site.alt_svc.as_ref(),
+                coding: None,
+                vary: false,
             },
             None => Self {
                 remove: &[],
@@ -44,7 +55,19 @@ impl<'a> ResponseEdits<'a> {
                 hsts: None,
                 server: Some(&SERVER),
                 alt_svc: None,
+                coding: None,
+                vary: false,
             },
+        }
+    }
+
+    /// These edits with a response's compression `decision`.
+    pub(in crate::proxy) fn compressed(self, decision: Option<Decision>) -> Self {
+        let Some(d) = decision else { return self };
+        Self {
+            coding: d.outcome.ok(),
+            vary: d.vary,
+            ..self
         }
     }
 
@@ -82,6 +105,7 @@ pub(in crate::proxy) fn edited_fields<'a>(
 ) -> bool {
     let hop = HopByHop::of(fields.clone());
     let mut has_date = false;
+    let mut varies = false;
     for (name, value) in fields {
         match field(name) {
             Field::XRequestId => continue,
@@ -92,9 +116,20 @@ pub(in crate::proxy) fn edited_fields<'a>(
             _ => {}
         }
         has_date |= name.eq_ignore_ascii_case("date");
-        if !edits.replaces(name) {
-            emit(name, value);
+        varies |= edits.vary && name.eq_ignore_ascii_case("vary") && names_accept_encoding(value);
+        if edits.replaces(name) {
+            continue;
         }
+        match edits.coding {
+            Some(_) => coded_field(name, value, &mut emit),
+            None => emit(name, value),
+        }
+    }
+    if let Some(coding) = edits.coding {
+        emit("content-encoding", coding.token().as_bytes());
+    }
+    if edits.vary && !varies {
+        emit("vary", b"accept-encoding");
     }
     let sent = |name: &http::HeaderName| !edits.remove.contains(name);
     if let Some(server) = edits.server.filter(|_| sent(&http::header::SERVER)) {
@@ -110,6 +145,27 @@ pub(in crate::proxy) fn edited_fields<'a>(
         emit("strict-transport-security", hsts.as_bytes());
     }
     has_date
+}
+
+/// A backend's field on a response menshen compresses: its `Content-Encoding` (identity, as
+/// only those are compressed) and `Accept-Ranges` dropped, as ranges of the coded body are not
+/// offered; a strong `ETag` made weak, as the bytes differ (RFC 9110 8.8.1).
+fn coded_field(name: &str, value: &[u8], emit: &mut impl FnMut(&str, &[u8])) {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    if is("content-encoding") || is("accept-ranges") {
+        return;
+    }
+    if is("etag") && value.starts_with(b"\"") {
+        emit(name, &[b"W/", value].concat());
+        return;
+    }
+    emit(name, value);
+}
+
+/// Whether a `Vary` value names `Accept-Encoding` already (or `*`).
+fn names_accept_encoding(value: &[u8]) -> bool {
+    crate::semantics::fields::list_items(value)
+        .any(|v| v == b"*" || v.eq_ignore_ascii_case(b"accept-encoding"))
 }
 
 /// The fields of a backend's response that belong to its connection, not the client's: the

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use super::upstream::Upstream;
+use crate::policy::headers::HeaderEdits;
 use crate::policy::{RoutePolicy, SitePolicy};
 
 /// Every site, indexed by host.
@@ -45,6 +46,8 @@ pub struct Route {
     pub action: Action,
     /// What the rules apply to its requests.
     pub policy: RoutePolicy,
+    /// Its header edits (its site's, then its own).
+    pub headers: HeaderEdits,
 }
 
 /// What a route does with a request.
@@ -244,6 +247,7 @@ mod tests {
                     keep_path: false,
                 }),
                 policy: RoutePolicy::default(),
+                headers: HeaderEdits::default(),
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

@@ -2,5 +2,6 @@
 //! Host (`target`), header fields by what a proxy does with them (`fields`). The HTTP/1 and
 //! HTTP/2 engines both translate onto these.
 
+pub mod coding;
 pub mod fields;
 pub mod target;

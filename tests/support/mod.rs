@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod curl;
 pub mod grpc;
 pub mod h1;
 pub mod http;

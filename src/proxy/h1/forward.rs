@@ -41,6 +41,12 @@ impl Proxy {
     ) -> Outcome {
         let send = send_timeout(ctx);
         let head_request = request.req.method == http::Method::HEAD;
+        let upgrade = request.req.upgrade.is_some();
+        ctx.ask_compression(head_request, upgrade, |name| {
+            let headers = request.parsed.headers.iter();
+            let mut found = headers.filter(|h| h.name.eq_ignore_ascii_case(name));
+            found.next().map(|h| h.value)
+        });
         let id = ctx.request_id.clone();
         let failed = |status: u16, error: String, bytes_in: u64| Outcome {
             status,

@@ -11,13 +11,14 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 
+use super::encoded::Encoded;
 use super::own::error_response;
 use super::request::Request;
 use super::response::{client_response_head, final_head, upgrade_head, Persist};
 use super::{write_out, Buffers, Outcome};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
-use crate::proxy::http1::{Body, Framing, ResponseHead, UPSTREAM_BUF};
+use crate::proxy::http1::{push_body, Body, Framing, ResponseHead, UPSTREAM_BUF};
 use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
@@ -58,6 +59,8 @@ impl Relay<'_, '_> {
         let http10 = req.version == 0;
         let upgrading = req.upgrade.is_some();
         let mut persist = Persist::Close;
+        let mut compression = None;
+        let ctx = &*self.ctx;
         let Buffers { out, up } = bufs;
         let head = final_head(
             conn,
@@ -72,21 +75,22 @@ impl Relay<'_, '_> {
                     upgrade_head(out, resp, id.as_bytes());
                     return;
                 }
+                let fields = resp.headers.iter().map(|h| (h.name, h.value));
+                compression = ctx.compression_for(head.status, fields);
+                let edits = edits.compressed(compression.as_ref().map(|c| c.0));
+                // A compressed body's length is known at its end only: chunked, or until close.
+                let framing = match edits.coding {
+                    Some(_) => Framing::UntilClose,
+                    None => head.framing,
+                };
                 let rechunk = !http10;
-                let close = asked_close || (head.framing == Framing::UntilClose && !rechunk);
+                let close = asked_close || (framing == Framing::UntilClose && !rechunk);
                 persist = match close {
                     true => Persist::Close,
                     false => Persist::KeepAlive { http10 },
                 };
-                client_response_head(
-                    out,
-                    resp,
-                    head.framing,
-                    rechunk,
-                    &edits,
-                    id.as_bytes(),
-                    persist,
-                );
+                let id = id.as_bytes();
+                client_response_head(out, resp, framing, rechunk, &edits, id, persist);
             },
         )
         .await;
@@ -111,7 +115,31 @@ impl Relay<'_, '_> {
             }
         };
         self.ctx.answered(head.status);
+        self.ctx.note_compression(compression.as_ref().map(|c| c.0));
         up.advance(end);
+        if let Some(encoder) = compression.and_then(|c| c.1) {
+            let encoded = Encoded {
+                body: Body::new(head.framing),
+                framing: head.framing,
+                chunked: !http10,
+                read_timeout,
+                send: self.send,
+            };
+            let keep = persist != Persist::Close;
+            return match encoded.run(conn, &mut stream, out, up, encoder).await {
+                Ok((sent, extra)) => {
+                    self.finish(stream, &head, extra, idle_timeout);
+                    Outcome {
+                        status: head.status,
+                        bytes_in: self.bytes_in,
+                        bytes_out: sent,
+                        keep,
+                        error: None,
+                    }
+                }
+                Err((sent, error)) => fail(head.status, sent, error),
+            };
+        }
         if head.status == 101 {
             let bytes = super::tunnel::run(conn, stream, out, up, input, self.send).await;
             return Outcome {
@@ -200,56 +228,5 @@ impl Relay<'_, '_> {
         if head.keepalive && !extra {
             pool::put(self.addr, self.kind, stream, idle, self.ctx.start);
         }
-    }
-}
-
-/// Appends body bytes for the client: as they are, or as one chunk.
-pub(super) fn push_body(out: &mut Vec<u8>, data: &[u8], rechunk: bool) {
-    if !rechunk {
-        out.extend_from_slice(data);
-        return;
-    }
-    if data.is_empty() {
-        return;
-    }
-    let mut size = [0u8; 16];
-    let digits = hex_digits(data.len(), &mut size);
-    out.extend_from_slice(digits);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn hex_digits(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_are_sized_in_hex() {
-        let mut out = Vec::new();
-        push_body(&mut out, &[b'x'; 26], true);
-        assert_eq!(&out[..4], b"1a\r\n");
-        assert!(out.ends_with(b"x\r\n"));
-        out.clear();
-        push_body(&mut out, b"", true);
-        assert!(
-            out.is_empty(),
-            "an empty read is no chunk: 0 would end the body"
-        );
-        push_body(&mut out, b"ab", false);
-        assert_eq!(out, b"ab");
     }
 }

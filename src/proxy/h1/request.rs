@@ -5,7 +5,7 @@ use http::Method;
 
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
+use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
 use crate::proxy::http1::{push_field, push_field_parts, MAX_HEADERS};
 use crate::proxy::phases::ReqView;
 use crate::route::router::ProxyAction;
@@ -307,7 +307,7 @@ pub(super) fn upstream_request(
         _ => out.extend_from_slice(b" HTTP/1.1\r\n"),
     }
     for (h, f) in request.parsed.headers.iter().zip(request.fields) {
-        if req.forwards(*f, h.name) {
+        if req.forwards(*f, h.name) && !edited_out(ctx, h.name) {
             push_field(out, h.name.as_bytes(), h.value);
         }
     }

@@ -159,6 +159,8 @@ mod tests {
             hsts: None,
             server: Some(&server),
             alt_svc: None,
+            coding: None,
+            vary: false,
         };
         let mut out = Vec::new();
         with_response(raw, |r| {

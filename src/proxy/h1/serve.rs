@@ -171,6 +171,7 @@ impl Proxy {
             status: outcome.status,
             bytes_in: outcome.bytes_in as usize,
             bytes_out: outcome.bytes_out,
+            compression: ctx.compression_outcome(),
         };
         let error = outcome.error.as_ref().map(|e| e as &dyn std::fmt::Display);
         self.finish(&ctx, &log, error);
@@ -265,6 +266,7 @@ impl Proxy {
             status,
             bytes_in: 0,
             bytes_out: if sent.is_ok() { denial.body.len() } else { 0 },
+            compression: None,
         };
         self.finish(&ctx, &log, Some(&reason));
         let _ = within(Some(Duration::from_secs(1)), conn_shutdown(conn)).await;

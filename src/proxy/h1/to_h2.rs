@@ -10,7 +10,6 @@ use h2::Reason;
 use http::{header, Method};
 
 use super::own::{error_response, io_status};
-use super::relay::push_body;
 use super::request::{BodyFraming, Request};
 use super::response::Persist;
 use super::upload::Upload;
@@ -18,7 +17,7 @@ use super::{send_timeout, write_out, Buffers, Outcome};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
-use crate::proxy::http1::{push_date, push_field, status_line_for, Framing};
+use crate::proxy::http1::{push_body, push_date, push_field, status_line_for, Framing};
 use crate::proxy::http2::{backend_request, Outgoing};
 use crate::proxy::phases::Unconnected;
 use crate::proxy::response_edits::{edited_fields, ResponseEdits};

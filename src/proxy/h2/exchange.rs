@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::answer::{answer, own_response, Outcome};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::forwarding::{forwarding_fields, Hop, Protocol, Received};
+use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
 use crate::proxy::http1::{
     push_field, push_field_parts, read_response_head, Framing, UPSTREAM_BUF,
 };
@@ -49,6 +49,9 @@ impl Proxy {
         ctx: &mut Ctx,
         respond: &mut SendResponse<Bytes>,
     ) -> Outcome {
+        let headers = &request.parts.headers;
+        let head = request.parts.method == Method::HEAD;
+        ctx.ask_compression(head, false, |name| headers.get(name).map(|v| v.as_bytes()));
         let kind = match action.upstream.tls() {
             Some(tls) => Kind {
                 group: tls.group,
@@ -220,7 +223,8 @@ fn upstream_head(
         None => request.host.as_str().as_bytes(),
     };
     let sent = path.as_deref().unwrap_or(target);
-    mapped_head(out, request.parts, sent, host, framing);
+    let forwarded = |name: &str| !edited_out(ctx, name);
+    mapped_head(out, request.parts, sent, host, framing, forwarded);
     let hop = Hop {
         host: request.host.as_str(),
         protocol: Protocol::Http2,
@@ -241,6 +245,7 @@ pub(super) fn mapped_head(
     path: &str,
     host: &[u8],
     framing: Option<Framing>,
+    forwarded: impl Fn(&str) -> bool,
 ) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -249,7 +254,8 @@ pub(super) fn mapped_head(
     // HTTP/2 sends each cookie pair as a field of its own; HTTP/1 wants one (RFC 9113 8.2.3).
     let mut cookies = 0;
     for (name, value) in &parts.headers {
-        if !matches!(field(name.as_str()), Field::Other | Field::UserAgent) {
+        let kept = matches!(field(name.as_str()), Field::Other | Field::UserAgent);
+        if !kept || !forwarded(name.as_str()) {
             continue;
         }
         if name == header::COOKIE {

@@ -137,6 +137,7 @@ pub(crate) fn fuzz_request(data: &[u8]) {
         target.as_str(),
         host.as_str().as_bytes(),
         framing,
+        |_| true,
     );
     out.extend_from_slice(b"\r\n");
     let read = super::h1::read_one_head(&out);

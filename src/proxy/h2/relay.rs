@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt;
 use super::answer::{answer, date, own_response, Outcome};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
+use crate::proxy::encoder::Encoder;
 use crate::proxy::http1::{
     read_response_head, response_head, with_response, Body, Framing, MAX_INTERIM, UPSTREAM_BUF,
 };
@@ -55,7 +56,8 @@ impl Relay<'_> {
             error: Some(format!("{}: {error}", self.addr)),
         };
         let mut interim = 0;
-        let (head, response) = loop {
+        let ctx = &*self.ctx;
+        let (head, (response, compression)) = loop {
             let parsed = with_response(&up[..end], |resp| {
                 let head = response_head(resp, self.head_request)?;
                 if head.status < 200 {
@@ -64,7 +66,15 @@ impl Relay<'_> {
                 let mut response = http::Response::new(());
                 *response.status_mut() = StatusCode::from_u16(head.status).ok()?;
                 let headers = response.headers_mut();
-                let has_date = response_fields(resp, head.framing, &edits, |name, value| {
+                let fields = resp.headers.iter().map(|h| (h.name, h.value));
+                let compression = ctx.compression_for(head.status, fields);
+                let edits = edits.compressed(compression.as_ref().map(|c| c.0));
+                // A compressed body's length is known at its end only.
+                let framing = match edits.coding {
+                    Some(_) => Framing::UntilClose,
+                    None => head.framing,
+                };
+                let has_date = response_fields(resp, framing, &edits, |name, value| {
                     // The backend's framing is its own: HTTP/2 frames the body.
                     if field(name) == Field::TransferEncoding {
                         return;
@@ -78,7 +88,7 @@ impl Relay<'_> {
                 if !has_date {
                     date(headers);
                 }
-                Some((head, Some(response)))
+                Some((head, Some((response, compression))))
             });
             let failed = match parsed {
                 Ok(Some((head, Some(response)))) => break (head, response),
@@ -109,6 +119,8 @@ impl Relay<'_> {
             return self.refuse(respond, 502, failed.into(), fail).await;
         };
         self.ctx.answered(head.status);
+        self.ctx.note_compression(compression.as_ref().map(|c| c.0));
+        let mut encoder = compression.and_then(|c| c.1);
         up.advance(end);
         let mut body = Body::new(head.framing);
         let empty = self.head_request || body.is_done();
@@ -132,8 +144,20 @@ impl Relay<'_> {
                 };
                 extra |= up.len() > n;
                 let data = payload(&mut up, n, &runs);
+                let data = match &mut encoder {
+                    None => data,
+                    Some(e) => match compressed(e, &data) {
+                        Ok(data) => data,
+                        Err(e) => {
+                            send.send_reset(Reason::INTERNAL_ERROR);
+                            return fail(head.status, sent, format!("compressing: {e}"));
+                        }
+                    },
+                };
                 sent += data.len();
-                if let Err(e) = send_data(&mut send, data, false, self.send).await {
+                if data.is_empty() {
+                    // The encoder holds it all yet.
+                } else if let Err(e) = send_data(&mut send, data, false, self.send).await {
                     return fail(head.status, sent, format!("sending the response: {e}"));
                 }
             }
@@ -155,7 +179,13 @@ impl Relay<'_> {
             }
         }
         if !empty {
-            if let Err(e) = send_data(&mut send, Bytes::new(), true, self.send).await {
+            let mut last = Vec::new();
+            if let Some(Err(e)) = encoder.map(|e| e.finish(&mut last)) {
+                send.send_reset(Reason::INTERNAL_ERROR);
+                return fail(head.status, sent, format!("compressing: {e}"));
+            }
+            sent += last.len();
+            if let Err(e) = send_data(&mut send, Bytes::from(last), true, self.send).await {
                 return fail(head.status, sent, format!("sending the response: {e}"));
             }
         }
@@ -182,6 +212,13 @@ impl Relay<'_> {
         let (sent, _) = answer(respond, reply, self.head_request, self.send).await;
         fail(status, sent, error)
     }
+}
+
+/// What the encoder has ready after `data`.
+fn compressed(encoder: &mut Encoder, data: &[u8]) -> std::io::Result<Bytes> {
+    let mut out = Vec::new();
+    encoder.push(data, &mut out)?;
+    Ok(Bytes::from(out))
 }
 
 /// The payload among the first `n` bytes of `up` (`runs` of it), taken off `up`: without a

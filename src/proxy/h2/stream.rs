@@ -61,6 +61,7 @@ impl Proxy {
             status: 0,
             bytes_in: 0,
             bytes_out: 0,
+            compression: None,
         };
         let (target, host, length) = match mapped(&parts) {
             Ok(mapped) => mapped,
@@ -136,6 +137,7 @@ impl Proxy {
         log.status = outcome.status;
         log.bytes_in = outcome.bytes_in as usize;
         log.bytes_out = outcome.bytes_out;
+        log.compression = ctx.compression_outcome();
         let error = outcome.error.as_ref().map(|e| e as &dyn std::fmt::Display);
         self.finish(&ctx, &log, error);
     }

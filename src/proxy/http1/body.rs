@@ -269,6 +269,36 @@ pub(in crate::proxy) fn fuzz_chunked(data: &[u8]) {
     }
 }
 
+/// Appends body bytes for the client: as they are, or as one chunk.
+pub(in crate::proxy) fn push_body(out: &mut Vec<u8>, data: &[u8], rechunk: bool) {
+    if !rechunk {
+        out.extend_from_slice(data);
+        return;
+    }
+    if data.is_empty() {
+        return;
+    }
+    let mut size = [0u8; 16];
+    let digits = hex_digits(data.len(), &mut size);
+    out.extend_from_slice(digits);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn hex_digits(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +361,21 @@ mod tests {
         // Leading zeros do not count against the length limit.
         let mut c = Chunks::new();
         assert!(c.advance(b"00000000000000000005\r\nhello\r\n").is_ok());
+    }
+
+    #[test]
+    fn chunks_are_sized_in_hex() {
+        let mut out = Vec::new();
+        push_body(&mut out, &[b'x'; 26], true);
+        assert_eq!(&out[..4], b"1a\r\n");
+        assert!(out.ends_with(b"x\r\n"));
+        out.clear();
+        push_body(&mut out, b"", true);
+        assert!(
+            out.is_empty(),
+            "an empty read is no chunk: 0 would end the body"
+        );
+        push_body(&mut out, b"ab", false);
+        assert_eq!(out, b"ab");
     }
 }

@@ -6,7 +6,7 @@
 mod body;
 mod response;
 
-pub(in crate::proxy) use self::body::{fuzz_chunked, BadFraming, Body};
+pub(in crate::proxy) use self::body::{fuzz_chunked, push_body, BadFraming, Body};
 pub(in crate::proxy) use self::response::{
     read_response_head, response_head, with_response, Framing, ResponseHead, MAX_INTERIM,
 };
