@@ -68,7 +68,6 @@ async fn allowed_request_is_logged_with_every_field() {
         "request_id",
         "user_agent",
         "decision",
-        "compression",
         // The tamper-evidence chain (observe::chain).
         "w",
         "seq",
