@@ -61,8 +61,29 @@ pub fn check(config: &Path) -> i32 {
     for line in corrections(snapshot.certs.certs()) {
         eprintln!("{line}");
     }
+    for line in tls_settings(&snapshot) {
+        println!("{line}");
+    }
     println!("{}: ok: {}", config.display(), summary(&snapshot));
     0
+}
+
+/// What clients get beyond the certificates: the key exchange groups, each site's client
+/// certificate check.
+fn tls_settings(snapshot: &crate::snapshot::Snapshot) -> Vec<String> {
+    let groups = snapshot.policy.tls.group_names().join(", ");
+    let mut out = vec![format!("tls: key exchange, in preference order: {groups}")];
+    for site in snapshot.router.sites() {
+        if let Some(auth) = &site.policy.client_auth {
+            out.push(format!(
+                "site {:?}: client certificates {}, issued by: {}",
+                site.name,
+                auth.mode.as_str(),
+                auth.ca_subjects.join("; ")
+            ));
+        }
+    }
+    out
 }
 
 /// One warning line per correction loading made (chain order, a root left out, a layout).

@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use crate::observe::access_log::AccessLogConfig;
 use crate::policy::{Policy, SitePolicy};
 use crate::route::{Router, Upstream};
+use crate::tls::client_auth::ClientAuth;
 use crate::tls::{ApprovedRoots, CertStore, TlsError};
 
 pub use settings::{
@@ -76,6 +77,14 @@ impl crate::tls::resolver::Served for Snapshot {
 
     fn protocol(&self) -> &Arc<crate::tls::provider::TlsProtocol> {
         &self.policy.tls
+    }
+
+    fn client_auths(&self) -> &[Arc<ClientAuth>] {
+        self.router.client_auths()
+    }
+
+    fn client_auth(&self, sni: Option<&str>) -> Option<&Arc<ClientAuth>> {
+        self.router.site(sni?)?.policy.client_auth.as_ref()
     }
 }
 

@@ -192,7 +192,8 @@ fn tls(h: &mut String, snapshot: &Snapshot) {
          <tr><th>lowest version</th><td>{}</td></tr>\
          <tr><th>suites, in preference order</th><td>{}</td></tr>\
          <tr><th>suite picked by</th><td>{}</td></tr>\
-         <tr><th>session resumption</th><td>{}</td></tr></table>",
+         <tr><th>session resumption</th><td>{}</td></tr>\
+         <tr><th>key exchange, in preference order</th><td>{}</td></tr></table>",
         esc(&tls.source.min_version),
         esc(&tls.suite_names().join(", ")),
         if tls.source.prefer_server_order {
@@ -204,13 +205,15 @@ fn tls(h: &mut String, snapshot: &Snapshot) {
             "on"
         } else {
             "off"
-        }
+        },
+        esc(&tls.group_names().join(", "))
     );
 }
 
 /// Each site with its hosts and routes.
 fn sites(h: &mut String, snapshot: &Snapshot) {
-    h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th></tr>");
+    h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th>\
+                <th>client certificates</th></tr>");
     for site in snapshot.router.sites() {
         let routes: Vec<String> = site
             .routes
@@ -224,12 +227,24 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
                 format!("<code>{}</code> {}", esc(&r.prefix), esc(&what))
             })
             .collect();
+        let clients = site
+            .policy
+            .client_auth
+            .as_ref()
+            .map_or(String::from("not asked"), |a| {
+                format!(
+                    "{}, issued by {}",
+                    a.mode.as_str(),
+                    a.ca_subjects.join("; ")
+                )
+            });
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&site.name),
             esc(&site.hosts.join(", ")),
-            routes.join("<br>")
+            routes.join("<br>"),
+            esc(&clients)
         );
     }
     h.push_str("</table>");

@@ -184,6 +184,9 @@ pub struct TlsSection {
     /// Let clients resume TLS sessions (a cache of recent sessions and TLS 1.3 tickets).
     #[serde(default = "default_true")]
     pub session_resumption: bool,
+    /// Offer the hybrid post-quantum key exchange X25519MLKEM768 first.
+    #[serde(default = "default_true")]
+    pub post_quantum: bool,
 }
 
 impl TlsSection {
@@ -321,6 +324,8 @@ pub struct SiteSection {
     pub server_header: Option<String>,
     /// `Alt-Svc` on proxied responses; a backend's is never passed on (none when absent).
     pub alt_svc: Option<String>,
+    /// Client certificates (mutual TLS); none asked for when absent.
+    pub client_certificates: Option<ClientCertificatesSection>,
 }
 
 /// `[[sites.routes]]`
@@ -388,4 +393,5 @@ fn default_redirect_status() -> u16 {
 pub use super::file_notify::*;
 pub use super::file_policy::*;
 pub use super::file_ship::*;
+pub use super::file_tls::*;
 pub use super::file_upstreams::*;

@@ -12,6 +12,7 @@ pub mod file;
 mod file_notify;
 mod file_policy;
 mod file_ship;
+mod file_tls;
 mod file_upstreams;
 mod log;
 mod notify;

@@ -99,6 +99,27 @@ impl Ca {
         Ca { params, key, pem }
     }
 
+    /// A client certificate (TLS client authentication) for `cn`, valid from yesterday for a
+    /// year.
+    pub fn issue_client(&self, cn: &str) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name = name(cn);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(365);
+        let key = KeyPair::generate().expect("client key");
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let pem = params.signed_by(&key, &issuer).expect("sign client").pem();
+        Leaf {
+            pem,
+            key_pem: key.serialize_pem(),
+            serial: 0,
+        }
+    }
+
     /// The CA's private key, PEM.
     pub fn key_pem(&self) -> String {
         self.key.serialize_pem()
