@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz \
+.PHONY: run test build release dist check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz \
 	ci-local ci-missing-tools k8s-validate moto
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
@@ -17,6 +17,16 @@ demo-certs: deps
 
 release: deps
 	$(CARGO) build --release
+
+# What ships: target/dist/menshen without debug info or symbols, and beside it menshen.debug (the
+# line tables and symbols, kept as a build artefact for profiling; perf, gdb and addr2line find it
+# through the binary's .gnu_debuglink). target/release/menshen, which make run and the benches
+# use, keeps its line tables.
+dist: release
+	@mkdir -p target/dist
+	objcopy --only-keep-debug target/release/menshen target/dist/menshen.debug
+	objcopy --strip-all --add-gnu-debuglink=target/dist/menshen.debug target/release/menshen target/dist/menshen
+	@ls -l target/dist/menshen target/dist/menshen.debug
 
 run: demo-certs release
 	./target/release/menshen --config $(CONFIG)
