@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub roots: ApprovedRoots,
     /// Served certificates.
     pub certs: CertStore,
+    /// How their OCSP responses are fetched.
+    pub ocsp: crate::tls::ocsp::OcspSettings,
     /// Certificate problems of this load (on a reload, pairs whose last good version serves on).
     pub cert_errors: Vec<TlsError>,
     /// Where certificate pairs come from.
@@ -85,6 +87,20 @@ impl crate::tls::resolver::Served for Snapshot {
 
     fn client_auth(&self, sni: Option<&str>) -> Option<&Arc<ClientAuth>> {
         self.router.site(sni?)?.policy.client_auth.as_ref()
+    }
+}
+
+impl crate::tls::ocsp::stapler::Stapling for Snapshot {
+    fn certs(&self) -> &CertStore {
+        &self.certs
+    }
+
+    fn roots(&self) -> &ApprovedRoots {
+        &self.roots
+    }
+
+    fn ocsp(&self) -> &crate::tls::ocsp::OcspSettings {
+        &self.ocsp
     }
 }
 

@@ -187,6 +187,9 @@ pub struct TlsSection {
     /// Offer the hybrid post-quantum key exchange X25519MLKEM768 first.
     #[serde(default = "default_true")]
     pub post_quantum: bool,
+    /// OCSP stapling.
+    #[serde(default)]
+    pub ocsp: OcspSection,
 }
 
 impl TlsSection {
