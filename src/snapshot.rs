@@ -110,6 +110,13 @@ impl Snapshot {
         &self.listeners
     }
 
+    /// The CA files and directories outside the certificate directories whose change matters:
+    /// the approved roots and the sites' client certificate CAs.
+    pub fn ca_paths(&self) -> Vec<PathBuf> {
+        let clients = self.router.client_auths().iter().flat_map(|a| a.cas.iter());
+        self.approved_paths.iter().chain(clients).cloned().collect()
+    }
+
     /// The policy of the site at `index` in the router.
     pub fn site_policy(&self, index: usize) -> Option<&SitePolicy> {
         self.router.site_at(index).map(|s| &s.policy)

@@ -19,7 +19,7 @@ use tokio_rustls::TlsConnector;
 
 const HOSTS: [&str; 3] = ["api.example.cn", "www.example.cn", "opt.example.cn"];
 
-/// api requires client certificates from clients-ca.pem (`api_mode`), opt asks for them, www
+/// api requires client certificates from clients/ca.pem (`api_mode`), opt asks for them, www
 /// does not; all three proxy to `backend`.
 fn config(env: &Env, backend: &Backend, admin: u16, api_mode: &str) {
     let site = |name: &str, clients: &str| {
@@ -30,7 +30,7 @@ fn config(env: &Env, backend: &Backend, admin: u16, api_mode: &str) {
         )
     };
     let checked = |mode: &str| {
-        format!("client_certificates = {{ mode = \"{mode}\", cas = [\"clients-ca.pem\"] }}")
+        format!("client_certificates = {{ mode = \"{mode}\", cas = [\"clients/ca.pem\"] }}")
     };
     let body = format!(
         "[admin]\naddr = \"127.0.0.1:{admin}\"\n\n\
@@ -148,7 +148,9 @@ async fn setup() -> Setup {
     // for another (what the client_cert rule stops).
     env.put_cert("sites", &root.issue(&LeafSpec::new(&HOSTS, 1)), &[]);
     let clients = Ca::root("Client CA");
-    env.write("clients-ca.pem", &clients.pem);
+    // In a folder of its own, as an operator would keep it: watched like the config's.
+    std::fs::create_dir_all(env.path("clients")).expect("mkdir");
+    env.write("clients/ca.pem", &clients.pem);
     let alice = clients.issue_client("alice");
     let mallory = Ca::root("Other CA").issue_client("mallory");
     let backend = Backend::start().await;
@@ -279,4 +281,36 @@ async fn an_optional_site_serves_clients_without_and_a_reload_changes_the_mode()
     .await;
     assert!(served.is_some(), "optional after the reload");
     assert!(forwarded_certs(&backend).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_ca_file_applies_to_the_next_handshake() {
+    let Setup {
+        env,
+        root,
+        alice_c,
+        backend: _backend,
+        ..
+    } = setup().await;
+    let _proxy = env.start();
+    let ok = visit(&alice_c, &env, HOSTS[0], HOSTS[0])
+        .await
+        .expect("alice");
+    assert_eq!(ok.status, 200);
+
+    // The CA file is replaced (a new client CA): alice's certificate no longer verifies, and
+    // a certificate from the new CA does.
+    let new_ca = Ca::root("New Client CA");
+    env.write("clients/ca.pem", &new_ca.pem);
+    let bob_c = client(&root, Some(&new_ca.issue_client("bob")));
+    let switched = eventually(Duration::from_secs(10), || async {
+        let bob = visit(&bob_c, &env, HOSTS[0], HOSTS[0]).await.ok()?;
+        (bob.status == 200).then_some(())
+    })
+    .await;
+    assert!(
+        switched.is_some(),
+        "the new CA applies without a config change"
+    );
+    assert!(visit(&alice_c, &env, HOSTS[0], HOSTS[0]).await.is_err());
 }
