@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz \
+.PHONY: run test build release dist check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz \
 	ci-local ci-missing-tools k8s-validate moto observe-py promtool-rules
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
@@ -20,6 +20,17 @@ release: deps
 
 # The demo origin (127.0.0.1:8081, the demo config's upstream "origin") serves conf/demo-origin/
 # for as long as the proxy runs, so /origin/ answers instead of 502.
+
+# What ships: target/dist/menshen without debug info or symbols, and beside it menshen.debug (the
+# line tables and symbols, kept as a build artefact for profiling; perf, gdb and addr2line find it
+# through the binary's .gnu_debuglink). target/release/menshen, which make run and the benches
+# use, keeps its line tables.
+dist: release
+	@mkdir -p target/dist
+	objcopy --only-keep-debug target/release/menshen target/dist/menshen.debug
+	objcopy --strip-all --add-gnu-debuglink=target/dist/menshen.debug target/release/menshen target/dist/menshen
+	@ls -l target/dist/menshen target/dist/menshen.debug
+
 run: demo-certs release
 	@python3 -m http.server 8081 --bind 127.0.0.1 --directory conf/demo-origin >/dev/null 2>&1 & \
 	  origin=$$!; trap "kill $$origin 2>/dev/null" EXIT; \

@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
                     site: site.map(|s| &s.policy),
                     route: route.map(|r| &r.policy),
                     certs: &snap.certs,
+                    client_cert: None,
                     now: Instant::now(),
                 };
                 let denial = snap.policy.chain.check(&facts);

@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
                 site: site.map(|s| &s.policy),
                 route: route.map(|r| &r.policy),
                 certs: &snap.certs,
+                client_cert: None,
                 now: std::time::Instant::now(),
             };
             snap.policy.chain.check(&facts).map(|d| d.status)

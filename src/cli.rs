@@ -61,6 +61,9 @@ pub fn check(config: &Path) -> i32 {
     for line in corrections(snapshot.certs.certs()) {
         eprintln!("{line}");
     }
+    for line in tls_settings(&snapshot) {
+        println!("{line}");
+    }
     println!("{}: ok: {}", config.display(), summary(&snapshot));
     for site in snapshot.router.sites() {
         if let Some(c) = &site.policy.compression {
@@ -77,6 +80,56 @@ pub fn check(config: &Path) -> i32 {
         }
     }
     0
+}
+
+/// Where a certificate's OCSP responses will come from.
+fn ocsp_source(cert: &crate::tls::ServedCert, s: &crate::tls::ocsp::OcspSettings) -> String {
+    use der::Decode;
+    let file = cert.info.file.with_extension("ocsp");
+    let from = if file.is_file() {
+        format!("from {}", file.display())
+    } else {
+        let leaf = cert
+            .key
+            .cert
+            .first()
+            .map(|d| x509_cert::Certificate::from_der(d));
+        let url = leaf
+            .and_then(Result::ok)
+            .and_then(|l| crate::tls::ocsp::fetch::responder_url(&l));
+        match (url, s.fetch, &s.proxy) {
+            (Some(url), true, Some(proxy)) => format!("from {url} through {proxy}"),
+            (Some(url), true, None) => format!("from {url}"),
+            (Some(_), false, _) => "none (tls.ocsp.fetch = false and no NAME.ocsp)".into(),
+            (None, ..) => "none (no responder in the certificate, no NAME.ocsp)".into(),
+        }
+    };
+    format!("certificate {:?}: OCSP responses {from}", cert.info.name)
+}
+
+/// What clients get beyond the certificates: the key exchange groups, each site's client
+/// certificate check.
+fn tls_settings(snapshot: &crate::snapshot::Snapshot) -> Vec<String> {
+    let groups = snapshot.policy.tls.group_names().join(", ");
+    let mut out = vec![format!("tls: key exchange, in preference order: {groups}")];
+    out.extend(
+        snapshot
+            .certs
+            .certs()
+            .iter()
+            .map(|c| ocsp_source(c, &snapshot.ocsp)),
+    );
+    for site in snapshot.router.sites() {
+        if let Some(auth) = &site.policy.client_auth {
+            out.push(format!(
+                "site {:?}: client certificates {}, issued by: {}",
+                site.name,
+                auth.mode.as_str(),
+                auth.ca_subjects.join("; ")
+            ));
+        }
+    }
+    out
 }
 
 /// One warning line per correction loading made (chain order, a root left out, a layout).

@@ -242,7 +242,7 @@ impl Reloader {
         }
         if !refusals.is_empty() {
             let mut paths = snapshot.cert_sources.paths();
-            paths.extend(snapshot.approved_paths.iter().cloned());
+            paths.extend(snapshot.ca_paths());
             self.waiting.set(paths);
             return rejected(trigger, &refusals, problems(&snapshot));
         }
@@ -397,7 +397,7 @@ fn rejected(trigger: &str, refusals: &[Refusal], problems: Vec<String>) -> Reloa
 /// The directories whose changes matter: the config file's, and every TLS path.
 fn watch_dirs(s: &Snapshot) -> Vec<PathBuf> {
     let mut dirs = vec![parent(&s.config_path)];
-    for p in s.cert_sources.paths().iter().chain(&s.approved_paths) {
+    for p in s.cert_sources.paths().iter().chain(&s.ca_paths()) {
         dirs.push(if p.is_dir() { p.clone() } else { parent(p) });
     }
     dirs.sort();

@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use crate::observe::access_log::AccessLogConfig;
 use crate::policy::{Policy, SitePolicy};
 use crate::route::{Router, Upstream};
+use crate::tls::client_auth::ClientAuth;
 use crate::tls::{ApprovedRoots, CertStore, TlsError};
 
 pub use settings::{
@@ -45,6 +46,8 @@ pub struct Snapshot {
     pub roots: ApprovedRoots,
     /// Served certificates.
     pub certs: CertStore,
+    /// How their OCSP responses are fetched.
+    pub ocsp: crate::tls::ocsp::OcspSettings,
     /// Certificate problems of this load (on a reload, pairs whose last good version serves on).
     pub cert_errors: Vec<TlsError>,
     /// Where certificate pairs come from.
@@ -77,12 +80,41 @@ impl crate::tls::resolver::Served for Snapshot {
     fn protocol(&self) -> &Arc<crate::tls::provider::TlsProtocol> {
         &self.policy.tls
     }
+
+    fn client_auths(&self) -> &[Arc<ClientAuth>] {
+        self.router.client_auths()
+    }
+
+    fn client_auth(&self, sni: Option<&str>) -> Option<&Arc<ClientAuth>> {
+        self.router.site(sni?)?.policy.client_auth.as_ref()
+    }
+}
+
+impl crate::tls::ocsp::stapler::Stapling for Snapshot {
+    fn certs(&self) -> &CertStore {
+        &self.certs
+    }
+
+    fn roots(&self) -> &ApprovedRoots {
+        &self.roots
+    }
+
+    fn ocsp(&self) -> &crate::tls::ocsp::OcspSettings {
+        &self.ocsp
+    }
 }
 
 impl Snapshot {
     /// The listeners it asks for.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
+    }
+
+    /// The CA files and directories outside the certificate directories whose change matters:
+    /// the approved roots and the sites' client certificate CAs.
+    pub fn ca_paths(&self) -> Vec<PathBuf> {
+        let clients = self.router.client_auths().iter().flat_map(|a| a.cas.iter());
+        self.approved_paths.iter().chain(clients).cloned().collect()
     }
 
     /// The policy of the site at `index` in the router.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use rustls::{CipherSuite, HandshakeKind, SupportedProtocolVersion};
+use rustls::{CipherSuite, HandshakeKind, NamedGroup, SupportedProtocolVersion};
 use support::http::{get_plain, root_store};
 use support::pki::Ca;
 use support::{eventually, free_port, Env};
@@ -198,4 +198,84 @@ async fn plain_http_on_a_tls_listener_is_never_answered_in_plain() {
     // The same listener serves TLS.
     let tls = client(&root, TLS13, &[AES_128]);
     assert!(visit(&tls, env.https).await.is_ok());
+}
+
+/// A TLS 1.3 client offering only these key exchange groups.
+fn client_with_groups(
+    root: &Ca,
+    groups: &[&'static dyn rustls::crypto::SupportedKxGroup],
+) -> TlsConnector {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = groups.to_vec();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(TLS13)
+        .expect("versions")
+        .with_root_certificates(root_store(&[&root.pem]))
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// The key exchange group a new connection settles on, or why it failed.
+async fn group(client: &TlsConnector, port: u16) -> std::io::Result<NamedGroup> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let tls = client
+        .connect(ServerName::try_from("shop.example.cn").expect("name"), tcp)
+        .await?;
+    let kx = tls.get_ref().1.negotiated_key_exchange_group();
+    Ok(kx.expect("a group after the handshake").name())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_quantum_key_exchange_is_offered_and_can_be_turned_off() {
+    let (env, root) = Env::with_approved_root("Approved Root");
+    env.put_leaf("shop", &root, "shop.example.cn", 1);
+    let admin = free_port();
+    write_config(&env, admin, "");
+    let _proxy = env.start();
+    let pq_only = client_with_groups(
+        &root,
+        &[rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768],
+    );
+    let x25519_only = client_with_groups(&root, &[rustls::crypto::ring::kx_group::X25519]);
+    assert_eq!(
+        group(&pq_only, env.https)
+            .await
+            .expect("a post-quantum-only client is served"),
+        NamedGroup::X25519MLKEM768
+    );
+    assert_eq!(
+        group(&x25519_only, env.https)
+            .await
+            .expect("a classical client is served"),
+        NamedGroup::X25519
+    );
+    // What a browser sends: the hybrid share first, X25519 second; the hybrid one is chosen.
+    let browser = client_with_groups(
+        &root,
+        &[
+            rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768,
+            rustls::crypto::ring::kx_group::X25519,
+        ],
+    );
+    assert_eq!(
+        group(&browser, env.https).await.expect("browser-like"),
+        NamedGroup::X25519MLKEM768
+    );
+
+    // Reload with post_quantum = false: the next handshakes offer the classical groups only.
+    write_config(&env, admin, "post_quantum = false");
+    let off = eventually(Duration::from_secs(10), || async {
+        group(&pq_only, env.https).await.is_err().then_some(())
+    })
+    .await;
+    assert!(
+        off.is_some(),
+        "a post-quantum-only client is refused after the reload"
+    );
+    assert_eq!(
+        group(&browser, env.https)
+            .await
+            .expect("browser-like, classical"),
+        NamedGroup::X25519
+    );
 }

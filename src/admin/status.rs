@@ -66,6 +66,7 @@ fn last_reload(h: &mut String, report: &ReloadReport) {
 /// The machine-readable status: the last reload's report, served and rejected certificates.
 pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
     use crate::observe::access_log::push_json_str;
+    let now = unix_now();
     let mut out = String::from("{\"config\":");
     push_json_str(&mut out, &snapshot.config_path.display().to_string());
     let _ = write!(
@@ -85,11 +86,20 @@ pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
         push_json_str(&mut out, &cert.info.file.display().to_string());
         out.push_str(",\"serial\":");
         push_json_str(&mut out, &cert.info.serial);
-        let _ = write!(
-            out,
-            ",\"not_after\":{},\"corrections\":[",
-            cert.info.not_after
-        );
+        let ocsp = cert.ocsp.load();
+        let _ = write!(out, ",\"not_after\":{},\"ocsp\":", cert.info.not_after);
+        match ocsp.as_deref() {
+            Some(o) => {
+                let _ = write!(out, "{{\"status\":\"{}\",", o.status_label(now));
+                let until = o.verified.as_ref().map(|v| v.next_update);
+                let _ = write!(out, "\"next_update\":{},", until.unwrap_or(0));
+                out.push_str("\"summary\":");
+                push_json_str(&mut out, &o.summary(now));
+                out.push('}');
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"corrections\":[");
         for (j, c) in cert.info.corrections.iter().enumerate() {
             if j > 0 {
                 out.push(',');
@@ -129,13 +139,21 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
     h
 }
 
+/// A certificate's OCSP state in a line.
+fn ocsp_summary(cert: &crate::tls::ServedCert, now: i64) -> String {
+    cert.ocsp
+        .load()
+        .as_deref()
+        .map_or_else(|| "not checked yet".to_owned(), |o| o.summary(now))
+}
+
 /// Served certificates, coloured by days left, then the rejected files.
 fn certificates(h: &mut String, snapshot: &Snapshot) {
     let now = unix_now();
     let warn_days = i64::from(snapshot.cert_policy.expiry_warning_days);
     h.push_str(
         "<h2>Certificates</h2><table id=\"certificates\"><tr><th>name</th><th>hosts</th><th>issuer</th>\
-         <th>approved root</th><th>not after</th><th>days left</th><th>file</th></tr>",
+         <th>approved root</th><th>not after</th><th>days left</th><th>OCSP</th><th>file</th></tr>",
     );
     for cert in snapshot.certs.certs() {
         let i = &cert.info;
@@ -160,12 +178,14 @@ fn certificates(h: &mut String, snapshot: &Snapshot) {
         let _ = write!(
             h,
             "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td class=\"days-left\">{days}</td><td><code>{}</code>{corrections}</td></tr>",
+             <td class=\"days-left\">{days}</td><td class=\"ocsp\">{}</td>\
+             <td><code>{}</code>{corrections}</td></tr>",
             esc(&i.name),
             esc(&i.hosts.join(", ")),
             esc(&i.issuer),
             esc(&i.root),
             format_time(i.not_after),
+            esc(&ocsp_summary(cert, now)),
             esc(&i.file.display().to_string()),
         );
     }
@@ -192,7 +212,8 @@ fn tls(h: &mut String, snapshot: &Snapshot) {
          <tr><th>lowest version</th><td>{}</td></tr>\
          <tr><th>suites, in preference order</th><td>{}</td></tr>\
          <tr><th>suite picked by</th><td>{}</td></tr>\
-         <tr><th>session resumption</th><td>{}</td></tr></table>",
+         <tr><th>session resumption</th><td>{}</td></tr>\
+         <tr><th>key exchange, in preference order</th><td>{}</td></tr></table>",
         esc(&tls.source.min_version),
         esc(&tls.suite_names().join(", ")),
         if tls.source.prefer_server_order {
@@ -204,13 +225,17 @@ fn tls(h: &mut String, snapshot: &Snapshot) {
             "on"
         } else {
             "off"
-        }
+        },
+        esc(&tls.group_names().join(", "))
     );
 }
 
 /// Each site with its hosts and routes.
 fn sites(h: &mut String, snapshot: &Snapshot) {
-    h.push_str("<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th><th>compression</th></tr>");
+    h.push_str(
+        "<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th>\
+         <th>compression</th><th>client certificates</th></tr>",
+    );
     for site in snapshot.router.sites() {
         let routes: Vec<String> = site
             .routes
@@ -235,13 +260,25 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
             })
             .collect();
         let compression = site.policy.compression.as_ref();
+        let clients = site
+            .policy
+            .client_auth
+            .as_ref()
+            .map_or(String::from("not asked"), |a| {
+                format!(
+                    "{}, issued by {}",
+                    a.mode.as_str(),
+                    a.ca_subjects.join("; ")
+                )
+            });
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&site.name),
             esc(&site.hosts.join(", ")),
             routes.join("<br>"),
-            esc(&compression.map_or("off".into(), |c| c.describe()))
+            esc(&compression.map_or("off".into(), |c| c.describe())),
+            esc(&clients)
         );
     }
     h.push_str("</table>");

@@ -7,11 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::file::{FileConfig, TlsSection};
+use super::file::{FileConfig, OcspSection, TlsSection};
 use super::{notify, policy, process, relative_to, sites, upstreams, ConfigError, Errors};
 use crate::route::Router;
 use crate::snapshot::{CertPolicy, Snapshot};
 use crate::tls::cert::unix_now;
+use crate::tls::ocsp::OcspSettings;
 use crate::tls::store::{CertLoad, CertSources};
 use crate::tls::{ApprovedRoots, CertStore, TlsError};
 
@@ -100,6 +101,7 @@ pub fn compile(
         config_path: path.to_path_buf(),
         roots: tls.roots,
         certs: tls.load.store,
+        ocsp: tls.ocsp,
         cert_errors: tls.load.errors,
         cert_sources: tls.sources,
         approved_paths: tls.approved_paths,
@@ -133,6 +135,7 @@ struct Tls {
     roots: ApprovedRoots,
     load: CertLoad,
     policy: CertPolicy,
+    ocsp: OcspSettings,
 }
 
 fn tls(
@@ -148,6 +151,7 @@ fn tls(
             roots: ApprovedRoots::default(),
             load: CertLoad::default(),
             policy: CertPolicy::default(),
+            ocsp: OcspSettings::default(),
         };
     };
     let approved_paths: Vec<PathBuf> = section
@@ -166,6 +170,36 @@ fn tls(
             expiry_warning_days: section.expiry_warning_days(),
             strict: section.strict,
         },
+        ocsp: ocsp(&section.ocsp, errors),
+    }
+}
+
+/// `[tls.ocsp]`: the proxy must be an http:// URL ureq can use.
+fn ocsp(section: &OcspSection, errors: &mut Errors<'_>) -> OcspSettings {
+    if let Some(proxy) = &section.proxy {
+        let usable = proxy.starts_with("http://") && ureq::Proxy::new(proxy).is_ok();
+        if !usable {
+            errors.invalid(
+                "tls.ocsp.proxy",
+                format!(
+                    "{proxy:?} is not an HTTP proxy URL (expected like \"http://10.0.0.1:3128\")"
+                ),
+            );
+        }
+    }
+    for (key, d) in [
+        ("tls.ocsp.timeout", section.timeout),
+        ("tls.ocsp.retry", section.retry),
+    ] {
+        if d.is_zero() {
+            errors.invalid(key, "must be above 0s (e.g. \"10s\")");
+        }
+    }
+    OcspSettings {
+        fetch: section.fetch,
+        proxy: section.proxy.clone(),
+        timeout: section.timeout,
+        retry: section.retry,
     }
 }
 

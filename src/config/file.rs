@@ -184,6 +184,12 @@ pub struct TlsSection {
     /// Let clients resume TLS sessions (a cache of recent sessions and TLS 1.3 tickets).
     #[serde(default = "default_true")]
     pub session_resumption: bool,
+    /// Offer the hybrid post-quantum key exchange X25519MLKEM768 first.
+    #[serde(default = "default_true")]
+    pub post_quantum: bool,
+    /// OCSP stapling.
+    #[serde(default)]
+    pub ocsp: OcspSection,
 }
 
 impl TlsSection {
@@ -321,6 +327,8 @@ pub struct SiteSection {
     pub server_header: Option<String>,
     /// `Alt-Svc` on proxied responses; a backend's is never passed on (none when absent).
     pub alt_svc: Option<String>,
+    /// Client certificates (mutual TLS); none asked for when absent.
+    pub client_certificates: Option<ClientCertificatesSection>,
     /// Compression of responses the backend did not compress (none when absent).
     pub compression: Option<CompressionSection>,
     /// Request headers set, added and removed on the way to the backend.
@@ -488,4 +496,5 @@ fn default_redirect_status() -> u16 {
 pub use super::file_notify::*;
 pub use super::file_policy::*;
 pub use super::file_ship::*;
+pub use super::file_tls::*;
 pub use super::file_upstreams::*;

@@ -13,6 +13,7 @@ pub mod file;
 mod file_notify;
 mod file_policy;
 mod file_ship;
+mod file_tls;
 mod file_upstreams;
 mod headers;
 mod log;

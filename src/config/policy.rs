@@ -9,7 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Method};
 
-use super::file::{PolicySection, RateLimitSection, SiteSection, TlsSection};
+use super::file::{
+    ClientCertificatesSection, PolicySection, RateLimitSection, SiteSection, TlsSection,
+};
 use super::Errors;
 use crate::policy::icp::{
     is_icp_number, is_public_security_number, ICP_EXAMPLE, PUBLIC_SECURITY_EXAMPLE,
@@ -17,11 +19,12 @@ use crate::policy::icp::{
 use crate::policy::ip::{CidrSet, IpLists};
 use crate::policy::rate::{RateLimit, RateTable};
 use crate::policy::rules::{
-    id, text, Body, GlobalIp, HttpsOnly, Limits, NoRoute, Rate, SiteIp, SniHost, Takedown,
-    Takedowns, UnknownHost,
+    id, text, Body, ClientCert, GlobalIp, HttpsOnly, Limits, NoRoute, Rate, SiteIp, SniHost,
+    Takedown, Takedowns, UnknownHost,
 };
 use crate::policy::takedown_list::{self, TakedownIndex};
 use crate::policy::{Chain, Policy, Rule, SitePolicy};
+use crate::tls::client_auth::{ClientAuth, ClientCertMode};
 use crate::tls::provider::{TlsProtocol, TlsSource};
 
 /// A stable id for a limit, so that its state survives reloads.
@@ -117,7 +120,44 @@ pub(super) fn site_policy(
             .compression
             .as_ref()
             .and_then(|c| super::compression::compile(c, &key, errors)),
+        client_auth: site.client_certificates.as_ref().and_then(|c| {
+            client_auth(
+                c,
+                https_port,
+                &format!("{key}: client_certificates"),
+                errors,
+            )
+        }),
         ..response_edits(site, &key, errors)
+    }
+}
+
+/// A site's client certificate check, with its CAs loaded.
+fn client_auth(
+    c: &ClientCertificatesSection,
+    https_port: Option<u16>,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<Arc<ClientAuth>> {
+    if https_port.is_none() {
+        errors.invalid(key, "needs a listener with tls = true");
+    }
+    let mode = match c.mode.as_str() {
+        "required" => ClientCertMode::Required,
+        "optional" => ClientCertMode::Optional,
+        other => {
+            let why = format!("{other:?} is not \"required\" or \"optional\"");
+            errors.invalid(format!("{key}.mode"), why);
+            return None;
+        }
+    };
+    let cas = c.cas.iter().map(|p| super::relative_to(errors.file(), p));
+    match ClientAuth::load(mode, cas.collect()) {
+        Ok(auth) => Some(Arc::new(auth)),
+        Err(why) => {
+            errors.invalid(format!("{key}.cas"), why);
+            None
+        }
     }
 }
 
@@ -264,6 +304,10 @@ fn chain(
             port_suffix,
             id: id("https_only"),
         }),
+        Box::new(ClientCert {
+            other_connection: id("client_cert_other_connection"),
+            required: id("client_cert_required"),
+        }),
         Box::new(SiteIp {
             deny_id: id("site_ip_deny"),
             allow_id: id("site_ip_not_allowed"),
@@ -336,6 +380,7 @@ fn tls_protocol(
         suites: t.cipher_suites.clone(),
         prefer_server_order: t.prefer_server_cipher_order,
         session_resumption: t.session_resumption,
+        post_quantum: t.post_quantum,
     });
     match previous {
         Some(prev) if prev.tls.source == source => return prev.tls.clone(),

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub upstream_healthy: GaugeVec,
     /// `menshen_certificate_expiry_timestamp_seconds{name, issuer_root}`
     pub cert_expiry: GaugeVec,
+    /// `menshen_ocsp_next_update_timestamp_seconds{name}`
+    pub ocsp_next_update: GaugeVec,
+    /// `menshen_ocsp_status{name, status}`
+    pub ocsp_status: GaugeVec,
     /// `menshen_reloads_total{result}`
     pub reloads: IntCounterVec,
     /// `menshen_last_reload_timestamp_seconds`
@@ -64,6 +68,18 @@ pub fn metrics() -> &'static Metrics {
             "menshen_certificate_expiry_timestamp_seconds",
             "Not-after of each served certificate",
             &["name", "issuer_root"]
+        )
+        .expect(DEFINED),
+        ocsp_next_update: register_gauge_vec!(
+            "menshen_ocsp_next_update_timestamp_seconds",
+            "nextUpdate of the OCSP response stapled to each certificate (absent when none is)",
+            &["name"]
+        )
+        .expect(DEFINED),
+        ocsp_status: register_gauge_vec!(
+            "menshen_ocsp_status",
+            "1 for each certificate's OCSP state: good (stapled), revoked, unknown, none",
+            &["name", "status"]
         )
         .expect(DEFINED),
         reloads: register_int_counter_vec!(

@@ -8,12 +8,14 @@
 //!  3 host          Host is a configured site (403 unknown_host)
 //!  4 sni_host      on TLS, the Host is covered by the certificate chosen for the SNI (421)
 //!  5 https_only    plain HTTP to an https_only site (308 to https)
-//!  6 ip (site)     site allow / deny (403)
-//!  7 takedown      host + path-prefix rules, then the takedown lists' entries (451)
-//!  8 rate          per-client-IP limits: global, site, route (429 + Retry-After)
-//!  9 body          declared Content-Length over the site's max (413; streamed bodies are
+//!  6 client_cert   a site that checks client certificates: the connection's handshake ran its
+//!                  check (421 on TLS; 403 on plain HTTP when required)
+//!  7 ip (site)     site allow / deny (403)
+//!  8 takedown      host + path-prefix rules, then the takedown lists' entries (451)
+//!  9 rate          per-client-IP limits: global, site, route (429 + Retry-After)
+//! 10 body          declared Content-Length over the site's max (413; streamed bodies are
 //!                  counted in the proxy's body filter)
-//! 10 route         a route matches the path and method (404 no_route)
+//! 11 route         a route matches the path and method (404 no_route)
 //! ```
 //!
 //! Before the chain the proxy resolves the client address (PROXY protocol or trusted
@@ -38,6 +40,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::Method;
 
+use crate::tls::client_auth::{ClientAuth, ClientCertCheck};
 use crate::tls::CertStore;
 
 /// What a rule knows about a request.
@@ -66,6 +69,8 @@ pub struct Request<'a> {
     pub route: Option<&'a RoutePolicy>,
     /// The served certificates, for SNI/Host binding.
     pub certs: &'a CertStore,
+    /// The client certificate check the TLS connection's handshake ran, if any.
+    pub client_cert: Option<&'a ClientCertCheck>,
     /// Now, read once per request.
     pub now: Instant,
 }
@@ -228,6 +233,8 @@ pub struct SitePolicy {
     pub alt_svc: Option<http::HeaderValue>,
     /// Compression of responses the backend did not compress.
     pub compression: Option<crate::semantics::coding::Compression>,
+    /// Client certificates (mutual TLS) asked for or required.
+    pub client_auth: Option<Arc<ClientAuth>>,
 }
 
 /// What the rules know of one route (it lives in the route, `route::router::Route::policy`).

@@ -9,6 +9,7 @@ use http::Method;
 
 use super::ip::IpLists;
 use super::rate::{RateLimit, RateTable};
+use crate::tls::client_auth::ClientCertMode;
 
 /// Whether `other` is the same rule as `rule`, with the same settings (a reload's diff).
 fn same<R: Rule + PartialEq + 'static>(rule: &R, other: &dyn Rule) -> bool {
@@ -168,6 +169,43 @@ impl Rule for HttpsOnly {
             header: Some((http::header::LOCATION, location)),
             body: Bytes::new(),
         })
+    }
+}
+
+/// A site that checks client certificates serves only connections whose handshake ran its
+/// check: a connection made for another name (one certificate can cover both) is sent to make a
+/// new one (421), and plain HTTP gets no certificate at all.
+#[derive(PartialEq)]
+pub(crate) struct ClientCert {
+    pub(crate) other_connection: Arc<str>,
+    pub(crate) required: Arc<str>,
+}
+
+impl Rule for ClientCert {
+    fn same_as(&self, other: &dyn Rule) -> bool {
+        same(self, other)
+    }
+    fn name(&self) -> &'static str {
+        "client_cert"
+    }
+    fn check(&self, req: &Request<'_>) -> Option<Denial> {
+        let auth = req.site?.client_auth.as_deref()?;
+        if req.client_cert.is_some_and(|c| *c.auth == *auth) {
+            return None;
+        }
+        if req.tls {
+            let body = "421 Misdirected Request: this site checks client certificates; connect \
+                        again with its name as the TLS server name\n";
+            return deny(421, &self.other_connection, &text(body));
+        }
+        match auth.mode {
+            ClientCertMode::Optional => None,
+            ClientCertMode::Required => deny(
+                403,
+                &self.required,
+                &text("403 Forbidden: this site requires a client certificate over https\n"),
+            ),
+        }
     }
 }
 

@@ -389,10 +389,9 @@ impl ConnFacts {
             a.and_then(|a| a.as_inet()).copied()
         };
         let tls = conn.ssl_digest();
-        let sni = tls
-            .as_ref()
-            .and_then(|t| t.extension.get::<ConnInfo>())
-            .and_then(|info| info.sni.clone());
+        let info = tls.as_ref().and_then(|t| t.extension.get::<ConnInfo>());
+        let sni = info.and_then(|info| info.sni.clone());
+        let client_cert = info.and_then(|info| info.client_cert.clone());
         let addr = inet(digest.as_ref().and_then(|d| d.peer_addr()))
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         Self {
@@ -400,6 +399,7 @@ impl ConnFacts {
                 addr,
                 ip_text: HeaderValue::from_str(&canonical(addr.ip()).to_string()).ok(),
                 sni,
+                client_cert,
             },
             listener_port: inet(digest.as_ref().and_then(|d| d.local_addr())).map(|a| a.port()),
             tls,

@@ -18,6 +18,7 @@ use crate::route::upstream::MAX_TRIES;
 use crate::route::Action;
 use crate::semantics::coding::Compressing;
 use crate::snapshot::Snapshot;
+use crate::tls::client_auth::ClientCertCheck;
 
 /// Unique request ids: a random per-process prefix and a counter.
 pub(super) struct RequestIds {
@@ -59,6 +60,9 @@ pub struct Ctx {
     pub(super) start: Instant,
     pub(super) client: Option<Client>,
     pub(super) sni: Option<Arc<str>>,
+    /// The connection's client certificate check, kept only for a site that has one (the
+    /// `client_cert` rule saw that it is this site's).
+    pub(super) client_cert: Option<Arc<ClientCertCheck>>,
     /// Site index in the router.
     pub(super) site: Option<usize>,
     /// (site, route) indices into the snapshot's router.
@@ -138,6 +142,7 @@ impl Ctx {
             start: Instant::now(),
             client: None,
             sni: None,
+            client_cert: None,
             site: None,
             route: None,
             tried: Tried::default(),

@@ -9,6 +9,7 @@
 //! | `Forwarded` (RFC 7239) | the client's list extended with `for=PEER;host=HOST;proto=PROTO` |
 //! | `Via` (RFC 9110 7.6.3) | the client's list extended with `1.1 menshen` (`2 menshen`, ...) |
 //! | `X-Request-Id` | the request's id (the client's from a trusted proxy) |
+//! | `X-Forwarded-Client-Cert` | `Hash=SHA256;Subject="DN"` of the client certificate verified for a site that checks them; never the client's |
 //! | `traceparent` (W3C Trace Context) | the client's when well formed; else one whose trace id is the request id |
 //!
 //! The client's own values of these fields are never forwarded as they came: a list is
@@ -159,6 +160,9 @@ fn menshen_fields(
     emit("via", &[prev, comma, hop.protocol.via(), b" ", PSEUDONYM]);
     let id = ctx.request_id.as_bytes();
     emit("x-request-id", &[id]);
+    if let Some(cert) = ctx.client_cert.as_ref().and_then(|c| c.forwarded.as_ref()) {
+        emit("x-forwarded-client-cert", &[cert.as_bytes()]);
+    }
     match received.traceparent.filter(|t| is_traceparent(t)) {
         Some(traceparent) => emit("traceparent", &[traceparent]),
         None => {

@@ -20,6 +20,7 @@ use crate::route::router::{strip_port, ProxyAction};
 use crate::route::upstream::{HashKey, MAX_TRIES};
 use crate::route::upstream_conn::{self, TlsTarget, UpstreamConn};
 use crate::snapshot::Snapshot;
+use crate::tls::client_auth::ClientCertCheck;
 
 pub(super) fn lowercase(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -49,6 +50,8 @@ pub(crate) struct Peer {
     pub(super) ip_text: Option<HeaderValue>,
     /// The TLS connection's SNI.
     pub(super) sni: Option<Arc<str>>,
+    /// What the TLS handshake's client certificate check settled, for a site with one.
+    pub(super) client_cert: Option<Arc<ClientCertCheck>>,
 }
 
 /// Why no connection to a backend was made.
@@ -105,6 +108,7 @@ impl Proxy {
             .and_then(|id| HeaderValue::from_bytes(id).ok());
         ctx.request_id = trusted_id.unwrap_or_else(|| self.request_ids.next());
         ctx.sni = peer.sni.clone();
+        ctx.client_cert = peer.client_cert.clone();
     }
 
     /// Runs the policy chain on a located request (noting its site and route in `ctx`);
@@ -132,9 +136,15 @@ impl Proxy {
             site: at.site.map(|(_, s)| &s.policy),
             route: at.route.map(|(_, r)| &r.policy),
             certs: &snapshot.certs,
+            client_cert: ctx.client_cert.as_deref(),
             now: ctx.start,
         };
-        snapshot.policy.chain.check(&facts)
+        let denial = snapshot.policy.chain.check(&facts);
+        if at.site.is_none_or(|(_, s)| s.policy.client_auth.is_none()) {
+            // A certificate verified for another site is not this site's backend's business.
+            ctx.client_cert = None;
+        }
+        denial
     }
 
     /// Picks the backend for the next attempt of a proxied request and notes it in

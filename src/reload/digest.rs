@@ -100,9 +100,7 @@ impl FileDigests {
     /// SHA-256 over the names and contents of the config file and every file in the TLS paths.
     pub fn fingerprint(&self, s: &Snapshot) -> [u8; 32] {
         let mut paths = vec![s.config_path.clone()];
-        paths.extend(expand(
-            s.cert_sources.paths().iter().chain(&s.approved_paths),
-        ));
+        paths.extend(expand(s.cert_sources.paths().iter().chain(&s.ca_paths())));
         paths.extend(s.policy.takedown_files.iter().cloned());
         self.fingerprint_paths(&paths)
     }

@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use super::upstream::Upstream;
 use crate::policy::headers::HeaderEdits;
 use crate::policy::{RoutePolicy, SitePolicy};
+use crate::tls::client_auth::ClientAuth;
 
 /// Every site, indexed by host.
 #[derive(Debug, Default)]
@@ -20,6 +21,8 @@ pub struct Router {
     exact: HashMap<Box<str>, usize>,
     /// `*.example.cn` is stored as `example.cn` and matches subdomains at any depth.
     wildcard: HashMap<Box<str>, usize>,
+    /// The sites' distinct client certificate checks (each needs a rustls configuration).
+    client_auths: Vec<Arc<ClientAuth>>,
 }
 
 /// A virtual host.
@@ -135,6 +138,11 @@ impl Router {
                     None => router.exact.insert(host.into(), i),
                 };
             }
+            if let Some(auth) = &site.policy.client_auth {
+                if !router.client_auths.contains(auth) {
+                    router.client_auths.push(auth.clone());
+                }
+            }
         }
         router.sites = sites;
         router
@@ -172,6 +180,11 @@ impl Router {
     /// The site at an index returned by [`Router::find`].
     pub fn site_at(&self, i: usize) -> Option<&Site> {
         self.sites.get(i)
+    }
+
+    /// The sites' distinct client certificate checks.
+    pub fn client_auths(&self) -> &[Arc<ClientAuth>] {
+        &self.client_auths
     }
 
     /// Every site, in config order.

@@ -68,6 +68,8 @@ pub fn field(name: &str) -> Field {
         16 if is("proxy-connection") => Field::HopByHop,
         17 if is("transfer-encoding") => Field::TransferEncoding,
         17 if is("x-forwarded-proto") => Field::Replaced,
+        // What menshen verified of a client certificate: a client never gets to say it.
+        23 if is("x-forwarded-client-cert") => Field::Replaced,
         _ => Field::Other,
     }
 }

@@ -65,6 +65,8 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         );
     }
     add_proxy_services(&mut server, &state, &access_log)?;
+    // OCSP responses are read and fetched on a thread of their own, never on the data path.
+    crate::tls::ocsp::stapler::start(state.clone())?;
 
     let reloader = Reloader::new(state.clone(), control.handle().clone());
     if let Some(audit) = &audit {

@@ -20,6 +20,8 @@ pub struct ApprovedRoot {
     pub file: PathBuf,
     /// DER of the root's subject name, to match a verified path's anchor.
     subject_der: Vec<u8>,
+    /// The certificate (the issuer of a leaf served without intermediates, for OCSP).
+    pub der: CertificateDer<'static>,
 }
 
 /// The set of approved roots, compiled once per load.
@@ -97,6 +99,7 @@ impl ApprovedRoots {
             name,
             file: file.to_path_buf(),
             subject_der: anchor.subject.as_ref().to_vec(),
+            der: der.clone().into_owned(),
         });
         self.anchors.push(anchor);
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);

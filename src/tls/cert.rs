@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::sign::CertifiedKey;
 use x509_parser::certificate::X509Certificate;
@@ -17,6 +18,7 @@ pub use super::format_time;
 use super::chain::{arrange, Facts};
 use super::layout::PairFiles;
 use super::reject::diagnose;
+use super::staple::Ocsp;
 use super::{parse_pem_certs, ApprovedRoots, RejectReason, TlsError};
 
 /// What operators see about a served certificate (`menshen certs`, logs, status page).
@@ -46,6 +48,16 @@ pub struct CertInfo {
 }
 
 impl ServedCert {
+    /// The key to serve at `now`: with its OCSP response stapled while that is good and
+    /// current, else without.
+    pub fn served_key(&self, now: i64) -> Arc<CertifiedKey> {
+        let ocsp = self.ocsp.load();
+        match ocsp.as_deref().and_then(|o| o.current(now)) {
+            Some(stapled) => stapled.clone(),
+            None => self.key.clone(),
+        }
+    }
+
     /// Whether this certificate's SANs cover `host` (lowercase, no port): exact, one-label
     /// wildcard, or IP address.
     pub fn covers(&self, host: &str) -> bool {
@@ -75,6 +87,9 @@ pub struct ServedCert {
     pub content_hash: [u8; 32],
     /// The approved roots it was verified against ([`ApprovedRoots::fingerprint`]).
     pub roots: [u8; 32],
+    /// Its OCSP response and state, kept by the stapler (`ocsp::stapler`); kept with the
+    /// certificate across reloads that leave its files alone.
+    pub ocsp: ArcSwapOption<Ocsp>,
 }
 
 /// Seconds since the epoch, now.
@@ -218,6 +233,7 @@ pub fn verify(
         key: Arc::new(certified),
         content_hash: [0; 32],
         roots: roots.fingerprint(),
+        ocsp: ArcSwapOption::empty(),
     })
 }
 

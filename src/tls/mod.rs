@@ -3,19 +3,24 @@
 //! `approved` loads the roots, `cert` verifies one certificate pair against them, `store` indexes
 //! the verified certificates by name for SNI, `resolver` hands rustls the certificate for a
 //! ClientHello, `sni_gate` refuses unknown names with an `unrecognized_name` alert, `provider`
-//! compiles the protocol policy (versions, suites, resumption) and `listener` runs handshakes.
+//! compiles the protocol policy (versions, suites, resumption, key exchange), `client_auth` a
+//! site's client certificate check, `ocsp` staples each certificate's OCSP response, and
+//! `listener` runs handshakes.
 //! `client` is the other side: TLS from the HTTP/1 engine to backends.
 
 pub mod approved;
 pub mod cert;
 pub mod chain;
 pub mod client;
+pub mod client_auth;
 pub mod layout;
 pub mod listener;
+pub mod ocsp;
 pub mod provider;
 pub mod reject;
 pub mod resolver;
 pub mod sni_gate;
+pub mod staple;
 pub mod store;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
 //! The TLS protocol policy of the listeners: lowest version, cipher suites and whose order picks
 //! one, and session resumption.
 //!
-//! rustls only implements AEAD suites, so the default set already is "AEAD only". The policy is
+//! rustls only implements AEAD suites, so the default set already is "AEAD only". Key exchange
+//! offers the hybrid post-quantum X25519MLKEM768 (what current browsers send) first, from
+//! rustls's aws-lc-rs provider, then ring's X25519, P-256 and P-384. The policy is
 //! compiled with each load into a [`TlsProtocol`]; the connection gate (`proxy/conn.rs`) builds
 //! the rustls `ServerConfig` from it and rebuilds it when a reload changes it, so a change applies
 //! to the next handshake. The session cache is made once and outlives every rebuild.
@@ -9,6 +11,7 @@
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{
     NoServerSessionStorage, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
 };
@@ -31,6 +34,8 @@ pub struct TlsSource {
     pub prefer_server_order: bool,
     /// Remember sessions and send TLS 1.3 tickets so clients can resume.
     pub session_resumption: bool,
+    /// Offer X25519MLKEM768 before the classical groups.
+    pub post_quantum: bool,
 }
 
 /// Why a [`TlsSource`] cannot be compiled: the `[tls]` key at fault and what is wrong.
@@ -92,8 +97,20 @@ impl Default for TlsSource {
             suites: Vec::new(),
             prefer_server_order: true,
             session_resumption: true,
+            post_quantum: true,
         }
     }
+}
+
+/// The key exchange groups offered, in preference order: the hybrid post-quantum group when
+/// `post_quantum`, then ring's X25519, secp256r1 and secp384r1.
+fn with_groups(mut provider: CryptoProvider, post_quantum: bool) -> CryptoProvider {
+    if post_quantum {
+        provider
+            .kx_groups
+            .insert(0, rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768);
+    }
+    provider
 }
 
 impl Default for TlsProtocol {
@@ -101,7 +118,10 @@ impl Default for TlsProtocol {
     fn default() -> Self {
         Self {
             source: TlsSource::default(),
-            provider: Arc::new(in_default_order(rustls::crypto::ring::default_provider())),
+            provider: Arc::new(with_groups(
+                in_default_order(rustls::crypto::ring::default_provider()),
+                true,
+            )),
             versions: rustls::ALL_VERSIONS,
         }
     }
@@ -147,7 +167,7 @@ impl TlsProtocol {
                 "no cipher suite is left for the allowed TLS versions".into(),
             ));
         }
-        let provider = Arc::new(provider);
+        let provider = Arc::new(with_groups(provider, source.post_quantum));
         // What rustls itself checks when the listeners build their config: fail here, at load.
         ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
@@ -164,17 +184,22 @@ impl TlsProtocol {
         ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES)
     }
 
-    /// The listeners' rustls configuration: certificates from `resolver`, HTTP/2 and HTTP/1.1 by
-    /// ALPN, and resumption through `sessions` when the policy allows it.
+    /// The listeners' rustls configuration: certificates from `resolver`, client certificates
+    /// checked by `clients` (none asked for without it), HTTP/2 and HTTP/1.1 by ALPN, and
+    /// resumption through `sessions` when the policy allows it.
     pub fn server_config(
         &self,
         resolver: Arc<dyn ResolvesServerCert>,
+        clients: Option<Arc<dyn ClientCertVerifier>>,
         sessions: &Arc<dyn StoresServerSessions>,
     ) -> Result<ServerConfig, rustls::Error> {
-        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(self.versions)?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver);
+        let builder = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(self.versions)?;
+        let builder = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(resolver);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config.ignore_client_order = self.source.prefer_server_order;
         if self.source.session_resumption {
@@ -184,6 +209,16 @@ impl TlsProtocol {
             config.send_tls13_tickets = 0;
         }
         Ok(config)
+    }
+
+    /// The key exchange groups offered, in preference order (for the log and `/status`).
+    pub fn group_names(&self) -> Vec<String> {
+        let names = self
+            .provider
+            .kx_groups
+            .iter()
+            .map(|g| format!("{:?}", g.name()));
+        names.collect()
     }
 
     /// The suites offered, in preference order (for the startup log).
@@ -202,7 +237,21 @@ mod tests {
             suites: suites.iter().map(|s| s.to_string()).collect(),
             prefer_server_order: true,
             session_resumption: true,
+            post_quantum: true,
         }
+    }
+
+    #[test]
+    fn post_quantum_group_first_unless_turned_off() {
+        let on = TlsProtocol::compile(source("1.2", &[])).expect("on");
+        assert_eq!(
+            on.group_names(),
+            ["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"]
+        );
+        let mut s = source("1.2", &[]);
+        s.post_quantum = false;
+        let off = TlsProtocol::compile(s).expect("off");
+        assert_eq!(off.group_names(), ["X25519", "secp256r1", "secp384r1"]);
     }
 
     #[test]
@@ -257,7 +306,7 @@ mod tests {
         let p = TlsProtocol::compile(source("1.2", &["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]))
             .expect("1.2 suites only");
         let config = p
-            .server_config(resolver, &TlsProtocol::session_cache())
+            .server_config(resolver, None, &TlsProtocol::session_cache())
             .expect("config");
         assert_eq!(config.crypto_provider().cipher_suites.len(), 1);
     }
@@ -269,14 +318,16 @@ mod tests {
         let cache = TlsProtocol::session_cache();
         let mut s = source("1.2", &[]);
         let on = TlsProtocol::compile(s.clone()).expect("on");
-        let config = on.server_config(resolver.clone(), &cache).expect("config");
+        let config = on
+            .server_config(resolver.clone(), None, &cache)
+            .expect("config");
         assert!(config.session_storage.can_cache());
         assert!(config.send_tls13_tickets > 0);
         assert!(config.ignore_client_order);
         s.session_resumption = false;
         s.prefer_server_order = false;
         let off = TlsProtocol::compile(s).expect("off");
-        let config = off.server_config(resolver, &cache).expect("config");
+        let config = off.server_config(resolver, None, &cache).expect("config");
         assert!(!config.session_storage.can_cache());
         assert_eq!(config.send_tls13_tickets, 0);
         assert!(!config.ignore_client_order);

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use super::client_auth::{forwarded_client_cert, ClientAuth, ClientCertCheck};
 use super::provider::TlsProtocol;
 use super::CertStore;
 
@@ -19,6 +20,10 @@ pub trait Served: Send + Sync + 'static {
     fn certs(&self) -> &CertStore;
     /// The protocol policy (versions, suites, resumption) now.
     fn protocol(&self) -> &Arc<TlsProtocol>;
+    /// Every distinct client certificate check of the sites.
+    fn client_auths(&self) -> &[Arc<ClientAuth>];
+    /// The client certificate check of the site serving `sni`, if it has one.
+    fn client_auth(&self, sni: Option<&str>) -> Option<&Arc<ClientAuth>>;
 }
 
 /// Resolves a ClientHello to a certificate of the current state.
@@ -51,10 +56,17 @@ impl<S: Served> ResolvesServerCert for SniResolver<S> {
 pub struct ConnInfo {
     /// The SNI the client sent.
     pub sni: Option<Arc<str>>,
+    /// The client certificate check the handshake ran (for a site that has one).
+    pub client_cert: Option<Arc<ClientCertCheck>>,
 }
 
-/// Records the SNI of each handshake into the connection's TLS digest (read by the proxy).
-pub struct HandshakeInfo;
+/// Records the SNI of each handshake, and what its client certificate check settled, into the
+/// connection's TLS digest (read by the proxy).
+#[derive(Debug, Default)]
+pub struct HandshakeInfo {
+    /// The check the handshakes it follows run.
+    pub auth: Option<Arc<ClientAuth>>,
+}
 
 #[async_trait::async_trait]
 impl pingora::listeners::TlsAccept for HandshakeInfo {
@@ -62,8 +74,15 @@ impl pingora::listeners::TlsAccept for HandshakeInfo {
         &self,
         tls: &pingora::protocols::tls::TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let client_cert = self.auth.as_ref().map(|auth| {
+            Arc::new(ClientCertCheck {
+                auth: auth.clone(),
+                forwarded: tls.peer_certificate_der().and_then(forwarded_client_cert),
+            })
+        });
         Some(Arc::new(ConnInfo {
             sni: tls.server_name().map(Arc::from),
+            client_cert,
         }))
     }
 }

@@ -3,8 +3,9 @@
 //! rustls answers a resolver that finds nothing with `access_denied`, which tells a client
 //! nothing useful. Before the handshake, [`check`] peeks at the ClientHello (rewinding what it
 //! read), and when the current snapshot has no certificate for its SNI and no default, it sends
-//! the alert RFC 6066 asks for and closes. With a default certificate every name is served and
-//! the check reads nothing. The caller bounds how long it may wait for the ClientHello.
+//! the alert RFC 6066 asks for and closes. With a default certificate every name is served and,
+//! unless a site checks client certificates (the listener then needs the SNI), the check reads
+//! nothing. The caller bounds how long it may wait for the ClientHello.
 
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::{Error, ErrorType, Result};
@@ -58,20 +59,26 @@ async fn peek_hello(stream: &mut L4Stream, seen: &mut Vec<u8>) -> Result<Peek> {
 }
 
 /// Refuses a connection whose ClientHello names no certificate `state` serves, with the
-/// `unrecognized_name` alert; leaves what it read to be read again by the handshake.
-pub async fn check<S: Served>(state: &ArcSwap<S>, stream: &mut L4Stream) -> Result<()> {
-    if state.load().certs().default_cert().is_some() {
-        return Ok(());
+/// `unrecognized_name` alert; leaves what it read to be read again by the handshake. Returns the
+/// SNI when it peeked: it does when some site checks client certificates (the SNI picks the
+/// rustls configuration), or when there is no default certificate.
+pub async fn check<S: Served>(state: &ArcSwap<S>, stream: &mut L4Stream) -> Result<Option<String>> {
+    let peek = {
+        let now = state.load();
+        now.certs().default_cert().is_none() || !now.client_auths().is_empty()
+    };
+    if !peek {
+        return Ok(None);
     }
     let mut seen = Vec::with_capacity(1024);
     let peeked = peek_hello(stream, &mut seen).await;
     stream.rewind(&seen);
     let sni = match peeked? {
         Peek::Hello(sni) => sni,
-        Peek::NotHello => return Ok(()),
+        Peek::NotHello => return Ok(None),
     };
     if state.load().certs().accepts(sni.as_deref()) {
-        return Ok(());
+        return Ok(sni);
     }
     tracing::info!(
         sni = sni.as_deref().unwrap_or("<none>"),

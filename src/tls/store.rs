@@ -221,7 +221,8 @@ impl CertStore {
 
     /// The rustls key for an SNI, as the resolver needs it.
     pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        self.select(sni).map(|c| c.key.clone())
+        let now = super::cert::unix_now();
+        self.select(sni).map(|c| c.served_key(now))
     }
 
     /// Whether a handshake with this SNI would get a certificate.

@@ -99,6 +99,52 @@ impl Ca {
         Ca { params, key, pem }
     }
 
+    /// A client certificate (TLS client authentication) for `cn`, valid from yesterday for a
+    /// year.
+    pub fn issue_client(&self, cn: &str) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name = name(cn);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(365);
+        let key = KeyPair::generate().expect("client key");
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let pem = params.signed_by(&key, &issuer).expect("sign client").pem();
+        Leaf {
+            pem,
+            key_pem: key.serialize_pem(),
+            serial: 0,
+        }
+    }
+
+    /// A leaf for `spec` whose Authority Information Access names the OCSP responder `url`.
+    pub fn issue_with_ocsp(&self, spec: &LeafSpec, url: &str) -> Leaf {
+        use der::Encode;
+        use x509_cert::ext::pkix::name::GeneralName;
+        use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+        let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
+            access_method: der::oid::db::rfc5912::ID_AD_OCSP,
+            access_location: GeneralName::UniformResourceIdentifier(
+                der::asn1::Ia5String::new(url).expect("URL"),
+            ),
+        }]);
+        let content = aia.to_der().expect("AIA");
+        // id-pe-authorityInfoAccess
+        let oid = [1, 3, 6, 1, 5, 5, 7, 1, 1];
+        self.issue_with(spec, |params| {
+            let aia = rcgen::CustomExtension::from_oid_content(&oid, content);
+            params.custom_extensions.push(aia);
+        })
+    }
+
+    /// The CA's private key, PKCS#8 DER (to sign OCSP responses with).
+    pub fn key_der(&self) -> Vec<u8> {
+        self.key.serialize_der()
+    }
+
     /// The CA's private key, PEM.
     pub fn key_pem(&self) -> String {
         self.key.serialize_pem()
@@ -121,7 +167,13 @@ impl Ca {
 
     /// A leaf issued by this CA.
     pub fn issue(&self, spec: &LeafSpec) -> Leaf {
-        let (params, key) = leaf_params(spec);
+        self.issue_with(spec, |_| {})
+    }
+
+    /// A leaf issued by this CA, its parameters changed by `edit` first.
+    fn issue_with(&self, spec: &LeafSpec, edit: impl FnOnce(&mut CertificateParams)) -> Leaf {
+        let (mut params, key) = leaf_params(spec);
+        edit(&mut params);
         let issuer = Issuer::from_params(&self.params, &self.key);
         let pem = params.signed_by(&key, &issuer).expect("sign leaf").pem();
         Leaf {
