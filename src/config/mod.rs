@@ -10,6 +10,7 @@ pub mod compile;
 pub mod duration;
 pub mod file;
 mod file_notify;
+mod file_otel;
 mod file_policy;
 mod file_ship;
 mod file_upstreams;

@@ -38,8 +38,8 @@ impl Proxy {
             &mut ctx,
             &snapshot.policy,
             &facts.peer,
-            forwarded_for,
-            field("x-request-id"),
+            (forwarded_for, field("x-request-id")),
+            field("traceparent"),
         );
         ctx.snapshot = Some(snapshot.clone());
         let head = parts.method == Method::HEAD;
@@ -72,7 +72,7 @@ impl Proxy {
                 log.status = 400;
                 log.bytes_out = sent;
                 let error = error.unwrap_or_else(|| reason.to_owned());
-                self.finish(&ctx, &log, Some(&error));
+                self.finish(&mut ctx, &log, Some(&error));
                 return;
             }
         };
@@ -137,7 +137,7 @@ impl Proxy {
         log.bytes_in = outcome.bytes_in as usize;
         log.bytes_out = outcome.bytes_out;
         let error = outcome.error.as_ref().map(|e| e as &dyn std::fmt::Display);
-        self.finish(&ctx, &log, error);
+        self.finish(&mut ctx, &log, error);
     }
 }
 
