@@ -258,6 +258,12 @@ impl Reloader {
                  the current listeners keep running"
             );
         }
+        if snapshot.otel != previous.otel {
+            tracing::warn!(
+                "[otel] changes take effect only after a restart; traces go on as they were set \
+                 at start"
+            );
+        }
         snapshot.start_background(&self.rt);
         snapshot.warn_expiring();
         let errors = problems(&snapshot);

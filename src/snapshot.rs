@@ -62,6 +62,8 @@ pub struct Snapshot {
     pub policy: Policy,
     /// Access log settings (applied at start; changing them needs a restart).
     pub access_log: Option<AccessLogConfig>,
+    /// Trace export settings (applied at start; changing them needs a restart).
+    pub otel: Option<crate::observe::trace::TraceConfig>,
     /// Request counters per site and route.
     pub counters: crate::observe::metrics::RequestCounters,
     /// Admin listener settings (the address applies at start).

@@ -54,6 +54,12 @@ fn each_mistake_is_named_with_its_key_and_fix() {
          "dns.resolvers[0]: \"223.5.5.5\" is not ip:port"),
         ("default_certificate = \"nope\"", "",
          "tls.default_certificate: \"nope\" names no certificate pair"),
+        ("", "[otel]\nendpoint = \"127.0.0.1:4318\"\n",
+         "otel.endpoint: \"127.0.0.1:4318\" is not an http:// or https:// URL (e.g. \"http://otel-collector:4318/v1/traces\")"),
+        ("", "[otel]\nendpoint = \"http://c:4318/v1/traces\"\nsampling_ratio = 1.5\n",
+         "otel.sampling_ratio: 1.5 is not a share from 0 to 1 (1: every trace, 0.1: one in ten)"),
+        ("", "[otel]\nendpoint = \"http://c:4318/v1/traces\"\nservice_name = \" \"\n",
+         "otel.service_name: is empty (e.g. \"menshen-edge-bj\")"),
     ];
     for (tls_extra, body, expected) in cases
         .iter()

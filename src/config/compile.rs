@@ -86,6 +86,10 @@ pub fn compile(
     );
     let access_log = process::access_log(path, &file, &mut errors);
     let admin = process::admin(path, &file, &mut errors);
+    let otel = file
+        .otel
+        .as_ref()
+        .and_then(|o| process::otel(o, &mut errors));
     process::log(&file.log, &mut errors);
     if let Some(section) = &file.notify {
         notify::compile(section, &mut errors);
@@ -111,6 +115,7 @@ pub fn compile(
         upstreams,
         policy,
         access_log,
+        otel,
         admin,
         listener_names: listeners
             .iter()

@@ -68,6 +68,8 @@ pub struct FileConfig {
     pub log: LogSection,
     /// Robot webhooks for certificate and reload trouble; none when absent.
     pub notify: Option<NotifySection>,
+    /// OpenTelemetry trace export; off when absent.
+    pub otel: Option<OtelSection>,
 }
 
 /// `[admin]`
@@ -494,6 +496,7 @@ fn default_redirect_status() -> u16 {
 }
 
 pub use super::file_notify::*;
+pub use super::file_otel::*;
 pub use super::file_policy::*;
 pub use super::file_ship::*;
 pub use super::file_tls::*;

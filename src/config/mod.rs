@@ -11,6 +11,7 @@ mod compression;
 pub mod duration;
 pub mod file;
 mod file_notify;
+mod file_otel;
 mod file_policy;
 mod file_ship;
 mod file_tls;

@@ -1,5 +1,5 @@
 //! The process-level sections into the runtime model's settings: `[[listeners]]`, `[server]`,
-//! `[reload]`, `[dns]`, `[admin]`, `[access_log]`, `[log]`.
+//! `[reload]`, `[dns]`, `[admin]`, `[access_log]`, `[log]`, `[otel]`.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{FileConfig, LogSection};
+use super::file::{FileConfig, LogSection, OtelSection};
 use super::{relative_to, Errors};
 use crate::observe::access_log::{AccessLogConfig, Destination};
 use crate::observe::logging::{LogFormat, LogSettings};
+use crate::observe::trace::TraceConfig;
 use crate::route::dns::Dns;
 use crate::snapshot::{AdminConfig, DnsSettings, Listener, ReloadSettings, ServerSettings};
 
@@ -232,4 +233,41 @@ pub(super) fn dns(file: &FileConfig, errors: &mut Errors<'_>) -> (DnsSettings, O
             (settings, None)
         }
     }
+}
+
+/// `[otel]`: an `http://` or `https://` collector URL, a service name, a ratio from 0 to 1.
+pub(super) fn otel(section: &OtelSection, errors: &mut Errors<'_>) -> Option<TraceConfig> {
+    let before = errors.list.len();
+    let url = section.endpoint.parse::<http::Uri>().ok();
+    let scheme = url.as_ref().and_then(|u| u.scheme_str());
+    let host = url
+        .as_ref()
+        .and_then(|u| u.host())
+        .filter(|h| !h.is_empty());
+    if !matches!(scheme, Some("http" | "https")) || host.is_none() {
+        errors.invalid(
+            "otel.endpoint",
+            format!(
+                "{:?} is not an http:// or https:// URL (e.g. \"http://otel-collector:4318/v1/traces\")",
+                section.endpoint
+            ),
+        );
+    }
+    if section.service_name.trim().is_empty() {
+        errors.invalid("otel.service_name", "is empty (e.g. \"menshen-edge-bj\")");
+    }
+    if !(0.0..=1.0).contains(&section.sampling_ratio) {
+        errors.invalid(
+            "otel.sampling_ratio",
+            format!(
+                "{} is not a share from 0 to 1 (1: every trace, 0.1: one in ten)",
+                section.sampling_ratio
+            ),
+        );
+    }
+    (errors.list.len() == before).then(|| TraceConfig {
+        endpoint: section.endpoint.clone(),
+        service_name: section.service_name.clone(),
+        sampling_ratio: section.sampling_ratio,
+    })
 }

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub log_ship_failures: IntCounter,
     /// `menshen_log_shipped_total`
     pub log_shipped: IntCounter,
+    /// `menshen_trace_spans_exported_total`
+    pub trace_spans_exported: IntCounter,
+    /// `menshen_trace_export_failures_total`
+    pub trace_export_failures: IntCounter,
 }
 
 /// The process's metrics, registered on first use.
@@ -135,6 +139,17 @@ pub fn metrics() -> &'static Metrics {
         log_shipped: register_int_counter!(
             "menshen_log_shipped_total",
             "Log files (with their manifests) shipped and read back intact"
+        )
+        .expect(DEFINED),
+        trace_spans_exported: register_int_counter!(
+            "menshen_trace_spans_exported_total",
+            "Spans the OpenTelemetry collector accepted ([otel])"
+        )
+        .expect(DEFINED),
+        trace_export_failures: register_int_counter!(
+            "menshen_trace_export_failures_total",
+            "Batches of spans lost because sending them to the collector failed ([otel]); \
+             requests are not affected"
         )
         .expect(DEFINED),
     })

@@ -1,4 +1,5 @@
-//! Observability: process logging, the access log (chained, sealed and verified), metrics.
+//! Observability: process logging, the access log (chained, sealed and verified), metrics, the
+//! optional trace export.
 
 pub mod access_log;
 pub mod audit;
@@ -14,4 +15,6 @@ pub mod retention;
 pub mod seal;
 pub mod ship;
 pub mod text;
+pub mod trace;
+mod trace_export;
 pub mod verify;

@@ -11,6 +11,7 @@ use http::HeaderValue;
 
 use super::in_flight::InFlight;
 use crate::observe::metrics::{ConnGauges, Gauged};
+use crate::observe::trace::RequestTrace;
 use crate::policy::client::Client;
 use crate::policy::headers::HeaderEdits;
 use crate::route::router::ProxyAction;
@@ -89,6 +90,8 @@ pub struct Ctx {
     pub(super) compression: Option<Compressing>,
     /// The response cache's outcome, when a cache ran (`hit`, `miss`; `None`: none).
     pub(super) cache: Option<&'static str>,
+    /// The request's spans, when `[otel]` is on and this trace is recorded.
+    pub(super) trace: Option<Box<RequestTrace>>,
     /// Counts the request as in flight while the context lives.
     _in_flight: InFlight,
     /// ... and on its listener's gauge.
@@ -156,6 +159,7 @@ impl Ctx {
             upstream_first_byte: None,
             compression: None,
             cache: None,
+            trace: None,
             _in_flight: InFlight::start(),
             _listener_in_flight: gauges.request(),
         }
@@ -171,6 +175,9 @@ impl Ctx {
     /// Notes the backend's response header: its status and how long it took.
     pub(super) fn answered(&mut self, status: u16) {
         self.upstream_status = Some(status);
+        if let Some(trace) = &mut self.trace {
+            trace.answered(status);
+        }
         if let Some((start, _)) = self.attempt {
             let took = start.elapsed();
             self.upstream_first_byte = Some(took);

@@ -10,7 +10,7 @@
 //! | `Via` (RFC 9110 7.6.3) | the client's list extended with `1.1 menshen` (`2 menshen`, ...) |
 //! | `X-Request-Id` | the request's id (the client's from a trusted proxy) |
 //! | `X-Forwarded-Client-Cert` | `Hash=SHA256;Subject="DN"` of the client certificate verified for a site that checks them; never the client's |
-//! | `traceparent` (W3C Trace Context) | the client's when well formed; else one whose trace id is the request id |
+//! | `traceparent` (W3C Trace Context) | a recorded trace's, naming the attempt's span; else the client's when well formed; else one whose trace id is the request id |
 //!
 //! The client's own values of these fields are never forwarded as they came: a list is
 //! extended, anything else replaced. Like X-Forwarded-For, a `Forwarded` or `Via` list is kept
@@ -22,6 +22,7 @@ use super::conn::ConnFacts;
 use super::ctx::Ctx;
 use crate::policy::headers::Values;
 use crate::semantics::fields::Field;
+use crate::semantics::trace_context::{self, TraceParent};
 
 /// The name menshen gives itself in `Via`.
 const PSEUDONYM: &[u8] = b"menshen";
@@ -163,6 +164,11 @@ fn menshen_fields(
     if let Some(cert) = ctx.client_cert.as_ref().and_then(|c| c.forwarded.as_ref()) {
         emit("x-forwarded-client-cert", &[cert.as_bytes()]);
     }
+    if let Some(trace) = &ctx.trace {
+        // A recorded trace: the backend's spans are children of this attempt's span.
+        emit("traceparent", &[&trace.traceparent()]);
+        return;
+    }
     match received.traceparent.filter(|t| is_traceparent(t)) {
         Some(traceparent) => emit("traceparent", &[traceparent]),
         None => {
@@ -216,34 +222,14 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Whether `value` is a `traceparent` of version 00 that may be passed on: lowercase hex
-/// fields of 2, 32, 16 and 2 digits, trace id and parent id not all zeros.
+/// Whether `value` is a `traceparent` that may be passed on (`TraceParent::parse`).
 fn is_traceparent(value: &[u8]) -> bool {
-    let hex = |s: &[u8]| s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let zero = |s: &[u8]| s.iter().all(|&b| b == b'0');
-    let parts: Vec<&[u8]> = value.split(|&b| b == b'-').collect();
-    match parts.as_slice() {
-        [version, trace, parent, flags] => {
-            *version == b"00"
-                && trace.len() == 32
-                && parent.len() == 16
-                && flags.len() == 2
-                && hex(trace)
-                && hex(parent)
-                && hex(flags)
-                && !zero(trace)
-                && !zero(parent)
-        }
-        _ => false,
-    }
+    TraceParent::parse(value).is_some()
 }
 
-/// Whether a request id can be a trace id: 32 lowercase hex digits, not all zeros, and its last
-/// 16 not all zeros either (they are the parent id).
+/// Whether a request id can be a trace id (its last 16 digits are then the parent id).
 fn is_trace_id(id: &[u8]) -> bool {
-    let hex = |s: &[u8]| s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let zero = |s: &[u8]| s.iter().all(|&b| b == b'0');
-    id.len() == 32 && hex(id) && !zero(id) && !zero(&id[16..])
+    trace_context::trace_id_of(id).is_some()
 }
 
 #[cfg(test)]

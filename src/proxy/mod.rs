@@ -13,7 +13,7 @@
 //!               over HTTP/1 or HTTP/2 as the upstream speaks
 //! respond       the backend's response, its hop-by-hop fields dropped and the site's edits
 //!               applied (one definition, `h1::response`), body relayed with flow control
-//! finish        one access log line (`access`), counters
+//! finish        one access log line (`access`), counters, the trace's spans (`[otel]`)
 //! ```
 //!
 //! Per-request state is `ctx`'s. What both engines share is beside them, never in one of them
@@ -44,6 +44,7 @@ use http::header;
 
 use self::ctx::RequestIds;
 use crate::observe::access_log::AccessLog;
+use crate::observe::trace::Tracer;
 use crate::policy::Denial;
 use crate::snapshot::SharedSnapshot;
 
@@ -53,6 +54,8 @@ use crate::snapshot::SharedSnapshot;
 pub struct Proxy {
     state: SharedSnapshot,
     access_log: Option<Arc<AccessLog>>,
+    /// The trace export, when `[otel]` is on.
+    tracer: Option<Arc<Tracer>>,
     request_ids: Arc<RequestIds>,
 }
 
@@ -62,8 +65,15 @@ impl Proxy {
         Self {
             state,
             access_log,
+            tracer: None,
             request_ids: Arc::new(RequestIds::new()),
         }
+    }
+
+    /// The same proxy, recording traces to `tracer` (`None`: no tracing, nothing built).
+    pub fn with_tracer(mut self, tracer: Option<Arc<Tracer>>) -> Self {
+        self.tracer = tracer;
+        self
     }
 }
 

@@ -12,6 +12,7 @@ use super::access;
 use super::ctx::Ctx;
 use super::Proxy;
 use crate::observe::metrics::UpstreamErrorKind;
+use crate::observe::trace::{Ended, RequestTrace, Tracer};
 use crate::policy::client;
 use crate::policy::ip::canonical;
 use crate::policy::{Denial, Request};
@@ -88,14 +89,15 @@ impl<'r, 's> Located<'r, 's> {
 
 impl Proxy {
     /// Who is asking: the client address (PROXY header / trusted X-Forwarded-For), the request
-    /// id (a trusted proxy's, or a new one) and the TLS connection's SNI, into `ctx`.
+    /// id (a trusted proxy's, or a new one), the TLS connection's SNI and, when traces are
+    /// exported, the request's trace (joined to the client's `traceparent`), into `ctx`.
     pub(super) fn identify(
         &self,
         ctx: &mut Ctx,
         policy: &crate::policy::Policy,
         peer: &Peer,
-        forwarded_for: Option<&[u8]>,
-        request_id: Option<&[u8]>,
+        (forwarded_for, request_id): (Option<&[u8]>, Option<&[u8]>),
+        traceparent: Option<&[u8]>,
     ) {
         let client = client::resolve(peer.addr, forwarded_for, &policy.trusted_proxies);
         ctx.client = Some(client);
@@ -109,6 +111,9 @@ impl Proxy {
         ctx.request_id = trusted_id.unwrap_or_else(|| self.request_ids.next());
         ctx.sni = peer.sni.clone();
         ctx.client_cert = peer.client_cert.clone();
+        if let Some(tracer) = &self.tracer {
+            ctx.trace = tracer.begin(traceparent, ctx.request_id.as_bytes(), ctx.start);
+        }
     }
 
     /// Runs the policy chain on a located request (noting its site and route in `ctx`);
@@ -143,6 +148,9 @@ impl Proxy {
         if at.site.is_none_or(|(_, s)| s.policy.client_auth.is_none()) {
             // A certificate verified for another site is not this site's backend's business.
             ctx.client_cert = None;
+        }
+        if let Some(trace) = &mut ctx.trace {
+            trace.decided(denial.as_ref().map(|d| (&*d.rule, d.status)));
         }
         denial
     }
@@ -180,6 +188,9 @@ impl Proxy {
         };
         if !std::mem::take(&mut ctx.retracted) {
             upstream.metrics.attempt(!ctx.tried.is_empty());
+            if let Some(trace) = &mut ctx.trace {
+                trace.attempt(&upstream.name, addr);
+            }
         }
         ctx.tried.push(addr);
         ctx.attempt = Some((std::time::Instant::now(), false));
@@ -220,6 +231,9 @@ impl Proxy {
         };
         let kind = UpstreamErrorKind::of_connect(&e.error, e.handshake);
         action.upstream.metrics.error(kind);
+        if let Some(trace) = &mut ctx.trace {
+            trace.failed(kind.label());
+        }
         if let Some((_, counted)) = &mut ctx.attempt {
             *counted = true;
         }
@@ -236,14 +250,17 @@ impl Proxy {
         Err(Unconnected::Fail(io_status(e.error.kind()), error))
     }
 
-    /// Counts and logs a finished request.
+    /// Counts and logs a finished request, and ends its trace.
     pub(super) fn finish(
         &self,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
         facts: &access::Facts<'_>,
         e: Option<&dyn std::fmt::Display>,
     ) {
         let elapsed = ctx.start.elapsed();
+        if let (Some(tracer), Some(trace)) = (&self.tracer, ctx.trace.take()) {
+            end_trace(tracer, *trace, ctx, facts);
+        }
         if let Some(log) = &self.access_log {
             log.log(access::line(facts, ctx, elapsed));
         }
@@ -264,16 +281,40 @@ impl Proxy {
 }
 
 /// Counts the final attempt's failure after it connected (a failed connect is counted when it
-/// fails): the backend reset or closed the connection, or sent nothing in time.
+/// fails).
 fn count_upstream_failure(ctx: &Ctx, status: u16) {
+    if let (Some(kind), Some(action)) = (final_failure(ctx, status), ctx.proxy_action()) {
+        action.upstream.metrics.error(kind);
+    }
+}
+
+/// How the final attempt failed after it connected, as told by the client's `status`: the
+/// backend reset or closed the connection, or sent nothing in time.
+fn final_failure(ctx: &Ctx, status: u16) -> Option<UpstreamErrorKind> {
     let kind = match status {
         502 => UpstreamErrorKind::Reset,
         504 => UpstreamErrorKind::Timeout,
-        _ => return,
+        _ => return None,
     };
-    if let (Some((_, false)), None, Some(action)) =
-        (ctx.attempt, ctx.upstream_status, ctx.proxy_action())
-    {
-        action.upstream.metrics.error(kind);
-    }
+    matches!((ctx.attempt, ctx.upstream_status), (Some((_, false)), None)).then_some(kind)
+}
+
+/// Ends a recorded request's spans with what the access log says of it.
+fn end_trace(tracer: &Tracer, trace: RequestTrace, ctx: &Ctx, facts: &access::Facts<'_>) {
+    let site = ctx
+        .snapshot
+        .as_ref()
+        .map(|s| s.counters.site(ctx.site).name());
+    let ended = Ended {
+        method: facts.method,
+        route: ctx.route_prefix(),
+        site: site.unwrap_or(crate::observe::metrics::NONE),
+        status: facts.status,
+        request_id: &ctx.request_id_str(),
+        client: ctx.client_ip.as_ref().and_then(|ip| ip.to_str().ok()),
+        host: facts.host,
+        denied_by: ctx.decision.as_deref(),
+        upstream_failure: final_failure(ctx, facts.status).map(UpstreamErrorKind::label),
+    };
+    tracer.end(trace, &ended);
 }

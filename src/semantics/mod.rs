@@ -1,7 +1,9 @@
 //! HTTP semantics, defined once below every protocol engine: the canonical request target and
-//! Host (`target`), header fields by what a proxy does with them (`fields`). The HTTP/1 and
+//! Host (`target`), header fields by what a proxy does with them (`fields`), W3C Trace Context
+//! (`trace_context`). The HTTP/1 and
 //! HTTP/2 engines both translate onto these.
 
 pub mod coding;
 pub mod fields;
 pub mod target;
+pub mod trace_context;

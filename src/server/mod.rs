@@ -15,6 +15,7 @@ use pingora::services::listening::Service;
 use crate::admin::Admin;
 use crate::observe::access_log::AccessLog;
 use crate::observe::audit::Audit;
+use crate::observe::trace::Tracer;
 use crate::proxy::conn::ConnGate;
 use crate::proxy::in_flight;
 use crate::proxy::Proxy;
@@ -64,7 +65,8 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
             "new binary started with --upgrade: taking over the listening sockets",
         );
     }
-    add_proxy_services(&mut server, &state, &access_log)?;
+    let tracer = tracer(&state)?;
+    add_proxy_services(&mut server, &state, &access_log, &tracer)?;
     // OCSP responses are read and fetched on a thread of their own, never on the data path.
     crate::tls::ocsp::stapler::start(state.clone())?;
 
@@ -87,7 +89,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
         None => None,
     };
     let phases = server.watch_execution_phase();
-    control.spawn(drain(phases, admin, access_log.clone(), audit));
+    control.spawn(drain(phases, admin, (access_log.clone(), audit), tracer));
     // The control runtime must outlive the server; run_forever exits the process.
     let _control = control;
     server.run_forever()
@@ -138,6 +140,16 @@ fn access_log(
     Ok(Some(log))
 }
 
+/// The trace export (`[otel]`, read at start); `None` when the config has none.
+fn tracer(state: &SharedSnapshot) -> anyhow::Result<Option<Arc<Tracer>>> {
+    let Some(config) = state.load().otel.clone() else {
+        return Ok(None);
+    };
+    let tracer = Tracer::start(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(endpoint = %config.endpoint, service = %config.service_name, sampling_ratio = config.sampling_ratio, "trace export on");
+    Ok(Some(Arc::new(tracer)))
+}
+
 /// The admin audit log beside the access log, flushed on shutdown; `None` without an access log.
 fn audit_log(server: &mut Server, state: &SharedSnapshot) -> anyhow::Result<Option<Audit>> {
     let Some(config) = state
@@ -165,6 +177,7 @@ fn add_proxy_services(
     server: &mut Server,
     state: &SharedSnapshot,
     access_log: &Option<Arc<AccessLog>>,
+    tracer: &Option<Arc<Tracer>>,
 ) -> anyhow::Result<()> {
     let listeners = state.load().listeners().to_vec();
     let tls = if listeners.iter().any(|l| l.tls) {
@@ -186,7 +199,7 @@ fn add_proxy_services(
             (true, true) => "menshen https (PROXY protocol)",
             (false, true) => "menshen http (PROXY protocol)",
         };
-        let app = Proxy::new(state.clone(), access_log.clone());
+        let app = Proxy::new(state.clone(), access_log.clone()).with_tracer(tracer.clone());
         let terminator = if with_tls { tls.clone() } else { None };
         let mut service = Service::new(
             name.to_owned(),
@@ -257,13 +270,13 @@ fn start_admin(
 /// When pingora stops the listeners, every engine finishes what it serves: HTTP/1 responses
 /// say `Connection: close` and idle keep-alive connections close after a quiet interval
 /// (`h1::DRAIN_QUIET`), HTTP/2 clients get GOAWAY, tunnels run until either side closes. Once
-/// no client connection is left the access log is flushed and the process exits; the grace
-/// period is only the upper bound (pingora ends the process then).
+/// no client connection is left the access log and queued spans are flushed and the process
+/// exits; the grace period is only the upper bound (pingora ends the process then).
 async fn drain(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     admin: Option<Arc<Admin>>,
-    log: Option<Arc<AccessLog>>,
-    audit: Option<Audit>,
+    (log, audit): (Option<Arc<AccessLog>>, Option<Audit>),
+    tracer: Option<Arc<Tracer>>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     const SETTLED: Duration = Duration::from_millis(200);
@@ -329,6 +342,9 @@ async fn drain(
     }
     if let Some(log) = log {
         let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
+    }
+    if let Some(tracer) = tracer {
+        let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
     }
     std::process::exit(0);
 }

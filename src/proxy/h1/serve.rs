@@ -105,8 +105,8 @@ impl Proxy {
             &mut ctx,
             policy,
             &facts.peer,
-            req.received.forwarded_for,
-            req.request_id,
+            (req.received.forwarded_for, req.request_id),
+            req.received.traceparent,
         );
         let over_limit = conn.over_limit();
         let denial = match over_limit {
@@ -174,7 +174,7 @@ impl Proxy {
             compression: ctx.compression_outcome(),
         };
         let error = outcome.error.as_ref().map(|e| e as &dyn std::fmt::Display);
-        self.finish(&ctx, &log, error);
+        self.finish(&mut ctx, &log, error);
         outcome
     }
 
@@ -235,7 +235,7 @@ impl Proxy {
         conn.header_done();
         let snapshot = self.state.load_full();
         let mut ctx = Ctx::new(&facts.gauges);
-        self.identify(&mut ctx, &snapshot.policy, &facts.peer, None, None);
+        self.identify(&mut ctx, &snapshot.policy, &facts.peer, (None, None), None);
         ctx.snapshot = Some(snapshot);
         let rule: Arc<str> = Arc::from("bad_request");
         ctx.decision = Some(rule.clone());
@@ -268,7 +268,7 @@ impl Proxy {
             bytes_out: if sent.is_ok() { denial.body.len() } else { 0 },
             compression: None,
         };
-        self.finish(&ctx, &log, Some(&reason));
+        self.finish(&mut ctx, &log, Some(&reason));
         let _ = within(Some(Duration::from_secs(1)), conn_shutdown(conn)).await;
     }
 }

@@ -38,8 +38,8 @@ impl Proxy {
             &mut ctx,
             &snapshot.policy,
             &facts.peer,
-            forwarded_for,
-            field("x-request-id"),
+            (forwarded_for, field("x-request-id")),
+            field("traceparent"),
         );
         ctx.snapshot = Some(snapshot.clone());
         let head = parts.method == Method::HEAD;
@@ -73,7 +73,7 @@ impl Proxy {
                 log.status = 400;
                 log.bytes_out = sent;
                 let error = error.unwrap_or_else(|| reason.to_owned());
-                self.finish(&ctx, &log, Some(&error));
+                self.finish(&mut ctx, &log, Some(&error));
                 return;
             }
         };
@@ -139,7 +139,7 @@ impl Proxy {
         log.bytes_out = outcome.bytes_out;
         log.compression = ctx.compression_outcome();
         let error = outcome.error.as_ref().map(|e| e as &dyn std::fmt::Display);
-        self.finish(&ctx, &log, error);
+        self.finish(&mut ctx, &log, error);
     }
 }
 
