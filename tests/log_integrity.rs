@@ -34,7 +34,7 @@ async fn logged(requests: usize) -> Env {
         let done = rotated.len() >= 3
             && rotated
                 .iter()
-                .all(|f| manifest_of(f).exists() && f.to_string_lossy().ends_with(".gz"))
+                .all(|f| manifest_of(f).exists() && f.to_string_lossy().ends_with(".zst"))
             && std::fs::read_to_string(logs.join("access.log"))
                 .is_ok_and(|t| t.contains(&format!("/item/{}", requests - 1)));
         done.then_some(())
@@ -56,7 +56,7 @@ fn rotated(logs: &Path) -> Vec<PathBuf> {
             if rest.ends_with(".manifest") || rest.ends_with(".tmp") {
                 return None;
             }
-            let rest = rest.strip_suffix(".gz").unwrap_or(rest);
+            let rest = rest.strip_suffix(".zst").unwrap_or(rest);
             let n = rest
                 .split_once('.')
                 .map_or(Some(0), |(_, n)| n.parse().ok())?;
@@ -71,7 +71,7 @@ fn manifest_of(file: &Path) -> PathBuf {
     let name = file.display().to_string();
     PathBuf::from(format!(
         "{}.manifest",
-        name.strip_suffix(".gz").unwrap_or(&name)
+        name.strip_suffix(".zst").unwrap_or(&name)
     ))
 }
 
@@ -111,20 +111,12 @@ fn finds(env: &Env, dir: &Path, finding: &str) {
 
 /// Edits the lines of a sealed (so compressed) rotated file, compressing it again.
 fn edit_lines(file: &Path, edit: impl FnOnce(&mut Vec<String>)) {
-    use std::io::{Read, Write};
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(file).expect("open"))
-        .read_to_string(&mut text)
-        .expect("gunzip");
+    let bytes = zstd::decode_all(std::fs::File::open(file).expect("open")).expect("unzstd");
+    let text = String::from_utf8(bytes).expect("utf-8");
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     edit(&mut lines);
-    let mut out = flate2::write::GzEncoder::new(
-        std::fs::File::create(file).expect("create"),
-        flate2::Compression::default(),
-    );
-    out.write_all((lines.join("\n") + "\n").as_bytes())
-        .expect("gzip");
-    out.finish().expect("gzip");
+    let packed = zstd::encode_all((lines.join("\n") + "\n").as_bytes(), 1).expect("zstd");
+    std::fs::write(file, packed).expect("write");
 }
 
 #[tokio::test]
@@ -314,7 +306,7 @@ async fn retention_keeps_six_calendar_months_and_refuses_less() {
 
 /// The compressed name of a rotated file.
 fn gz(file: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.gz", file.display()))
+    PathBuf::from(format!("{}.zst", file.display()))
 }
 
 /// A directory with an approved root and a certificate for shop.example.cn.

@@ -89,7 +89,7 @@ fn sealed(logs: &Path) -> Vec<PathBuf> {
 }
 
 fn gz(file: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.gz", file.display()))
+    PathBuf::from(format!("{}.zst", file.display()))
 }
 
 fn marker(file: &Path) -> PathBuf {
@@ -167,7 +167,7 @@ async fn sealed_files_wait_for_the_store_then_ship_intact() {
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        for object in [format!("{name}.gz"), format!("{name}.manifest")] {
+        for object in [format!("{name}.zst"), format!("{name}.manifest")] {
             let got = s3_get(s3_port, &format!("edge-1/{object}")).await;
             assert_eq!(got.status, 200, "{object}");
             let local = std::fs::read(logs.join(&object)).expect("local file");
@@ -178,8 +178,9 @@ async fn sealed_files_wait_for_the_store_then_ship_intact() {
             }
         }
         assert!(
-            std::fs::read(logs.join(format!("{name}.gz"))).expect("gz")[..2] == [0x1f, 0x8b],
-            "{name} shipped gzip-compressed"
+            std::fs::read(logs.join(format!("{name}.zst"))).expect("zst")[..4]
+                == [0x28, 0xb5, 0x2f, 0xfd],
+            "{name} shipped zstd-compressed"
         );
     }
     let verified = Command::new(env!("CARGO_BIN_EXE_menshen"))
@@ -210,10 +211,14 @@ async fn sealed_files_wait_for_the_store_then_ship_intact() {
     drop(proxy);
     let again = shipped[1].clone();
     std::fs::remove_file(marker(&again)).expect("rm marker");
-    let _proxy = env.start();
+    let proxy = env.start();
     let reshipped = support::eventually(Duration::from_secs(30), || async {
         marker(&again).exists().then_some(())
     })
     .await;
-    assert!(reshipped.is_some(), "shipped again after a restart");
+    assert!(
+        reshipped.is_some(),
+        "shipped again after a restart:\n{}",
+        proxy.log()
+    );
 }

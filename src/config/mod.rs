@@ -10,6 +10,7 @@ pub mod compile;
 mod compression;
 pub mod duration;
 pub mod file;
+mod file_compression;
 mod file_notify;
 mod file_otel;
 mod file_policy;

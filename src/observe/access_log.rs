@@ -338,7 +338,10 @@ impl Writer {
         let base = format!("{}.{y:04}-{m:02}-{d:02}", self.config.path.display());
         let mut target = PathBuf::from(&base);
         let mut n = 1;
-        while target.exists() {
+        // A name is taken by a rotated file, plain or compressed, or by its manifest.
+        let taken =
+            |t: &PathBuf| super::compress::exists(t) || super::seal::manifest_path(t).exists();
+        while taken(&target) {
             target = PathBuf::from(format!("{base}.{n}"));
             n += 1;
         }

@@ -1,5 +1,5 @@
 //! Compressing sealed log files: once a rotated file has its manifest, it is rewritten as
-//! `FILE.gz` (gzip, written aside, synced, renamed) and the plain file removed. Six months of
+//! `FILE.zst` (zstd level 1, written aside, synced, renamed) and the plain file removed. Six months of
 //! access log take about a tenth of the disk, and the shipper uploads the compressed file.
 //!
 //! The manifest keeps describing the plain content (its lines, size and SHA-256), which
@@ -9,14 +9,14 @@
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
-
 /// The suffix of a compressed rotated file.
-pub const SUFFIX: &str = ".gz";
+pub const SUFFIX: &str = ".zst";
+/// zstd's fastest level: a JSON log compresses about 15 times at some 800 MB/s of one core
+/// (gzip -6 manages 12 times at 130 MB/s), so compressing stays a few per cent of the CPU the
+/// requests that wrote the lines took.
+const LEVEL: i32 = 1;
 
-/// The path a rotated file was sealed under: `file` without `.gz`. Its manifest and shipping
+/// The path a rotated file was sealed under: `file` without `.zst`. Its manifest and shipping
 /// marker are named after it.
 pub fn plain(file: &Path) -> PathBuf {
     match file.to_str().and_then(|s| s.strip_suffix(SUFFIX)) {
@@ -42,20 +42,22 @@ pub fn is_compressed(file: &Path) -> bool {
     file.to_str().is_some_and(|s| s.ends_with(SUFFIX))
 }
 
-/// A reader of a rotated file's plain content, decompressing a `.gz` one.
+/// A reader of a rotated file's plain content, decompressing a `.zst` one.
 pub fn open(file: &Path) -> io::Result<Box<dyn Read + Send>> {
     let f = std::fs::File::open(file)?;
     Ok(if is_compressed(file) {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, f)))
+        Box::new(zstd::stream::read::Decoder::with_buffer(
+            BufReader::with_capacity(256 * 1024, f),
+        )?)
     } else {
         Box::new(f)
     })
 }
 
-/// Compresses the sealed rotated file `file` to `file.gz` and removes `file`. The compressed
+/// Compresses the sealed rotated file `file` to `file.zst` and removes `file`. The compressed
 /// file keeps the plain one's modification time, which retention counts from. Done already (by
-/// the other process of a binary upgrade) is fine; the temporary file carries the process id,
-/// so two processes compressing the same file at once each write their own.
+/// the other process of a binary upgrade, or the shipper retrying) is fine; each writer has a
+/// temporary file of its own.
 pub fn compress(file: &Path) -> io::Result<PathBuf> {
     let target = compressed(file);
     let source = match std::fs::File::open(file) {
@@ -63,17 +65,26 @@ pub fn compress(file: &Path) -> io::Result<PathBuf> {
         Err(e) if e.kind() == io::ErrorKind::NotFound && target.exists() => return Ok(target),
         Err(e) => return Err(e),
     };
+    // The process id and a per-process count: the sealer and the shipper of one process, or
+    // the two processes of a binary upgrade, never write the same temporary file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = target.clone().into_os_string();
-    tmp.push(format!(".{}.tmp", std::process::id()));
+    tmp.push(format!(".{}-{n}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let written = (|| {
         let modified = source.metadata()?.modified()?;
-        let mut out = GzEncoder::new(std::fs::File::create(&tmp)?, Compression::default());
+        let mut out = zstd::stream::write::Encoder::new(std::fs::File::create(&tmp)?, LEVEL)?;
         io::copy(&mut BufReader::with_capacity(256 * 1024, source), &mut out)?;
         let out = out.finish()?;
         out.set_modified(modified)?;
         out.sync_all()?;
-        std::fs::rename(&tmp, &target)
+        std::fs::rename(&tmp, &target)?;
+        // The rename is on disk before the plain file goes.
+        match target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
+        }
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -102,7 +113,7 @@ mod tests {
             .expect("open");
         f.set_modified(written).expect("mtime");
         let gz = compress(&file).expect("compress");
-        assert_eq!(gz, dir.path().join("access.log.2026-12-07.gz"));
+        assert_eq!(gz, dir.path().join("access.log.2026-12-07.zst"));
         assert!(!file.exists(), "the plain file is removed");
         let mtime = std::fs::metadata(&gz)
             .and_then(|m| m.modified())

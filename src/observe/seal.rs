@@ -88,7 +88,7 @@ pub struct Summary {
 }
 
 /// Reads a log file through, line by line, calling `each` with every line (without newline).
-/// A compressed file (`.gz`) is read through the decompressor: the summary is of its content.
+/// A compressed file (`.zst`) is read through the decompressor: the summary is of its content.
 pub fn summarize(path: &Path, mut each: impl FnMut(&str)) -> std::io::Result<Summary> {
     let mut reader = BufReader::with_capacity(256 * 1024, compress::open(path)?);
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
@@ -132,7 +132,7 @@ pub fn manifest_path(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The sort key of a rotated file of `log` (`log.YYYY-MM-DD[.N][.gz]`); `None` for other files.
+/// The sort key of a rotated file of `log` (`log.YYYY-MM-DD[.N][.zst]`); `None` for other files.
 pub fn rotated_order(file_name: &str, log: &str) -> Option<(String, u32)> {
     let file_name = file_name
         .strip_suffix(compress::SUFFIX)
@@ -221,7 +221,7 @@ pub fn seal(file: &Path, log: &Path, key: &ChainKey) -> std::io::Result<Manifest
 }
 
 /// Rotated files of the log at `log`, oldest first. A file found both plain and compressed
-/// (a process stopped between writing the `.gz` and removing the plain file) is listed plain.
+/// (a process stopped between writing the `.zst` and removing the plain file) is listed plain.
 pub fn rotated_files(log: &Path) -> Vec<PathBuf> {
     let (dir, name) = dir_and_name(log);
     let mut files: Vec<_> = std::fs::read_dir(&dir)

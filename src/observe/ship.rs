@@ -1,7 +1,7 @@
 //! Shipping sealed log files to S3-compatible object storage (Alibaba Cloud OSS, Tencent COS, AWS
 //! S3, MinIO...), so that six months of evidence survive the machine.
 //!
-//! The log directory is the spool: a sealed and compressed file (`FILE.gz` with its
+//! The log directory is the spool: a sealed and compressed file (`FILE.zst` with its
 //! `FILE.manifest`) is pending until `FILE.shipped` stands beside it, so what waits survives
 //! outages and restarts. One thread uploads pending files oldest first (the file, then its
 //! manifest), each with its `Content-MD5`, which the store checks against what it received
@@ -162,6 +162,21 @@ impl Store {
         let manifest_file = manifest_path(file);
         let manifest = Manifest::load(&manifest_file, key)
             .map_err(|e| format!("{}: {e}", manifest_file.display()))?;
+        // What goes is what was sealed: the compressed file reads back as the manifest says
+        // (a damaged disk or an interrupted compression is caught here, not after retention).
+        let content = super::seal::summarize(file, |_| {})
+            .map_err(|e| format!("{}: cannot read it back: {e}", file.display()))?;
+        if content.sha256 != manifest.content.sha256 || content.lines != manifest.content.lines {
+            return Err(format!(
+                "{}: holds {} lines with SHA-256 {} where its manifest says {} with {}; not \
+                 shipped (`menshen logs verify` names what changed)",
+                file.display(),
+                content.lines,
+                content.sha256,
+                manifest.content.lines,
+                manifest.content.sha256
+            ));
+        }
         let (object, sha256) = self.put_checked(file)?;
         self.put_checked(&manifest_file)?;
         let mut at = String::new();
@@ -174,6 +189,27 @@ impl Store {
             "shipped_at": at,
         });
         std::fs::write(shipped_path(file), format!("{marker}\n")).map_err(|e| e.to_string())
+    }
+}
+
+/// Sealed files the sealer could not compress (it logged why) are tried again, so that one
+/// failure does not keep a file from the store until the next start. A file sealed in the last
+/// minute is left to the sealer, which compresses it right after sealing.
+fn compress_left_plain(log: &Path, key: &ChainKey) {
+    let settled = |f: &Path| {
+        std::fs::metadata(manifest_path(f))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(60)))
+    };
+    for file in super::seal::rotated_files(log) {
+        if super::compress::is_compressed(&file) || !settled(&file) {
+            continue;
+        }
+        if Manifest::load(&manifest_path(&file), key).is_ok() {
+            if let Err(e) = super::compress::compress(&file) {
+                tracing::warn!(file = %file.display(), "cannot compress sealed log file: {e}; tried again at the next pass");
+            }
+        }
     }
 }
 
@@ -211,6 +247,7 @@ fn run(log: &Path, key: &ChainKey, store: &Store) {
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
     loop {
+        compress_left_plain(log, key);
         let files = pending(log);
         m.log_ship_backlog.set(files.len() as f64);
         let mut failed = false;

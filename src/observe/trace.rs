@@ -53,8 +53,10 @@ impl Tracer {
     }
 
     /// The trace of a request that began at `start`, when it is recorded: joined to the
-    /// client's `traceparent` (its sampled flag decides), else a new trace whose id is the
-    /// request id where it can be (sampled at the configured ratio).
+    /// client's `traceparent`, else a new trace whose id is the request id where it can be.
+    /// Either way the configured ratio decides by the trace id (so every hop of a trace agrees);
+    /// a client's sampled flag can turn recording off, never on beyond the ratio, so a client
+    /// cannot make menshen export every request it sends.
     pub fn begin(
         &self,
         traceparent: Option<&[u8]>,
@@ -63,7 +65,7 @@ impl Tracer {
     ) -> Option<Box<RequestTrace>> {
         let ids = RandomIdGenerator::default();
         let (trace_id, span_id, parent) = match traceparent.and_then(TraceParent::parse) {
-            Some(tp) if !tp.sampled() => return None,
+            Some(tp) if !tp.sampled() || !sampled(tp.trace_id, self.ratio) => return None,
             Some(tp) => (
                 tp.trace_id,
                 ids.new_span_id().to_bytes(),

@@ -28,6 +28,13 @@ impl Ctx {
         self.compression = asked.map(Compressing::Asked);
     }
 
+    /// Takes back what `ask_compression` allowed, for `why`.
+    pub(super) fn refuse_compression(&mut self, why: Skip) {
+        if let Some(Compressing::Asked(asked)) = &mut self.compression {
+            *asked = Err(why);
+        }
+    }
+
     /// Whether the response whose head has `status` and `fields` is compressed, with the
     /// encoder for its body when it is; `None` when the site does not compress or the request
     /// was never asked about.

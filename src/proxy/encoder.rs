@@ -1,6 +1,8 @@
 //! A response body compressed as it passes (`semantics::coding` decides whether and how): each
-//! run of the backend's payload goes in, and what the encoder has ready comes out at once, so
-//! no body is held whole. Both engines use it.
+//! run of the backend's payload goes in and is flushed out at once (a sync flush: a few bytes
+//! each), so no body is held whole and a stream the backend writes a little at a time
+//! (server-sent events, gRPC-web, long polls) reaches the client as it is written. Both engines
+//! use it.
 
 use std::io::Write;
 
@@ -40,12 +42,21 @@ impl Encoder {
         })
     }
 
-    /// Compresses `data`; the compressed bytes ready so far (often none) are moved to `out`.
+    /// Compresses `data` and flushes it: everything it amounts to is moved to `out`.
     pub(in crate::proxy) fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
         match self {
-            Encoder::Gzip(e) => e.write_all(data)?,
-            Encoder::Brotli(e) => e.write_all(data)?,
-            Encoder::Zstd(e) => e.write_all(data)?,
+            Encoder::Gzip(e) => {
+                e.write_all(data)?;
+                e.flush()?
+            }
+            Encoder::Brotli(e) => {
+                e.write_all(data)?;
+                e.flush()?
+            }
+            Encoder::Zstd(e) => {
+                e.write_all(data)?;
+                e.flush()?
+            }
         }
         out.append(self.ready());
         Ok(())
@@ -92,6 +103,11 @@ mod tests {
         for coding in [Coding::Gzip, Coding::Brotli, Coding::Zstd] {
             let mut e = Encoder::new(coding, &site).expect("encoder");
             let mut out = Vec::new();
+            // A server-sent event goes out when it comes in, not when the stream ends.
+            let mut event = Encoder::new(coding, &site).expect("encoder");
+            event.push(b"data: one\n\n", &mut out).expect("push");
+            assert!(!out.is_empty(), "{coding:?}: an event is held back");
+            out.clear();
             for part in body.chunks(7000) {
                 e.push(part, &mut out).expect("push");
             }

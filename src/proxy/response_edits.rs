@@ -116,10 +116,11 @@ pub(in crate::proxy) fn edited_fields<'a>(
             _ => {}
         }
         has_date |= name.eq_ignore_ascii_case("date");
-        varies |= edits.vary && name.eq_ignore_ascii_case("vary") && names_accept_encoding(value);
         if edits.replaces(name) {
             continue;
         }
+        // Only a Vary that is sent counts: one the site's edits remove or replace does not.
+        varies |= edits.vary && name.eq_ignore_ascii_case("vary") && names_accept_encoding(value);
         match edits.coding {
             Some(_) => coded_field(name, value, &mut emit),
             None => emit(name, value),
@@ -128,6 +129,9 @@ pub(in crate::proxy) fn edited_fields<'a>(
     if let Some(coding) = edits.coding {
         emit("content-encoding", coding.token().as_bytes());
     }
+    varies |= edits.add.iter().any(|(name, value)| {
+        name.as_str().eq_ignore_ascii_case("vary") && names_accept_encoding(value.as_bytes())
+    });
     if edits.vary && !varies {
         emit("vary", b"accept-encoding");
     }

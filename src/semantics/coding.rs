@@ -42,6 +42,9 @@ pub enum Skip {
     Range,
     /// An upgrade request.
     Upgrade,
+    /// An HTTP/1.0 client: a compressed body would be delimited by the connection's close,
+    /// where a body the backend breaks off looks whole (nginx's `gzip_http_version 1.1`).
+    Http10,
     /// 1xx, 204, 206 or 304: no body, or a part of one.
     Status,
     /// The backend's `Content-Encoding` says it is encoded already.
@@ -65,6 +68,7 @@ impl Skip {
             Skip::Head => "skipped:head",
             Skip::Range => "skipped:range",
             Skip::Upgrade => "skipped:upgrade",
+            Skip::Http10 => "skipped:http/1.0",
             Skip::Status => "skipped:status",
             Skip::Encoded => "skipped:encoded",
             Skip::NoTransform => "skipped:no-transform",

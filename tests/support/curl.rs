@@ -51,7 +51,11 @@ pub async fn curl(
         "--cacert",
         root,
     ])
-    .arg(if http == "2" { "--http2" } else { "--http1.1" })
+    .arg(match http {
+        "2" => "--http2",
+        "1.0" => "--http1.0",
+        _ => "--http1.1",
+    })
     .arg("-D")
     .arg(&head)
     .arg("-o")

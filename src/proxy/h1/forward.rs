@@ -22,6 +22,7 @@ use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
 use crate::route::router::ProxyAction;
 use crate::route::upstream_conn::UpstreamConn;
+use crate::semantics::coding::Skip;
 
 /// Why no response came from a backend: the client's status, and what to log.
 struct Failed(u16, String);
@@ -47,6 +48,9 @@ impl Proxy {
             let mut found = headers.filter(|h| h.name.eq_ignore_ascii_case(name));
             found.next().map(|h| h.value)
         });
+        if request.req.version == 0 {
+            ctx.refuse_compression(Skip::Http10);
+        }
         let id = ctx.request_id.clone();
         let failed = |status: u16, error: String, bytes_in: u64| Outcome {
             status,

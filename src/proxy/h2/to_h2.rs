@@ -212,7 +212,9 @@ async fn pump(
         }
     }
     let ended = match body.trailers().await {
-        Ok(Some(trailers)) => upload.send_trailers(trailers).is_ok(),
+        // The same fields as the head may carry: no forwarding field (X-Forwarded-Client-Cert,
+        // X-Forwarded-For...) slips in as a trailer.
+        Ok(Some(trailers)) => upload.send_trailers(filtered(trailers)).is_ok(),
         Ok(None) => upload.send_data(Bytes::new(), true).is_ok(),
         Err(_) => false,
     };
