@@ -188,6 +188,8 @@ pub fn seal(file: &Path, log: &Path, key: &ChainKey) -> std::io::Result<Manifest
     if let Ok(m) = Manifest::load(&manifest_path(file), key) {
         return Ok(m);
     }
+    // Another process's writer may still append its last lines to a file just rotated.
+    std::thread::sleep(SEAL_DELAY);
     let summary = summarize(file, |_| {})?;
     let previous = manifests(log, key)
         .into_iter()
@@ -261,9 +263,6 @@ pub fn start_sealer(log: PathBuf, key: ChainKey) -> std::io::Result<mpsc::Sender
 }
 
 fn seal_and_compress(file: &Path, log: &Path, key: &ChainKey) {
-    if Manifest::load(&manifest_path(file), key).is_err() {
-        std::thread::sleep(SEAL_DELAY);
-    }
     match seal(file, log, key) {
         Ok(m) => {
             tracing::info!(file = %file.display(), index = m.index, lines = m.content.lines, "log file sealed")
