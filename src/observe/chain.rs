@@ -113,6 +113,8 @@ pub struct Chainer {
     writer: String,
     seq: u64,
     prev: [u8; CHAIN_BYTES],
+    /// The `,"w":..,"seq":..` of the line being written, reused across lines.
+    tail: String,
 }
 
 impl Chainer {
@@ -127,13 +129,15 @@ impl Chainer {
             writer: hex(&id),
             seq: 0,
             prev: [0; CHAIN_BYTES],
+            tail: String::with_capacity(48),
         }
     }
 
     /// Writes `line` (a JSON object, without its newline) with its chain fields and a newline.
     /// Returns the bytes written. A line that is not an object is logged as a JSON string.
     pub fn write(&mut self, out: &mut impl Write, line: &str) -> std::io::Result<u64> {
-        let mut tail = String::with_capacity(48);
+        let tail = &mut self.tail;
+        tail.clear();
         let object = line.starts_with('{') && line.ends_with('}') && line.len() >= 2;
         let head: std::borrow::Cow<'_, str> = if object {
             let inner = &line[..line.len() - 1];
@@ -157,11 +161,12 @@ impl Chainer {
         ctx.update(tail.as_bytes());
         self.prev.copy_from_slice(ctx.sign().as_ref());
         self.seq += 1;
-        let chain = hex(&self.prev);
+        let mut chain = [0u8; 2 * CHAIN_BYTES];
+        hex_into(&self.prev, &mut chain);
         out.write_all(head.as_bytes())?;
         out.write_all(tail.as_bytes())?;
         out.write_all(CHAIN_KEY.as_bytes())?;
-        out.write_all(chain.as_bytes())?;
+        out.write_all(&chain)?;
         out.write_all(b"\"}\n")?;
         Ok((head.len() + tail.len() + CHAIN_KEY.len() + chain.len() + 3) as u64)
     }
@@ -186,7 +191,7 @@ impl<'a> Chained<'a> {
         let at = line.rfind(CHAIN_KEY)?;
         let body = &line[..at];
         let rest = line[at + CHAIN_KEY.len()..].strip_suffix("\"}")?;
-        let chain: [u8; CHAIN_BYTES] = from_hex(rest)?.try_into().ok()?;
+        let chain = hex_array(rest)?;
         let (before, seq) = body.rsplit_once(",\"seq\":")?;
         let seq = seq.parse().ok()?;
         let at = before.rfind("\"w\":\"")?;
@@ -202,13 +207,32 @@ impl<'a> Chained<'a> {
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
+    let mut digits = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut digits);
+    digits.into_iter().map(char::from).collect()
+}
+
+/// Lower-case hex of `bytes` into `out`, which holds two digits per byte.
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
-    s
+}
+
+/// The `N` bytes of `2 * N` hex digits, without allocating (read for every line of a file).
+fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let digits = s.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 /// Bytes of hex text; `None` if it is not hex.

@@ -93,6 +93,10 @@ pub fn summarize(path: &Path, mut each: impl FnMut(&str)) -> std::io::Result<Sum
     let mut reader = BufReader::with_capacity(256 * 1024, compress::open(path)?);
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let mut s = Summary::default();
+    // Only the first and the latest chain value and `ts` are kept: per line, they are copied
+    // into buffers reused across lines (a sealed file has millions of lines).
+    let (mut first_chain, mut last_chain) = (None, None);
+    let mut last_ts = String::new();
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -105,17 +109,20 @@ pub fn summarize(path: &Path, mut each: impl FnMut(&str)) -> std::io::Result<Sum
         s.lines += 1;
         let line = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf));
         if let Some(c) = Chained::parse(&line) {
-            let chain = hex(&c.chain);
-            s.first_chain.get_or_insert_with(|| chain.clone());
-            s.last_chain = Some(chain);
+            first_chain.get_or_insert(c.chain);
+            last_chain = Some(c.chain);
         }
         if let Some(ts) = ts_of(&line) {
             s.first_ts.get_or_insert_with(|| ts.to_owned());
-            s.last_ts = Some(ts.to_owned());
+            last_ts.clear();
+            last_ts.push_str(ts);
         }
         each(&line);
     }
     s.sha256 = hex(digest.finish().as_ref());
+    s.first_chain = first_chain.map(|c| hex(&c));
+    s.last_chain = last_chain.map(|c| hex(&c));
+    s.last_ts = s.first_ts.is_some().then_some(last_ts);
     Ok(s)
 }
 

@@ -111,6 +111,7 @@ macro_rules! ready {
 mod codec;
 mod error;
 mod hpack;
+mod idle_pool;
 
 #[cfg(not(feature = "unstable"))]
 mod proto;

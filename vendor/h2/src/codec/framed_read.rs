@@ -80,7 +80,7 @@ impl<T> FramedRead<T> {
     pub fn release_idle_buffer(&mut self) {
         let buf = self.inner.read_buffer_mut();
         if buf.is_empty() && buf.capacity() != 0 {
-            *buf = BytesMut::new();
+            crate::idle_pool::put(crate::idle_pool::Kind::Read, std::mem::take(buf));
         }
         if self.decoder.partial.is_none() {
             self.decoder.hpack.release_idle_buffer();
@@ -440,7 +440,7 @@ where
             // of capacity zero that it would grow from 8 bytes.
             let buf = self.inner.read_buffer_mut();
             if buf.capacity() == 0 {
-                buf.reserve(READ_BUFFER_CAPACITY);
+                *buf = crate::idle_pool::take(crate::idle_pool::Kind::Read, READ_BUFFER_CAPACITY);
             }
             let bytes = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
                 Some(Ok(bytes)) => bytes,

@@ -140,7 +140,8 @@ where
     /// `DEFAULT_BUFFER_CAPACITY` bytes. The next `buffer` allocates it again.
     pub fn release_idle_buffer(&mut self) {
         if self.encoder.next.is_none() && self.encoder.buf.get_ref().is_empty() {
-            self.encoder.buf = Cursor::new(BytesMut::new());
+            let buf = std::mem::replace(&mut self.encoder.buf, Cursor::new(BytesMut::new()));
+            crate::idle_pool::put(crate::idle_pool::Kind::Write, buf.into_inner());
         }
     }
 
@@ -234,7 +235,8 @@ where
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
         if self.buf.get_ref().capacity() == 0 {
-            self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
+            *self.buf.get_mut() =
+                crate::idle_pool::take(crate::idle_pool::Kind::Write, DEFAULT_BUFFER_CAPACITY);
         }
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);
         let _e = span.enter();

@@ -171,7 +171,7 @@ impl Decoder {
     /// it again; strings already decoded keep their own reference to the old one.
     pub fn release_idle_buffer(&mut self) {
         if self.buffer.is_empty() && self.buffer.capacity() != 0 {
-            self.buffer = BytesMut::new();
+            crate::idle_pool::put(crate::idle_pool::Kind::Hpack, std::mem::take(&mut self.buffer));
         }
     }
 
@@ -200,7 +200,7 @@ impl Decoder {
         let mut can_resize = true;
 
         if self.buffer.capacity() == 0 {
-            self.buffer.reserve(SCRATCH_CAPACITY);
+            self.buffer = crate::idle_pool::take(crate::idle_pool::Kind::Hpack, SCRATCH_CAPACITY);
         }
 
         if let Some(size) = self.max_size_update.take() {

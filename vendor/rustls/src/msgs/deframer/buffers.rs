@@ -208,8 +208,10 @@ impl DeframerVecBuffer {
         let new_bytes = match rd.read(&mut self.buf[self.used..]) {
             // menshen patch (vendor/rustls/PATCH.md): nothing to read and nothing buffered,
             // so the connection waits for its peer: it does not keep the read buffer meanwhile.
+            // The buffer goes to this thread's pool of idle read buffers, from which the next
+            // read of any connection on the thread takes it back.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.used == 0 => {
-                self.buf = Vec::new();
+                idle_read_buffers::put(mem::take(&mut self.buf));
                 return Err(e);
             }
             read => read?,
@@ -249,6 +251,12 @@ impl DeframerVecBuffer {
         // Also, reduce the buffer size if there are neither full nor partial messages in it,
         // which usually means that the other side suspended sending data.
         let need_capacity = Ord::min(allow_max, self.used + READ_SIZE);
+        if self.buf.capacity() == 0 {
+            // menshen patch (vendor/rustls/PATCH.md): a buffer given up while waiting.
+            if let Some(buf) = idle_read_buffers::take() {
+                self.buf = buf;
+            }
+        }
         if need_capacity > self.buf.len() {
             self.buf.resize(need_capacity, 0);
         } else if self.used == 0 || self.buf.len() > allow_max {
@@ -272,6 +280,45 @@ impl DeframerVecBuffer {
         self.buf[start..end].copy_from_slice(bytes);
         self.used += len;
         Range { start, end }
+    }
+}
+
+/// menshen patch (vendor/rustls/PATCH.md): read buffers that connections waiting for their peer
+/// gave up, kept per thread for the next read of any connection on that thread. Giving the
+/// buffer back to the allocator on every wait instead cost busy connections about 6% of the
+/// CPU of a keep-alive request (mimalloc returned and took back whole pages).
+#[cfg(feature = "std")]
+mod idle_read_buffers {
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    /// Buffers kept per thread: enough for the connections a thread reads at once; beyond
+    /// them, a waiting connection's buffer is freed.
+    const KEEP: usize = 64;
+    /// Larger buffers (grown for a long handshake message) are freed rather than kept.
+    const MAX_KEPT_CAPACITY: usize = 8192;
+
+    std::thread_local! {
+        static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn put(buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > MAX_KEPT_CAPACITY {
+            return;
+        }
+        let _ = POOL.try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut() {
+                if pool.len() < KEEP {
+                    pool.push(buf);
+                }
+            }
+        });
+    }
+
+    pub(super) fn take() -> Option<Vec<u8>> {
+        POOL.try_with(|pool| pool.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten()
     }
 }
 
