@@ -29,6 +29,7 @@ use crate::semantics::fields::{field, Field};
 
 /// One response to relay to an HTTP/2 client.
 pub(super) struct Relay<'a> {
+    pub(super) request: &'a super::exchange::Request<'a>,
     pub(super) ctx: &'a mut Ctx,
     pub(super) facts: &'a ConnFacts,
     pub(super) addr: std::net::SocketAddr,
@@ -208,7 +209,8 @@ impl Relay<'_> {
         error: String,
         fail: impl FnOnce(u16, usize, String) -> Outcome,
     ) -> Outcome {
-        let reply = own::error(status, |o| own_response(o, &self.ctx.request_id));
+        let asking = self.request.asking(self.ctx);
+        let reply = own::error(status, &asking, |o| own_response(o, &self.ctx.request_id));
         let (sent, _) = answer(respond, reply, self.head_request, self.send).await;
         fail(status, sent, error)
     }

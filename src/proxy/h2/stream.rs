@@ -14,7 +14,7 @@ use crate::policy::Denial;
 use crate::proxy::access;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::own;
+use crate::proxy::own::{self, Asking};
 use crate::proxy::phases::{Located, ReqView};
 use crate::proxy::Proxy;
 use crate::route::Action;
@@ -68,7 +68,8 @@ impl Proxy {
             Err(reason) => {
                 let denial = bad_request(reason);
                 ctx.decision = Some(denial.rule.clone());
-                let reply = own::denial(&denial, |o| own_response(o, &ctx.request_id));
+                let asking = asking(&ctx, &parts, "");
+                let reply = own::denial(&denial, &asking, |o| own_response(o, &ctx.request_id));
                 let (sent, error) = answer(&mut respond, reply, head, send).await;
                 log.status = 400;
                 log.bytes_out = sent;
@@ -98,7 +99,8 @@ impl Proxy {
         let outcome = match (&denial, at.route.map(|(_, r)| &r.action)) {
             (Some(denial), _) => {
                 ctx.decision = Some(denial.rule.clone());
-                let reply = own::denial(denial, |o| own_response(o, &id));
+                let ask = asking(&ctx, &parts, host.as_str());
+                let reply = own::denial(denial, &ask, |o| own_response(o, &id));
                 own_outcome(denial.status, answer(&mut respond, reply, head, send).await)
             }
             (None, Some(Action::Respond(c))) => {
@@ -127,7 +129,8 @@ impl Proxy {
             }
             (None, None) => {
                 // The policy's route rule answers 404 first; this is not reached.
-                let reply = own::error(404, |o| own_response(o, &id));
+                let ask = asking(&ctx, &parts, host.as_str());
+                let reply = own::error(404, &ask, |o| own_response(o, &id));
                 own_outcome(404, answer(&mut respond, reply, head, send).await)
             }
         };
@@ -183,6 +186,17 @@ pub(super) fn mapped(
         length = Some(n);
     }
     Ok((target, host, length))
+}
+
+/// What an error answer to the request `parts` is chosen by (`proxy::own`).
+pub(super) fn asking<'a>(
+    ctx: &'a Ctx,
+    parts: &'a http::request::Parts,
+    host: &'a str,
+) -> Asking<'a> {
+    Asking::new(ctx, host, |name| {
+        parts.headers.get(name).map(HeaderValue::as_bytes)
+    })
 }
 
 fn bad_request(reason: &str) -> Denial {
