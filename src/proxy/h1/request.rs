@@ -67,7 +67,7 @@ impl<'r> Request<'r> {
 
     /// What an error answer to it is chosen by (`proxy::own`).
     pub(super) fn asking<'a>(&'a self, ctx: &'a Ctx) -> Asking<'a> {
-        Asking::new(ctx, self.req.host.as_str(), |name| self.field(name))
+        Asking::new(ctx, self.req.host.name(), |name| self.field(name))
     }
 }
 

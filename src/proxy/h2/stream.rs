@@ -99,7 +99,7 @@ impl Proxy {
         let outcome = match (&denial, at.route.map(|(_, r)| &r.action)) {
             (Some(denial), _) => {
                 ctx.decision = Some(denial.rule.clone());
-                let ask = asking(&ctx, &parts, host.as_str());
+                let ask = asking(&ctx, &parts, host.name());
                 let reply = own::denial(denial, &ask, |o| own_response(o, &id));
                 own_outcome(denial.status, answer(&mut respond, reply, head, send).await)
             }
@@ -129,7 +129,7 @@ impl Proxy {
             }
             (None, None) => {
                 // The policy's route rule answers 404 first; this is not reached.
-                let ask = asking(&ctx, &parts, host.as_str());
+                let ask = asking(&ctx, &parts, host.name());
                 let reply = own::error(404, &ask, |o| own_response(o, &id));
                 own_outcome(404, answer(&mut respond, reply, head, send).await)
             }
