@@ -169,8 +169,15 @@ async fn pages_json_and_languages_on_both_engines() {
         let what = format!("HTTP/{http}: {}", got.head);
         assert_eq!(status(&got), 451, "{what}");
         let id = id_logged(&p, &got).await;
-        assert_eq!(body(&got), format!("<h1>451 因法律原因无法访问</h1><p>编号 {id}</p>\n"));
-        assert_eq!(got.field("content-language").as_deref(), Some("zh-CN"), "{what}");
+        assert_eq!(
+            body(&got),
+            format!("<h1>451 因法律原因无法访问</h1><p>编号 {id}</p>\n")
+        );
+        assert_eq!(
+            got.field("content-language").as_deref(),
+            Some("zh-CN"),
+            "{what}"
+        );
         let html = Some("text/html; charset=utf-8");
         assert_eq!(got.field("content-type").as_deref(), html, "{what}");
         let vary = Some("Accept, Accept-Language");
@@ -188,19 +195,42 @@ async fn pages_json_and_languages_on_both_engines() {
         assert_eq!(got.field("content-language").as_deref(), Some("en"));
         whole(&got);
 
-        let got = p.get(http, "example.cn", "/banned/x", &["Accept-Language: de"]).await;
-        assert_eq!(got.field("content-language").as_deref(), Some("zh-CN"), "the first listed");
+        let got = p
+            .get(http, "example.cn", "/banned/x", &["Accept-Language: de"])
+            .await;
+        assert_eq!(
+            got.field("content-language").as_deref(),
+            Some("zh-CN"),
+            "the first listed"
+        );
 
         // HEAD: the page's fields, no body.
         let head = ["-I", "-H", "Accept-Language: en"];
-        let got = curl_to(&p.env, &p.root, (http, "example.cn"), "/banned/x", None, &head).await;
+        let got = curl_to(
+            &p.env,
+            &p.root,
+            (http, "example.cn"),
+            "/banned/x",
+            None,
+            &head,
+        )
+        .await;
         assert_eq!(status(&got), 451, "HEAD HTTP/{http}");
         // curl -I writes the head where the body would go: nothing may follow it.
         let written = String::from_utf8_lossy(&got.body).into_owned();
         assert!(written.ends_with("\r\n\r\n"), "HEAD HTTP/{http}: {written}");
         assert_eq!(written.matches("\r\n\r\n").count(), 1, "{written}");
-        let length: usize = got.field("content-length").expect("length").parse().expect("n");
-        assert_eq!(length, en.len(), "HEAD's length is the page's: {}", got.head);
+        let length: usize = got
+            .field("content-length")
+            .expect("length")
+            .parse()
+            .expect("n");
+        assert_eq!(
+            length,
+            en.len(),
+            "HEAD's length is the page's: {}",
+            got.head
+        );
         let id = got.field("x-request-id").expect("x-request-id");
         assert_eq!(p.log_line(&id).await["bytes_out"], 0, "HEAD HTTP/{http}");
 
@@ -260,7 +290,10 @@ async fn pages_json_and_languages_on_both_engines() {
     let got = limited.expect("a 429 past the burst");
     assert!(got.field("retry-after").is_some(), "{}", got.head);
     let id = id_logged(&p, &got).await;
-    assert_eq!(body(&got), format!("<p>429 from menshen for shop, id {id}</p>"));
+    assert_eq!(
+        body(&got),
+        format!("<p>429 from menshen for shop, id {id}</p>")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,13 +301,23 @@ async fn pages_reload_and_a_missing_file_is_refused_keeping_the_last_good_page()
     let p = start().await;
     let (ok, out) = p.env.check();
     assert!(ok, "{out}");
-    assert!(out.contains("site \"shop\": error pages 451 (zh-CN, en), 502, 504"), "{out}");
-    assert!(out.contains("error pages (process-wide): 403, 429"), "{out}");
+    assert!(
+        out.contains("site \"shop\": error pages 451 (zh-CN, en), 502, 504"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error pages (process-wide): 403, 429"),
+        "{out}"
+    );
     let page = admin::get(p.admin, "/status").await.text();
-    assert!(page.contains("451 (zh-CN, en), 502, 504; process-wide: 403, 429"), "{page}");
+    assert!(
+        page.contains("451 (zh-CN, en), 502, 504; process-wide: 403, 429"),
+        "{page}"
+    );
 
     let en = ["Accept-Language: en"];
-    p.env.write("pages/451.en.html", "<p>edited {{request_id}}</p>");
+    p.env
+        .write("pages/451.en.html", "<p>edited {{request_id}}</p>");
     let edited = eventually(std::time::Duration::from_secs(10), || async {
         let got = p.get("1.1", "example.cn", "/banned/", &en).await;
         body(&got).starts_with("<p>edited ").then_some(got)
@@ -303,7 +346,11 @@ async fn pages_reload_and_a_missing_file_is_refused_keeping_the_last_good_page()
     assert!(out.contains("pages/missing.html: cannot read it"), "{out}");
     for http in ["1.1", "2"] {
         let got = p.get(http, "example.cn", "/banned/", &en).await;
-        assert!(body(&got).starts_with("<p>edited "), "HTTP/{http}: {}", body(&got));
+        assert!(
+            body(&got).starts_with("<p>edited "),
+            "HTTP/{http}: {}",
+            body(&got)
+        );
     }
 
     // An unknown value is refused the same way, naming the file and the values there are.
@@ -314,7 +361,9 @@ async fn pages_reload_and_a_missing_file_is_refused_keeping_the_last_good_page()
     assert_eq!(code, 422, "{answer}");
     let errors = answer["errors"].to_string();
     assert!(
-        errors.contains("pages/bad.html: {{requestid}} is not a value menshen knows (use {{request_id}}"),
+        errors.contains(
+            "pages/bad.html: {{requestid}} is not a value menshen knows (use {{request_id}}"
+        ),
         "{answer}"
     );
 }
