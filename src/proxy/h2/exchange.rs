@@ -38,7 +38,7 @@ pub(super) struct Request<'a> {
 impl Request<'_> {
     /// What an error answer to it is chosen by (`proxy::own`).
     pub(super) fn asking<'a>(&'a self, ctx: &'a Ctx) -> Asking<'a> {
-        super::stream::asking(ctx, self.parts, self.host.name())
+        super::answer::asking(ctx, self.parts, self.host.name())
     }
 }
 
@@ -112,7 +112,8 @@ impl Proxy {
             }
         };
         let relay = super::relay::Relay {
-            request,
+            parts: request.parts,
+            host: request.host.name(),
             ctx,
             facts,
             addr,

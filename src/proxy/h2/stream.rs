@@ -9,12 +9,12 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{header, HeaderValue, Method};
 
-use super::answer::{answer, own_response, Outcome};
+use super::answer::{answer, asking, own_response, Outcome};
 use crate::policy::Denial;
 use crate::proxy::access;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::own::{self, Asking};
+use crate::proxy::own;
 use crate::proxy::phases::{Located, ReqView};
 use crate::proxy::Proxy;
 use crate::route::Action;
@@ -186,17 +186,6 @@ pub(super) fn mapped(
         length = Some(n);
     }
     Ok((target, host, length))
-}
-
-/// What an error answer to the request `parts` is chosen by (`proxy::own`).
-pub(super) fn asking<'a>(
-    ctx: &'a Ctx,
-    parts: &'a http::request::Parts,
-    host: &'a str,
-) -> Asking<'a> {
-    Asking::new(ctx, host, |name| {
-        parts.headers.get(name).map(HeaderValue::as_bytes)
-    })
 }
 
 fn bad_request(reason: &str) -> Denial {
