@@ -121,21 +121,21 @@ impl Proxy {
             (Some(denial), _) => {
                 ctx.decision = Some(denial.rule.clone());
                 let asking = request.asking(&ctx);
-                let reply =
-                    |out: &mut Vec<u8>, _: &[u8], p, h| own::denial(out, denial, &asking, p, h);
+                let reply = |out: &mut Vec<u8>, p, h| own::denial(out, denial, &asking, p, h);
                 self.answer(conn, bufs, input, req, &ctx, close, denial.status, reply)
                     .await
             }
             (None, Some(Action::Respond(c))) => {
-                let reply = |out: &mut Vec<u8>, id: &[u8], p, h| own::canned(out, c, id, p, h);
+                let id = ctx.request_id.as_bytes();
+                let reply = |out: &mut Vec<u8>, p, h| own::canned(out, c, id, p, h);
                 let status = c.status.as_u16();
                 self.answer(conn, bufs, input, req, &ctx, close, status, reply)
                     .await
             }
             (None, Some(Action::Redirect(r))) => {
                 let target = req.target.as_str();
-                let reply =
-                    |out: &mut Vec<u8>, id: &[u8], p, h| own::redirect(out, r, target, id, p, h);
+                let id = ctx.request_id.as_bytes();
+                let reply = |out: &mut Vec<u8>, p, h| own::redirect(out, r, target, id, p, h);
                 let status = r.status.as_u16();
                 self.answer(conn, bufs, input, req, &ctx, close, status, reply)
                     .await
@@ -194,7 +194,7 @@ impl Proxy {
         ctx: &Ctx,
         close: bool,
         status: u16,
-        write: impl FnOnce(&mut Vec<u8>, &[u8], Persist, bool),
+        write: impl FnOnce(&mut Vec<u8>, Persist, bool),
     ) -> Outcome {
         let unread = match req.body {
             BodyFraming::None => Some(0),
@@ -210,7 +210,7 @@ impl Proxy {
         let head = req.method == http::Method::HEAD;
         let out = &mut bufs.out;
         out.clear();
-        write(out, ctx.request_id.as_bytes(), persist, head);
+        write(out, persist, head);
         let body_len = out.len() - head_len(out);
         if let Some(n) = unread {
             input.advance(n);
