@@ -132,15 +132,14 @@ fn read(path: &std::path::Path, key: &str, errors: &mut Errors<'_>) -> Option<St
 
 /// A status with pages in several languages needs each one's language to choose by.
 fn untagged_among_several(pages: &ErrorPages, key: &str, errors: &mut Errors<'_>) {
-    for status in 400..=599 {
-        let Some(page) = pages.get(status) else {
-            continue;
-        };
+    for (status, page) in pages.pages() {
         let variants = page.variants();
         if variants.len() > 1 && variants.iter().any(|v| v.language.is_none()) {
             errors.invalid(
                 key,
-                format!("status {status} has pages in several languages; give each a language = \"...\""),
+                format!(
+                    "status {status} has pages in several languages; give each a language = \"...\""
+                ),
             );
         }
     }

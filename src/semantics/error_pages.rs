@@ -57,9 +57,9 @@ impl ErrorPages {
         Some(&self.pages[i].1)
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.pages.is_empty()
+    /// The statuses with their pages, by status.
+    pub fn pages(&self) -> impl Iterator<Item = (u16, &Page)> {
+        self.pages.iter().map(|(status, page)| (*status, page))
     }
 
     /// The files the pages were read from (a change to one is a reason to reload).
