@@ -65,9 +65,17 @@ pub fn check(config: &Path) -> i32 {
         println!("{line}");
     }
     println!("{}: ok: {}", config.display(), summary(&snapshot));
+    let pages = snapshot.error_pages.describe();
+    if !pages.is_empty() {
+        println!("error pages (process-wide): {pages}");
+    }
     for site in snapshot.router.sites() {
         if let Some(c) = &site.policy.compression {
             println!("site {:?}: compression {}", site.name, c.describe());
+        }
+        let pages = site.policy.error_pages.describe();
+        if !pages.is_empty() {
+            println!("site {:?}: error pages {pages}", site.name);
         }
         for route in &site.routes {
             let edits = route.headers.describe();

@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Data-path rules.
     pub policy: Policy,
+    /// Error pages for the statuses a site has none of, and for requests of no site.
+    pub error_pages: crate::semantics::error_pages::ErrorPages,
     /// Access log settings (applied at start; changing them needs a restart).
     pub access_log: Option<AccessLogConfig>,
     /// Trace export settings (applied at start; changing them needs a restart).
@@ -117,6 +119,14 @@ impl Snapshot {
     pub fn ca_paths(&self) -> Vec<PathBuf> {
         let clients = self.router.client_auths().iter().flat_map(|a| a.cas.iter());
         self.approved_paths.iter().chain(clients).cloned().collect()
+    }
+
+    /// The files error pages were read from, process-wide and every site's (a change to one is
+    /// a reason to reload: the pages are compiled into the snapshot).
+    pub fn error_page_files(&self) -> Vec<PathBuf> {
+        let sites = self.router.sites().iter().map(|s| &s.policy.error_pages);
+        let all = std::iter::once(&self.error_pages).chain(sites);
+        all.flat_map(|p| p.files()).map(PathBuf::from).collect()
     }
 
     /// The policy of the site at `index` in the router.

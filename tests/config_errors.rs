@@ -64,6 +64,7 @@ fn each_mistake_is_named_with_its_key_and_fix() {
     for (tls_extra, body, expected) in cases
         .iter()
         .chain(POLICY_CASES)
+        .chain(ERROR_PAGE_CASES)
         .chain(DURATION_CASES)
         .chain(RENAMED_CASES)
     {
@@ -78,6 +79,69 @@ fn each_mistake_is_named_with_its_key_and_fix() {
         );
     }
 }
+
+/// Error page mistakes, process-wide and a site's.
+const ERROR_PAGE_CASES: &[(&str, &str, &str)] = &[
+    (
+        "",
+        "[[error_pages]]\nstatus = [200]\ntemplate = \"x\"\n",
+        "error_pages[0].status: 200 is not an error status; pages are for 400-599",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = []\ntemplate = \"x\"\n",
+        "error_pages[0].status: is empty; list the statuses it answers, e.g. [451] or [502, 503, 504]",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = [451]\n",
+        "error_pages[0]: needs exactly one of file = \"PATH\" or template = \"...\"",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = [451]\nlanguage = \"zh_CN\"\ntemplate = \"x\"\n",
+        "error_pages[0].language: \"zh_CN\" is not a language tag like \"zh-CN\" or \"en\"",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = [451]\nlanguage = \"en\"\ntemplate = \"a\"\n\
+         [[error_pages]]\nstatus = [403, 451]\nlanguage = \"en\"\ntemplate = \"b\"\n",
+        "error_pages[1].status: 451 already has a page in \"en\"; list each status once per language",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = [451]\nlanguage = \"en\"\ntemplate = \"a\"\n\
+         [[error_pages]]\nstatus = [451]\ntemplate = \"b\"\n",
+        "error_pages: status 451 has pages in several languages; give each a language = \"...\"",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = [502]\ntemplate = \"<p>{{code}}</p>\"\n",
+        "error_pages[0].template: {{code}} is not a value menshen knows (use {{request_id}}, \
+         {{status}}, {{reason}}, {{site}}, {{host}} or {{client_ip}})",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = [502]\ntemplate = \"<p>{{status</p>\"\n",
+        "error_pages[0].template: a {{ is never closed by }}",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = [502]\nfile = \"pages/nope.html\"\n",
+        "error_pages[0].file: ",
+    ),
+    (
+        "",
+        "[[error_pages]]\nstatus = [502]\nfile = \"pages/nope.html\"\n",
+        "pages/nope.html: cannot read it (No such file or directory (os error 2)); create it or \
+         fix the path (relative to the config file)",
+    ),
+    (
+        "",
+        "[[sites.error_pages]]\nstatus = [99]\ntemplate = \"x\"\n",
+        "site \"shop\": error_pages[0].status: 99 is not an error status; pages are for 400-599",
+    ),
+];
 
 /// Policy and compliance mistakes.
 const POLICY_CASES: &[(&str, &str, &str)] = &[
@@ -259,5 +323,31 @@ fn check_refuses_a_site_without_an_icp_filing() {
     assert!(
         out.contains("site \"shop\": has no icp filing number"),
         "{out}"
+    );
+}
+
+#[test]
+fn an_error_page_file_too_large_or_not_utf8_is_named() {
+    let env = env();
+    std::fs::write(env.path("big.html"), vec![b'x'; 256 * 1024 + 1]).expect("write");
+    std::fs::write(env.path("latin1.html"), b"caf\xe9").expect("write");
+    let body = format!(
+        "{SITE}\n[[error_pages]]\nstatus = [502]\nfile = \"big.html\"\n\
+         [[error_pages]]\nstatus = [504]\nfile = \"latin1.html\"\n"
+    );
+    let errors = errors_of(&env, "", &body).join("\n");
+    let big = env.path("big.html").display().to_string();
+    let latin1 = env.path("latin1.html").display().to_string();
+    assert!(
+        errors.contains(&format!(
+            "error_pages[0].file: {big}: is 262145 bytes; an error page is at most 262144"
+        )),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(&format!(
+            "error_pages[1].file: {latin1}: is not UTF-8; save the page as UTF-8"
+        )),
+        "{errors}"
     );
 }

@@ -4,21 +4,13 @@ use std::fmt::Write as _;
 
 use crate::reload::{Outcome, ReloadReport, Reloader};
 use crate::route::Action;
+use crate::semantics::error_pages::ErrorPages;
 use crate::snapshot::Snapshot;
 use crate::tls::cert::{format_time, unix_now};
 
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    crate::semantics::error_pages::push_html_escaped(&mut out, s);
     out
 }
 
@@ -234,7 +226,7 @@ fn tls(h: &mut String, snapshot: &Snapshot) {
 fn sites(h: &mut String, snapshot: &Snapshot) {
     h.push_str(
         "<h2>Sites and routes</h2><table id=\"sites\"><tr><th>site</th><th>hosts</th><th>routes</th>\
-         <th>compression</th><th>client certificates</th></tr>",
+         <th>compression</th><th>client certificates</th><th>error pages</th></tr>",
     );
     for site in snapshot.router.sites() {
         let routes: Vec<String> = site
@@ -273,15 +265,30 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
             });
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&site.name),
             esc(&site.hosts.join(", ")),
             routes.join("<br>"),
             esc(&compression.map_or("off".into(), |c| c.describe())),
-            esc(&clients)
+            esc(&clients),
+            esc(&error_pages(
+                &site.policy.error_pages,
+                &snapshot.error_pages
+            ))
         );
     }
     h.push_str("</table>");
+}
+
+/// A site's error pages as `/status` shows them: its own statuses, then the process-wide ones it
+/// does not override.
+fn error_pages(own: &ErrorPages, default: &ErrorPages) -> String {
+    match (own.describe(), default.describe()) {
+        (own, default) if own.is_empty() && default.is_empty() => "menshen's plain text".into(),
+        (own, default) if default.is_empty() => own,
+        (own, default) if own.is_empty() => format!("process-wide: {default}"),
+        (own, default) => format!("{own}; process-wide: {default}"),
+    }
 }
 
 /// Each upstream's backends with their health and last check latency.

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::file::{FileConfig, OcspSection, TlsSection};
-use super::{notify, policy, process, relative_to, sites, upstreams, ConfigError, Errors};
+use super::{
+    error_pages, notify, policy, process, relative_to, sites, upstreams, ConfigError, Errors,
+};
 use crate::route::Router;
 use crate::snapshot::{CertPolicy, Snapshot};
 use crate::tls::cert::unix_now;
@@ -91,6 +93,7 @@ pub fn compile(
         .as_ref()
         .and_then(|o| process::otel(o, &mut errors));
     process::log(&file.log, &mut errors);
+    let error_pages = error_pages::compile(&file.error_pages, "error_pages", &mut errors);
     if let Some(section) = &file.notify {
         notify::compile(section, &mut errors);
     }
@@ -114,6 +117,7 @@ pub fn compile(
         router,
         upstreams,
         policy,
+        error_pages,
         access_log,
         otel,
         admin,

@@ -70,6 +70,10 @@ pub struct FileConfig {
     pub notify: Option<NotifySection>,
     /// OpenTelemetry trace export; off when absent.
     pub otel: Option<OtelSection>,
+    /// Error pages for every site that has none of its own for a status (and for requests of
+    /// no site).
+    #[serde(default)]
+    pub error_pages: Vec<ErrorPageSection>,
 }
 
 /// `[admin]`
@@ -336,6 +340,9 @@ pub struct SiteSection {
     /// Request headers set, added and removed on the way to the backend.
     #[serde(default)]
     pub request_headers: RequestHeadersSection,
+    /// Pages in place of menshen's plain text for its own error answers.
+    #[serde(default)]
+    pub error_pages: Vec<ErrorPageSection>,
 }
 
 /// `request_headers = { ... }` of a site or a route (a route's after its site's).
@@ -426,6 +433,7 @@ fn default_redirect_status() -> u16 {
 }
 
 pub use super::file_compression::*;
+pub use super::file_error_pages::*;
 pub use super::file_notify::*;
 pub use super::file_otel::*;
 pub use super::file_policy::*;

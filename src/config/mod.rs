@@ -9,8 +9,10 @@
 pub mod compile;
 mod compression;
 pub mod duration;
+mod error_pages;
 pub mod file;
 mod file_compression;
+mod file_error_pages;
 mod file_notify;
 mod file_otel;
 mod file_policy;

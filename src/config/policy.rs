@@ -128,6 +128,11 @@ pub(super) fn site_policy(
                 errors,
             )
         }),
+        error_pages: super::error_pages::compile(
+            &site.error_pages,
+            &format!("{key}: error_pages"),
+            errors,
+        ),
         ..response_edits(site, &key, errors)
     }
 }

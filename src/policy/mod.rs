@@ -235,6 +235,8 @@ pub struct SitePolicy {
     pub compression: Option<crate::semantics::coding::Compression>,
     /// Client certificates (mutual TLS) asked for or required.
     pub client_auth: Option<Arc<ClientAuth>>,
+    /// Pages in place of menshen's plain text for its own error answers, by status.
+    pub error_pages: crate::semantics::error_pages::ErrorPages,
 }
 
 /// What the rules know of one route (it lives in the route, `route::router::Route::policy`).

@@ -137,7 +137,8 @@ pub struct Diff {
     pub routes: Changes,
     /// Upstreams by name: backends, balancing, TLS, timeouts, health check.
     pub upstreams: Changes,
-    /// The policy's rules and connection settings by name (`rate`, `takedown`, `timeouts`).
+    /// The policy's rules and connection settings by name (`rate`, `takedown`, `timeouts`),
+    /// and the process-wide `error_pages`.
     pub rules: Changes,
     /// Served certificate files.
     pub certificates: Vec<CertChange>,
@@ -175,6 +176,7 @@ impl Diff {
                     .policy
                     .changed(&new.policy)
                     .into_iter()
+                    .chain((old.error_pages != new.error_pages).then_some("error_pages"))
                     .map(str::to_owned)
                     .collect(),
                 ..Changes::default()
@@ -439,6 +441,20 @@ mod tests {
         let diff = Diff::between(&before, &moved);
         assert_eq!(diff.listeners.changed, ["http"]);
         assert!(diff.sites.is_empty() && diff.rules.is_empty());
+
+        let paged = body.clone() + "[[error_pages]]\nstatus = [502]\ntemplate = \"down\"\n";
+        let diff = Diff::between(&before, &load(&dir, "d.toml", &paged));
+        assert_eq!(
+            diff.rules.changed,
+            ["error_pages"],
+            "the process-wide pages"
+        );
+        let site_paged = body.replace(
+            "hosts = [\"shop.example.cn\"]",
+            "hosts = [\"shop.example.cn\"]\nerror_pages = [{ status = [451], template = \"x\" }]",
+        );
+        let diff = Diff::between(&before, &load(&dir, "e.toml", &site_paged));
+        assert_eq!(diff.sites.changed, ["shop"], "a site's pages");
     }
 
     #[test]

@@ -102,6 +102,7 @@ impl FileDigests {
         let mut paths = vec![s.config_path.clone()];
         paths.extend(expand(s.cert_sources.paths().iter().chain(&s.ca_paths())));
         paths.extend(s.policy.takedown_files.iter().cloned());
+        paths.extend(s.error_page_files());
         self.fingerprint_paths(&paths)
     }
 

@@ -3,6 +3,7 @@
 //! compressed at all. The encoders themselves are `proxy::encoder`'s.
 
 use super::fields::list_items;
+use super::negotiate::weighted;
 
 /// A content coding menshen can apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,17 +251,7 @@ impl Compression {
 pub fn preferred(accept: &[u8], offered: &[Coding]) -> Option<Coding> {
     let mut named: [Option<u16>; 3] = [None; 3];
     let mut star = None;
-    for item in list_items(accept) {
-        let mut parts = item.split(|&b| b == b';');
-        let token = parts.next().unwrap_or_default().trim_ascii();
-        let q = parts
-            .find_map(|p| {
-                let p = p.trim_ascii();
-                let v = p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q="))?;
-                Some(qvalue(v))
-            })
-            .unwrap_or(Some(1000));
-        let Some(q) = q else { continue };
+    for (token, q) in weighted(accept) {
         if token == b"*" {
             star = Some(q);
         } else if let Some(c) = std::str::from_utf8(token).ok().and_then(Coding::from_token) {
@@ -275,15 +266,6 @@ pub fn preferred(accept: &[u8], offered: &[Coding]) -> Option<Coding> {
         }
     }
     best.map(|(_, c)| c)
-}
-
-/// A q-value in thousandths (`0`, `0.5`, `1.000`); `None` when malformed.
-fn qvalue(v: &[u8]) -> Option<u16> {
-    let text = std::str::from_utf8(v).ok()?;
-    let q: f32 = text.parse().ok()?;
-    (0.0..=1.0)
-        .contains(&q)
-        .then(|| (q * 1000.0).round() as u16)
 }
 
 #[cfg(test)]

@@ -31,15 +31,27 @@ pub async fn curl(
     accept: Option<&str>,
     extra: &[&str],
 ) -> Got {
+    curl_to(env, root, (http, "example.cn"), path, accept, extra).await
+}
+
+/// [`curl`] to `host` (resolved to the proxy) rather than `example.cn`.
+pub async fn curl_to(
+    env: &Env,
+    root: &str,
+    (http, host): (&str, &str),
+    path: &str,
+    accept: Option<&str>,
+    extra: &[&str],
+) -> Got {
     let dir = env.path("");
     let (head, body) = (dir.join("head.txt"), dir.join("body.bin"));
     let url = match http {
-        "2" => format!("https://example.cn:{}{path}", env.https),
-        _ => format!("http://example.cn:{}{path}", env.http),
+        "2" => format!("https://{host}:{}{path}", env.https),
+        _ => format!("http://{host}:{}{path}", env.http),
     };
     let resolve = [
-        format!("example.cn:{}:127.0.0.1", env.https),
-        format!("example.cn:{}:127.0.0.1", env.http),
+        format!("{host}:{}:127.0.0.1", env.https),
+        format!("{host}:{}:127.0.0.1", env.http),
     ];
     let mut cmd = tokio::process::Command::new("curl");
     cmd.args([

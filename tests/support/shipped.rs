@@ -11,15 +11,17 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Copies `conf/` and `certs/approved/` into `d` and writes a demo CA, its leaf for
 /// `localhost` and the access log's chain key under `certs/demo/`: the demo CA's PEM.
 pub fn lay_out(d: &Path) -> String {
-    for sub in ["conf", "certs/approved", "certs/demo/live"] {
+    for sub in ["conf/errors", "certs/approved", "certs/demo/live"] {
         std::fs::create_dir_all(d.join(sub)).expect("mkdir");
     }
     // The config and the example files the reference names beside it (a takedown list, shipping
-    // credentials).
-    for file in std::fs::read_dir(format!("{ROOT}/conf")).expect("conf") {
-        let file = file.expect("entry");
-        if file.file_type().expect("type").is_file() {
-            std::fs::copy(file.path(), d.join("conf").join(file.file_name())).expect("copy");
+    // credentials, error pages).
+    for dir in ["conf", "conf/errors"] {
+        for file in std::fs::read_dir(format!("{ROOT}/{dir}")).expect("conf") {
+            let file = file.expect("entry");
+            if file.file_type().expect("type").is_file() {
+                std::fs::copy(file.path(), d.join(dir).join(file.file_name())).expect("copy");
+            }
         }
     }
     for entry in std::fs::read_dir(format!("{ROOT}/certs/approved")).expect("approved") {

@@ -16,6 +16,7 @@ use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
+use crate::proxy::own::Asking;
 use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -43,15 +44,10 @@ impl Proxy {
         let send = send_timeout(ctx);
         let head_request = request.req.method == http::Method::HEAD;
         let upgrade = request.req.upgrade.is_some();
-        ctx.ask_compression(head_request, upgrade, |name| {
-            let headers = request.parsed.headers.iter();
-            let mut found = headers.filter(|h| h.name.eq_ignore_ascii_case(name));
-            found.next().map(|h| h.value)
-        });
+        ctx.ask_compression(head_request, upgrade, |name| request.field(name));
         if request.req.version == 0 {
             ctx.refuse_compression(Skip::Http10);
         }
-        let id = ctx.request_id.clone();
         let failed = |status: u16, error: String, bytes_in: u64| Outcome {
             status,
             bytes_in,
@@ -72,9 +68,8 @@ impl Proxy {
         let mut upload = match upload {
             Ok(upload) => upload,
             Err(e) => {
-                return self
-                    .refuse_body(conn, bufs, &id, e, head_request, send)
-                    .await
+                let asking = request.asking(ctx);
+                return refuse_body(conn, bufs, &asking, e, head_request, send).await;
             }
         };
         let tls = action.upstream.tls();
@@ -119,16 +114,15 @@ impl Proxy {
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
             Err(Ok(Failed(status, error))) => {
-                let out = &mut bufs.out;
-                let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
+                let (out, asking) = (&mut bufs.out, request.asking(ctx));
+                let sent = error_response(conn, out, status, &asking, head_request, send).await;
                 let mut outcome = failed(status, error, upload.payload);
-                outcome.bytes_out = sent.await;
+                outcome.bytes_out = sent;
                 return outcome;
             }
             Err(Err(e)) => {
-                return self
-                    .refuse_body(conn, bufs, &id, e, head_request, send)
-                    .await
+                let asking = request.asking(ctx);
+                return refuse_body(conn, bufs, &asking, e, head_request, send).await;
             }
         };
         let relay = Relay {
@@ -141,43 +135,6 @@ impl Proxy {
             bytes_in: upload.payload,
         };
         relay.run(conn, stream, end, bufs, input).await
-    }
-
-    /// Answers a request whose body could not be read or was refused (the connection closes).
-    async fn refuse_body(
-        &self,
-        conn: &mut ClientConn,
-        bufs: &mut Buffers,
-        id: &http::HeaderValue,
-        e: UploadError,
-        head_request: bool,
-        send: Option<std::time::Duration>,
-    ) -> Outcome {
-        let status = e.status();
-        let bytes_out = match status {
-            0 => 0,
-            _ => {
-                error_response(
-                    conn,
-                    &mut bufs.out,
-                    status,
-                    id.as_bytes(),
-                    head_request,
-                    send,
-                )
-                .await
-            }
-        };
-        if status == 413 {
-            crate::observe::metrics::metrics().deny(None, "body_too_large");
-        }
-        Outcome {
-            status,
-            bytes_in: 0,
-            bytes_out,
-            keep: false,
-            error: Some(e.to_string()),
-        }
     }
 
     /// Sends the request (head, then body) to a backend (another after a failed connect, a new
@@ -275,5 +232,31 @@ impl Proxy {
                 }
             }
         }
+    }
+}
+
+/// Answers a request whose body could not be read or was refused (the connection closes).
+async fn refuse_body(
+    conn: &mut ClientConn,
+    bufs: &mut Buffers,
+    asking: &Asking<'_>,
+    e: UploadError,
+    head_request: bool,
+    send: Option<std::time::Duration>,
+) -> Outcome {
+    let status = e.status();
+    let bytes_out = match status {
+        0 => 0,
+        _ => error_response(conn, &mut bufs.out, status, asking, head_request, send).await,
+    };
+    if status == 413 {
+        crate::observe::metrics::metrics().deny(None, "body_too_large");
+    }
+    Outcome {
+        status,
+        bytes_in: 0,
+        bytes_out,
+        keep: false,
+        error: Some(e.to_string()),
     }
 }

@@ -9,7 +9,7 @@ use super::write_out;
 use crate::policy::Denial;
 use crate::proxy::conn::ClientConn;
 use crate::proxy::http1::{push_date, push_field, status_line_for};
-use crate::proxy::own::{self, Own};
+use crate::proxy::own::{self, Asking, Own};
 use crate::route::router::{Canned, Redirect};
 
 pub(super) use crate::proxy::own::io_status;
@@ -35,8 +35,15 @@ fn write(own: &Own<'_>, out: &mut Vec<u8>, request_id: &[u8], persist: Persist, 
 }
 
 /// Writes a policy denial.
-pub(super) fn denial(out: &mut Vec<u8>, d: &Denial, id: &[u8], persist: Persist, head: bool) {
-    own::denial(d, |o| write(o, out, id, persist, head));
+pub(super) fn denial(
+    out: &mut Vec<u8>,
+    d: &Denial,
+    asking: &Asking<'_>,
+    persist: Persist,
+    head: bool,
+) {
+    let id = asking.request_id().as_bytes();
+    own::denial(d, asking, |o| write(o, out, id, persist, head));
 }
 
 /// Writes a route's fixed response.
@@ -56,18 +63,18 @@ pub(super) fn redirect(
     own::redirect(r, target, |o| write(o, out, id, persist, head));
 }
 
-/// Sends the plain error response for `status` (the connection closes after it); the body
-/// bytes sent.
+/// Sends the error answer for `status` (the connection closes after it); the body bytes sent.
 pub(super) async fn error_response(
     conn: &mut ClientConn,
     out: &mut Vec<u8>,
     status: u16,
-    request_id: &[u8],
+    asking: &Asking<'_>,
     head: bool,
     send: Option<Duration>,
 ) -> usize {
     out.clear();
-    let body_len = own::error(status, |o| {
+    let request_id = asking.request_id().as_bytes();
+    let body_len = own::error(status, asking, |o| {
         write(o, out, request_id, Persist::Close, head);
         o.body.len()
     });

@@ -103,14 +103,15 @@ impl Relay<'_, '_> {
         };
         let (head, end) = match head {
             Ok((head, _)) if head.status == 101 && !upgrading => {
-                let sent = error_response(conn, out, 502, id.as_bytes(), head_request, self.send);
-                return fail(502, sent.await, "101 to a request without Upgrade".into());
+                let asking = self.request.asking(self.ctx);
+                let sent = error_response(conn, out, 502, &asking, head_request, self.send).await;
+                return fail(502, sent, "101 to a request without Upgrade".into());
             }
             Ok(ok) => ok,
             Err((0, error)) => return fail(0, 0, error),
             Err((status, error)) => {
-                let sent =
-                    error_response(conn, out, status, id.as_bytes(), head_request, self.send);
+                let asking = self.request.asking(self.ctx);
+                let sent = error_response(conn, out, status, &asking, head_request, self.send);
                 return fail(status, sent.await, error);
             }
         };
@@ -154,12 +155,9 @@ impl Relay<'_, '_> {
         let mut body = Body::new(head.framing);
         let Ok((first, mut sent)) = body.take(up) else {
             // Nothing of this response reached the client yet: it gets a 502.
-            let sent = error_response(conn, out, 502, id.as_bytes(), head_request, self.send);
-            return fail(
-                502,
-                sent.await,
-                "bad chunked framing from the backend".into(),
-            );
+            let asking = self.request.asking(self.ctx);
+            let sent = error_response(conn, out, 502, &asking, head_request, self.send).await;
+            return fail(502, sent, "bad chunked framing from the backend".into());
         };
         let cut = |sent, error: String| fail(head.status, sent, error);
         push_body(out, &up[..first.min(COALESCE)], rechunk);

@@ -7,6 +7,7 @@ use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
 use crate::proxy::http1::{push_field, push_field_parts, MAX_HEADERS};
+use crate::proxy::own::Asking;
 use crate::proxy::phases::ReqView;
 use crate::route::router::ProxyAction;
 use crate::semantics::fields::{content_length, field, list_items, nominated, Field};
@@ -53,6 +54,21 @@ pub(super) struct Request<'r> {
     pub(super) fields: &'r [Field; MAX_HEADERS],
     /// The server is shutting down: the response closes the connection.
     pub(super) draining: bool,
+}
+
+impl<'r> Request<'r> {
+    /// The first value of the request field `name` (any case).
+    pub(super) fn field(&self, name: &str) -> Option<&'r [u8]> {
+        let mut headers = self.parsed.headers.iter();
+        headers
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// What an error answer to it is chosen by (`proxy::own`).
+    pub(super) fn asking<'a>(&'a self, ctx: &'a Ctx) -> Asking<'a> {
+        Asking::new(ctx, self.req.host.name(), |name| self.field(name))
+    }
 }
 
 impl<'b> Req<'b> {

@@ -17,10 +17,12 @@ use crate::policy::Denial;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::MAX_HEADERS;
+use crate::proxy::own::Asking;
 use crate::proxy::phases::{Located, ReqView};
 use crate::proxy::timed::within;
 use crate::proxy::{access, over_connection_limit, Proxy};
 use crate::route::Action;
+use crate::semantics::error_pages;
 use crate::semantics::fields::Field;
 use crate::snapshot::Snapshot;
 
@@ -118,20 +120,22 @@ impl Proxy {
         let outcome = match (&denial, at.route.map(|(_, r)| &r.action)) {
             (Some(denial), _) => {
                 ctx.decision = Some(denial.rule.clone());
-                let reply = |out: &mut Vec<u8>, id: &[u8], p, h| own::denial(out, denial, id, p, h);
+                let asking = request.asking(&ctx);
+                let reply = |out: &mut Vec<u8>, p, h| own::denial(out, denial, &asking, p, h);
                 self.answer(conn, bufs, input, req, &ctx, close, denial.status, reply)
                     .await
             }
             (None, Some(Action::Respond(c))) => {
-                let reply = |out: &mut Vec<u8>, id: &[u8], p, h| own::canned(out, c, id, p, h);
+                let id = ctx.request_id.as_bytes();
+                let reply = |out: &mut Vec<u8>, p, h| own::canned(out, c, id, p, h);
                 let status = c.status.as_u16();
                 self.answer(conn, bufs, input, req, &ctx, close, status, reply)
                     .await
             }
             (None, Some(Action::Redirect(r))) => {
                 let target = req.target.as_str();
-                let reply =
-                    |out: &mut Vec<u8>, id: &[u8], p, h| own::redirect(out, r, target, id, p, h);
+                let id = ctx.request_id.as_bytes();
+                let reply = |out: &mut Vec<u8>, p, h| own::redirect(out, r, target, id, p, h);
                 let status = r.status.as_u16();
                 self.answer(conn, bufs, input, req, &ctx, close, status, reply)
                     .await
@@ -142,10 +146,10 @@ impl Proxy {
             }
             (None, None) => {
                 // The policy's route rule answers 404 first; this is not reached.
-                let id = ctx.request_id.as_bytes();
                 let head = req.method == http::Method::HEAD;
                 let send = send_timeout(&ctx);
-                let sent = own::error_response(conn, &mut bufs.out, 404, id, head, send).await;
+                let asking = request.asking(&ctx);
+                let sent = own::error_response(conn, &mut bufs.out, 404, &asking, head, send).await;
                 Outcome {
                     status: 404,
                     bytes_in: 0,
@@ -190,7 +194,7 @@ impl Proxy {
         ctx: &Ctx,
         close: bool,
         status: u16,
-        write: impl FnOnce(&mut Vec<u8>, &[u8], Persist, bool),
+        write: impl FnOnce(&mut Vec<u8>, Persist, bool),
     ) -> Outcome {
         let unread = match req.body {
             BodyFraming::None => Some(0),
@@ -206,7 +210,7 @@ impl Proxy {
         let head = req.method == http::Method::HEAD;
         let out = &mut bufs.out;
         out.clear();
-        write(out, ctx.request_id.as_bytes(), persist, head);
+        write(out, persist, head);
         let body_len = out.len() - head_len(out);
         if let Some(n) = unread {
             input.advance(n);
@@ -243,16 +247,15 @@ impl Proxy {
             status,
             rule,
             header: None,
-            body: bytes::Bytes::from(format!("{}: {reason}\n", status_text(status))),
+            body: bytes::Bytes::from(format!(
+                "{status} {}: {reason}\n",
+                error_pages::reason(status)
+            )),
         };
         out.clear();
-        own::denial(
-            out,
-            &denial,
-            ctx.request_id.as_bytes(),
-            Persist::Close,
-            false,
-        );
+        let asking = Asking::unread(&ctx);
+        own::denial(out, &denial, &asking, Persist::Close, false);
+        let body_len = out.len() - head_len(out);
         let sent = write_out(conn, out, send_timeout(&ctx)).await;
         let log = access::Facts {
             listener_port: facts.listener_port,
@@ -265,7 +268,7 @@ impl Proxy {
             user_agent: None,
             status,
             bytes_in: 0,
-            bytes_out: if sent.is_ok() { denial.body.len() } else { 0 },
+            bytes_out: if sent.is_ok() { body_len } else { 0 },
             compression: None,
         };
         self.finish(&mut ctx, &log, Some(&reason));
@@ -275,15 +278,6 @@ impl Proxy {
 
 async fn conn_shutdown(conn: &mut ClientConn) -> std::io::Result<()> {
     tokio::io::AsyncWriteExt::shutdown(conn).await
-}
-
-/// `400 Bad Request` and the like.
-fn status_text(status: u16) -> String {
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    format!("{status} {reason}")
 }
 
 /// The length of the response head at the start of `out`.

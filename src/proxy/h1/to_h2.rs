@@ -46,7 +46,6 @@ impl Proxy {
     ) -> Option<Outcome> {
         let req = request.req;
         let head_request = req.method == Method::HEAD;
-        let id = ctx.request_id.clone();
         let send = send_timeout(ctx);
         let out = &mut bufs.out;
         let (addr, sender) = loop {
@@ -68,7 +67,8 @@ impl Proxy {
                 },
             };
             let (status, error) = failure;
-            let sent = error_response(conn, out, status, id.as_bytes(), head_request, send).await;
+            let sent =
+                error_response(conn, out, status, &request.asking(ctx), head_request, send).await;
             return Some(failed(status, sent, error));
         };
         let fields = request.parsed.headers.iter().zip(request.fields);
@@ -94,8 +94,9 @@ impl Proxy {
         let upstream = match backend_request(outgoing, action, ctx, facts) {
             Ok(upstream) => upstream,
             Err(e) => {
-                let sent = error_response(conn, out, 400, id.as_bytes(), head_request, send);
-                return Some(failed(400, sent.await, e));
+                let sent =
+                    error_response(conn, out, 400, &request.asking(ctx), head_request, send).await;
+                return Some(failed(400, sent, e));
             }
         };
         let end = req.body == BodyFraming::None;
@@ -103,8 +104,9 @@ impl Proxy {
             Ok(sent) => sent,
             Err(e) => {
                 h2_pool::forget(addr, kind);
-                let sent = error_response(conn, out, 502, id.as_bytes(), head_request, send);
-                return Some(failed(502, sent.await, format!("{addr}: {e}")));
+                let sent =
+                    error_response(conn, out, 502, &request.asking(ctx), head_request, send).await;
+                return Some(failed(502, sent, format!("{addr}: {e}")));
             }
         };
         if !end {
@@ -120,7 +122,10 @@ impl Proxy {
                 let status = e.status();
                 let sent = match status {
                     0 => 0,
-                    _ => error_response(conn, out, status, id.as_bytes(), head_request, send).await,
+                    _ => {
+                        error_response(conn, out, status, &request.asking(ctx), head_request, send)
+                            .await
+                    }
                 };
                 return Some(failed(status, sent, e.to_string()));
             }
@@ -133,8 +138,10 @@ impl Proxy {
             Ok(response) => response,
             Err(e) => {
                 let status = io_status(e.kind());
-                let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
-                return Some(failed(status, sent.await, format!("{addr}: {e}")));
+                let sent =
+                    error_response(conn, out, status, &request.asking(ctx), head_request, send)
+                        .await;
+                return Some(failed(status, sent, format!("{addr}: {e}")));
             }
         };
         ctx.answered(response.status().as_u16());

@@ -5,9 +5,10 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{header, HeaderName, HeaderValue, StatusCode};
 
+use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::with_date;
 use crate::proxy::http2::send_data;
-use crate::proxy::own::Own;
+use crate::proxy::own::{Asking, Own};
 
 /// How one stream ended, for the access log.
 pub(super) struct Outcome {
@@ -67,4 +68,15 @@ pub(super) async fn answer(
         Ok(()) => (len, None),
         Err(e) => (0, Some(format!("sending the response: {e}"))),
     }
+}
+
+/// What an error answer to the request `parts` is chosen by (`proxy::own`).
+pub(super) fn asking<'a>(
+    ctx: &'a Ctx,
+    parts: &'a http::request::Parts,
+    host: &'a str,
+) -> Asking<'a> {
+    Asking::new(ctx, host, |name| {
+        parts.headers.get(name).map(HeaderValue::as_bytes)
+    })
 }

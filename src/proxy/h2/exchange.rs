@@ -17,7 +17,7 @@ use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Rec
 use crate::proxy::http1::{
     push_field, push_field_parts, read_response_head, Framing, UPSTREAM_BUF,
 };
-use crate::proxy::own::{self, io_status};
+use crate::proxy::own::{self, io_status, Asking};
 use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -33,6 +33,13 @@ pub(super) struct Request<'a> {
     pub(super) target: &'a Target<'a>,
     pub(super) host: &'a Host<'a>,
     pub(super) length: Option<u64>,
+}
+
+impl Request<'_> {
+    /// What an error answer to it is chosen by (`proxy::own`).
+    pub(super) fn asking<'a>(&'a self, ctx: &'a Ctx) -> Asking<'a> {
+        super::answer::asking(ctx, self.parts, self.host.name())
+    }
 }
 
 /// Why no response came: the client's status (0: none can be sent) and what to log.
@@ -91,7 +98,8 @@ impl Proxy {
                 let bytes_out = match status {
                     0 => 0,
                     _ => {
-                        let reply = own::error(status, |o| own_response(o, id));
+                        let asking = request.asking(ctx);
+                        let reply = own::error(status, &asking, |o| own_response(o, id));
                         answer(respond, reply, head_request, send).await.0
                     }
                 };
@@ -104,6 +112,8 @@ impl Proxy {
             }
         };
         let relay = super::relay::Relay {
+            parts: request.parts,
+            host: request.host.name(),
             ctx,
             facts,
             addr,

@@ -29,6 +29,9 @@ use crate::semantics::fields::{field, Field};
 
 /// One response to relay to an HTTP/2 client.
 pub(super) struct Relay<'a> {
+    /// The request's fields and Host name, for an error answer (`proxy::own`).
+    pub(super) parts: &'a http::request::Parts,
+    pub(super) host: &'a str,
     pub(super) ctx: &'a mut Ctx,
     pub(super) facts: &'a ConnFacts,
     pub(super) addr: std::net::SocketAddr,
@@ -208,7 +211,8 @@ impl Relay<'_> {
         error: String,
         fail: impl FnOnce(u16, usize, String) -> Outcome,
     ) -> Outcome {
-        let reply = own::error(status, |o| own_response(o, &self.ctx.request_id));
+        let asking = super::answer::asking(self.ctx, self.parts, self.host);
+        let reply = own::error(status, &asking, |o| own_response(o, &self.ctx.request_id));
         let (sent, _) = answer(respond, reply, self.head_request, self.send).await;
         fail(status, sent, error)
     }

@@ -9,7 +9,7 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{header, HeaderValue, Method};
 
-use super::answer::{answer, own_response, Outcome};
+use super::answer::{answer, asking, own_response, Outcome};
 use crate::policy::Denial;
 use crate::proxy::access;
 use crate::proxy::conn::ConnFacts;
@@ -68,7 +68,8 @@ impl Proxy {
             Err(reason) => {
                 let denial = bad_request(reason);
                 ctx.decision = Some(denial.rule.clone());
-                let reply = own::denial(&denial, |o| own_response(o, &ctx.request_id));
+                let asking = asking(&ctx, &parts, "");
+                let reply = own::denial(&denial, &asking, |o| own_response(o, &ctx.request_id));
                 let (sent, error) = answer(&mut respond, reply, head, send).await;
                 log.status = 400;
                 log.bytes_out = sent;
@@ -98,7 +99,8 @@ impl Proxy {
         let outcome = match (&denial, at.route.map(|(_, r)| &r.action)) {
             (Some(denial), _) => {
                 ctx.decision = Some(denial.rule.clone());
-                let reply = own::denial(denial, |o| own_response(o, &id));
+                let ask = asking(&ctx, &parts, host.name());
+                let reply = own::denial(denial, &ask, |o| own_response(o, &id));
                 own_outcome(denial.status, answer(&mut respond, reply, head, send).await)
             }
             (None, Some(Action::Respond(c))) => {
@@ -127,7 +129,8 @@ impl Proxy {
             }
             (None, None) => {
                 // The policy's route rule answers 404 first; this is not reached.
-                let reply = own::error(404, |o| own_response(o, &id));
+                let ask = asking(&ctx, &parts, host.name());
+                let reply = own::error(404, &ask, |o| own_response(o, &id));
                 own_outcome(404, answer(&mut respond, reply, head, send).await)
             }
         };

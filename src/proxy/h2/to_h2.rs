@@ -22,7 +22,7 @@ use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{Protocol, Received};
 use crate::proxy::http1::Framing;
 use crate::proxy::http2::{backend_request, send_data, Outgoing};
-use crate::proxy::own;
+use crate::proxy::own::{self, Asking};
 use crate::proxy::phases::Unconnected;
 use crate::proxy::response_edits::edited_fields;
 use crate::proxy::response_edits::ResponseEdits;
@@ -54,21 +54,30 @@ impl Proxy {
     ) -> Result<Outcome, RecvStream> {
         let head = request.parts.method == Method::HEAD;
         let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
-        let id = ctx.request_id.clone();
-        let failed = |respond, status, error| failed(respond, &id, head, send, status, error);
         let (addr, sender) = loop {
             let parts = request.parts;
             let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
             let addr = match self.pick_backend(action, ctx, request.target.path(), header) {
                 Ok(addr) => addr,
-                Err(e) => return Ok(failed(respond, 502, e.to_string()).await),
+                Err(e) => {
+                    return Ok(failed(
+                        respond,
+                        &request.asking(ctx),
+                        (head, send),
+                        502,
+                        e.to_string(),
+                    )
+                    .await)
+                }
             };
             match self.h2_sender(ctx, action, addr, kind).await {
                 Ok(Some(sender)) => break (addr, sender),
                 Ok(None) => return Err(body),
                 Err(Unconnected::TryAnother) => continue,
                 Err(Unconnected::Fail(status, error)) => {
-                    return Ok(failed(respond, status, error).await)
+                    return Ok(
+                        failed(respond, &request.asking(ctx), (head, send), status, error).await,
+                    )
                 }
             }
         };
@@ -87,7 +96,7 @@ impl Proxy {
         };
         let upstream = match backend_request(outgoing, action, ctx, facts) {
             Ok(upstream) => upstream,
-            Err(e) => return Ok(failed(respond, 400, e).await),
+            Err(e) => return Ok(failed(respond, &request.asking(ctx), (head, send), 400, e).await),
         };
         let end = body.is_end_stream();
         let (response, upload) = match sender.clone().send_request(upstream, end) {
@@ -95,7 +104,7 @@ impl Proxy {
             Err(e) => {
                 h2_pool::forget(addr, kind);
                 let error = format!("{addr}: sending the request: {e}");
-                return Ok(failed(respond, 502, error).await);
+                return Ok(failed(respond, &request.asking(ctx), (head, send), 502, error).await);
             }
         };
         let max_body = ctx
@@ -115,7 +124,14 @@ impl Proxy {
                     pump.abort();
                 }
                 let status = own::io_status(e.kind());
-                return Ok(failed(respond, status, format!("{addr}: {e}")).await);
+                return Ok(failed(
+                    respond,
+                    &request.asking(ctx),
+                    (head, send),
+                    status,
+                    format!("{addr}: {e}"),
+                )
+                .await);
             }
         };
         ctx.answered(response.status().as_u16());
@@ -318,13 +334,12 @@ impl Relay<'_> {
 /// Answers `status` (nothing of a response went to the client yet).
 async fn failed(
     respond: &mut SendResponse<Bytes>,
-    id: &HeaderValue,
-    head: bool,
-    send: Option<Duration>,
+    asking: &Asking<'_>,
+    (head, send): (bool, Option<Duration>),
     status: u16,
     error: String,
 ) -> Outcome {
-    let reply = own::error(status, |o| own_response(o, id));
+    let reply = own::error(status, asking, |o| own_response(o, asking.request_id()));
     let (bytes_out, _) = answer(respond, reply, head, send).await;
     Outcome {
         status,
