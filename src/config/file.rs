@@ -443,7 +443,7 @@ pub use super::file_compression::*;
 pub use super::file_notify::*;
 pub use super::file_otel::*;
 pub use super::file_policy::*;
+pub use super::file_retries::*;
 pub use super::file_ship::*;
 pub use super::file_tls::*;
-pub use super::file_retries::*;
 pub use super::file_upstreams::*;

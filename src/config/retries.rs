@@ -63,9 +63,7 @@ fn retry_on(list: &[String], key: &str, errors: &mut Errors<'_>) -> RetryOn {
             other => {
                 errors.invalid(
                     format!("{key}.on"),
-                    format!(
-                        "{other:?} is not one of connect, reset, timeout, 429, 502, 503, 504"
-                    ),
+                    format!("{other:?} is not one of connect, reset, timeout, 429, 502, 503, 504"),
                 );
                 continue;
             }

@@ -137,7 +137,12 @@ fn route(
         );
         return None;
     }
-    let exchange = [r.connect_timeout, r.first_byte_timeout, r.idle_timeout, r.total_timeout];
+    let exchange = [
+        r.connect_timeout,
+        r.first_byte_timeout,
+        r.idle_timeout,
+        r.total_timeout,
+    ];
     let proxy_only = r.strip_prefix
         || r.replace_prefix.is_some()
         || r.host_header.is_some()

@@ -393,7 +393,10 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         assert_eq!(retry_after(b"2"), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(b"soon"), None);
     }
 
@@ -405,7 +408,10 @@ mod tests {
         let second = budget.try_retry().expect("20% of 10");
         assert!(budget.try_retry().is_none(), "a third is over 20% of 10");
         drop(first);
-        assert!(budget.try_retry().is_some(), "a ticket given back is free again");
+        assert!(
+            budget.try_retry().is_some(),
+            "a ticket given back is free again"
+        );
         drop((second, requests));
         let lone = RetryBudget::new(20, 1);
         let _one = lone.start();

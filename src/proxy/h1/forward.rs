@@ -13,11 +13,11 @@ use super::relay::Relay;
 use super::request::{upstream_request, Req, Request};
 use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
+use crate::proxy::attempts::{head_failure, io_failure, limit};
 use crate::proxy::conn::{ClientConn, ConnFacts};
+use crate::proxy::ctx::proxy_action;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
-use crate::proxy::attempts::{head_failure, io_failure, limit};
-use crate::proxy::ctx::proxy_action;
 use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -332,7 +332,9 @@ async fn send_and_read(
 ) -> Result<usize, Result<(io::ErrorKind, String), UploadError>> {
     let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
     let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
-    let write = ctx.proxy_action().and_then(|a| a.upstream.options().write_timeout);
+    let write = ctx
+        .proxy_action()
+        .and_then(|a| a.upstream.options().write_timeout);
     let write = limit(write, ctx.deadline());
     let Buffers { out, up } = bufs;
     up.clear();
