@@ -279,10 +279,10 @@ impl Back<'_, '_> {
             return outcome(0, None);
         }
         let chunked = framing == Framing::Chunked;
-        let (read_timeout, _) = self.ctx.backend_timeouts();
         let mut sent = 0;
         loop {
-            let next = within(read_timeout, async { Ok(down.data().await) }).await;
+            let idle = self.ctx.idle_limit();
+            let next = within(idle, async { Ok(down.data().await) }).await;
             let chunk: Bytes = match next {
                 Ok(Some(Ok(chunk))) => chunk,
                 Ok(None) => break,
