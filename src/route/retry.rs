@@ -77,6 +77,50 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
 }
 
+impl RouteTimeouts {
+    /// `connect 1s, first byte 15s, idle 30s, total none`, for `menshen check` and `/status`.
+    pub fn describe(&self) -> String {
+        let show = |d: Option<Duration>| d.map_or("none".into(), |d| format!("{d:?}"));
+        format!(
+            "connect {}, first byte {}, idle {}, total {}",
+            show(self.connect),
+            show(self.first_byte),
+            show(self.idle),
+            show(self.total)
+        )
+    }
+}
+
+impl RetryPolicy {
+    /// `3 tries on connect, reset, 503; back-off 25ms to 250ms`, or `off`.
+    pub fn describe(&self) -> String {
+        let s = self.on.statuses;
+        let on: Vec<&str> = [
+            (self.on.connect, "connect"),
+            (self.on.reset, "reset"),
+            (self.on.timeout, "timeout"),
+            (s.too_many_requests, "429"),
+            (s.bad_gateway, "502"),
+            (s.unavailable, "503"),
+            (s.gateway_timeout, "504"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if self.tries < 2 || on.is_empty() {
+            return "off".into();
+        }
+        format!(
+            "{} tries on {}; back-off {:?} to {:?}, Retry-After up to {:?}",
+            self.tries,
+            on.join(", "),
+            self.backoff,
+            self.max_backoff,
+            self.max_retry_after
+        )
+    }
+}
+
 /// Why an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
