@@ -87,7 +87,48 @@ pub(super) fn io_failure(kind: std::io::ErrorKind) -> Failure {
     }
 }
 
+/// What picking a backend and an HTTP/2 connection to it came to.
+pub(in crate::proxy) enum Picked {
+    /// A ready connection to this backend.
+    Ready(std::net::SocketAddr, h2::client::SendRequest<bytes::Bytes>),
+    /// The backend chose HTTP/1.1 by ALPN (the connection is in the HTTP/1 pool).
+    Http1,
+    /// No connection; another backend is to be tried (the back-off waited).
+    Again,
+    /// No backend: the client's status and why.
+    Fail(u16, String),
+}
+
 impl Proxy {
+    /// Whether an HTTP/2 backend's `response` is retried: its status is one the route retries
+    /// on and [`Proxy::retry`] says so.
+    pub(super) async fn retry_response(
+        &self,
+        ctx: &mut Ctx,
+        response: &http::Response<h2::RecvStream>,
+        stake: Stake,
+    ) -> bool {
+        let fields = response.headers();
+        let get = |name: &str| fields.get(name).map(|v| v.as_bytes());
+        match status_failure(ctx, response.status().as_u16(), get) {
+            Some(failure) => self.retry(ctx, failure, stake).await,
+            None => false,
+        }
+    }
+
+    /// [`Proxy::retry`] for a failure that may not be the backend's doing (`None`: never).
+    pub(super) async fn retry_if(
+        &self,
+        ctx: &mut Ctx,
+        failure: Option<Failure>,
+        stake: Stake,
+    ) -> bool {
+        match failure {
+            Some(failure) => self.retry(ctx, failure, stake).await,
+            None => false,
+        }
+    }
+
     /// After a failed attempt: whether another backend is tried. Asks the route's retry policy
     /// and then the upstream's budget (a request takes one retry ticket, held to its end), counts
     /// the retry by reason (or the budget's refusal), and waits the back-off or `Retry-After`.

@@ -103,14 +103,16 @@ impl Relay<'_, '_> {
         let req = self.request.req;
         let id = self.ctx.request_id.as_bytes();
         let head_request = req.method == http::Method::HEAD;
-        let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
-        let asked_close = req.close || self.request.draining;
-        let http10 = req.version == 0;
-        let mut persist = Persist::Close;
-        let mut compression = None;
-        let ctx = &*self.ctx;
+        let mut writer = HeadWriter {
+            ctx: self.ctx,
+            edits: ResponseEdits::of(self.ctx, self.facts.tls.is_some()),
+            close: req.close || self.request.draining,
+            http10: req.version == 0,
+            persist: Persist::Close,
+            compression: None,
+        };
         let Buffers { out, up } = bufs;
-        let limits = (ctx.first_byte_limit(), self.send);
+        let limits = (self.ctx.first_byte_limit(), self.send);
         let head = final_head(
             conn,
             stream,
@@ -119,27 +121,7 @@ impl Relay<'_, '_> {
             end,
             limits,
             head_request,
-            |out, resp, head| {
-                if head.status == 101 {
-                    upgrade_head(out, resp, id);
-                    return;
-                }
-                let fields = resp.headers.iter().map(|h| (h.name, h.value));
-                compression = ctx.compression_for(head.status, fields);
-                let edits = edits.compressed(compression.as_ref().map(|c| c.0));
-                // A compressed body's length is known at its end only: chunked, or until close.
-                let framing = match edits.coding {
-                    Some(_) => Framing::UntilClose,
-                    None => head.framing,
-                };
-                let rechunk = !http10;
-                let close = asked_close || (framing == Framing::UntilClose && !rechunk);
-                persist = match close {
-                    true => Persist::Close,
-                    false => Persist::KeepAlive { http10 },
-                };
-                client_response_head(out, resp, framing, rechunk, &edits, id, persist);
-            },
+            |o, r, h| writer.write(o, r, h),
         );
         let (status, error) = match head.await {
             Ok((head, _)) if head.status == 101 && req.upgrade.is_none() => {
@@ -149,8 +131,8 @@ impl Relay<'_, '_> {
                 up.advance(end);
                 return Ok(Sent {
                     head,
-                    persist,
-                    compression,
+                    persist: writer.persist,
+                    compression: writer.compression,
                 });
             }
             Err((0, error)) => return Err(self.fail(0, 0, error)),
@@ -321,6 +303,47 @@ impl Relay<'_, '_> {
             let (_, idle) = self.ctx.backend_timeouts();
             pool::put(self.addr, self.kind, stream, idle, self.ctx.start);
         }
+    }
+}
+
+/// Writes the client's head of the backend's final one (with the site's edits, compressed
+/// where the site compresses), noting what it decided.
+struct HeadWriter<'a> {
+    ctx: &'a Ctx,
+    edits: ResponseEdits<'a>,
+    /// The client asked to close, or the server is draining.
+    close: bool,
+    http10: bool,
+    persist: Persist,
+    compression: Option<(Decision, Option<Encoder>)>,
+}
+
+impl HeadWriter<'_> {
+    fn write(&mut self, out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>, head: &ResponseHead) {
+        let id = self.ctx.request_id.as_bytes();
+        if head.status == 101 {
+            upgrade_head(out, resp, id);
+            return;
+        }
+        let fields = resp.headers.iter().map(|h| (h.name, h.value));
+        self.compression = self.ctx.compression_for(head.status, fields);
+        let edits = self
+            .edits
+            .compressed(self.compression.as_ref().map(|c| c.0));
+        // A compressed body's length is known at its end only: chunked, or until close.
+        let framing = match edits.coding {
+            Some(_) => Framing::UntilClose,
+            None => head.framing,
+        };
+        let rechunk = !self.http10;
+        let close = self.close || (framing == Framing::UntilClose && !rechunk);
+        self.persist = match close {
+            true => Persist::Close,
+            false => Persist::KeepAlive {
+                http10: self.http10,
+            },
+        };
+        client_response_head(out, resp, framing, rechunk, &edits, id, self.persist);
     }
 }
 

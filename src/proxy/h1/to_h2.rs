@@ -14,13 +14,13 @@ use super::request::{BodyFraming, Request};
 use super::response::Persist;
 use super::upload::Upload;
 use super::{send_timeout, write_out, Buffers, Outcome};
-use crate::proxy::attempts::{io_failure, status_failure};
+use crate::proxy::attempts::io_failure;
+use crate::proxy::attempts::Picked;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
 use crate::proxy::http1::{push_body, push_date, push_field, status_line_for, Framing};
 use crate::proxy::http2::{backend_request, Outgoing};
-use crate::proxy::phases::Unconnected;
 use crate::proxy::response_edits::{edited_fields, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -47,53 +47,36 @@ impl Proxy {
         input: &mut bytes::BytesMut,
         upload: &mut Upload,
     ) -> Option<Outcome> {
-        let req = request.req;
+        let (req, id, send) = (request.req, ctx.request_id.clone(), send_timeout(ctx));
         let head_request = req.method == Method::HEAD;
-        let id = ctx.request_id.clone();
-        let send = send_timeout(ctx);
         let out = &mut bufs.out;
         let response = loop {
+            let mut fields = request.parsed.headers.iter();
             let header = |name: &http::HeaderName| {
-                let fields = request.parsed.headers.iter();
-                fields
-                    .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
-                    .map(|h| h.value)
-                    .next()
+                let found = fields.find(|h| h.name.eq_ignore_ascii_case(name.as_str()));
+                found.map(|h| h.value)
             };
-            let picked = self.pick_backend(action, ctx, req.target.path(), header);
-            let (status, error) = match picked {
-                Err(e) => (502, e.to_string()),
-                Ok(addr) => match self.h2_sender(ctx, action, addr, kind).await {
-                    Ok(Some(sender)) => {
-                        let to = (sender, addr, kind);
-                        let stream =
-                            self.h1_stream(conn, to, request, action, ctx, facts, input, upload);
-                        let answer = stream.await;
-                        let stake = Stake {
-                            idempotent: req.method.is_idempotent(),
-                            replayable: !upload.streamed,
-                        };
-                        let failure = match answer {
-                            Ok(response) => {
-                                let status = response.status().as_u16();
-                                let fields = response.headers();
-                                let get = |name: &str| fields.get(name).map(|v| v.as_bytes());
-                                match status_failure(ctx, status, get) {
-                                    Some(f) if self.retry(ctx, f, stake).await => continue,
-                                    _ => break response,
-                                }
-                            }
-                            Err(NoResponse(failure, status, error)) => (failure, status, error),
-                        };
-                        match failure {
-                            (Some(f), ..) if self.retry(ctx, f, stake).await => continue,
-                            (_, status, error) => (status, error),
-                        }
+            let picked = self.h2_pick(ctx, action, req.target.path(), header, kind);
+            let (status, error) = match picked.await {
+                Picked::Fail(status, error) => (status, error),
+                Picked::Http1 => return None,
+                Picked::Again => continue,
+                Picked::Ready(addr, sender) => {
+                    let to = (sender, addr, kind);
+                    let stream =
+                        self.h1_stream(conn, to, request, action, ctx, facts, input, upload);
+                    let answer = stream.await;
+                    let stake = Stake {
+                        idempotent: req.method.is_idempotent(),
+                        replayable: !upload.streamed,
+                    };
+                    match answer {
+                        Ok(r) if self.retry_response(ctx, &r, stake).await => continue,
+                        Ok(response) => break response,
+                        Err(NoResponse(f, ..)) if self.retry_if(ctx, f, stake).await => continue,
+                        Err(NoResponse(_, status, error)) => (status, error),
                     }
-                    Ok(None) => return None,
-                    Err(Unconnected::TryAnother) => continue,
-                    Err(Unconnected::Fail(status, error)) => (status, error),
-                },
+                }
             };
             let sent = match status {
                 0 => 0,

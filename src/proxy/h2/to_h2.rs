@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::answer::{answer, date, own_response, Outcome};
 use super::exchange::Request;
-use crate::proxy::attempts::{io_failure, status_failure};
+use crate::proxy::attempts::{io_failure, Picked};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{Protocol, Received};
@@ -55,9 +55,8 @@ impl Proxy {
         ctx: &mut Ctx,
         respond: &mut SendResponse<Bytes>,
     ) -> Result<Outcome, RecvStream> {
-        let head = request.parts.method == Method::HEAD;
+        let (head, id) = (request.parts.method == Method::HEAD, ctx.request_id.clone());
         let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
-        let id = ctx.request_id.clone();
         let failed = |respond, status, error| failed(respond, &id, head, send, status, error);
         // The body streams from the client as it comes: only a request without one can go again.
         let stake = Stake {
@@ -66,41 +65,27 @@ impl Proxy {
         };
         let mut body = Some(body);
         let (addr, response, pump) = loop {
-            let parts = request.parts;
-            let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
-            let addr = match self.pick_backend(action, ctx, request.target.path(), header) {
-                Ok(addr) => addr,
-                Err(e) => return Ok(failed(respond, 502, e.to_string()).await),
-            };
-            let sender = match self.h2_sender(ctx, action, addr, kind).await {
-                Ok(Some(sender)) => sender,
-                Ok(None) => match body.take() {
+            let (path, fields) = (request.target.path(), &request.parts.headers);
+            let header = |name: &HeaderName| fields.get(name).map(HeaderValue::as_bytes);
+            let (addr, sender) = match self.h2_pick(ctx, action, path, header, kind).await {
+                Picked::Ready(addr, sender) => (addr, sender),
+                // Only a body that was never sent is still here.
+                Picked::Http1 => match body.take() {
                     Some(body) => return Err(body),
                     None => return Ok(failed(respond, 502, "body already sent".into()).await),
                 },
-                Err(Unconnected::TryAnother) => continue,
-                Err(Unconnected::Fail(status, error)) => {
-                    return Ok(failed(respond, status, error).await)
-                }
+                Picked::Again => continue,
+                Picked::Fail(status, error) => return Ok(failed(respond, status, error).await),
             };
             let stream = Stream { sender, addr, kind };
-            match self
-                .backend_stream(stream, request, &mut body, action, ctx, facts)
-                .await
-            {
-                Ok((response, pump)) => {
-                    let fields = response.headers();
-                    let status = response.status().as_u16();
-                    let get = |name: &str| fields.get(name).map(HeaderValue::as_bytes);
-                    match status_failure(ctx, status, get) {
-                        Some(f) if self.retry(ctx, f, stake).await => continue,
-                        _ => break (addr, response, pump),
-                    }
+            let sent = self.backend_stream(stream, request, &mut body, action, ctx, facts);
+            match sent.await {
+                Ok((r, _)) if self.retry_response(ctx, &r, stake).await => continue,
+                Ok((response, pump)) => break (addr, response, pump),
+                Err(NoResponse(f, ..)) if self.retry_if(ctx, f, stake).await => continue,
+                Err(NoResponse(_, status, error)) => {
+                    return Ok(failed(respond, status, error).await)
                 }
-                Err(NoResponse(failure, status, error)) => match failure {
-                    Some(f) if self.retry(ctx, f, stake).await => continue,
-                    _ => return Ok(failed(respond, status, error).await),
-                },
             }
         };
         ctx.answered(response.status().as_u16());
@@ -114,12 +99,31 @@ impl Proxy {
         let mut outcome = relay.run(response, respond).await;
         if let Some(pump) = pump {
             // The response is over: what the client still streams has nowhere to go.
-            if !pump.is_finished() {
-                pump.abort();
-            }
+            pump.abort();
             outcome.bytes_in = pump.await.unwrap_or(0);
         }
         Ok(outcome)
+    }
+
+    /// Picks a backend for the next attempt and a ready HTTP/2 connection to it.
+    pub(in crate::proxy) async fn h2_pick<'h>(
+        &self,
+        ctx: &mut Ctx,
+        action: &ProxyAction,
+        path: &str,
+        header: impl FnOnce(&HeaderName) -> Option<&'h [u8]>,
+        kind: Kind<'_>,
+    ) -> Picked {
+        let addr = match self.pick_backend(action, ctx, path, header) {
+            Ok(addr) => addr,
+            Err(e) => return Picked::Fail(502, e.to_string()),
+        };
+        match self.h2_sender(ctx, action, addr, kind).await {
+            Ok(Some(sender)) => Picked::Ready(addr, sender),
+            Ok(None) => Picked::Http1,
+            Err(Unconnected::TryAnother) => Picked::Again,
+            Err(Unconnected::Fail(status, error)) => Picked::Fail(status, error),
+        }
     }
 
     /// Sends the request as a stream on `stream.sender`, its body (taken from `body`) pumped
