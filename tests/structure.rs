@@ -339,7 +339,7 @@ fn functions(code: &str) -> Vec<(String, usize)> {
                 _ => continue,
             }
             if depth == 0 {
-                end = from + open + i;
+                end = from + open + i + 1;
                 break;
             }
         }
