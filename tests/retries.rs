@@ -147,6 +147,23 @@ async fn a_get_is_retried_on_another_backend_after_a_reset_over_http1_and_http2(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_sends_even_a_post_to_another_backend() {
+    let log = events();
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    let refused = free_port();
+    let proxy = Proxy::start(&[refused, good.port], "", "");
+    for i in 0..2 {
+        let resp = proxy
+            .send("POST", &format!("/refused/{i}"), "order=1")
+            .await;
+        assert_eq!(resp.status, 200, "nothing reached the refusing backend");
+    }
+    assert_eq!(good.requests(), 2);
+    let connect = "menshen_upstream_retries_total{reason=\"connect\",upstream=\"backend\"}";
+    assert!(proxy.metric(connect).await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_whose_body_reached_the_backend_is_not_retried_and_a_put_is() {
     let log = events();
     let broken = Failing::start("broken", Mode::Reset, &log).await;
