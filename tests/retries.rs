@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::failing::{Events, Failing, Mode};
+use support::failing::{Events, Failing, FailingH2, Mode};
 use support::http::{h2_connect, raw_plain, Response};
 use support::pki::{Ca, LeafSpec};
 use support::{eventually, free_port, Env, Running};
@@ -314,6 +314,36 @@ async fn retry_after_is_waited_for_and_one_beyond_the_total_timeout_goes_to_the_
     assert_eq!(refused.text(), "busy");
     let retries = "menshen_upstream_retries_total{reason=\"503\",upstream=\"backend\"}";
     assert_eq!(proxy.metric(retries).await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_from_an_http2_backend_is_retried_for_http1_and_http2_clients() {
+    let log = events();
+    let busy = FailingH2::start("busy", true, &log).await;
+    let good = FailingH2::start("good", false, &log).await;
+    let route = "retries = { on = [\"503\"] }";
+    let proxy = Proxy::start(&[busy.port, good.port], "http2 = true", route);
+    for i in 0..3 {
+        let resp = proxy.send("GET", &format!("/h2c/{i}"), "").await;
+        assert_eq!(resp.status, 200, "{}", proxy.running.log());
+        assert_eq!(resp.text(), "good");
+    }
+    let mut h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
+        .await
+        .expect("HTTP/2");
+    for i in 0..3 {
+        let url = format!("https://example.cn/h2-h2c/{i}");
+        let status = support::http::h2_get(&mut h2, &url).await.expect("GET");
+        assert_eq!(status, 200, "{}", proxy.running.log());
+    }
+    assert_eq!(good.requests(), 6, "{:?}", log.lock().expect("lock"));
+    assert!(busy.requests() >= 1, "round robin reached the busy backend");
+    let retried = (0..3).flat_map(|i| [format!("/h2c/{i}"), format!("/h2-h2c/{i}")]);
+    let retried: Vec<String> = retried.filter(|p| order(&log, p).len() == 2).collect();
+    assert_eq!(retried.len(), busy.requests());
+    for path in &retried {
+        assert_eq!(order(&log, path), ["busy", "good"], "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
