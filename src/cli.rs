@@ -78,6 +78,15 @@ pub fn check(config: &Path) -> i32 {
             println!("site {:?}: error pages {pages}", site.name);
         }
         for route in &site.routes {
+            if let crate::route::Action::Proxy(p) = &route.action {
+                println!(
+                    "site {:?} route {}: timeouts {}; retries {}",
+                    site.name,
+                    route.prefix,
+                    p.timeouts.describe(),
+                    p.retries.describe()
+                );
+            }
             let edits = route.headers.describe();
             if !edits.is_empty() {
                 println!(

@@ -67,6 +67,7 @@ fn each_mistake_is_named_with_its_key_and_fix() {
         .chain(ERROR_PAGE_CASES)
         .chain(DURATION_CASES)
         .chain(RENAMED_CASES)
+        .chain(RETRY_CASES)
     {
         let env = env();
         let errors = errors_of(&env, tls_extra, &format!("{SITE}\n{body}"));
@@ -79,6 +80,40 @@ fn each_mistake_is_named_with_its_key_and_fix() {
         );
     }
 }
+
+/// A route's timeouts and retries, an upstream's retry budget.
+const RETRY_CASES: &[(&str, &str, &str)] = &[
+    (
+        "",
+        "[[upstreams]]\nname = \"u\"\nbackends = [\"127.0.0.1:1\"]\n[[sites]]\nname = \"r\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"r.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nupstream = \"u\"\nretries = { tries = 9 }\n",
+        "site \"r\": routes[0].retries.tries: 9 is not 1 to 5 (attempts in all; 1 turns retries off)",
+    ),
+    (
+        "",
+        "[[upstreams]]\nname = \"u\"\nbackends = [\"127.0.0.1:1\"]\n[[sites]]\nname = \"r\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"r.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nupstream = \"u\"\nretries = { on = [\"500\"] }\n",
+        "site \"r\": routes[0].retries.on: \"500\" is not one of connect, reset, timeout, 429, 502, 503, 504",
+    ),
+    (
+        "",
+        "[[upstreams]]\nname = \"u\"\nbackends = [\"127.0.0.1:1\"]\n[[sites]]\nname = \"r\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"r.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nupstream = \"u\"\nretries = { backoff = \"1s\" }\n",
+        "site \"r\": routes[0].retries.backoff: is longer than max_backoff; lower it or raise max_backoff",
+    ),
+    (
+        "",
+        "[[sites]]\nname = \"r\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"r.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\ntotal_timeout = \"5s\"\n",
+        "site \"r\": routes[0]: strip_prefix, replace_prefix, host_header, retries and the timeouts only apply to upstream routes",
+    ),
+    (
+        "",
+        "[[upstreams]]\nname = \"u\"\nbackends = [\"127.0.0.1:1\"]\nretry_budget = { percent = 150 }\n",
+        "upstream \"u\": retry_budget.percent: 150 is not a share of 0 to 100",
+    ),
+    (
+        "",
+        "[[upstreams]]\nname = \"u\"\nbackends = [\"127.0.0.1:1\"]\n[[sites]]\nname = \"r\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"r.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nupstream = \"u\"\nfirst_byte_timeout = 30\n",
+        "first_byte_timeout",
+    ),
+];
 
 /// Error page mistakes, process-wide and a site's.
 const ERROR_PAGE_CASES: &[(&str, &str, &str)] = &[

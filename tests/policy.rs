@@ -60,6 +60,7 @@ async fn allowed_request_is_logged_with_every_field() {
         "bytes_out",
         "duration_ms",
         "upstream",
+        "tries",
         "upstream_status",
         "upstream_connect_ms",
         "upstream_first_byte_ms",

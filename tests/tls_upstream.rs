@@ -139,7 +139,10 @@ async fn an_http2_client_to_an_http1_backend_counts_one_attempt() {
     assert_eq!(status.expect("GET over HTTP/2"), 200, "{}", running.log());
     for (series, count) in [
         ("menshen_upstream_requests_total{upstream=\"backend\"}", 1.0),
-        ("menshen_upstream_retries_total{upstream=\"backend\"}", 0.0),
+        (
+            "menshen_upstream_retries_total{reason=\"connect\",upstream=\"backend\"}",
+            0.0,
+        ),
         (
             "menshen_upstream_first_byte_seconds_count{upstream=\"backend\"}",
             1.0,

@@ -234,7 +234,12 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
             .iter()
             .map(|r| {
                 let what = match &r.action {
-                    Action::Proxy(p) => format!("→ {}", p.upstream.name),
+                    Action::Proxy(p) => format!(
+                        "→ {} (timeouts: {}; retries: {})",
+                        p.upstream.name,
+                        p.timeouts.describe(),
+                        p.retries.describe()
+                    ),
                     Action::Respond(c) => format!("respond {}", c.status.as_u16()),
                     Action::Redirect(r) => format!("redirect {} {}", r.status.as_u16(), r.to),
                 };

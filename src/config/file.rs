@@ -393,6 +393,20 @@ pub struct RouteSection {
     /// Response headers set, after the site's.
     #[serde(default)]
     pub add_response_headers: BTreeMap<String, String>,
+    /// Connect timeout (default: the upstream's `connect_timeout`).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub connect_timeout: Option<Duration>,
+    /// From the request sent to the response head (default: the upstream's `read_timeout`).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub first_byte_timeout: Option<Duration>,
+    /// Longest wait between body reads, either way (default: the upstream's `read_timeout`).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub idle_timeout: Option<Duration>,
+    /// The whole exchange (default: none).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub total_timeout: Option<Duration>,
+    /// When a failed attempt is made again (default: `RetriesSection::default()`).
+    pub retries: Option<RetriesSection>,
 }
 
 /// `respond = { ... }`
@@ -437,6 +451,7 @@ pub use super::file_error_pages::*;
 pub use super::file_notify::*;
 pub use super::file_otel::*;
 pub use super::file_policy::*;
+pub use super::file_retries::*;
 pub use super::file_ship::*;
 pub use super::file_tls::*;
 pub use super::file_upstreams::*;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration;
+use super::file_retries::RetryBudgetSection;
 
 /// Upstream TCP (and TLS) connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -84,6 +85,9 @@ pub struct UpstreamSection {
         deserialize_with = "duration::required"
     )]
     pub passive_ejection: Duration,
+    /// How many of its requests may be retries at once.
+    #[serde(default)]
+    pub retry_budget: RetryBudgetSection,
     /// Active health check; none when absent.
     pub health_check: Option<HealthCheckSection>,
 }

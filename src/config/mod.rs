@@ -16,6 +16,7 @@ mod file_error_pages;
 mod file_notify;
 mod file_otel;
 mod file_policy;
+mod file_retries;
 mod file_ship;
 mod file_tls;
 mod file_upstreams;
@@ -26,6 +27,7 @@ pub mod peek;
 mod policy;
 mod process;
 mod renamed;
+mod retries;
 mod sites;
 mod upstreams;
 

@@ -137,11 +137,22 @@ fn route(
         );
         return None;
     }
-    let proxy_only = r.strip_prefix || r.replace_prefix.is_some() || r.host_header.is_some();
+    let exchange = [
+        r.connect_timeout,
+        r.first_byte_timeout,
+        r.idle_timeout,
+        r.total_timeout,
+    ];
+    let proxy_only = r.strip_prefix
+        || r.replace_prefix.is_some()
+        || r.host_header.is_some()
+        || r.retries.is_some()
+        || exchange.iter().any(Option::is_some);
     if proxy_only && r.upstream.is_none() {
         errors.invalid(
             key,
-            "strip_prefix, replace_prefix and host_header only apply to upstream routes",
+            "strip_prefix, replace_prefix, host_header, retries and the timeouts only apply to \
+             upstream routes",
         );
     }
     let action = if let Some(name) = &r.upstream {
@@ -238,6 +249,8 @@ fn proxy_action(
         upstream: upstream.clone(),
         rewrite,
         host_header,
+        timeouts: super::retries::timeouts(r, &upstream.settings.timeouts),
+        retries: super::retries::policy(r, key, errors),
     }))
 }
 

@@ -229,6 +229,7 @@ fn settings(section: &UpstreamSection, key: &str, errors: &mut Errors<'_>) -> Up
             idle: section.idle_timeout,
         },
         passive_ejection: section.passive_ejection,
+        retry_budget: super::retries::budget(&section.retry_budget, key, errors),
         health: section.health_check.as_ref().map(|h| HealthSettings {
             http_path: (h.kind == HealthKind::Http).then(|| h.path.clone().unwrap_or_default()),
             expected_status: h.expected_status,

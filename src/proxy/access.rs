@@ -130,6 +130,8 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
         }
         None => out.push_str(",\"upstream\":null"),
     }
+    out.push_str(",\"tries\":");
+    out.push_str(num.format(ctx.tried.len()));
     out.push_str(",\"upstream_status\":");
     push_opt_num(&mut out, ctx.upstream_status);
     out.push_str(",\"upstream_connect_ms\":");

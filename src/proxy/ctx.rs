@@ -14,8 +14,8 @@ use crate::observe::metrics::{ConnGauges, Gauged};
 use crate::observe::trace::RequestTrace;
 use crate::policy::client::Client;
 use crate::policy::headers::HeaderEdits;
+use crate::route::retry::{Active, RetryTicket, MAX_TRIES};
 use crate::route::router::ProxyAction;
-use crate::route::upstream::MAX_TRIES;
 use crate::route::Action;
 use crate::semantics::coding::Compressing;
 use crate::snapshot::Snapshot;
@@ -92,6 +92,11 @@ pub struct Ctx {
     pub(super) cache: Option<&'static str>,
     /// The request's spans, when `[otel]` is on and this trace is recorded.
     pub(super) trace: Option<Box<RequestTrace>>,
+    /// Counts the request in flight to its upstream (for the retry budget) once it picked a
+    /// backend.
+    pub(super) active: Option<Active>,
+    /// The upstream's retry budget's ticket, once the request retried.
+    pub(super) retry_ticket: Option<RetryTicket>,
     /// Counts the request as in flight while the context lives.
     _in_flight: InFlight,
     /// ... and on its listener's gauge.
@@ -160,6 +165,8 @@ impl Ctx {
             compression: None,
             cache: None,
             trace: None,
+            active: None,
+            retry_ticket: None,
             _in_flight: InFlight::start(),
             _listener_in_flight: gauges.request(),
         }

@@ -22,6 +22,7 @@
 //! control), `forwarding`, `response_edits`, `own`, `timed` (time-limited I/O).
 
 mod access;
+mod attempts;
 mod compress;
 pub mod conn;
 mod ctx;

@@ -17,8 +17,9 @@ use crate::policy::client;
 use crate::policy::ip::canonical;
 use crate::policy::{Denial, Request};
 use crate::proxy::own::io_status;
+use crate::route::retry::{Failure, Stake};
 use crate::route::router::{strip_port, ProxyAction};
-use crate::route::upstream::{HashKey, MAX_TRIES};
+use crate::route::upstream::HashKey;
 use crate::route::upstream_conn::{self, TlsTarget, UpstreamConn};
 use crate::snapshot::Snapshot;
 use crate::tls::client_auth::ClientCertCheck;
@@ -186,8 +187,11 @@ impl Proxy {
                 format!("upstream {:?} has no backend left to try", upstream.name),
             );
         };
+        if ctx.active.is_none() {
+            ctx.active = Some(upstream.budget.start());
+        }
         if !std::mem::take(&mut ctx.retracted) {
-            upstream.metrics.attempt(!ctx.tried.is_empty());
+            upstream.metrics.attempt();
             if let Some(trace) = &mut ctx.trace {
                 trace.attempt(&upstream.name, addr);
             }
@@ -195,16 +199,6 @@ impl Proxy {
         ctx.tried.push(addr);
         ctx.attempt = Some((std::time::Instant::now(), false));
         Ok(addr)
-    }
-
-    /// After a failed connect to `addr`: ejects it for a while; `true` if another backend
-    /// may be tried (nothing reached this one, so even a request with a body is safe to send).
-    pub(super) fn connect_failed(&self, ctx: &Ctx, addr: SocketAddr) -> bool {
-        let Some(action) = ctx.proxy_action() else {
-            return false;
-        };
-        action.upstream.eject(addr);
-        ctx.tried.len() < MAX_TRIES.min(action.upstream.backend_count())
     }
 
     /// A new connection to backend `addr` of `action` (TLS for `name` where the upstream uses
@@ -216,9 +210,10 @@ impl Proxy {
         addr: SocketAddr,
         name: &str,
     ) -> std::result::Result<UpstreamConn, Unconnected> {
-        let options = action.upstream.options();
         let tls = action.upstream.tls().map(|tls| TlsTarget { tls, name });
-        let (connect, total) = (options.connection_timeout, options.total_connection_timeout);
+        // TCP, then TLS: each within the route's connect timeout, both within twice it.
+        let connect = super::attempts::limit(action.timeouts.connect, ctx.deadline());
+        let total = connect.map(|c| c.saturating_mul(2));
         let started = std::time::Instant::now();
         let e = match upstream_conn::connect(addr, tls, connect, total).await {
             Ok(stream) => {
@@ -243,7 +238,13 @@ impl Proxy {
             let upstream = &action.upstream.name;
             tracing::warn!(%upstream, backend = %addr, name, "{e}");
         }
-        if self.connect_failed(ctx, addr) {
+        action.upstream.eject(addr);
+        // Nothing reached the backend: any request is safe to send elsewhere.
+        let stake = Stake {
+            idempotent: false,
+            replayable: true,
+        };
+        if self.retry(ctx, Failure::Connect, stake).await {
             return Err(Unconnected::TryAnother);
         }
         let error = format!("connect to {addr}: {e}");

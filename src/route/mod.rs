@@ -3,6 +3,7 @@
 pub mod dns;
 pub mod h2_pool;
 pub mod pool;
+pub mod retry;
 pub mod router;
 pub mod settings;
 pub mod upstream;

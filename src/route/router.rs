@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
+use super::retry::{RetryPolicy, RouteTimeouts};
 use super::upstream::Upstream;
 use crate::policy::headers::HeaderEdits;
 use crate::policy::{RoutePolicy, SitePolicy};
@@ -73,6 +74,10 @@ pub struct ProxyAction {
     pub rewrite: Rewrite,
     /// Host header sent upstream instead of the client's.
     pub host_header: Option<HeaderValue>,
+    /// How long its exchange with a backend may take.
+    pub timeouts: RouteTimeouts,
+    /// When a failed attempt is made again.
+    pub retries: RetryPolicy,
 }
 
 /// Two actions are the same when they go to the upstream of the same name the same way (the
@@ -82,6 +87,8 @@ impl PartialEq for ProxyAction {
         self.upstream.name == other.upstream.name
             && self.rewrite == other.rewrite
             && self.host_header == other.host_header
+            && self.timeouts == other.timeouts
+            && self.retries == other.retries
     }
 }
 

@@ -24,6 +24,8 @@ pub struct UpstreamSettings {
     pub timeouts: Timeouts,
     /// How long a backend that failed a connect is skipped.
     pub passive_ejection: Duration,
+    /// How many of its requests may be retries at once.
+    pub retry_budget: BudgetSettings,
     /// The active health check, if any.
     pub health: Option<HealthSettings>,
 }
@@ -61,6 +63,16 @@ pub struct Timeouts {
     pub write: Duration,
     /// A pooled connection's idle time.
     pub idle: Duration,
+}
+
+/// An upstream's retry budget: retries in flight at most `percent` of its requests in flight,
+/// or `min_concurrent`, whichever is more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetSettings {
+    /// Share (0-100) of its requests in flight.
+    pub percent: u32,
+    /// Retries in flight always allowed.
+    pub min_concurrent: usize,
 }
 
 /// An active health check.

@@ -16,13 +16,12 @@ use pingora_load_balancing::selection::{Consistent, Random, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
 use super::dns::Discovery;
+use super::retry::RetryBudget;
 pub use super::settings::HashKey;
 use super::settings::UpstreamSettings;
 use super::upstream_metrics::UpstreamMetrics;
 use crate::tls::client::UpstreamTls;
 
-/// Most backends tried for one request (first attempt plus retries after connect failures).
-pub const MAX_TRIES: usize = 3;
 /// Bound on the selection walk of one pick.
 const MAX_SELECT_ITERATIONS: usize = 256;
 
@@ -87,6 +86,8 @@ pub struct Upstream {
     latencies: Arc<CheckLatencies>,
     /// Its attempts, errors, retries, ejections and latencies.
     pub metrics: UpstreamMetrics,
+    /// How many of its requests may be retries at once.
+    pub budget: RetryBudget,
 }
 
 /// Latency of each backend's last passing health check (written by the checker only).
@@ -127,6 +128,10 @@ impl Upstream {
             metrics: UpstreamMetrics::new(&settings.name),
             health_interval: settings.health.as_ref().map(|h| h.interval),
             passive_ejection: settings.passive_ejection,
+            budget: RetryBudget::new(
+                settings.retry_budget.percent,
+                settings.retry_budget.min_concurrent,
+            ),
             settings,
             balancer: parts.balancer,
             discovery: parts.discovery,

@@ -67,11 +67,15 @@ impl UpstreamErrorKind {
     }
 }
 
+/// The `reason` labels of retries (`route::retry::Failure::label`).
+pub const RETRY_REASONS: [&str; 7] = ["connect", "reset", "timeout", "429", "502", "503", "504"];
+
 struct Families {
     attempts: IntCounterVec,
     errors: IntCounterVec,
     retries: IntCounterVec,
     ejections: IntCounterVec,
+    budget_exhausted: IntCounterVec,
     connect: HistogramVec,
     first_byte: HistogramVec,
 }
@@ -95,14 +99,21 @@ fn families() -> &'static Families {
         .expect(DEFINED),
         retries: register_int_counter_vec!(
             "menshen_upstream_retries_total",
-            "Attempts made on another backend after a failed one",
-            &["upstream"]
+            "Attempts made on another backend after a failed one, by upstream and reason \
+             (connect, reset, timeout, 429, 502, 503, 504)",
+            &["reason", "upstream"]
         )
         .expect(DEFINED),
         ejections: register_int_counter_vec!(
             "menshen_upstream_ejections_total",
             "Backends passively ejected after a failed connect, by upstream and backend",
             &["backend", "upstream"]
+        )
+        .expect(DEFINED),
+        budget_exhausted: register_int_counter_vec!(
+            "menshen_upstream_retry_budget_exhausted_total",
+            "Retries not made because the upstream's retry budget was spent",
+            &["upstream"]
         )
         .expect(DEFINED),
         connect: register_histogram_vec!(
@@ -127,7 +138,8 @@ pub struct UpstreamMetrics {
     name: String,
     attempts: IntCounter,
     errors: [IntCounter; 6],
-    retries: IntCounter,
+    retries: [IntCounter; RETRY_REASONS.len()],
+    budget_exhausted: IntCounter,
     connect: Histogram,
     first_byte: Histogram,
 }
@@ -140,18 +152,28 @@ impl UpstreamMetrics {
             name: name.to_owned(),
             attempts: f.attempts.with_label_values(&[name]),
             errors: UpstreamErrorKind::ALL.map(|k| f.errors.with_label_values(&[k.label(), name])),
-            retries: f.retries.with_label_values(&[name]),
+            retries: RETRY_REASONS.map(|r| f.retries.with_label_values(&[r, name])),
+            budget_exhausted: f.budget_exhausted.with_label_values(&[name]),
             connect: f.connect.with_label_values(&[name]),
             first_byte: f.first_byte.with_label_values(&[name]),
         }
     }
 
-    /// Counts an attempt; `retry` when an earlier one of the request failed.
-    pub fn attempt(&self, retry: bool) {
+    /// Counts an attempt.
+    pub fn attempt(&self) {
         self.attempts.inc();
-        if retry {
-            self.retries.inc();
+    }
+
+    /// Counts a retry after a failure of `reason` (a [`RETRY_REASONS`] label).
+    pub fn retry(&self, reason: &str) {
+        if let Some(i) = RETRY_REASONS.iter().position(|r| *r == reason) {
+            self.retries[i].inc();
         }
+    }
+
+    /// Counts a retry the budget refused.
+    pub fn budget_exhausted(&self) {
+        self.budget_exhausted.inc();
     }
 
     /// Counts a failed attempt.

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod backend;
 pub mod curl;
+pub mod failing;
 pub mod grpc;
 pub mod h1;
 pub mod http;

@@ -3,12 +3,13 @@
 //! encoder and what it has ready goes out at once, chunked to an HTTP/1.1 client, until close to
 //! an HTTP/1.0 one. A body the backend breaks off leaves the client's framing unfinished.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
 use super::write_out;
+use crate::proxy::attempts::limit;
 use crate::proxy::conn::ClientConn;
 use crate::proxy::encoder::Encoder;
 use crate::proxy::http1::{push_body, Body, Framing, UPSTREAM_BUF};
@@ -20,7 +21,10 @@ pub(super) struct Encoded {
     pub(super) body: Body,
     pub(super) framing: Framing,
     pub(super) chunked: bool,
-    pub(super) read_timeout: Option<Duration>,
+    /// The route's idle timeout, per read.
+    pub(super) idle: Option<Duration>,
+    /// The end of its total timeout.
+    pub(super) deadline: Option<Instant>,
     pub(super) send: Option<Duration>,
 }
 
@@ -61,7 +65,8 @@ impl Encoded {
                 return Ok((sent, extra));
             }
             up.reserve(UPSTREAM_BUF);
-            match within(self.read_timeout, stream.read_buf(up)).await {
+            let limit = limit(self.idle, self.deadline);
+            match within(limit, stream.read_buf(up)).await {
                 Ok(0) if self.framing == Framing::UntilClose => {
                     self.body = Body::new(Framing::None)
                 }

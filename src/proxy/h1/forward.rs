@@ -10,10 +10,12 @@ use bytes::BytesMut;
 
 use super::own::{error_response, io_status};
 use super::relay::Relay;
-use super::request::{upstream_request, Request};
+use super::request::{upstream_request, Req, Request};
 use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
+use crate::proxy::attempts::{head_failure, io_failure, limit};
 use crate::proxy::conn::{ClientConn, ConnFacts};
+use crate::proxy::ctx::proxy_action;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
 use crate::proxy::own::Asking;
@@ -21,6 +23,7 @@ use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
+use crate::route::retry::{Failure, Stake};
 use crate::route::router::ProxyAction;
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::coding::Skip;
@@ -44,7 +47,11 @@ impl Proxy {
         let send = send_timeout(ctx);
         let head_request = request.req.method == http::Method::HEAD;
         let upgrade = request.req.upgrade.is_some();
-        ctx.ask_compression(head_request, upgrade, |name| request.field(name));
+        ctx.ask_compression(head_request, upgrade, |name| {
+            let headers = request.parsed.headers.iter();
+            let mut found = headers.filter(|h| h.name.eq_ignore_ascii_case(name));
+            found.next().map(|h| h.value)
+        });
         if request.req.version == 0 {
             ctx.refuse_compression(Skip::Http10);
         }
@@ -137,9 +144,9 @@ impl Proxy {
         relay.run(conn, stream, end, bufs, input).await
     }
 
-    /// Sends the request (head, then body) to a backend (another after a failed connect, a new
-    /// connection after a stale pooled one) and reads the response header into `bufs.up`: its
-    /// length. `Err(Err(_))` when the client's body failed.
+    /// Sends the request (head, then body) to a backend, and to others as the route's retry
+    /// policy allows, and reads the final attempt's response header into `bufs.up`: its length.
+    /// `Err(Err(_))` when the client's body failed.
     #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
@@ -154,85 +161,158 @@ impl Proxy {
         upload: &mut Upload,
     ) -> Result<(UpstreamConn, SocketAddr, usize), Result<Failed, UploadError>> {
         let (req, parsed) = (request.req, request.parsed);
-        let options = action.upstream.options();
-        let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
-        let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
-        let send = send_timeout(ctx);
-        let Buffers { out, up } = bufs;
-        'backends: loop {
+        let stake = |upload: &Upload| Stake {
+            idempotent: req.method.is_idempotent(),
+            replayable: !upload.streamed,
+        };
+        loop {
             let header = |name: &http::HeaderName| {
-                parsed
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name.as_str()))
-                    .map(|h| h.value)
+                let mut found = parsed.headers.iter();
+                let found = found.find(|h| h.name.eq_ignore_ascii_case(name.as_str()));
+                found.map(|h| h.value)
             };
             let addr = self
                 .pick_backend(action, ctx, req.target.path(), header)
                 .map_err(|e| Ok(Failed(502, e.to_string())))?;
-            upstream_request(out, request, action, ctx, facts);
-            out.extend_from_slice(&upload.staged);
-            // The request's start is "now" enough for idle expiry: no clock read.
-            let mut pooled = pool::take(addr, kind, ctx.start);
-            loop {
-                let reused = pooled.is_some();
-                let mut stream = match pooled.take() {
-                    Some(stream) => stream,
-                    None => match self.connect_backend(ctx, action, addr, kind.name).await {
-                        Ok(stream) => stream,
-                        Err(Unconnected::TryAnother) => continue 'backends,
-                        Err(Unconnected::Fail(status, error)) => {
-                            return Err(Ok(Failed(status, error)))
-                        }
-                    },
-                };
-                up.clear();
-                let mut received = false;
-                let sent = within(options.write_timeout, stream.send_all(out)).await;
-                let result = match sent {
-                    Ok(()) => {
-                        let rest = upload.send_rest(
-                            conn,
-                            input,
-                            &mut stream,
-                            body_timeout,
-                            options.write_timeout,
-                            send,
-                        );
-                        match rest.await {
-                            Ok(()) => {
-                                let timeout = options.read_timeout;
-                                read_response_head(&mut stream, up, timeout, &mut received).await
-                            }
-                            Err(UploadError::Backend(e)) if !upload.streamed => {
-                                Err((e.kind(), format!("writing the request: {e}")))
-                            }
-                            Err(e) => return Err(Err(e)),
-                        }
+            upstream_request(&mut bufs.out, request, action, ctx, facts);
+            bufs.out.extend_from_slice(&upload.staged);
+            let attempt = self.attempt(conn, input, req, kind, ctx, bufs, upload, addr);
+            match attempt.await {
+                Attempt::Answered(stream, end) => {
+                    let failure = head_failure(ctx, &bufs.up[..end]);
+                    match failure {
+                        Some(f) if self.retry(ctx, f, stake(upload)).await => continue,
+                        _ => return Ok((stream, addr, end)),
                     }
-                    Err(e) => Err((e.kind(), format!("writing the request: {e}"))),
-                };
-                match result {
-                    Ok(head) => return Ok((stream, addr, head)),
-                    // A pooled connection the backend had closed: an idempotent request whose
-                    // body is all here goes once more on a new one (as nginx and pingora
-                    // retry).
-                    Err((kind, _))
-                        if reused
-                            && !received
-                            && !upload.streamed
-                            && kind != io::ErrorKind::TimedOut
-                            && req.method.is_idempotent() =>
-                    {
-                        continue;
+                }
+                Attempt::Again => continue,
+                Attempt::Failed(failure, failed) => {
+                    if !self.retry(ctx, failure, stake(upload)).await {
+                        return Err(Ok(failed));
                     }
-                    Err((kind, error)) => {
-                        return Err(Ok(Failed(io_status(kind), format!("{addr}: {error}"))))
+                }
+                Attempt::Gave(failed) => return Err(Ok(failed)),
+                Attempt::Client(e) => return Err(Err(e)),
+            }
+        }
+    }
+
+    /// One attempt at backend `addr` with the request in `bufs.out`: on a pooled connection
+    /// (a new one when the pooled one turns out closed, for a request that can go again) or a
+    /// new one.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        conn: &mut ClientConn,
+        input: &mut BytesMut,
+        req: &Req<'_>,
+        kind: Kind<'_>,
+        ctx: &mut Ctx,
+        bufs: &mut Buffers,
+        upload: &mut Upload,
+        addr: SocketAddr,
+    ) -> Attempt {
+        // The request's start is "now" enough for idle expiry: no clock read.
+        let mut pooled = pool::take(addr, kind, ctx.start);
+        loop {
+            let reused = pooled.is_some();
+            let mut stream = match pooled.take() {
+                Some(stream) => stream,
+                None => match self.connect_to(ctx, addr, kind.name).await {
+                    Ok(stream) => stream,
+                    Err(Unconnected::TryAnother) => return Attempt::Again,
+                    Err(Unconnected::Fail(status, error)) => {
+                        return Attempt::Gave(Failed(status, error))
                     }
+                },
+            };
+            let mut received = false;
+            let sent = send_and_read(conn, input, &mut stream, ctx, bufs, upload, &mut received);
+            match sent.await {
+                Ok(end) => return Attempt::Answered(stream, end),
+                Err(Err(e)) => return Attempt::Client(e),
+                // A pooled connection the backend had closed: an idempotent request whose
+                // body is all here goes once more on a new one (as nginx and pingora retry).
+                Err(Ok((kind, _)))
+                    if reused
+                        && !received
+                        && !upload.streamed
+                        && kind != io::ErrorKind::TimedOut
+                        && req.method.is_idempotent() => {}
+                Err(Ok((kind, error))) => {
+                    let failed = Failed(io_status(kind), format!("{addr}: {error}"));
+                    return Attempt::Failed(io_failure(kind), failed);
                 }
             }
         }
     }
+
+    /// A new connection to `addr` for the request's route.
+    async fn connect_to(
+        &self,
+        ctx: &mut Ctx,
+        addr: SocketAddr,
+        name: &str,
+    ) -> Result<UpstreamConn, Unconnected> {
+        let Some(snapshot) = ctx.snapshot.clone() else {
+            return Err(Unconnected::Fail(502, "no route".into()));
+        };
+        let Some(action) = ctx.route.and_then(|r| proxy_action(&snapshot, r)) else {
+            return Err(Unconnected::Fail(502, "no route".into()));
+        };
+        self.connect_backend(ctx, action, addr, name).await
+    }
+}
+
+/// What one attempt at a backend came to.
+enum Attempt {
+    /// A response head, this long in `bufs.up`.
+    Answered(UpstreamConn, usize),
+    /// No response: how it failed, and what the client gets if it is not retried.
+    Failed(Failure, Failed),
+    /// No connection, and no retry: what the client gets.
+    Gave(Failed),
+    /// No connection; another backend is to be tried (the back-off waited).
+    Again,
+    /// The client's body failed.
+    Client(UploadError),
+}
+
+/// Writes the request head (and staged body) in `bufs.out` to `stream`, the rest of the body
+/// from the client, and reads the response head into `bufs.up` within the route's first-byte
+/// timeout: its length.
+#[allow(clippy::too_many_arguments)]
+async fn send_and_read(
+    conn: &mut ClientConn,
+    input: &mut BytesMut,
+    stream: &mut UpstreamConn,
+    ctx: &Ctx,
+    bufs: &mut Buffers,
+    upload: &mut Upload,
+    received: &mut bool,
+) -> Result<usize, Result<(io::ErrorKind, String), UploadError>> {
+    let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
+    let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
+    let write = ctx
+        .proxy_action()
+        .and_then(|a| a.upstream.options().write_timeout);
+    let write = limit(write, ctx.deadline());
+    let Buffers { out, up } = bufs;
+    up.clear();
+    within(write, stream.send_all(out))
+        .await
+        .map_err(|e| Ok((e.kind(), format!("writing the request: {e}"))))?;
+    let rest = upload.send_rest(conn, input, stream, body_timeout, write, send_timeout(ctx));
+    match rest.await {
+        Ok(()) => {}
+        Err(UploadError::Backend(e)) if !upload.streamed => {
+            return Err(Ok((e.kind(), format!("writing the request: {e}"))))
+        }
+        Err(e) => return Err(Err(e)),
+    }
+    read_response_head(stream, up, ctx.first_byte_limit(), received)
+        .await
+        .map_err(Ok)
 }
 
 /// Answers a request whose body could not be read or was refused (the connection closes).

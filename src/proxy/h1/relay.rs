@@ -3,7 +3,8 @@
 //! HTTP/1.1 client chunked, so that a backend failing mid-body reaches the client as a truncated
 //! body, never as a complete one; a body cut off in any framing leaves the client's framing
 //! unfinished and closes the connection. A `101` answering an upgrade request hands both
-//! connections to `tunnel`.
+//! connections to `tunnel`. Each read of the body waits at most the route's `idle_timeout`, and
+//! the whole exchange ends at its `total_timeout`: a body cut there is cut as any other.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,13 +17,16 @@ use super::own::error_response;
 use super::request::Request;
 use super::response::{client_response_head, final_head, upgrade_head, Persist};
 use super::{write_out, Buffers, Outcome};
+use crate::proxy::attempts::limit;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
+use crate::proxy::encoder::Encoder;
 use crate::proxy::http1::{push_body, Body, Framing, ResponseHead, UPSTREAM_BUF};
 use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
 use crate::route::upstream_conn::UpstreamConn;
+use crate::semantics::coding::Decision;
 
 /// Body bytes sent in the same write as the response header.
 const COALESCE: usize = 16 * 1024;
@@ -39,6 +43,13 @@ pub(super) struct Relay<'a, 'r> {
     pub(super) bytes_in: u64,
 }
 
+/// The final head as the client got it.
+struct Sent {
+    head: ResponseHead,
+    persist: Persist,
+    compression: Option<(Decision, Option<Encoder>)>,
+}
+
 impl Relay<'_, '_> {
     /// Reads the rest of the response from `stream` (its first `end` bytes, in `bufs.up`, are the
     /// first head) and writes it to the client.
@@ -50,98 +61,24 @@ impl Relay<'_, '_> {
         bufs: &mut Buffers,
         input: &mut BytesMut,
     ) -> Outcome {
-        let req = self.request.req;
-        let id = self.ctx.request_id.clone();
-        let head_request = req.method == http::Method::HEAD;
-        let (read_timeout, idle_timeout) = self.ctx.backend_timeouts();
-        let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
-        let asked_close = req.close || self.request.draining;
-        let http10 = req.version == 0;
-        let upgrading = req.upgrade.is_some();
-        let mut persist = Persist::Close;
-        let mut compression = None;
-        let ctx = &*self.ctx;
-        let Buffers { out, up } = bufs;
-        let head = final_head(
-            conn,
-            &mut stream,
-            up,
-            out,
-            end,
-            (read_timeout, self.send),
-            head_request,
-            |out, resp, head| {
-                if head.status == 101 {
-                    upgrade_head(out, resp, id.as_bytes());
-                    return;
-                }
-                let fields = resp.headers.iter().map(|h| (h.name, h.value));
-                compression = ctx.compression_for(head.status, fields);
-                let edits = edits.compressed(compression.as_ref().map(|c| c.0));
-                // A compressed body's length is known at its end only: chunked, or until close.
-                let framing = match edits.coding {
-                    Some(_) => Framing::UntilClose,
-                    None => head.framing,
-                };
-                let rechunk = !http10;
-                let close = asked_close || (framing == Framing::UntilClose && !rechunk);
-                persist = match close {
-                    true => Persist::Close,
-                    false => Persist::KeepAlive { http10 },
-                };
-                let id = id.as_bytes();
-                client_response_head(out, resp, framing, rechunk, &edits, id, persist);
-            },
-        )
-        .await;
-        let fail = |status: u16, bytes_out: usize, error: String| Outcome {
-            status,
-            bytes_in: self.bytes_in,
-            bytes_out,
-            keep: false,
-            error: Some(format!("{}: {error}", self.addr)),
+        let sent = match self.head(conn, &mut stream, end, bufs).await {
+            Ok(sent) => sent,
+            Err(outcome) => return outcome,
         };
-        let (head, end) = match head {
-            Ok((head, _)) if head.status == 101 && !upgrading => {
-                let asking = self.request.asking(self.ctx);
-                let sent = error_response(conn, out, 502, &asking, head_request, self.send).await;
-                return fail(502, sent, "101 to a request without Upgrade".into());
-            }
-            Ok(ok) => ok,
-            Err((0, error)) => return fail(0, 0, error),
-            Err((status, error)) => {
-                let asking = self.request.asking(self.ctx);
-                let sent = error_response(conn, out, status, &asking, head_request, self.send);
-                return fail(status, sent.await, error);
-            }
-        };
+        let Sent {
+            head,
+            persist,
+            compression,
+        } = sent;
         self.ctx.answered(head.status);
         self.ctx.note_compression(compression.as_ref().map(|c| c.0));
-        up.advance(end);
         if let Some(encoder) = compression.and_then(|c| c.1) {
-            let encoded = Encoded {
-                body: Body::new(head.framing),
-                framing: head.framing,
-                chunked: !http10,
-                read_timeout,
-                send: self.send,
-            };
-            let keep = persist != Persist::Close;
-            return match encoded.run(conn, &mut stream, out, up, encoder).await {
-                Ok((sent, extra)) => {
-                    self.finish(stream, &head, extra, idle_timeout);
-                    Outcome {
-                        status: head.status,
-                        bytes_in: self.bytes_in,
-                        bytes_out: sent,
-                        keep,
-                        error: None,
-                    }
-                }
-                Err((sent, error)) => fail(head.status, sent, error),
-            };
+            return self
+                .encoded(conn, stream, &head, bufs, encoder, persist)
+                .await;
         }
         if head.status == 101 {
+            let (out, up) = (&mut bufs.out, &mut bufs.up);
             let bytes = super::tunnel::run(conn, stream, out, up, input, self.send).await;
             return Outcome {
                 status: 101,
@@ -151,44 +88,176 @@ impl Relay<'_, '_> {
                 error: bytes.2,
             };
         }
-        let rechunk = head.framing == Framing::UntilClose && !http10;
+        self.body(conn, stream, &head, bufs, persist).await
+    }
+
+    /// Reads the final head (interim ones go to the client as they come) and writes it, edited,
+    /// into `bufs.out`, taking it off `bufs.up`; `Err` is the outcome of a bad or missing one.
+    async fn head(
+        &self,
+        conn: &mut ClientConn,
+        stream: &mut UpstreamConn,
+        end: usize,
+        bufs: &mut Buffers,
+    ) -> Result<Sent, Outcome> {
+        let req = self.request.req;
+        let head_request = req.method == http::Method::HEAD;
+        let mut writer = HeadWriter {
+            ctx: self.ctx,
+            edits: ResponseEdits::of(self.ctx, self.facts.tls.is_some()),
+            close: req.close || self.request.draining,
+            http10: req.version == 0,
+            persist: Persist::Close,
+            compression: None,
+        };
+        let Buffers { out, up } = bufs;
+        let limits = (self.ctx.first_byte_limit(), self.send);
+        let head = final_head(
+            conn,
+            stream,
+            up,
+            out,
+            end,
+            limits,
+            head_request,
+            |o, r, h| writer.write(o, r, h),
+        );
+        let (status, error) = match head.await {
+            Ok((head, _)) if head.status == 101 && req.upgrade.is_none() => {
+                (502, "101 to a request without Upgrade".to_owned())
+            }
+            Ok((head, end)) => {
+                up.advance(end);
+                return Ok(Sent {
+                    head,
+                    persist: writer.persist,
+                    compression: writer.compression,
+                });
+            }
+            Err((0, error)) => return Err(self.fail(0, 0, error)),
+            Err(failed) => failed,
+        };
+        let asking = self.request.asking(self.ctx);
+        let sent = error_response(conn, out, status, &asking, head_request, self.send);
+        Err(self.fail(status, sent.await, error))
+    }
+
+    /// Sends the head in `bufs.out` and the body compressed.
+    async fn encoded(
+        &self,
+        conn: &mut ClientConn,
+        mut stream: UpstreamConn,
+        head: &ResponseHead,
+        bufs: &mut Buffers,
+        encoder: Encoder,
+        persist: Persist,
+    ) -> Outcome {
+        let encoded = Encoded {
+            body: Body::new(head.framing),
+            framing: head.framing,
+            chunked: self.request.req.version != 0,
+            idle: self.ctx.timeouts().idle,
+            deadline: self.ctx.deadline(),
+            send: self.send,
+        };
+        let (out, up) = (&mut bufs.out, &mut bufs.up);
+        match encoded.run(conn, &mut stream, out, up, encoder).await {
+            Ok((sent, extra)) => {
+                self.finish(stream, head, extra);
+                self.done(head.status, sent, persist)
+            }
+            Err((sent, error)) => self.fail(head.status, sent, error),
+        }
+    }
+
+    /// Sends the head in `bufs.out` with the body's first bytes, then the rest as it comes.
+    async fn body(
+        &self,
+        conn: &mut ClientConn,
+        mut stream: UpstreamConn,
+        head: &ResponseHead,
+        bufs: &mut Buffers,
+        persist: Persist,
+    ) -> Outcome {
+        let rechunk = head.framing == Framing::UntilClose && self.request.req.version != 0;
         let mut body = Body::new(head.framing);
-        let Ok((first, mut sent)) = body.take(up) else {
+        let Buffers { out, up } = bufs;
+        let Ok((first, sent)) = body.take(up) else {
             // Nothing of this response reached the client yet: it gets a 502.
             let asking = self.request.asking(self.ctx);
-            let sent = error_response(conn, out, 502, &asking, head_request, self.send).await;
-            return fail(502, sent, "bad chunked framing from the backend".into());
+            let head_request = self.request.req.method == http::Method::HEAD;
+            let sent = error_response(conn, out, 502, &asking, head_request, self.send);
+            let error = "bad chunked framing from the backend".into();
+            return self.fail(502, sent.await, error);
         };
-        let cut = |sent, error: String| fail(head.status, sent, error);
-        push_body(out, &up[..first.min(COALESCE)], rechunk);
-        let written = match write_out(conn, out, self.send).await {
-            Ok(()) if first > COALESCE => {
-                out.clear();
-                push_body(out, &up[COALESCE..first], rechunk);
-                write_out(conn, out, self.send).await
-            }
-            other => other,
-        };
-        if let Err(e) = written {
-            return cut(0, format!("writing the response: {e}"));
+        if let Err(e) = self.first(conn, out, &up[..first], rechunk).await {
+            return self.fail(head.status, 0, format!("writing the response: {e}"));
         }
-        let mut extra = up.len() > first;
+        let extra = up.len() > first;
         up.clear();
-        while !body.is_done() {
+        let pass = Pass {
+            body,
+            framing: head.framing,
+            rechunk,
+            sent,
+            extra,
+        };
+        match self.rest(conn, &mut stream, out, up, pass).await {
+            Ok((sent, extra)) => {
+                self.finish(stream, head, extra);
+                self.done(head.status, sent, persist)
+            }
+            Err((sent, error)) => self.fail(head.status, sent, error),
+        }
+    }
+
+    /// Writes the head in `out` with the body's first bytes (`first`), coalesced up to
+    /// `COALESCE`.
+    async fn first(
+        &self,
+        conn: &mut ClientConn,
+        out: &mut Vec<u8>,
+        first: &[u8],
+        rechunk: bool,
+    ) -> std::io::Result<()> {
+        push_body(out, &first[..first.len().min(COALESCE)], rechunk);
+        write_out(conn, out, self.send).await?;
+        if first.len() > COALESCE {
+            out.clear();
+            push_body(out, &first[COALESCE..], rechunk);
+            write_out(conn, out, self.send).await?;
+        }
+        Ok(())
+    }
+
+    /// Passes the rest of the body from `stream` to the client, each read within the route's
+    /// idle timeout and all of it within its total timeout; the payload bytes sent and whether
+    /// the backend sent more than the body, or those bytes and why it broke off (the client's
+    /// framing left unfinished).
+    async fn rest(
+        &self,
+        conn: &mut ClientConn,
+        stream: &mut UpstreamConn,
+        out: &mut Vec<u8>,
+        up: &mut BytesMut,
+        mut pass: Pass,
+    ) -> Result<(usize, bool), (usize, String)> {
+        let (idle, deadline) = (self.ctx.timeouts().idle, self.ctx.deadline());
+        while !pass.body.is_done() {
             if up.capacity() < UPSTREAM_BUF {
                 up.reserve(UPSTREAM_BUF);
             }
-            match within(read_timeout, stream.read_buf(up)).await {
-                Ok(0) if head.framing == Framing::UntilClose => break,
-                Ok(0) => return cut(sent, "backend closed mid-body".into()),
+            match within(limit(idle, deadline), stream.read_buf(up)).await {
+                Ok(0) if pass.framing == Framing::UntilClose => break,
+                Ok(0) => return Err((pass.sent, "backend closed mid-body".into())),
                 Ok(_) => {}
-                Err(e) => return cut(sent, format!("reading the response body: {e}")),
+                Err(e) => return Err((pass.sent, format!("reading the response body: {e}"))),
             }
-            let Ok((n, payload)) = body.take(up) else {
-                return cut(sent, "bad chunked framing from the backend".into());
+            let Ok((n, payload)) = pass.body.take(up) else {
+                return Err((pass.sent, "bad chunked framing from the backend".into()));
             };
-            extra |= up.len() > n;
-            let chunk = if rechunk {
+            pass.extra |= up.len() > n;
+            let chunk = if pass.rechunk {
                 out.clear();
                 push_body(out, &up[..n], true);
                 &out[..]
@@ -196,35 +265,94 @@ impl Relay<'_, '_> {
                 &up[..n]
             };
             if let Err(e) = write_out(conn, chunk, self.send).await {
-                return cut(sent, format!("writing the response: {e}"));
+                return Err((pass.sent, format!("writing the response: {e}")));
             }
-            sent += payload;
+            pass.sent += payload;
             up.clear();
         }
-        if rechunk {
+        if pass.rechunk {
             if let Err(e) = write_out(conn, b"0\r\n\r\n", self.send).await {
-                return cut(sent, format!("writing the response: {e}"));
+                return Err((pass.sent, format!("writing the response: {e}")));
             }
         }
-        self.finish(stream, &head, extra, idle_timeout);
+        Ok((pass.sent, pass.extra))
+    }
+
+    fn done(&self, status: u16, bytes_out: usize, persist: Persist) -> Outcome {
         Outcome {
-            status: head.status,
+            status,
             bytes_in: self.bytes_in,
-            bytes_out: sent,
+            bytes_out,
             keep: persist != Persist::Close,
             error: None,
         }
     }
 
-    fn finish(
-        &self,
-        stream: UpstreamConn,
-        head: &ResponseHead,
-        extra: bool,
-        idle: Option<Duration>,
-    ) {
+    fn fail(&self, status: u16, bytes_out: usize, error: String) -> Outcome {
+        Outcome {
+            status,
+            bytes_in: self.bytes_in,
+            bytes_out,
+            keep: false,
+            error: Some(format!("{}: {error}", self.addr)),
+        }
+    }
+
+    fn finish(&self, stream: UpstreamConn, head: &ResponseHead, extra: bool) {
         if head.keepalive && !extra {
+            let (_, idle) = self.ctx.backend_timeouts();
             pool::put(self.addr, self.kind, stream, idle, self.ctx.start);
         }
     }
+}
+
+/// Writes the client's head of the backend's final one (with the site's edits, compressed
+/// where the site compresses), noting what it decided.
+struct HeadWriter<'a> {
+    ctx: &'a Ctx,
+    edits: ResponseEdits<'a>,
+    /// The client asked to close, or the server is draining.
+    close: bool,
+    http10: bool,
+    persist: Persist,
+    compression: Option<(Decision, Option<Encoder>)>,
+}
+
+impl HeadWriter<'_> {
+    fn write(&mut self, out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>, head: &ResponseHead) {
+        let id = self.ctx.request_id.as_bytes();
+        if head.status == 101 {
+            upgrade_head(out, resp, id);
+            return;
+        }
+        let fields = resp.headers.iter().map(|h| (h.name, h.value));
+        self.compression = self.ctx.compression_for(head.status, fields);
+        let edits = self
+            .edits
+            .compressed(self.compression.as_ref().map(|c| c.0));
+        // A compressed body's length is known at its end only: chunked, or until close.
+        let framing = match edits.coding {
+            Some(_) => Framing::UntilClose,
+            None => head.framing,
+        };
+        let rechunk = !self.http10;
+        let close = self.close || (framing == Framing::UntilClose && !rechunk);
+        self.persist = match close {
+            true => Persist::Close,
+            false => Persist::KeepAlive {
+                http10: self.http10,
+            },
+        };
+        client_response_head(out, resp, framing, rechunk, &edits, id, self.persist);
+    }
+}
+
+/// A body on its way: how it is framed both ways, what was sent, whether the backend sent
+/// more than it.
+struct Pass {
+    body: Body,
+    framing: Framing,
+    rechunk: bool,
+    sent: usize,
+    extra: bool,
 }

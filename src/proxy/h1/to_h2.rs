@@ -14,23 +14,26 @@ use super::request::{BodyFraming, Request};
 use super::response::Persist;
 use super::upload::Upload;
 use super::{send_timeout, write_out, Buffers, Outcome};
+use crate::proxy::attempts::io_failure;
+use crate::proxy::attempts::Picked;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
 use crate::proxy::http1::{push_body, push_date, push_field, status_line_for, Framing};
 use crate::proxy::http2::{backend_request, Outgoing};
-use crate::proxy::phases::Unconnected;
 use crate::proxy::response_edits::{edited_fields, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::Kind;
+use crate::route::retry::{Failure, Stake};
 use crate::route::router::ProxyAction;
 use crate::semantics::fields::{content_length, field, Field};
 
 impl Proxy {
-    /// Exchanges the request with an HTTP/2 backend. `None`: the backend chose HTTP/1.1 by
-    /// ALPN (its connection is in the HTTP/1 pool) and the request goes that way.
+    /// Exchanges the request with an HTTP/2 backend (others as the route's retry policy
+    /// allows). `None`: the backend chose HTTP/1.1 by ALPN (its connection is in the HTTP/1
+    /// pool) and the request goes that way.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn h1_to_h2(
         &self,
@@ -44,105 +47,45 @@ impl Proxy {
         input: &mut bytes::BytesMut,
         upload: &mut Upload,
     ) -> Option<Outcome> {
-        let req = request.req;
+        let (req, send) = (request.req, send_timeout(ctx));
         let head_request = req.method == Method::HEAD;
-        let send = send_timeout(ctx);
         let out = &mut bufs.out;
-        let (addr, sender) = loop {
+        let response = loop {
+            let mut fields = request.parsed.headers.iter();
             let header = |name: &http::HeaderName| {
-                let fields = request.parsed.headers.iter();
-                fields
-                    .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
-                    .map(|h| h.value)
-                    .next()
+                let found = fields.find(|h| h.name.eq_ignore_ascii_case(name.as_str()));
+                found.map(|h| h.value)
             };
-            let picked = self.pick_backend(action, ctx, req.target.path(), header);
-            let failure = match picked {
-                Err(e) => (502, e.to_string()),
-                Ok(addr) => match self.h2_sender(ctx, action, addr, kind).await {
-                    Ok(Some(sender)) => break (addr, sender),
-                    Ok(None) => return None,
-                    Err(Unconnected::TryAnother) => continue,
-                    Err(Unconnected::Fail(status, error)) => (status, error),
-                },
-            };
-            let (status, error) = failure;
-            let sent =
-                error_response(conn, out, status, &request.asking(ctx), head_request, send).await;
-            return Some(failed(status, sent, error));
-        };
-        let fields = request.parsed.headers.iter().zip(request.fields);
-        let fields = fields
-            .filter(|(h, f)| req.forwards(**f, h.name) || **f == Field::HopByHop)
-            .map(|(h, _)| (h.name, h.value));
-        let length = match req.body {
-            BodyFraming::Length(n) => Some(n),
-            BodyFraming::None | BodyFraming::Chunked => None,
-        };
-        let outgoing = Outgoing {
-            method: &req.method,
-            target: req.target.as_str(),
-            host: req.host.as_str(),
-            fields,
-            length,
-            protocol: match req.version {
-                0 => Protocol::Http10,
-                _ => Protocol::Http11,
-            },
-            received: req.received,
-        };
-        let upstream = match backend_request(outgoing, action, ctx, facts) {
-            Ok(upstream) => upstream,
-            Err(e) => {
-                let sent =
-                    error_response(conn, out, 400, &request.asking(ctx), head_request, send).await;
-                return Some(failed(400, sent, e));
-            }
-        };
-        let end = req.body == BodyFraming::None;
-        let (response, mut stream) = match sender.clone().send_request(upstream, end) {
-            Ok(sent) => sent,
-            Err(e) => {
-                h2_pool::forget(addr, kind);
-                let sent =
-                    error_response(conn, out, 502, &request.asking(ctx), head_request, send).await;
-                return Some(failed(502, sent, format!("{addr}: {e}")));
-            }
-        };
-        if !end {
-            let framing = match req.body {
-                BodyFraming::Chunked => Framing::Chunked,
-                _ => Framing::Length(length.unwrap_or(0)),
-            };
-            let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
-            let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
-            let sending = upload.send_h2(framing, conn, input, &mut stream, body_timeout, send);
-            if let Err(e) = sending.await {
-                stream.send_reset(Reason::CANCEL);
-                let status = e.status();
-                let sent = match status {
-                    0 => 0,
-                    _ => {
-                        error_response(conn, out, status, &request.asking(ctx), head_request, send)
-                            .await
+            let picked = self.h2_pick(ctx, action, req.target.path(), header, kind);
+            let (status, error) = match picked.await {
+                Picked::Fail(status, error) => (status, error),
+                Picked::Http1 => return None,
+                Picked::Again => continue,
+                Picked::Ready(addr, sender) => {
+                    let to = (sender, addr, kind);
+                    let stream =
+                        self.h1_stream(conn, to, request, action, ctx, facts, input, upload);
+                    let answer = stream.await;
+                    let stake = Stake {
+                        idempotent: req.method.is_idempotent(),
+                        replayable: !upload.streamed,
+                    };
+                    match answer {
+                        Ok(r) if self.retry_response(ctx, &r, stake).await => continue,
+                        Ok(response) => break response,
+                        Err(NoResponse(f, ..)) if self.retry_if(ctx, f, stake).await => continue,
+                        Err(NoResponse(_, status, error)) => (status, error),
                     }
-                };
-                return Some(failed(status, sent, e.to_string()));
-            }
-        }
-        let (read_timeout, _) = ctx.backend_timeouts();
-        let waited = within(read_timeout, async {
-            response.await.map_err(std::io::Error::other)
-        });
-        let response = match waited.await {
-            Ok(response) => response,
-            Err(e) => {
-                let status = io_status(e.kind());
-                let sent =
-                    error_response(conn, out, status, &request.asking(ctx), head_request, send)
-                        .await;
-                return Some(failed(status, sent, format!("{addr}: {e}")));
-            }
+                }
+            };
+            let sent = match status {
+                0 => 0,
+                _ => {
+                    let asking = request.asking(ctx);
+                    error_response(conn, out, status, &asking, head_request, send).await
+                }
+            };
+            return Some(failed(status, sent, error));
         };
         ctx.answered(response.status().as_u16());
         let relay = Back {
@@ -153,6 +96,86 @@ impl Proxy {
             bytes_in: upload.payload,
         };
         Some(relay.run(conn, out, response).await)
+    }
+
+    /// Sends the request as a stream on `to`'s connection, its body from the client, and waits
+    /// for the response head within the route's first-byte timeout.
+    #[allow(clippy::too_many_arguments)]
+    async fn h1_stream(
+        &self,
+        conn: &mut ClientConn,
+        (sender, addr, kind): (
+            h2::client::SendRequest<Bytes>,
+            std::net::SocketAddr,
+            Kind<'_>,
+        ),
+        request: &Request<'_>,
+        action: &ProxyAction,
+        ctx: &mut Ctx,
+        facts: &ConnFacts,
+        input: &mut bytes::BytesMut,
+        upload: &mut Upload,
+    ) -> Result<http::Response<h2::RecvStream>, NoResponse> {
+        let req = request.req;
+        let upstream = backend_request(h1_outgoing(request), action, ctx, facts)
+            .map_err(|e| NoResponse(None, 400, e))?;
+        let end = req.body == BodyFraming::None;
+        let (response, mut stream) = sender.clone().send_request(upstream, end).map_err(|e| {
+            h2_pool::forget(addr, kind);
+            NoResponse(Some(Failure::Reset), 502, format!("{addr}: {e}"))
+        })?;
+        if !end {
+            let framing = match req.body {
+                BodyFraming::Chunked => Framing::Chunked,
+                BodyFraming::Length(n) => Framing::Length(n),
+                BodyFraming::None => Framing::Length(0),
+            };
+            let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
+            let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
+            let send = send_timeout(ctx);
+            let sending = upload.send_h2(framing, conn, input, &mut stream, body_timeout, send);
+            if let Err(e) = sending.await {
+                stream.send_reset(Reason::CANCEL);
+                return Err(NoResponse(None, e.status(), e.to_string()));
+            }
+        }
+        let waited = within(ctx.first_byte_limit(), async {
+            response.await.map_err(std::io::Error::other)
+        });
+        waited.await.map_err(|e| {
+            let status = io_status(e.kind());
+            NoResponse(Some(io_failure(e.kind())), status, format!("{addr}: {e}"))
+        })
+    }
+}
+
+/// No response from the backend: how the attempt failed (`None`: not the backend's doing),
+/// the client's status (0: none can be sent) and what to log.
+struct NoResponse(Option<Failure>, u16, String);
+
+/// The request as it goes to an HTTP/2 backend.
+fn h1_outgoing<'a>(
+    request: &'a Request<'_>,
+) -> Outgoing<'a, impl Iterator<Item = (&'a str, &'a [u8])>> {
+    let req = request.req;
+    let fields = request.parsed.headers.iter().zip(request.fields);
+    let fields = fields
+        .filter(|(h, f)| req.forwards(**f, h.name) || **f == Field::HopByHop)
+        .map(|(h, _)| (h.name, h.value));
+    Outgoing {
+        method: &req.method,
+        target: req.target.as_str(),
+        host: req.host.as_str(),
+        fields,
+        length: match req.body {
+            BodyFraming::Length(n) => Some(n),
+            BodyFraming::None | BodyFraming::Chunked => None,
+        },
+        protocol: match req.version {
+            0 => Protocol::Http10,
+            _ => Protocol::Http11,
+        },
+        received: req.received,
     }
 }
 
@@ -242,10 +265,10 @@ impl Back<'_, '_> {
             return outcome(0, None);
         }
         let chunked = framing == Framing::Chunked;
-        let (read_timeout, _) = self.ctx.backend_timeouts();
         let mut sent = 0;
         loop {
-            let next = within(read_timeout, async { Ok(down.data().await) }).await;
+            let idle = self.ctx.idle_limit();
+            let next = within(idle, async { Ok(down.data().await) }).await;
             let chunk: Bytes = match next {
                 Ok(Some(Ok(chunk))) => chunk,
                 Ok(None) => break,

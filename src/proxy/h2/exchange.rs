@@ -11,7 +11,9 @@ use http::{header, HeaderName, HeaderValue, Method};
 use tokio::io::AsyncWriteExt;
 
 use super::answer::{answer, own_response, Outcome};
+use crate::proxy::attempts::{head_failure, io_failure, limit};
 use crate::proxy::conn::ConnFacts;
+use crate::proxy::ctx::proxy_action;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
 use crate::proxy::http1::{
@@ -22,6 +24,7 @@ use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
+use crate::route::retry::{Failure, Stake};
 use crate::route::router::ProxyAction;
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::fields::{field, Field};
@@ -125,9 +128,10 @@ impl Proxy {
         relay.run(stream, up, end, respond).await
     }
 
-    /// Writes the request to a backend (another after a failed connect; a new connection after
-    /// a stale pooled one, for a request without a body) and reads its response head into
-    /// `up`: the connection, the backend, the head's length and the body bytes sent.
+    /// Writes the request to a backend (others as the route's retry policy allows; a new
+    /// connection after a stale pooled one, for a request without a body) and reads the final
+    /// attempt's response head into `up`: the connection, the backend, the head's length and
+    /// the body bytes sent.
     #[allow(clippy::too_many_arguments)]
     async fn h2_send_request(
         &self,
@@ -140,81 +144,155 @@ impl Proxy {
         ctx: &mut Ctx,
         up: &mut BytesMut,
     ) -> Result<(UpstreamConn, std::net::SocketAddr, usize, u64), Failed> {
-        let options = action.upstream.options();
-        let policy = ctx.snapshot.clone();
-        let body_timeout = policy.as_ref().map(|s| s.policy.body_read_timeout);
-        let max_body = ctx
-            .site
-            .and_then(|i| policy.as_ref()?.site_policy(i))
-            .map_or(u64::MAX, |s| s.max_body_bytes);
         let parts = request.parts;
-        'backends: loop {
+        // The body streams from the client as it comes: only a request without one can go again.
+        let stake = Stake {
+            idempotent: parts.method.is_idempotent(),
+            replayable: framing.is_none(),
+        };
+        loop {
             let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
             let addr = self
                 .pick_backend(action, ctx, request.target.path(), header)
                 .map_err(|e| Failed(502, e.to_string()))?;
-            let mut pooled = pool::take(addr, kind, ctx.start);
-            loop {
-                let reused = pooled.is_some();
-                let mut stream = match pooled.take() {
-                    Some(stream) => stream,
-                    None => match self.connect_backend(ctx, action, addr, kind.name).await {
-                        Ok(stream) => stream,
-                        Err(Unconnected::TryAnother) => continue 'backends,
-                        Err(Unconnected::Fail(status, error)) => return Err(Failed(status, error)),
-                    },
-                };
-                up.clear();
-                let mut received = false;
-                let mut bytes_in = 0;
-                let written = within(options.write_timeout, stream.write_all(head)).await;
-                let result = match (written, framing) {
-                    (Err(e), _) => Err((e.kind(), format!("writing the request: {e}"))),
-                    (Ok(()), framing) => {
-                        let upload = Upload {
-                            chunked: framing == Some(Framing::Chunked),
-                            max: max_body,
-                            read: body_timeout,
-                            write: options.write_timeout,
-                        };
-                        match upload.run(body, &mut stream, framing.is_some()).await {
-                            Ok(n) => {
-                                bytes_in = n;
-                                let timeout = options.read_timeout;
-                                read_response_head(&mut stream, up, timeout, &mut received).await
-                            }
-                            Err(UploadError::Client(e)) => {
-                                return Err(Failed(0, format!("reading the request body: {e}")))
-                            }
-                            Err(UploadError::TooLarge) => {
-                                return Err(Failed(413, "request body too large".into()))
-                            }
-                            Err(UploadError::Backend(e)) => {
-                                Err((e.kind(), format!("writing the request body: {e}")))
-                            }
-                        }
+            let attempt = self.h2_attempt(request, head, body, framing, kind, ctx, up, addr);
+            match attempt.await {
+                Attempt::Answered(stream, end, bytes_in) => match head_failure(ctx, &up[..end]) {
+                    Some(failure) if self.retry(ctx, failure, stake).await => continue,
+                    _ => return Ok((stream, addr, end, bytes_in)),
+                },
+                Attempt::Again => continue,
+                Attempt::Failed(failure, failed) => {
+                    if !self.retry(ctx, failure, stake).await {
+                        return Err(failed);
                     }
-                };
-                match result {
-                    Ok(end) => return Ok((stream, addr, end, bytes_in)),
-                    // A pooled connection the backend had closed: a request without a body goes
-                    // once more on a new one.
-                    Err((kind, _))
-                        if reused
-                            && !received
-                            && framing.is_none()
-                            && kind != io::ErrorKind::TimedOut
-                            && parts.method.is_idempotent() =>
-                    {
-                        continue;
+                }
+                Attempt::Gave(failed) => return Err(failed),
+            }
+        }
+    }
+
+    /// One attempt at backend `addr`: on a pooled connection (a new one when the pooled one
+    /// turns out closed, for a request without a body) or a new one.
+    #[allow(clippy::too_many_arguments)]
+    async fn h2_attempt(
+        &self,
+        request: &Request<'_>,
+        head: &[u8],
+        body: &mut RecvStream,
+        framing: Option<Framing>,
+        kind: Kind<'_>,
+        ctx: &mut Ctx,
+        up: &mut BytesMut,
+        addr: std::net::SocketAddr,
+    ) -> Attempt {
+        let mut pooled = pool::take(addr, kind, ctx.start);
+        loop {
+            let reused = pooled.is_some();
+            let mut stream = match pooled.take() {
+                Some(stream) => stream,
+                None => match self.connect_for(ctx, addr, kind.name).await {
+                    Ok(stream) => stream,
+                    Err(Unconnected::TryAnother) => return Attempt::Again,
+                    Err(Unconnected::Fail(status, error)) => {
+                        return Attempt::Gave(Failed(status, error))
                     }
-                    Err((kind, error)) => {
-                        return Err(Failed(io_status(kind), format!("{addr}: {error}")))
-                    }
+                },
+            };
+            up.clear();
+            let mut received = false;
+            let sent = send_and_read(ctx, &mut stream, head, body, framing, up, &mut received);
+            match sent.await {
+                Ok((end, bytes_in)) => return Attempt::Answered(stream, end, bytes_in),
+                Err(Err(failed)) => return Attempt::Gave(failed),
+                // A pooled connection the backend had closed: a request without a body goes
+                // once more on a new one.
+                Err(Ok((kind, _)))
+                    if reused
+                        && !received
+                        && framing.is_none()
+                        && kind != io::ErrorKind::TimedOut
+                        && request.parts.method.is_idempotent() => {}
+                Err(Ok((kind, error))) => {
+                    let failed = Failed(io_status(kind), format!("{addr}: {error}"));
+                    return Attempt::Failed(io_failure(kind), failed);
                 }
             }
         }
     }
+
+    /// A new connection to `addr` for the request's route.
+    async fn connect_for(
+        &self,
+        ctx: &mut Ctx,
+        addr: std::net::SocketAddr,
+        name: &str,
+    ) -> Result<UpstreamConn, Unconnected> {
+        let snapshot = ctx.snapshot.clone();
+        let action = snapshot.as_deref().zip(ctx.route);
+        let Some(action) = action.and_then(|(s, r)| proxy_action(s, r)) else {
+            return Err(Unconnected::Fail(502, "no route".into()));
+        };
+        self.connect_backend(ctx, action, addr, name).await
+    }
+}
+
+/// What one attempt at a backend came to.
+enum Attempt {
+    /// A response head, this long in `up`, after this many body bytes.
+    Answered(UpstreamConn, usize, u64),
+    /// No response: how it failed, and what the client gets if it is not retried.
+    Failed(Failure, Failed),
+    /// No response, and no retry (the client's body failed, or no connection).
+    Gave(Failed),
+    /// No connection; another backend is to be tried (the back-off waited).
+    Again,
+}
+
+/// Writes the request head and the body (as it streams from the client) to `stream`, then
+/// reads the response head into `up` within the route's first-byte timeout: its length and
+/// the body bytes sent. `Err(Err(_))`: the client's body failed.
+#[allow(clippy::too_many_arguments)]
+async fn send_and_read(
+    ctx: &Ctx,
+    stream: &mut UpstreamConn,
+    head: &[u8],
+    body: &mut RecvStream,
+    framing: Option<Framing>,
+    up: &mut BytesMut,
+    received: &mut bool,
+) -> Result<(usize, u64), Result<(io::ErrorKind, String), Failed>> {
+    let snapshot = ctx.snapshot.as_ref();
+    let write = ctx
+        .proxy_action()
+        .and_then(|a| a.upstream.options().write_timeout);
+    let write = limit(write, ctx.deadline());
+    within(write, stream.write_all(head))
+        .await
+        .map_err(|e| Ok((e.kind(), format!("writing the request: {e}"))))?;
+    let upload = Upload {
+        chunked: framing == Some(Framing::Chunked),
+        max: ctx
+            .site
+            .and_then(|i| snapshot?.site_policy(i))
+            .map_or(u64::MAX, |s| s.max_body_bytes),
+        read: snapshot.map(|s| s.policy.body_read_timeout),
+        write,
+    };
+    let bytes_in = match upload.run(body, stream, framing.is_some()).await {
+        Ok(n) => n,
+        Err(UploadError::Client(e)) => {
+            return Err(Err(Failed(0, format!("reading the request body: {e}"))))
+        }
+        Err(UploadError::TooLarge) => {
+            return Err(Err(Failed(413, "request body too large".into())))
+        }
+        Err(UploadError::Backend(e)) => {
+            return Err(Ok((e.kind(), format!("writing the request body: {e}"))))
+        }
+    };
+    let end = read_response_head(stream, up, ctx.first_byte_limit(), received).await;
+    end.map(|end| (end, bytes_in)).map_err(Ok)
 }
 
 /// Writes the HTTP/1.1 request head for the backend into `out`.

@@ -2,22 +2,25 @@
 //! skipped) turned into HTTP/2 fields by the same edits as for an HTTP/1 client, the body's
 //! payload (chunk framing taken off) sent as DATA frames as the client's window allows, the
 //! backend connection back to the pool when the body ended well. A body the backend breaks off
-//! resets the stream: the client never sees it complete.
+//! resets the stream: the client never sees it complete, whether it broke or the route's
+//! `idle_timeout` or `total_timeout` cut it.
 
 use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 use h2::server::SendResponse;
-use h2::Reason;
+use h2::{Reason, SendStream};
 use http::{HeaderName, HeaderValue, StatusCode};
 use tokio::io::AsyncReadExt;
 
 use super::answer::{answer, date, own_response, Outcome};
+use crate::proxy::attempts::limit;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::Encoder;
 use crate::proxy::http1::{
-    read_response_head, response_head, with_response, Body, Framing, MAX_INTERIM, UPSTREAM_BUF,
+    read_response_head, response_head, with_response, Body, Framing, ResponseHead, MAX_INTERIM,
+    UPSTREAM_BUF,
 };
 use crate::proxy::http2::send_data;
 use crate::proxy::own::{self, io_status};
@@ -25,6 +28,7 @@ use crate::proxy::response_edits::{response_fields, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
 use crate::route::upstream_conn::UpstreamConn;
+use crate::semantics::coding::Decision;
 use crate::semantics::fields::{field, Field};
 
 /// One response to relay to an HTTP/2 client.
@@ -41,159 +45,217 @@ pub(super) struct Relay<'a> {
     pub(super) bytes_in: u64,
 }
 
+/// The client's response head, made of the backend's final one.
+struct Final {
+    head: ResponseHead,
+    response: http::Response<()>,
+    compression: Option<(Decision, Option<Encoder>)>,
+}
+
 impl Relay<'_> {
     pub(super) async fn run(
         self,
         mut stream: UpstreamConn,
         mut up: BytesMut,
-        mut end: usize,
+        end: usize,
         respond: &mut SendResponse<Bytes>,
     ) -> Outcome {
-        let (read_timeout, idle_timeout) = self.ctx.backend_timeouts();
-        let id = self.ctx.request_id.clone();
-        let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
-        let fail = |status: u16, bytes_out: usize, error: String| Outcome {
-            status,
-            bytes_in: self.bytes_in,
-            bytes_out,
-            error: Some(format!("{}: {error}", self.addr)),
+        let last = match self.final_head(&mut stream, &mut up, end).await {
+            Ok(last) => last,
+            Err((status, error)) => return self.refuse(respond, status, error).await,
         };
+        let Final {
+            head,
+            response,
+            compression,
+        } = last;
+        self.ctx.answered(head.status);
+        self.ctx.note_compression(compression.as_ref().map(|c| c.0));
+        let encoder = compression.and_then(|c| c.1);
+        let body = Body::new(head.framing);
+        let empty = self.head_request || body.is_done();
+        let send = match respond.send_response(response, empty) {
+            Ok(send) => send,
+            Err(e) => {
+                let error = format!("sending the response head: {e}");
+                return self.refuse(respond, 502, error).await;
+            }
+        };
+        if empty {
+            return self.put_back(stream, &head, !body.is_done(), 0);
+        }
+        let mut pass = Pass {
+            send,
+            body,
+            framing: head.framing,
+            encoder,
+            sent: 0,
+            extra: false,
+        };
+        match self.body(&mut stream, &mut up, &mut pass).await {
+            Ok(()) => {
+                let unfinished = pass.extra || !pass.body.is_done();
+                self.put_back(stream, &head, unfinished, pass.sent)
+            }
+            Err(error) => self.fail(head.status, pass.sent, error),
+        }
+    }
+
+    /// Reads past interim heads (HTTP/2 clients are not sent them) to the final one, made
+    /// into the client's head by the same edits as for an HTTP/1 client, and takes it off
+    /// `up`; `Err`: the client's status and why.
+    async fn final_head(
+        &self,
+        stream: &mut UpstreamConn,
+        up: &mut BytesMut,
+        mut end: usize,
+    ) -> Result<Final, (u16, String)> {
         let mut interim = 0;
-        let ctx = &*self.ctx;
-        let (head, (response, compression)) = loop {
-            let parsed = with_response(&up[..end], |resp| {
-                let head = response_head(resp, self.head_request)?;
-                if head.status < 200 {
-                    return Some((head, None));
+        loop {
+            let failed = match with_response(&up[..end], |resp| self.edited(resp)) {
+                Ok(Some(Ok(last))) => {
+                    up.advance(end);
+                    return Ok(last);
                 }
-                let mut response = http::Response::new(());
-                *response.status_mut() = StatusCode::from_u16(head.status).ok()?;
-                let headers = response.headers_mut();
-                let fields = resp.headers.iter().map(|h| (h.name, h.value));
-                let compression = ctx.compression_for(head.status, fields);
-                let edits = edits.compressed(compression.as_ref().map(|c| c.0));
-                // A compressed body's length is known at its end only.
-                let framing = match edits.coding {
-                    Some(_) => Framing::UntilClose,
-                    None => head.framing,
-                };
-                let has_date = response_fields(resp, framing, &edits, |name, value| {
-                    // The backend's framing is its own: HTTP/2 frames the body.
-                    if field(name) == Field::TransferEncoding {
-                        return;
-                    }
-                    let name = HeaderName::from_bytes(name.as_bytes());
-                    if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value)) {
-                        headers.append(name, value);
-                    }
-                });
-                headers.insert("x-request-id", id.clone());
-                if !has_date {
-                    date(headers);
-                }
-                Some((head, Some((response, compression))))
-            });
-            let failed = match parsed {
-                Ok(Some((head, Some(response)))) => break (head, response),
                 // HTTP/2 has no upgrade: a 101 is a backend's mistake.
-                Ok(Some((head, None))) if head.status == 101 => "101 to an HTTP/2 request",
-                Ok(Some(_)) if interim == MAX_INTERIM => "too many interim responses",
-                Ok(Some(_)) => {
-                    // 1xx: HTTP/2 clients are not sent them (nothing asked for 100-continue).
+                Ok(Some(Err(101))) => "101 to an HTTP/2 request",
+                Ok(Some(Err(_))) if interim == MAX_INTERIM => "too many interim responses",
+                Ok(Some(Err(_))) => {
+                    // 1xx: nothing asked for 100-continue.
                     interim += 1;
                     up.advance(end);
                     let mut received = true;
-                    match read_response_head(&mut stream, &mut up, read_timeout, &mut received)
+                    let limit = self.ctx.first_byte_limit();
+                    end = read_response_head(stream, up, limit, &mut received)
                         .await
-                    {
-                        Ok(next) => {
-                            end = next;
-                            continue;
-                        }
-                        Err((kind, error)) => {
-                            let status = io_status(kind);
-                            return self.refuse(respond, status, error, fail).await;
-                        }
-                    }
+                        .map_err(|(kind, error)| (io_status(kind), error))?;
+                    continue;
                 }
                 Ok(None) => "bad status or Content-Length",
                 Err(_) => "bad response header",
             };
-            return self.refuse(respond, 502, failed.into(), fail).await;
+            return Err((502, failed.into()));
+        }
+    }
+
+    /// The client's head for the backend's `resp`; `Err(status)` for an interim one, `None`
+    /// when it is not a response.
+    fn edited(&self, resp: &httparse::Response<'_, '_>) -> Option<Result<Final, u16>> {
+        let head = response_head(resp, self.head_request)?;
+        if head.status < 200 {
+            return Some(Err(head.status));
+        }
+        let mut response = http::Response::new(());
+        *response.status_mut() = StatusCode::from_u16(head.status).ok()?;
+        let headers = response.headers_mut();
+        let fields = resp.headers.iter().map(|h| (h.name, h.value));
+        let compression = self.ctx.compression_for(head.status, fields);
+        let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
+        let edits = edits.compressed(compression.as_ref().map(|c| c.0));
+        // A compressed body's length is known at its end only.
+        let framing = match edits.coding {
+            Some(_) => Framing::UntilClose,
+            None => head.framing,
         };
-        self.ctx.answered(head.status);
-        self.ctx.note_compression(compression.as_ref().map(|c| c.0));
-        let mut encoder = compression.and_then(|c| c.1);
-        up.advance(end);
-        let mut body = Body::new(head.framing);
-        let empty = self.head_request || body.is_done();
-        let mut send = match respond.send_response(response, empty) {
-            Ok(send) => send,
-            Err(e) => {
-                let error = format!("sending the response head: {e}");
-                return self.refuse(respond, 502, error, fail).await;
+        let has_date = response_fields(resp, framing, &edits, |name, value| {
+            // The backend's framing is its own: HTTP/2 frames the body.
+            if field(name) == Field::TransferEncoding {
+                return;
             }
-        };
-        let mut sent = 0;
-        let mut extra = false;
+            let name = HeaderName::from_bytes(name.as_bytes());
+            if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value)) {
+                headers.append(name, value);
+            }
+        });
+        headers.insert("x-request-id", self.ctx.request_id.clone());
+        if !has_date {
+            date(headers);
+        }
+        Some(Ok(Final {
+            head,
+            response,
+            compression,
+        }))
+    }
+
+    /// Passes the body (what `up` holds, then what `stream` sends) as DATA frames, each read
+    /// within the route's idle timeout and all within its total timeout; a body broken off
+    /// resets the stream.
+    async fn body(
+        &self,
+        stream: &mut UpstreamConn,
+        up: &mut BytesMut,
+        pass: &mut Pass,
+    ) -> Result<(), String> {
+        let (idle, deadline) = (self.ctx.timeouts().idle, self.ctx.deadline());
         let mut runs: Vec<Range<usize>> = Vec::new();
-        let mut more = !empty;
-        while more {
+        loop {
             if !up.is_empty() {
-                runs.clear();
-                let Ok((n, _)) = body.take_with(&up, |r| runs.push(r)) else {
-                    send.send_reset(Reason::INTERNAL_ERROR);
-                    return fail(head.status, sent, "bad chunked framing".into());
-                };
-                extra |= up.len() > n;
-                let data = payload(&mut up, n, &runs);
-                let data = match &mut encoder {
-                    None => data,
-                    Some(e) => match compressed(e, &data) {
-                        Ok(data) => data,
-                        Err(e) => {
-                            send.send_reset(Reason::INTERNAL_ERROR);
-                            return fail(head.status, sent, format!("compressing: {e}"));
-                        }
-                    },
-                };
-                sent += data.len();
-                if data.is_empty() {
-                    // The encoder holds it all yet.
-                } else if let Err(e) = send_data(&mut send, data, false, self.send).await {
-                    return fail(head.status, sent, format!("sending the response: {e}"));
-                }
+                self.forward(up, &mut runs, pass).await?;
             }
-            if body.is_done() {
+            if pass.body.is_done() {
                 break;
             }
             up.reserve(UPSTREAM_BUF);
-            match within(read_timeout, stream.read_buf(&mut up)).await {
-                Ok(0) if head.framing == Framing::UntilClose => more = false,
-                Ok(0) => {
-                    send.send_reset(Reason::INTERNAL_ERROR);
-                    return fail(head.status, sent, "backend closed mid-body".into());
-                }
+            match within(limit(idle, deadline), stream.read_buf(up)).await {
+                Ok(0) if pass.framing == Framing::UntilClose => break,
+                Ok(0) => return Err(pass.reset("backend closed mid-body".into())),
                 Ok(_) => {}
-                Err(e) => {
-                    send.send_reset(Reason::INTERNAL_ERROR);
-                    return fail(head.status, sent, format!("reading the body: {e}"));
-                }
+                Err(e) => return Err(pass.reset(format!("reading the body: {e}"))),
             }
         }
-        if !empty {
-            let mut last = Vec::new();
-            if let Some(Err(e)) = encoder.map(|e| e.finish(&mut last)) {
-                send.send_reset(Reason::INTERNAL_ERROR);
-                return fail(head.status, sent, format!("compressing: {e}"));
-            }
-            sent += last.len();
-            if let Err(e) = send_data(&mut send, Bytes::from(last), true, self.send).await {
-                return fail(head.status, sent, format!("sending the response: {e}"));
-            }
+        let mut last = Vec::new();
+        if let Some(Err(e)) = pass.encoder.take().map(|e| e.finish(&mut last)) {
+            return Err(pass.reset(format!("compressing: {e}")));
         }
-        if head.keepalive && !extra && body.is_done() {
-            pool::put(self.addr, self.kind, stream, idle_timeout, self.ctx.start);
+        pass.sent += last.len();
+        send_data(&mut pass.send, Bytes::from(last), true, self.send)
+            .await
+            .map_err(|e| format!("sending the response: {e}"))
+    }
+
+    /// Sends the payload among what `up` holds (compressed where it is) as DATA.
+    async fn forward(
+        &self,
+        up: &mut BytesMut,
+        runs: &mut Vec<Range<usize>>,
+        pass: &mut Pass,
+    ) -> Result<(), String> {
+        runs.clear();
+        let Ok((n, _)) = pass.body.take_with(up, |r| runs.push(r)) else {
+            return Err(pass.reset("bad chunked framing".into()));
+        };
+        pass.extra |= up.len() > n;
+        let data = payload(up, n, runs);
+        let data = match &mut pass.encoder {
+            None => data,
+            Some(e) => match compressed(e, &data) {
+                Ok(data) => data,
+                Err(e) => return Err(pass.reset(format!("compressing: {e}"))),
+            },
+        };
+        pass.sent += data.len();
+        if data.is_empty() {
+            // The encoder holds it all yet.
+            return Ok(());
+        }
+        send_data(&mut pass.send, data, false, self.send)
+            .await
+            .map_err(|e| format!("sending the response: {e}"))
+    }
+
+    /// The outcome of a body sent whole; the connection goes back to the pool unless the
+    /// backend sent more than the body or ended it by closing (`unfinished`).
+    fn put_back(
+        &self,
+        stream: UpstreamConn,
+        head: &ResponseHead,
+        unfinished: bool,
+        sent: usize,
+    ) -> Outcome {
+        if head.keepalive && !unfinished {
+            let (_, idle) = self.ctx.backend_timeouts();
+            pool::put(self.addr, self.kind, stream, idle, self.ctx.start);
         }
         Outcome {
             status: head.status,
@@ -203,18 +265,44 @@ impl Relay<'_> {
         }
     }
 
+    fn fail(&self, status: u16, bytes_out: usize, error: String) -> Outcome {
+        Outcome {
+            status,
+            bytes_in: self.bytes_in,
+            bytes_out,
+            error: Some(format!("{}: {error}", self.addr)),
+        }
+    }
+
     /// Answers `status` when nothing of the response went to the client yet.
     async fn refuse(
         &self,
         respond: &mut SendResponse<Bytes>,
         status: u16,
         error: String,
-        fail: impl FnOnce(u16, usize, String) -> Outcome,
     ) -> Outcome {
         let asking = super::answer::asking(self.ctx, self.parts, self.host);
         let reply = own::error(status, &asking, |o| own_response(o, &self.ctx.request_id));
         let (sent, _) = answer(respond, reply, self.head_request, self.send).await;
-        fail(status, sent, error)
+        self.fail(status, sent, error)
+    }
+}
+
+/// A body on its way to the client.
+struct Pass {
+    send: SendStream<Bytes>,
+    body: Body,
+    framing: Framing,
+    encoder: Option<Encoder>,
+    sent: usize,
+    extra: bool,
+}
+
+impl Pass {
+    /// Resets the client's stream, so it never sees the body complete: `error`.
+    fn reset(&mut self, error: String) -> String {
+        self.send.send_reset(Reason::INTERNAL_ERROR);
+        error
     }
 }
 

@@ -14,9 +14,11 @@ use h2::client::SendRequest;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use tokio::task::JoinHandle;
 
 use super::answer::{answer, date, own_response, Outcome};
 use super::exchange::Request;
+use crate::proxy::attempts::{io_failure, Picked};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{Protocol, Received};
@@ -30,6 +32,7 @@ use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::{self, Kind};
+use crate::route::retry::{Failure, Stake};
 use crate::route::router::ProxyAction;
 use crate::semantics::fields::{field, Field};
 
@@ -38,9 +41,9 @@ const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
 impl Proxy {
-    /// Sends the request as an HTTP/2 stream to a backend and its response to the client.
-    /// `Err(body)`: the backend chose HTTP/1.1 by ALPN (its connection is in the HTTP/1 pool),
-    /// and the request goes that way.
+    /// Sends the request as an HTTP/2 stream to a backend (others as the route's retry policy
+    /// allows) and its response to the client. `Err(body)`: the backend chose HTTP/1.1 by ALPN
+    /// (its connection is in the HTTP/1 pool), and the request goes that way.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn to_h2(
         &self,
@@ -54,33 +57,102 @@ impl Proxy {
     ) -> Result<Outcome, RecvStream> {
         let head = request.parts.method == Method::HEAD;
         let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
-        let (addr, sender) = loop {
-            let parts = request.parts;
-            let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
-            let addr = match self.pick_backend(action, ctx, request.target.path(), header) {
-                Ok(addr) => addr,
-                Err(e) => {
-                    return Ok(failed(
-                        respond,
-                        &request.asking(ctx),
-                        (head, send),
-                        502,
-                        e.to_string(),
+        // The body streams from the client as it comes: only a request without one can go again.
+        let stake = Stake {
+            idempotent: request.parts.method.is_idempotent(),
+            replayable: body.is_end_stream(),
+        };
+        let mut body = Some(body);
+        let (addr, response, pump) = loop {
+            let (path, fields) = (request.target.path(), &request.parts.headers);
+            let header = |name: &HeaderName| fields.get(name).map(HeaderValue::as_bytes);
+            let (addr, sender) = match self.h2_pick(ctx, action, path, header, kind).await {
+                Picked::Ready(addr, sender) => (addr, sender),
+                // Only a body that was never sent is still here.
+                Picked::Http1 => match body.take() {
+                    Some(body) => return Err(body),
+                    None => {
+                        return Ok(failed(
+                            respond,
+                            request.asking(ctx),
+                            (head, send),
+                            502,
+                            "body already sent".into(),
+                        )
+                        .await)
+                    }
+                },
+                Picked::Again => continue,
+                Picked::Fail(status, error) => {
+                    return Ok(
+                        failed(respond, request.asking(ctx), (head, send), status, error).await,
                     )
-                    .await)
                 }
             };
-            match self.h2_sender(ctx, action, addr, kind).await {
-                Ok(Some(sender)) => break (addr, sender),
-                Ok(None) => return Err(body),
-                Err(Unconnected::TryAnother) => continue,
-                Err(Unconnected::Fail(status, error)) => {
+            let stream = Stream { sender, addr, kind };
+            let sent = self.backend_stream(stream, request, &mut body, action, ctx, facts);
+            match sent.await {
+                Ok((r, _)) if self.retry_response(ctx, &r, stake).await => continue,
+                Ok((response, pump)) => break (addr, response, pump),
+                Err(NoResponse(f, ..)) if self.retry_if(ctx, f, stake).await => continue,
+                Err(NoResponse(_, status, error)) => {
                     return Ok(
-                        failed(respond, &request.asking(ctx), (head, send), status, error).await,
+                        failed(respond, request.asking(ctx), (head, send), status, error).await,
                     )
                 }
             }
         };
+        ctx.answered(response.status().as_u16());
+        let relay = Relay {
+            ctx,
+            facts,
+            addr,
+            head,
+            send,
+        };
+        let mut outcome = relay.run(response, respond).await;
+        if let Some(pump) = pump {
+            // The response is over: what the client still streams has nowhere to go.
+            pump.abort();
+            outcome.bytes_in = pump.await.unwrap_or(0);
+        }
+        Ok(outcome)
+    }
+
+    /// Picks a backend for the next attempt and a ready HTTP/2 connection to it.
+    pub(in crate::proxy) async fn h2_pick<'h>(
+        &self,
+        ctx: &mut Ctx,
+        action: &ProxyAction,
+        path: &str,
+        header: impl FnOnce(&HeaderName) -> Option<&'h [u8]>,
+        kind: Kind<'_>,
+    ) -> Picked {
+        let addr = match self.pick_backend(action, ctx, path, header) {
+            Ok(addr) => addr,
+            Err(e) => return Picked::Fail(502, e.to_string()),
+        };
+        match self.h2_sender(ctx, action, addr, kind).await {
+            Ok(Some(sender)) => Picked::Ready(addr, sender),
+            Ok(None) => Picked::Http1,
+            Err(Unconnected::TryAnother) => Picked::Again,
+            Err(Unconnected::Fail(status, error)) => Picked::Fail(status, error),
+        }
+    }
+
+    /// Sends the request as a stream on `stream.sender`, its body (taken from `body`) pumped
+    /// by a task of its own, and waits for the response head within the route's first-byte
+    /// timeout.
+    async fn backend_stream(
+        &self,
+        stream: Stream<'_>,
+        request: &Request<'_>,
+        body: &mut Option<RecvStream>,
+        action: &ProxyAction,
+        ctx: &Ctx,
+        facts: &ConnFacts,
+    ) -> Result<(http::Response<RecvStream>, Option<JoinHandle<u64>>), NoResponse> {
+        let Stream { sender, addr, kind } = stream;
         let parts = request.parts;
         let outgoing = Outgoing {
             method: &parts.method,
@@ -94,64 +166,35 @@ impl Proxy {
             protocol: Protocol::Http2,
             received: Received::of(&parts.headers),
         };
-        let upstream = match backend_request(outgoing, action, ctx, facts) {
-            Ok(upstream) => upstream,
-            Err(e) => return Ok(failed(respond, &request.asking(ctx), (head, send), 400, e).await),
-        };
-        let end = body.is_end_stream();
-        let (response, upload) = match sender.clone().send_request(upstream, end) {
-            Ok(sent) => sent,
-            Err(e) => {
-                h2_pool::forget(addr, kind);
-                let error = format!("{addr}: sending the request: {e}");
-                return Ok(failed(respond, &request.asking(ctx), (head, send), 502, error).await);
-            }
-        };
+        let upstream =
+            backend_request(outgoing, action, ctx, facts).map_err(|e| NoResponse(None, 400, e))?;
+        let end = body.as_ref().is_none_or(RecvStream::is_end_stream);
+        let (response, upload) = sender.clone().send_request(upstream, end).map_err(|e| {
+            h2_pool::forget(addr, kind);
+            let error = format!("{addr}: sending the request: {e}");
+            NoResponse(Some(Failure::Reset), 502, error)
+        })?;
         let max_body = ctx
             .site
             .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let body_timeout = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
-        let pump = (!end).then(|| tokio::spawn(pump(body, upload, max_body, body_timeout)));
-        let (read_timeout, _) = ctx.backend_timeouts();
-        let response = within(read_timeout, async {
+        let streamed = body.take_if(|b| !b.is_end_stream());
+        let pump = streamed.map(|body| tokio::spawn(pump(body, upload, max_body, body_timeout)));
+        let response = within(ctx.first_byte_limit(), async {
             response.await.map_err(io::Error::other)
         });
-        let response = match response.await {
-            Ok(response) => response,
+        match response.await {
+            Ok(response) => Ok((response, pump)),
             Err(e) => {
                 if let Some(pump) = pump {
                     pump.abort();
                 }
+                let error = format!("{addr}: {e}");
                 let status = own::io_status(e.kind());
-                return Ok(failed(
-                    respond,
-                    &request.asking(ctx),
-                    (head, send),
-                    status,
-                    format!("{addr}: {e}"),
-                )
-                .await);
+                Err(NoResponse(Some(io_failure(e.kind())), status, error))
             }
-        };
-        ctx.answered(response.status().as_u16());
-        let relay = Relay {
-            ctx,
-            facts,
-            addr,
-            head,
-            send,
-            read_timeout,
-        };
-        let mut outcome = relay.run(response, respond).await;
-        if let Some(pump) = pump {
-            // The response is over: what the client still streams has nowhere to go.
-            if !pump.is_finished() {
-                pump.abort();
-            }
-            outcome.bytes_in = pump.await.unwrap_or(0);
         }
-        Ok(outcome)
     }
 
     /// A sender on a ready HTTP/2 connection to `addr`: the thread's, or a new one. `Ok(None)`:
@@ -196,6 +239,17 @@ impl Proxy {
         Ok(Some(sender))
     }
 }
+
+/// A ready stream's way to a backend.
+struct Stream<'k> {
+    sender: SendRequest<Bytes>,
+    addr: SocketAddr,
+    kind: Kind<'k>,
+}
+
+/// No response from the backend: how the attempt failed (`None`: not the backend's doing),
+/// the client's status and what to log.
+struct NoResponse(Option<Failure>, u16, String);
 
 /// Pumps the client's body (and trailers) to the backend's stream, under both windows: the
 /// payload bytes sent. A client that breaks off, or a body over `max`, resets the backend's
@@ -247,7 +301,6 @@ struct Relay<'a> {
     addr: SocketAddr,
     head: bool,
     send: Option<Duration>,
-    read_timeout: Option<Duration>,
 }
 
 impl Relay<'_> {
@@ -296,7 +349,8 @@ impl Relay<'_> {
         }
         let mut sent = 0;
         loop {
-            let next = within(self.read_timeout, async { Ok(down.data().await) }).await;
+            let idle = self.ctx.idle_limit();
+            let next = within(idle, async { Ok(down.data().await) }).await;
             let chunk = match next {
                 Ok(Some(Ok(chunk))) => chunk,
                 Ok(None) => break,
@@ -334,12 +388,12 @@ impl Relay<'_> {
 /// Answers `status` (nothing of a response went to the client yet).
 async fn failed(
     respond: &mut SendResponse<Bytes>,
-    asking: &Asking<'_>,
+    asking: Asking<'_>,
     (head, send): (bool, Option<Duration>),
     status: u16,
     error: String,
 ) -> Outcome {
-    let reply = own::error(status, asking, |o| own_response(o, asking.request_id()));
+    let reply = own::error(status, &asking, |o| own_response(o, asking.request_id()));
     let (bytes_out, _) = answer(respond, reply, head, send).await;
     Outcome {
         status,

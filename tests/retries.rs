@@ -1,0 +1,374 @@
+//! Per-route timeouts and retries, as an operator sees them: a backend that fails on command
+//! (`support::failing`) behind the real proxy, real HTTP/1.1 and HTTP/2 clients, the backends'
+//! request counts and order, the access log's `tries` and the retry metrics.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::failing::{Events, Failing, FailingH2, Mode};
+use support::http::{h2_connect, raw_plain, Response};
+use support::pki::{Ca, LeafSpec};
+use support::{eventually, free_port, Env, Running};
+
+/// The proxy in front of `backends` (one upstream, round robin) with `route` and `upstream`
+/// (TOML lines) added to the route and the upstream; an admin listener and an access log.
+struct Proxy {
+    env: Env,
+    root: Ca,
+    admin: u16,
+    running: Running,
+}
+
+impl Proxy {
+    fn start(backends: &[u16], upstream: &str, route: &str) -> Proxy {
+        let (env, root) = Env::with_approved_root("Approved Root");
+        env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+        let admin = free_port();
+        configure(&env, admin, backends, upstream, route);
+        let running = env.start();
+        Proxy {
+            env,
+            root,
+            admin,
+            running,
+        }
+    }
+
+    /// One HTTP/1.1 request (the connection closed after it), with an id to find its log line.
+    async fn send(&self, method: &str, path: &str, body: &str) -> Response {
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: example.cn\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        raw_plain(self.env.http, raw.as_bytes(), None)
+            .await
+            .expect("a response")
+    }
+
+    /// The access log line of the request to `path`, once written.
+    async fn logged(&self, path: &str) -> Value {
+        let file = self.env.path("access.log");
+        let found = eventually(Duration::from_secs(5), || {
+            let file = file.clone();
+            async move {
+                let text = std::fs::read_to_string(&file).ok()?;
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|v| v["path"] == path)
+            }
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("no access log line for {path}: {}", self.running.log()))
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        support::admin::metric(self.admin, series)
+            .await
+            .unwrap_or_else(|| panic!("no series {series}"))
+    }
+}
+
+/// Writes the config: `backends` as one upstream (round robin) with `upstream` added, one route
+/// to it with `route` added, an admin listener and an access log.
+fn configure(env: &Env, admin: u16, backends: &[u16], upstream: &str, route: &str) {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    env.write_config(
+        "",
+        &format!(
+            "[admin]\naddr = \"127.0.0.1:{admin}\"\n\
+             [access_log]\npath = \"access.log\"\ntamper_evident = false\n\
+             [[upstreams]]\nname = \"backend\"\nbackends = [{}]\npassive_ejection = \"0s\"\n\
+             {upstream}\n\
+             [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
+             [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n{route}\n",
+            list.join(", ")
+        ),
+    );
+}
+
+fn events() -> Events {
+    Events::default()
+}
+
+/// Backends, in the order of the events of `path`.
+fn order(events: &Events, path: &str) -> Vec<String> {
+    let events = events.lock().expect("lock");
+    let of_path = events.iter().filter(|(_, what, _)| what.ends_with(path));
+    of_path.map(|(name, _, _)| name.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_is_retried_on_another_backend_after_a_reset_over_http1_and_http2() {
+    let log = events();
+    let broken = Failing::start("broken", Mode::Reset, &log).await;
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    let proxy = Proxy::start(&[broken.port, good.port], "", "");
+    for i in 0..4 {
+        let resp = proxy.send("GET", &format!("/h1/{i}"), "").await;
+        assert_eq!(resp.status, 200, "{}", proxy.running.log());
+        assert_eq!(resp.text(), "good");
+    }
+    let mut h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
+        .await
+        .expect("HTTP/2");
+    for i in 0..2 {
+        let url = format!("https://example.cn/h2/{i}");
+        let status = support::http::h2_get(&mut h2, &url).await.expect("GET");
+        assert_eq!(status, 200, "{}", proxy.running.log());
+    }
+    // Every request was answered by the good backend once; those that met the broken one
+    // first were retried there, and say so in the access log.
+    assert_eq!(good.requests(), 6, "{:?}", log.lock().expect("lock"));
+    assert!(
+        broken.requests() >= 1,
+        "round robin reached the broken backend"
+    );
+    let paths = (0..4).map(|i| format!("/h1/{i}"));
+    let paths: Vec<String> = paths.chain((0..2).map(|i| format!("/h2/{i}"))).collect();
+    let mut retried = 0;
+    for path in &paths {
+        let tried = order(&log, path);
+        assert!(
+            tried == ["good"] || tried == ["broken", "good"],
+            "{path}: {tried:?}"
+        );
+        assert_eq!(proxy.logged(path).await["tries"], tried.len(), "{path}");
+        retried += tried.len() - 1;
+    }
+    assert_eq!(retried, broken.requests());
+    let reset = "menshen_upstream_retries_total{reason=\"reset\",upstream=\"backend\"}";
+    assert_eq!(proxy.metric(reset).await, retried as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_sends_even_a_post_to_another_backend() {
+    let log = events();
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    let refused = free_port();
+    let proxy = Proxy::start(&[refused, good.port], "", "");
+    for i in 0..2 {
+        let resp = proxy
+            .send("POST", &format!("/refused/{i}"), "order=1")
+            .await;
+        assert_eq!(resp.status, 200, "nothing reached the refusing backend");
+    }
+    assert_eq!(good.requests(), 2);
+    let connect = "menshen_upstream_retries_total{reason=\"connect\",upstream=\"backend\"}";
+    assert!(proxy.metric(connect).await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_body_reached_the_backend_is_not_retried_and_a_put_is() {
+    let log = events();
+    let broken = Failing::start("broken", Mode::Reset, &log).await;
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    let proxy = Proxy::start(&[broken.port, good.port], "", "");
+    let mut statuses = Vec::new();
+    for i in 0..2 {
+        let resp = proxy.send("POST", &format!("/post/{i}"), "order=1").await;
+        statuses.push(resp.status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 502], "{}", proxy.running.log());
+    assert_eq!(
+        (broken.requests(), good.requests()),
+        (1, 1),
+        "one POST each, none again"
+    );
+    for i in 0..3 {
+        let path = format!("/put/{i}");
+        let resp = proxy.send("PUT", &path, "v=2").await;
+        assert_eq!(resp.status, 200, "a PUT is idempotent and its body held");
+        let tried = order(&log, &path);
+        assert!(
+            tried == ["good"] || tried == ["broken", "good"],
+            "{path}: {tried:?}"
+        );
+    }
+    assert!(
+        broken.requests() >= 2,
+        "a PUT met the broken backend and went on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_response_head_within_first_byte_timeout_is_a_504() {
+    let log = events();
+    let stalled = Failing::start("stalled", Mode::StallHead, &log).await;
+    let route = "first_byte_timeout = \"300ms\"\nretries = { tries = 1 }";
+    let proxy = Proxy::start(&[stalled.port], "", route);
+    assert_eq!(proxy.send("GET", "/slow", "").await.status, 504);
+    let mut h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
+        .await
+        .expect("HTTP/2");
+    let status = support::http::h2_get(&mut h2, "https://example.cn/slow-h2").await;
+    assert_eq!(status.expect("an answer"), 504);
+    stalled.release();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_timeout_cuts_a_slow_stream_and_the_client_sees_it_incomplete() {
+    let log = events();
+    let slow = Failing::start("slow", Mode::StallBody, &log).await;
+    let proxy = Proxy::start(&[slow.port], "", "total_timeout = \"1s\"");
+    // HTTP/1.1: the head says 100 bytes, ten came, and the connection closed.
+    let resp = proxy.send("GET", "/stream", "").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-length"), Some("100"));
+    assert_eq!(resp.text(), "0123456789", "only what the backend sent");
+    // HTTP/2: the stream is reset, never ended.
+    let h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
+        .await
+        .expect("HTTP/2");
+    let mut h2 = h2.ready().await.expect("ready");
+    let request = http::Request::get("https://example.cn/stream-h2")
+        .body(())
+        .expect("request");
+    let (response, _) = h2.send_request(request, true).expect("send");
+    let response = response.await.expect("a head");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut got = Vec::new();
+    let ended = loop {
+        match body.data().await {
+            Some(Ok(chunk)) => got.extend_from_slice(&chunk),
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    assert!(ended.is_err(), "the stream is reset, not ended: {got:?}");
+    assert_eq!(got, b"0123456789");
+    slow.release();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_retry_budget_stops_retries_and_is_counted() {
+    let log = events();
+    let broken = Failing::start("broken", Mode::Reset, &log).await;
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    let budget = "retry_budget = { percent = 0, min_concurrent = 0 }";
+    let proxy = Proxy::start(&[broken.port, good.port], budget, "");
+    let mut statuses = Vec::new();
+    for i in 0..2 {
+        statuses.push(proxy.send("GET", &format!("/b/{i}"), "").await.status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 502], "{}", proxy.running.log());
+    assert_eq!((broken.requests(), good.requests()), (1, 1), "no retry");
+    let spent = "menshen_upstream_retry_budget_exhausted_total{upstream=\"backend\"}";
+    assert_eq!(proxy.metric(spent).await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_waited_for_and_one_beyond_the_total_timeout_goes_to_the_client() {
+    let log = events();
+    let busy = Failing::start("busy", Mode::Unavailable(1), &log).await;
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    let route = "total_timeout = \"5s\"\nretries = { on = [\"503\"] }";
+    let proxy = Proxy::start(&[busy.port, good.port], "", route);
+    let mut retried = None;
+    for i in 0..3 {
+        let path = format!("/a/{i}");
+        let resp = proxy.send("GET", &path, "").await;
+        assert_eq!(resp.status, 200, "{}", proxy.running.log());
+        if busy.requests() > 0 {
+            retried = Some(path);
+            break;
+        }
+    }
+    let retried = retried.expect("round robin reached the busy backend");
+    assert_eq!(order(&log, &retried), ["busy", "good"]);
+    let times: Vec<_> = {
+        let events = log.lock().expect("lock");
+        let of = events
+            .iter()
+            .filter(|(_, what, _)| what.ends_with(&retried));
+        of.map(|(_, _, at)| *at).collect()
+    };
+    assert!(
+        times[1] - times[0] >= Duration::from_secs(1),
+        "the retry came no sooner than Retry-After: {:?}",
+        times[1] - times[0]
+    );
+    // Beyond what is left of total_timeout: no retry, the backend's 503 and Retry-After.
+    busy.set(Mode::Unavailable(30));
+    let mut refused = None;
+    for i in 0..3 {
+        let path = format!("/far/{i}");
+        let resp = proxy.send("GET", &path, "").await;
+        if order(&log, &path) == ["busy"] {
+            refused = Some(resp);
+            break;
+        }
+        assert_eq!(order(&log, &path), ["good"], "{path}");
+    }
+    let refused = refused.expect("round robin reached the busy backend");
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("30"));
+    assert_eq!(refused.text(), "busy");
+    let retries = "menshen_upstream_retries_total{reason=\"503\",upstream=\"backend\"}";
+    assert_eq!(proxy.metric(retries).await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_from_an_http2_backend_is_retried_for_http1_and_http2_clients() {
+    let log = events();
+    let busy = FailingH2::start("busy", true, &log).await;
+    let good = FailingH2::start("good", false, &log).await;
+    let route = "retries = { on = [\"503\"] }";
+    let proxy = Proxy::start(&[busy.port, good.port], "http2 = true", route);
+    for i in 0..3 {
+        let resp = proxy.send("GET", &format!("/h2c/{i}"), "").await;
+        assert_eq!(resp.status, 200, "{}", proxy.running.log());
+        assert_eq!(resp.text(), "good");
+    }
+    let mut h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
+        .await
+        .expect("HTTP/2");
+    for i in 0..3 {
+        let url = format!("https://example.cn/h2-h2c/{i}");
+        let status = support::http::h2_get(&mut h2, &url).await.expect("GET");
+        assert_eq!(status, 200, "{}", proxy.running.log());
+    }
+    assert_eq!(good.requests(), 6, "{:?}", log.lock().expect("lock"));
+    assert!(busy.requests() >= 1, "round robin reached the busy backend");
+    let retried = (0..3).flat_map(|i| [format!("/h2c/{i}"), format!("/h2-h2c/{i}")]);
+    let retried: Vec<String> = retried.filter(|p| order(&log, p).len() == 2).collect();
+    assert_eq!(retried.len(), busy.requests());
+    for path in &retried {
+        assert_eq!(order(&log, path), ["busy", "good"], "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_status_show_the_route_timeouts_and_retry_policy() {
+    let log = events();
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    let route = "first_byte_timeout = \"15s\"\ntotal_timeout = \"1m\"\n\
+                 retries = { tries = 2, on = [\"connect\", \"503\"] }";
+    let proxy = Proxy::start(&[good.port], "", route);
+    let (ok, out) = proxy.env.check();
+    assert!(ok, "{out}");
+    let shown = "timeouts connect 2s, first byte 15s, idle 60s, total 60s; retries 2 tries on \
+                 connect, 503";
+    assert!(out.contains(shown), "{out}");
+    let page = support::admin::get(proxy.admin, "/status").await.text();
+    assert!(page.contains("first byte 15s"), "{page}");
+    assert!(page.contains("2 tries on connect, 503"), "{page}");
+    // A reload picks new ones up.
+    let route = "first_byte_timeout = \"3s\"\nretries = { tries = 1 }";
+    configure(&proxy.env, proxy.admin, &[good.port], "", route);
+    let shown = eventually(Duration::from_secs(10), || async {
+        let page = support::admin::get(proxy.admin, "/status").await.text();
+        page.contains("first byte 3s").then_some(page)
+    })
+    .await
+    .unwrap_or_else(|| panic!("reloaded: {}", proxy.running.log()));
+    assert!(shown.contains("retries: off"), "{shown}");
+}

@@ -1,0 +1,256 @@
+//! A backend that fails on command, for the retry tests: it answers, closes the connection
+//! before answering, stalls before the head or in the middle of the body, or answers 503 with
+//! a `Retry-After`. Every request it reads is counted and noted, with its arrival time, in an
+//! event list the test shares between backends (so the order of attempts can be read).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// How the backend treats the next requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 with its name as the body.
+    Answer,
+    /// Reads the request, then closes the connection without a byte of response.
+    Reset,
+    /// Reads the request and sends nothing until released.
+    StallHead,
+    /// Sends a head with `Content-Length: 100` and 10 bytes of body, then nothing until released.
+    StallBody,
+    /// 503 with `Retry-After: N` (seconds).
+    Unavailable(u32),
+}
+
+/// Requests seen by every backend of a test, in order: (backend, method and path, when).
+pub type Events = Arc<Mutex<Vec<(String, String, Instant)>>>;
+
+pub struct Failing {
+    pub port: u16,
+    name: String,
+    mode: Arc<Mutex<Mode>>,
+    requests: Arc<AtomicUsize>,
+    release: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Failing {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Failing {
+    pub async fn start(name: &str, mode: Mode, events: &Events) -> Failing {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let serving = Serving {
+            name: name.to_owned(),
+            mode: Arc::new(Mutex::new(mode)),
+            requests: Arc::default(),
+            release: Arc::default(),
+            events: events.clone(),
+        };
+        let (mode, requests, release) = (
+            serving.mode.clone(),
+            serving.requests.clone(),
+            serving.release.clone(),
+        );
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serving.clone().serve(tcp));
+            }
+        });
+        Failing {
+            port,
+            name: name.to_owned(),
+            mode,
+            requests,
+            release,
+            task,
+        }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().expect("lock") = mode;
+    }
+
+    /// Requests read so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Lets every stalled exchange go (its connection closes).
+    pub fn release(&self) {
+        self.release.notify_waiters();
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Clone)]
+struct Serving {
+    name: String,
+    mode: Arc<Mutex<Mode>>,
+    requests: Arc<AtomicUsize>,
+    release: Arc<Notify>,
+    events: Events,
+}
+
+impl Serving {
+    async fn serve(self, mut tcp: TcpStream) {
+        let mut buf = Vec::new();
+        while let Some(what) = read_request(&mut tcp, &mut buf).await {
+            let mode = *self.mode.lock().expect("lock");
+            self.events
+                .lock()
+                .expect("lock")
+                .push((self.name.clone(), what, Instant::now()));
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let reply = match mode {
+                Mode::Answer => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+                    self.name.len(),
+                    self.name
+                ),
+                Mode::Reset => return,
+                Mode::StallHead => String::new(),
+                Mode::StallBody => {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789".into()
+                }
+                Mode::Unavailable(after) => format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {after}\r\n\
+                     Content-Length: 4\r\n\r\nbusy"
+                ),
+            };
+            if tcp.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+            if matches!(mode, Mode::StallHead | Mode::StallBody) {
+                self.release.notified().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one request (head, and a body of its Content-Length): its method and path.
+async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tcp.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < end + length {
+        let mut chunk = [0u8; 4096];
+        let n = tcp.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    buf.drain(..end + length);
+    let mut words = head.split(' ');
+    Some(format!("{} {}", words.next()?, words.next()?))
+}
+
+/// An h2c (HTTP/2 without TLS) backend that answers every stream 503 with `Retry-After: 0`
+/// while `busy`, else 200 with its name; it counts streams and notes them in `events`.
+pub struct FailingH2 {
+    pub port: u16,
+    busy: Arc<Mutex<bool>>,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FailingH2 {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FailingH2 {
+    pub async fn start(name: &str, busy: bool, events: &Events) -> FailingH2 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (busy, requests) = (Arc::new(Mutex::new(busy)), Arc::new(AtomicUsize::new(0)));
+        let stream = H2Stream {
+            name: name.to_owned(),
+            busy: busy.clone(),
+            requests: requests.clone(),
+            events: events.clone(),
+        };
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let stream = stream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, respond))) = conn.accept().await {
+                        stream.answer(request, respond);
+                    }
+                });
+            }
+        });
+        FailingH2 {
+            port,
+            busy,
+            requests,
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct H2Stream {
+    name: String,
+    busy: Arc<Mutex<bool>>,
+    requests: Arc<AtomicUsize>,
+    events: Events,
+}
+
+impl H2Stream {
+    fn answer(
+        &self,
+        request: http::Request<h2::RecvStream>,
+        mut respond: h2::server::SendResponse<bytes::Bytes>,
+    ) {
+        let what = format!("{} {}", request.method(), request.uri().path());
+        let now = Instant::now();
+        self.events
+            .lock()
+            .expect("lock")
+            .push((self.name.clone(), what, now));
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let busy = *self.busy.lock().expect("lock");
+        let response = http::Response::builder().status(if busy { 503 } else { 200 });
+        let response = match busy {
+            true => response.header("retry-after", "0"),
+            false => response,
+        };
+        let body = if busy { "busy" } else { self.name.as_str() };
+        let Ok(mut send) = respond.send_response(response.body(()).expect("response"), false)
+        else {
+            return;
+        };
+        let _ = send.send_data(bytes::Bytes::from(body.to_owned()), true);
+    }
+}
