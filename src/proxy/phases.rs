@@ -60,8 +60,24 @@ pub(crate) struct Peer {
 pub(super) enum Unconnected {
     /// The failure is counted against the backend; the request tries another one.
     TryAnother,
-    /// The request fails: the client's status and what to log.
-    Fail(u16, String),
+    /// The request fails.
+    Fail(Failure),
+}
+
+/// A request no backend answered: the status the client gets, and what the log says.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub(super) status: u16,
+    pub(super) error: String,
+}
+
+impl Failure {
+    pub(super) fn new(status: u16, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: error.into(),
+        }
+    }
 }
 
 /// The site and route a request is for: lookups only, no side effect.
@@ -247,7 +263,10 @@ impl Proxy {
             return Err(Unconnected::TryAnother);
         }
         let error = format!("connect to {addr}: {e}");
-        Err(Unconnected::Fail(io_status(e.error.kind()), error))
+        Err(Unconnected::Fail(Failure::new(
+            io_status(e.error.kind()),
+            error,
+        )))
     }
 
     /// Counts and logs a finished request, and ends its trace.

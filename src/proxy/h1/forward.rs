@@ -16,7 +16,7 @@ use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
-use crate::proxy::phases::Unconnected;
+use crate::proxy::phases::{Failure, Unconnected};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -24,8 +24,13 @@ use crate::route::router::ProxyAction;
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::coding::Skip;
 
-/// Why no response came from a backend: the client's status, and what to log.
-struct Failed(u16, String);
+/// Why no response came from a backend.
+enum Failed {
+    /// No backend answered.
+    Backend(Failure),
+    /// The client's body could not be read, or was refused.
+    Body(UploadError),
+}
 
 impl Proxy {
     /// Sends the request to a backend and its response to the client.
@@ -118,14 +123,14 @@ impl Proxy {
             .await;
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
-            Err(Ok(Failed(status, error))) => {
+            Err(Failed::Backend(Failure { status, error })) => {
                 let out = &mut bufs.out;
                 let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
                 let mut outcome = failed(status, error, upload.payload);
                 outcome.bytes_out = sent.await;
                 return outcome;
             }
-            Err(Err(e)) => {
+            Err(Failed::Body(e)) => {
                 return self
                     .refuse_body(conn, bufs, &id, e, head_request, send)
                     .await
@@ -153,19 +158,12 @@ impl Proxy {
         head_request: bool,
         send: Option<std::time::Duration>,
     ) -> Outcome {
-        let status = e.status();
-        let bytes_out = match status {
-            0 => 0,
-            _ => {
-                error_response(
-                    conn,
-                    &mut bufs.out,
-                    status,
-                    id.as_bytes(),
-                    head_request,
-                    send,
-                )
-                .await
+        let (status, bytes_out) = match e.status() {
+            None => (0, 0),
+            Some(status) => {
+                let out = &mut bufs.out;
+                let answer = error_response(conn, out, status, id.as_bytes(), head_request, send);
+                (status, answer.await)
             }
         };
         if status == 413 {
@@ -182,7 +180,7 @@ impl Proxy {
 
     /// Sends the request (head, then body) to a backend (another after a failed connect, a new
     /// connection after a stale pooled one) and reads the response header into `bufs.up`: its
-    /// length. `Err(Err(_))` when the client's body failed.
+    /// length.
     #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
@@ -195,7 +193,7 @@ impl Proxy {
         facts: &ConnFacts,
         bufs: &mut Buffers,
         upload: &mut Upload,
-    ) -> Result<(UpstreamConn, SocketAddr, usize), Result<Failed, UploadError>> {
+    ) -> Result<(UpstreamConn, SocketAddr, usize), Failed> {
         let (req, parsed) = (request.req, request.parsed);
         let options = action.upstream.options();
         let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
@@ -212,7 +210,7 @@ impl Proxy {
             };
             let addr = self
                 .pick_backend(action, ctx, req.target.path(), header)
-                .map_err(|e| Ok(Failed(502, e.to_string())))?;
+                .map_err(|e| Failed::Backend(Failure::new(502, e.to_string())))?;
             upstream_request(out, request, action, ctx, facts);
             out.extend_from_slice(&upload.staged);
             // The request's start is "now" enough for idle expiry: no clock read.
@@ -224,9 +222,7 @@ impl Proxy {
                     None => match self.connect_backend(ctx, action, addr, kind.name).await {
                         Ok(stream) => stream,
                         Err(Unconnected::TryAnother) => continue 'backends,
-                        Err(Unconnected::Fail(status, error)) => {
-                            return Err(Ok(Failed(status, error)))
-                        }
+                        Err(Unconnected::Fail(failure)) => return Err(Failed::Backend(failure)),
                     },
                 };
                 up.clear();
@@ -250,7 +246,7 @@ impl Proxy {
                             Err(UploadError::Backend(e)) if !upload.streamed => {
                                 Err((e.kind(), format!("writing the request: {e}")))
                             }
-                            Err(e) => return Err(Err(e)),
+                            Err(e) => return Err(Failed::Body(e)),
                         }
                     }
                     Err(e) => Err((e.kind(), format!("writing the request: {e}"))),
@@ -270,7 +266,10 @@ impl Proxy {
                         continue;
                     }
                     Err((kind, error)) => {
-                        return Err(Ok(Failed(io_status(kind), format!("{addr}: {error}"))))
+                        return Err(Failed::Backend(Failure::new(
+                            io_status(kind),
+                            format!("{addr}: {error}"),
+                        )))
                     }
                 }
             }

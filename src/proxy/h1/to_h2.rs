@@ -19,7 +19,7 @@ use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
 use crate::proxy::http1::{push_body, push_date, push_field, status_line_for, Framing};
 use crate::proxy::http2::{backend_request, Outgoing};
-use crate::proxy::phases::Unconnected;
+use crate::proxy::phases::{Failure, Unconnected};
 use crate::proxy::response_edits::{edited_fields, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -59,15 +59,15 @@ impl Proxy {
             };
             let picked = self.pick_backend(action, ctx, req.target.path(), header);
             let failure = match picked {
-                Err(e) => (502, e.to_string()),
+                Err(e) => Failure::new(502, e.to_string()),
                 Ok(addr) => match self.h2_sender(ctx, action, addr, kind).await {
                     Ok(Some(sender)) => break (addr, sender),
                     Ok(None) => return None,
                     Err(Unconnected::TryAnother) => continue,
-                    Err(Unconnected::Fail(status, error)) => (status, error),
+                    Err(Unconnected::Fail(failure)) => failure,
                 },
             };
-            let (status, error) = failure;
+            let Failure { status, error } = failure;
             let sent = error_response(conn, out, status, id.as_bytes(), head_request, send).await;
             return Some(failed(status, sent, error));
         };
@@ -117,10 +117,13 @@ impl Proxy {
             let sending = upload.send_h2(framing, conn, input, &mut stream, body_timeout, send);
             if let Err(e) = sending.await {
                 stream.send_reset(Reason::CANCEL);
-                let status = e.status();
-                let sent = match status {
-                    0 => 0,
-                    _ => error_response(conn, out, status, id.as_bytes(), head_request, send).await,
+                let (status, sent) = match e.status() {
+                    None => (0, 0),
+                    Some(status) => {
+                        let answer =
+                            error_response(conn, out, status, id.as_bytes(), head_request, send);
+                        (status, answer.await)
+                    }
                 };
                 return Some(failed(status, sent, e.to_string()));
             }

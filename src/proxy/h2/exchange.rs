@@ -18,7 +18,7 @@ use crate::proxy::http1::{
     push_field, push_field_parts, read_response_head, Framing, UPSTREAM_BUF,
 };
 use crate::proxy::own::{self, io_status};
-use crate::proxy::phases::Unconnected;
+use crate::proxy::phases::{Failure, Unconnected};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -35,8 +35,13 @@ pub(super) struct Request<'a> {
     pub(super) length: Option<u64>,
 }
 
-/// Why no response came: the client's status (0: none can be sent) and what to log.
-struct Failed(u16, String);
+/// Why no response came.
+enum Failed {
+    /// The client gets this status.
+    Answer(Failure),
+    /// The client broke off its body: nothing can be sent; what to log.
+    ClientGone(String),
+}
 
 impl Proxy {
     /// Sends the request to a backend and its response to the client.
@@ -86,13 +91,14 @@ impl Proxy {
             .await;
         let (stream, addr, end, bytes_in) = match sent {
             Ok(ok) => ok,
-            Err(Failed(status, error)) => {
+            Err(failed) => {
                 let id = &ctx.request_id;
-                let bytes_out = match status {
-                    0 => 0,
-                    _ => {
+                let (status, bytes_out, error) = match failed {
+                    Failed::ClientGone(error) => (0, 0, error),
+                    Failed::Answer(Failure { status, error }) => {
                         let reply = own::error(status, |o| own_response(o, id));
-                        answer(respond, reply, head_request, send).await.0
+                        let sent = answer(respond, reply, head_request, send).await.0;
+                        (status, sent, error)
                     }
                 };
                 return Outcome {
@@ -142,7 +148,7 @@ impl Proxy {
             let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
             let addr = self
                 .pick_backend(action, ctx, request.target.path(), header)
-                .map_err(|e| Failed(502, e.to_string()))?;
+                .map_err(|e| Failed::Answer(Failure::new(502, e.to_string())))?;
             let mut pooled = pool::take(addr, kind, ctx.start);
             loop {
                 let reused = pooled.is_some();
@@ -151,7 +157,7 @@ impl Proxy {
                     None => match self.connect_backend(ctx, action, addr, kind.name).await {
                         Ok(stream) => stream,
                         Err(Unconnected::TryAnother) => continue 'backends,
-                        Err(Unconnected::Fail(status, error)) => return Err(Failed(status, error)),
+                        Err(Unconnected::Fail(failure)) => return Err(Failed::Answer(failure)),
                     },
                 };
                 up.clear();
@@ -174,10 +180,15 @@ impl Proxy {
                                 read_response_head(&mut stream, up, timeout, &mut received).await
                             }
                             Err(UploadError::Client(e)) => {
-                                return Err(Failed(0, format!("reading the request body: {e}")))
+                                return Err(Failed::ClientGone(format!(
+                                    "reading the request body: {e}"
+                                )))
                             }
                             Err(UploadError::TooLarge) => {
-                                return Err(Failed(413, "request body too large".into()))
+                                return Err(Failed::Answer(Failure::new(
+                                    413,
+                                    "request body too large",
+                                )))
                             }
                             Err(UploadError::Backend(e)) => {
                                 Err((e.kind(), format!("writing the request body: {e}")))
@@ -199,7 +210,10 @@ impl Proxy {
                         continue;
                     }
                     Err((kind, error)) => {
-                        return Err(Failed(io_status(kind), format!("{addr}: {error}")))
+                        return Err(Failed::Answer(Failure::new(
+                            io_status(kind),
+                            format!("{addr}: {error}"),
+                        )))
                     }
                 }
             }

@@ -23,7 +23,7 @@ use crate::proxy::forwarding::{Protocol, Received};
 use crate::proxy::http1::Framing;
 use crate::proxy::http2::{backend_request, send_data, Outgoing};
 use crate::proxy::own;
-use crate::proxy::phases::Unconnected;
+use crate::proxy::phases::{Failure, Unconnected};
 use crate::proxy::response_edits::edited_fields;
 use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
@@ -67,7 +67,7 @@ impl Proxy {
                 Ok(Some(sender)) => break (addr, sender),
                 Ok(None) => return Err(body),
                 Err(Unconnected::TryAnother) => continue,
-                Err(Unconnected::Fail(status, error)) => {
+                Err(Unconnected::Fail(Failure { status, error })) => {
                     return Ok(failed(respond, status, error).await)
                 }
             }
@@ -165,8 +165,9 @@ impl Proxy {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .handshake::<_, Bytes>(conn)
             .await;
-        let (sender, connection) = handshake
-            .map_err(|e| Unconnected::Fail(502, format!("HTTP/2 handshake with {addr}: {e}")))?;
+        let fail = |error: String| Unconnected::Fail(Failure::new(502, error));
+        let (sender, connection) =
+            handshake.map_err(|e| fail(format!("HTTP/2 handshake with {addr}: {e}")))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(backend = %addr, "HTTP/2 connection to the backend ended: {e}");
@@ -176,7 +177,7 @@ impl Proxy {
         let sender = sender
             .ready()
             .await
-            .map_err(|e| Unconnected::Fail(502, format!("HTTP/2 connection to {addr}: {e}")))?;
+            .map_err(|e| fail(format!("HTTP/2 connection to {addr}: {e}")))?;
         Ok(Some(sender))
     }
 }
