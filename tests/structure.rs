@@ -15,13 +15,16 @@
 //! `reload`, `admin`, `proxy`, `server`.
 //!
 //! No function is longer than a screen: 60 lines on the data path (`proxy`, `policy`, `route`,
-//! `semantics`), 80 elsewhere, from `fn` to its closing brace (`structure/functions.rs`).
+//! `semantics`), 80 elsewhere, from `fn` to its closing brace (`structure/functions.rs`). Tests
+//! wait on conditions, not fixed sleeps (`structure/waits.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 #[path = "structure/functions.rs"]
 mod functions;
+#[path = "structure/waits.rs"]
+mod waits;
 
 type Module = Vec<String>;
 
