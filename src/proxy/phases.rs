@@ -17,6 +17,7 @@ use crate::policy::client;
 use crate::policy::ip::canonical;
 use crate::policy::{Denial, Request};
 use crate::proxy::own::io_status;
+use crate::route::pool::Kind;
 use crate::route::router::{strip_port, ProxyAction};
 use crate::route::upstream::{HashKey, MAX_TRIES};
 use crate::route::upstream_conn::{self, TlsTarget, UpstreamConn};
@@ -77,6 +78,58 @@ impl Failure {
             status,
             error: error.into(),
         }
+    }
+}
+
+/// Why a request got no response from a backend.
+pub(super) enum NoResponse {
+    /// The client gets this status.
+    Answer(Failure),
+    /// The client broke off its body: nothing can be sent; what to log.
+    ClientGone(String),
+}
+
+impl NoResponse {
+    pub(super) fn answer(status: u16, error: impl Into<String>) -> Self {
+        NoResponse::Answer(Failure::new(status, error))
+    }
+}
+
+/// How one try on a backend connection ended without a response head.
+pub(super) enum Try<F> {
+    /// The connection broke: the error's kind, what to log, whether any response came.
+    Broken {
+        kind: std::io::ErrorKind,
+        error: String,
+        received: bool,
+    },
+    /// The request cannot go on.
+    Failed(F),
+}
+
+impl<F> Try<F> {
+    /// A connection broken before its write or its response's first byte, not by a timeout: a
+    /// pooled one the backend had closed, when `reused`. A request that can be sent again goes
+    /// once more on a new connection (as nginx and pingora retry).
+    pub(super) fn stale(&self, reused: bool) -> bool {
+        match self {
+            Try::Broken { kind, received, .. } => {
+                reused && !received && *kind != std::io::ErrorKind::TimedOut
+            }
+            Try::Failed(_) => false,
+        }
+    }
+}
+
+/// Which pooled connections serve a request for `host` to `action`'s upstream: plain, or TLS
+/// under the upstream's root group and the name its handshake verifies.
+pub(super) fn pool_kind<'a>(action: &'a ProxyAction, host: &'a str) -> Kind<'a> {
+    match action.upstream.tls() {
+        Some(tls) => Kind {
+            group: tls.group,
+            name: action.tls_name(host),
+        },
+        None => Kind::PLAIN,
     }
 }
 

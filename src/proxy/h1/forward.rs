@@ -5,8 +5,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::BytesMut;
+use pingora::upstreams::peer::PeerOptions;
 
 use super::own::{error_response, io_status};
 use super::relay::Relay;
@@ -16,7 +18,7 @@ use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
-use crate::proxy::phases::{Failure, Unconnected};
+use crate::proxy::phases::{pool_kind, Failure, Try, Unconnected};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -82,14 +84,7 @@ impl Proxy {
                     .await
             }
         };
-        let tls = action.upstream.tls();
-        let kind = match tls {
-            Some(tls) => Kind {
-                group: tls.group,
-                name: action.tls_name(request.req.host.as_str()),
-            },
-            None => Kind::PLAIN,
-        };
+        let kind = pool_kind(action, request.req.host.as_str());
         if action.upstream.offers_http2() {
             let exchanged = self
                 .h1_to_h2(
@@ -197,17 +192,14 @@ impl Proxy {
         let (req, parsed) = (request.req, request.parsed);
         let options = action.upstream.options();
         let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
-        let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
-        let send = send_timeout(ctx);
+        let timeouts = (
+            options,
+            policy.unwrap_or(Duration::from_secs(60)),
+            send_timeout(ctx),
+        );
         let Buffers { out, up } = bufs;
         'backends: loop {
-            let header = |name: &http::HeaderName| {
-                parsed
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name.as_str()))
-                    .map(|h| h.value)
-            };
+            let header = |name: &http::HeaderName| field(parsed, name);
             let addr = self
                 .pick_backend(action, ctx, req.target.path(), header)
                 .map_err(|e| Failed::Backend(Failure::new(502, e.to_string())))?;
@@ -225,54 +217,68 @@ impl Proxy {
                         Err(Unconnected::Fail(failure)) => return Err(Failed::Backend(failure)),
                     },
                 };
-                up.clear();
-                let mut received = false;
-                let sent = within(options.write_timeout, stream.send_all(out)).await;
-                let result = match sent {
-                    Ok(()) => {
-                        let rest = upload.send_rest(
-                            conn,
-                            input,
-                            &mut stream,
-                            body_timeout,
-                            options.write_timeout,
-                            send,
-                        );
-                        match rest.await {
-                            Ok(()) => {
-                                let timeout = options.read_timeout;
-                                read_response_head(&mut stream, up, timeout, &mut received).await
-                            }
-                            Err(UploadError::Backend(e)) if !upload.streamed => {
-                                Err((e.kind(), format!("writing the request: {e}")))
-                            }
-                            Err(e) => return Err(Failed::Body(e)),
-                        }
-                    }
-                    Err(e) => Err((e.kind(), format!("writing the request: {e}"))),
-                };
-                match result {
+                let sent = try_once(&mut stream, (out, up), (conn, input), upload, timeouts);
+                match sent.await {
                     Ok(head) => return Ok((stream, addr, head)),
-                    // A pooled connection the backend had closed: an idempotent request whose
-                    // body is all here goes once more on a new one (as nginx and pingora
-                    // retry).
-                    Err((kind, _))
-                        if reused
-                            && !received
-                            && !upload.streamed
-                            && kind != io::ErrorKind::TimedOut
-                            && req.method.is_idempotent() =>
-                    {
-                        continue;
+                    // An idempotent request whose body is all here goes once more on a new
+                    // connection.
+                    Err(e) if e.stale(reused) && !upload.streamed && req.method.is_idempotent() => {
+                        continue
                     }
-                    Err((kind, error)) => {
-                        return Err(Failed::Backend(Failure::new(
-                            io_status(kind),
-                            format!("{addr}: {error}"),
-                        )))
+                    Err(Try::Broken { kind, error, .. }) => {
+                        let error = format!("{addr}: {error}");
+                        return Err(Failed::Backend(Failure::new(io_status(kind), error)));
                     }
+                    Err(Try::Failed(failed)) => return Err(failed),
                 }
             }
         }
     }
+}
+
+/// Writes the request on `stream` (`out`: its head and the body read so far; the rest comes from
+/// the client) and reads the response head into `up`: its length.
+async fn try_once(
+    stream: &mut UpstreamConn,
+    (out, up): (&[u8], &mut BytesMut),
+    (conn, input): (&mut ClientConn, &mut BytesMut),
+    upload: &mut Upload,
+    (options, body_timeout, send): (&PeerOptions, Duration, Option<Duration>),
+) -> Result<usize, Try<Failed>> {
+    let broken = |e: io::Error| Try::Broken {
+        kind: e.kind(),
+        error: format!("writing the request: {e}"),
+        received: false,
+    };
+    up.clear();
+    within(options.write_timeout, stream.send_all(out))
+        .await
+        .map_err(broken)?;
+    let rest = upload.send_rest(
+        conn,
+        input,
+        stream,
+        body_timeout,
+        options.write_timeout,
+        send,
+    );
+    match rest.await {
+        Ok(()) => {}
+        Err(UploadError::Backend(e)) if !upload.streamed => return Err(broken(e)),
+        Err(e) => return Err(Try::Failed(Failed::Body(e))),
+    }
+    let mut received = false;
+    let read = read_response_head(stream, up, options.read_timeout, &mut received).await;
+    read.map_err(|(kind, error)| Try::Broken {
+        kind,
+        error,
+        received,
+    })
+}
+
+/// The first field `name` of a parsed request head.
+fn field<'h>(parsed: &httparse::Request<'_, 'h>, name: &http::HeaderName) -> Option<&'h [u8]> {
+    let mut fields = parsed.headers.iter();
+    let named = fields.find(|h| h.name.eq_ignore_ascii_case(name.as_str()));
+    named.map(|h| h.value)
 }

@@ -19,7 +19,7 @@ use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
 use crate::proxy::http1::{push_body, push_date, push_field, status_line_for, Framing};
 use crate::proxy::http2::{backend_request, Outgoing};
-use crate::proxy::phases::{Failure, Unconnected};
+use crate::proxy::phases::{Failure, NoResponse, Unconnected};
 use crate::proxy::response_edits::{edited_fields, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -44,100 +44,20 @@ impl Proxy {
         input: &mut bytes::BytesMut,
         upload: &mut Upload,
     ) -> Option<Outcome> {
-        let req = request.req;
-        let head_request = req.method == Method::HEAD;
-        let id = ctx.request_id.clone();
+        let head_request = request.req.method == Method::HEAD;
         let send = send_timeout(ctx);
+        let exchanged = self
+            .h2_response(conn, facts, request, action, kind, ctx, input, upload)
+            .await;
         let out = &mut bufs.out;
-        let (addr, sender) = loop {
-            let header = |name: &http::HeaderName| {
-                let fields = request.parsed.headers.iter();
-                fields
-                    .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
-                    .map(|h| h.value)
-                    .next()
-            };
-            let picked = self.pick_backend(action, ctx, req.target.path(), header);
-            let failure = match picked {
-                Err(e) => Failure::new(502, e.to_string()),
-                Ok(addr) => match self.h2_sender(ctx, action, addr, kind).await {
-                    Ok(Some(sender)) => break (addr, sender),
-                    Ok(None) => return None,
-                    Err(Unconnected::TryAnother) => continue,
-                    Err(Unconnected::Fail(failure)) => failure,
-                },
-            };
-            let Failure { status, error } = failure;
-            let sent = error_response(conn, out, status, id.as_bytes(), head_request, send).await;
-            return Some(failed(status, sent, error));
-        };
-        let fields = request.parsed.headers.iter().zip(request.fields);
-        let fields = fields
-            .filter(|(h, f)| req.forwards(**f, h.name) || **f == Field::HopByHop)
-            .map(|(h, _)| (h.name, h.value));
-        let length = match req.body {
-            BodyFraming::Length(n) => Some(n),
-            BodyFraming::None | BodyFraming::Chunked => None,
-        };
-        let outgoing = Outgoing {
-            method: &req.method,
-            target: req.target.as_str(),
-            host: req.host.as_str(),
-            fields,
-            length,
-            protocol: match req.version {
-                0 => Protocol::Http10,
-                _ => Protocol::Http11,
-            },
-            received: req.received,
-        };
-        let upstream = match backend_request(outgoing, action, ctx, facts) {
-            Ok(upstream) => upstream,
-            Err(e) => {
-                let sent = error_response(conn, out, 400, id.as_bytes(), head_request, send);
-                return Some(failed(400, sent.await, e));
-            }
-        };
-        let end = req.body == BodyFraming::None;
-        let (response, mut stream) = match sender.clone().send_request(upstream, end) {
-            Ok(sent) => sent,
-            Err(e) => {
-                h2_pool::forget(addr, kind);
-                let sent = error_response(conn, out, 502, id.as_bytes(), head_request, send);
-                return Some(failed(502, sent.await, format!("{addr}: {e}")));
-            }
-        };
-        if !end {
-            let framing = match req.body {
-                BodyFraming::Chunked => Framing::Chunked,
-                _ => Framing::Length(length.unwrap_or(0)),
-            };
-            let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
-            let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
-            let sending = upload.send_h2(framing, conn, input, &mut stream, body_timeout, send);
-            if let Err(e) = sending.await {
-                stream.send_reset(Reason::CANCEL);
-                let (status, sent) = match e.status() {
-                    None => (0, 0),
-                    Some(status) => {
-                        let answer =
-                            error_response(conn, out, status, id.as_bytes(), head_request, send);
-                        (status, answer.await)
-                    }
-                };
-                return Some(failed(status, sent, e.to_string()));
-            }
-        }
-        let (read_timeout, _) = ctx.backend_timeouts();
-        let waited = within(read_timeout, async {
-            response.await.map_err(std::io::Error::other)
-        });
-        let response = match waited.await {
-            Ok(response) => response,
-            Err(e) => {
-                let status = io_status(e.kind());
-                let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
-                return Some(failed(status, sent.await, format!("{addr}: {e}")));
+        let response = match exchanged {
+            Ok(Some(response)) => response,
+            Ok(None) => return None,
+            Err(NoResponse::ClientGone(error)) => return Some(failed(0, 0, error)),
+            Err(NoResponse::Answer(Failure { status, error })) => {
+                let id = ctx.request_id.as_bytes();
+                let sent = error_response(conn, out, status, id, head_request, send).await;
+                return Some(failed(status, sent, error));
             }
         };
         ctx.answered(response.status().as_u16());
@@ -150,6 +70,117 @@ impl Proxy {
         };
         Some(relay.run(conn, out, response).await)
     }
+
+    /// Sends the request to an HTTP/2 backend (another after a failed connect), its body as it
+    /// comes, and waits for the response head. `None`: the backend chose HTTP/1.1.
+    #[allow(clippy::too_many_arguments)]
+    async fn h2_response(
+        &self,
+        conn: &mut ClientConn,
+        facts: &ConnFacts,
+        request: &Request<'_>,
+        action: &ProxyAction,
+        kind: Kind<'_>,
+        ctx: &mut Ctx,
+        input: &mut bytes::BytesMut,
+        upload: &mut Upload,
+    ) -> Result<Option<http::Response<h2::RecvStream>>, NoResponse> {
+        let req = request.req;
+        let (addr, sender) = loop {
+            let header = |name: &http::HeaderName| {
+                let mut fields = request.parsed.headers.iter();
+                let named = fields.find(|h| h.name.eq_ignore_ascii_case(name.as_str()));
+                named.map(|h| h.value)
+            };
+            let addr = self
+                .pick_backend(action, ctx, req.target.path(), header)
+                .map_err(|e| NoResponse::answer(502, e.to_string()))?;
+            match self.h2_sender(ctx, action, addr, kind).await {
+                Ok(Some(sender)) => break (addr, sender),
+                Ok(None) => return Ok(None),
+                Err(Unconnected::TryAnother) => continue,
+                Err(Unconnected::Fail(failure)) => return Err(NoResponse::Answer(failure)),
+            }
+        };
+        let upstream = h2_request(request, action, ctx, facts);
+        let upstream = upstream.map_err(|e| NoResponse::answer(400, e))?;
+        let end = req.body == BodyFraming::None;
+        let (response, mut stream) = match sender.clone().send_request(upstream, end) {
+            Ok(sent) => sent,
+            Err(e) => {
+                h2_pool::forget(addr, kind);
+                return Err(NoResponse::answer(502, format!("{addr}: {e}")));
+            }
+        };
+        if !end {
+            send_body(req.body, (conn, input), &mut stream, upload, ctx).await?;
+        }
+        let (read_timeout, _) = ctx.backend_timeouts();
+        let waited = within(read_timeout, async {
+            response.await.map_err(std::io::Error::other)
+        });
+        let response = waited.await;
+        let response =
+            response.map_err(|e| NoResponse::answer(io_status(e.kind()), format!("{addr}: {e}")));
+        response.map(Some)
+    }
+}
+
+/// Sends the request's body (the part read, then the rest as it comes) on the backend's stream;
+/// a body that breaks off resets the stream.
+async fn send_body(
+    body: BodyFraming,
+    (conn, input): (&mut ClientConn, &mut bytes::BytesMut),
+    stream: &mut h2::SendStream<Bytes>,
+    upload: &mut Upload,
+    ctx: &Ctx,
+) -> Result<(), NoResponse> {
+    let framing = match body {
+        BodyFraming::Chunked => Framing::Chunked,
+        BodyFraming::Length(n) => Framing::Length(n),
+        BodyFraming::None => Framing::Length(0),
+    };
+    let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
+    let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
+    let send = send_timeout(ctx);
+    let sending = upload.send_h2(framing, conn, input, stream, body_timeout, send);
+    sending.await.map_err(|e| {
+        stream.send_reset(Reason::CANCEL);
+        match e.status() {
+            None => NoResponse::ClientGone(e.to_string()),
+            Some(status) => NoResponse::answer(status, e.to_string()),
+        }
+    })
+}
+
+/// The request for the HTTP/2 backend: the client's fields that are forwarded, its length.
+fn h2_request(
+    request: &Request<'_>,
+    action: &ProxyAction,
+    ctx: &Ctx,
+    facts: &ConnFacts,
+) -> Result<http::Request<()>, String> {
+    let req = request.req;
+    let fields = request.parsed.headers.iter().zip(request.fields);
+    let fields = fields
+        .filter(|(h, f)| req.forwards(**f, h.name) || **f == Field::HopByHop)
+        .map(|(h, _)| (h.name, h.value));
+    let outgoing = Outgoing {
+        method: &req.method,
+        target: req.target.as_str(),
+        host: req.host.as_str(),
+        fields,
+        length: match req.body {
+            BodyFraming::Length(n) => Some(n),
+            BodyFraming::None | BodyFraming::Chunked => None,
+        },
+        protocol: match req.version {
+            0 => Protocol::Http10,
+            _ => Protocol::Http11,
+        },
+        received: req.received,
+    };
+    backend_request(outgoing, action, ctx, facts)
 }
 
 fn failed(status: u16, bytes_out: usize, error: String) -> Outcome {

@@ -18,7 +18,7 @@ use crate::proxy::http1::{
     push_field, push_field_parts, read_response_head, Framing, UPSTREAM_BUF,
 };
 use crate::proxy::own::{self, io_status};
-use crate::proxy::phases::{Failure, Unconnected};
+use crate::proxy::phases::{pool_kind, Failure, NoResponse, Try, Unconnected};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
@@ -35,14 +35,6 @@ pub(super) struct Request<'a> {
     pub(super) length: Option<u64>,
 }
 
-/// Why no response came.
-enum Failed {
-    /// The client gets this status.
-    Answer(Failure),
-    /// The client broke off its body: nothing can be sent; what to log.
-    ClientGone(String),
-}
-
 impl Proxy {
     /// Sends the request to a backend and its response to the client.
     pub(super) async fn h2_exchange(
@@ -57,13 +49,7 @@ impl Proxy {
         let headers = &request.parts.headers;
         let head = request.parts.method == Method::HEAD;
         ctx.ask_compression(head, false, |name| headers.get(name).map(|v| v.as_bytes()));
-        let kind = match action.upstream.tls() {
-            Some(tls) => Kind {
-                group: tls.group,
-                name: action.tls_name(request.host.as_str()),
-            },
-            None => Kind::PLAIN,
-        };
+        let kind = pool_kind(action, request.host.as_str());
         if action.upstream.offers_http2() {
             match self
                 .to_h2(facts, request, body, action, kind, ctx, respond)
@@ -91,23 +77,7 @@ impl Proxy {
             .await;
         let (stream, addr, end, bytes_in) = match sent {
             Ok(ok) => ok,
-            Err(failed) => {
-                let id = &ctx.request_id;
-                let (status, bytes_out, error) = match failed {
-                    Failed::ClientGone(error) => (0, 0, error),
-                    Failed::Answer(Failure { status, error }) => {
-                        let reply = own::error(status, |o| own_response(o, id));
-                        let sent = answer(respond, reply, head_request, send).await.0;
-                        (status, sent, error)
-                    }
-                };
-                return Outcome {
-                    status,
-                    bytes_in: 0,
-                    bytes_out,
-                    error: Some(error),
-                };
-            }
+            Err(failed) => return answer_failure(failed, ctx, respond, head_request, send).await,
         };
         let relay = super::relay::Relay {
             ctx,
@@ -135,20 +105,15 @@ impl Proxy {
         kind: Kind<'_>,
         ctx: &mut Ctx,
         up: &mut BytesMut,
-    ) -> Result<(UpstreamConn, std::net::SocketAddr, usize, u64), Failed> {
+    ) -> Result<(UpstreamConn, std::net::SocketAddr, usize, u64), NoResponse> {
         let options = action.upstream.options();
-        let policy = ctx.snapshot.clone();
-        let body_timeout = policy.as_ref().map(|s| s.policy.body_read_timeout);
-        let max_body = ctx
-            .site
-            .and_then(|i| policy.as_ref()?.site_policy(i))
-            .map_or(u64::MAX, |s| s.max_body_bytes);
+        let upload = Upload::of(ctx, framing, options.write_timeout);
         let parts = request.parts;
         'backends: loop {
             let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
             let addr = self
                 .pick_backend(action, ctx, request.target.path(), header)
-                .map_err(|e| Failed::Answer(Failure::new(502, e.to_string())))?;
+                .map_err(|e| NoResponse::answer(502, e.to_string()))?;
             let mut pooled = pool::take(addr, kind, ctx.start);
             loop {
                 let reused = pooled.is_some();
@@ -157,64 +122,22 @@ impl Proxy {
                     None => match self.connect_backend(ctx, action, addr, kind.name).await {
                         Ok(stream) => stream,
                         Err(Unconnected::TryAnother) => continue 'backends,
-                        Err(Unconnected::Fail(failure)) => return Err(Failed::Answer(failure)),
+                        Err(Unconnected::Fail(failure)) => return Err(NoResponse::Answer(failure)),
                     },
                 };
-                up.clear();
-                let mut received = false;
-                let mut bytes_in = 0;
-                let written = within(options.write_timeout, stream.write_all(head)).await;
-                let result = match (written, framing) {
-                    (Err(e), _) => Err((e.kind(), format!("writing the request: {e}"))),
-                    (Ok(()), framing) => {
-                        let upload = Upload {
-                            chunked: framing == Some(Framing::Chunked),
-                            max: max_body,
-                            read: body_timeout,
-                            write: options.write_timeout,
-                        };
-                        match upload.run(body, &mut stream, framing.is_some()).await {
-                            Ok(n) => {
-                                bytes_in = n;
-                                let timeout = options.read_timeout;
-                                read_response_head(&mut stream, up, timeout, &mut received).await
-                            }
-                            Err(UploadError::Client(e)) => {
-                                return Err(Failed::ClientGone(format!(
-                                    "reading the request body: {e}"
-                                )))
-                            }
-                            Err(UploadError::TooLarge) => {
-                                return Err(Failed::Answer(Failure::new(
-                                    413,
-                                    "request body too large",
-                                )))
-                            }
-                            Err(UploadError::Backend(e)) => {
-                                Err((e.kind(), format!("writing the request body: {e}")))
-                            }
-                        }
+                let any = framing.is_some();
+                let sent = upload
+                    .exchange(&mut stream, (head, body), any, options.read_timeout, up)
+                    .await;
+                match sent {
+                    Ok((end, bytes_in)) => return Ok((stream, addr, end, bytes_in)),
+                    // A request without a body goes once more on a new connection.
+                    Err(e) if e.stale(reused) && !any && parts.method.is_idempotent() => continue,
+                    Err(Try::Broken { kind, error, .. }) => {
+                        let error = format!("{addr}: {error}");
+                        return Err(NoResponse::answer(io_status(kind), error));
                     }
-                };
-                match result {
-                    Ok(end) => return Ok((stream, addr, end, bytes_in)),
-                    // A pooled connection the backend had closed: a request without a body goes
-                    // once more on a new one.
-                    Err((kind, _))
-                        if reused
-                            && !received
-                            && framing.is_none()
-                            && kind != io::ErrorKind::TimedOut
-                            && parts.method.is_idempotent() =>
-                    {
-                        continue;
-                    }
-                    Err((kind, error)) => {
-                        return Err(Failed::Answer(Failure::new(
-                            io_status(kind),
-                            format!("{addr}: {error}"),
-                        )))
-                    }
+                    Err(Try::Failed(failed)) => return Err(failed),
                 }
             }
         }
@@ -302,6 +225,31 @@ pub(super) fn mapped_head(
     }
 }
 
+/// Answers the client with the failure's status, if it is still there.
+async fn answer_failure(
+    failed: NoResponse,
+    ctx: &Ctx,
+    respond: &mut SendResponse<Bytes>,
+    head_request: bool,
+    send: Option<std::time::Duration>,
+) -> Outcome {
+    let id = &ctx.request_id;
+    let (status, bytes_out, error) = match failed {
+        NoResponse::ClientGone(error) => (0, 0, error),
+        NoResponse::Answer(Failure { status, error }) => {
+            let reply = own::error(status, |o| own_response(o, id));
+            let sent = answer(respond, reply, head_request, send).await.0;
+            (status, sent, error)
+        }
+    };
+    Outcome {
+        status,
+        bytes_in: 0,
+        bytes_out,
+        error: Some(error),
+    }
+}
+
 enum UploadError {
     Client(io::Error),
     Backend(io::Error),
@@ -317,6 +265,62 @@ struct Upload {
 }
 
 impl Upload {
+    /// The upload of a request `framing` says has a body (or not), under the site's limit.
+    fn of(ctx: &Ctx, framing: Option<Framing>, write: Option<std::time::Duration>) -> Self {
+        let snapshot = ctx.snapshot.as_ref();
+        Upload {
+            chunked: framing == Some(Framing::Chunked),
+            max: ctx
+                .site
+                .and_then(|i| snapshot?.site_policy(i))
+                .map_or(u64::MAX, |s| s.max_body_bytes),
+            read: snapshot.map(|s| s.policy.body_read_timeout),
+            write,
+        }
+    }
+
+    /// Writes the request `head` and the `body` (when `any`) on `stream`, then reads the
+    /// response head into `up`: its length and the body bytes sent.
+    async fn exchange(
+        &self,
+        stream: &mut UpstreamConn,
+        (head, body): (&[u8], &mut RecvStream),
+        any: bool,
+        read_timeout: Option<std::time::Duration>,
+        up: &mut BytesMut,
+    ) -> Result<(usize, u64), Try<NoResponse>> {
+        up.clear();
+        let broken = |e: io::Error, what: &str| Try::Broken {
+            kind: e.kind(),
+            error: format!("{what}: {e}"),
+            received: false,
+        };
+        within(self.write, stream.write_all(head))
+            .await
+            .map_err(|e| broken(e, "writing the request"))?;
+        let bytes_in = match self.run(body, stream, any).await {
+            Ok(n) => n,
+            Err(UploadError::Client(e)) => {
+                let error = format!("reading the request body: {e}");
+                return Err(Try::Failed(NoResponse::ClientGone(error)));
+            }
+            Err(UploadError::TooLarge) => {
+                let failure = NoResponse::answer(413, "request body too large");
+                return Err(Try::Failed(failure));
+            }
+            Err(UploadError::Backend(e)) => return Err(broken(e, "writing the request body")),
+        };
+        let mut received = false;
+        match read_response_head(stream, up, read_timeout, &mut received).await {
+            Ok(end) => Ok((end, bytes_in)),
+            Err((kind, error)) => Err(Try::Broken {
+                kind,
+                error,
+                received,
+            }),
+        }
+    }
+
     /// Streams the body (when `any`) to `stream` as DATA frames arrive, giving their window
     /// back as each is written; then flushes. The payload bytes sent.
     async fn run(
