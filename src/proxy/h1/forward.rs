@@ -49,33 +49,14 @@ impl Proxy {
     ) -> Outcome {
         let send = send_timeout(ctx);
         let head_request = request.req.method == http::Method::HEAD;
-        let upgrade = request.req.upgrade.is_some();
-        ctx.ask_compression(head_request, upgrade, |name| {
-            let headers = request.parsed.headers.iter();
-            let mut found = headers.filter(|h| h.name.eq_ignore_ascii_case(name));
-            found.next().map(|h| h.value)
-        });
-        if request.req.version == 0 {
-            ctx.refuse_compression(Skip::Http10);
-        }
+        ask_compression(ctx, request);
         let id = ctx.request_id.clone();
-        let failed = |status: u16, error: String, bytes_in: u64| Outcome {
-            status,
-            bytes_in,
-            bytes_out: 0,
-            keep: false,
-            error: Some(error),
-        };
         let max_body = ctx
             .site
             .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
-        let upload = Upload::new(
-            request.req.body,
-            input,
-            max_body,
-            request.req.expect_continue,
-        );
+        let req = request.req;
+        let upload = Upload::new(req.body, input, max_body, req.expect_continue);
         let mut upload = match upload {
             Ok(upload) => upload,
             Err(e) => {
@@ -121,9 +102,13 @@ impl Proxy {
             Err(Failed::Backend(Failure { status, error })) => {
                 let out = &mut bufs.out;
                 let sent = error_response(conn, out, status, id.as_bytes(), head_request, send);
-                let mut outcome = failed(status, error, upload.payload);
-                outcome.bytes_out = sent.await;
-                return outcome;
+                return Outcome {
+                    status,
+                    bytes_in: upload.payload,
+                    bytes_out: sent.await,
+                    keep: false,
+                    error: Some(error),
+                };
             }
             Err(Failed::Body(e)) => {
                 return self
@@ -281,4 +266,18 @@ fn field<'h>(parsed: &httparse::Request<'_, 'h>, name: &http::HeaderName) -> Opt
     let mut fields = parsed.headers.iter();
     let named = fields.find(|h| h.name.eq_ignore_ascii_case(name.as_str()));
     named.map(|h| h.value)
+}
+
+/// Notes what the client accepts, for the response's compression (none for HTTP/1.0 clients).
+fn ask_compression(ctx: &mut Ctx, request: &Request<'_>) {
+    let head_request = request.req.method == http::Method::HEAD;
+    let upgrade = request.req.upgrade.is_some();
+    ctx.ask_compression(head_request, upgrade, |name| {
+        let headers = request.parsed.headers.iter();
+        let mut found = headers.filter(|h| h.name.eq_ignore_ascii_case(name));
+        found.next().map(|h| h.value)
+    });
+    if request.req.version == 0 {
+        ctx.refuse_compression(Skip::Http10);
+    }
 }
