@@ -80,7 +80,7 @@ fn main() -> ExitCode {
             };
             for e in &snapshot.cert_errors {
                 tracing::error!(
-                    notify = "rejected",
+                    notify = observe::notify::NotifyEvent::Rejected.mark(),
                     "certificate rejected, it is not served (the other certificates are; \
                      tls.strict = true would refuse to start): {e}"
                 );

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::load;
 use crate::observe::metrics::metrics;
+use crate::observe::notify::NotifyEvent;
 use crate::snapshot::{Listener, SharedSnapshot, Snapshot};
 use crate::tls::cert::unix_now;
 
@@ -229,7 +230,7 @@ impl Reloader {
                 "it is not served"
             };
             tracing::error!(
-                notify = "rejected",
+                notify = NotifyEvent::Rejected.mark(),
                 trigger,
                 "certificate rejected, {outcome}: {e}"
             );
@@ -379,7 +380,7 @@ fn rejected(trigger: &str, refusals: &[Refusal], problems: Vec<String>) -> Reloa
     let mut errors: Vec<String> = refusals.iter().map(ToString::to_string).collect();
     for e in &errors {
         tracing::error!(
-            notify = "reload_refused",
+            notify = NotifyEvent::ReloadRefused.mark(),
             trigger,
             "reload refused, the previous configuration keeps serving: {e}"
         );

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::observe::access_log::AccessLogConfig;
+use crate::observe::notify::NotifyEvent;
 use crate::policy::{Policy, SitePolicy};
 use crate::route::{Router, Upstream};
 use crate::tls::client_auth::ClientAuth;
@@ -160,7 +161,7 @@ impl Snapshot {
             let left = cert.info.days_left(now);
             if left < days {
                 tracing::warn!(
-                    notify = "expiring",
+                    notify = NotifyEvent::Expiring.mark(),
                     file = %cert.info.file.display(),
                     hosts = ?cert.info.hosts,
                     days_left = left,

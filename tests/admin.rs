@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::config::Config;
 use support::http::get_plain;
 use support::origins::Origin;
 use support::{eventually, free_port, Env};
@@ -24,39 +25,17 @@ async fn setup(server_extra: &str) -> Setup {
     env.write("reload.token", "s3cret-token\n");
     let origin = Origin::start("origin").await;
     let admin = free_port();
-    env.write_config(
-        "",
-        &format!(
-            r#"
-[admin]
-addr = "127.0.0.1:{admin}"
-reload_token_file = "reload.token"
-
-[server]
-grace_period = "3s"
-{server_extra}
-
-[access_log]
-path = "logs/access.log"
-
-[[upstreams]]
-name = "origin"
-backends = ["127.0.0.1:{port}"]
-[upstreams.health_check]
-kind = "tcp"
-interval = "200ms"
-
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "origin"
-"#,
-            port = origin.port
-        ),
-    );
+    let config = Config::new()
+        .raw(&format!(
+            "[admin]\naddr = \"127.0.0.1:{admin}\"\nreload_token_file = \"reload.token\"\n\n\
+             [server]\ngrace_period = \"3s\"\n{server_extra}\n\n\
+             [access_log]\npath = \"logs/access.log\""
+        ))
+        .upstream("origin", &[origin.port])
+        .keys("[upstreams.health_check]\nkind = \"tcp\"\ninterval = \"200ms\"")
+        .site("shop", &["shop.example.cn"])
+        .proxy("/", "origin");
+    env.write_config("", config);
     let proxy = env.start();
     assert!(support::wait_port(admin, Duration::from_secs(10)));
     Setup {

@@ -27,7 +27,7 @@ async fn admin_actions_are_recorded_with_source_and_outcome() {
     let admin = free_port();
     env.write_config(
         "",
-        &format!(
+        format!(
             "{}\n[access_log]\npath = \"logs/access.log\"\n{SHOP_SITE}",
             section(&env, admin)
         ),

@@ -109,7 +109,7 @@ async fn a_renewal_that_drops_a_name_is_refused_unless_allowed() {
     assert!(served_serial(&env, &root, "www.shop.example.cn", "01").await);
 
     // The operator means it: www leaves the site, then the certificate.
-    env.write_config("", &SITE.replace(", \"www.shop.example.cn\"", ""));
+    env.write_config("", SITE.replace(", \"www.shop.example.cn\"", ""));
     let ran = install(&env, &["delivery/shop.pem", "--allow-name-loss"], &[]);
     assert!(ran.ok, "{}", ran.stderr);
     assert!(served_serial(&env, &root, "shop.example.cn", "21").await);

@@ -96,27 +96,20 @@ impl Setup {
             Config::UnresolvableBackend => ("live", "bakend.gcp.internal"),
             Config::Good | Config::BrokenToml => ("live", "backend.gcp.internal"),
         };
-        let body = format!(
-            "{admin}[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period = \"1m\"\n\
-             [dns]\nresolvers = [\"{dns}\"]\ntimeout = \"300ms\"\n\
-             [[upstreams]]\nname = \"backend\"\nbackends = [\"{host}:{port}\"]\n\
-             [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
-             [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n",
-            admin = admin::section(&self.env, self.admin),
-            dns = self.dns,
-            port = self.backend,
+        let body = support::config::Config::new()
+            .raw(&admin::section(&self.env, self.admin))
+            .raw("[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period = \"1m\"")
+            .raw(&format!(
+                "[dns]\nresolvers = [\"{}\"]\ntimeout = \"300ms\"",
+                self.dns
+            ))
+            .upstream_at("backend", &[format!("{host}:{}", self.backend)])
+            .site("site", &["example.cn"])
+            .proxy("/", "backend");
+        let mut text = self.env.config_text_reloaded_by_hand("", &body).replace(
+            "certificates = [\"live\"]",
+            &format!("certificates = [\"{dir}\"]"),
         );
-        let mut text = self
-            .env
-            .config_text("", &body)
-            .replace(
-                "poll_interval = \"200ms\"\ndebounce = \"50ms\"",
-                "watch = false\npoll_interval = \"10m\"",
-            )
-            .replace(
-                "certificates = [\"live\"]",
-                &format!("certificates = [\"{dir}\"]"),
-            );
         if let Config::BrokenToml = config {
             text.push_str("\n[[sites]\nname = \"half a table\n");
         }

@@ -9,6 +9,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::config::Config;
 use support::curl::curl;
 use support::pki::LeafSpec;
 use support::{admin, eventually, free_port, Env};
@@ -132,14 +133,14 @@ fn answer(path: &str, range: bool) -> (String, Vec<u8>, Framing) {
 const COMPRESSION: &str = "[sites.compression]\nencodings = [\"zstd\", \"br\", \"gzip\"]\n\
                            types = [\"text/*\", \"application/json\"]\nmin_bytes = 1000\n";
 
-fn config(env: &Env, origin: u16, admin_port: u16, compression: &str) -> String {
-    format!(
-        "{}\n[access_log]\npath = \"access.log\"\n\
-         [[upstreams]]\nname = \"origin\"\nbackends = [\"127.0.0.1:{origin}\"]\n\
-         [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
-         {compression}\n[[sites.routes]]\nprefix = \"/\"\nupstream = \"origin\"\n",
-        admin::section(env, admin_port)
-    )
+fn config(env: &Env, origin: u16, admin_port: u16, compression: &str) -> Config {
+    Config::new()
+        .raw(&admin::section(env, admin_port))
+        .raw("[access_log]\npath = \"access.log\"")
+        .upstream("origin", &[origin])
+        .site("site", &["example.cn"])
+        .raw(compression)
+        .proxy("/", "origin")
 }
 
 /// An origin, and the proxy's directory with a compressing site in front of it: the env, the
@@ -151,7 +152,7 @@ async fn setup() -> (Env, String, u16, u16) {
     env.write("root.pem", &root.pem);
     let root = env.path("root.pem").display().to_string();
     let admin_port = free_port();
-    env.write_config("", &config(&env, origin, admin_port, COMPRESSION));
+    env.write_config("", config(&env, origin, admin_port, COMPRESSION));
     (env, root, origin, admin_port)
 }
 
@@ -277,7 +278,7 @@ async fn check_and_status_show_it_and_a_reload_turns_it_off() {
     assert!(status.contains("zstd, br, gzip for text/*"), "{status}");
     let got = curl(&env, &root, "1.1", "/page", Some("gzip"), &[]).await;
     assert_eq!(got.field("content-encoding").as_deref(), Some("gzip"));
-    env.write_config("", &config(&env, origin, admin_port, ""));
+    env.write_config("", config(&env, origin, admin_port, ""));
     let (code, answer) = admin::reload(admin_port).await;
     assert_eq!(code, 200, "{answer}");
     let got = curl(&env, &root, "1.1", "/page", Some("gzip"), &[]).await;
@@ -285,7 +286,7 @@ async fn check_and_status_show_it_and_a_reload_turns_it_off() {
     assert_eq!(got.field("vary"), None, "{}", got.head);
     assert_eq!(got.body, page());
     let bad = "[sites.compression]\nencodings = [\"deflate\"]\nzstd_level = 40\n";
-    env.write_config("", &config(&env, origin, admin_port, bad));
+    env.write_config("", config(&env, origin, admin_port, bad));
     let (ok, out) = env.check();
     assert!(!ok);
     assert!(

@@ -169,9 +169,11 @@ async fn the_request_corpus_over_plain_http_and_tls() {
                     .expect("tcp");
                 exchange(tcp, raw.as_bytes()).await
             };
-            // The backend's connections are pooled: let what it read be recorded.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let seen: Vec<String> = backend.seen.lock().expect("lock")[before..].to_vec();
+            let want = match &expect {
+                Refused(_) => 0,
+                Forwarded(want) => want.len(),
+            };
+            let seen = backend.seen_since(before, want).await;
             let answers = responses(&got);
             let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
             let problem = match &expect {

@@ -300,8 +300,7 @@ async fn raw_http2_requests_reach_an_http1_backend_once_or_not_at_all() {
         let name = ServerName::try_from("example.cn").expect("name");
         let stream = tls.connect(name, tcp).await.expect("handshake");
         let end = exchange(stream, &fields, &data).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let seen: Vec<String> = backend.seen.lock().expect("lock")[before..].to_vec();
+        let seen = backend.seen_since(before, want).await;
         let injected = seen.iter().any(|s| {
             s.to_ascii_lowercase().contains("\r\nx-injected")
                 || s.contains("/smuggled HTTP/1.1\r\nHost")

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
+use support::config::Config;
 use support::grpc::GrpcBackend;
 use support::h1::Backend;
 use support::http::{get_plain, h2_connect};
@@ -21,50 +22,22 @@ fn launch(h2c: u16, tls: u16, h1: u16, backend_ca: &Ca) -> (Env, Running, Ca) {
     let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
     env.write("backend-ca.pem", &backend_ca.pem);
-    env.write_config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "h2c"
-backends = ["127.0.0.1:{h2c}"]
-http2 = true
-
-[[upstreams]]
-name = "tls"
-backends = ["127.0.0.1:{tls}"]
-tls = true
-http2 = true
-sni = "grpc.internal"
-ca_file = "backend-ca.pem"
-
-[[upstreams]]
-name = "h1"
-backends = ["127.0.0.1:{h1}"]
-tls = true
-http2 = true
-sni = "grpc.internal"
-ca_file = "backend-ca.pem"
-
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/h2c/"
-upstream = "h2c"
-strip_prefix = true
-[[sites.routes]]
-prefix = "/tls/"
-upstream = "tls"
-strip_prefix = true
-[[sites.routes]]
-prefix = "/h1/"
-upstream = "h1"
-strip_prefix = true
-"#
-        ),
-    );
+    let tls_h2 = "tls = true\nhttp2 = true\nsni = \"grpc.internal\"\nca_file = \"backend-ca.pem\"";
+    let config = Config::new()
+        .upstream("h2c", &[h2c])
+        .keys("http2 = true")
+        .upstream("tls", &[tls])
+        .keys(tls_h2)
+        .upstream("h1", &[h1])
+        .keys(tls_h2)
+        .site("site", &["example.cn"])
+        .proxy("/h2c/", "h2c")
+        .keys("strip_prefix = true")
+        .proxy("/tls/", "tls")
+        .keys("strip_prefix = true")
+        .proxy("/h1/", "h1")
+        .keys("strip_prefix = true");
+    env.write_config("", config);
     let running = env.start();
     (env, running, root)
 }

@@ -7,26 +7,32 @@
 mod support;
 
 use support::backend::Backend;
+use support::config::Config;
 use support::curl::{curl, Got};
 use support::pki::LeafSpec;
 use support::{admin, free_port, Env};
 
-fn config(env: &Env, backend: u16, admin_port: u16, edge: &str) -> String {
-    format!(
-        "{}\n[[upstreams]]\nname = \"b\"\nbackends = [\"127.0.0.1:{backend}\"]\n\
-         [[sites]]\nname = \"shop\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
-         add_response_headers = {{ \"X-Site\" = \"1\" }}\n\
-         [sites.request_headers]\n\
-         set = {{ \"X-Edge\" = \"{edge}\", \"X-Id\" = \"id={{request_id}}\" }}\n\
-         add = {{ \"X-Added\" = \"{{host}}\" }}\n\
-         remove = [\"X-Secret\", \"Via\"]\n\
-         [[sites.routes]]\nprefix = \"/\"\nupstream = \"b\"\n\
-         [[sites.routes]]\nprefix = \"/api/\"\nupstream = \"b\"\n\
-         request_headers = {{ set = {{ \"X-Edge\" = \"api of {{site}}\" }} }}\n\
-         add_response_headers = {{ \"X-Route\" = \"api\" }}\n\
-         remove_response_headers = [\"X-Site\"]\n",
-        admin::section(env, admin_port)
-    )
+/// shop at example.cn: its request edits (`X-Edge` set to `edge`), and an `/api/` route that
+/// edits more.
+fn config(env: &Env, backend: u16, admin_port: u16, edge: &str) -> Config {
+    Config::new()
+        .raw(&admin::section(env, admin_port))
+        .upstream("b", &[backend])
+        .site("shop", &["example.cn"])
+        .keys("add_response_headers = { \"X-Site\" = \"1\" }")
+        .raw(&format!(
+            "[sites.request_headers]\n\
+             set = {{ \"X-Edge\" = \"{edge}\", \"X-Id\" = \"id={{request_id}}\" }}\n\
+             add = {{ \"X-Added\" = \"{{host}}\" }}\n\
+             remove = [\"X-Secret\", \"Via\"]"
+        ))
+        .proxy("/", "b")
+        .proxy("/api/", "b")
+        .keys(
+            "request_headers = { set = { \"X-Edge\" = \"api of {site}\" } }\n\
+             add_response_headers = { \"X-Route\" = \"api\" }\n\
+             remove_response_headers = [\"X-Site\"]",
+        )
 }
 
 /// The values of field `name` in the request the backend saw last.
@@ -58,7 +64,7 @@ async fn sites_and_routes_edit_request_and_response_fields_on_both_engines() {
     let root = env.path("root.pem").display().to_string();
     let admin_port = free_port();
     let edge = "{site} for {client_ip}";
-    env.write_config("", &config(&env, backend.port, admin_port, edge));
+    env.write_config("", config(&env, backend.port, admin_port, edge));
     let (ok, out) = env.check();
     assert!(ok, "{out}");
     let api = "site \"shop\" route /api/: headers request set x-id, x-edge, add x-added, \
@@ -105,13 +111,13 @@ async fn sites_and_routes_edit_request_and_response_fields_on_both_engines() {
             got.head
         );
     }
-    env.write_config("", &config(&env, backend.port, admin_port, "v2"));
+    env.write_config("", config(&env, backend.port, admin_port, "v2"));
     let (code, answer) = admin::reload(admin_port).await;
     assert_eq!(code, 200, "{answer}");
     curl(&env, &root, "1.1", "/page", None, &CLIENT).await;
     assert_eq!(seen(&backend, "x-edge"), ["v2"]);
 
-    env.write_config("", &config(&env, backend.port, admin_port, "{user}"));
+    env.write_config("", config(&env, backend.port, admin_port, "{user}"));
     let (ok, out) = env.check();
     assert!(!ok, "{out}");
     assert!(

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::config::Config;
 use support::http::get_plain;
 use support::pki::LeafSpec;
 use support::Env;
@@ -13,14 +14,11 @@ use support::Env;
 fn env_with_site(server: &str) -> Env {
     let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
-    env.write_config(
-        "",
-        &format!(
-            "{server}\n[[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\n\
-             hosts = [\"example.cn\"]\n[[sites.routes]]\nprefix = \"/\"\n\
-             respond = {{ status = 200, body = \"ok\\n\" }}\n"
-        ),
-    );
+    let config = Config::new()
+        .raw(server)
+        .site("site", &["example.cn"])
+        .respond("/", "ok\n");
+    env.write_config("", config);
     env
 }
 

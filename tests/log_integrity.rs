@@ -18,7 +18,7 @@ async fn logged(requests: usize) -> Env {
     let env = shop_env();
     env.write_config(
         "",
-        &format!("[access_log]\npath = \"logs/access.log\"\nmax_file_bytes = 3000\n{SHOP_SITE}"),
+        format!("[access_log]\npath = \"logs/access.log\"\nmax_file_bytes = 3000\n{SHOP_SITE}"),
     );
     let proxy = env.start();
     for i in 0..requests {
@@ -242,7 +242,7 @@ fn a_missing_chain_key_refuses_the_start_with_the_fix() {
     std::fs::remove_file(env.path("access-log.key")).expect("rm key");
     env.write_config(
         "",
-        &format!("[access_log]\npath = \"logs/access.log\"\n{SHOP_SITE}"),
+        format!("[access_log]\npath = \"logs/access.log\"\n{SHOP_SITE}"),
     );
     let mut proxy = env.spawn();
     assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(1));
@@ -277,7 +277,7 @@ async fn retention_keeps_six_calendar_months_and_refuses_less() {
     // 180 days is the old floor: refused with the reason, naming the key.
     env.write_config(
         "",
-        &format!("[access_log]\npath = \"logs/access.log\"\nretention = \"180d\"\n{SHOP_SITE}"),
+        format!("[access_log]\npath = \"logs/access.log\"\nretention = \"180d\"\n{SHOP_SITE}"),
     );
     let (ok, out) = env.check();
     assert!(!ok);
@@ -289,7 +289,7 @@ async fn retention_keeps_six_calendar_months_and_refuses_less() {
     );
     env.write_config(
         "",
-        &format!("[access_log]\npath = \"logs/access.log\"\n{SHOP_SITE}"),
+        format!("[access_log]\npath = \"logs/access.log\"\n{SHOP_SITE}"),
     );
     let proxy = env.start();
     let removed = support::eventually(Duration::from_secs(10), || async {

@@ -114,7 +114,7 @@ async fn sealed_files_wait_for_the_store_then_ship_intact() {
         .expect("mtime");
     env.write_config(
         "",
-        &format!(
+        format!(
             "{}\n[access_log]\npath = \"logs/access.log\"\nmax_file_bytes = 3000\n\
              [access_log.shipping]\nendpoint = \"http://127.0.0.1:{s3_port}\"\nbucket = \"{BUCKET}\"\n\
              region = \"us-east-1\"\nprefix = \"edge-1/\"\npath_style = true\n\

@@ -151,7 +151,7 @@ async fn every_robot_hears_of_expiry_rejection_and_a_refused_reload_in_its_shape
             ("json", "/json"),
         ],
     );
-    env.write_config("", &format!("{body}{SITE}"));
+    env.write_config("", format!("{body}{SITE}"));
     let (ok, out) = env.check();
     assert!(!ok, "the rejected file fails check: {out}");
     let proxy = env.start();
@@ -199,13 +199,21 @@ async fn every_robot_hears_of_expiry_rejection_and_a_refused_reload_in_its_shape
         proxy.log()
     );
     // The config is mended: that reload warns of the expiry again, the robots are told once.
-    env.write_config("", &format!("{body}{SITE}"));
+    env.write_config("", format!("{body}{SITE}"));
     let applied = eventually(Duration::from_secs(8), || async {
         proxy.log().contains("result=\"partial\"").then_some(())
     })
     .await;
     assert!(applied.is_some(), "{}", proxy.log());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Notices are sent in the order they were raised: once a later reload's refusal has
+    // arrived, so has anything the mended reload raised.
+    env.write_config("", format!("{body}{SITE}\n[second_break]\n"));
+    assert!(
+        rx.wait_for("/json", text_of, &["second_break"]).await,
+        "{:?}\n{}",
+        rx.bodies("/json"),
+        proxy.log()
+    );
     let expiring = rx
         .bodies("/json")
         .iter()
@@ -231,7 +239,7 @@ async fn failing_robots_are_counted_and_serving_goes_on() {
     ));
     env.write_config(
         "",
-        &format!("{}{body}{SITE}", admin::section(&env, admin_port)),
+        format!("{}{body}{SITE}", admin::section(&env, admin_port)),
     );
     let proxy = env.start();
     assert!(
@@ -270,7 +278,7 @@ async fn what_happens_within_the_interval_goes_in_one_later_message() {
     let rx = Receiver::start();
     let (env, _) = troubled_env();
     let config = hooks(rx.port, 3, &[("json", "/json")]);
-    env.write_config("", &format!("{config}{SITE}"));
+    env.write_config("", format!("{config}{SITE}"));
     let proxy = env.start();
     assert!(
         rx.wait_for("/json", text_of, &["certificate rejected"])

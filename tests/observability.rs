@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::config::Config;
 use support::http::{get_plain, get_tls, tls_client};
 use support::origins::Origin;
 use support::pki::Ca;
@@ -55,36 +56,15 @@ impl Proxy {
         let admin = free_port();
         // Nothing listens there: connects are refused.
         let dead = free_port();
-        let body = format!(
-            r#"
-{admin_section}
-[access_log]
-path = "-"
-tamper_evident = false
-
-[[upstreams]]
-name = "origin"
-backends = ["127.0.0.1:{origin}"]
-
-[[upstreams]]
-name = "dead"
-backends = ["127.0.0.1:{dead}"]
-
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn"]
-[[sites.routes]]
-prefix = "/dead"
-upstream = "dead"
-[[sites.routes]]
-prefix = "/"
-upstream = "origin"
-"#,
-            admin_section = support::admin::section(&env, admin),
-            origin = origin.port,
-        );
-        env.write_config("", &body);
+        let body = Config::new()
+            .raw(&support::admin::section(&env, admin))
+            .raw("[access_log]\npath = \"-\"\ntamper_evident = false")
+            .upstream("origin", &[origin.port])
+            .upstream("dead", &[dead])
+            .site("shop", &["shop.example.cn"])
+            .proxy("/dead", "dead")
+            .proxy("/", "origin");
+        env.write_config("", body);
         let out = std::fs::File::create(env.path("stdout")).expect("stdout file");
         let err = std::fs::File::create(env.path("stderr")).expect("stderr file");
         let child = Command::new(env!("CARGO_BIN_EXE_menshen"))

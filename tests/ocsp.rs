@@ -290,7 +290,7 @@ fn config(env: &Env, admin: u16) {
     let tls = "[tls.ocsp]\nretry = \"1s\"\ntimeout = \"5s\"";
     env.write_config(
         tls,
-        &format!("[admin]\naddr = \"127.0.0.1:{admin}\"\n{SHOP_SITE}"),
+        format!("[admin]\naddr = \"127.0.0.1:{admin}\"\n{SHOP_SITE}"),
     );
 }
 

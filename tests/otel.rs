@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use support::backend::Backend;
+use support::config::Config;
 use support::h1::{field_value, launch};
 use support::http::{h2_connect, raw_plain, raw_tls, tls_client, Response};
 use support::pki::Ca;
@@ -351,16 +352,12 @@ async fn a_failed_attempt_and_its_retry_are_two_spans() {
     let dead = free_port();
     let (env, root) = Env::with_approved_root("Approved Root");
     env.put_leaf("site", &root, "example.cn", 1);
-    env.write_config(
-        "",
-        &format!(
-            "{otel}\n[[upstreams]]\nname = \"pair\"\nbackends = [\"127.0.0.1:{dead}\", \"127.0.0.1:{live}\"]\n\
-             [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
-             [[sites.routes]]\nprefix = \"/\"\nupstream = \"pair\"\n",
-            otel = otel_section(&collector),
-            live = backend.port
-        ),
-    );
+    let config = Config::new()
+        .raw(&otel_section(&collector))
+        .upstream("pair", &[dead, backend.port])
+        .site("site", &["example.cn"])
+        .proxy("/", "pair");
+    env.write_config("", config);
     let running = env.start();
     // Round robin: one of two requests tries the dead backend first (then it is ejected).
     let mut retried = None;

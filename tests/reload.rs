@@ -5,31 +5,21 @@ mod support;
 
 use std::time::Duration;
 
+use support::config::Config;
 use support::http::{get_plain, get_tls, handshake_serial, tls_client};
 use support::origins::{download_byte, Origin, DOWNLOAD_BYTES};
 use support::pki::{Ca, LeafSpec};
 use support::{eventually, Env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// shop.example.cn and api.example.cn: `/` proxied to the origin, `/hello` answered `body`.
 fn site(origin_port: u16, body: &str) -> String {
-    format!(
-        r#"
-[[upstreams]]
-name = "origin"
-backends = ["127.0.0.1:{origin_port}"]
-
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn", "api.example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "origin"
-[[sites.routes]]
-prefix = "/hello"
-respond = {{ status = 200, body = "{body}" }}
-"#
-    )
+    Config::new()
+        .upstream("origin", &[origin_port])
+        .site("shop", &["shop.example.cn", "api.example.cn"])
+        .proxy("/", "origin")
+        .respond("/hello", body)
+        .to_string()
 }
 
 /// A proxy serving `shop.example.cn` (certificate serial 01) and the `v1` config.
@@ -37,7 +27,7 @@ async fn serving_v1() -> (Env, Ca, Origin, support::Running) {
     let (env, root) = Env::with_approved_root("Approved Root");
     env.put_leaf("shop", &root, "shop.example.cn", 0x1);
     let origin = Origin::start("origin").await;
-    env.write_config("", &site(origin.port, "v1"));
+    env.write_config("", site(origin.port, "v1"));
     let proxy = env.start();
     (env, root, origin, proxy)
 }
@@ -113,7 +103,7 @@ async fn kubernetes_data_symlink_swap_is_picked_up() {
         std::os::unix::fs::symlink(format!("..data/{f}"), live.join(f)).expect("link file");
     }
     let origin = Origin::start("origin").await;
-    env.write_config("", &site(origin.port, "v1"));
+    env.write_config("", site(origin.port, "v1"));
     let _proxy = env.start();
     assert!(serial_becomes(&env, &root, "shop.example.cn", "11").await);
 
@@ -142,7 +132,7 @@ async fn broken_config_keeps_the_serving_one() {
         .expect("GET");
     assert_eq!(resp.text(), "v1", "old config still serves");
 
-    env.write_config("", &site(origin.port, "v2"));
+    env.write_config("", site(origin.port, "v2"));
     assert!(
         hello_becomes(&env, "v2").await,
         "fixed config applies: {}",
@@ -171,7 +161,7 @@ async fn download_in_flight_survives_certificate_and_config_reloads() {
         raw.extend_from_slice(&buf[..n]);
     }
     env.put_leaf("shop", &root, "shop.example.cn", 0x2);
-    env.write_config("", &site(origin.port, "v2"));
+    env.write_config("", site(origin.port, "v2"));
     assert!(serial_becomes(&env, &root, "shop.example.cn", "02").await);
     let v2 = get_tls(
         &client,
@@ -215,10 +205,7 @@ async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
     let body = |v: &str| format!("{quiet}{}", site(origin.port, v));
     env.write(
         "menshen.toml",
-        &env.config_text("", &body("v1")).replace(
-            "poll_interval = \"200ms\"\ndebounce = \"50ms\"",
-            "watch = false\npoll_interval = \"10m\"",
-        ),
+        &env.config_text_reloaded_by_hand("", body("v1")),
     );
     let proxy = env.start();
     let text = |r: support::http::Response| r.text();
@@ -233,11 +220,7 @@ async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
 
     // A new listener address in the same change: applied config, kept listeners, logged.
     let moved = env
-        .config_text("", &body("v2"))
-        .replace(
-            "poll_interval = \"200ms\"\ndebounce = \"50ms\"",
-            "watch = false\npoll_interval = \"10m\"",
-        )
+        .config_text_reloaded_by_hand("", body("v2"))
         .replace(&format!("127.0.0.1:{}", env.http), "127.0.0.1:1");
     env.write("menshen.toml", &moved);
     let pid = proxy.child.id().to_string();
@@ -283,7 +266,7 @@ async fn withdrawing_a_root_stops_its_certificates() {
     env.put_leaf("shop", &withdrawn, "shop.example.cn", 0x21);
     env.put_leaf("news", &keep, "news.example.cn", 0x22);
     let origin = Origin::start("origin").await;
-    let with_both = env.config_text("", &site(origin.port, "v1")).replace(
+    let with_both = env.config_text("", site(origin.port, "v1")).replace(
         "approved_cas = [\"approved\"]",
         "approved_cas = [\"approved\", \"approved-extra\"]",
     );
@@ -297,7 +280,7 @@ async fn withdrawing_a_root_stops_its_certificates() {
         "21"
     );
 
-    env.write_config("", &site(origin.port, "v1"));
+    env.write_config("", site(origin.port, "v1"));
     let stopped = eventually(Duration::from_secs(3), || {
         let both = both.clone();
         let port = env.https;

@@ -13,8 +13,6 @@ use support::admin;
 use support::http::get_plain;
 use support::{free_port, Env, SHOP_SITE};
 
-const QUIET: &str = "watch = false\npoll_interval = \"10m\"";
-
 /// The shop site with a `/hello` route that answers `hello`.
 fn shop(hello: &str) -> String {
     format!(
@@ -31,13 +29,7 @@ fn blog() -> String {
 
 fn config(env: &Env, admin_port: u16, body: &str) -> String {
     let body = format!("{}{body}", admin::section(env, admin_port));
-    let text = env
-        .config_text("", &body)
-        .replace("poll_interval = \"200ms\"\ndebounce = \"50ms\"", QUIET);
-    // The harness's [reload] keys once changed and this quietly left the watcher on: a race
-    // between it and the POST. Fail loudly instead.
-    assert!(text.contains(QUIET), "the watcher is turned off:\n{text}");
-    text
+    env.config_text_reloaded_by_hand("", body)
 }
 
 fn diff_of(report: &serde_json::Value) -> serde_json::Value {

@@ -10,33 +10,21 @@ mod support;
 use std::time::Duration;
 
 use support::admin;
+use support::config::Config;
 use support::http::{get_plain, handshake_serial, tls_client};
 use support::origins::{DnsResponder, Origin};
 use support::pki::Ca;
 use support::{eventually, free_port, Env};
 
-const QUIET: &str = "watch = false\npoll_interval = \"10m\"";
-
+/// `extra`, then shop.example.cn: `/` proxied to `origin`, `/hello` answered by menshen.
 fn site(origin: &str, extra: &str) -> String {
-    format!(
-        r#"
-{extra}
-[[upstreams]]
-name = "origin"
-backends = ["{origin}"]
-
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "origin"
-[[sites.routes]]
-prefix = "/hello"
-respond = {{ body = "hello" }}
-"#
-    )
+    Config::new()
+        .raw(extra)
+        .upstream_at("origin", &[origin.to_owned()])
+        .site("shop", &["shop.example.cn"])
+        .proxy("/", "origin")
+        .respond("/hello", "hello")
+        .to_string()
 }
 
 struct Serving {
@@ -80,9 +68,7 @@ impl Serving {
 
     /// The config, with the certificate directory replaced when `certificates` is given.
     fn text(env: &Env, admin: u16, origin: u16, certificates: Option<&str>, extra: &str) -> String {
-        let mut text = env
-            .config_text("", &Self::body(env, admin, origin, extra))
-            .replace("poll_interval = \"200ms\"\ndebounce = \"50ms\"", QUIET);
+        let mut text = env.config_text_reloaded_by_hand("", Self::body(env, admin, origin, extra));
         if let Some(dir) = certificates {
             text = text.replace(
                 "certificates = [\"live\"]",
@@ -237,8 +223,7 @@ async fn unresolvable_backends_are_refused_and_a_changed_upstream_keeps_its_last
             admin::section(&env, admin),
             resolver
         );
-        env.config_text("", &site(&format!("{host}:{}", origin.port), &dns_section))
-            .replace("poll_interval = \"200ms\"\ndebounce = \"50ms\"", QUIET)
+        env.config_text_reloaded_by_hand("", site(&format!("{host}:{}", origin.port), &dns_section))
     };
     env.write("menshen.toml", &config("backend.gcp.internal", ""));
     let (ok, out) = env.check();

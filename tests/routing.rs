@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use support::config::Config;
 use support::http::{get_plain, get_tls, tls_client};
 use support::origins::{DnsResponder, Origin};
 use support::pki::{Ca, LeafSpec};
@@ -25,15 +26,9 @@ fn site_to(upstream: &str) -> String {
 
 /// A site serving `example.cn` with one route per (prefix, upstream).
 fn site_routes(routes: &[(&str, &str)]) -> String {
-    let mut site = String::from(
-        "[[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n",
-    );
-    for (prefix, upstream) in routes {
-        site.push_str(&format!(
-            "[[sites.routes]]\nprefix = \"{prefix}\"\nupstream = \"{upstream}\"\n"
-        ));
-    }
-    site
+    let site = Config::new().site("site", &["example.cn"]);
+    let site = routes.iter().fold(site, |site, (p, u)| site.proxy(p, u));
+    site.to_string()
 }
 
 /// Writes a config with one upstream `name` (`keys`: its TOML keys after the name) and a site
@@ -41,7 +36,7 @@ fn site_routes(routes: &[(&str, &str)]) -> String {
 fn write_one_upstream(env: &Env, name: &str, keys: &str) {
     env.write_config(
         "",
-        &format!(
+        format!(
             "[[upstreams]]\nname = \"{name}\"\n{keys}\n\n{}",
             site_to(name)
         ),
@@ -54,16 +49,15 @@ async fn named_backend(dns_extra: &str) -> (Env, Origin, DnsResponder) {
     let (env, _root) = env_with_cert();
     let origin = Origin::start("resolved").await;
     let dns = DnsResponder::start("backend.gcp.internal", [127, 0, 0, 1].into()).await;
-    env.write_config(
-        "",
-        &format!(
-            "[dns]\nresolvers = [\"{}\"]\nmin_ttl = \"1s\"\n{dns_extra}\n\
-             [[upstreams]]\nname = \"named\"\nbackends = [\"backend.gcp.internal:{}\"]\n\n{}",
-            dns.addr,
-            origin.port,
-            site_to("named")
-        ),
+    let dns_section = format!(
+        "[dns]\nresolvers = [\"{}\"]\nmin_ttl = \"1s\"\n{dns_extra}",
+        dns.addr
     );
+    let config = Config::new()
+        .raw(&dns_section)
+        .upstream_at("named", &[format!("backend.gcp.internal:{}", origin.port)])
+        .raw(&site_to("named"));
+    env.write_config("", config);
     (env, origin, dns)
 }
 
@@ -73,50 +67,21 @@ async fn hosts_wildcards_and_longest_prefix_route_requests() {
     let web = Origin::start("web").await;
     let api = Origin::start("api").await;
     let v2 = Origin::start("api-v2").await;
-    env.write_config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "web"
-backends = ["127.0.0.1:{web}"]
-[[upstreams]]
-name = "api"
-backends = ["127.0.0.1:{api}"]
-[[upstreams]]
-name = "api-v2"
-backends = ["127.0.0.1:{v2}"]
-
-[[sites]]
-name = "wild"
-icp = "京ICP备16063439号-1"
-hosts = ["*.example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "web"
-
-[[sites]]
-name = "api"
-icp = "京ICP备16063439号-1"
-hosts = ["api.example.cn"]
-[[sites.routes]]
-prefix = "/"
-upstream = "api"
-[[sites.routes]]
-prefix = "/v2/"
-upstream = "api-v2"
-replace_prefix = "/internal/"
-host_header = "api-v2.run.app"
-[[sites.routes]]
-prefix = "/v2/admin"
-methods = ["POST"]
-respond = {{ status = 403, body = "no" }}
-"#,
-            web = web.port,
-            api = api.port,
-            v2 = v2.port
-        ),
-    );
+    let config = Config::new()
+        .upstream("web", &[web.port])
+        .upstream("api", &[api.port])
+        .upstream("api-v2", &[v2.port])
+        .site("wild", &["*.example.cn"])
+        .proxy("/", "web")
+        .site("api", &["api.example.cn"])
+        .proxy("/", "api")
+        .proxy("/v2/", "api-v2")
+        .keys("replace_prefix = \"/internal/\"\nhost_header = \"api-v2.run.app\"")
+        .route(
+            "/v2/admin",
+            "methods = [\"POST\"]\nrespond = { status = 403, body = \"no\" }",
+        );
+    env.write_config("", config);
     let _proxy = env.start();
     let client = tls_client(&[&root.pem]);
     let get = |host: &'static str, path: &'static str| {
@@ -236,38 +201,20 @@ async fn upstream_tls_is_verified() {
     let impostor_ca = Ca::root("Impostor CA");
     env.write("backend-ca.pem", &backend_ca.pem);
     env.write("impostor-ca.pem", &impostor_ca.pem);
-    env.write_config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "good"
-backends = ["127.0.0.1:{port}"]
-tls = true
-sni = "backend.internal"
-ca_file = "backend-ca.pem"
-[[upstreams]]
-name = "wrong-ca"
-backends = ["127.0.0.1:{port}"]
-tls = true
-sni = "backend.internal"
-ca_file = "impostor-ca.pem"
-[[upstreams]]
-name = "wrong-name"
-backends = ["127.0.0.1:{port}"]
-tls = true
-sni = "other.internal"
-ca_file = "backend-ca.pem"
-
-{site}"#,
-            port = origin.port,
-            site = site_routes(&[
-                ("/good", "good"),
-                ("/wrong-ca", "wrong-ca"),
-                ("/wrong-name", "wrong-name")
-            ])
-        ),
-    );
+    let tls = |sni: &str, ca: &str| format!("tls = true\nsni = \"{sni}\"\nca_file = \"{ca}\"");
+    let config = Config::new()
+        .upstream("good", &[origin.port])
+        .keys(&tls("backend.internal", "backend-ca.pem"))
+        .upstream("wrong-ca", &[origin.port])
+        .keys(&tls("backend.internal", "impostor-ca.pem"))
+        .upstream("wrong-name", &[origin.port])
+        .keys(&tls("other.internal", "backend-ca.pem"))
+        .raw(&site_routes(&[
+            ("/good", "good"),
+            ("/wrong-ca", "wrong-ca"),
+            ("/wrong-name", "wrong-name"),
+        ]));
+    env.write_config("", config);
     let proxy = env.start();
     let good = get_plain(env.http, "example.cn", "/good")
         .await
@@ -372,23 +319,12 @@ async fn upstream_timeout_is_504_and_refusal_is_502() {
     let (env, _root) = env_with_cert();
     let origin = Origin::start("slow").await;
     let closed = free_port();
-    env.write_config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "slow"
-backends = ["127.0.0.1:{port}"]
-read_timeout = "300ms"
-[[upstreams]]
-name = "down"
-backends = ["127.0.0.1:{closed}"]
-
-{site}"#,
-            port = origin.port,
-            site = site_routes(&[("/", "slow"), ("/down", "down")])
-        ),
-    );
+    let config = Config::new()
+        .upstream("slow", &[origin.port])
+        .keys("read_timeout = \"300ms\"")
+        .upstream("down", &[closed])
+        .raw(&site_routes(&[("/", "slow"), ("/down", "down")]));
+    env.write_config("", config);
     let _proxy = env.start();
     let started = std::time::Instant::now();
     let resp = get_plain(env.http, "example.cn", "/hang")

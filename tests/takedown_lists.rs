@@ -27,7 +27,7 @@ fn setup() -> (Env, u16) {
     env.write("takedowns.txt", LIST);
     env.write_config(
         "",
-        &format!(
+        format!(
             "{}\n[access_log]\npath = \"logs/access.log\"\n\n[policy]\n\
              takedown_files = [\"takedowns.txt\"]\n{SHOP_SITE}",
             section(&env, admin)

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use support::admin;
+use support::config::Config;
 use support::h1::Backend;
 use support::http::{get_plain, get_with, raw_tls, root_store, Response};
 use support::pki::{Ca, Leaf, LeafSpec};
@@ -22,25 +23,21 @@ const HOSTS: [&str; 3] = ["api.example.cn", "www.example.cn", "opt.example.cn"];
 /// api requires client certificates from clients/ca.pem (`api_mode`), opt asks for them, www
 /// does not; all three proxy to `backend`.
 fn config(env: &Env, backend: &Backend, admin: u16, api_mode: &str) {
-    let site = |name: &str, clients: &str| {
-        format!(
-            "[[sites]]\nname = \"{name}\"\nicp = \"京ICP备16063439号-1\"\n\
-             hosts = [\"{name}.example.cn\"]\n{clients}\n\
-             [[sites.routes]]\nprefix = \"/\"\nupstream = \"b\"\n"
-        )
-    };
     let checked = |mode: &str| {
         format!("client_certificates = {{ mode = \"{mode}\", cas = [\"clients/ca.pem\"] }}")
     };
-    let body = format!(
-        "[admin]\naddr = \"127.0.0.1:{admin}\"\n\n\
-         [[upstreams]]\nname = \"b\"\nbackends = [\"127.0.0.1:{}\"]\n\n{}\n{}\n{}",
-        backend.port,
-        site("api", &checked(api_mode)),
-        site("www", ""),
-        site("opt", &checked("optional")),
-    );
-    env.write_config("", &body);
+    let body = Config::new()
+        .raw(&format!("[admin]\naddr = \"127.0.0.1:{admin}\""))
+        .upstream("b", &[backend.port])
+        .site("api", &["api.example.cn"])
+        .keys(&checked(api_mode))
+        .proxy("/", "b")
+        .site("www", &["www.example.cn"])
+        .proxy("/", "b")
+        .site("opt", &["opt.example.cn"])
+        .keys(&checked("optional"))
+        .proxy("/", "b");
+    env.write_config("", body);
 }
 
 /// A client trusting `root`, presenting `cert` when given.

@@ -23,7 +23,7 @@ use support::SHOP_SITE as SITE;
 fn write_config(env: &Env, admin: u16, tls: &str) {
     env.write_config(
         tls,
-        &format!("[admin]\naddr = \"127.0.0.1:{admin}\"\n\n{SITE}"),
+        format!("[admin]\naddr = \"127.0.0.1:{admin}\"\n\n{SITE}"),
     );
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use support::config::Config;
 use support::grpc::GrpcBackend;
 use support::h1::{echoes, launch, upgrade, Backend};
 use support::http::h2_connect;
@@ -208,39 +209,21 @@ async fn a_grpc_stream_and_tls_upstream_traffic_cross_a_reload_and_an_upgrade() 
     let (env, root) = Env::with_approved_root("Approved Root");
     env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
     env.write("backend-ca.pem", &ca.pem);
-    let body = format!(
-        r#"
-[server]
-upgrade_sock = "upgrade.sock"
-grace_period = "1m"
-
-[[upstreams]]
-name = "grpc"
-backends = ["127.0.0.1:{grpc}"]
-http2 = true
-
-[[upstreams]]
-name = "tls"
-backends = ["127.0.0.1:{tls}"]
-tls = true
-ca_file = "backend-ca.pem"
-
-[[sites]]
-name = "site"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.routes]]
-prefix = "/grpc/"
-upstream = "grpc"
-strip_prefix = true
-[[sites.routes]]
-prefix = "/"
-upstream = "tls"
-"#,
-        grpc = grpc.port,
-        tls = tls.port
-    );
-    env.write_config("", &body);
+    // `site_keys`: more keys for the site.
+    let config = |site_keys: &str| {
+        Config::new()
+            .raw("[server]\nupgrade_sock = \"upgrade.sock\"\ngrace_period = \"1m\"")
+            .upstream("grpc", &[grpc.port])
+            .keys("http2 = true")
+            .upstream("tls", &[tls.port])
+            .keys("tls = true\nca_file = \"backend-ca.pem\"")
+            .site("site", &["example.cn"])
+            .keys(site_keys)
+            .proxy("/grpc/", "grpc")
+            .keys("strip_prefix = true")
+            .proxy("/", "tls")
+    };
+    env.write_config("", config(""));
     let old = env.start();
     let tally = Tally::new();
     let tasks = clients(env.http, env.https, &root.pem, &tally);
@@ -268,11 +251,10 @@ upstream = "tls"
     let _ = recv.flow_control().release_capacity(first.len());
     progress(&tally, 200, || old.log()).await;
 
-    let edited = body.replace(
-        "hosts = [\"example.cn\"]",
-        "hosts = [\"example.cn\"]\nadd_response_headers = { \"x-reloaded\" = \"1\" }",
+    env.write_config(
+        "",
+        config("add_response_headers = { \"x-reloaded\" = \"1\" }"),
     );
-    env.write_config("", &edited);
     let reloaded = eventually(Duration::from_secs(10), || async {
         let got = support::http::get_plain(env.http, "example.cn", "/probe")
             .await

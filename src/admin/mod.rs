@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::observe::access_log::AccessLog;
 use crate::observe::audit::Audit;
 use crate::observe::metrics::{catch_up, metrics};
-use crate::reload::Reloader;
+use crate::reload::{self, Reloader};
 use crate::snapshot::SharedSnapshot;
 
 /// Longest admin request head.
@@ -38,14 +38,26 @@ struct Reply {
     status: u16,
     content_type: &'static str,
     body: String,
+    /// What a reload this request asked for came to (the audit log's outcome).
+    reload: Option<reload::Outcome>,
 }
 
 impl Reply {
+    fn ok(content_type: &'static str, body: String) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            body,
+            reload: None,
+        }
+    }
+
     fn text(status: u16, body: impl Into<String>) -> Self {
         Self {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.into(),
+            reload: None,
         }
     }
 }
@@ -157,16 +169,14 @@ impl Admin {
             ("GET" | "HEAD", "/healthz") => Reply::text(200, "ok\n"),
             ("GET" | "HEAD", "/readyz") => self.readyz(),
             ("GET", "/metrics") => self.metrics(),
-            ("GET", "/status") => Reply {
-                status: 200,
-                content_type: "text/html; charset=utf-8",
-                body: status::render(&self.state.load(), &self.reloader),
-            },
-            ("GET", "/status.json") => Reply {
-                status: 200,
-                content_type: "application/json",
-                body: status::json(&self.state.load(), &self.reloader),
-            },
+            ("GET", "/status") => Reply::ok(
+                "text/html; charset=utf-8",
+                status::render(&self.state.load(), &self.reloader),
+            ),
+            ("GET", "/status.json") => Reply::ok(
+                "application/json",
+                status::json(&self.state.load(), &self.reloader),
+            ),
             ("POST", "/reload") => self.reload(auth).await,
             (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/status.json" | "/reload") => {
                 Reply::text(405, "method not allowed\n")
@@ -239,11 +249,7 @@ impl Admin {
         if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut body) {
             return Reply::text(500, format!("cannot encode metrics: {e}\n"));
         }
-        Reply {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body,
-        }
+        Reply::ok("text/plain; version=0.0.4; charset=utf-8", body)
     }
 
     async fn reload(&self, auth: Option<&str>) -> Reply {
@@ -277,6 +283,7 @@ impl Admin {
             status: if report.applied() { 200 } else { 422 },
             content_type: "application/json",
             body: report.to_json() + "\n",
+            reload: Some(report.result),
         }
     }
 }
@@ -291,12 +298,11 @@ fn audit_action(audit: &Audit, peer: SocketAddr, method: &str, path: &str, reply
         ("POST", "/reload") => "reload".to_owned(),
         _ => format!("{method} {path}"),
     };
-    let outcome = match reply.status {
-        200 if reply.body.contains("\"result\":\"partial\"") => "partial",
-        200 => "ok",
-        422 => "rejected",
-        401 | 403 => "refused",
-        _ => "failed",
+    let outcome = match (reply.reload, reply.status) {
+        (Some(reload), _) => reload.label(),
+        (None, 200) => "ok",
+        (None, 401 | 403) => "refused",
+        (None, _) => "failed",
     };
     let detail: String = reply.body.trim().chars().take(2000).collect();
     audit.record(&action, &peer.to_string(), outcome, &detail);

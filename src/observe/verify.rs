@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::chain::{ChainKey, Chained, CHAIN_BYTES};
 use super::compress;
-use super::seal::{manifest_path, manifests, rotated_order, summarize, Manifest};
+use super::seal::{manifest_path, manifests, rotated_order, summarize, Manifest, Summary};
 
 /// What `verify` found.
 #[derive(Debug, Default)]
@@ -74,41 +74,7 @@ fn first_line_is_chained(path: &Path) -> bool {
 }
 
 fn verify_log(log: &Path, key: &ChainKey, report: &mut Report) {
-    let (dir, _) = super::seal::dir_and_name(log);
-    // Sealed files by index; rotated files by name.
-    let mut sealed: BTreeMap<u64, Manifest> = BTreeMap::new();
-    for (path, m) in manifests(log, key) {
-        match m {
-            Ok(m) => {
-                sealed.insert(m.index, m);
-            }
-            Err(e) => report.findings.push(format!("{}: {e}", path.display())),
-        }
-    }
-    let indexes: Vec<u64> = sealed.keys().copied().collect();
-    for pair in indexes.windows(2) {
-        if pair[1] > pair[0] + 1 {
-            report.findings.push(format!(
-                "{}: sealed file(s) #{} to #{} missing from the sequence (between {} and {})",
-                log.display(),
-                pair[0] + 1,
-                pair[1] - 1,
-                sealed[&pair[0]].file,
-                sealed[&pair[1]].file
-            ));
-        }
-    }
-    for m in sealed.values() {
-        if !compress::exists(&dir.join(&m.file)) {
-            report.findings.push(format!(
-                "{}: missing (its manifest says {} lines from {} to {})",
-                dir.join(&m.file).display(),
-                m.content.lines,
-                m.content.first_ts.as_deref().unwrap_or("-"),
-                m.content.last_ts.as_deref().unwrap_or("-")
-            ));
-        }
-    }
+    let sealed = sealed_manifests(log, key, report);
     let by_file: HashMap<&str, &Manifest> = sealed.values().map(|m| (m.file.as_str(), m)).collect();
     let mut links: HashMap<String, Link> = HashMap::new();
     let mut claimed_sealed = 0;
@@ -151,62 +117,113 @@ fn verify_log(log: &Path, key: &ChainKey, report: &mut Report) {
         };
         let summary = summarize(file, |line| check.line(line));
         let finding = check.finish();
-        report.files += 1;
-        let summary = match summary {
-            Ok(s) => s,
-            Err(e) if compress::is_compressed(file) => {
-                report.findings.push(format!(
-                    "{}: the compressed file is cut short or damaged ({e}){}",
-                    file.display(),
-                    manifest.map_or(String::new(), |m| format!(
-                        "; its manifest says {} lines",
-                        m.content.lines
-                    ))
-                ));
-                continue;
-            }
-            Err(e) => {
-                report
-                    .findings
-                    .push(format!("{}: cannot read: {e}", file.display()));
-                continue;
-            }
-        };
-        report.lines += summary.lines;
-        if let Some(f) = finding {
-            report.findings.push(format!("{}:{f}", file.display()));
-        }
-        if let Some(m) = manifest {
-            if summary.lines < m.content.lines || summary.bytes < m.content.bytes {
-                report.findings.push(format!(
-                    "{}: truncated: {} lines ({} bytes) where its manifest says {} ({})",
-                    file.display(),
-                    summary.lines,
-                    summary.bytes,
-                    m.content.lines,
-                    m.content.bytes
-                ));
-            } else if summary.sha256 != m.content.sha256
-                || summary.last_chain != m.content.last_chain
-            {
-                report.findings.push(format!(
-                    "{}: content differs from its manifest ({} lines where it says {}; SHA-256 \
-                     {} where it says {})",
-                    file.display(),
-                    summary.lines,
-                    m.content.lines,
-                    summary.sha256,
-                    m.content.sha256
-                ));
-            }
-        }
+        check_content(file, summary, finding, manifest, report);
     }
-    let last_index = indexes.last().copied().unwrap_or(0);
+    let last_index = sealed.keys().next_back().copied().unwrap_or(0);
     if claimed_sealed > last_index {
         report.findings.push(format!(
             "{}: sealed file #{claimed_sealed} missing (a later writer opened after it was sealed; \
              the newest manifest present is #{last_index})",
             log.display()
+        ));
+    }
+}
+
+/// The manifests of `log`'s sealed files by index, each checked against its key; gaps in their
+/// sequence and sealed files that are gone are findings.
+fn sealed_manifests(log: &Path, key: &ChainKey, report: &mut Report) -> BTreeMap<u64, Manifest> {
+    let (dir, _) = super::seal::dir_and_name(log);
+    let mut sealed: BTreeMap<u64, Manifest> = BTreeMap::new();
+    for (path, m) in manifests(log, key) {
+        match m {
+            Ok(m) => {
+                sealed.insert(m.index, m);
+            }
+            Err(e) => report.findings.push(format!("{}: {e}", path.display())),
+        }
+    }
+    let indexes: Vec<u64> = sealed.keys().copied().collect();
+    for pair in indexes.windows(2) {
+        if pair[1] > pair[0] + 1 {
+            report.findings.push(format!(
+                "{}: sealed file(s) #{} to #{} missing from the sequence (between {} and {})",
+                log.display(),
+                pair[0] + 1,
+                pair[1] - 1,
+                sealed[&pair[0]].file,
+                sealed[&pair[1]].file
+            ));
+        }
+    }
+    for m in sealed.values() {
+        if !compress::exists(&dir.join(&m.file)) {
+            report.findings.push(format!(
+                "{}: missing (its manifest says {} lines from {} to {})",
+                dir.join(&m.file).display(),
+                m.content.lines,
+                m.content.first_ts.as_deref().unwrap_or("-"),
+                m.content.last_ts.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    sealed
+}
+
+/// Counts a read `file` into `report` with what its lines showed (`finding`) and, for a sealed
+/// one, whether it is whole and unchanged against its manifest.
+fn check_content(
+    file: &Path,
+    summary: std::io::Result<Summary>,
+    finding: Option<String>,
+    manifest: Option<&Manifest>,
+    report: &mut Report,
+) {
+    report.files += 1;
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) if compress::is_compressed(file) => {
+            report.findings.push(format!(
+                "{}: the compressed file is cut short or damaged ({e}){}",
+                file.display(),
+                manifest.map_or(String::new(), |m| format!(
+                    "; its manifest says {} lines",
+                    m.content.lines
+                ))
+            ));
+            return;
+        }
+        Err(e) => {
+            report
+                .findings
+                .push(format!("{}: cannot read: {e}", file.display()));
+            return;
+        }
+    };
+    report.lines += summary.lines;
+    if let Some(f) = finding {
+        report.findings.push(format!("{}:{f}", file.display()));
+    }
+    let Some(m) = manifest else {
+        return;
+    };
+    if summary.lines < m.content.lines || summary.bytes < m.content.bytes {
+        report.findings.push(format!(
+            "{}: truncated: {} lines ({} bytes) where its manifest says {} ({})",
+            file.display(),
+            summary.lines,
+            summary.bytes,
+            m.content.lines,
+            m.content.bytes
+        ));
+    } else if summary.sha256 != m.content.sha256 || summary.last_chain != m.content.last_chain {
+        report.findings.push(format!(
+            "{}: content differs from its manifest ({} lines where it says {}; SHA-256 \
+             {} where it says {})",
+            file.display(),
+            summary.lines,
+            m.content.lines,
+            summary.sha256,
+            m.content.sha256
         ));
     }
 }
@@ -242,19 +259,38 @@ impl FileCheck<'_> {
             );
             return;
         };
-        let w = match self.ids.iter().position(|k| k == c.writer) {
-            Some(w) => w,
-            None => {
-                self.ids.push(c.writer.to_owned());
-                self.ids.len() - 1
-            }
-        } as u32;
+        let w = self.writer_number(c.writer);
         self.order.push(Some((w, c.seq)));
         if c.seq == 0 {
             if let Some(sealed) = opened_sealed(line) {
                 *self.claimed_sealed = (*self.claimed_sealed).max(sealed);
             }
         }
+        self.follows(n, &c);
+        self.links.insert(
+            c.writer.to_owned(),
+            Link {
+                prev: c.chain,
+                next: c.seq + 1,
+            },
+        );
+    }
+
+    /// The number of `writer` in this file's `ids`.
+    fn writer_number(&mut self, writer: &str) -> u32 {
+        let w = match self.ids.iter().position(|k| k == writer) {
+            Some(w) => w,
+            None => {
+                self.ids.push(writer.to_owned());
+                self.ids.len() - 1
+            }
+        };
+        w as u32
+    }
+
+    /// Checks that line `n` follows its writer's previous line: the next number, and a chain
+    /// value linked to the one before.
+    fn follows(&mut self, n: u64, c: &Chained<'_>) {
         let link = self.links.get(c.writer).map(|l| (l.prev, l.next));
         let expected = match link {
             Some((_, next)) => next,
@@ -310,13 +346,6 @@ impl FileCheck<'_> {
                 ),
             );
         }
-        self.links.insert(
-            c.writer.to_owned(),
-            Link {
-                prev: c.chain,
-                next: c.seq + 1,
-            },
-        );
     }
 
     fn found(&mut self, line: u64, gap: Option<(String, u64)>, what: String) {

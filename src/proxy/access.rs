@@ -76,68 +76,10 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
     out.push_str("{\"ts\":\"");
     push_rfc3339_millis(&mut out, SystemTime::now());
     out.push('"');
-    opt_str(
-        &mut out,
-        ",\"client_ip\":",
-        ctx.client_ip.as_ref().and_then(|v| v.to_str().ok()),
-    );
-    out.push_str(",\"client_port\":");
-    push_opt_num(&mut out, ctx.client.and_then(|c| c.port));
-    let snapshot = ctx.snapshot.as_deref();
-    let listener = f
-        .listener_port
-        .and_then(|port| snapshot?.listener_names.get(&port))
-        .map(|n| &**n);
-    opt_str(&mut out, ",\"listener\":", listener);
-    let version = f.tls.map(|t| tls_version_label(&t.version));
-    opt_str(&mut out, ",\"tls_version\":", version);
-    opt_str(&mut out, ",\"tls_cipher\":", f.tls.map(|t| &*t.cipher));
-    opt_str(&mut out, ",\"sni\":", ctx.sni.as_deref());
-    opt_str(&mut out, ",\"host\":", f.host);
-    let site = ctx
-        .site
-        .and_then(|i| Some(&*snapshot?.router.site_at(i)?.name));
-    opt_str(&mut out, ",\"site\":", site);
-    opt_str(
-        &mut out,
-        ",\"route\":",
-        ctx.route.map(|_| ctx.route_prefix()),
-    );
-    opt_str(&mut out, ",\"http_version\":", f.http_version);
-    opt_str(&mut out, ",\"method\":", Some(f.method));
-    opt_str(&mut out, ",\"path\":", Some(f.path));
-    let log_query = ctx
-        .site
-        .and_then(|i| snapshot?.site_policy(i))
-        .is_none_or(|s| s.log_query);
-    if log_query {
-        opt_str(&mut out, ",\"query\":", f.query);
-    }
-    let mut num = itoa::Buffer::new();
-    out.push_str(",\"status\":");
-    out.push_str(num.format(f.status));
-    out.push_str(",\"bytes_in\":");
-    out.push_str(num.format(f.bytes_in));
-    out.push_str(",\"bytes_out\":");
-    out.push_str(num.format(f.bytes_out));
-    out.push_str(",\"duration_ms\":");
-    out.push_str(num.format(elapsed.as_millis()));
-    match ctx.tried.last() {
-        Some(addr) => {
-            out.push_str(",\"upstream\":\"");
-            push_addr(&mut out, *addr);
-            out.push('"');
-        }
-        None => out.push_str(",\"upstream\":null"),
-    }
-    out.push_str(",\"tries\":");
-    out.push_str(num.format(ctx.tried.len()));
-    out.push_str(",\"upstream_status\":");
-    push_opt_num(&mut out, ctx.upstream_status);
-    out.push_str(",\"upstream_connect_ms\":");
-    push_opt_num(&mut out, ctx.upstream_connect.map(|d| d.as_millis()));
-    out.push_str(",\"upstream_first_byte_ms\":");
-    push_opt_num(&mut out, ctx.upstream_first_byte.map(|d| d.as_millis()));
+    push_connection(&mut out, f, ctx);
+    push_request(&mut out, f, ctx);
+    push_answer(&mut out, f, elapsed);
+    push_backend(&mut out, ctx);
     opt_str(&mut out, ",\"cache\":", ctx.cache);
     opt_str(&mut out, ",\"compression\":", f.compression);
     opt_str(&mut out, ",\"request_id\":", Some(&ctx.request_id_str()));
@@ -149,4 +91,79 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
     }
     out.push('}');
     out
+}
+
+/// Who connected, where, and over which TLS: `client_ip` to `sni`.
+fn push_connection(out: &mut String, f: &Facts<'_>, ctx: &Ctx) {
+    opt_str(
+        out,
+        ",\"client_ip\":",
+        ctx.client_ip.as_ref().and_then(|v| v.to_str().ok()),
+    );
+    out.push_str(",\"client_port\":");
+    push_opt_num(out, ctx.client.and_then(|c| c.port));
+    let listener = f
+        .listener_port
+        .and_then(|port| ctx.snapshot.as_deref()?.listener_names.get(&port))
+        .map(|n| &**n);
+    opt_str(out, ",\"listener\":", listener);
+    let version = f.tls.map(|t| tls_version_label(&t.version));
+    opt_str(out, ",\"tls_version\":", version);
+    opt_str(out, ",\"tls_cipher\":", f.tls.map(|t| &*t.cipher));
+    opt_str(out, ",\"sni\":", ctx.sni.as_deref());
+}
+
+/// What was asked of which site and route: `host` to `query` (left out when the site does not
+/// log queries).
+fn push_request(out: &mut String, f: &Facts<'_>, ctx: &Ctx) {
+    let snapshot = ctx.snapshot.as_deref();
+    opt_str(out, ",\"host\":", f.host);
+    let site = ctx
+        .site
+        .and_then(|i| Some(&*snapshot?.router.site_at(i)?.name));
+    opt_str(out, ",\"site\":", site);
+    opt_str(out, ",\"route\":", ctx.route.map(|_| ctx.route_prefix()));
+    opt_str(out, ",\"http_version\":", f.http_version);
+    opt_str(out, ",\"method\":", Some(f.method));
+    opt_str(out, ",\"path\":", Some(f.path));
+    let log_query = ctx
+        .site
+        .and_then(|i| snapshot?.site_policy(i))
+        .is_none_or(|s| s.log_query);
+    if log_query {
+        opt_str(out, ",\"query\":", f.query);
+    }
+}
+
+/// What the client got: `status` to `duration_ms`.
+fn push_answer(out: &mut String, f: &Facts<'_>, elapsed: std::time::Duration) {
+    let mut num = itoa::Buffer::new();
+    out.push_str(",\"status\":");
+    out.push_str(num.format(f.status));
+    out.push_str(",\"bytes_in\":");
+    out.push_str(num.format(f.bytes_in));
+    out.push_str(",\"bytes_out\":");
+    out.push_str(num.format(f.bytes_out));
+    out.push_str(",\"duration_ms\":");
+    out.push_str(num.format(elapsed.as_millis()));
+}
+
+/// The backend last tried and how it answered: `upstream` to `upstream_first_byte_ms`.
+fn push_backend(out: &mut String, ctx: &Ctx) {
+    match ctx.tried.last() {
+        Some(addr) => {
+            out.push_str(",\"upstream\":\"");
+            push_addr(out, *addr);
+            out.push('"');
+        }
+        None => out.push_str(",\"upstream\":null"),
+    }
+    out.push_str(",\"tries\":");
+    out.push_str(itoa::Buffer::new().format(ctx.tried.len()));
+    out.push_str(",\"upstream_status\":");
+    push_opt_num(out, ctx.upstream_status);
+    out.push_str(",\"upstream_connect_ms\":");
+    push_opt_num(out, ctx.upstream_connect.map(|d| d.as_millis()));
+    out.push_str(",\"upstream_first_byte_ms\":");
+    push_opt_num(out, ctx.upstream_first_byte.map(|d| d.as_millis()));
 }

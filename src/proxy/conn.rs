@@ -347,16 +347,7 @@ impl ServerApp for ConnGate {
         let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
         let gauges = conn_metrics().connection(listener.map(|l| &**l), protocol);
         let policy = &snapshot.policy;
-        let limited = client_ip(&stream).zip(policy.max_connections_per_ip);
-        let (counted, over_limit) = match limited {
-            Some((ip, max)) if !policy.trusted_proxies.contains(ip) => {
-                match policy.connections.acquire(ip, max.get()) {
-                    Some(guard) => (Some(guard), false),
-                    None => (None, true),
-                }
-            }
-            _ => (None, false),
-        };
+        let (counted, over_limit) = count_per_ip(policy, &stream);
         if over_limit && h2 {
             crate::observe::metrics::metrics().deny(None, "max_connections_per_ip");
             return None;
@@ -370,6 +361,21 @@ impl ServerApp for ConnGate {
             Box::pin(self.proxy.serve_h1(conn, shutdown)).await;
         }
         None
+    }
+}
+
+/// The connection counted against its client's IP (a trusted proxy's are not), and whether it
+/// is over `max_connections_per_ip`.
+fn count_per_ip(policy: &crate::policy::Policy, stream: &Stream) -> (Option<ConnGuard>, bool) {
+    let limited = client_ip(stream).zip(policy.max_connections_per_ip);
+    match limited {
+        Some((ip, max)) if !policy.trusted_proxies.contains(ip) => {
+            match policy.connections.acquire(ip, max.get()) {
+                Some(guard) => (Some(guard), false),
+                None => (None, true),
+            }
+        }
+        _ => (None, false),
     }
 }
 

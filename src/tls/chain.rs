@@ -31,8 +31,19 @@ pub struct Facts {
     pub spki: Vec<u8>,
     /// Signature algorithm OID, dotted.
     pub signature_oid: String,
-    /// extendedKeyUsage: `None` without the extension, else whether it allows TLS servers.
-    pub server_auth: Option<bool>,
+    /// What its extendedKeyUsage says of TLS servers.
+    pub server_use: ServerUse,
+}
+
+/// What a certificate's extendedKeyUsage says of serving TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerUse {
+    /// No extendedKeyUsage: any use.
+    Unrestricted,
+    /// The extension lists serverAuth (or anyExtendedKeyUsage).
+    Allowed,
+    /// The extension leaves TLS servers out.
+    Forbidden,
 }
 
 impl Facts {
@@ -54,7 +65,11 @@ impl Facts {
             not_after: cert.validity().not_after.timestamp(),
             spki: cert.public_key().raw.to_vec(),
             signature_oid: cert.signature_algorithm.algorithm.to_id_string(),
-            server_auth: eku.map(|e| e.server_auth || e.any),
+            server_use: match eku {
+                None => ServerUse::Unrestricted,
+                Some(e) if e.server_auth || e.any => ServerUse::Allowed,
+                Some(_) => ServerUse::Forbidden,
+            },
         })
     }
 

@@ -6,7 +6,7 @@
 
 use thiserror::Error;
 
-use super::chain::{chain_end, issuer_path, Facts};
+use super::chain::{chain_end, issuer_path, Facts, ServerUse};
 use super::ApprovedRoots;
 
 /// Why a certificate pair may not be served.
@@ -218,7 +218,7 @@ pub fn diagnose(
             None => RejectReason::NotYetValid(super::format_time(leaf.not_before)),
         },
         E::RequiredEkuNotFoundContext(_) => {
-            match issuers().find(|f| f.server_auth == Some(false)) {
+            match issuers().find(|f| f.server_use == ServerUse::Forbidden) {
                 Some(f) => RejectReason::IssuerNotServerAuth {
                     subject: f.subject.clone(),
                 },

@@ -195,6 +195,22 @@ impl Backend {
         self.accepted.load(Ordering::SeqCst)
     }
 
+    /// The requests seen after the first `before`, once there are at least `count` of them (or
+    /// after a few seconds without). The backend records a request before it answers, so the
+    /// requests a client has answers for are here at once; waiting covers those the backend
+    /// read but no client was answered for.
+    pub async fn seen_since(&self, before: usize, count: usize) -> Vec<String> {
+        let since = || self.seen.lock().expect("lock")[before..].to_vec();
+        let enough = super::eventually(Duration::from_secs(5), || async {
+            let seen = since();
+            (seen.len() >= count).then_some(seen)
+        });
+        match enough.await {
+            Some(seen) => seen,
+            None => since(),
+        }
+    }
+
     pub fn last_request(&self) -> String {
         self.seen
             .lock()

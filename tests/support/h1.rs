@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use super::backend::Backend;
+use super::config::Config;
 use super::pki::{Ca, LeafSpec};
 use super::{Env, Running};
 
@@ -196,15 +197,13 @@ fn launch_upstream(
     if let Some(ca) = backend_ca {
         env.write("backend-ca.pem", &ca.pem);
     }
-    env.write_config(
-        "",
-        &format!(
-            "{policy}\n[[upstreams]]\nname = \"backend\"\nbackends = [\"127.0.0.1:{}\"]\n{upstream}\n\
-             [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
-             [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n",
-            backend.port
-        ),
-    );
+    let config = Config::new()
+        .raw(policy)
+        .upstream("backend", &[backend.port])
+        .keys(upstream)
+        .site("site", &["example.cn"])
+        .proxy("/", "backend");
+    env.write_config("", config);
     let running = env.start();
     (env, running, root)
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod config;
 pub mod curl;
 pub mod failing;
 pub mod grpc;
@@ -36,6 +37,11 @@ hosts = ["shop.example.cn"]
 prefix = "/"
 respond = { body = "ok" }
 "#;
+
+/// The `[reload]` keys of a test's config: changes to the files are applied at once.
+const RELOAD_WATCHED: &str = "poll_interval = \"200ms\"\ndebounce = \"50ms\"";
+/// The `[reload]` keys of a config reloaded only when the test asks.
+pub const RELOAD_BY_HAND: &str = "watch = false\npoll_interval = \"10m\"";
 
 /// A free loopback port, never the same twice in one test process.
 ///
@@ -129,7 +135,18 @@ impl Env {
     }
 
     /// The config: listeners and TLS wired to this directory, then `body` (upstreams, sites).
-    pub fn config_text(&self, tls_extra: &str, body: &str) -> String {
+    /// Reloads follow the files (a watcher and a quick poll).
+    pub fn config_text(&self, tls_extra: &str, body: impl AsRef<str>) -> String {
+        self.config_with(tls_extra, RELOAD_WATCHED, body.as_ref())
+    }
+
+    /// The config as `config_text` writes it, but reloaded only when the test asks (SIGHUP, `POST
+    /// /reload`): no watcher, a poll every ten minutes.
+    pub fn config_text_reloaded_by_hand(&self, tls_extra: &str, body: impl AsRef<str>) -> String {
+        self.config_with(tls_extra, RELOAD_BY_HAND, body.as_ref())
+    }
+
+    fn config_with(&self, tls_extra: &str, reload: &str, body: &str) -> String {
         format!(
             r#"
 [[listeners]]
@@ -147,8 +164,7 @@ certificates = ["live"]
 {tls_extra}
 
 [reload]
-poll_interval = "200ms"
-debounce = "50ms"
+{reload}
 
 {body}
 "#,
@@ -157,7 +173,7 @@ debounce = "50ms"
         )
     }
 
-    pub fn write_config(&self, tls_extra: &str, body: &str) {
+    pub fn write_config(&self, tls_extra: &str, body: impl AsRef<str>) {
         self.write("menshen.toml", &self.config_text(tls_extra, body));
     }
 

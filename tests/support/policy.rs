@@ -36,7 +36,7 @@ pub async fn setup(policy: &str, site_extra: &str) -> Setup {
     let admin_port = free_port();
     env.write_config(
         "",
-        &format!(
+        format!(
             r#"
 [[listeners]]
 name = "https-lb"

@@ -70,8 +70,8 @@ pub fn notice(level: Level, message: &str, fields: &[(&'static str, String)]) ->
         rest: fields.to_vec(),
     };
     // The event's `notify` field says what it is (never its wording, which may change).
-    let kind = f.get("notify").trim_matches('"').to_owned();
-    if kind == "expiring" {
+    let event = NotifyEvent::marked(f.get("notify").trim_matches('"'))?;
+    if event == NotifyEvent::Expiring {
         let file = f.get("file");
         return Some(Notice {
             event: NotifyEvent::Expiring,
@@ -85,21 +85,11 @@ pub fn notice(level: Level, message: &str, fields: &[(&'static str, String)]) ->
             once: Some(format!("{file} {}", f.get("not_after"))),
         });
     }
-    if kind == "rejected" {
-        return Some(Notice {
-            event: NotifyEvent::Rejected,
-            text: f.message,
-            once: None,
-        });
-    }
-    if kind == "reload_refused" {
-        return Some(Notice {
-            event: NotifyEvent::ReloadRefused,
-            text: f.message,
-            once: None,
-        });
-    }
-    None
+    Some(Notice {
+        event,
+        text: f.message,
+        once: None,
+    })
 }
 
 impl<S: Subscriber> Layer<S> for NotifyLayer {

@@ -45,3 +45,21 @@ pub enum NotifyEvent {
     /// A reload was refused (the previous configuration keeps serving).
     ReloadRefused,
 }
+
+impl NotifyEvent {
+    const ALL: [NotifyEvent; 3] = [Self::Expiring, Self::Rejected, Self::ReloadRefused];
+
+    /// The value of the `notify` field that marks a process log event as this notice.
+    pub const fn mark(self) -> &'static str {
+        match self {
+            Self::Expiring => "expiring",
+            Self::Rejected => "rejected",
+            Self::ReloadRefused => "reload_refused",
+        }
+    }
+
+    /// The notice a `notify` field's value marks, if any.
+    pub fn marked(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.mark() == value)
+    }
+}

@@ -324,10 +324,13 @@ async fn refuse_body(
     head_request: bool,
     send: Option<std::time::Duration>,
 ) -> Outcome {
-    let status = e.status();
-    let bytes_out = match status {
-        0 => 0,
-        _ => error_response(conn, &mut bufs.out, status, asking, head_request, send).await,
+    let (status, bytes_out) = match e.status() {
+        None => (0, 0),
+        Some(status) => {
+            let out = &mut bufs.out;
+            let answer = error_response(conn, out, status, asking, head_request, send);
+            (status, answer.await)
+        }
     };
     if status == 413 {
         crate::observe::metrics::metrics().deny(None, "body_too_large");

@@ -85,6 +85,20 @@ enum Head {
     Closed,
 }
 
+/// After a response that keeps the connection: an idle connection holds no buffer (most of what
+/// it would cost); the next request's first bytes, when they came with this one, start its
+/// header clock now.
+fn between_requests(conn: &mut ClientConn, input: &mut BytesMut, bufs: &mut Buffers) {
+    conn.request_done();
+    if input.is_empty() {
+        *input = BytesMut::new();
+        bufs.up = BytesMut::new();
+        bufs.out = Vec::new();
+    } else {
+        conn.header_started();
+    }
+}
+
 impl Proxy {
     /// Serves the HTTP/1 requests of `conn` until the client is done or a failure ends it.
     pub(crate) async fn serve_h1(&self, mut conn: ClientConn, shutdown: &ShutdownWatch) {
@@ -133,20 +147,11 @@ impl Proxy {
                     return;
                 }
             };
-            conn.request_done();
             idle = Some(Idle {
                 limit: keepalive,
                 since: Instant::now(),
             });
-            if input.is_empty() {
-                // An idle connection holds no buffer: most of what it would cost.
-                input = BytesMut::new();
-                bufs.up = BytesMut::new();
-                bufs.out = Vec::new();
-            } else {
-                // The next request's first bytes came with this one: its clock runs from now.
-                conn.header_started();
-            }
+            between_requests(&mut conn, &mut input, &mut bufs);
         }
     }
 

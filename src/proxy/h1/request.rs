@@ -132,7 +132,8 @@ struct Fields<'b> {
     host: Option<&'b [u8]>,
     hosts: usize,
     length: Option<u64>,
-    chunked: Option<bool>,
+    /// `Transfer-Encoding: chunked` was read (once).
+    chunked: bool,
     expect: Option<&'b [u8]>,
     upgrade: Option<&'b [u8]>,
     conn_close: bool,
@@ -191,13 +192,13 @@ impl<'b> Fields<'b> {
     /// backend, and a backend that reads it otherwise could see two requests.
     fn transfer_encoding(&mut self, value: &[u8]) -> Result<(), NotTaken> {
         for coding in list_items(value) {
-            if !coding.eq_ignore_ascii_case(b"chunked") || self.chunked.is_some() {
+            if !coding.eq_ignore_ascii_case(b"chunked") || self.chunked {
                 return Err(NotTaken::Refused(
                     501,
                     "Transfer-Encoding other than chunked",
                 ));
             }
-            self.chunked = Some(true);
+            self.chunked = true;
         }
         Ok(())
     }
@@ -224,17 +225,17 @@ impl<'b> Fields<'b> {
     fn body(&self, version: u8) -> Result<BodyFraming, NotTaken> {
         match (self.chunked, self.length) {
             // RFC 9112 6.1: a request with both may be an attempt to smuggle; refused.
-            (Some(_), Some(_)) => Err(NotTaken::Refused(
+            (true, Some(_)) => Err(NotTaken::Refused(
                 400,
                 "both Content-Length and Transfer-Encoding",
             )),
-            (Some(_), None) if version == 0 => Err(NotTaken::Refused(
+            (true, None) if version == 0 => Err(NotTaken::Refused(
                 400,
                 "Transfer-Encoding in an HTTP/1.0 request",
             )),
-            (Some(_), None) => Ok(BodyFraming::Chunked),
-            (None, Some(0) | None) => Ok(BodyFraming::None),
-            (None, Some(n)) => Ok(BodyFraming::Length(n)),
+            (true, None) => Ok(BodyFraming::Chunked),
+            (false, Some(0) | None) => Ok(BodyFraming::None),
+            (false, Some(n)) => Ok(BodyFraming::Length(n)),
         }
     }
 }

@@ -136,7 +136,7 @@ impl Proxy {
             let sending = upload.send_h2(framing, conn, input, &mut stream, body_timeout, send);
             if let Err(e) = sending.await {
                 stream.send_reset(Reason::CANCEL);
-                return Err(NoResponse(None, e.status(), e.to_string()));
+                return Err(NoResponse(None, e.status().unwrap_or(0), e.to_string()));
             }
         }
         let waited = within(ctx.first_byte_limit(), async {

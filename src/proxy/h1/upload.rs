@@ -36,14 +36,14 @@ pub(super) enum UploadError {
 }
 
 impl UploadError {
-    /// The status the client gets; 0 when it is gone.
-    pub(super) fn status(&self) -> u16 {
+    /// The status the client gets; `None` when it is gone.
+    pub(super) fn status(&self) -> Option<u16> {
         match self {
-            UploadError::Client(e) if e.kind() == io::ErrorKind::TimedOut => 408,
-            UploadError::Client(_) => 0,
-            UploadError::Framing => 400,
-            UploadError::TooLarge => 413,
-            UploadError::Backend(e) => super::own::io_status(e.kind()),
+            UploadError::Client(e) if e.kind() == io::ErrorKind::TimedOut => Some(408),
+            UploadError::Client(_) => None,
+            UploadError::Framing => Some(400),
+            UploadError::TooLarge => Some(413),
+            UploadError::Backend(e) => Some(super::own::io_status(e.kind())),
         }
     }
 }

@@ -39,22 +39,8 @@ impl Proxy {
     /// Serves the streams of an HTTP/2 connection until the client or the shutdown ends it.
     pub(crate) async fn serve_h2(&self, conn: ClientConn, shutdown: &ShutdownWatch) {
         let facts = Arc::new(ConnFacts::of(&conn));
-        let (max_head, handshake_limit, keepalive) = {
-            let policy = &self.state.load().policy;
-            (
-                u32::try_from(policy.max_head_bytes).unwrap_or(u32::MAX),
-                policy.header_read_timeout,
-                policy.keepalive_timeout,
-            )
-        };
-        let mut builder = h2::server::Builder::new();
-        builder
-            .max_concurrent_streams(MAX_STREAMS)
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_header_list_size(max_head);
-        let handshake = async { builder.handshake(conn).await.map_err(io::Error::other) };
-        let Ok(mut connection) = within(Some(handshake_limit), handshake).await else {
+        let keepalive = self.state.load().policy.keepalive_timeout;
+        let Some(mut connection) = self.h2_handshake(conn).await else {
             return;
         };
         let open = Arc::new(AtomicUsize::new(0));
@@ -99,6 +85,29 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// The HTTP/2 handshake under the header clock, with the engine's stream and window sizes
+    /// and the policy's limit on a head; `None` when it fails or takes too long.
+    async fn h2_handshake(
+        &self,
+        conn: ClientConn,
+    ) -> Option<h2::server::Connection<ClientConn, bytes::Bytes>> {
+        let (max_head, handshake_limit) = {
+            let policy = &self.state.load().policy;
+            (
+                u32::try_from(policy.max_head_bytes).unwrap_or(u32::MAX),
+                policy.header_read_timeout,
+            )
+        };
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(MAX_STREAMS)
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_header_list_size(max_head);
+        let handshake = async { builder.handshake(conn).await.map_err(io::Error::other) };
+        within(Some(handshake_limit), handshake).await.ok()
     }
 }
 
