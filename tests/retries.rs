@@ -80,7 +80,7 @@ fn configure(env: &Env, admin: u16, backends: &[u16], upstream: &str, route: &st
         .collect();
     env.write_config(
         "",
-        &format!(
+        format!(
             "[admin]\naddr = \"127.0.0.1:{admin}\"\n\
              [access_log]\npath = \"access.log\"\ntamper_evident = false\n\
              [[upstreams]]\nname = \"backend\"\nbackends = [{}]\npassive_ejection = \"0s\"\n\
