@@ -9,7 +9,7 @@ use http::HeaderValue;
 use pingora::prelude::*;
 
 use super::access;
-use super::ctx::Ctx;
+use super::ctx::{proxy_action, Ctx};
 use super::Proxy;
 use crate::observe::metrics::UpstreamErrorKind;
 use crate::observe::trace::{Ended, RequestTrace, Tracer};
@@ -199,6 +199,22 @@ impl Proxy {
         ctx.tried.push(addr);
         ctx.attempt = Some((std::time::Instant::now(), false));
         Ok(addr)
+    }
+
+    /// A new connection to `addr` for the request's route (a retry's next backend, or a pooled
+    /// connection that turned out stale), by either engine.
+    pub(super) async fn connect_for_route(
+        &self,
+        ctx: &mut Ctx,
+        addr: std::net::SocketAddr,
+        name: &str,
+    ) -> Result<UpstreamConn, Unconnected> {
+        let snapshot = ctx.snapshot.clone();
+        let action = snapshot.as_deref().zip(ctx.route);
+        let Some(action) = action.and_then(|(s, r)| proxy_action(s, r)) else {
+            return Err(Unconnected::Fail(502, "no route".into()));
+        };
+        self.connect_backend(ctx, action, addr, name).await
     }
 
     /// A new connection to backend `addr` of `action` (TLS for `name` where the upstream uses

@@ -15,7 +15,6 @@ use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::attempts::{head_failure, io_failure, limit};
 use crate::proxy::conn::{ClientConn, ConnFacts};
-use crate::proxy::ctx::proxy_action;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
 use crate::proxy::own::Asking;
@@ -218,7 +217,7 @@ impl Proxy {
             let reused = pooled.is_some();
             let mut stream = match pooled.take() {
                 Some(stream) => stream,
-                None => match self.connect_to(ctx, addr, kind.name).await {
+                None => match self.connect_for_route(ctx, addr, kind.name).await {
                     Ok(stream) => stream,
                     Err(Unconnected::TryAnother) => return Attempt::Again,
                     Err(Unconnected::Fail(status, error)) => {
@@ -245,22 +244,6 @@ impl Proxy {
                 }
             }
         }
-    }
-
-    /// A new connection to `addr` for the request's route.
-    async fn connect_to(
-        &self,
-        ctx: &mut Ctx,
-        addr: SocketAddr,
-        name: &str,
-    ) -> Result<UpstreamConn, Unconnected> {
-        let Some(snapshot) = ctx.snapshot.clone() else {
-            return Err(Unconnected::Fail(502, "no route".into()));
-        };
-        let Some(action) = ctx.route.and_then(|r| proxy_action(&snapshot, r)) else {
-            return Err(Unconnected::Fail(502, "no route".into()));
-        };
-        self.connect_backend(ctx, action, addr, name).await
     }
 }
 

@@ -13,7 +13,6 @@ use tokio::io::AsyncWriteExt;
 use super::answer::{answer, own_response, Outcome};
 use crate::proxy::attempts::{head_failure, io_failure, limit};
 use crate::proxy::conn::ConnFacts;
-use crate::proxy::ctx::proxy_action;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
 use crate::proxy::http1::{
@@ -191,7 +190,7 @@ impl Proxy {
             let reused = pooled.is_some();
             let mut stream = match pooled.take() {
                 Some(stream) => stream,
-                None => match self.connect_for(ctx, addr, kind.name).await {
+                None => match self.connect_for_route(ctx, addr, kind.name).await {
                     Ok(stream) => stream,
                     Err(Unconnected::TryAnother) => return Attempt::Again,
                     Err(Unconnected::Fail(status, error)) => {
@@ -219,21 +218,6 @@ impl Proxy {
                 }
             }
         }
-    }
-
-    /// A new connection to `addr` for the request's route.
-    async fn connect_for(
-        &self,
-        ctx: &mut Ctx,
-        addr: std::net::SocketAddr,
-        name: &str,
-    ) -> Result<UpstreamConn, Unconnected> {
-        let snapshot = ctx.snapshot.clone();
-        let action = snapshot.as_deref().zip(ctx.route);
-        let Some(action) = action.and_then(|(s, r)| proxy_action(s, r)) else {
-            return Err(Unconnected::Fail(502, "no route".into()));
-        };
-        self.connect_backend(ctx, action, addr, name).await
     }
 }
 
