@@ -146,6 +146,26 @@ async fn a_get_is_retried_on_another_backend_after_a_reset_over_http1_and_http2(
     assert_eq!(proxy.metric(reset).await, retried as f64);
 }
 
+/// The GCP case: one backend address (a cloud load balancer) behind a lossy link. A reset is
+/// retried on it, as Envoy does, rather than given to the client for want of another backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_to_an_upstream_of_one_backend_is_retried_on_it_after_a_reset() {
+    let log = events();
+    let flaky = Failing::start("flaky", Mode::ResetFirst, &log).await;
+    let proxy = Proxy::start(&[flaky.port], "", "");
+    let resp = proxy.send("GET", "/once", "").await;
+    assert_eq!(resp.status, 200, "{}", proxy.running.log());
+    assert_eq!(resp.text(), "flaky");
+    assert_eq!(order(&log, "/once"), ["flaky", "flaky"]);
+    assert_eq!(proxy.logged("/once").await["tries"], 2);
+    let reset = "menshen_upstream_retries_total{reason=\"reset\",upstream=\"backend\"}";
+    assert_eq!(proxy.metric(reset).await, 1.0);
+    // A POST whose body reached it is still not sent again.
+    flaky.set(Mode::Reset);
+    assert_eq!(proxy.send("POST", "/post", "data").await.status, 502);
+    assert_eq!(order(&log, "/post"), ["flaky"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_sends_even_a_post_to_another_backend() {
     let log = events();

@@ -139,7 +139,6 @@ impl Proxy {
         let upstream = action.upstream.clone();
         let standing = Standing {
             tries: ctx.tried.len(),
-            untried: upstream.backend_count().saturating_sub(ctx.tried.len()),
             remaining: ctx
                 .deadline()
                 .map(|d| d.saturating_duration_since(Instant::now())),

@@ -164,8 +164,6 @@ pub struct Stake {
 pub struct Standing {
     /// Attempts made so far, the failed one included.
     pub tries: usize,
-    /// Backends not tried yet.
-    pub untried: usize,
     /// Time left of `total_timeout` (`None`: no total limit).
     pub remaining: Option<Duration>,
 }
@@ -186,7 +184,7 @@ pub enum Stop {
     NotRetried,
     /// The request was sent and cannot safely be sent again.
     Unsafe,
-    /// `tries` attempts made, or no backend left to try.
+    /// `tries` attempts made.
     NoTriesLeft,
     /// The wait (back-off or `Retry-After`) would outlast the time left.
     NoTimeLeft,
@@ -209,7 +207,9 @@ impl RetryPolicy {
         if needs_safety && !(stake.idempotent && stake.replayable) {
             return Verdict::Stop(Stop::Unsafe);
         }
-        if at.tries >= self.tries || at.untried == 0 {
+        // With every backend tried (one behind a cloud load balancer, say), the next try goes
+        // to one tried before, as with Envoy: on a lossy link a reset is rarely the backend's.
+        if at.tries >= self.tries {
             return Verdict::Stop(Stop::NoTriesLeft);
         }
         let ceiling = self
@@ -338,7 +338,6 @@ mod tests {
     };
     const OPEN: Standing = Standing {
         tries: 1,
-        untried: 2,
         remaining: None,
     };
 
@@ -384,7 +383,6 @@ mod tests {
         let p = policy();
         let at = |tries| Standing {
             tries,
-            untried: 9,
             remaining: None,
         };
         assert_eq!(
@@ -402,11 +400,6 @@ mod tests {
         );
         assert_eq!(
             p.decide(Failure::Connect, SAFE, at(3), 1.0),
-            Verdict::Stop(Stop::NoTriesLeft)
-        );
-        let none_left = Standing { untried: 0, ..OPEN };
-        assert_eq!(
-            p.decide(Failure::Connect, SAFE, none_left, 1.0),
             Verdict::Stop(Stop::NoTriesLeft)
         );
     }

@@ -146,15 +146,23 @@ impl Upstream {
         }
     }
 
-    /// Picks a backend not in `tried`: healthy and not ejected if possible; if every untried
-    /// backend is down, any untried one (a down pool still gets a chance, as in nginx).
+    /// Picks a backend, preferring one not in `tried`: healthy and not ejected if possible; if
+    /// every untried backend is down, any untried one (a down pool still gets a chance, as in
+    /// nginx). With every backend tried (a retry to an upstream of one backend), the same
+    /// order among them all.
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
         let untried = |b: &Backend| b.as_inet().is_some_and(|a| !tried.contains(a));
         let check_ejected = self.ejection_in_force();
-        let pick = self.balancer.select_with(key, |b, healthy| {
-            healthy && untried(b) && !(check_ejected && self.is_ejected(b))
-        });
+        let usable = |b: &Backend, healthy: bool| healthy && !(check_ejected && self.is_ejected(b));
+        let pick = self
+            .balancer
+            .select_with(key, |b, healthy| untried(b) && usable(b, healthy));
         pick.or_else(|| self.balancer.select_with(key, |b, _| untried(b)))
+            .or_else(|| {
+                self.balancer
+                    .select_with(key, |b, healthy| usable(b, healthy))
+            })
+            .or_else(|| self.balancer.select_with(key, |_, _| true))
             .and_then(|b| b.as_inet().copied())
     }
 

@@ -18,6 +18,8 @@ pub enum Mode {
     Answer,
     /// Reads the request, then closes the connection without a byte of response.
     Reset,
+    /// `Reset` for the backend's first request, `Answer` after (a packet lost on the way).
+    ResetFirst,
     /// Reads the request and sends nothing until released.
     StallHead,
     /// Sends a head with `Content-Length: 100` and 10 bytes of body, then nothing until released.
@@ -112,14 +114,19 @@ impl Serving {
                 .lock()
                 .expect("lock")
                 .push((self.name.clone(), what, Instant::now()));
-            self.requests.fetch_add(1, Ordering::SeqCst);
+            let seen = self.requests.fetch_add(1, Ordering::SeqCst);
+            let mode = match mode {
+                Mode::ResetFirst if seen == 0 => Mode::Reset,
+                Mode::ResetFirst => Mode::Answer,
+                other => other,
+            };
             let reply = match mode {
                 Mode::Answer => format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
                     self.name.len(),
                     self.name
                 ),
-                Mode::Reset => return,
+                Mode::Reset | Mode::ResetFirst => return,
                 Mode::StallHead => String::new(),
                 Mode::StallBody => {
                     "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789".into()
