@@ -83,6 +83,7 @@ pub(super) fn head_failure(ctx: &Ctx, head: &[u8]) -> Option<Failure> {
 pub(super) fn io_failure(kind: std::io::ErrorKind) -> Failure {
     match kind {
         std::io::ErrorKind::TimedOut => Failure::Timeout,
+        std::io::ErrorKind::InvalidData => Failure::Invalid,
         _ => Failure::Reset,
     }
 }
@@ -139,6 +140,7 @@ impl Proxy {
         let upstream = action.upstream.clone();
         let standing = Standing {
             tries: ctx.tried.len(),
+            untried: upstream.backend_count().saturating_sub(ctx.tried.len()),
             remaining: ctx
                 .deadline()
                 .map(|d| d.saturating_duration_since(Instant::now())),
@@ -149,7 +151,7 @@ impl Proxy {
         match failure {
             Failure::Reset => upstream.metrics.error(UpstreamErrorKind::Reset),
             Failure::Timeout => upstream.metrics.error(UpstreamErrorKind::Timeout),
-            Failure::Connect | Failure::Status(..) => {}
+            Failure::Connect | Failure::Invalid | Failure::Status(..) => {}
         }
         if let Some((_, counted)) = &mut ctx.attempt {
             *counted = true;

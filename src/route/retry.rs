@@ -128,6 +128,9 @@ pub enum Failure {
     Connect,
     /// The connection broke before any response byte.
     Reset,
+    /// The backend's response head was malformed: never retried (the same request could make
+    /// the same bytes again, and a backend that desyncs is not asked twice).
+    Invalid,
     /// No response head in time.
     Timeout,
     /// The backend answered this status, with this `Retry-After`.
@@ -141,6 +144,7 @@ impl Failure {
             Failure::Connect => "connect",
             Failure::Reset => "reset",
             Failure::Timeout => "timeout",
+            Failure::Invalid => "invalid",
             Failure::Status(429, _) => "429",
             Failure::Status(502, _) => "502",
             Failure::Status(503, _) => "503",
@@ -164,6 +168,8 @@ pub struct Stake {
 pub struct Standing {
     /// Attempts made so far, the failed one included.
     pub tries: usize,
+    /// Backends not tried yet.
+    pub untried: usize,
     /// Time left of `total_timeout` (`None`: no total limit).
     pub remaining: Option<Duration>,
 }
@@ -184,7 +190,7 @@ pub enum Stop {
     NotRetried,
     /// The request was sent and cannot safely be sent again.
     Unsafe,
-    /// `tries` attempts made.
+    /// `tries` attempts made, or no backend left to try (a reset aside).
     NoTriesLeft,
     /// The wait (back-off or `Retry-After`) would outlast the time left.
     NoTimeLeft,
@@ -199,6 +205,7 @@ impl RetryPolicy {
             Failure::Connect => (self.on.connect, false),
             Failure::Reset => (self.on.reset, true),
             Failure::Timeout => (self.on.timeout, true),
+            Failure::Invalid => (false, true),
             Failure::Status(status, _) => (self.on.statuses.contains(status), true),
         };
         if !asked {
@@ -207,9 +214,11 @@ impl RetryPolicy {
         if needs_safety && !(stake.idempotent && stake.replayable) {
             return Verdict::Stop(Stop::Unsafe);
         }
-        // With every backend tried (one behind a cloud load balancer, say), the next try goes
-        // to one tried before, as with Envoy: on a lossy link a reset is rarely the backend's.
-        if at.tries >= self.tries {
+        // With every backend tried (one behind a cloud load balancer, say), only a reset goes
+        // to one tried before, as with Envoy: on a lossy link a reset is rarely the backend's,
+        // while a refused connect, a timeout or a 503 would only hit it again.
+        let again = at.untried > 0 || failure == Failure::Reset;
+        if at.tries >= self.tries || !again {
             return Verdict::Stop(Stop::NoTriesLeft);
         }
         let ceiling = self
@@ -338,6 +347,7 @@ mod tests {
     };
     const OPEN: Standing = Standing {
         tries: 1,
+        untried: 2,
         remaining: None,
     };
 
@@ -383,6 +393,7 @@ mod tests {
         let p = policy();
         let at = |tries| Standing {
             tries,
+            untried: 9,
             remaining: None,
         };
         assert_eq!(
@@ -401,6 +412,20 @@ mod tests {
         assert_eq!(
             p.decide(Failure::Connect, SAFE, at(3), 1.0),
             Verdict::Stop(Stop::NoTriesLeft)
+        );
+        // Every backend tried: a reset goes to one of them again, nothing else does.
+        let none_left = Standing { untried: 0, ..OPEN };
+        assert_eq!(
+            p.decide(Failure::Connect, SAFE, none_left, 1.0),
+            Verdict::Stop(Stop::NoTriesLeft)
+        );
+        assert_eq!(
+            p.decide(Failure::Reset, SAFE, none_left, 0.0),
+            Verdict::Retry(Duration::ZERO)
+        );
+        assert_eq!(
+            p.decide(Failure::Invalid, SAFE, OPEN, 0.0),
+            Verdict::Stop(Stop::NotRetried)
         );
     }
 

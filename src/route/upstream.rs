@@ -148,8 +148,8 @@ impl Upstream {
 
     /// Picks a backend, preferring one not in `tried`: healthy and not ejected if possible; if
     /// every untried backend is down, any untried one (a down pool still gets a chance, as in
-    /// nginx). With every backend tried (a retry to an upstream of one backend), the same
-    /// order among them all.
+    /// nginx). With every backend tried (a retry after a reset, to an upstream of one
+    /// backend), a healthy one that is not ejected, tried or not.
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
         let untried = |b: &Backend| b.as_inet().is_some_and(|a| !tried.contains(a));
         let check_ejected = self.ejection_in_force();
@@ -162,7 +162,6 @@ impl Upstream {
                 self.balancer
                     .select_with(key, |b, healthy| usable(b, healthy))
             })
-            .or_else(|| self.balancer.select_with(key, |_, _| true))
             .and_then(|b| b.as_inet().copied())
     }
 

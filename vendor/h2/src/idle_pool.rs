@@ -17,6 +17,18 @@ pub(crate) enum Kind {
     Hpack = 2,
 }
 
+impl Kind {
+    /// The largest buffer kept: one grown far beyond its usual size (a large header block, or
+    /// a read buffer still sharing its allocation with frames in use) is freed instead.
+    fn max_capacity(self) -> usize {
+        match self {
+            Kind::Read => 32 * 1024,
+            Kind::Write => 64 * 1024,
+            Kind::Hpack => 16 * 1024,
+        }
+    }
+}
+
 /// Buffers kept per kind and thread; beyond them, a waiting connection's buffer is freed.
 const KEEP: usize = 32;
 
@@ -27,7 +39,7 @@ std::thread_local! {
 
 /// Keeps `buf` (empty, with capacity) for the next `take` of its kind on this thread.
 pub(crate) fn put(kind: Kind, buf: BytesMut) {
-    if !buf.is_empty() || buf.capacity() == 0 {
+    if !buf.is_empty() || buf.capacity() == 0 || buf.capacity() > kind.max_capacity() {
         return;
     }
     let _ = POOLS.try_with(|pools| {
