@@ -48,6 +48,23 @@ pub(super) fn date(headers: &mut http::HeaderMap) {
     });
 }
 
+/// Appends an edited response field to an HTTP/2 head; one h2 cannot carry is left out.
+pub(super) fn append_field(headers: &mut http::HeaderMap, name: &str, value: &[u8]) {
+    let name = http::HeaderName::from_bytes(name.as_bytes());
+    if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value)) {
+        headers.append(name, value);
+    }
+}
+
+/// Ends a backend's response head for the client: the request id, and a Date unless the
+/// backend sent one.
+pub(super) fn finish_head(headers: &mut http::HeaderMap, id: &HeaderValue, has_date: bool) {
+    headers.insert("x-request-id", id.clone());
+    if !has_date {
+        date(headers);
+    }
+}
+
 /// Sends an answer (its body unless `head`): the body bytes sent, and what failed.
 pub(super) async fn answer(
     respond: &mut SendResponse<Bytes>,

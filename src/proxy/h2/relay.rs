@@ -10,10 +10,10 @@ use std::ops::Range;
 use bytes::{Buf, Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Reason, SendStream};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 use tokio::io::AsyncReadExt;
 
-use super::answer::{answer, date, own_response, Outcome};
+use super::answer::{answer, append_field, finish_head, own_response, Outcome};
 use crate::proxy::attempts::limit;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
@@ -162,15 +162,9 @@ impl Relay<'_> {
             if field(name) == Field::TransferEncoding {
                 return;
             }
-            let name = HeaderName::from_bytes(name.as_bytes());
-            if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value)) {
-                headers.append(name, value);
-            }
+            append_field(headers, name, value);
         });
-        headers.insert("x-request-id", self.ctx.request_id.clone());
-        if !has_date {
-            date(headers);
-        }
+        finish_head(headers, &self.ctx.request_id, has_date);
         Some(Ok(Final {
             head,
             response,

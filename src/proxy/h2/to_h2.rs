@@ -16,7 +16,7 @@ use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use tokio::task::JoinHandle;
 
-use super::answer::{answer, date, own_response, Outcome};
+use super::answer::{answer, append_field, finish_head, own_response, Outcome};
 use super::exchange::Request;
 use crate::proxy::attempts::{io_failure, Picked};
 use crate::proxy::conn::ConnFacts;
@@ -330,15 +330,9 @@ impl Relay<'_> {
         // A length the backend sent stands: HTTP/2 frames the body either way.
         let fields = fields.iter().copied();
         let has_date = edited_fields(fields, Framing::None, &edits, |name, value| {
-            let name = HeaderName::from_bytes(name.as_bytes());
-            if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value)) {
-                headers.append(name, value);
-            }
+            append_field(headers, name, value)
         });
-        headers.insert("x-request-id", self.ctx.request_id.clone());
-        if !has_date {
-            date(headers);
-        }
+        finish_head(headers, &self.ctx.request_id, has_date);
         let empty = self.head || down.is_end_stream();
         let mut send = match respond.send_response(client, empty) {
             Ok(send) => send,
