@@ -323,26 +323,21 @@ pub(super) fn mapped_head(
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    // HTTP/2 sends each cookie pair as a field of its own; HTTP/1 wants one (RFC 9113 8.2.3).
-    let mut cookies = 0;
+    // HTTP/2 sends each cookie pair as a field of its own; HTTP/1 wants one (RFC 9113 8.2.3),
+    // written whole where the first one was.
+    let mut cookies_done = false;
     for (name, value) in &parts.headers {
         let kept = matches!(field(name.as_str()), Field::Other | Field::UserAgent);
         if !kept || !forwarded(name.as_str()) {
             continue;
         }
         if name == header::COOKIE {
-            out.extend_from_slice(match cookies {
-                0 => b"cookie: ".as_slice(),
-                _ => b"; ",
-            });
-            out.extend_from_slice(value.as_bytes());
-            cookies += 1;
+            if !std::mem::replace(&mut cookies_done, true) {
+                push_cookies(out, &parts.headers);
+            }
             continue;
         }
         push_field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    if cookies > 0 {
-        out.extend_from_slice(b"\r\n");
     }
     push_field(out, b"host", host);
     match framing {
@@ -358,6 +353,18 @@ pub(super) fn mapped_head(
         }
         None => {}
     }
+}
+
+/// The one `Cookie` line of all the request's cookie fields, joined with `; `.
+fn push_cookies(out: &mut Vec<u8>, headers: &http::HeaderMap) {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for (i, value) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            parts.push(b"; ");
+        }
+        parts.push(value.as_bytes());
+    }
+    push_field_parts(out, b"cookie", &parts);
 }
 
 enum UploadError {

@@ -107,7 +107,7 @@ macro_rules! ready {
     };
 }
 
-#[cfg_attr(feature = "unstable", allow(missing_docs))]
+#[allow(missing_docs)] // menshen: cargo-fuzz sets `--cfg fuzzing` on every crate
 mod codec;
 mod error;
 mod hpack;
@@ -133,7 +133,7 @@ pub mod server;
 mod share;
 
 #[cfg(fuzzing)]
-#[cfg_attr(feature = "unstable", allow(missing_docs))]
+#[allow(missing_docs)] // menshen: cargo-fuzz sets `--cfg fuzzing` on every crate
 pub mod fuzz_bridge;
 
 pub use crate::error::{Error, Reason};
