@@ -11,6 +11,7 @@ use support::failing::{Events, Failing, FailingH2, Mode};
 use support::http::{h2_connect, raw_plain, Response};
 use support::pki::{Ca, LeafSpec};
 use support::{eventually, free_port, Env, Running};
+use tokio::io::AsyncWriteExt;
 
 /// The proxy in front of `backends` (one upstream, round robin) with `route` and `upstream`
 /// (TOML lines) added to the route and the upstream; an admin listener and an access log.
@@ -230,6 +231,67 @@ async fn no_response_head_within_first_byte_timeout_is_a_504() {
     let status = support::http::h2_get(&mut h2, "https://example.cn/slow-h2").await;
     assert_eq!(status.expect("an answer"), 504);
     stalled.release();
+}
+
+/// A 64 MiB body, far more than the sockets between the proxy and the backend hold.
+const UPLOAD: usize = 64 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stops_taking_a_body_is_given_up_after_the_route_idle_timeout() {
+    let log = events();
+    let full = Failing::start("full", Mode::StallUpload, &log).await;
+    // The upstream's write_timeout is far off: the route's idle_timeout ends the wait.
+    let route = "idle_timeout = \"1s\"\nretries = { tries = 1 }";
+    let upstream = "write_timeout = \"10m\"\n[policy]\nmax_body_bytes = 1073741824";
+    let proxy = Proxy::start(&[full.port], upstream, route);
+
+    // HTTP/1.1: the client keeps sending while the proxy waits on the backend.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.env.http))
+        .await
+        .expect("connect");
+    let (_read, mut write) = tcp.into_split();
+    let sending = tokio::spawn(async move {
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: example.cn\r\nContent-Length: {UPLOAD}\r\n\r\n"
+        );
+        write.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..UPLOAD / chunk.len() {
+            write.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(write)
+    });
+    let line = proxy.logged("/upload").await;
+    assert_eq!(line["status"], 504, "{line}");
+    let took = line["duration_ms"].as_u64().expect("duration");
+    assert!(took >= 1000, "not before the idle timeout: {line}");
+    assert!(
+        line["bytes_in"].as_u64() > Some(0),
+        "what was read is logged: {line}"
+    );
+    sending.abort();
+
+    // HTTP/2: the same, on a stream.
+    let h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
+        .await
+        .expect("HTTP/2");
+    let mut h2 = h2.ready().await.expect("ready");
+    let request = http::Request::post("https://example.cn/upload-h2")
+        .body(())
+        .expect("request");
+    let (response, mut body) = h2.send_request(request, false).expect("send");
+    let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+    for _ in 0..UPLOAD / chunk.len() {
+        body.send_data(chunk.clone(), false).expect("buffered");
+    }
+    let response = tokio::time::timeout(Duration::from_secs(30), response)
+        .await
+        .expect("an answer before the upstream's write_timeout")
+        .expect("a head");
+    assert_eq!(response.status(), 504);
+    let line = proxy.logged("/upload-h2").await;
+    assert!(line["duration_ms"].as_u64() >= Some(1000), "{line}");
+    full.release();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,9 @@ pub enum Mode {
     StallBody,
     /// 503 with `Retry-After: N` (seconds).
     Unavailable(u32),
+    /// Reads a request's head and none of its body, and sends nothing until released (a
+    /// backend whose receive window is full).
+    StallUpload,
 }
 
 /// Requests seen by every backend of a test, in order: (backend, method and path, when).
@@ -108,7 +111,11 @@ struct Serving {
 impl Serving {
     async fn serve(self, mut tcp: TcpStream) {
         let mut buf = Vec::new();
-        while let Some(what) = read_request(&mut tcp, &mut buf).await {
+        loop {
+            let body = !matches!(*self.mode.lock().expect("lock"), Mode::StallUpload);
+            let Some(what) = read_request(&mut tcp, &mut buf, body).await else {
+                return;
+            };
             let mode = *self.mode.lock().expect("lock");
             self.events
                 .lock()
@@ -127,7 +134,7 @@ impl Serving {
                     self.name
                 ),
                 Mode::Reset | Mode::ResetFirst => return,
-                Mode::StallHead => String::new(),
+                Mode::StallHead | Mode::StallUpload => String::new(),
                 Mode::StallBody => {
                     "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789".into()
                 }
@@ -139,7 +146,7 @@ impl Serving {
             if tcp.write_all(reply.as_bytes()).await.is_err() {
                 return;
             }
-            if matches!(mode, Mode::StallHead | Mode::StallBody) {
+            if matches!(mode, Mode::StallHead | Mode::StallBody | Mode::StallUpload) {
                 self.release.notified().await;
                 return;
             }
@@ -147,8 +154,8 @@ impl Serving {
     }
 }
 
-/// Reads one request (head, and a body of its Content-Length): its method and path.
-async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+/// Reads one request (head, and when `body` a body of its Content-Length): its method and path.
+async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>, body: bool) -> Option<String> {
     let end = loop {
         if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
@@ -163,6 +170,7 @@ async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> 
         .filter_map(|l| l.split_once(':'))
         .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.trim().parse().ok())
+        .filter(|_| body)
         .unwrap_or(0);
     while buf.len() < end + length {
         let mut chunk = [0u8; 4096];

@@ -128,7 +128,10 @@ impl Proxy {
             }
             Err(Err(e)) => {
                 let asking = request.asking(ctx);
-                return refuse_body(conn, bufs, &asking, e, head_request, send).await;
+                let mut outcome = refuse_body(conn, bufs, &asking, e, head_request, send).await;
+                // What was read and sent on before the body failed, for the log.
+                outcome.bytes_in = upload.payload;
+                return outcome;
             }
         };
         let relay = Relay {
@@ -285,7 +288,16 @@ async fn send_and_read(
     within(write, stream.send_all(out))
         .await
         .map_err(|e| Ok((e.kind(), format!("writing the request: {e}"))))?;
-    let rest = upload.send_rest(conn, input, stream, body_timeout, write, send_timeout(ctx));
+    // The body's writes wait at most the route's idle_timeout each, as its reads do.
+    let body_write = ctx.idle_limit();
+    let rest = upload.send_rest(
+        conn,
+        input,
+        stream,
+        body_timeout,
+        body_write,
+        send_timeout(ctx),
+    );
     match rest.await {
         Ok(()) => {}
         Err(UploadError::Backend(e)) if !upload.streamed => {

@@ -133,7 +133,9 @@ impl Proxy {
             let policy = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
             let body_timeout = policy.unwrap_or(std::time::Duration::from_secs(60));
             let send = send_timeout(ctx);
-            let sending = upload.send_h2(framing, conn, input, &mut stream, body_timeout, send);
+            let write = ctx.idle_limit();
+            let sending =
+                upload.send_h2(framing, conn, input, &mut stream, body_timeout, write, send);
             if let Err(e) = sending.await {
                 stream.send_reset(Reason::CANCEL);
                 return Err(NoResponse(None, e.status().unwrap_or(0), e.to_string()));

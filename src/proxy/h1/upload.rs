@@ -150,6 +150,7 @@ impl Upload {
         input: &mut BytesMut,
         stream: &mut SendStream<Bytes>,
         read_timeout: Duration,
+        write_timeout: Option<Duration>,
         send_timeout: Option<Duration>,
     ) -> Result<(), UploadError> {
         let backend = |e: io::Error| UploadError::Backend(e);
@@ -157,7 +158,7 @@ impl Upload {
         let staged = &self.staged;
         let _ = Body::new(framing).take_with(staged, |r| payload.extend_from_slice(&staged[r]));
         if !payload.is_empty() {
-            send_data(stream, payload.split().freeze(), false, send_timeout)
+            send_data(stream, payload.split().freeze(), false, write_timeout)
                 .await
                 .map_err(backend)?;
         }
@@ -175,12 +176,12 @@ impl Upload {
             self.streamed = true;
             input.advance(n);
             if !payload.is_empty() {
-                send_data(stream, payload.split().freeze(), false, send_timeout)
+                send_data(stream, payload.split().freeze(), false, write_timeout)
                     .await
                     .map_err(backend)?;
             }
         }
-        send_data(stream, Bytes::new(), true, send_timeout)
+        send_data(stream, Bytes::new(), true, write_timeout)
             .await
             .map_err(backend)
     }

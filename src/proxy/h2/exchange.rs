@@ -261,7 +261,7 @@ async fn send_and_read(
             .and_then(|i| snapshot?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes),
         read: snapshot.map(|s| s.policy.body_read_timeout),
-        write,
+        write: ctx.idle_limit(),
     };
     let bytes_in = match upload.run(body, stream, framing.is_some()).await {
         Ok(n) => n,
@@ -377,7 +377,9 @@ enum UploadError {
 struct Upload {
     chunked: bool,
     max: u64,
+    /// Each read from the client (the policy's `body_read_timeout`).
     read: Option<std::time::Duration>,
+    /// Each write to the backend (the route's `idle_timeout`).
     write: Option<std::time::Duration>,
 }
 

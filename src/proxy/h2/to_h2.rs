@@ -180,7 +180,8 @@ impl Proxy {
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let body_timeout = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
         let streamed = body.take_if(|b| !b.is_end_stream());
-        let pump = streamed.map(|body| tokio::spawn(pump(body, upload, max_body, body_timeout)));
+        let limits = (body_timeout, ctx.idle_limit());
+        let pump = streamed.map(|body| tokio::spawn(pump(body, upload, max_body, limits)));
         let response = within(ctx.first_byte_limit(), async {
             response.await.map_err(io::Error::other)
         });
@@ -253,12 +254,13 @@ struct NoResponse(Option<Failure>, u16, String);
 
 /// Pumps the client's body (and trailers) to the backend's stream, under both windows: the
 /// payload bytes sent. A client that breaks off, or a body over `max`, resets the backend's
-/// stream.
+/// stream. `read` limits each wait for the client's body, `write` each wait for the backend's
+/// window.
 async fn pump(
     mut body: RecvStream,
     mut upload: SendStream<Bytes>,
     max: u64,
-    read: Option<Duration>,
+    (read, write): (Option<Duration>, Option<Duration>),
 ) -> u64 {
     let mut total = 0u64;
     loop {
@@ -277,7 +279,8 @@ async fn pump(
             upload.send_reset(Reason::CANCEL);
             return total;
         }
-        if send_data(&mut upload, chunk, false, None).await.is_err() {
+        if send_data(&mut upload, chunk, false, write).await.is_err() {
+            upload.send_reset(Reason::CANCEL);
             return total;
         }
     }
