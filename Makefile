@@ -12,8 +12,11 @@ deps:
 	  echo "installing cmake (needed by libz-ng-sys)"; \
 	  apt-get update -qq && apt-get install -y -qq cmake >/dev/null; }
 
+# The demo PKI (tests/support/demo_pki.rs): made once, but for its OCSP response, renewed daily.
 demo-certs: deps
-	@test -f certs/demo/ca.crt -a -f certs/demo/access-log.key || $(CARGO) run --quiet --example demo_certs -- certs/demo
+	@test -f certs/demo/ca.crt -a -f certs/demo/access-log.key -a -f certs/demo/clients-ca.crt \
+	  -a -n "$$(find certs/demo/live/localhost.ocsp -mtime -1 2>/dev/null)" \
+	  || $(CARGO) run --quiet --example demo_certs -- certs/demo
 
 release: deps
 	$(CARGO) build --release

@@ -2,7 +2,8 @@
 //! Grafana dashboard and the Prometheus alert rules use is on the `/metrics` of the demo
 //! config (`conf/menshen.toml`) once it served a little traffic. (The rules' behaviour is
 //! `make promtool-rules`'s test.) The demo's chained access log file matches the line's JSON
-//! Schema and `menshen logs verify` passes it.
+//! Schema and `menshen logs verify` passes it. The demo staples its OCSP response and takes
+//! the demo client certificate.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::http::{get_plain, get_tls, tls_client};
+use support::http::{get_plain, get_tls, tls_client, tls_client_with_cert};
 use support::{eventually, free_port, wait_port};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -95,6 +96,26 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exported_by_the_demo
     assert_eq!(ok.expect("GET / over TLS").status, 200);
     let dead = get_plain(http, "localhost", "/origin/").await;
     assert_eq!(dead.expect("GET /origin/").status, 502);
+
+    // The demo staples the OCSP response `make run` made for its leaf, and takes a client
+    // certificate from the demo client CA (optional mutual TLS); one from another CA is refused.
+    let demo = dir.path().join("certs/demo");
+    let file = std::fs::read(demo.join("live/localhost.ocsp")).expect("the demo's OCSP file");
+    assert_eq!(support::ocsp::staple(&ca, https, "localhost").await, file);
+    let read = |name: &str| std::fs::read_to_string(demo.join(name)).expect("demo client file");
+    let with_cert = tls_client_with_cert(&[&ca], &read("client.crt"), &read("client.key"));
+    let mtls = get_tls(&with_cert, https, "localhost", "localhost", "/").await;
+    assert_eq!(
+        mtls.expect("GET / with the demo client certificate").status,
+        200
+    );
+    let other = support::pki::Ca::root("Not the demo client CA").issue_client("stranger");
+    let stranger = tls_client_with_cert(&[&ca], &other.pem, &other.key_pem);
+    let refused = get_tls(&stranger, https, "localhost", "localhost", "/").await;
+    assert!(
+        refused.is_err(),
+        "a client certificate from another CA is refused"
+    );
     let unknown = get_plain(http, "nope.example", "/").await;
     assert_eq!(unknown.expect("GET unknown host").status, 403);
 

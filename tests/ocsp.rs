@@ -7,128 +7,16 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use der::asn1::{BitString, GeneralizedTime, OctetString};
-use der::oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_SHA_1};
-use der::{Decode, DecodePem, Encode};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use der::Decode;
 use support::admin;
-use support::http::root_store;
+use support::ocsp::{response, staple, Answer, Issuer};
 use support::pki::{Ca, LeafSpec};
 use support::{eventually, free_port, Env, SHOP_SITE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsConnector;
-use x509_cert::spki::AlgorithmIdentifierOwned;
-use x509_cert::Certificate;
-use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspResponse, ResponderId,
-    ResponseData, RevokedInfo, SingleResponse, Version,
-};
-
-/// What the test responder answers.
-#[derive(Clone, Copy, PartialEq)]
-enum Answer {
-    Good,
-    Revoked,
-    Expired,
-}
-
-/// The issuing CA as the responder needs it: its certificate and its key.
-#[derive(Clone)]
-struct Issuer {
-    pem: String,
-    key: Vec<u8>,
-}
-
-impl Issuer {
-    fn of(ca: &Ca) -> Self {
-        Self {
-            pem: ca.pem.clone(),
-            key: ca.key_der(),
-        }
-    }
-}
-
-/// A DER OCSP response for `leaf` (PEM) issued by `ca`, signed with the CA's key. `Good` and
-/// `Revoked` are current for `valid` more; `Expired` ended a minute ago.
-fn response(ca: &Issuer, leaf: &str, answer: Answer, valid: Duration) -> Vec<u8> {
-    let sha1 = |b: &[u8]| {
-        let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, b);
-        OctetString::new(d.as_ref()).expect("hash")
-    };
-    let issuer = Certificate::from_pem(ca.pem.as_bytes()).expect("CA");
-    let leaf = Certificate::from_pem(leaf.as_bytes()).expect("leaf");
-    let key = issuer
-        .tbs_certificate
-        .subject_public_key_info
-        .subject_public_key
-        .raw_bytes();
-    let cert_id = CertId {
-        hash_algorithm: AlgorithmIdentifierOwned {
-            oid: ID_SHA_1,
-            parameters: Some(der::asn1::Null.into()),
-        },
-        issuer_name_hash: sha1(&issuer.tbs_certificate.subject.to_der().expect("name")),
-        issuer_key_hash: sha1(key),
-        serial_number: leaf.tbs_certificate.serial_number.clone(),
-    };
-    let now = SystemTime::now();
-    let at = |t: SystemTime| {
-        let t = GeneralizedTime::from_system_time(t).expect("time");
-        OcspGeneralizedTime(t)
-    };
-    let minute = Duration::from_secs(60);
-    let (this, next) = match answer {
-        Answer::Expired => (now - 2 * minute, now - minute),
-        _ => (now - minute, now + valid),
-    };
-    let status = match answer {
-        Answer::Revoked => CertStatus::Revoked(RevokedInfo {
-            revocation_time: at(now - minute),
-            revocation_reason: None,
-        }),
-        _ => CertStatus::good(),
-    };
-    let tbs = ResponseData {
-        version: Version::V1,
-        responder_id: ResponderId::ByKey(sha1(key)),
-        produced_at: at(now),
-        responses: vec![SingleResponse {
-            cert_id,
-            cert_status: status,
-            this_update: at(this),
-            next_update: Some(at(next)),
-            single_extensions: None,
-        }],
-        response_extensions: None,
-    };
-    let rng = ring::rand::SystemRandom::new();
-    let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
-        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-        &ca.key,
-        &rng,
-    )
-    .expect("CA key");
-    let signature = signer
-        .sign(&rng, &tbs.to_der().expect("tbs"))
-        .expect("sign");
-    let basic = BasicOcspResponse {
-        tbs_response_data: tbs,
-        signature_algorithm: AlgorithmIdentifierOwned {
-            oid: ECDSA_WITH_SHA_256,
-            parameters: None,
-        },
-        signature: BitString::from_bytes(signature.as_ref()).expect("signature"),
-        certs: None,
-    };
-    let outer = OcspResponse::successful(basic).expect("response");
-    outer.to_der().expect("DER")
-}
+use x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse};
 
 /// An HTTP OCSP responder answering every POST with what `answer` says now (fresh each time).
 struct Responder {
@@ -203,83 +91,10 @@ async fn read_request(tcp: &mut TcpStream) {
     }
 }
 
-/// Verifies the server as usual and keeps the OCSP response it stapled.
-#[derive(Debug)]
-struct Stapled {
-    inner: Arc<WebPkiServerVerifier>,
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl ServerCertVerifier for Stapled {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.seen.lock().expect("lock") = ocsp_response.to_vec();
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// The OCSP response stapled to a new handshake with shop.example.cn (empty: none).
-async fn staple(root: &Ca, port: u16) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let inner = WebPkiServerVerifier::builder_with_provider(
-        Arc::new(root_store(&[&root.pem])),
-        provider.clone(),
-    )
-    .build()
-    .expect("verifier");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let verifier = Arc::new(Stapled {
-        inner,
-        seen: seen.clone(),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let name = ServerName::try_from("shop.example.cn").expect("name");
-    TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("handshake");
-    let stapled = seen.lock().expect("lock").clone();
-    stapled
-}
-
 /// Waits until the staple satisfies `ok`; the last one seen.
 async fn staple_until(root: &Ca, port: u16, ok: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let found = eventually(Duration::from_secs(30), || async {
-        let s = staple(root, port).await;
+        let s = staple(&root.pem, port, "shop.example.cn").await;
         ok(&s).then_some(s)
     })
     .await;
@@ -408,7 +223,7 @@ async fn a_response_in_name_ocsp_is_stapled_and_a_new_file_replaces_it() {
     .await;
     assert!(noted.is_some(), "the expired file is reported");
     assert_eq!(
-        staple(&root, env.https).await,
+        staple(&root.pem, env.https, "shop.example.cn").await,
         second,
         "the last good one stays"
     );

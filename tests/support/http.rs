@@ -53,6 +53,25 @@ fn client_config(roots_pem: &[&str]) -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
+/// A TLS client trusting `roots` (PEM) that presents `cert_pem` with `key_pem` when asked.
+pub fn tls_client_with_cert(roots_pem: &[&str], cert_pem: &str, key_pem: &str) -> TlsConnector {
+    let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("client chain");
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .expect("client key PEM")
+        .expect("a client key");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(root_store(roots_pem))
+    .with_client_auth_cert(chain, key)
+    .expect("client certificate");
+    TlsConnector::from(Arc::new(config))
+}
+
 /// A TLS client trusting `roots` (PEM).
 pub fn tls_client(roots_pem: &[&str]) -> TlsConnector {
     TlsConnector::from(Arc::new(client_config(roots_pem)))

@@ -4,12 +4,10 @@
 
 use std::path::Path;
 
-use super::pki::{Ca, LeafSpec};
-
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Copies `conf/` and `certs/approved/` into `d` and writes a demo CA, its leaf for
-/// `localhost` and the access log's chain key under `certs/demo/`: the demo CA's PEM.
+/// Copies `conf/` and `certs/approved/` into `d` and writes the demo PKI under `certs/demo/`
+/// (`demo_pki`): the demo CA's PEM.
 pub fn lay_out(d: &Path) -> String {
     for sub in ["conf/errors", "certs/approved", "certs/demo/live"] {
         std::fs::create_dir_all(d.join(sub)).expect("mkdir");
@@ -32,17 +30,6 @@ pub fn lay_out(d: &Path) -> String {
         )
         .expect("copy root");
     }
-    let ca = Ca::root("menshen demo root CA (DEMO ONLY, never approve in production)");
-    let leaf = ca.issue(
-        &LeafSpec::new(&["localhost", "demo.menshen.test"], 1)
-            .ip("127.0.0.1")
-            .valid(-1, 397),
-    );
-    let write = |rel: &str, text: &str| std::fs::write(d.join(rel), text).expect("write");
-    write("certs/demo/ca.crt", &ca.pem);
-    write("certs/demo/live/localhost.crt", &leaf.pem);
-    write("certs/demo/live/localhost.key", &leaf.key_pem);
-    let chain_key = menshen::observe::chain::ChainKey::generate().expect("chain key");
-    write("certs/demo/access-log.key", &chain_key);
-    ca.pem
+    super::demo_pki::write(&d.join("certs/demo")).expect("demo PKI");
+    std::fs::read_to_string(d.join("certs/demo/ca.crt")).expect("demo CA")
 }
