@@ -1,8 +1,11 @@
 //! A request body on its way from the client to the backend. What the head's read already holds
 //! is staged and sent with the request head (so a retry on another backend can send it again);
 //! the rest is read from the client and written to the backend as it arrives, each read within
-//! `policy.body_read_timeout`. Chunked framing is followed strictly and passes unchanged
-//! (trailers included); its payload counts against the site's `max_body_bytes`.
+//! `policy.body_read_timeout`. Chunked framing is followed strictly and the backend gets the
+//! payload in chunks menshen frames, without the client's chunk extensions or trailer fields
+//! (as nginx and Envoy do: a trailer could carry a forwarding field, `X-Forwarded-For` or
+//! `X-Forwarded-Client-Cert`, that menshen strips from heads); the payload counts against the
+//! site's `max_body_bytes`.
 
 use std::io;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use super::request::BodyFraming;
 use super::write_out;
 use crate::proxy::conn::ClientConn;
-use crate::proxy::http1::{BadFraming, Body, Framing};
+use crate::proxy::http1::{push_body, BadFraming, Body, Framing};
 use crate::proxy::http2::send_data;
 use crate::proxy::timed::within;
 use crate::route::upstream_conn::UpstreamConn;
@@ -71,6 +74,9 @@ pub(super) struct Upload {
     expect_continue: bool,
     /// Bytes beyond the staged ones went to a backend: no attempt can be made again.
     pub(super) streamed: bool,
+    /// The body is chunked: re-framed for the backend (`wire` holds the next write).
+    rechunk: bool,
+    wire: Vec<u8>,
 }
 
 impl Upload {
@@ -93,18 +99,34 @@ impl Upload {
             max,
             expect_continue,
             streamed: false,
+            rechunk: framing == BodyFraming::Chunked,
+            wire: Vec::new(),
         };
         let n = upload.take(input)?;
-        upload.staged = input.split_to(n);
+        let taken = input.split_to(n);
+        upload.staged = if upload.rechunk {
+            BytesMut::from(upload.wire.as_slice())
+        } else {
+            taken
+        };
         Ok(upload)
     }
 
-    /// How much of `buf` is body, counted against the limit.
+    /// How much of `buf` is body, counted against the limit. A chunked body's payload is
+    /// framed anew in `wire`, with the last chunk once the body ends.
     fn take(&mut self, buf: &[u8]) -> Result<usize, UploadError> {
-        let (n, payload) = self
-            .body
-            .take(buf)
-            .map_err(|BadFraming| UploadError::Framing)?;
+        let wire = &mut self.wire;
+        wire.clear();
+        let rechunk = self.rechunk;
+        let taken = self.body.take_with(buf, |r| {
+            if rechunk {
+                push_body(wire, &buf[r], true);
+            }
+        });
+        let (n, payload) = taken.map_err(|BadFraming| UploadError::Framing)?;
+        if rechunk && self.body.is_done() {
+            wire.extend_from_slice(b"0\r\n\r\n");
+        }
         self.payload += payload as u64;
         if self.payload > self.max {
             return Err(UploadError::TooLarge);
@@ -131,7 +153,12 @@ impl Upload {
             read_more(conn, input, read_timeout).await?;
             let n = self.take(input)?;
             self.streamed = true;
-            within(write_timeout, backend.send_all(&input[..n]))
+            let bytes = if self.rechunk {
+                &self.wire[..]
+            } else {
+                &input[..n]
+            };
+            within(write_timeout, backend.send_all(bytes))
                 .await
                 .map_err(UploadError::Backend)?;
             input.advance(n);
