@@ -218,6 +218,58 @@ async fn a_post_whose_body_reached_the_backend_is_not_retried_and_a_put_is() {
     );
 }
 
+/// A request sent in two parts, the second after a pause (so that the proxy has forwarded the
+/// head and the first part before the second arrives): the response.
+async fn send_in_two(proxy: &Proxy, method: &str, path: &str, body: &[u8]) -> Response {
+    use tokio::io::AsyncReadExt;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.env.http))
+        .await
+        .expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: example.cn\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (first, second) = body.split_at(body.len() / 2);
+    tcp.write_all(&[head.as_bytes(), first].concat())
+        .await
+        .expect("send");
+    // Shapes the traffic only: the result does not depend on the pause's length.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tcp.write_all(second).await.expect("send the rest");
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.expect("read");
+    support::http::parse_response(&raw).expect("a response")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_body_that_streamed_is_sent_again_whole_up_to_64_kib() {
+    let log = events();
+    let broken = Failing::start("broken", Mode::Reset, &log).await;
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    let proxy = Proxy::start(&[broken.port, good.port], "", "");
+    // Each PUT meets the broken backend first or second; after it, the good one reads the
+    // whole body again (it answers only once it has read Content-Length bytes).
+    for i in 0..3 {
+        let path = format!("/put/{i}");
+        let resp = send_in_two(&proxy, "PUT", &path, &[b'v'; 40_000]).await;
+        assert_eq!(resp.status, 200, "{}", proxy.running.log());
+        let tried = order(&log, &path);
+        assert!(
+            tried == ["good"] || tried == ["broken", "good"],
+            "{tried:?}"
+        );
+    }
+    assert!(broken.requests() >= 2, "a PUT met the broken backend");
+
+    // Past 64 KiB the body streams and is not kept: a reset after it is the client's 502.
+    broken.set(Mode::Reset);
+    good.set(Mode::Reset);
+    let resp = send_in_two(&proxy, "PUT", "/put/big", &[b'v'; 200_000]).await;
+    assert_eq!(resp.status, 502);
+    assert_eq!(order(&log, "/put/big").len(), 1, "not sent again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_response_head_within_first_byte_timeout_is_a_504() {
     let log = events();

@@ -1,6 +1,7 @@
 //! A request body on its way from the client to the backend. What the head's read already holds
-//! is staged and sent with the request head (so a retry on another backend can send it again);
-//! the rest is read from the client and written to the backend as it arrives, each read within
+//! is staged and sent with the request head, and so is what follows while the body fits in
+//! `REPLAY` (so a retry on another backend can send it again); the rest is read from the client
+//! and written to the backend as it arrives, each read within
 //! `policy.body_read_timeout`. Chunked framing is followed strictly and the backend gets the
 //! payload in chunks menshen frames, without the client's chunk extensions or trailer fields
 //! (as nginx and Envoy do: a trailer could carry a forwarding field, `X-Forwarded-For` or
@@ -24,6 +25,13 @@ use crate::route::upstream_conn::UpstreamConn;
 
 /// Body bytes read from the client per read.
 const READ: usize = 16 * 1024;
+
+/// Body bytes kept for another attempt: a body this long at most (as the backend gets it) is
+/// sent again whole when an attempt fails and the route's retry policy allows another; a
+/// longer one, once past this, cannot be retried (Envoy's request buffer limit is 1 MiB by
+/// default, nginx buffers whole bodies; 64 KiB keeps API calls and forms retryable at a bounded
+/// cost per request in flight).
+const REPLAY: usize = 64 * 1024;
 
 /// Why a request body did not reach the backend.
 #[derive(Debug)]
@@ -65,7 +73,8 @@ impl std::fmt::Display for UploadError {
 /// Where a request body stands.
 pub(super) struct Upload {
     body: Body,
-    /// Body bytes that came with the head, sent after it on every attempt.
+    /// Body bytes sent after the head on every attempt: what came with the head, and what
+    /// followed while the whole fits in `REPLAY`.
     pub(super) staged: BytesMut,
     /// Payload bytes so far.
     pub(super) payload: u64,
@@ -152,12 +161,17 @@ impl Upload {
         while !self.body.is_done() {
             read_more(conn, input, read_timeout).await?;
             let n = self.take(input)?;
-            self.streamed = true;
             let bytes = if self.rechunk {
                 &self.wire[..]
             } else {
                 &input[..n]
             };
+            // Kept for another attempt while the whole body fits; past that it streams.
+            if !self.streamed && self.staged.len() + bytes.len() <= REPLAY {
+                self.staged.extend_from_slice(bytes);
+            } else {
+                self.streamed = true;
+            }
             within(write_timeout, backend.send_all(bytes))
                 .await
                 .map_err(UploadError::Backend)?;
