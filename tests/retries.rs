@@ -262,6 +262,37 @@ async fn a_put_body_that_streamed_is_sent_again_whole_up_to_64_kib() {
     }
     assert!(broken.requests() >= 2, "a PUT met the broken backend");
 
+    // An HTTP/2 client's body, forwarded frame by frame as it comes, is kept as well.
+    let h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
+        .await
+        .expect("HTTP/2");
+    let before = broken.requests();
+    for i in 0..4 {
+        let path = format!("/put-h2/{i}");
+        let mut h2 = h2.clone().ready().await.expect("ready");
+        let request = http::Request::put(format!("https://example.cn{path}"))
+            .header("content-length", 40_000)
+            .body(())
+            .expect("request");
+        let (response, mut body) = h2.send_request(request, false).expect("send");
+        let half = bytes::Bytes::from(vec![b'v'; 20_000]);
+        body.send_data(half.clone(), false).expect("first half");
+        // Shapes the traffic only, as in `send_in_two`.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        body.send_data(half, true).expect("second half");
+        let response = response.await.expect("a head");
+        assert_eq!(response.status(), 200, "{}", proxy.running.log());
+        let tried = order(&log, &path);
+        assert!(
+            tried == ["good"] || tried == ["broken", "good"],
+            "{tried:?}"
+        );
+    }
+    assert!(
+        broken.requests() > before,
+        "an HTTP/2 PUT met the broken backend"
+    );
+
     // Past 64 KiB the body streams and is not kept: a reset after it is the client's 502.
     broken.set(Mode::Reset);
     good.set(Mode::Reset);

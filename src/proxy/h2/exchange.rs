@@ -11,6 +11,7 @@ use http::{header, HeaderName, HeaderValue, Method};
 use tokio::io::AsyncWriteExt;
 
 use super::answer::{answer, own_response, Outcome};
+use super::upload::{Replay, Upload, UploadError};
 use crate::proxy::attempts::{head_failure, io_failure, limit};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
@@ -144,25 +145,27 @@ impl Proxy {
         up: &mut BytesMut,
     ) -> Result<(UpstreamConn, std::net::SocketAddr, usize, u64), Failed> {
         let parts = request.parts;
-        // The body streams from the client as it comes: only a request without one can go again.
-        let stake = Stake {
+        // The body streams from the client as it comes, kept for another attempt while short.
+        let mut replay = Replay::default();
+        let stake = |replay: &Replay| Stake {
             idempotent: parts.method.is_idempotent(),
-            replayable: framing.is_none(),
+            replayable: replay.whole(),
         };
         loop {
             let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
             let addr = self
                 .pick_backend(action, ctx, request.target.path(), header)
                 .map_err(|e| Failed(502, e.to_string()))?;
-            let attempt = self.h2_attempt(request, head, body, framing, kind, ctx, up, addr);
+            let sending = (&mut *body, &mut replay);
+            let attempt = self.h2_attempt(request, head, sending, framing, kind, ctx, up, addr);
             match attempt.await {
                 Attempt::Answered(stream, end, bytes_in) => match head_failure(ctx, &up[..end]) {
-                    Some(failure) if self.retry(ctx, failure, stake).await => continue,
+                    Some(failure) if self.retry(ctx, failure, stake(&replay)).await => continue,
                     _ => return Ok((stream, addr, end, bytes_in)),
                 },
                 Attempt::Again => continue,
                 Attempt::Failed(failure, failed) => {
-                    if !self.retry(ctx, failure, stake).await {
+                    if !self.retry(ctx, failure, stake(&replay)).await {
                         return Err(failed);
                     }
                 }
@@ -172,13 +175,13 @@ impl Proxy {
     }
 
     /// One attempt at backend `addr`: on a pooled connection (a new one when the pooled one
-    /// turns out closed, for a request without a body) or a new one.
+    /// turns out closed, for an idempotent request whose body is kept whole) or a new one.
     #[allow(clippy::too_many_arguments)]
     async fn h2_attempt(
         &self,
         request: &Request<'_>,
         head: &[u8],
-        body: &mut RecvStream,
+        (body, replay): (&mut RecvStream, &mut Replay),
         framing: Option<Framing>,
         kind: Kind<'_>,
         ctx: &mut Ctx,
@@ -200,16 +203,17 @@ impl Proxy {
             };
             up.clear();
             let mut received = false;
-            let sent = send_and_read(ctx, &mut stream, head, body, framing, up, &mut received);
+            let sending = (&mut *body, &mut *replay);
+            let sent = send_and_read(ctx, &mut stream, head, sending, framing, up, &mut received);
             match sent.await {
                 Ok((end, bytes_in)) => return Attempt::Answered(stream, end, bytes_in),
                 Err(Err(failed)) => return Attempt::Gave(failed),
-                // A pooled connection the backend had closed: a request without a body goes
-                // once more on a new one.
+                // A pooled connection the backend had closed: a request whose body is kept
+                // goes once more on a new one.
                 Err(Ok((kind, _)))
                     if reused
                         && !received
-                        && framing.is_none()
+                        && replay.whole()
                         && kind != io::ErrorKind::TimedOut
                         && request.parts.method.is_idempotent() => {}
                 Err(Ok((kind, error))) => {
@@ -241,7 +245,7 @@ async fn send_and_read(
     ctx: &Ctx,
     stream: &mut UpstreamConn,
     head: &[u8],
-    body: &mut RecvStream,
+    (body, replay): (&mut RecvStream, &mut Replay),
     framing: Option<Framing>,
     up: &mut BytesMut,
     received: &mut bool,
@@ -263,7 +267,7 @@ async fn send_and_read(
         read: snapshot.map(|s| s.policy.body_read_timeout),
         write: ctx.idle_limit(),
     };
-    let bytes_in = match upload.run(body, stream, framing.is_some()).await {
+    let bytes_in = match upload.run(body, stream, framing.is_some(), replay).await {
         Ok(n) => n,
         Err(UploadError::Client(e)) => {
             return Err(Err(Failed(0, format!("reading the request body: {e}"))))
@@ -365,82 +369,4 @@ fn push_cookies(out: &mut Vec<u8>, headers: &http::HeaderMap) {
         parts.push(value.as_bytes());
     }
     push_field_parts(out, b"cookie", &parts);
-}
-
-enum UploadError {
-    Client(io::Error),
-    Backend(io::Error),
-    TooLarge,
-}
-
-/// How a request body goes to the backend.
-struct Upload {
-    chunked: bool,
-    max: u64,
-    /// Each read from the client (the policy's `body_read_timeout`).
-    read: Option<std::time::Duration>,
-    /// Each write to the backend (the route's `idle_timeout`).
-    write: Option<std::time::Duration>,
-}
-
-impl Upload {
-    /// Streams the body (when `any`) to `stream` as DATA frames arrive, giving their window
-    /// back as each is written; then flushes. The payload bytes sent.
-    async fn run(
-        &self,
-        body: &mut RecvStream,
-        stream: &mut UpstreamConn,
-        any: bool,
-    ) -> Result<u64, UploadError> {
-        let mut total = 0u64;
-        let mut more = any;
-        while more {
-            let next = within(self.read, async { Ok(body.data().await) }).await;
-            let chunk = match next {
-                Err(e) => return Err(UploadError::Client(e)),
-                Ok(None) => {
-                    more = false;
-                    continue;
-                }
-                Ok(Some(Err(e))) => return Err(UploadError::Client(io::Error::other(e))),
-                Ok(Some(Ok(chunk))) => chunk,
-            };
-            let _ = body.flow_control().release_capacity(chunk.len());
-            total += chunk.len() as u64;
-            if total > self.max {
-                return Err(UploadError::TooLarge);
-            }
-            if chunk.is_empty() {
-                continue;
-            }
-            let write = async {
-                if self.chunked {
-                    let mut size = itoa_hex(chunk.len());
-                    size.extend_from_slice(b"\r\n");
-                    stream.write_all(&size).await?;
-                    stream.write_all(&chunk).await?;
-                    stream.write_all(b"\r\n").await
-                } else {
-                    stream.write_all(&chunk).await
-                }
-            };
-            within(self.write, write)
-                .await
-                .map_err(UploadError::Backend)?;
-        }
-        let end = async {
-            if any && self.chunked {
-                stream.write_all(b"0\r\n\r\n").await?;
-            }
-            stream.flush().await
-        };
-        within(self.write, end)
-            .await
-            .map_err(UploadError::Backend)?;
-        Ok(total)
-    }
-}
-
-fn itoa_hex(n: usize) -> Vec<u8> {
-    format!("{n:x}").into_bytes()
 }

@@ -17,6 +17,7 @@ mod exchange;
 mod relay;
 mod stream;
 mod to_h2;
+mod upload;
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
