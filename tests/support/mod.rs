@@ -9,6 +9,7 @@ pub mod curl;
 pub mod failing;
 pub mod grpc;
 pub mod h1;
+pub mod h2_pages;
 pub mod http;
 pub mod intake;
 pub mod origins;
