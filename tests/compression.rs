@@ -8,11 +8,15 @@
 
 mod support;
 
+use std::io::Write;
 use std::time::Duration;
+
+use flate2::write::GzDecoder;
 
 use support::config::Config;
 use support::curl::{curl, Got};
-use support::grpc::GrpcBackend;
+use support::grpc::{gzip_unary, GrpcBackend};
+use support::h1::feed_chunks;
 use support::h2_pages::H2Pages;
 use support::http::h2_connect;
 use support::pki::LeafSpec;
@@ -324,34 +328,6 @@ fn h2_config(pages: u16, grpc: u16) -> Config {
         .proxy("/", "pages")
 }
 
-/// A unary gRPC call on `client` asking for gzip: status, `content-encoding`, body, trailers.
-async fn grpc_call(
-    client: &h2::client::SendRequest<bytes::Bytes>,
-) -> (u16, Option<String>, Vec<u8>, http::HeaderMap) {
-    let request = http::Request::post("https://example.cn/grpc/echo.Echo/Unary")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("accept-encoding", "gzip")
-        .body(())
-        .expect("request");
-    let mut client = client.clone().ready().await.expect("ready");
-    let (response, mut upload) = client.send_request(request, false).expect("send");
-    let message = bytes::Bytes::from(vec![b'a'; 4000]);
-    upload.reserve_capacity(message.len());
-    upload.send_data(message, true).expect("data");
-    let (head, mut body) = response.await.expect("response").into_parts();
-    let mut data = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.expect("data");
-        let _ = body.flow_control().release_capacity(chunk.len());
-        data.extend_from_slice(&chunk);
-    }
-    let trailers = body.trailers().await.expect("trailers").expect("some");
-    let coding = head.headers.get("content-encoding");
-    let coding = coding.map(|v| v.to_str().unwrap_or("?").to_owned());
-    (head.status.as_u16(), coding, data, trailers)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_backends_are_compressed_as_http1_backends_are() {
     let pages = H2Pages::start(page()).await;
@@ -395,7 +371,7 @@ async fn h2c_backends_are_compressed_as_http1_backends_are() {
     let client = h2_connect(&[&root.pem], env.https, "example.cn")
         .await
         .expect("h2 connection");
-    let (status, coding, body, trailers) = grpc_call(&client).await;
+    let (status, coding, body, trailers) = gzip_unary(&client, "/grpc/echo.Echo/Unary").await;
     assert_eq!(status, 200, "{}", running.log());
     assert_eq!(coding, None);
     assert_eq!(body, [&b"reply:"[..], &[b'a'; 4000]].concat());
@@ -437,4 +413,74 @@ async fn h2c_backends_are_compressed_as_http1_backends_are() {
         let field = format!("\"compression\":\"{outcome}\"");
         assert!(log.contains(&field), "{outcome} among {seen:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_backend_s_event_stream_is_compressed_as_it_is_written() {
+    let pages = H2Pages::start(page()).await;
+    let (env, root) = Env::with_approved_root("Approved Root");
+    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    env.write_config("", h2_config(pages.port, pages.port));
+    let _running = env.start();
+    let held = "the first event arrives while the backend holds the second";
+    let both = &b"data: one\n\ndata: two\n\n"[..];
+    // HTTP/2: each event comes out of the encoder with the DATA frame that brought it.
+    let client = h2_connect(&[&root.pem], env.https, "example.cn").await;
+    let mut client = client.expect("h2").ready().await.expect("ready");
+    let get = http::Request::get("https://example.cn/events").header("accept-encoding", "gzip");
+    let (response, _) = client
+        .send_request(get.body(()).expect("get"), true)
+        .expect("send");
+    let (head, mut body) = response.await.expect("response").into_parts();
+    assert_eq!(head.headers.get("content-encoding").expect("coded"), "gzip");
+    let mut gz = GzDecoder::new(Vec::new());
+    let first = async {
+        while !gz.get_ref().ends_with(b"data: one\n\n") {
+            let data = body.data().await.expect("more").expect("data");
+            let _ = body.flow_control().release_capacity(data.len());
+            gz.write_all(&data).and_then(|_| gz.flush()).expect("gzip");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), first)
+        .await
+        .expect(held);
+    pages.release();
+    while let Some(data) = body.data().await {
+        gz.write_all(&data.expect("data")).expect("gzip");
+    }
+    assert_eq!(gz.finish().expect("a whole gzip stream"), both);
+    // HTTP/1.1: each event as a chunk of its own.
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.http))
+        .await
+        .expect("tcp");
+    let get = "GET /events HTTP/1.1\r\nHost: example.cn\r\nAccept-Encoding: gzip\r\n\
+               Connection: close\r\n\r\n";
+    tcp.write_all(get.as_bytes()).await.expect("write");
+    let (mut buf, mut gz) = (Vec::new(), GzDecoder::new(Vec::new()));
+    let first = async {
+        let end = loop {
+            tcp.read_buf(&mut buf).await.expect("read");
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        buf.drain(..end);
+        feed_chunks(&mut buf, &mut gz);
+        while !gz.get_ref().ends_with(b"data: one\n\n") {
+            tcp.read_buf(&mut buf).await.expect("read");
+            feed_chunks(&mut buf, &mut gz);
+        }
+        head
+    };
+    let head = tokio::time::timeout(Duration::from_secs(30), first)
+        .await
+        .expect(held);
+    assert!(head.contains("content-encoding: gzip\r\n"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    pages.release();
+    tcp.read_to_end(&mut buf).await.expect("read");
+    feed_chunks(&mut buf, &mut gz);
+    assert_eq!(buf, b"0\r\n\r\n", "the last chunk ends it");
+    assert_eq!(gz.finish().expect("a whole gzip stream"), both);
 }
