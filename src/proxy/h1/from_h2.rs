@@ -20,15 +20,13 @@ use crate::proxy::timed::within;
 use crate::semantics::coding::Decision;
 use crate::semantics::fields::{content_length, field, Field};
 
-/// An HTTP/2 backend's response on its way to an HTTP/1 client, its compression decided
-/// (`Ctx::compress_h2`).
+/// An HTTP/2 backend's response on its way to an HTTP/1 client.
 pub(super) struct Back<'a, 'r> {
     pub(super) request: &'a Request<'r>,
-    pub(super) ctx: &'a Ctx,
+    pub(super) ctx: &'a mut Ctx,
     pub(super) facts: &'a ConnFacts,
     pub(super) head_request: bool,
     pub(super) bytes_in: u64,
-    pub(super) decision: Option<Decision>,
 }
 
 /// The body on its way: the backend's stream, the coder, the client's framing.
@@ -45,12 +43,13 @@ impl Back<'_, '_> {
         conn: &mut ClientConn,
         out: &mut Vec<u8>,
         response: http::Response<RecvStream>,
-        coded: Coded,
     ) -> Outcome {
         let (parts, recv) = response.into_parts();
         let status = parts.status.as_u16();
+        let empty = recv.is_end_stream();
+        let (decision, coded) = self.ctx.compress_h2(status, &parts.headers, empty);
         let (framing, persist) = self.framing(&parts, coded.compresses());
-        self.write_head(out, &parts, framing, persist);
+        self.write_head(out, &parts, (framing, persist), decision);
         let outcome = |bytes_out: usize, error: Option<String>| Outcome {
             status,
             bytes_in: self.bytes_in,
@@ -106,13 +105,13 @@ impl Back<'_, '_> {
         &self,
         out: &mut Vec<u8>,
         parts: &http::response::Parts,
-        framing: Framing,
-        persist: Persist,
+        (framing, persist): (Framing, Persist),
+        decision: Option<Decision>,
     ) {
         out.clear();
         status_line_for(out, parts.status.as_u16(), None);
         let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
-        let edits = edits.compressed(self.decision);
+        let edits = edits.compressed(decision);
         // A HEAD response keeps the length a GET would have.
         let kept = match framing {
             Framing::None => Framing::Length(0),

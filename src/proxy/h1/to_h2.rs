@@ -84,19 +84,15 @@ impl Proxy {
             };
             return Some(failed(status, sent, error));
         };
-        let status = response.status().as_u16();
-        ctx.answered(status);
-        let empty = response.body().is_end_stream();
-        let (decision, coded) = ctx.compress_h2(status, response.headers(), empty);
+        ctx.answered(response.status().as_u16());
         let relay = Back {
             request,
             ctx,
             facts,
             head_request,
             bytes_in: upload.payload,
-            decision,
         };
-        Some(relay.run(conn, out, response, coded).await)
+        Some(relay.run(conn, out, response).await)
     }
 
     /// Sends the request as a stream on `to`'s connection, its body from the client, and waits

@@ -21,15 +21,13 @@ use crate::proxy::response_edits::{edited_map, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::semantics::coding::Decision;
 
-/// A backend's HTTP/2 response on its way to the client, its compression decided
-/// (`Ctx::compress_h2`).
+/// A backend's HTTP/2 response on its way to the client.
 pub(super) struct Relay<'a> {
-    pub(super) ctx: &'a Ctx,
+    pub(super) ctx: &'a mut Ctx,
     pub(super) facts: &'a ConnFacts,
     pub(super) addr: SocketAddr,
     pub(super) head: bool,
     pub(super) send: Option<Duration>,
-    pub(super) decision: Option<Decision>,
 }
 
 /// The body on its way: from the backend's stream to the client's, through the coder.
@@ -52,21 +50,22 @@ impl Relay<'_> {
     pub(super) async fn run(
         self,
         response: http::Response<RecvStream>,
-        coded: Coded,
         respond: &mut SendResponse<Bytes>,
     ) -> Outcome {
         let (parts, recv) = response.into_parts();
         let status = parts.status.as_u16();
-        // (A stream that ends with its head is never compressed: `Ctx::compress_h2`.)
-        let empty = self.head || recv.is_end_stream();
-        let send = match respond.send_response(self.client_head(&parts), empty) {
+        // A stream that ends with its head is not compressed (`Ctx::compress_h2`).
+        let empty = recv.is_end_stream();
+        let (decision, coded) = self.ctx.compress_h2(status, &parts.headers, empty);
+        let head = self.client_head(&parts, decision);
+        let send = match respond.send_response(head, self.head || empty) {
             Ok(send) => send,
             Err(e) => {
                 let error = format!("sending the response head: {e}");
                 return self.outcome(status, 0, Some(error));
             }
         };
-        if empty {
+        if self.head || empty {
             return self.outcome(status, 0, None);
         }
         let mut down = Down {
@@ -80,12 +79,16 @@ impl Relay<'_> {
     }
 
     /// The client's head: the backend's fields with the site's edits and the compression's.
-    fn client_head(&self, parts: &http::response::Parts) -> http::Response<()> {
+    fn client_head(
+        &self,
+        parts: &http::response::Parts,
+        decision: Option<Decision>,
+    ) -> http::Response<()> {
         let mut client = http::Response::new(());
         *client.status_mut() = parts.status;
         let headers = client.headers_mut();
         let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
-        let edits = edits.compressed(self.decision);
+        let edits = edits.compressed(decision);
         // A length the backend sent stands (HTTP/2 frames the body either way), unless the
         // body is compressed: its length is known at its end only.
         let framing = match edits.coding {

@@ -98,19 +98,15 @@ impl Proxy {
                 }
             }
         };
-        let status = response.status().as_u16();
-        ctx.answered(status);
-        let empty = response.body().is_end_stream();
-        let (decision, coded) = ctx.compress_h2(status, response.headers(), empty);
+        ctx.answered(response.status().as_u16());
         let relay = Relay {
             ctx,
             facts,
             addr,
             head,
             send,
-            decision,
         };
-        let mut outcome = relay.run(response, coded, respond).await;
+        let mut outcome = relay.run(response, respond).await;
         if let Some(pump) = pump {
             // The response is over: what the client still streams has nowhere to go.
             pump.abort();
