@@ -3,7 +3,7 @@
 //! the outcome the access log names. The rules are `semantics::coding`'s.
 
 use super::ctx::Ctx;
-use super::encoder::Encoder;
+use super::encoder::{Coded, Encoder};
 use crate::semantics::coding::{Compressing, Compression, Decision, ResponseFacts, Skip};
 
 impl Ctx {
@@ -59,6 +59,24 @@ impl Ctx {
             Err(_) => None,
         };
         Some((decision, encoder))
+    }
+
+    /// The compression of an HTTP/2 backend's response (`status`, `fields`), decided as for an
+    /// HTTP/1 backend's and noted: the decision for the head's edits and the body's coder. A
+    /// stream that ends with its head (`empty`) has the empty body an HTTP/1 backend's
+    /// `Content-Length: 0` says.
+    pub(super) fn compress_h2(
+        &mut self,
+        status: u16,
+        fields: &http::HeaderMap,
+        empty: bool,
+    ) -> (Option<Decision>, Coded) {
+        let fields = fields.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+        let length = empty.then_some(("content-length", &b"0"[..]));
+        let compression = self.compression_for(status, fields.chain(length));
+        let decision = compression.as_ref().map(|c| c.0);
+        self.note_compression(decision);
+        (decision, Coded::new(compression.and_then(|c| c.1)))
     }
 
     /// Notes the decision sent with the response head.

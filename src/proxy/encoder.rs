@@ -6,6 +6,8 @@
 
 use std::io::Write;
 
+use bytes::Bytes;
+
 use crate::semantics::coding::{Coding, Compression};
 
 /// Brotli's window (log2 bytes): 512 KiB, ngx_brotli's default; the library's 4 MiB would cost
@@ -79,6 +81,41 @@ impl Encoder {
             Encoder::Brotli(e) => e.get_mut(),
             Encoder::Zstd(e) => e.get_mut(),
         }
+    }
+}
+
+/// A body's bytes on their way to the client: as the backend sent them, or through the
+/// encoder when the response is compressed.
+pub(in crate::proxy) struct Coded(Option<Encoder>);
+
+impl Coded {
+    pub(in crate::proxy) fn new(encoder: Option<Encoder>) -> Self {
+        Coded(encoder)
+    }
+
+    /// Whether the body is compressed.
+    pub(in crate::proxy) fn compresses(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// What goes out for `data`: itself, or what the encoder has ready after it.
+    pub(in crate::proxy) fn pass(&mut self, data: Bytes) -> std::io::Result<Bytes> {
+        let Some(encoder) = &mut self.0 else {
+            return Ok(data);
+        };
+        let mut out = Vec::new();
+        encoder.push(&data, &mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// What goes out at the body's end: the rest of the compressed bytes (none when the body
+    /// is not compressed).
+    pub(in crate::proxy) fn end(&mut self) -> std::io::Result<Bytes> {
+        let mut out = Vec::new();
+        if let Some(encoder) = self.0.take() {
+            encoder.finish(&mut out)?;
+        }
+        Ok(Bytes::from(out))
     }
 }
 

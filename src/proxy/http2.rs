@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::SendStream;
 use http::header;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::conn::ConnFacts;
 use super::ctx::Ctx;
@@ -124,4 +124,17 @@ pub(in crate::proxy) async fn send_data(
             .map_err(io::Error::other)?;
     }
     Ok(())
+}
+
+/// Trailers less what may not be in them (hop-by-hop fields).
+pub(in crate::proxy) fn trailers_filtered(mut trailers: HeaderMap) -> HeaderMap {
+    let drop: Vec<HeaderName> = trailers
+        .keys()
+        .filter(|n| !matches!(field(n.as_str()), Field::Other | Field::UserAgent))
+        .cloned()
+        .collect();
+    for name in drop {
+        trailers.remove(name);
+    }
+    trailers
 }

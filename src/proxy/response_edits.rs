@@ -97,7 +97,7 @@ pub(in crate::proxy) fn response_fields(
 }
 
 /// `response_fields` over any response's fields (an HTTP/2 backend's, too).
-pub(in crate::proxy) fn edited_fields<'a>(
+fn edited_fields<'a>(
     fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     framing: Framing,
     edits: &ResponseEdits<'_>,
@@ -149,6 +149,20 @@ pub(in crate::proxy) fn edited_fields<'a>(
         emit("strict-transport-security", hsts.as_bytes());
     }
     has_date
+}
+
+/// `response_fields` over an HTTP/2 backend's fields.
+pub(in crate::proxy) fn edited_map(
+    headers: &http::HeaderMap,
+    framing: Framing,
+    edits: &ResponseEdits<'_>,
+    emit: impl FnMut(&str, &[u8]),
+) -> bool {
+    let fields: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    edited_fields(fields.iter().copied(), framing, edits, emit)
 }
 
 /// A backend's field on a response menshen compresses: its `Content-Encoding` (identity, as

@@ -52,6 +52,10 @@ pub enum Skip {
     Encoded,
     /// `Cache-Control: no-transform`.
     NoTransform,
+    /// A gRPC response (`application/grpc`, `application/grpc+proto`...): its messages carry
+    /// their own compression (`grpc-encoding`), and a gRPC client does not decode
+    /// `Content-Encoding`. gRPC-web is not gRPC: browsers decode it like any response.
+    Grpc,
     /// A `Content-Type` the site does not compress.
     Type,
     /// A `Content-Length` under the site's `min_bytes`.
@@ -73,6 +77,7 @@ impl Skip {
             Skip::Status => "skipped:status",
             Skip::Encoded => "skipped:encoded",
             Skip::NoTransform => "skipped:no-transform",
+            Skip::Grpc => "skipped:grpc",
             Skip::Type => "skipped:type",
             Skip::Small => "skipped:small",
             Skip::NotAccepted => "skipped:not-accepted",
@@ -207,7 +212,11 @@ impl Compression {
         if resp.no_transform {
             return skip(Skip::NoTransform);
         }
-        if !resp.content_type.is_some_and(|t| self.compresses(t)) {
+        let essence = resp.content_type.and_then(essence);
+        if essence.is_some_and(is_grpc) {
+            return skip(Skip::Grpc);
+        }
+        if !essence.is_some_and(|t| self.compresses(t)) {
             return skip(Skip::Type);
         }
         // An empty body stays empty: a coding's header alone would be longer.
@@ -227,16 +236,8 @@ impl Compression {
         }
     }
 
-    /// Whether a `Content-Type` value is among the site's types.
-    fn compresses(&self, content_type: &[u8]) -> bool {
-        let essence = content_type
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        let Ok(essence) = std::str::from_utf8(essence) else {
-            return false;
-        };
+    /// Whether a media type (`Content-Type`'s essence) is among the site's types.
+    fn compresses(&self, essence: &str) -> bool {
         self.types.iter().any(|t| match t.strip_suffix("/*") {
             Some(main) => essence
                 .split_once('/')
@@ -244,6 +245,21 @@ impl Compression {
             None => essence.eq_ignore_ascii_case(t),
         })
     }
+}
+
+/// A `Content-Type` value's media type, parameters and spaces taken off.
+fn essence(content_type: &[u8]) -> Option<&str> {
+    let essence = content_type.split(|&b| b == b';').next()?.trim_ascii();
+    std::str::from_utf8(essence).ok()
+}
+
+/// Whether a media type is gRPC's: `application/grpc` with or without a `+format` suffix.
+fn is_grpc(essence: &str) -> bool {
+    let Some((main, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    let format = sub.split_once('+').map_or(sub, |(f, _)| f);
+    main.eq_ignore_ascii_case("application") && format.eq_ignore_ascii_case("grpc")
 }
 
 /// The client's preferred coding among `offered` by `Accept-Encoding`: the highest q-value,
@@ -330,6 +346,22 @@ mod tests {
             Err(Skip::Type)
         );
         assert_eq!(with(&|r| r.length = Some(99)), Err(Skip::Small));
+        let listed = Compression {
+            types: vec!["application/*".into()],
+            ..c.clone()
+        };
+        for grpc in [&b"application/grpc"[..], b"Application/gRPC+proto; x=1"] {
+            let r = ResponseFacts {
+                content_type: Some(grpc),
+                ..ok
+            };
+            assert_eq!(listed.decide(gzip, &r).outcome, Err(Skip::Grpc));
+        }
+        let web = ResponseFacts {
+            content_type: Some(b"application/grpc-web-text"),
+            ..ok
+        };
+        assert_eq!(listed.decide(gzip, &web).outcome, Ok(Coding::Gzip));
         assert_eq!(with(&|r| r.length = None), Ok(Coding::Gzip));
         let refused = c.decide(Ok(None), &ok);
         assert_eq!(refused.outcome, Err(Skip::NotAccepted));

@@ -121,3 +121,33 @@ async fn call(
     trailers.insert("grpc-message", "ok".parse().expect("value"));
     let _ = send.send_trailers(trailers);
 }
+
+/// A unary call of 4000 bytes on `client` that asks for gzip: status, `content-encoding`,
+/// body, trailers.
+pub async fn gzip_unary(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    path: &str,
+) -> (u16, Option<String>, Vec<u8>, http::HeaderMap) {
+    let request = http::Request::post(format!("https://example.cn{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("accept-encoding", "gzip")
+        .body(())
+        .expect("request");
+    let mut client = client.clone().ready().await.expect("ready");
+    let (response, mut upload) = client.send_request(request, false).expect("send");
+    let message = Bytes::from(vec![b'a'; 4000]);
+    upload.reserve_capacity(message.len());
+    upload.send_data(message, true).expect("data");
+    let (head, mut body) = response.await.expect("response").into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.expect("trailers").expect("some");
+    let coding = head.headers.get("content-encoding");
+    let coding = coding.map(|v| v.to_str().unwrap_or("?").to_owned());
+    (head.status.as_u16(), coding, data, trailers)
+}

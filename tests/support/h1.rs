@@ -230,3 +230,19 @@ pub fn field_value(head: &str, name: &str) -> Option<String> {
             .then(|| v.trim().to_owned())
     })
 }
+
+/// Feeds the whole chunks at the front of `buf` (an HTTP/1.1 chunked body) to `sink`, up to
+/// the last chunk.
+pub fn feed_chunks(buf: &mut Vec<u8>, sink: &mut impl std::io::Write) {
+    while let Some(line) = buf.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&buf[..line]).expect("chunk size");
+        let size = usize::from_str_radix(size, 16).expect("hex chunk size");
+        if size == 0 || buf.len() < line + 2 + size + 2 {
+            return;
+        }
+        sink.write_all(&buf[line + 2..line + 2 + size])
+            .expect("write");
+        sink.flush().expect("flush");
+        buf.drain(..line + 2 + size + 2);
+    }
+}

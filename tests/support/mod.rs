@@ -10,6 +10,7 @@ pub mod demo_pki;
 pub mod failing;
 pub mod grpc;
 pub mod h1;
+pub mod h2_pages;
 pub mod http;
 pub mod intake;
 pub mod ocsp;

@@ -19,6 +19,7 @@
 
 mod encoded;
 mod forward;
+mod from_h2;
 mod own;
 mod relay;
 mod request;

@@ -1,34 +1,31 @@
 //! An HTTP/1 request to a backend that speaks HTTP/2 (`http2 = true`: TLS with ALPN `h2`, or
 //! h2c): the request goes as a stream on the thread's HTTP/2 connection (`route::h2_pool`), its
-//! body's payload as DATA frames (chunk framing taken off); the response comes back as
-//! HTTP/1.1 with the backend's length, or chunked with its trailers as the trailer section
-//! (close-delimited for an HTTP/1.0 client). A stream the backend breaks off leaves the
-//! client's framing unfinished and closes the connection.
+//! body's payload as DATA frames (chunk framing taken off); the response goes to the client as
+//! `from_h2` writes it, compressed where the site compresses.
 
 use bytes::Bytes;
 use h2::Reason;
-use http::{header, Method};
+use http::Method;
 
+use super::from_h2::Back;
 use super::own::{error_response, io_status};
 use super::request::{BodyFraming, Request};
-use super::response::Persist;
 use super::upload::Upload;
-use super::{send_timeout, write_out, Buffers, Outcome};
+use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::attempts::io_failure;
 use crate::proxy::attempts::Picked;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
-use crate::proxy::http1::{push_body, push_date, push_field, status_line_for, Framing};
+use crate::proxy::http1::Framing;
 use crate::proxy::http2::{backend_request, Outgoing};
-use crate::proxy::response_edits::{edited_fields, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::Kind;
 use crate::route::retry::{Failure, Stake};
 use crate::route::router::ProxyAction;
-use crate::semantics::fields::{content_length, field, Field};
+use crate::semantics::fields::Field;
 
 impl Proxy {
     /// Exchanges the request with an HTTP/2 backend (others as the route's retry policy
@@ -188,126 +185,5 @@ fn failed(status: u16, bytes_out: usize, error: String) -> Outcome {
         bytes_out,
         keep: false,
         error: Some(error),
-    }
-}
-
-/// An HTTP/2 backend's response on its way to an HTTP/1 client.
-struct Back<'a, 'r> {
-    request: &'a Request<'r>,
-    ctx: &'a Ctx,
-    facts: &'a ConnFacts,
-    head_request: bool,
-    bytes_in: u64,
-}
-
-impl Back<'_, '_> {
-    async fn run(
-        self,
-        conn: &mut ClientConn,
-        out: &mut Vec<u8>,
-        response: http::Response<h2::RecvStream>,
-    ) -> Outcome {
-        let req = self.request.req;
-        let send = send_timeout(self.ctx);
-        let (parts, mut down) = response.into_parts();
-        let status = parts.status.as_u16();
-        let http10 = req.version == 0;
-        let length = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| content_length(v.as_bytes()));
-        let bodiless = self.head_request || status == 204 || status == 304;
-        let framing = match (bodiless, length, http10) {
-            (true, _, _) => Framing::None,
-            (false, Some(n), _) => Framing::Length(n),
-            (false, None, false) => Framing::Chunked,
-            (false, None, true) => Framing::UntilClose,
-        };
-        let close = req.close || self.request.draining || framing == Framing::UntilClose;
-        let persist = match close {
-            true => Persist::Close,
-            false => Persist::KeepAlive { http10 },
-        };
-        out.clear();
-        status_line_for(out, status, None);
-        let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
-        let fields: Vec<(&str, &[u8])> = parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes()))
-            .collect();
-        // A HEAD response keeps the length a GET would have.
-        let kept = match framing {
-            Framing::None => Framing::Length(0),
-            other => other,
-        };
-        let has_date = edited_fields(fields.iter().copied(), kept, &edits, |name, value| {
-            push_field(out, name.as_bytes(), value)
-        });
-        push_field(out, b"x-request-id", self.ctx.request_id.as_bytes());
-        if !has_date {
-            push_date(out);
-        }
-        if framing == Framing::Chunked {
-            push_field(out, b"transfer-encoding", b"chunked");
-        }
-        persist.push(out);
-        out.extend_from_slice(b"\r\n");
-        let outcome = |bytes_out: usize, error: Option<String>| Outcome {
-            status,
-            bytes_in: self.bytes_in,
-            bytes_out,
-            keep: error.is_none() && persist != Persist::Close,
-            error,
-        };
-        if let Err(e) = write_out(conn, out, send).await {
-            return outcome(0, Some(format!("writing the response: {e}")));
-        }
-        if framing == Framing::None {
-            return outcome(0, None);
-        }
-        let chunked = framing == Framing::Chunked;
-        let mut sent = 0;
-        loop {
-            let idle = self.ctx.idle_limit();
-            let next = within(idle, async { Ok(down.data().await) }).await;
-            let chunk: Bytes = match next {
-                Ok(Some(Ok(chunk))) => chunk,
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return outcome(sent, Some(format!("reading the body: {e}"))),
-                Err(e) => return outcome(sent, Some(format!("reading the body: {e}"))),
-            };
-            let _ = down.flow_control().release_capacity(chunk.len());
-            sent += chunk.len();
-            out.clear();
-            push_body(out, &chunk, chunked);
-            if let Err(e) = write_out(conn, out, send).await {
-                return outcome(sent, Some(format!("writing the response: {e}")));
-            }
-        }
-        if let Framing::Length(n) = framing {
-            if sent as u64 != n {
-                return outcome(sent, Some("the backend's body and length differ".into()));
-            }
-        }
-        let trailers = match down.trailers().await {
-            Ok(trailers) => trailers,
-            Err(e) => return outcome(sent, Some(format!("reading the trailers: {e}"))),
-        };
-        if chunked {
-            out.clear();
-            out.extend_from_slice(b"0\r\n");
-            // Trailer fields that describe the message (framing, routing) are not the
-            // backend's to send (RFC 9110 6.5.1).
-            let fields = trailers.iter().flatten();
-            for (name, value) in fields.filter(|(n, _)| field(n.as_str()) == Field::Other) {
-                push_field(out, name.as_str().as_bytes(), value.as_bytes());
-            }
-            out.extend_from_slice(b"\r\n");
-            if let Err(e) = write_out(conn, out, send).await {
-                return outcome(sent, Some(format!("writing the response: {e}")));
-            }
-        }
-        outcome(sent, None)
     }
 }

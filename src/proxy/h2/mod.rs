@@ -14,6 +14,7 @@
 
 mod answer;
 mod exchange;
+mod from_h2;
 mod relay;
 mod stream;
 mod to_h2;

@@ -17,7 +17,7 @@ use super::answer::{answer, append_field, finish_head, own_response, Outcome};
 use crate::proxy::attempts::limit;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::encoder::Encoder;
+use crate::proxy::encoder::{Coded, Encoder};
 use crate::proxy::http1::{
     read_response_head, response_head, with_response, Body, Framing, ResponseHead, MAX_INTERIM,
     UPSTREAM_BUF,
@@ -71,7 +71,7 @@ impl Relay<'_> {
         } = last;
         self.ctx.answered(head.status);
         self.ctx.note_compression(compression.as_ref().map(|c| c.0));
-        let encoder = compression.and_then(|c| c.1);
+        let coded = Coded::new(compression.and_then(|c| c.1));
         let body = Body::new(head.framing);
         let empty = self.head_request || body.is_done();
         let send = match respond.send_response(response, empty) {
@@ -88,7 +88,7 @@ impl Relay<'_> {
             send,
             body,
             framing: head.framing,
-            encoder,
+            coded,
             sent: 0,
             extra: false,
         };
@@ -198,12 +198,12 @@ impl Relay<'_> {
                 Err(e) => return Err(pass.reset(format!("reading the body: {e}"))),
             }
         }
-        let mut last = Vec::new();
-        if let Some(Err(e)) = pass.encoder.take().map(|e| e.finish(&mut last)) {
-            return Err(pass.reset(format!("compressing: {e}")));
-        }
+        let last = match pass.coded.end() {
+            Ok(last) => last,
+            Err(e) => return Err(pass.reset(format!("compressing: {e}"))),
+        };
         pass.sent += last.len();
-        send_data(&mut pass.send, Bytes::from(last), true, self.send)
+        send_data(&mut pass.send, last, true, self.send)
             .await
             .map_err(|e| format!("sending the response: {e}"))
     }
@@ -221,12 +221,9 @@ impl Relay<'_> {
         };
         pass.extra |= up.len() > n;
         let data = payload(up, n, runs);
-        let data = match &mut pass.encoder {
-            None => data,
-            Some(e) => match compressed(e, &data) {
-                Ok(data) => data,
-                Err(e) => return Err(pass.reset(format!("compressing: {e}"))),
-            },
+        let data = match pass.coded.pass(data) {
+            Ok(data) => data,
+            Err(e) => return Err(pass.reset(format!("compressing: {e}"))),
         };
         pass.sent += data.len();
         if data.is_empty() {
@@ -287,7 +284,7 @@ struct Pass {
     send: SendStream<Bytes>,
     body: Body,
     framing: Framing,
-    encoder: Option<Encoder>,
+    coded: Coded,
     sent: usize,
     extra: bool,
 }
@@ -298,13 +295,6 @@ impl Pass {
         self.send.send_reset(Reason::INTERNAL_ERROR);
         error
     }
-}
-
-/// What the encoder has ready after `data`.
-fn compressed(encoder: &mut Encoder, data: &[u8]) -> std::io::Result<Bytes> {
-    let mut out = Vec::new();
-    encoder.push(data, &mut out)?;
-    Ok(Bytes::from(out))
 }
 
 /// The payload among the first `n` bytes of `up` (`runs` of it), taken off `up`: without a

@@ -1,9 +1,8 @@
 //! An HTTP/2 request to a backend that speaks HTTP/2 (`http2 = true`: TLS with ALPN `h2`, or
 //! h2c): gRPC's way. The request goes as a stream on the thread's connection to the backend
 //! (`route::h2_pool`), its body pumped by a task of its own so that both directions flow at
-//! once (bidirectional streaming), `te: trailers` kept; the response's fields get the same edits
-//! as any other, its DATA frames go on under both windows, and its trailers (`grpc-status`)
-//! follow. A stream the backend resets or breaks off is reset for the client.
+//! once (bidirectional streaming), `te: trailers` kept; the response goes to the client as
+//! `from_h2` relays it, compressed where the site compresses (never gRPC).
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,28 +12,25 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method};
 use tokio::task::JoinHandle;
 
-use super::answer::{answer, append_field, finish_head, own_response, Outcome};
+use super::answer::{answer, own_response, Outcome};
 use super::exchange::Request;
+use super::from_h2::Relay;
 use crate::proxy::attempts::{io_failure, Picked};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{Protocol, Received};
-use crate::proxy::http1::Framing;
-use crate::proxy::http2::{backend_request, send_data, Outgoing};
+use crate::proxy::http2::{backend_request, send_data, trailers_filtered, Outgoing};
 use crate::proxy::own::{self, Asking};
 use crate::proxy::phases::Unconnected;
-use crate::proxy::response_edits::edited_fields;
-use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::{self, Kind};
 use crate::route::retry::{Failure, Stake};
 use crate::route::router::ProxyAction;
-use crate::semantics::fields::{field, Field};
 
 /// The window each stream and each connection to a backend offers for responses.
 const STREAM_WINDOW: u32 = 1024 * 1024;
@@ -287,7 +283,7 @@ async fn pump(
     let ended = match body.trailers().await {
         // The same fields as the head may carry: no forwarding field (X-Forwarded-Client-Cert,
         // X-Forwarded-For...) slips in as a trailer.
-        Ok(Some(trailers)) => upload.send_trailers(filtered(trailers)).is_ok(),
+        Ok(Some(trailers)) => upload.send_trailers(trailers_filtered(trailers)).is_ok(),
         Ok(None) => upload.send_data(Bytes::new(), true).is_ok(),
         Err(_) => false,
     };
@@ -295,91 +291,6 @@ async fn pump(
         upload.send_reset(Reason::CANCEL);
     }
     total
-}
-
-/// A backend's HTTP/2 response on its way to the client.
-struct Relay<'a> {
-    ctx: &'a Ctx,
-    facts: &'a ConnFacts,
-    addr: SocketAddr,
-    head: bool,
-    send: Option<Duration>,
-}
-
-impl Relay<'_> {
-    async fn run(
-        self,
-        response: http::Response<RecvStream>,
-        respond: &mut SendResponse<Bytes>,
-    ) -> Outcome {
-        let (parts, mut down) = response.into_parts();
-        let status = parts.status.as_u16();
-        let outcome = |bytes_out: usize, error: Option<String>| Outcome {
-            status,
-            bytes_in: 0,
-            bytes_out,
-            error: error.map(|e| format!("{}: {e}", self.addr)),
-        };
-        let fail = |bytes_out, error| outcome(bytes_out, Some(error));
-        let mut client = http::Response::new(());
-        *client.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let headers = client.headers_mut();
-        let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
-        let fields: Vec<(&str, &[u8])> = parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes()))
-            .collect();
-        // A length the backend sent stands: HTTP/2 frames the body either way.
-        let fields = fields.iter().copied();
-        let has_date = edited_fields(fields, Framing::None, &edits, |name, value| {
-            append_field(headers, name, value)
-        });
-        finish_head(headers, &self.ctx.request_id, has_date);
-        let empty = self.head || down.is_end_stream();
-        let mut send = match respond.send_response(client, empty) {
-            Ok(send) => send,
-            Err(e) => return fail(0, format!("sending the response head: {e}")),
-        };
-        if empty {
-            return outcome(0, None);
-        }
-        let mut sent = 0;
-        loop {
-            let idle = self.ctx.idle_limit();
-            let next = within(idle, async { Ok(down.data().await) }).await;
-            let chunk = match next {
-                Ok(Some(Ok(chunk))) => chunk,
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    send.send_reset(Reason::INTERNAL_ERROR);
-                    return fail(sent, format!("reading the body: {e}"));
-                }
-                Err(e) => {
-                    send.send_reset(Reason::INTERNAL_ERROR);
-                    return fail(sent, format!("reading the body: {e}"));
-                }
-            };
-            let _ = down.flow_control().release_capacity(chunk.len());
-            sent += chunk.len();
-            if let Err(e) = send_data(&mut send, chunk, false, self.send).await {
-                return fail(sent, format!("sending the response: {e}"));
-            }
-        }
-        let ended = match down.trailers().await {
-            Ok(Some(trailers)) => send
-                .send_trailers(filtered(trailers))
-                .map_err(|e| e.to_string()),
-            Ok(None) => send_data(&mut send, Bytes::new(), true, self.send)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => {
-                send.send_reset(Reason::INTERNAL_ERROR);
-                Err(format!("reading the trailers: {e}"))
-            }
-        };
-        outcome(sent, ended.err())
-    }
 }
 
 /// Answers `status` (nothing of a response went to the client yet).
@@ -398,17 +309,4 @@ async fn failed(
         bytes_out,
         error: Some(error),
     }
-}
-
-/// Trailers less what may not be in them (hop-by-hop fields).
-fn filtered(mut trailers: HeaderMap) -> HeaderMap {
-    let drop: Vec<HeaderName> = trailers
-        .keys()
-        .filter(|n| !matches!(field(n.as_str()), Field::Other | Field::UserAgent))
-        .cloned()
-        .collect();
-    for name in drop {
-        trailers.remove(name);
-    }
-    trailers
 }
