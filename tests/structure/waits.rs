@@ -20,6 +20,12 @@ const SLEEPS: &[(&str, usize, &str)] = &[
         "a pause inside a WebSocket conversation",
     ),
     (
+        "tests/retries.rs",
+        2,
+        "a request body sent in two parts with a pause between (HTTP/1.1 and HTTP/2), so that \
+         the proxy sends the first on before the second comes: shaping, not waiting",
+    ),
+    (
         "tests/connections.rs",
         3,
         "a header trickled and an idle keep-alive: the header clock",

@@ -75,7 +75,7 @@ impl Proxy {
             Ok(upload) => upload,
             Err(e) => {
                 let asking = request.asking(ctx);
-                return refuse_body(conn, bufs, &asking, e, head_request, send).await;
+                return refuse_body(conn, bufs, &asking, e, (head_request, send), 0).await;
             }
         };
         let tls = action.upstream.tls();
@@ -127,11 +127,8 @@ impl Proxy {
                 return outcome;
             }
             Err(Err(e)) => {
-                let asking = request.asking(ctx);
-                let mut outcome = refuse_body(conn, bufs, &asking, e, head_request, send).await;
-                // What was read and sent on before the body failed, for the log.
-                outcome.bytes_in = upload.payload;
-                return outcome;
+                let (asking, read) = (request.asking(ctx), upload.payload);
+                return refuse_body(conn, bufs, &asking, e, (head_request, send), read).await;
             }
         };
         let relay = Relay {
@@ -310,14 +307,15 @@ async fn send_and_read(
         .map_err(Ok)
 }
 
-/// Answers a request whose body could not be read or was refused (the connection closes).
+/// Answers a request whose body could not be read or was refused (the connection closes);
+/// `bytes_in` of it had been read and sent on.
 async fn refuse_body(
     conn: &mut ClientConn,
     bufs: &mut Buffers,
     asking: &Asking<'_>,
     e: UploadError,
-    head_request: bool,
-    send: Option<std::time::Duration>,
+    (head_request, send): (bool, Option<std::time::Duration>),
+    bytes_in: u64,
 ) -> Outcome {
     let (status, bytes_out) = match e.status() {
         None => (0, 0),
@@ -332,7 +330,7 @@ async fn refuse_body(
     }
     Outcome {
         status,
-        bytes_in: 0,
+        bytes_in,
         bytes_out,
         keep: false,
         error: Some(e.to_string()),
