@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::answer::{answer, append_field, finish_head, own_response, Outcome};
 use super::exchange::Request;
-use crate::proxy::attempts::{io_failure, Picked};
+use crate::proxy::attempts::{h2_failure, stream_failure, Picked};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{Protocol, Received};
@@ -172,7 +172,7 @@ impl Proxy {
         let (response, upload) = sender.clone().send_request(upstream, end).map_err(|e| {
             h2_pool::forget(addr, kind);
             let error = format!("{addr}: sending the request: {e}");
-            NoResponse(Some(Failure::Reset), 502, error)
+            NoResponse(Some(h2_failure(&e)), 502, error)
         })?;
         let max_body = ctx
             .site
@@ -193,7 +193,7 @@ impl Proxy {
                 }
                 let error = format!("{addr}: {e}");
                 let status = own::io_status(e.kind());
-                Err(NoResponse(Some(io_failure(e.kind())), status, error))
+                Err(NoResponse(Some(stream_failure(&e)), status, error))
             }
         }
     }
