@@ -88,6 +88,13 @@ impl FailingH2 {
         self.serving.counts.connections.load(Ordering::SeqCst)
     }
 
+    /// The bodies of the streams to `path`, as they arrived, in order.
+    pub fn bodies(&self, path: &str) -> Vec<String> {
+        let bodies = self.serving.counts.bodies.lock().expect("lock");
+        let of_path = bodies.iter().filter(|(p, _)| p == path);
+        of_path.map(|(_, body)| body.clone()).collect()
+    }
+
     /// Stalled streams the proxy reset.
     pub fn cancelled(&self) -> usize {
         self.serving.counts.cancelled.load(Ordering::SeqCst)
@@ -104,6 +111,8 @@ struct Counts {
     streams: AtomicUsize,
     connections: AtomicUsize,
     cancelled: AtomicUsize,
+    /// (path, body) of each stream whose body ended.
+    bodies: Mutex<Vec<(String, String)>>,
 }
 
 #[derive(Clone)]
@@ -143,6 +152,7 @@ impl Serving {
             };
             let stream = Stream {
                 mode,
+                path: request.uri().path().to_owned(),
                 name: self.name.clone(),
                 counts: self.counts.clone(),
                 release: self.release.clone(),
@@ -173,6 +183,7 @@ impl Serving {
 /// One stream's treatment.
 struct Stream {
     mode: H2Mode,
+    path: String,
     name: String,
     counts: Arc<Counts>,
     release: Arc<Notify>,
@@ -186,9 +197,17 @@ impl Stream {
         mut respond: SendResponse<Bytes>,
         ping: Option<h2::PingPong>,
     ) {
+        let mut got = Vec::new();
         while let Some(Ok(chunk)) = body.data().await {
             let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
         }
+        let got = String::from_utf8_lossy(&got).into_owned();
+        self.counts
+            .bodies
+            .lock()
+            .expect("lock")
+            .push((self.path.clone(), got));
         let (status, text) = match self.mode {
             H2Mode::Answer => (200, self.name.as_str()),
             H2Mode::Busy => (503, "busy"),
