@@ -314,6 +314,31 @@ async fn pages_reload_and_a_missing_file_is_refused_keeping_the_last_good_page()
         page.contains("451 (zh-CN, en), 502, 504; process-wide: 403, 429"),
         "{page}"
     );
+    // The same for machines, with where each page came from.
+    let status = admin::status(p.admin).await;
+    let inline = |s: u16| serde_json::json!({"status": s, "variants": [{"language": null, "source": "inline"}]});
+    assert_eq!(
+        status["error_pages"],
+        serde_json::json!([inline(403), inline(429)])
+    );
+    let sites = status["sites"].as_array().expect("sites");
+    let names: Vec<&str> = sites.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["shop", "blocked"], "{status}");
+    let shop = &sites[0]["error_pages"];
+    let file = |name: &str| p.env.path(name).display().to_string();
+    let variants = serde_json::json!([
+        {"language": "zh-CN", "source": file("pages/451.zh.html")},
+        {"language": "en", "source": file("pages/451.en.html")},
+    ]);
+    assert_eq!(
+        shop[0],
+        serde_json::json!({"status": 451, "variants": variants}),
+        "{shop}"
+    );
+    assert_eq!(shop[1], inline(502), "{shop}");
+    assert_eq!(shop[2], inline(504), "{shop}");
+    assert_eq!(shop.as_array().map(Vec::len), Some(3), "{shop}");
+    assert_eq!(sites[1]["error_pages"], serde_json::json!([]), "{status}");
 
     let en = ["Accept-Language: en"];
     p.env

@@ -6,103 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
-use support::failing::{Events, Failing, FailingH2, Mode};
-use support::http::{h2_connect, raw_plain, Response};
-use support::pki::{Ca, LeafSpec};
-use support::{eventually, free_port, Env, Running};
+use support::eventually;
+use support::failing::{Failing, Mode};
+use support::free_port;
+use support::http::{h2_connect, Response};
+use support::retrying::{configure, events, order, Proxy};
 use tokio::io::AsyncWriteExt;
-
-/// The proxy in front of `backends` (one upstream, round robin) with `route` and `upstream`
-/// (TOML lines) added to the route and the upstream; an admin listener and an access log.
-struct Proxy {
-    env: Env,
-    root: Ca,
-    admin: u16,
-    running: Running,
-}
-
-impl Proxy {
-    fn start(backends: &[u16], upstream: &str, route: &str) -> Proxy {
-        let (env, root) = Env::with_approved_root("Approved Root");
-        env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
-        let admin = free_port();
-        configure(&env, admin, backends, upstream, route);
-        let running = env.start();
-        Proxy {
-            env,
-            root,
-            admin,
-            running,
-        }
-    }
-
-    /// One HTTP/1.1 request (the connection closed after it), with an id to find its log line.
-    async fn send(&self, method: &str, path: &str, body: &str) -> Response {
-        let raw = format!(
-            "{method} {path} HTTP/1.1\r\nHost: example.cn\r\nConnection: close\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        raw_plain(self.env.http, raw.as_bytes(), None)
-            .await
-            .expect("a response")
-    }
-
-    /// The access log line of the request to `path`, once written.
-    async fn logged(&self, path: &str) -> Value {
-        let file = self.env.path("access.log");
-        let found = eventually(Duration::from_secs(5), || {
-            let file = file.clone();
-            async move {
-                let text = std::fs::read_to_string(&file).ok()?;
-                text.lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .find(|v| v["path"] == path)
-            }
-        })
-        .await;
-        found.unwrap_or_else(|| panic!("no access log line for {path}: {}", self.running.log()))
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        support::admin::metric(self.admin, series)
-            .await
-            .unwrap_or_else(|| panic!("no series {series}"))
-    }
-}
-
-/// Writes the config: `backends` as one upstream (round robin) with `upstream` added, one route
-/// to it with `route` added, an admin listener and an access log.
-fn configure(env: &Env, admin: u16, backends: &[u16], upstream: &str, route: &str) {
-    let list: Vec<String> = backends
-        .iter()
-        .map(|p| format!("\"127.0.0.1:{p}\""))
-        .collect();
-    env.write_config(
-        "",
-        format!(
-            "[admin]\naddr = \"127.0.0.1:{admin}\"\n\
-             [access_log]\npath = \"access.log\"\ntamper_evident = false\n\
-             [[upstreams]]\nname = \"backend\"\nbackends = [{}]\npassive_ejection = \"0s\"\n\
-             {upstream}\n\
-             [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
-             [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n{route}\n",
-            list.join(", ")
-        ),
-    );
-}
-
-fn events() -> Events {
-    Events::default()
-}
-
-/// Backends, in the order of the events of `path`.
-fn order(events: &Events, path: &str) -> Vec<String> {
-    let events = events.lock().expect("lock");
-    let of_path = events.iter().filter(|(_, what, _)| what.ends_with(path));
-    of_path.map(|(name, _, _)| name.clone()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_is_retried_on_another_backend_after_a_reset_over_http1_and_http2() {
@@ -479,36 +388,6 @@ async fn retry_after_is_waited_for_and_one_beyond_the_total_timeout_goes_to_the_
     assert_eq!(refused.text(), "busy");
     let retries = "menshen_upstream_retries_total{reason=\"503\",upstream=\"backend\"}";
     assert_eq!(proxy.metric(retries).await, 1.0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_503_from_an_http2_backend_is_retried_for_http1_and_http2_clients() {
-    let log = events();
-    let busy = FailingH2::start("busy", true, &log).await;
-    let good = FailingH2::start("good", false, &log).await;
-    let route = "retries = { on = [\"503\"] }";
-    let proxy = Proxy::start(&[busy.port, good.port], "http2 = true", route);
-    for i in 0..3 {
-        let resp = proxy.send("GET", &format!("/h2c/{i}"), "").await;
-        assert_eq!(resp.status, 200, "{}", proxy.running.log());
-        assert_eq!(resp.text(), "good");
-    }
-    let mut h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
-        .await
-        .expect("HTTP/2");
-    for i in 0..3 {
-        let url = format!("https://example.cn/h2-h2c/{i}");
-        let status = support::http::h2_get(&mut h2, &url).await.expect("GET");
-        assert_eq!(status, 200, "{}", proxy.running.log());
-    }
-    assert_eq!(good.requests(), 6, "{:?}", log.lock().expect("lock"));
-    assert!(busy.requests() >= 1, "round robin reached the busy backend");
-    let retried = (0..3).flat_map(|i| [format!("/h2c/{i}"), format!("/h2-h2c/{i}")]);
-    let retried: Vec<String> = retried.filter(|p| order(&log, p).len() == 2).collect();
-    assert_eq!(retried.len(), busy.requests());
-    for path in &retried {
-        assert_eq!(order(&log, path), ["busy", "good"], "{path}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,7 +55,8 @@ fn last_reload(h: &mut String, report: &ReloadReport) {
     h.push_str("</table>");
 }
 
-/// The machine-readable status: the last reload's report, served and rejected certificates.
+/// The machine-readable status: the last reload's report, served and rejected certificates,
+/// the process-wide error pages and each site's own.
 pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
     use crate::observe::access_log::push_json_str;
     let now = unix_now();
@@ -107,8 +108,53 @@ pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
         }
         push_json_str(&mut out, &e.to_string());
     }
+    out.push_str("],\"error_pages\":");
+    error_pages_json(&mut out, &snapshot.error_pages);
+    out.push_str(",\"sites\":[");
+    for (i, site) in snapshot.router.sites().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        push_json_str(&mut out, &site.name);
+        out.push_str(",\"error_pages\":");
+        error_pages_json(&mut out, &site.policy.error_pages);
+        out.push('}');
+    }
     out.push_str("]}\n");
     out
+}
+
+/// Error pages as `/status.json` lists them (a site's own, or the process-wide ones): each
+/// status with its variants in order, their language (`null`: none given) and where the text
+/// came from (a file, or `"inline"` for a template in the config).
+fn error_pages_json(out: &mut String, pages: &ErrorPages) {
+    use crate::observe::access_log::push_json_str;
+    out.push('[');
+    for (i, (status, page)) in pages.pages().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{{\"status\":{status},\"variants\":[");
+        for (j, variant) in page.variants().iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"language\":");
+            match variant.language.as_ref().and_then(|l| l.to_str().ok()) {
+                Some(language) => push_json_str(out, language),
+                None => out.push_str("null"),
+            }
+            out.push_str(",\"source\":");
+            match &variant.file {
+                Some(file) => push_json_str(out, &file.display().to_string()),
+                None => push_json_str(out, "inline"),
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
 }
 
 /// Renders the page for `snapshot`.

@@ -88,6 +88,28 @@ pub(super) fn io_failure(kind: std::io::ErrorKind) -> Failure {
     }
 }
 
+/// The failure of a stream to an HTTP/2 backend before its response head: `error` is the
+/// h2 crate's (from `send_request`, or as the response's, wrapped in an I/O error) or the
+/// first-byte timeout's.
+pub(super) fn stream_failure(error: &std::io::Error) -> Failure {
+    let h2 = error.get_ref().and_then(|e| e.downcast_ref::<h2::Error>());
+    match h2 {
+        Some(e) => h2_failure(e),
+        None => io_failure(error.kind()),
+    }
+}
+
+/// [`stream_failure`] of the h2 crate's error. A stream the backend refused (`RST_STREAM`
+/// with `REFUSED_STREAM`) or left above a `GOAWAY`'s last stream id was not processed (RFC
+/// 9113 8.7, 6.8): h2 gives that stream the `GOAWAY` as its error only then.
+pub(super) fn h2_failure(error: &h2::Error) -> Failure {
+    let refused = error.reason() == Some(h2::Reason::REFUSED_STREAM) && error.is_reset();
+    match error.is_remote() && (refused || error.is_go_away()) {
+        true => Failure::Refused,
+        false => Failure::Reset,
+    }
+}
+
 /// What picking a backend and an HTTP/2 connection to it came to.
 pub(in crate::proxy) enum Picked {
     /// A ready connection to this backend.
@@ -149,7 +171,7 @@ impl Proxy {
             .retries
             .decide(failure, stake, standing, fastrand::f64());
         match failure {
-            Failure::Reset => upstream.metrics.error(UpstreamErrorKind::Reset),
+            Failure::Reset | Failure::Refused => upstream.metrics.error(UpstreamErrorKind::Reset),
             Failure::Timeout => upstream.metrics.error(UpstreamErrorKind::Timeout),
             Failure::Connect | Failure::Invalid | Failure::Status(..) => {}
         }

@@ -4,6 +4,7 @@ pub mod dns;
 pub mod h2_pool;
 pub mod pool;
 pub mod retry;
+pub mod retry_budget;
 pub mod router;
 pub mod settings;
 pub mod upstream;

@@ -1,10 +1,8 @@
 //! How long a route's exchange with a backend may take and when a failed attempt is made again:
-//! the route's timeouts, its retry policy, the upstream's retry budget, and the one decision
-//! every engine asks after a failed attempt (`decide`). The engines (`proxy::h1`, `proxy::h2`)
-//! report what failed and what was sent; nothing here does I/O.
+//! the route's timeouts, its retry policy, and the one decision every engine asks after a
+//! failed attempt (`decide`; the upstream's budget is `retry_budget`). The engines
+//! (`proxy::h1`, `proxy::h2`) report what failed and what was sent; nothing here does I/O.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Most tries of one request (`retries.tries` is at most this).
@@ -128,6 +126,9 @@ pub enum Failure {
     Connect,
     /// The connection broke before any response byte.
     Reset,
+    /// An HTTP/2 backend refused the stream unprocessed: `RST_STREAM` with `REFUSED_STREAM`, or
+    /// a `GOAWAY` below its id (RFC 9113 8.7). Retried as a reset, for any method.
+    Refused,
     /// The backend's response head was malformed: never retried (the same request could make
     /// the same bytes again, and a backend that desyncs is not asked twice).
     Invalid,
@@ -143,6 +144,7 @@ impl Failure {
         match self {
             Failure::Connect => "connect",
             Failure::Reset => "reset",
+            Failure::Refused => "refused",
             Failure::Timeout => "timeout",
             Failure::Invalid => "invalid",
             Failure::Status(429, _) => "429",
@@ -161,6 +163,13 @@ pub struct Stake {
     pub idempotent: bool,
     /// menshen still holds the whole request body (or there is none), so it can be sent again.
     pub replayable: bool,
+}
+
+impl Stake {
+    /// Whether a request the backend may have acted on can be sent again.
+    fn safe(self) -> bool {
+        self.idempotent && self.replayable
+    }
 }
 
 /// Where the request stands when an attempt failed.
@@ -200,24 +209,27 @@ impl RetryPolicy {
     /// Whether a failed attempt is made again, and after how long (`jitter` in 0..1 picks the
     /// back-off within its range). One definition for every engine and backend protocol.
     pub fn decide(&self, failure: Failure, stake: Stake, at: Standing, jitter: f64) -> Verdict {
-        let (asked, needs_safety) = match failure {
-            // Nothing reached the backend: even a POST may go elsewhere.
-            Failure::Connect => (self.on.connect, false),
-            Failure::Reset => (self.on.reset, true),
-            Failure::Timeout => (self.on.timeout, true),
-            Failure::Invalid => (false, true),
-            Failure::Status(status, _) => (self.on.statuses.contains(status), true),
+        // Whether the request can go again: nothing reached the backend (even a POST may go
+        // elsewhere); the backend refused it unprocessed (if its body is still held); or it
+        // may have acted on it.
+        let (asked, safe) = match failure {
+            Failure::Connect => (self.on.connect, true),
+            Failure::Refused => (self.on.reset, stake.replayable),
+            Failure::Reset => (self.on.reset, stake.safe()),
+            Failure::Timeout => (self.on.timeout, stake.safe()),
+            Failure::Invalid => (false, stake.safe()),
+            Failure::Status(status, _) => (self.on.statuses.contains(status), stake.safe()),
         };
         if !asked {
             return Verdict::Stop(Stop::NotRetried);
         }
-        if needs_safety && !(stake.idempotent && stake.replayable) {
+        if !safe {
             return Verdict::Stop(Stop::Unsafe);
         }
         // With every backend tried (one behind a cloud load balancer, say), only a reset goes
         // to one tried before, as with Envoy: on a lossy link a reset is rarely the backend's,
         // while a refused connect, a timeout or a 503 would only hit it again.
-        let again = at.untried > 0 || failure == Failure::Reset;
+        let again = at.untried > 0 || matches!(failure, Failure::Reset | Failure::Refused);
         if at.tries >= self.tries || !again {
             return Verdict::Stop(Stop::NoTriesLeft);
         }
@@ -253,64 +265,6 @@ pub fn retry_after(value: &[u8]) -> Option<Duration> {
         at.duration_since(std::time::SystemTime::now())
             .unwrap_or_default(),
     )
-}
-
-/// An upstream's retry budget: retries in flight at most `percent` of its requests in flight,
-/// or `min_concurrent`, whichever is more (Envoy's retry budget), so a failing backend is not
-/// hammered by every request trying again at once.
-#[derive(Debug)]
-pub struct RetryBudget {
-    percent: u32,
-    min_concurrent: usize,
-    active: Arc<AtomicUsize>,
-    retrying: Arc<AtomicUsize>,
-}
-
-/// A request in flight to an upstream, counted until it is dropped.
-#[derive(Debug)]
-pub struct Active(Arc<AtomicUsize>);
-
-/// A retry in flight, counted against the budget until it is dropped.
-#[derive(Debug)]
-pub struct RetryTicket(Arc<AtomicUsize>);
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Drop for RetryTicket {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl RetryBudget {
-    /// A budget of `percent` of the requests in flight, at least `min_concurrent`.
-    pub fn new(percent: u32, min_concurrent: usize) -> Self {
-        Self {
-            percent,
-            min_concurrent,
-            active: Arc::default(),
-            retrying: Arc::default(),
-        }
-    }
-
-    /// Counts a request in flight until the returned guard is dropped.
-    pub fn start(&self) -> Active {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        Active(self.active.clone())
-    }
-
-    /// A retry's ticket, or `None` when the budget is spent.
-    pub fn try_retry(&self) -> Option<RetryTicket> {
-        let active = self.active.load(Ordering::Relaxed);
-        let allowed = (active * self.percent as usize / 100).max(self.min_concurrent);
-        let taken = self.retrying.fetch_add(1, Ordering::Relaxed);
-        let ticket = RetryTicket(self.retrying.clone());
-        (taken < allowed).then_some(ticket)
-    }
 }
 
 #[cfg(test)]
@@ -382,6 +336,15 @@ mod tests {
             p.decide(Failure::Timeout, SAFE, OPEN, 0.5),
             Verdict::Stop(Stop::NotRetried)
         );
+        // A stream refused unprocessed goes again whatever its method, if its body is held.
+        assert!(matches!(
+            p.decide(Failure::Refused, POST, OPEN, 0.5),
+            Verdict::Retry(_)
+        ));
+        assert_eq!(
+            p.decide(Failure::Refused, streamed, OPEN, 0.5),
+            Verdict::Stop(Stop::Unsafe)
+        );
         assert_eq!(
             p.decide(Failure::Status(502, None), SAFE, OPEN, 0.5),
             Verdict::Stop(Stop::NotRetried)
@@ -419,10 +382,12 @@ mod tests {
             p.decide(Failure::Connect, SAFE, none_left, 1.0),
             Verdict::Stop(Stop::NoTriesLeft)
         );
-        assert_eq!(
-            p.decide(Failure::Reset, SAFE, none_left, 0.0),
-            Verdict::Retry(Duration::ZERO)
-        );
+        for again in [Failure::Reset, Failure::Refused] {
+            assert_eq!(
+                p.decide(again, SAFE, none_left, 0.0),
+                Verdict::Retry(Duration::ZERO)
+            );
+        }
         assert_eq!(
             p.decide(Failure::Invalid, SAFE, OPEN, 0.0),
             Verdict::Stop(Stop::NotRetried)
@@ -460,24 +425,5 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after(b"soon"), None);
-    }
-
-    #[test]
-    fn the_budget_allows_a_share_of_requests_in_flight_and_a_minimum() {
-        let budget = RetryBudget::new(20, 1);
-        let requests: Vec<Active> = (0..10).map(|_| budget.start()).collect();
-        let first = budget.try_retry().expect("20% of 10");
-        let second = budget.try_retry().expect("20% of 10");
-        assert!(budget.try_retry().is_none(), "a third is over 20% of 10");
-        drop(first);
-        assert!(
-            budget.try_retry().is_some(),
-            "a ticket given back is free again"
-        );
-        drop((second, requests));
-        let lone = RetryBudget::new(20, 1);
-        let _one = lone.start();
-        assert!(lone.try_retry().is_some(), "the minimum");
-        assert!(RetryBudget::new(0, 0).try_retry().is_none());
     }
 }

@@ -16,7 +16,7 @@ use pingora_load_balancing::selection::{Consistent, Random, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
 use super::dns::Discovery;
-use super::retry::RetryBudget;
+use super::retry_budget::RetryBudget;
 pub use super::settings::HashKey;
 use super::settings::UpstreamSettings;
 use super::upstream_metrics::UpstreamMetrics;

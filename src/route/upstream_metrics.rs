@@ -68,7 +68,9 @@ impl UpstreamErrorKind {
 }
 
 /// The `reason` labels of retries (`route::retry::Failure::label`).
-pub const RETRY_REASONS: [&str; 7] = ["connect", "reset", "timeout", "429", "502", "503", "504"];
+pub const RETRY_REASONS: [&str; 8] = [
+    "connect", "reset", "refused", "timeout", "429", "502", "503", "504",
+];
 
 struct Families {
     attempts: IntCounterVec,
@@ -100,7 +102,7 @@ fn families() -> &'static Families {
         retries: register_int_counter_vec!(
             "menshen_upstream_retries_total",
             "Attempts made on another backend after a failed one, by upstream and reason \
-             (connect, reset, timeout, 429, 502, 503, 504)",
+             (connect, reset, refused, timeout, 429, 502, 503, 504)",
             &["reason", "upstream"]
         )
         .expect(DEFINED),

@@ -1,7 +1,8 @@
-//! A backend that fails on command, for the retry tests: it answers, closes the connection
-//! before answering, stalls before the head or in the middle of the body, or answers 503 with
-//! a `Retry-After`. Every request it reads is counted and noted, with its arrival time, in an
-//! event list the test shares between backends (so the order of attempts can be read).
+//! An HTTP/1.1 backend that fails on command, for the retry tests (`failing_h2` is the h2c
+//! one): it answers, closes the connection before answering, stalls before the head or in the
+//! middle of the body, or answers 503 with a `Retry-After`. Every request it reads is counted
+//! and noted, with its arrival time, in an event list the test shares between backends (so the
+//! order of attempts can be read).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -180,92 +181,4 @@ async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>, body: bool) -> Opt
     buf.drain(..end + length);
     let mut words = head.split(' ');
     Some(format!("{} {}", words.next()?, words.next()?))
-}
-
-/// An h2c (HTTP/2 without TLS) backend that answers every stream 503 with `Retry-After: 0`
-/// while `busy`, else 200 with its name; it counts streams and notes them in `events`.
-pub struct FailingH2 {
-    pub port: u16,
-    busy: Arc<Mutex<bool>>,
-    requests: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FailingH2 {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FailingH2 {
-    pub async fn start(name: &str, busy: bool, events: &Events) -> FailingH2 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (busy, requests) = (Arc::new(Mutex::new(busy)), Arc::new(AtomicUsize::new(0)));
-        let stream = H2Stream {
-            name: name.to_owned(),
-            busy: busy.clone(),
-            requests: requests.clone(),
-            events: events.clone(),
-        };
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let stream = stream.clone();
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(tcp).await else {
-                        return;
-                    };
-                    while let Some(Ok((request, respond))) = conn.accept().await {
-                        stream.answer(request, respond);
-                    }
-                });
-            }
-        });
-        FailingH2 {
-            port,
-            busy,
-            requests,
-            task,
-        }
-    }
-
-    pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
-
-#[derive(Clone)]
-struct H2Stream {
-    name: String,
-    busy: Arc<Mutex<bool>>,
-    requests: Arc<AtomicUsize>,
-    events: Events,
-}
-
-impl H2Stream {
-    fn answer(
-        &self,
-        request: http::Request<h2::RecvStream>,
-        mut respond: h2::server::SendResponse<bytes::Bytes>,
-    ) {
-        let what = format!("{} {}", request.method(), request.uri().path());
-        let now = Instant::now();
-        self.events
-            .lock()
-            .expect("lock")
-            .push((self.name.clone(), what, now));
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        let busy = *self.busy.lock().expect("lock");
-        let response = http::Response::builder().status(if busy { 503 } else { 200 });
-        let response = match busy {
-            true => response.header("retry-after", "0"),
-            false => response,
-        };
-        let body = if busy { "busy" } else { self.name.as_str() };
-        let Ok(mut send) = respond.send_response(response.body(()).expect("response"), false)
-        else {
-            return;
-        };
-        let _ = send.send_data(bytes::Bytes::from(body.to_owned()), true);
-    }
 }

@@ -10,10 +10,9 @@ use http::Method;
 use super::from_h2::Back;
 use super::own::{error_response, io_status};
 use super::request::{BodyFraming, Request};
-use super::upload::Upload;
+use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
-use crate::proxy::attempts::io_failure;
-use crate::proxy::attempts::Picked;
+use crate::proxy::attempts::{h2_failure, stream_failure, Picked};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
@@ -119,7 +118,7 @@ impl Proxy {
         let end = req.body == BodyFraming::None;
         let (response, mut stream) = sender.clone().send_request(upstream, end).map_err(|e| {
             h2_pool::forget(addr, kind);
-            NoResponse(Some(Failure::Reset), 502, format!("{addr}: {e}"))
+            NoResponse(Some(h2_failure(&e)), 502, format!("{addr}: {e}"))
         })?;
         if !end {
             let framing = match req.body {
@@ -135,7 +134,12 @@ impl Proxy {
                 upload.send_h2(framing, conn, input, &mut stream, body_timeout, write, send);
             if let Err(e) = sending.await {
                 stream.send_reset(Reason::CANCEL);
-                return Err(NoResponse(None, e.status().unwrap_or(0), e.to_string()));
+                // The backend's failure while it had only what menshen holds: as any other.
+                let failure = match &e {
+                    UploadError::Backend(e) if !upload.streamed => Some(stream_failure(e)),
+                    _ => None,
+                };
+                return Err(NoResponse(failure, e.status().unwrap_or(0), e.to_string()));
             }
         }
         let waited = within(ctx.first_byte_limit(), async {
@@ -143,7 +147,7 @@ impl Proxy {
         });
         waited.await.map_err(|e| {
             let status = io_status(e.kind());
-            NoResponse(Some(io_failure(e.kind())), status, format!("{addr}: {e}"))
+            NoResponse(Some(stream_failure(&e)), status, format!("{addr}: {e}"))
         })
     }
 }

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use super::answer::{answer, own_response, Outcome};
 use super::exchange::Request;
 use super::from_h2::Relay;
-use crate::proxy::attempts::{io_failure, Picked};
+use crate::proxy::attempts::{h2_failure, stream_failure, Picked};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{Protocol, Received};
@@ -53,49 +53,38 @@ impl Proxy {
     ) -> Result<Outcome, RecvStream> {
         let head = request.parts.method == Method::HEAD;
         let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
-        // The body streams from the client as it comes: only a request without one can go again.
-        let stake = Stake {
-            idempotent: request.parts.method.is_idempotent(),
-            replayable: body.is_end_stream(),
-        };
-        let mut body = Some(body);
-        let (addr, response, pump) = loop {
+        let idempotent = request.parts.method.is_idempotent();
+        let mut body = Some(Upload::Client(body));
+        // The backend's answer, or the failure the client gets: its status and what to log.
+        let answered = loop {
             let (path, fields) = (request.target.path(), &request.parts.headers);
             let header = |name: &HeaderName| fields.get(name).map(HeaderValue::as_bytes);
             let (addr, sender) = match self.h2_pick(ctx, action, path, header, kind).await {
                 Picked::Ready(addr, sender) => (addr, sender),
                 // Only a body that was never sent is still here.
                 Picked::Http1 => match body.take() {
-                    Some(body) => return Err(body),
-                    None => {
-                        return Ok(failed(
-                            respond,
-                            request.asking(ctx),
-                            (head, send),
-                            502,
-                            "body already sent".into(),
-                        )
-                        .await)
-                    }
+                    Some(Upload::Client(body)) => return Err(body),
+                    Some(Upload::Held(_)) | None => break Err((502, "body already sent".into())),
                 },
                 Picked::Again => continue,
-                Picked::Fail(status, error) => {
-                    return Ok(
-                        failed(respond, request.asking(ctx), (head, send), status, error).await,
-                    )
-                }
+                Picked::Fail(status, error) => break Err((status, error)),
             };
             let stream = Stream { sender, addr, kind };
             let sent = self.backend_stream(stream, request, &mut body, action, ctx, facts);
-            match sent.await {
+            let sent = sent.await;
+            let stake = stake(idempotent, &body);
+            match sent {
                 Ok((r, _)) if self.retry_response(ctx, &r, stake).await => continue,
-                Ok((response, pump)) => break (addr, response, pump),
+                Ok((response, pump)) => break Ok((addr, response, pump)),
                 Err(NoResponse(f, ..)) if self.retry_if(ctx, f, stake).await => continue,
-                Err(NoResponse(_, status, error)) => {
-                    return Ok(
-                        failed(respond, request.asking(ctx), (head, send), status, error).await,
-                    )
-                }
+                Err(NoResponse(_, status, error)) => break Err((status, error)),
+            }
+        };
+        let (addr, response, pump) = match answered {
+            Ok(answered) => answered,
+            Err((status, error)) => {
+                let asking = request.asking(ctx);
+                return Ok(failed(respond, asking, (head, send), status, error).await);
             }
         };
         ctx.answered(response.status().as_u16());
@@ -110,7 +99,7 @@ impl Proxy {
         if let Some(pump) = pump {
             // The response is over: what the client still streams has nowhere to go.
             pump.abort();
-            outcome.bytes_in = pump.await.unwrap_or(0);
+            outcome.bytes_in = pump.await.map_or(0, |p| p.total);
         }
         Ok(outcome)
     }
@@ -138,16 +127,16 @@ impl Proxy {
 
     /// Sends the request as a stream on `stream.sender`, its body (taken from `body`) pumped
     /// by a task of its own, and waits for the response head within the route's first-byte
-    /// timeout.
+    /// timeout. When none comes, a body the pump sent whole and held is back in `body`.
     async fn backend_stream(
         &self,
         stream: Stream<'_>,
         request: &Request<'_>,
-        body: &mut Option<RecvStream>,
+        body: &mut Option<Upload>,
         action: &ProxyAction,
         ctx: &Ctx,
         facts: &ConnFacts,
-    ) -> Result<(http::Response<RecvStream>, Option<JoinHandle<u64>>), NoResponse> {
+    ) -> Result<(http::Response<RecvStream>, Option<JoinHandle<Pumped>>), NoResponse> {
         let Stream { sender, addr, kind } = stream;
         let parts = request.parts;
         let outgoing = Outgoing {
@@ -164,18 +153,18 @@ impl Proxy {
         };
         let upstream =
             backend_request(outgoing, action, ctx, facts).map_err(|e| NoResponse(None, 400, e))?;
-        let end = body.as_ref().is_none_or(RecvStream::is_end_stream);
+        let end = body.as_ref().is_none_or(Upload::is_empty);
         let (response, upload) = sender.clone().send_request(upstream, end).map_err(|e| {
             h2_pool::forget(addr, kind);
             let error = format!("{addr}: sending the request: {e}");
-            NoResponse(Some(Failure::Reset), 502, error)
+            NoResponse(Some(h2_failure(&e)), 502, error)
         })?;
         let max_body = ctx
             .site
             .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
             .map_or(u64::MAX, |s| s.max_body_bytes);
         let body_timeout = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
-        let streamed = body.take_if(|b| !b.is_end_stream());
+        let streamed = body.take_if(|b| !b.is_empty());
         let limits = (body_timeout, ctx.idle_limit());
         let pump = streamed.map(|body| tokio::spawn(pump(body, upload, max_body, limits)));
         let response = within(ctx.first_byte_limit(), async {
@@ -186,10 +175,16 @@ impl Proxy {
             Err(e) => {
                 if let Some(pump) = pump {
                     pump.abort();
+                    if let Ok(Pumped {
+                        held: Some(all), ..
+                    }) = pump.await
+                    {
+                        *body = Some(Upload::Held(all));
+                    }
                 }
                 let error = format!("{addr}: {e}");
                 let status = own::io_status(e.kind());
-                Err(NoResponse(Some(io_failure(e.kind())), status, error))
+                Err(NoResponse(Some(stream_failure(&e)), status, error))
             }
         }
     }
@@ -248,17 +243,65 @@ struct Stream<'k> {
 /// the client's status and what to log.
 struct NoResponse(Option<Failure>, u16, String);
 
-/// Pumps the client's body (and trailers) to the backend's stream, under both windows: the
-/// payload bytes sent. A client that breaks off, or a body over `max`, resets the backend's
-/// stream. `read` limits each wait for the client's body, `write` each wait for the backend's
-/// window.
+/// The most of a request body held while it is sent, so that the request can go again
+/// (as much as the HTTP/1 engine's read that brings a head holds).
+const HOLD: usize = 16 * 1024;
+
+/// A request body for the next attempt.
+enum Upload {
+    /// Streaming from the client.
+    Client(RecvStream),
+    /// Sent whole once and held (at most [`HOLD`] bytes, no trailers).
+    Held(Bytes),
+}
+
+impl Upload {
+    /// Nothing to send.
+    fn is_empty(&self) -> bool {
+        match self {
+            Upload::Client(body) => body.is_end_stream(),
+            Upload::Held(all) => all.is_empty(),
+        }
+    }
+
+    /// The whole body is here (or there is none), so the request can go again.
+    fn whole(&self) -> bool {
+        matches!(self, Upload::Held(_)) || self.is_empty()
+    }
+}
+
+/// What sending the request again would risk: `body` is what is left of its body.
+fn stake(idempotent: bool, body: &Option<Upload>) -> Stake {
+    let replayable = body.as_ref().is_some_and(Upload::whole);
+    Stake {
+        idempotent,
+        replayable,
+    }
+}
+
+/// What a pump sent: the payload bytes, and the body whole when it was sent whole and small.
+struct Pumped {
+    total: u64,
+    held: Option<Bytes>,
+}
+
+/// Pumps the body (and trailers) to the backend's stream, under both windows; a body of at
+/// most [`HOLD`] bytes is kept. A client that breaks off, or a body over `max`, resets the
+/// backend's stream. `read` limits each wait for the client's body, `write` each wait for the
+/// backend's window.
 async fn pump(
-    mut body: RecvStream,
+    body: Upload,
     mut upload: SendStream<Bytes>,
     max: u64,
     (read, write): (Option<Duration>, Option<Duration>),
-) -> u64 {
+) -> Pumped {
+    let mut body = match body {
+        Upload::Client(body) => body,
+        Upload::Held(all) => return resend(all, upload, write).await,
+    };
     let mut total = 0u64;
+    let mut kept = BytesMut::new();
+    let cut = |total| Pumped { total, held: None };
     loop {
         let next = within(read, async { Ok(body.data().await) }).await;
         let chunk = match next {
@@ -266,31 +309,53 @@ async fn pump(
             Ok(None) => break,
             Ok(Some(Err(_))) | Err(_) => {
                 upload.send_reset(Reason::CANCEL);
-                return total;
+                return cut(total);
             }
         };
         let _ = body.flow_control().release_capacity(chunk.len());
         total += chunk.len() as u64;
         if total > max {
             upload.send_reset(Reason::CANCEL);
-            return total;
+            return cut(total);
+        }
+        if total <= HOLD as u64 {
+            kept.extend_from_slice(&chunk);
         }
         if send_data(&mut upload, chunk, false, write).await.is_err() {
             upload.send_reset(Reason::CANCEL);
-            return total;
+            return cut(total);
         }
     }
-    let ended = match body.trailers().await {
+    let (ended, whole) = match body.trailers().await {
         // The same fields as the head may carry: no forwarding field (X-Forwarded-Client-Cert,
         // X-Forwarded-For...) slips in as a trailer.
-        Ok(Some(trailers)) => upload.send_trailers(trailers_filtered(trailers)).is_ok(),
-        Ok(None) => upload.send_data(Bytes::new(), true).is_ok(),
-        Err(_) => false,
+        Ok(Some(trailers)) => (
+            upload.send_trailers(trailers_filtered(trailers)).is_ok(),
+            false,
+        ),
+        Ok(None) => (upload.send_data(Bytes::new(), true).is_ok(), true),
+        Err(_) => (false, false),
     };
     if !ended {
         upload.send_reset(Reason::CANCEL);
     }
-    total
+    let held = (ended && whole && total <= HOLD as u64).then(|| kept.freeze());
+    Pumped { total, held }
+}
+
+/// Sends a body held from an earlier attempt again, whole.
+async fn resend(all: Bytes, mut upload: SendStream<Bytes>, write: Option<Duration>) -> Pumped {
+    let total = all.len() as u64;
+    if send_data(&mut upload, all.clone(), true, write)
+        .await
+        .is_err()
+    {
+        upload.send_reset(Reason::CANCEL);
+    }
+    Pumped {
+        total,
+        held: Some(all),
+    }
 }
 
 /// Answers `status` (nothing of a response went to the client yet).
