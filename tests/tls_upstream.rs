@@ -41,7 +41,10 @@ async fn posts_and_gets_share_one_verified_connection_made_for_the_host() {
         .send(&post("/chunks", "Transfer-Encoding: chunked\r\n", chunked))
         .await;
     assert_eq!(client.response(false).await.body, b"POST /chunks body=5");
-    assert!(backend.last_request().ends_with(chunked));
+    // Re-framed by menshen, without the trailer (`h1::upload`).
+    assert!(backend
+        .last_request()
+        .ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
 
     for _ in 0..3 {
         client.send(&get("/again", "")).await;
