@@ -116,7 +116,7 @@ ROUNDS ?= 3
 # TLS handshakes against nginx, and reloads under load
 # (needs root: it installs nginx, haproxy and wrk when missing, and pins processes with taskset).
 bench: deps release
-	$(CARGO) bench --bench policy --bench tls --bench takedown --bench log_chain
+	$(CARGO) bench --bench policy --bench tls --bench takedown --bench log_chain --bench post_quantum
 	@# The bench's access log grows by gigabytes a run (every request is logged and rotated
 	@# files are kept for six months): start each run without the last one's.
 	rm -f /tmp/menshen-bench/access.log*
