@@ -3,6 +3,7 @@
 //! all. The times are the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), which other processes
 //! on a busy machine do not stretch as they do the wall clock. Shared by the `tls` and
 //! `post_quantum` benches; the crate root declares `mod pki` for it.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
