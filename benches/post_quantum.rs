@@ -22,6 +22,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rustls::crypto::{aws_lc_rs, ring};
 use rustls::NamedGroup;
 
+/// A time a handshake reports: its name and how to take it.
+type Side = (&'static str, fn(support::Timed) -> Duration);
+
 fn bench(c: &mut Criterion) {
     let site = support::Site::new();
     let clients = [
@@ -48,8 +51,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("post_quantum_handshake");
     // The two clients one after the other for each side, so the pair compared is measured
     // close together on a noisy machine.
-    let sides: [(&str, fn(support::Timed) -> Duration); 2] =
-        [("server", |t| t.server), ("total", |t| t.total)];
+    let sides: [Side; 2] = [("server", |t| t.server), ("total", |t| t.total)];
     for (side, pick) in sides {
         for (name, client, _) in &clients {
             group.bench_function(format!("{side}/{name}"), |b| {
