@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= conf/menshen.toml
 
-.PHONY: run test build release dist check certs deps demo-certs bench bench-idle bench-scale fmt clippy fuzz \
+.PHONY: run test build release dist check certs deps demo-certs bench bench-idle bench-compress bench-scale fmt clippy fuzz \
 	ci-local ci-missing-tools k8s-validate moto observe-py promtool-rules
 
 # pingora-core pulls libz-ng-sys, which needs cmake to build.
@@ -119,7 +119,7 @@ ROUNDS ?= 3
 # TLS handshakes against nginx, and reloads under load
 # (needs root: it installs nginx, haproxy and wrk when missing, and pins processes with taskset).
 bench: deps release
-	$(CARGO) bench --bench policy --bench tls --bench takedown --bench log_chain
+	$(CARGO) bench --bench policy --bench tls --bench takedown --bench log_chain --bench post_quantum
 	@# The bench's access log grows by gigabytes a run (every request is logged and rotated
 	@# files are kept for six months): start each run without the last one's.
 	rm -f /tmp/menshen-bench/access.log*
@@ -136,6 +136,14 @@ IDLE_CONNECTIONS ?= 5000
 bench-idle: deps release
 	@command -v nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/idle_conns.py --binary $(CURDIR)/target/release/menshen --connections $(IDLE_CONNECTIONS)
+
+# Compressed responses, menshen's gzip beside nginx's at the same level (benches/compress.toml
+# sets it): req/s, p99, proxy CPU per request and bytes per response (needs root: it installs
+# nginx and wrk when missing, and pins processes with taskset).
+bench-compress: deps release
+	@command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || { \
+	  apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null; }
+	PEERS_DIR=$(dir $(abspath $(PEERS))) python3 benches/compress_peers.py --binary $(CURDIR)/target/release/menshen --rounds $(ROUNDS)
 
 # Start time, memory and one-certificate swap latency at 10, 1,000 and 10,000 sites.
 bench-scale: deps release
