@@ -201,6 +201,22 @@ impl Proxy {
         Ok(addr)
     }
 
+    /// The connection `pooled` holds (taken out of it), else a new one to `addr` for the
+    /// request's route: the connection, and whether it came from the pool. One attempt's first
+    /// step in both engines.
+    pub(super) async fn pooled_or_new(
+        &self,
+        ctx: &mut Ctx,
+        addr: std::net::SocketAddr,
+        name: &str,
+        pooled: &mut Option<UpstreamConn>,
+    ) -> Result<(UpstreamConn, bool), Unconnected> {
+        match pooled.take() {
+            Some(stream) => Ok((stream, true)),
+            None => Ok((self.connect_for_route(ctx, addr, name).await?, false)),
+        }
+    }
+
     /// A new connection to `addr` for the request's route (a retry's next backend, or a pooled
     /// connection that turned out stale), by either engine.
     pub(super) async fn connect_for_route(

@@ -214,17 +214,14 @@ impl Proxy {
         // The request's start is "now" enough for idle expiry: no clock read.
         let mut pooled = pool::take(addr, kind, ctx.start);
         loop {
-            let reused = pooled.is_some();
-            let mut stream = match pooled.take() {
-                Some(stream) => stream,
-                None => match self.connect_for_route(ctx, addr, kind.name).await {
-                    Ok(stream) => stream,
+            let (mut stream, reused) =
+                match self.pooled_or_new(ctx, addr, kind.name, &mut pooled).await {
+                    Ok(taken) => taken,
                     Err(Unconnected::TryAnother) => return Attempt::Again,
                     Err(Unconnected::Fail(status, error)) => {
                         return Attempt::Gave(Failed(status, error))
                     }
-                },
-            };
+                };
             let mut received = false;
             let sent = send_and_read(conn, input, &mut stream, ctx, bufs, upload, &mut received);
             match sent.await {

@@ -190,17 +190,14 @@ impl Proxy {
     ) -> Attempt {
         let mut pooled = pool::take(addr, kind, ctx.start);
         loop {
-            let reused = pooled.is_some();
-            let mut stream = match pooled.take() {
-                Some(stream) => stream,
-                None => match self.connect_for_route(ctx, addr, kind.name).await {
-                    Ok(stream) => stream,
+            let (mut stream, reused) =
+                match self.pooled_or_new(ctx, addr, kind.name, &mut pooled).await {
+                    Ok(taken) => taken,
                     Err(Unconnected::TryAnother) => return Attempt::Again,
                     Err(Unconnected::Fail(status, error)) => {
                         return Attempt::Gave(Failed(status, error))
                     }
-                },
-            };
+                };
             up.clear();
             let mut received = false;
             let sending = (&mut *body, &mut *replay);
