@@ -139,7 +139,18 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 async fn metrics_have_prometheus_types_and_per_site_upstream_and_tls_series() {
     let proxy = Proxy::start().await;
     proxy.traffic().await;
-    let metrics = proxy.metrics().await;
+    // A refused handshake is counted when the server's side of it ends, which the client that
+    // saw the refusal does not wait for.
+    let counted = eventually(Duration::from_secs(10), || async {
+        let m = proxy.metrics().await;
+        m.contains("menshen_tls_handshakes_total{result=\"unknown_sni\"")
+            .then_some(m)
+    })
+    .await;
+    let metrics = match counted {
+        Some(metrics) => metrics,
+        None => proxy.metrics().await,
+    };
     let found = families(&metrics);
     let expect = [
         ("menshen_requests_total", "counter"),
