@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::eventually;
-use support::http::{get_plain, get_with, h2_connect, h2_get, raw_plain};
+use support::http::{get_plain, get_with, h2_connect, h2_connect_watched, h2_get, raw_plain};
 use support::policy::{id_of, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,6 +166,39 @@ async fn slow_bodies_and_idle_keepalive_connections_are_cut() {
         started.elapsed() >= Duration::from_millis(500),
         "not before the idle timeout"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_closes_when_idle_but_not_while_a_stream_is_open() {
+    let s = setup(
+        "keepalive_timeout = \"1s\"\nbody_read_timeout = \"30s\"",
+        "",
+    )
+    .await;
+    let (mut client, mut driver) =
+        h2_connect_watched(&[&s.root.pem], s.env.https, "shop.example.cn")
+            .await
+            .expect("h2 connection");
+    let url = "https://shop.example.cn/echo";
+    assert_eq!(h2_get(&mut client, url).await.expect("GET"), 200);
+
+    // An upload that goes on for several keep-alive periods keeps the connection.
+    let post = http::Request::post(url).body(()).expect("request");
+    let (response, mut upload) = client.send_request(post, false).expect("stream");
+    upload
+        .send_data(bytes::Bytes::from_static(b"first part"), false)
+        .expect("data");
+    let held = tokio::time::timeout(Duration::from_secs(3), &mut driver).await;
+    assert!(held.is_err(), "closed while a stream was open");
+    upload
+        .send_data(bytes::Bytes::from_static(b", last part"), true)
+        .expect("data");
+    assert_eq!(response.await.expect("response").status(), 200);
+    assert_eq!(h2_get(&mut client, url).await.expect("GET"), 200);
+
+    // Then nothing: GOAWAY and the close come within two periods.
+    let closed = tokio::time::timeout(Duration::from_secs(5), &mut driver).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection is closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,20 @@ pub async fn h2_connect(
     port: u16,
     sni: &str,
 ) -> std::io::Result<h2::client::SendRequest<bytes::Bytes>> {
+    h2_connect_watched(roots_pem, port, sni)
+        .await
+        .map(|(send, _)| send)
+}
+
+/// [`h2_connect`], with the task that drives the connection: it ends when the connection does.
+pub async fn h2_connect_watched(
+    roots_pem: &[&str],
+    port: u16,
+    sni: &str,
+) -> std::io::Result<(
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<()>,
+)> {
     let mut config = client_config(roots_pem);
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
@@ -93,10 +107,10 @@ pub async fn h2_connect(
     let (send, conn) = h2::client::handshake(tls)
         .await
         .map_err(std::io::Error::other)?;
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(send)
+    Ok((send, driver))
 }
 
 /// One GET on an HTTP/2 connection: its status.

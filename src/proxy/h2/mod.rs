@@ -51,20 +51,20 @@ impl Proxy {
         if closing {
             connection.graceful_shutdown();
         }
+        // One timer for the connection's life, not one per stream.
+        let mut idle = Idle::new(keepalive);
         loop {
-            let idle = async {
-                match keepalive {
-                    Some(limit) => tokio::time::sleep(limit).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 next = connection.accept() => match next {
                     Some(Ok((request, respond))) => {
                         let (this, facts, open) = (self.clone(), facts.clone(), open.clone());
                         open.fetch_add(1, Ordering::Relaxed);
+                        idle.streams_seen = true;
+                        // The stream's state lives in its own allocation: the task stays
+                        // small, so spawning and finishing it copies a few words, not the
+                        // whole exchange's state.
                         tokio::spawn(async move {
-                            this.h2_stream(&facts, request, respond).await;
+                            Box::pin(this.h2_stream(&facts, request, respond)).await;
                             open.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -79,8 +79,8 @@ impl Proxy {
                     closing = true;
                     connection.graceful_shutdown();
                 }
-                _ = idle, if !closing => {
-                    if open.load(Ordering::Relaxed) == 0 {
+                () = idle.tick(), if !closing && keepalive.is_some() => {
+                    if idle.lapsed(open.load(Ordering::Relaxed)) {
                         closing = true;
                         connection.graceful_shutdown();
                     }
@@ -110,6 +110,48 @@ impl Proxy {
             .max_header_list_size(max_head);
         let handshake = async { builder.handshake(conn).await.map_err(io::Error::other) };
         within(Some(handshake_limit), handshake).await.ok()
+    }
+}
+
+/// The keep-alive clock of an HTTP/2 connection: one timer that ticks every keep-alive period.
+/// The connection is idle when a whole period passed with no stream opened and none open, at
+/// its start or its end; it then closes between one and two periods after its last stream.
+struct Idle {
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    period: std::time::Duration,
+    /// A stream was opened in this period.
+    streams_seen: bool,
+    /// Streams were open when the period began.
+    open_at_start: bool,
+}
+
+impl Idle {
+    fn new(period: Option<std::time::Duration>) -> Self {
+        let period = period.unwrap_or(std::time::Duration::from_secs(3600));
+        Idle {
+            timer: Box::pin(tokio::time::sleep(period)),
+            period,
+            streams_seen: false,
+            open_at_start: false,
+        }
+    }
+
+    async fn tick(&mut self) {
+        self.timer.as_mut().await;
+    }
+
+    /// At the end of a period: whether the connection was idle through it; else the next
+    /// period begins.
+    fn lapsed(&mut self, open: usize) -> bool {
+        let busy = self.streams_seen || self.open_at_start || open > 0;
+        if !busy {
+            return true;
+        }
+        self.streams_seen = false;
+        self.open_at_start = open > 0;
+        let next = tokio::time::Instant::now() + self.period;
+        self.timer.as_mut().reset(next);
+        false
     }
 }
 
