@@ -293,9 +293,10 @@ impl RequestCounters {
         &self.sites[site.filter(|&s| s < no_site).unwrap_or(no_site)]
     }
 
-    /// Counts one answered request.
-    pub fn count(&self, site: Option<usize>, route: Option<usize>, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
+    /// Counts one request by the class of its `status`. A request the client left before any
+    /// response (`None`; nginx logs it as 499) counts as 4xx.
+    pub fn count(&self, site: Option<usize>, route: Option<usize>, status: Option<u16>) {
+        let class = usize::from(status.unwrap_or(499) / 100).clamp(1, 5) - 1;
         let counts = match site.and_then(|s| self.by_route.get(s)) {
             Some(routes) => route
                 .and_then(|r| routes.get(r))

@@ -106,10 +106,13 @@ impl Tracer {
         let mut attributes = vec![
             KeyValue::new("http.request.method", ended.method.to_owned()),
             KeyValue::new("http.route", ended.route.to_owned()),
-            KeyValue::new("http.response.status_code", i64::from(ended.status)),
             KeyValue::new("menshen.site", ended.site.to_owned()),
             KeyValue::new("menshen.request_id", ended.request_id.to_owned()),
         ];
+        if let Some(status) = ended.status {
+            let status = KeyValue::new("http.response.status_code", i64::from(status));
+            attributes.push(status);
+        }
         if let Some(client) = ended.client {
             attributes.push(KeyValue::new("client.address", client.to_owned()));
         }
@@ -119,7 +122,7 @@ impl Tracer {
         if let Some(rule) = ended.denied_by {
             attributes.push(KeyValue::new("menshen.policy.denied_by", rule.to_owned()));
         }
-        let status = match ended.status >= 500 {
+        let status = match ended.status.is_some_and(|s| s >= 500) {
             true => Status::error(""),
             false => Status::Unset,
         };
@@ -205,8 +208,8 @@ pub struct Ended<'a> {
     pub route: &'a str,
     /// The site's name (`-` when none).
     pub site: &'a str,
-    /// The status sent to the client.
-    pub status: u16,
+    /// The status sent to the client; `None` when none was.
+    pub status: Option<u16>,
     /// The request id (as in the access log).
     pub request_id: &'a str,
     /// The client's address (after PROXY protocol and trusted proxies).

@@ -59,8 +59,8 @@ pub struct Facts<'a> {
     pub query: Option<&'a str>,
     /// User-Agent.
     pub user_agent: Option<&'a str>,
-    /// Status sent (0: none).
-    pub status: u16,
+    /// The status sent; `None` when the client got no response (logged as 0, as Envoy does).
+    pub status: Option<u16>,
     /// Request body bytes read.
     pub bytes_in: usize,
     /// Response body bytes sent.
@@ -139,7 +139,7 @@ fn push_request(out: &mut String, f: &Facts<'_>, ctx: &Ctx) {
 fn push_answer(out: &mut String, f: &Facts<'_>, elapsed: std::time::Duration) {
     let mut num = itoa::Buffer::new();
     out.push_str(",\"status\":");
-    out.push_str(num.format(f.status));
+    out.push_str(num.format(f.status.unwrap_or(0)));
     out.push_str(",\"bytes_in\":");
     out.push_str(num.format(f.bytes_in));
     out.push_str(",\"bytes_out\":");

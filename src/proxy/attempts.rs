@@ -42,6 +42,35 @@ impl Ctx {
     }
 }
 
+/// Why a request got no response from a backend: the status menshen answers with instead
+/// (`None`: none can be sent, the client is gone) and what to log.
+pub(super) struct Unanswered {
+    pub(super) status: Option<u16>,
+    pub(super) error: String,
+}
+
+impl Unanswered {
+    /// The client gets `status` (502, 504, ...) from menshen.
+    pub(super) fn answer(status: u16, error: impl Into<String>) -> Self {
+        Unanswered {
+            status: Some(status),
+            error: error.into(),
+        }
+    }
+
+    /// No answer can reach the client.
+    pub(super) fn client_gone(error: impl Into<String>) -> Self {
+        Unanswered {
+            status: None,
+            error: error.into(),
+        }
+    }
+}
+
+/// No response from an HTTP/2 backend: how the attempt failed (`None`: not the backend's
+/// doing), and what the client gets instead.
+pub(super) struct NoResponse(pub(super) Option<Failure>, pub(super) Unanswered);
+
 /// An I/O's limit: `op`, cut to what is left before `deadline` (no clock read without one).
 pub(super) fn limit(op: Option<Duration>, deadline: Option<Instant>) -> Option<Duration> {
     let Some(deadline) = deadline else {

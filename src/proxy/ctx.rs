@@ -207,6 +207,13 @@ impl Ctx {
         proxy_action(self.snapshot.as_ref()?, self.route?)
     }
 
+    /// The most request body a backend is sent: the site's `max_body_bytes` (`None` only for a
+    /// request that matched no site, which is never proxied).
+    pub(super) fn max_body(&self) -> Option<u64> {
+        let site = self.snapshot.as_ref()?.site_policy(self.site?)?;
+        Some(site.max_body_bytes)
+    }
+
     /// The read and idle timeouts of connections to the request's backends.
     pub(super) fn backend_timeouts(&self) -> (Option<Duration>, Option<Duration>) {
         self.proxy_action().map_or((None, None), |a| {

@@ -315,7 +315,7 @@ impl Proxy {
 
 /// Counts the final attempt's failure after it connected (a failed connect is counted when it
 /// fails).
-fn count_upstream_failure(ctx: &Ctx, status: u16) {
+fn count_upstream_failure(ctx: &Ctx, status: Option<u16>) {
     if let (Some(kind), Some(action)) = (final_failure(ctx, status), ctx.proxy_action()) {
         action.upstream.metrics.error(kind);
     }
@@ -323,10 +323,10 @@ fn count_upstream_failure(ctx: &Ctx, status: u16) {
 
 /// How the final attempt failed after it connected, as told by the client's `status`: the
 /// backend reset or closed the connection, or sent nothing in time.
-fn final_failure(ctx: &Ctx, status: u16) -> Option<UpstreamErrorKind> {
+fn final_failure(ctx: &Ctx, status: Option<u16>) -> Option<UpstreamErrorKind> {
     let kind = match status {
-        502 => UpstreamErrorKind::Reset,
-        504 => UpstreamErrorKind::Timeout,
+        Some(502) => UpstreamErrorKind::Reset,
+        Some(504) => UpstreamErrorKind::Timeout,
         _ => return None,
     };
     matches!((ctx.attempt, ctx.upstream_status), (Some((_, false)), None)).then_some(kind)

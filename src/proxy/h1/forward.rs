@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 
-use super::own::{error_response, io_status};
+use super::own::{answer_unanswered, io_status};
 use super::relay::Relay;
 use super::request::{upstream_request, Req, Request};
 use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
-use crate::proxy::attempts::{head_failure, io_failure, limit};
+use crate::proxy::attempts::{head_failure, io_failure, limit, Unanswered};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
@@ -26,9 +26,6 @@ use crate::route::retry::{Failure, Stake};
 use crate::route::router::ProxyAction;
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::coding::Skip;
-
-/// Why no response came from a backend: the client's status, and what to log.
-struct Failed(u16, String);
 
 impl Proxy {
     /// Sends the request to a backend and its response to the client.
@@ -54,17 +51,7 @@ impl Proxy {
         if request.req.version == 0 {
             ctx.refuse_compression(Skip::Http10);
         }
-        let failed = |status: u16, error: String, bytes_in: u64| Outcome {
-            status,
-            bytes_in,
-            bytes_out: 0,
-            keep: false,
-            error: Some(error),
-        };
-        let max_body = ctx
-            .site
-            .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
-            .map_or(u64::MAX, |s| s.max_body_bytes);
+        let max_body = ctx.max_body();
         let upload = Upload::new(
             request.req.body,
             input,
@@ -119,12 +106,12 @@ impl Proxy {
             .await;
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
-            Err(Ok(Failed(status, error))) => {
-                let (out, asking) = (&mut bufs.out, request.asking(ctx));
-                let sent = error_response(conn, out, status, &asking, head_request, send).await;
-                let mut outcome = failed(status, error, upload.payload);
-                outcome.bytes_out = sent;
-                return outcome;
+            Err(Ok(unanswered)) => {
+                let asking = request.asking(ctx);
+                let how = (head_request, send);
+                let out = &mut bufs.out;
+                return answer_unanswered(conn, out, &asking, unanswered, how, upload.payload)
+                    .await;
             }
             Err(Err(e)) => {
                 let (asking, read) = (request.asking(ctx), upload.payload);
@@ -158,7 +145,7 @@ impl Proxy {
         facts: &ConnFacts,
         bufs: &mut Buffers,
         upload: &mut Upload,
-    ) -> Result<(UpstreamConn, SocketAddr, usize), Result<Failed, UploadError>> {
+    ) -> Result<(UpstreamConn, SocketAddr, usize), Result<Unanswered, UploadError>> {
         let (req, parsed) = (request.req, request.parsed);
         let stake = |upload: &Upload| Stake {
             idempotent: req.method.is_idempotent(),
@@ -172,7 +159,7 @@ impl Proxy {
             };
             let addr = self
                 .pick_backend(action, ctx, req.target.path(), header)
-                .map_err(|e| Ok(Failed(502, e.to_string())))?;
+                .map_err(|e| Ok(Unanswered::answer(502, e.to_string())))?;
             upstream_request(&mut bufs.out, request, action, ctx, facts);
             bufs.out.extend_from_slice(&upload.staged);
             let attempt = self.attempt(conn, input, req, kind, ctx, bufs, upload, addr);
@@ -219,7 +206,7 @@ impl Proxy {
                     Ok(taken) => taken,
                     Err(Unconnected::TryAnother) => return Attempt::Again,
                     Err(Unconnected::Fail(status, error)) => {
-                        return Attempt::Gave(Failed(status, error))
+                        return Attempt::Gave(Unanswered::answer(status, error))
                     }
                 };
             let mut received = false;
@@ -236,7 +223,7 @@ impl Proxy {
                         && kind != io::ErrorKind::TimedOut
                         && req.method.is_idempotent() => {}
                 Err(Ok((kind, error))) => {
-                    let failed = Failed(io_status(kind), format!("{addr}: {error}"));
+                    let failed = Unanswered::answer(io_status(kind), format!("{addr}: {error}"));
                     return Attempt::Failed(io_failure(kind), failed);
                 }
             }
@@ -249,9 +236,9 @@ enum Attempt {
     /// A response head, this long in `bufs.up`.
     Answered(UpstreamConn, usize),
     /// No response: how it failed, and what the client gets if it is not retried.
-    Failed(Failure, Failed),
+    Failed(Failure, Unanswered),
     /// No connection, and no retry: what the client gets.
-    Gave(Failed),
+    Gave(Unanswered),
     /// No connection; another backend is to be tried (the back-off waited).
     Again,
     /// The client's body failed.
@@ -314,22 +301,21 @@ async fn refuse_body(
     (head_request, send): (bool, Option<std::time::Duration>),
     bytes_in: u64,
 ) -> Outcome {
-    let (status, bytes_out) = match e.status() {
-        None => (0, 0),
-        Some(status) => {
-            let out = &mut bufs.out;
-            let answer = error_response(conn, out, status, asking, head_request, send);
-            (status, answer.await)
-        }
-    };
-    if status == 413 {
+    if matches!(e, UploadError::TooLarge) {
         crate::observe::metrics::metrics().deny(None, "body_too_large");
     }
-    Outcome {
-        status,
+    let unanswered = Unanswered {
+        status: e.status(),
+        error: e.to_string(),
+    };
+    let out = &mut bufs.out;
+    answer_unanswered(
+        conn,
+        out,
+        asking,
+        unanswered,
+        (head_request, send),
         bytes_in,
-        bytes_out,
-        keep: false,
-        error: Some(e.to_string()),
-    }
+    )
+    .await
 }

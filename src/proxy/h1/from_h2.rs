@@ -51,7 +51,7 @@ impl Back<'_, '_> {
         let (framing, persist) = self.framing(&parts, coded.compresses());
         self.write_head(out, &parts, (framing, persist), decision);
         let outcome = |bytes_out: usize, error: Option<String>| Outcome {
-            status,
+            status: Some(status),
             bytes_in: self.bytes_in,
             bytes_out,
             keep: error.is_none() && persist != Persist::Close,

@@ -67,7 +67,8 @@ struct Buffers {
 
 /// The end of one request, for the access log and the connection.
 struct Outcome {
-    status: u16,
+    /// The status sent; `None` when none could be.
+    status: Option<u16>,
     /// Request body payload bytes read.
     bytes_in: u64,
     bytes_out: usize,

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::response::Persist;
-use super::write_out;
+use super::{write_out, Outcome};
 use crate::policy::Denial;
+use crate::proxy::attempts::Unanswered;
 use crate::proxy::conn::ClientConn;
 use crate::proxy::http1::{push_date, push_field, status_line_for};
 use crate::proxy::own::{self, Asking, Own};
@@ -83,5 +84,28 @@ pub(super) async fn error_response(
         0
     } else {
         body_len
+    }
+}
+
+/// Answers a request no backend answered with `unanswered`'s status, when the client can still
+/// get one (the connection closes after it); `bytes_in` of its body had been read.
+pub(super) async fn answer_unanswered(
+    conn: &mut ClientConn,
+    out: &mut Vec<u8>,
+    asking: &Asking<'_>,
+    unanswered: Unanswered,
+    (head_request, send): (bool, Option<Duration>),
+    bytes_in: u64,
+) -> Outcome {
+    let bytes_out = match unanswered.status {
+        None => 0,
+        Some(status) => error_response(conn, out, status, asking, head_request, send).await,
+    };
+    Outcome {
+        status: unanswered.status,
+        bytes_in,
+        bytes_out,
+        keep: false,
+        error: Some(unanswered.error),
     }
 }

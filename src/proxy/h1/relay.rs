@@ -17,7 +17,7 @@ use super::own::error_response;
 use super::request::Request;
 use super::response::{client_response_head, final_head, upgrade_head, Persist};
 use super::{write_out, Buffers, Outcome};
-use crate::proxy::attempts::limit;
+use crate::proxy::attempts::{limit, Unanswered};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::Encoder;
@@ -81,7 +81,7 @@ impl Relay<'_, '_> {
             let (out, up) = (&mut bufs.out, &mut bufs.up);
             let bytes = super::tunnel::run(conn, stream, out, up, input, self.send).await;
             return Outcome {
-                status: 101,
+                status: Some(101),
                 bytes_in: self.bytes_in + bytes.0,
                 bytes_out: bytes.1 as usize,
                 keep: false,
@@ -122,9 +122,9 @@ impl Relay<'_, '_> {
             head_request,
             |o, r, h| writer.write(o, r, h),
         );
-        let (status, error) = match head.await {
+        let unanswered = match head.await {
             Ok((head, _)) if head.status == 101 && req.upgrade.is_none() => {
-                (502, "101 to a request without Upgrade".to_owned())
+                Unanswered::answer(502, "101 to a request without Upgrade")
             }
             Ok((head, end)) => {
                 up.advance(end);
@@ -134,12 +134,14 @@ impl Relay<'_, '_> {
                     compression: writer.compression,
                 });
             }
-            Err((0, error)) => return Err(self.fail(0, 0, error)),
-            Err(failed) => failed,
+            Err(unanswered) => unanswered,
+        };
+        let Some(status) = unanswered.status else {
+            return Err(self.fail(None, 0, unanswered.error));
         };
         let asking = self.request.asking(self.ctx);
         let sent = error_response(conn, out, status, &asking, head_request, self.send);
-        Err(self.fail(status, sent.await, error))
+        Err(self.fail(Some(status), sent.await, unanswered.error))
     }
 
     /// Sends the head in `bufs.out` and the body compressed.
@@ -166,7 +168,7 @@ impl Relay<'_, '_> {
                 self.finish(stream, head, extra);
                 self.done(head.status, sent, persist)
             }
-            Err((sent, error)) => self.fail(head.status, sent, error),
+            Err((sent, error)) => self.fail(Some(head.status), sent, error),
         }
     }
 
@@ -188,10 +190,11 @@ impl Relay<'_, '_> {
             let head_request = self.request.req.method == http::Method::HEAD;
             let sent = error_response(conn, out, 502, &asking, head_request, self.send);
             let error = "bad chunked framing from the backend".into();
-            return self.fail(502, sent.await, error);
+            return self.fail(Some(502), sent.await, error);
         };
         if let Err(e) = self.first(conn, out, &up[..first], rechunk).await {
-            return self.fail(head.status, 0, format!("writing the response: {e}"));
+            let error = format!("writing the response: {e}");
+            return self.fail(Some(head.status), 0, error);
         }
         let extra = up.len() > first;
         up.clear();
@@ -207,7 +210,7 @@ impl Relay<'_, '_> {
                 self.finish(stream, head, extra);
                 self.done(head.status, sent, persist)
             }
-            Err((sent, error)) => self.fail(head.status, sent, error),
+            Err((sent, error)) => self.fail(Some(head.status), sent, error),
         }
     }
 
@@ -280,7 +283,7 @@ impl Relay<'_, '_> {
 
     fn done(&self, status: u16, bytes_out: usize, persist: Persist) -> Outcome {
         Outcome {
-            status,
+            status: Some(status),
             bytes_in: self.bytes_in,
             bytes_out,
             keep: persist != Persist::Close,
@@ -288,7 +291,7 @@ impl Relay<'_, '_> {
         }
     }
 
-    fn fail(&self, status: u16, bytes_out: usize, error: String) -> Outcome {
+    fn fail(&self, status: Option<u16>, bytes_out: usize, error: String) -> Outcome {
         Outcome {
             status,
             bytes_in: self.bytes_in,

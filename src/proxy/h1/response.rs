@@ -5,6 +5,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::write_out;
+use crate::proxy::attempts::Unanswered;
 use crate::proxy::conn::ClientConn;
 use crate::proxy::http1::{
     push_date, push_field, read_response_head, response_head, status_line_for, with_response,
@@ -109,7 +110,7 @@ pub(super) async fn final_head(
     (read_timeout, send): (Option<std::time::Duration>, Option<std::time::Duration>),
     head_request: bool,
     mut write: impl FnMut(&mut Vec<u8>, &httparse::Response<'_, '_>, &ResponseHead),
-) -> Result<(ResponseHead, usize), (u16, String)> {
+) -> Result<(ResponseHead, usize), Unanswered> {
     let mut interim = 0;
     let mut received = true;
     loop {
@@ -125,23 +126,24 @@ pub(super) async fn final_head(
         });
         let head = match parsed {
             Ok(Some(head)) if head.status < 200 && head.status != 101 && interim == MAX_INTERIM => {
-                return Err((502, "too many interim responses".to_owned()))
+                return Err(Unanswered::answer(502, "too many interim responses"))
             }
             Ok(Some(head)) => head,
-            Ok(None) => return Err((502, "bad status or Content-Length".to_owned())),
-            Err(e) => return Err((502, e)),
+            Ok(None) => return Err(Unanswered::answer(502, "bad status or Content-Length")),
+            Err(e) => return Err(Unanswered::answer(502, e)),
         };
         if head.status >= 200 || head.status == 101 {
             return Ok((head, end));
         }
         interim += 1;
         if let Err(e) = write_out(conn, out, send).await {
-            return Err((0, format!("writing an interim response: {e}")));
+            let error = format!("writing an interim response: {e}");
+            return Err(Unanswered::client_gone(error));
         }
         up.advance(end);
         end = read_response_head(stream, up, read_timeout, &mut received)
             .await
-            .map_err(|(kind, error)| (io_status(kind), error))?;
+            .map_err(|(kind, error)| Unanswered::answer(io_status(kind), error))?;
     }
 }
 

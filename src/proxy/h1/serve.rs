@@ -151,7 +151,7 @@ impl Proxy {
                 let asking = request.asking(&ctx);
                 let sent = own::error_response(conn, &mut bufs.out, 404, &asking, head, send).await;
                 Outcome {
-                    status: 404,
+                    status: Some(404),
                     bytes_in: 0,
                     bytes_out: sent,
                     keep: false,
@@ -217,7 +217,7 @@ impl Proxy {
         }
         let sent = write_out(conn, out, send_timeout(ctx)).await;
         Outcome {
-            status,
+            status: Some(status),
             bytes_in: 0,
             bytes_out: body_len,
             keep: sent.is_ok() && persist != Persist::Close,
@@ -266,7 +266,7 @@ impl Proxy {
             path: target.unwrap_or(""),
             query: None,
             user_agent: None,
-            status,
+            status: Some(status),
             bytes_in: 0,
             bytes_out: if sent.is_ok() { body_len } else { 0 },
             compression: None,

@@ -8,11 +8,11 @@ use h2::Reason;
 use http::Method;
 
 use super::from_h2::Back;
-use super::own::{error_response, io_status};
+use super::own::{answer_unanswered, io_status};
 use super::request::{BodyFraming, Request};
 use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
-use crate::proxy::attempts::{h2_failure, stream_failure, Picked};
+use crate::proxy::attempts::{h2_failure, stream_failure, NoResponse, Picked, Unanswered};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::Protocol;
@@ -22,7 +22,7 @@ use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::Kind;
-use crate::route::retry::{Failure, Stake};
+use crate::route::retry::Stake;
 use crate::route::router::ProxyAction;
 use crate::semantics::fields::Field;
 
@@ -53,8 +53,8 @@ impl Proxy {
                 found.map(|h| h.value)
             };
             let picked = self.h2_pick(ctx, action, req.target.path(), header, kind);
-            let (status, error) = match picked.await {
-                Picked::Fail(status, error) => (status, error),
+            let unanswered = match picked.await {
+                Picked::Fail(status, error) => Unanswered::answer(status, error),
                 Picked::Http1 => return None,
                 Picked::Again => continue,
                 Picked::Ready(addr, sender) => {
@@ -70,18 +70,13 @@ impl Proxy {
                         Ok(r) if self.retry_response(ctx, &r, stake).await => continue,
                         Ok(response) => break response,
                         Err(NoResponse(f, ..)) if self.retry_if(ctx, f, stake).await => continue,
-                        Err(NoResponse(_, status, error)) => (status, error),
+                        Err(NoResponse(_, unanswered)) => unanswered,
                     }
                 }
             };
-            let sent = match status {
-                0 => 0,
-                _ => {
-                    let asking = request.asking(ctx);
-                    error_response(conn, out, status, &asking, head_request, send).await
-                }
-            };
-            return Some(failed(status, sent, error));
+            let (asking, how) = (request.asking(ctx), (head_request, send));
+            let answered = answer_unanswered(conn, out, &asking, unanswered, how, upload.payload);
+            return Some(answered.await);
         };
         ctx.answered(response.status().as_u16());
         let relay = Back {
@@ -114,11 +109,12 @@ impl Proxy {
     ) -> Result<http::Response<h2::RecvStream>, NoResponse> {
         let req = request.req;
         let upstream = backend_request(h1_outgoing(request), action, ctx, facts)
-            .map_err(|e| NoResponse(None, 400, e))?;
+            .map_err(|e| NoResponse(None, Unanswered::answer(400, e)))?;
         let end = req.body == BodyFraming::None;
         let (response, mut stream) = sender.clone().send_request(upstream, end).map_err(|e| {
             h2_pool::forget(addr, kind);
-            NoResponse(Some(h2_failure(&e)), 502, format!("{addr}: {e}"))
+            let error = format!("{addr}: {e}");
+            NoResponse(Some(h2_failure(&e)), Unanswered::answer(502, error))
         })?;
         if !end {
             let framing = match req.body {
@@ -139,7 +135,11 @@ impl Proxy {
                     UploadError::Backend(e) if !upload.streamed => Some(stream_failure(e)),
                     _ => None,
                 };
-                return Err(NoResponse(failure, e.status().unwrap_or(0), e.to_string()));
+                let unanswered = Unanswered {
+                    status: e.status(),
+                    error: e.to_string(),
+                };
+                return Err(NoResponse(failure, unanswered));
             }
         }
         let waited = within(ctx.first_byte_limit(), async {
@@ -147,14 +147,11 @@ impl Proxy {
         });
         waited.await.map_err(|e| {
             let status = io_status(e.kind());
-            NoResponse(Some(stream_failure(&e)), status, format!("{addr}: {e}"))
+            let error = format!("{addr}: {e}");
+            NoResponse(Some(stream_failure(&e)), Unanswered::answer(status, error))
         })
     }
 }
-
-/// No response from the backend: how the attempt failed (`None`: not the backend's doing),
-/// the client's status (0: none can be sent) and what to log.
-struct NoResponse(Option<Failure>, u16, String);
 
 /// The request as it goes to an HTTP/2 backend.
 fn h1_outgoing<'a>(
@@ -179,15 +176,5 @@ fn h1_outgoing<'a>(
             _ => Protocol::Http11,
         },
         received: req.received,
-    }
-}
-
-fn failed(status: u16, bytes_out: usize, error: String) -> Outcome {
-    Outcome {
-        status,
-        bytes_in: 0,
-        bytes_out,
-        keep: false,
-        error: Some(error),
     }
 }

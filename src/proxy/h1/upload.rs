@@ -78,7 +78,8 @@ pub(super) struct Upload {
     pub(super) staged: BytesMut,
     /// Payload bytes so far.
     pub(super) payload: u64,
-    max: u64,
+    /// The site's `max_body_bytes` (`None`: no limit).
+    max: Option<u64>,
     /// Say `100 Continue` before reading the body from the client.
     expect_continue: bool,
     /// Bytes beyond the staged ones went to a backend: no attempt can be made again.
@@ -89,11 +90,16 @@ pub(super) struct Upload {
 }
 
 impl Upload {
+    /// More payload came than the site takes.
+    fn over_limit(&self) -> bool {
+        self.max.is_some_and(|max| self.payload > max)
+    }
+
     /// Takes what `input` holds of the body (the rest stays for the next request).
     pub(super) fn new(
         framing: BodyFraming,
         input: &mut BytesMut,
-        max: u64,
+        max: Option<u64>,
         expect_continue: bool,
     ) -> Result<Self, UploadError> {
         let body = Body::new(match framing {
@@ -137,7 +143,7 @@ impl Upload {
             wire.extend_from_slice(b"0\r\n\r\n");
         }
         self.payload += payload as u64;
-        if self.payload > self.max {
+        if self.over_limit() {
             return Err(UploadError::TooLarge);
         }
         Ok(n)
@@ -211,7 +217,7 @@ impl Upload {
                 .take_with(input, |r| payload.extend_from_slice(&input[r]));
             let (n, count) = taken.map_err(|BadFraming| UploadError::Framing)?;
             self.payload += count as u64;
-            if self.payload > self.max {
+            if self.over_limit() {
                 return Err(UploadError::TooLarge);
             }
             self.streamed = true;

@@ -5,14 +5,16 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{header, HeaderName, HeaderValue, StatusCode};
 
+use crate::proxy::attempts::Unanswered;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::with_date;
 use crate::proxy::http2::send_data;
-use crate::proxy::own::{Asking, Own};
+use crate::proxy::own::{self, Asking, Own};
 
 /// How one stream ended, for the access log.
 pub(super) struct Outcome {
-    pub(super) status: u16,
+    /// The status sent; `None` when none could be.
+    pub(super) status: Option<u16>,
     /// Request body payload bytes read.
     pub(super) bytes_in: u64,
     /// Response body payload bytes sent.
@@ -84,6 +86,29 @@ pub(super) async fn answer(
     match send_data(&mut stream, body, true, send).await {
         Ok(()) => (len, None),
         Err(e) => (0, Some(format!("sending the response: {e}"))),
+    }
+}
+
+/// Answers a request no backend answered with `unanswered`'s status (when the client can still
+/// get one; nothing of a response went to it yet).
+pub(super) async fn unanswered(
+    respond: &mut SendResponse<Bytes>,
+    asking: Asking<'_>,
+    (head, send): (bool, Option<std::time::Duration>),
+    unanswered: Unanswered,
+) -> Outcome {
+    let bytes_out = match unanswered.status {
+        None => 0,
+        Some(status) => {
+            let reply = own::error(status, &asking, |o| own_response(o, asking.request_id()));
+            answer(respond, reply, head, send).await.0
+        }
+    };
+    Outcome {
+        status: unanswered.status,
+        bytes_in: 0,
+        bytes_out,
+        error: Some(unanswered.error),
     }
 }
 

@@ -10,16 +10,16 @@ use h2::RecvStream;
 use http::{header, HeaderName, HeaderValue, Method};
 use tokio::io::AsyncWriteExt;
 
-use super::answer::{answer, own_response, Outcome};
+use super::answer::{unanswered, Outcome};
 use super::upload::{Replay, Upload, UploadError};
-use crate::proxy::attempts::{head_failure, io_failure, limit};
+use crate::proxy::attempts::{head_failure, io_failure, limit, Unanswered};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
 use crate::proxy::http1::{
     push_field, push_field_parts, read_response_head, Framing, UPSTREAM_BUF,
 };
-use crate::proxy::own::{self, io_status, Asking};
+use crate::proxy::own::{io_status, Asking};
 use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -44,9 +44,6 @@ impl Request<'_> {
         super::answer::asking(ctx, self.parts, self.host.name())
     }
 }
-
-/// Why no response came: the client's status (0: none can be sent) and what to log.
-struct Failed(u16, String);
 
 impl Proxy {
     /// Sends the request to a backend and its response to the client.
@@ -96,22 +93,9 @@ impl Proxy {
             .await;
         let (stream, addr, end, bytes_in) = match sent {
             Ok(ok) => ok,
-            Err(Failed(status, error)) => {
-                let id = &ctx.request_id;
-                let bytes_out = match status {
-                    0 => 0,
-                    _ => {
-                        let asking = request.asking(ctx);
-                        let reply = own::error(status, &asking, |o| own_response(o, id));
-                        answer(respond, reply, head_request, send).await.0
-                    }
-                };
-                return Outcome {
-                    status,
-                    bytes_in: 0,
-                    bytes_out,
-                    error: Some(error),
-                };
+            Err(failed) => {
+                let asking = request.asking(ctx);
+                return unanswered(respond, asking, (head_request, send), failed).await;
             }
         };
         let relay = super::relay::Relay {
@@ -143,7 +127,7 @@ impl Proxy {
         kind: Kind<'_>,
         ctx: &mut Ctx,
         up: &mut BytesMut,
-    ) -> Result<(UpstreamConn, std::net::SocketAddr, usize, u64), Failed> {
+    ) -> Result<(UpstreamConn, std::net::SocketAddr, usize, u64), Unanswered> {
         let parts = request.parts;
         // The body streams from the client as it comes, kept for another attempt while short.
         let mut replay = Replay::default();
@@ -155,7 +139,7 @@ impl Proxy {
             let header = |name: &HeaderName| parts.headers.get(name).map(HeaderValue::as_bytes);
             let addr = self
                 .pick_backend(action, ctx, request.target.path(), header)
-                .map_err(|e| Failed(502, e.to_string()))?;
+                .map_err(|e| Unanswered::answer(502, e.to_string()))?;
             let sending = (&mut *body, &mut replay);
             let attempt = self.h2_attempt(request, head, sending, framing, kind, ctx, up, addr);
             match attempt.await {
@@ -195,7 +179,7 @@ impl Proxy {
                     Ok(taken) => taken,
                     Err(Unconnected::TryAnother) => return Attempt::Again,
                     Err(Unconnected::Fail(status, error)) => {
-                        return Attempt::Gave(Failed(status, error))
+                        return Attempt::Gave(Unanswered::answer(status, error))
                     }
                 };
             up.clear();
@@ -214,7 +198,7 @@ impl Proxy {
                         && kind != io::ErrorKind::TimedOut
                         && request.parts.method.is_idempotent() => {}
                 Err(Ok((kind, error))) => {
-                    let failed = Failed(io_status(kind), format!("{addr}: {error}"));
+                    let failed = Unanswered::answer(io_status(kind), format!("{addr}: {error}"));
                     return Attempt::Failed(io_failure(kind), failed);
                 }
             }
@@ -227,9 +211,9 @@ enum Attempt {
     /// A response head, this long in `up`, after this many body bytes.
     Answered(UpstreamConn, usize, u64),
     /// No response: how it failed, and what the client gets if it is not retried.
-    Failed(Failure, Failed),
+    Failed(Failure, Unanswered),
     /// No response, and no retry (the client's body failed, or no connection).
-    Gave(Failed),
+    Gave(Unanswered),
     /// No connection; another backend is to be tried (the back-off waited).
     Again,
 }
@@ -246,7 +230,7 @@ async fn send_and_read(
     framing: Option<Framing>,
     up: &mut BytesMut,
     received: &mut bool,
-) -> Result<(usize, u64), Result<(io::ErrorKind, String), Failed>> {
+) -> Result<(usize, u64), Result<(io::ErrorKind, String), Unanswered>> {
     let snapshot = ctx.snapshot.as_ref();
     let write = ctx
         .proxy_action()
@@ -257,20 +241,18 @@ async fn send_and_read(
         .map_err(|e| Ok((e.kind(), format!("writing the request: {e}"))))?;
     let upload = Upload {
         chunked: framing == Some(Framing::Chunked),
-        max: ctx
-            .site
-            .and_then(|i| snapshot?.site_policy(i))
-            .map_or(u64::MAX, |s| s.max_body_bytes),
+        max: ctx.max_body(),
         read: snapshot.map(|s| s.policy.body_read_timeout),
         write: ctx.idle_limit(),
     };
     let bytes_in = match upload.run(body, stream, framing.is_some(), replay).await {
         Ok(n) => n,
         Err(UploadError::Client(e)) => {
-            return Err(Err(Failed(0, format!("reading the request body: {e}"))))
+            let error = format!("reading the request body: {e}");
+            return Err(Err(Unanswered::client_gone(error)));
         }
         Err(UploadError::TooLarge) => {
-            return Err(Err(Failed(413, "request body too large".into())))
+            return Err(Err(Unanswered::answer(413, "request body too large")))
         }
         Err(UploadError::Backend(e)) => {
             return Err(Ok((e.kind(), format!("writing the request body: {e}"))))

@@ -158,7 +158,7 @@ impl Relay<'_> {
 
     fn outcome(&self, status: u16, bytes_out: usize, error: Option<String>) -> Outcome {
         Outcome {
-            status,
+            status: Some(status),
             bytes_in: 0,
             bytes_out,
             error: error.map(|e| format!("{}: {e}", self.addr)),

@@ -249,7 +249,7 @@ impl Relay<'_> {
             pool::put(self.addr, self.kind, stream, idle, self.ctx.start);
         }
         Outcome {
-            status: head.status,
+            status: Some(head.status),
             bytes_in: self.bytes_in,
             bytes_out: sent,
             error: None,
@@ -258,7 +258,7 @@ impl Relay<'_> {
 
     fn fail(&self, status: u16, bytes_out: usize, error: String) -> Outcome {
         Outcome {
-            status,
+            status: Some(status),
             bytes_in: self.bytes_in,
             bytes_out,
             error: Some(format!("{}: {error}", self.addr)),

@@ -58,7 +58,7 @@ impl Proxy {
             path: raw_target,
             query: None,
             user_agent,
-            status: 0,
+            status: None,
             bytes_in: 0,
             bytes_out: 0,
             compression: None,
@@ -71,7 +71,7 @@ impl Proxy {
                 let asking = asking(&ctx, &parts, "");
                 let reply = own::denial(&denial, &asking, |o| own_response(o, &ctx.request_id));
                 let (sent, error) = answer(&mut respond, reply, head, send).await;
-                log.status = 400;
+                log.status = Some(400);
                 log.bytes_out = sent;
                 let error = error.unwrap_or_else(|| reason.to_owned());
                 self.finish(&mut ctx, &log, Some(&error));
@@ -199,7 +199,7 @@ fn bad_request(reason: &str) -> Denial {
 
 fn own_outcome(status: u16, (bytes_out, error): (usize, Option<String>)) -> Outcome {
     Outcome {
-        status,
+        status: Some(status),
         bytes_in: 0,
         bytes_out,
         error,

@@ -15,21 +15,21 @@ use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderName, HeaderValue, Method};
 use tokio::task::JoinHandle;
 
-use super::answer::{answer, own_response, Outcome};
+use super::answer::{unanswered, Outcome};
 use super::exchange::Request;
 use super::from_h2::Relay;
-use crate::proxy::attempts::{h2_failure, stream_failure, Picked};
+use crate::proxy::attempts::{h2_failure, stream_failure, NoResponse, Picked, Unanswered};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{Protocol, Received};
 use crate::proxy::http2::{backend_request, send_data, trailers_filtered, Outgoing};
-use crate::proxy::own::{self, Asking};
+use crate::proxy::own;
 use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::h2_pool;
 use crate::route::pool::{self, Kind};
-use crate::route::retry::{Failure, Stake};
+use crate::route::retry::Stake;
 use crate::route::router::ProxyAction;
 
 /// The window each stream and each connection to a backend offers for responses.
@@ -64,10 +64,12 @@ impl Proxy {
                 // Only a body that was never sent is still here.
                 Picked::Http1 => match body.take() {
                     Some(Upload::Client(body)) => return Err(body),
-                    Some(Upload::Held(_)) | None => break Err((502, "body already sent".into())),
+                    Some(Upload::Held(_)) | None => {
+                        break Err(Unanswered::answer(502, "body already sent"))
+                    }
                 },
                 Picked::Again => continue,
-                Picked::Fail(status, error) => break Err((status, error)),
+                Picked::Fail(status, error) => break Err(Unanswered::answer(status, error)),
             };
             let stream = Stream { sender, addr, kind };
             let sent = self.backend_stream(stream, request, &mut body, action, ctx, facts);
@@ -77,14 +79,14 @@ impl Proxy {
                 Ok((r, _)) if self.retry_response(ctx, &r, stake).await => continue,
                 Ok((response, pump)) => break Ok((addr, response, pump)),
                 Err(NoResponse(f, ..)) if self.retry_if(ctx, f, stake).await => continue,
-                Err(NoResponse(_, status, error)) => break Err((status, error)),
+                Err(NoResponse(_, unanswered)) => break Err(unanswered),
             }
         };
         let (addr, response, pump) = match answered {
             Ok(answered) => answered,
-            Err((status, error)) => {
+            Err(failed) => {
                 let asking = request.asking(ctx);
-                return Ok(failed(respond, asking, (head, send), status, error).await);
+                return Ok(unanswered(respond, asking, (head, send), failed).await);
             }
         };
         ctx.answered(response.status().as_u16());
@@ -151,18 +153,15 @@ impl Proxy {
             protocol: Protocol::Http2,
             received: Received::of(&parts.headers),
         };
-        let upstream =
-            backend_request(outgoing, action, ctx, facts).map_err(|e| NoResponse(None, 400, e))?;
+        let upstream = backend_request(outgoing, action, ctx, facts)
+            .map_err(|e| NoResponse(None, Unanswered::answer(400, e)))?;
         let end = body.as_ref().is_none_or(Upload::is_empty);
         let (response, upload) = sender.clone().send_request(upstream, end).map_err(|e| {
             h2_pool::forget(addr, kind);
             let error = format!("{addr}: sending the request: {e}");
-            NoResponse(Some(h2_failure(&e)), 502, error)
+            NoResponse(Some(h2_failure(&e)), Unanswered::answer(502, error))
         })?;
-        let max_body = ctx
-            .site
-            .and_then(|i| ctx.snapshot.as_ref()?.site_policy(i))
-            .map_or(u64::MAX, |s| s.max_body_bytes);
+        let max_body = ctx.max_body();
         let body_timeout = ctx.snapshot.as_ref().map(|s| s.policy.body_read_timeout);
         let streamed = body.take_if(|b| !b.is_empty());
         let limits = (body_timeout, ctx.idle_limit());
@@ -184,7 +183,10 @@ impl Proxy {
                 }
                 let error = format!("{addr}: {e}");
                 let status = own::io_status(e.kind());
-                Err(NoResponse(Some(stream_failure(&e)), status, error))
+                Err(NoResponse(
+                    Some(stream_failure(&e)),
+                    Unanswered::answer(status, error),
+                ))
             }
         }
     }
@@ -239,10 +241,6 @@ struct Stream<'k> {
     kind: Kind<'k>,
 }
 
-/// No response from the backend: how the attempt failed (`None`: not the backend's doing),
-/// the client's status and what to log.
-struct NoResponse(Option<Failure>, u16, String);
-
 /// The most of a request body held while it is sent, so that the request can go again
 /// (as much as the HTTP/1 engine's read that brings a head holds).
 const HOLD: usize = 16 * 1024;
@@ -292,7 +290,7 @@ struct Pumped {
 async fn pump(
     body: Upload,
     mut upload: SendStream<Bytes>,
-    max: u64,
+    max: Option<u64>,
     (read, write): (Option<Duration>, Option<Duration>),
 ) -> Pumped {
     let mut body = match body {
@@ -314,7 +312,7 @@ async fn pump(
         };
         let _ = body.flow_control().release_capacity(chunk.len());
         total += chunk.len() as u64;
-        if total > max {
+        if max.is_some_and(|max| total > max) {
             upload.send_reset(Reason::CANCEL);
             return cut(total);
         }
@@ -355,23 +353,5 @@ async fn resend(all: Bytes, mut upload: SendStream<Bytes>, write: Option<Duratio
     Pumped {
         total,
         held: Some(all),
-    }
-}
-
-/// Answers `status` (nothing of a response went to the client yet).
-async fn failed(
-    respond: &mut SendResponse<Bytes>,
-    asking: Asking<'_>,
-    (head, send): (bool, Option<Duration>),
-    status: u16,
-    error: String,
-) -> Outcome {
-    let reply = own::error(status, &asking, |o| own_response(o, asking.request_id()));
-    let (bytes_out, _) = answer(respond, reply, head, send).await;
-    Outcome {
-        status,
-        bytes_in: 0,
-        bytes_out,
-        error: Some(error),
     }
 }

@@ -61,7 +61,8 @@ impl Replay {
 /// How a request body goes to the backend.
 pub(super) struct Upload {
     pub(super) chunked: bool,
-    pub(super) max: u64,
+    /// The site's `max_body_bytes` (`None`: no limit).
+    pub(super) max: Option<u64>,
     /// Each read from the client (the policy's `body_read_timeout`).
     pub(super) read: Option<Duration>,
     /// Each write to the backend (the route's `idle_timeout`).
@@ -91,7 +92,7 @@ impl Upload {
                     break;
                 };
                 total += chunk.len() as u64;
-                if total > self.max {
+                if self.max.is_some_and(|max| total > max) {
                     return Err(UploadError::TooLarge);
                 }
                 replay.keep(&chunk);
