@@ -18,7 +18,6 @@ const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("src/certs/reseller.rs unzip", 81),
     ("src/certs/write.rs install", 97),
     ("src/observe/metrics.rs metrics", 97),
-    ("src/proxy/h1/forward.rs proxy", 109),
     ("src/proxy/h1/serve.rs one", 92),
     ("src/proxy/h2/exchange.rs h2_exchange", 77),
     ("src/cli.rs check", 88),

@@ -17,7 +17,6 @@ use crate::proxy::attempts::{head_failure, io_failure, limit, Unanswered};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
-use crate::proxy::own::Asking;
 use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
@@ -40,82 +39,32 @@ impl Proxy {
         bufs: &mut Buffers,
         input: &mut BytesMut,
     ) -> Outcome {
-        let send = send_timeout(ctx);
-        let head_request = request.req.method == http::Method::HEAD;
-        let upgrade = request.req.upgrade.is_some();
-        ctx.ask_compression(head_request, upgrade, |name| {
-            let headers = request.parsed.headers.iter();
-            let mut found = headers.filter(|h| h.name.eq_ignore_ascii_case(name));
-            found.next().map(|h| h.value)
-        });
-        if request.req.version == 0 {
-            ctx.refuse_compression(Skip::Http10);
-        }
-        let max_body = ctx.max_body();
-        let upload = Upload::new(
-            request.req.body,
-            input,
-            max_body,
-            request.req.expect_continue,
-        );
-        let mut upload = match upload {
+        let how = (request.req.method == http::Method::HEAD, send_timeout(ctx));
+        ask_compression(ctx, request);
+        let (req, max_body) = (request.req, ctx.max_body());
+        let mut upload = match Upload::new(req.body, input, max_body, req.expect_continue) {
             Ok(upload) => upload,
             Err(e) => {
-                let asking = request.asking(ctx);
-                return refuse_body(conn, bufs, &asking, e, (head_request, send), 0).await;
+                let (out, asking) = (&mut bufs.out, request.asking(ctx));
+                return answer_unanswered(conn, out, &asking, body_failed(e), how, 0).await;
             }
         };
-        let tls = action.upstream.tls();
-        let kind = match tls {
-            Some(tls) => Kind {
-                group: tls.group,
-                name: action.tls_name(request.req.host.as_str()),
-            },
-            None => Kind::PLAIN,
-        };
+        let to = Forward::new(request, action, facts);
         if action.upstream.offers_http2() {
-            let exchanged = self
-                .h1_to_h2(
-                    conn,
-                    facts,
-                    request,
-                    action,
-                    kind,
-                    ctx,
-                    bufs,
-                    input,
-                    &mut upload,
-                )
-                .await;
-            if let Some(outcome) = exchanged {
+            let exchanged = self.h1_to_h2(conn, to, ctx, bufs, input, &mut upload);
+            if let Some(outcome) = exchanged.await {
                 return outcome;
             }
         }
-        let exchanged = self
-            .exchange(
-                conn,
-                input,
-                request,
-                action,
-                kind,
-                ctx,
-                facts,
-                bufs,
-                &mut upload,
-            )
-            .await;
+        let exchanged = self.exchange(conn, input, to, ctx, bufs, &mut upload).await;
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
-            Err(Ok(unanswered)) => {
-                let asking = request.asking(ctx);
-                let how = (head_request, send);
-                let out = &mut bufs.out;
-                return answer_unanswered(conn, out, &asking, unanswered, how, upload.payload)
-                    .await;
-            }
-            Err(Err(e)) => {
-                let (asking, read) = (request.asking(ctx), upload.payload);
-                return refuse_body(conn, bufs, &asking, e, (head_request, send), read).await;
+            Err(failed) => {
+                let unanswered = failed.unwrap_or_else(body_failed);
+                let (out, asking) = (&mut bufs.out, request.asking(ctx));
+                let answered =
+                    answer_unanswered(conn, out, &asking, unanswered, how, upload.payload);
+                return answered.await;
             }
         };
         let relay = Relay {
@@ -123,8 +72,8 @@ impl Proxy {
             ctx,
             facts,
             addr,
-            kind,
-            send,
+            kind: to.kind,
+            send: how.1,
             bytes_in: upload.payload,
         };
         relay.run(conn, stream, end, bufs, input).await
@@ -133,19 +82,16 @@ impl Proxy {
     /// Sends the request (head, then body) to a backend, and to others as the route's retry
     /// policy allows, and reads the final attempt's response header into `bufs.up`: its length.
     /// `Err(Err(_))` when the client's body failed.
-    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         conn: &mut ClientConn,
         input: &mut BytesMut,
-        request: &Request<'_>,
-        action: &ProxyAction,
-        kind: Kind<'_>,
+        to: Forward<'_, '_>,
         ctx: &mut Ctx,
-        facts: &ConnFacts,
         bufs: &mut Buffers,
         upload: &mut Upload,
     ) -> Result<(UpstreamConn, SocketAddr, usize), Result<Unanswered, UploadError>> {
+        let (request, action, kind, facts) = (to.request, to.action, to.kind, to.facts);
         let (req, parsed) = (request.req, request.parsed);
         let stake = |upload: &Upload| Stake {
             idempotent: req.method.is_idempotent(),
@@ -291,31 +237,58 @@ async fn send_and_read(
         .map_err(Ok)
 }
 
-/// Answers a request whose body could not be read or was refused (the connection closes);
-/// `bytes_in` of it had been read and sent on.
-async fn refuse_body(
-    conn: &mut ClientConn,
-    bufs: &mut Buffers,
-    asking: &Asking<'_>,
-    e: UploadError,
-    (head_request, send): (bool, Option<std::time::Duration>),
-    bytes_in: u64,
-) -> Outcome {
+/// A request on its way to its route's upstream: what goes, where, and over which kind of
+/// connection.
+#[derive(Clone, Copy)]
+pub(super) struct Forward<'a, 'r> {
+    pub(super) request: &'a Request<'r>,
+    pub(super) action: &'a ProxyAction,
+    pub(super) kind: Kind<'a>,
+    pub(super) facts: &'a ConnFacts,
+}
+
+impl<'a, 'r> Forward<'a, 'r> {
+    fn new(request: &'a Request<'r>, action: &'a ProxyAction, facts: &'a ConnFacts) -> Self {
+        let kind = match action.upstream.tls() {
+            Some(tls) => Kind {
+                group: tls.group,
+                name: action.tls_name(request.req.host.as_str()),
+            },
+            None => Kind::PLAIN,
+        };
+        Forward {
+            request,
+            action,
+            kind,
+            facts,
+        }
+    }
+}
+
+/// What the client gets when its request body could not be read or was refused.
+fn body_failed(e: UploadError) -> Unanswered {
     if matches!(e, UploadError::TooLarge) {
         crate::observe::metrics::metrics().deny(None, "body_too_large");
     }
-    let unanswered = Unanswered {
+    Unanswered {
         status: e.status(),
         error: e.to_string(),
-    };
-    let out = &mut bufs.out;
-    answer_unanswered(
-        conn,
-        out,
-        asking,
-        unanswered,
-        (head_request, send),
-        bytes_in,
-    )
-    .await
+    }
+}
+
+/// Notes the codings the client takes, for the response's compression.
+fn ask_compression(ctx: &mut Ctx, request: &Request<'_>) {
+    let req = request.req;
+    ctx.ask_compression(
+        req.method == http::Method::HEAD,
+        req.upgrade.is_some(),
+        |name| {
+            let headers = request.parsed.headers.iter();
+            let mut found = headers.filter(|h| h.name.eq_ignore_ascii_case(name));
+            found.next().map(|h| h.value)
+        },
+    );
+    if req.version == 0 {
+        ctx.refuse_compression(Skip::Http10);
+    }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use h2::Reason;
 use http::Method;
 
+use super::forward::Forward;
 use super::from_h2::Back;
 use super::own::{answer_unanswered, io_status};
 use super::request::{BodyFraming, Request};
@@ -30,19 +31,16 @@ impl Proxy {
     /// Exchanges the request with an HTTP/2 backend (others as the route's retry policy
     /// allows). `None`: the backend chose HTTP/1.1 by ALPN (its connection is in the HTTP/1
     /// pool) and the request goes that way.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn h1_to_h2(
         &self,
         conn: &mut ClientConn,
-        facts: &ConnFacts,
-        request: &Request<'_>,
-        action: &ProxyAction,
-        kind: Kind<'_>,
+        to: Forward<'_, '_>,
         ctx: &mut Ctx,
         bufs: &mut Buffers,
         input: &mut bytes::BytesMut,
         upload: &mut Upload,
     ) -> Option<Outcome> {
+        let (request, action, kind, facts) = (to.request, to.action, to.kind, to.facts);
         let (req, send) = (request.req, send_timeout(ctx));
         let head_request = req.method == Method::HEAD;
         let out = &mut bufs.out;
