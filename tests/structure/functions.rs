@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::imports::is_test;
 use super::rust_files;
 
 /// The longest a function may be on the data path, and elsewhere.
@@ -28,13 +29,6 @@ fn function_lengths(root: &Path, file: &Path) -> Vec<(String, usize)> {
     struct Lengths<'a> {
         file: &'a str,
         out: Vec<(String, usize)>,
-    }
-    fn is_test(attrs: &[syn::Attribute]) -> bool {
-        attrs.iter().any(|a| {
-            a.path().is_ident("test")
-                || a.path().is_ident("cfg")
-                    && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
-        })
     }
     impl Lengths<'_> {
         fn note(&mut self, attrs: &[syn::Attribute], sig: &syn::Signature, block: &syn::Block) {
