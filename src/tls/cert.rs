@@ -303,7 +303,7 @@ fn check_leaf(leaf: &X509Certificate<'_>, now: i64) -> Result<(i64, i64), Reject
     Ok((not_before, not_after))
 }
 
-/// The path from the chain's leaf (`chain[0]`) to an approved root, through the chain's
+/// The path from the chain's leaf (its first certificate) to an approved root, through the chain's
 /// intermediates and `hints`: the root's name and the hints the path went through.
 fn approved_path(
     chain: &[CertificateDer<'static>],
@@ -311,10 +311,13 @@ fn approved_path(
     roots: &ApprovedRoots,
     now: i64,
 ) -> Result<(String, Vec<CertificateDer<'static>>), RejectReason> {
-    let ee = webpki::EndEntityCert::try_from(&chain[0])
+    let Some((leaf, given)) = chain.split_first() else {
+        return Err(RejectReason::Refused("no certificate".into()));
+    };
+    let ee = webpki::EndEntityCert::try_from(leaf)
         .map_err(|_| RejectReason::Malformed("the server certificate cannot be parsed".into()))?;
     let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
-    let mut intermediates = chain[1..].to_vec();
+    let mut intermediates = given.to_vec();
     intermediates.extend(hints.iter().filter(|h| !chain.contains(h)).cloned());
     let path = ee
         .verify_for_usage(
@@ -327,7 +330,7 @@ fn approved_path(
             None,
         )
         .map_err(|e| {
-            let mut offered = Facts::all(&chain[..1]);
+            let mut offered = Facts::all(std::slice::from_ref(leaf));
             offered.extend(Facts::all(&intermediates));
             diagnose(e, &offered, roots, now)
         })?;
