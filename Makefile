@@ -103,7 +103,9 @@ ci-missing-tools:
 	@python3 -c 'import ensurepip' >/dev/null 2>&1 || echo python3-venv
 	@command -v promtool >/dev/null 2>&1 || echo prometheus
 
-# Exactly what CI runs: .ci/run installs the missing tools, then runs make test as this does.
+# What CI runs, and all of it after installing programs: .ci/run installs the missing tools as
+# root, then runs this target (tests/structure.rs checks that it does nothing else). Here it
+# checks that the tools are there, adds the toolchain's components and runs make test.
 ci-local:
 	@missing="$$($(MAKE) -s ci-missing-tools | tr '\n' ' ')"; \
 	  if [ -n "$$missing" ]; then \

@@ -33,8 +33,24 @@ pub fn check(config: &Path) -> i32 {
         eprintln!("error: cannot start a runtime to resolve backends: {e}");
         return 1;
     }
-    let refusals = judge::routes(None, &snapshot);
-    let left_out = problems(&snapshot);
+    if !passes(config, &snapshot) {
+        return 1;
+    }
+    for line in corrections(snapshot.certs.certs()) {
+        eprintln!("{line}");
+    }
+    for line in tls_settings(&snapshot) {
+        println!("{line}");
+    }
+    println!("{}: ok: {}", config.display(), summary(&snapshot));
+    print_sites(&snapshot);
+    0
+}
+
+/// Whether the loaded `snapshot` passes: prints what a reload would refuse or leave out of it.
+fn passes(config: &Path, snapshot: &crate::snapshot::Snapshot) -> bool {
+    let refusals = judge::routes(None, snapshot);
+    let left_out = problems(snapshot);
     for e in &refusals {
         eprintln!("error: {e}");
     }
@@ -47,24 +63,23 @@ pub fn check(config: &Path) -> i32 {
             config.display(),
             refusals.len() + left_out.len()
         );
-        return 1;
+        return false;
     }
     if !left_out.is_empty() {
         eprintln!(
             "{}: {} problem(s); menshen would start without what they name ({})",
             config.display(),
             left_out.len(),
-            summary(&snapshot)
+            summary(snapshot)
         );
-        return 1;
+        return false;
     }
-    for line in corrections(snapshot.certs.certs()) {
-        eprintln!("{line}");
-    }
-    for line in tls_settings(&snapshot) {
-        println!("{line}");
-    }
-    println!("{}: ok: {}", config.display(), summary(&snapshot));
+    true
+}
+
+/// Prints the settings each site and route serves with: error pages, compression, timeouts,
+/// retries and header edits.
+fn print_sites(snapshot: &crate::snapshot::Snapshot) {
     let pages = snapshot.error_pages.describe();
     if !pages.is_empty() {
         println!("error pages (process-wide): {pages}");
@@ -96,7 +111,6 @@ pub fn check(config: &Path) -> i32 {
             }
         }
     }
-    0
 }
 
 /// Where a certificate's OCSP responses will come from.

@@ -107,7 +107,7 @@ impl Reloader {
             m.reloads.with_label_values(&[outcome.label()]);
         }
         m.last_reload.set(current.loaded_at as f64);
-        m.rejected_cert_files.set(current.cert_errors.len() as f64);
+        m.certs.rejected_files.set(current.cert_errors.len() as f64);
         let reloader = Arc::new(Self {
             config_path: current.config_path.clone(),
             running_listeners: current.listeners().to_vec(),
@@ -144,7 +144,8 @@ impl Reloader {
         m.reloads.with_label_values(&[report.result.label()]).inc();
         if report.applied() {
             m.last_reload.set(report.at as f64);
-            m.rejected_cert_files
+            m.certs
+                .rejected_files
                 .set(self.state.load().cert_errors.len() as f64);
         }
         match report.result {

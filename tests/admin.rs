@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::admin;
 use support::config::Config;
 use support::http::get_plain;
 use support::origins::Origin;
@@ -20,17 +21,13 @@ struct Setup {
 
 /// `server_extra`: more lines for the `[server]` section.
 async fn setup(server_extra: &str) -> Setup {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
-    env.write("reload.token", "s3cret-token\n");
+    let (env, _) = Env::with_shop();
     let origin = Origin::start("origin").await;
     let admin = free_port();
     let config = Config::new()
-        .raw(&format!(
-            "[admin]\naddr = \"127.0.0.1:{admin}\"\nreload_token_file = \"reload.token\"\n\n\
-             [server]\ngrace_period = \"3s\"\n{server_extra}\n\n\
-             [access_log]\npath = \"logs/access.log\""
-        ))
+        .admin(&env, admin)
+        .raw(&format!("[server]\ngrace_period = \"3s\"\n{server_extra}"))
+        .access_log("logs/access.log")
         .upstream("origin", &[origin.port])
         .keys("[upstreams.health_check]\nkind = \"tcp\"\ninterval = \"200ms\"")
         .site("shop", &["shop.example.cn"])
@@ -52,16 +49,12 @@ async fn admin_req(port: u16, raw: &str) -> support::http::Response {
         .expect("admin request")
 }
 
-async fn admin_get(port: u16, path: &str) -> support::http::Response {
-    admin_req(port, &format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n")).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
     let s = setup("").await;
-    assert_eq!(admin_get(s.admin, "/healthz").await.status, 200);
+    assert_eq!(admin::get(s.admin, "/healthz").await.status, 200);
     let ready = eventually(Duration::from_secs(5), || async {
-        (admin_get(s.admin, "/readyz").await.status == 200).then_some(())
+        (admin::get(s.admin, "/readyz").await.status == 200).then_some(())
     })
     .await;
     assert!(ready.is_some(), "ready once listeners accept");
@@ -82,7 +75,7 @@ async fn health_readiness_and_metrics() {
     );
     // Once a health check passed, the gauge says so.
     let metrics = eventually(Duration::from_secs(10), || async {
-        let text = admin_get(s.admin, "/metrics").await.text();
+        let text = admin::get(s.admin, "/metrics").await.text();
         text.contains(",upstream=\"origin\"} 1").then_some(text)
     })
     .await
@@ -99,29 +92,20 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(metrics.contains(needle), "metrics has {needle}:\n{metrics}");
     }
-    assert_eq!(admin_get(s.admin, "/nope").await.status, 404);
+    assert_eq!(admin::get(s.admin, "/nope").await.status, 404);
 
     // A reload adds a site: the shop's counter goes on from where it was (Prometheus sees no
     // reset), and the new site shows no series until a request reaches it.
     let config = std::fs::read_to_string(s.env.path("menshen.toml")).expect("config");
-    let blog = "\n[[sites]]\nname = \"blog\"\nicp = \"京ICP备16063439号-2\"\n\
-                hosts = [\"blog.example.cn\"]\n[[sites.routes]]\nprefix = \"/\"\n\
-                upstream = \"origin\"\n";
-    std::fs::write(s.env.path("menshen.toml"), config + blog).expect("write config");
-    let reload = admin_req(
-        s.admin,
-        "POST /reload HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret-token\r\n\
-         Content-Length: 0\r\n\r\n",
-    )
-    .await;
-    assert!(
-        reload.text().contains("\"applied\":true"),
-        "{}",
-        reload.text()
-    );
+    let blog = Config::new()
+        .site_filed("blog", "京ICP备16063439号-2", &["blog.example.cn"])
+        .proxy("/", "origin");
+    std::fs::write(s.env.path("menshen.toml"), config + blog.as_ref()).expect("write config");
+    let (_, reload) = admin::reload(s.admin).await;
+    assert_eq!(reload["applied"], true, "{reload}");
     let again = get_plain(s.env.http, "shop.example.cn", "/a").await;
     assert_eq!(again.expect("GET").status, 200);
-    let metrics = admin_get(s.admin, "/metrics").await.text();
+    let metrics = admin::get(s.admin, "/metrics").await.text();
     let shop = "menshen_requests_total{route=\"/\",site=\"shop\",status_class=\"2xx\"} 2";
     assert!(metrics.contains(shop), "metrics has {shop}:\n{metrics}");
     assert!(
@@ -130,7 +114,7 @@ async fn health_readiness_and_metrics() {
     );
     let blog_get = get_plain(s.env.http, "blog.example.cn", "/").await;
     assert_eq!(blog_get.expect("GET").status, 200);
-    let metrics = admin_get(s.admin, "/metrics").await.text();
+    let metrics = admin::get(s.admin, "/metrics").await.text();
     for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
         let count = if class == "2xx" { 1 } else { 0 };
         let blog = format!(
@@ -153,7 +137,8 @@ async fn reload_needs_the_bearer_token_and_reports_errors() {
             .status,
         403
     );
-    let ok = admin_req(s.admin, &post("Authorization: Bearer s3cret-token\r\n")).await;
+    let bearer = format!("Authorization: Bearer {}\r\n", admin::TOKEN);
+    let ok = admin_req(s.admin, &post(&bearer)).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert!(ok.text().contains("\"applied\":true"), "{}", ok.text());
     assert!(ok.text().contains("configuration loaded"), "{}", ok.text());
@@ -162,7 +147,7 @@ async fn reload_needs_the_bearer_token_and_reports_errors() {
     let good = std::fs::read_to_string(s.env.path("menshen.toml")).expect("config");
     let broken = good.replace("upstream = \"origin\"", "upstream = \"missing\"");
     std::fs::write(s.env.path("menshen.toml"), broken).expect("write");
-    let refused = admin_req(s.admin, &post("Authorization: Bearer s3cret-token\r\n")).await;
+    let refused = admin_req(s.admin, &post(&bearer)).await;
     assert_eq!(refused.status, 422);
     assert!(
         refused
@@ -178,7 +163,7 @@ async fn reload_needs_the_bearer_token_and_reports_errors() {
             .status,
         200
     );
-    let metrics = admin_get(s.admin, "/metrics").await.text();
+    let metrics = admin::get(s.admin, "/metrics").await.text();
     assert!(
         metrics.contains("menshen_reloads_total{result=\"rejected\"}"),
         "{metrics}"
@@ -188,7 +173,7 @@ async fn reload_needs_the_bearer_token_and_reports_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_renders_in_chromium() {
     let s = setup("").await;
-    let html = admin_get(s.admin, "/status").await;
+    let html = admin::get(s.admin, "/status").await;
     assert_eq!(html.status, 200);
     let text = html.text();
     assert!(
@@ -252,7 +237,7 @@ async fn status_page_renders_in_chromium() {
 async fn sigterm_drains_finishes_in_flight_and_flushes_the_log() {
     let mut s = setup("").await;
     eventually(Duration::from_secs(5), || async {
-        (admin_get(s.admin, "/readyz").await.status == 200).then_some(())
+        (admin::get(s.admin, "/readyz").await.status == 200).then_some(())
     })
     .await
     .expect("ready");
@@ -271,7 +256,7 @@ async fn sigterm_drains_finishes_in_flight_and_flushes_the_log() {
         .status()
         .expect("kill");
     let draining = eventually(Duration::from_secs(2), || async {
-        (admin_get(s.admin, "/readyz").await.status == 503).then_some(())
+        (admin::get(s.admin, "/readyz").await.status == 503).then_some(())
     })
     .await;
     assert!(draining.is_some(), "readyz turns 503 while draining");

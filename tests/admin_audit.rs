@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::admin::{reload, section};
+use support::admin::reload;
+use support::config::Config;
 use support::http::raw_plain;
 use support::{free_port, Env, SHOP_SITE};
 
@@ -23,15 +24,13 @@ fn audit_lines(env: &Env) -> Vec<Value> {
 
 #[tokio::test]
 async fn admin_actions_are_recorded_with_source_and_outcome() {
-    let env = shop_env();
+    let (env, _) = Env::with_shop();
     let admin = free_port();
-    env.write_config(
-        "",
-        format!(
-            "{}\n[access_log]\npath = \"logs/access.log\"\n{SHOP_SITE}",
-            section(&env, admin)
-        ),
-    );
+    let config = Config::new()
+        .admin(&env, admin)
+        .access_log("logs/access.log")
+        .raw(SHOP_SITE);
+    env.write_config("", config);
     let mut proxy = env.start();
     assert!(support::wait_port(admin, Duration::from_secs(10)));
 
@@ -110,11 +109,4 @@ async fn admin_actions_are_recorded_with_source_and_outcome() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains(": ok: 2 file(s)"), "{text}");
-}
-
-/// A directory with an approved root and a certificate for shop.example.cn.
-fn shop_env() -> Env {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
-    env
 }

@@ -3,19 +3,15 @@
 
 mod support;
 
+use support::config::Config;
 use support::intake::{install, listing, request, served_serial};
 use support::pki::{Ca, LeafSpec};
 use support::Env;
 
-const SITE: &str = r#"
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn", "www.shop.example.cn"]
-[[sites.routes]]
-prefix = "/"
-respond = { body = "ok" }
-"#;
+/// The site `shop` for `hosts`.
+fn site(hosts: &[&str]) -> Config {
+    Config::new().site("shop", hosts).respond("/", "ok")
+}
 
 /// A proxy serving `live/shop.crt` (serial 01) for shop.example.cn and www.shop.example.cn.
 fn shop() -> (Env, Ca, Ca) {
@@ -26,7 +22,7 @@ fn shop() -> (Env, Ca, Ca) {
         1,
     ));
     env.put_cert("shop", &old, &[&inter]);
-    env.write_config("", SITE);
+    env.write_config("", site(&["shop.example.cn", "www.shop.example.cn"]));
     std::fs::create_dir_all(env.path("delivery")).expect("mkdir");
     (env, root, inter)
 }
@@ -109,7 +105,7 @@ async fn a_renewal_that_drops_a_name_is_refused_unless_allowed() {
     assert!(served_serial(&env, &root, "www.shop.example.cn", "01").await);
 
     // The operator means it: www leaves the site, then the certificate.
-    env.write_config("", SITE.replace(", \"www.shop.example.cn\"", ""));
+    env.write_config("", site(&["shop.example.cn"]));
     let ran = install(&env, &["delivery/shop.pem", "--allow-name-loss"], &[]);
     assert!(ran.ok, "{}", ran.stderr);
     assert!(served_serial(&env, &root, "shop.example.cn", "21").await);

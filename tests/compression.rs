@@ -19,7 +19,6 @@ use support::grpc::{gzip_unary, GrpcBackend};
 use support::h1::feed_chunks;
 use support::h2_pages::H2Pages;
 use support::http::h2_connect;
-use support::pki::LeafSpec;
 use support::{admin, eventually, free_port, Env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -144,7 +143,7 @@ const COMPRESSION: &str = "[sites.compression]\nencodings = [\"zstd\", \"br\", \
 fn config(env: &Env, origin: u16, admin_port: u16, compression: &str) -> Config {
     Config::new()
         .raw(&admin::section(env, admin_port))
-        .raw("[access_log]\npath = \"access.log\"")
+        .access_log("access.log")
         .upstream("origin", &[origin])
         .site("site", &["example.cn"])
         .raw(compression)
@@ -155,9 +154,7 @@ fn config(env: &Env, origin: u16, admin_port: u16, compression: &str) -> Config 
 /// root's PEM path, the origin's and the admin listener's ports.
 async fn setup() -> (Env, String, u16, u16) {
     let origin = origin().await;
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
-    env.write("root.pem", &root.pem);
+    let (env, _) = Env::with_site(&["example.cn"]);
     let root = env.path("root.pem").display().to_string();
     let admin_port = free_port();
     env.write_config("", config(&env, origin, admin_port, COMPRESSION));
@@ -313,7 +310,7 @@ async fn check_and_status_show_it_and_a_reload_turns_it_off() {
 /// origin of pages.
 fn h2_config(pages: u16, grpc: u16) -> Config {
     Config::new()
-        .raw("[access_log]\npath = \"access.log\"")
+        .access_log("access.log")
         .upstream("pages", &[pages])
         .keys("http2 = true")
         .upstream("grpc", &[grpc])
@@ -332,9 +329,7 @@ fn h2_config(pages: u16, grpc: u16) -> Config {
 async fn h2c_backends_are_compressed_as_http1_backends_are() {
     let pages = H2Pages::start(page()).await;
     let grpc = GrpcBackend::start(None).await;
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
-    env.write("root.pem", &root.pem);
+    let (env, root) = Env::with_site(&["example.cn"]);
     env.write_config("", h2_config(pages.port, grpc.port));
     let running = env.start();
     let ca = env.path("root.pem").display().to_string();
@@ -418,8 +413,7 @@ async fn h2c_backends_are_compressed_as_http1_backends_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2c_backend_s_event_stream_is_compressed_as_it_is_written() {
     let pages = H2Pages::start(page()).await;
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    let (env, root) = Env::with_site(&["example.cn"]);
     env.write_config("", h2_config(pages.port, pages.port));
     let _running = env.start();
     let held = "the first event arrives while the backend holds the second";

@@ -7,8 +7,7 @@ use menshen::config::{load, ConfigError};
 use support::Env;
 
 fn env() -> Env {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 1);
+    let (env, _) = Env::with_shop();
     env
 }
 

@@ -10,103 +10,73 @@ mod support;
 
 use serde_json::Value;
 use support::backend::Backend;
+use support::config::Config;
 use support::curl::{curl_to, Got};
-use support::pki::LeafSpec;
 use support::{admin, eventually, free_port, Env};
 
 const ZH: &str = "<h1>{{status}} 因法律原因无法访问</h1><p>编号 {{request_id}}</p>\n";
 const EN: &str = "<style>p { color: red }</style><h1>{{ status }} {{reason}}</h1>\
                   <p>{{host}} id {{request_id}}</p>\n";
 
-fn config(env: &Env, backend: u16, admin_port: u16, en_file: &str) -> String {
-    let down = free_port();
-    format!(
-        r#"{admin}
-[access_log]
-path = "logs/access.log"
+/// The takedown of `example.cn/banned/`, answered with 451 and the site's page.
+const TAKEDOWN: &str = "[[policy.takedowns]]\nid = \"case-7\"\nhost = \"example.cn\"\n\
+                        prefix = \"/banned/\"\nbody = \"gone\\n\"";
 
-[[policy.takedowns]]
-id = "case-7"
-host = "example.cn"
-prefix = "/banned/"
-body = "gone\n"
+/// A page written in the config.
+fn inline(template: &str) -> String {
+    format!("template = {template:?}")
+}
 
-[[error_pages]]
-status = [403, 429]
-template = "<p>{{{{status}}}} from menshen for {{{{site}}}}, id {{{{request_id}}}}</p>"
-
-[[upstreams]]
-name = "b"
-backends = ["127.0.0.1:{backend}"]
-[[upstreams]]
-name = "down"
-backends = ["127.0.0.1:{down}"]
-
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["example.cn"]
-[[sites.error_pages]]
-status = [451]
-language = "zh-CN"
-file = "pages/451.zh.html"
-[[sites.error_pages]]
-status = [451]
-language = "en"
-file = "{en_file}"
-[[sites.error_pages]]
-status = [502, 504]
-template = "<p>backend trouble on {{{{site}}}}: {{{{request_id}}}}</p>"
-[[sites.routes]]
-prefix = "/app/"
-upstream = "b"
-[[sites.routes]]
-prefix = "/down/"
-upstream = "down"
-[[sites.routes]]
-prefix = "/limited/"
-upstream = "b"
-rate_limit = {{ requests_per_second = 0.01, burst = 1 }}
-
-[[sites]]
-name = "blocked"
-icp = "京ICP备16063439号-1"
-hosts = ["blocked.example.cn"]
-deny = ["127.0.0.0/8"]
-[[sites.routes]]
-prefix = "/"
-respond = {{ body = "never" }}
-"#,
-        admin = admin::section(env, admin_port)
-    )
+/// The site `shop` with a page per language for its takedown (English from `en_file`) and one
+/// for a backend in trouble, a route to a backend, one to a backend that is down, one rate
+/// limited; the site `blocked`, which denies every client; a page for the process's 403 and 429.
+fn config(env: &Env, backend: u16, admin: u16, en_file: &str) -> Config {
+    let status = "<p>{{status}} from menshen for {{site}}, id {{request_id}}</p>";
+    Config::new()
+        .admin(env, admin)
+        .access_log("logs/access.log")
+        .raw(TAKEDOWN)
+        .error_page(&[403, 429], &inline(status))
+        .upstream("b", &[backend])
+        .upstream("down", &[free_port()])
+        .site("shop", &["example.cn"])
+        .site_error_page(&[451], "language = \"zh-CN\"\nfile = \"pages/451.zh.html\"")
+        .site_error_page(&[451], &format!("language = \"en\"\nfile = {en_file:?}"))
+        .site_error_page(
+            &[502, 504],
+            &inline("<p>backend trouble on {{site}}: {{request_id}}</p>"),
+        )
+        .proxy("/app/", "b")
+        .proxy("/down/", "down")
+        .proxy("/limited/", "b")
+        .keys("rate_limit = { requests_per_second = 0.01, burst = 1 }")
+        .site("blocked", &["blocked.example.cn"])
+        .keys("deny = [\"127.0.0.0/8\"]")
+        .respond("/", "never")
 }
 
 struct Proxy {
     env: Env,
     root: String,
     admin: u16,
-    _backend: Backend,
+    backend: Backend,
     _running: support::Running,
 }
 
 async fn start() -> Proxy {
     let backend = Backend::start().await;
-    let (env, root) = Env::with_approved_root("Approved Root");
-    let hosts = ["example.cn", "blocked.example.cn"];
-    env.put_cert("site", &root.issue(&LeafSpec::new(&hosts, 1)), &[]);
-    env.write("root.pem", &root.pem);
+    let (env, _) = Env::with_site(&["example.cn", "blocked.example.cn"]);
     std::fs::create_dir_all(env.path("pages")).expect("mkdir pages");
     env.write("pages/451.zh.html", ZH);
     env.write("pages/451.en.html", EN);
     let admin = free_port();
-    let text = config(&env, backend.port, admin, "pages/451.en.html");
-    env.write_config("", &text);
+    env.write_config("", config(&env, backend.port, admin, "pages/451.en.html"));
     let running = env.start();
     Proxy {
         root: env.path("root.pem").display().to_string(),
         env,
         admin,
-        _backend: backend,
+        backend,
         _running: running,
     }
 }
@@ -353,9 +323,9 @@ async fn pages_reload_and_a_missing_file_is_refused_keeping_the_last_good_page()
     assert_eq!(body(&edited), format!("<p>edited {id}</p>"));
 
     // The config now names a file that is not there: refused, the last good page serves on.
-    let backend = p._backend.port;
-    let text = config(&p.env, backend, p.admin, "pages/missing.html");
-    p.env.write_config("", &text);
+    let backend = p.backend.port;
+    p.env
+        .write_config("", config(&p.env, backend, p.admin, "pages/missing.html"));
     let (code, answer) = admin::reload(p.admin).await;
     assert_eq!(code, 422, "{answer}");
     assert_eq!(answer["result"], "rejected", "{answer}");
@@ -380,8 +350,8 @@ async fn pages_reload_and_a_missing_file_is_refused_keeping_the_last_good_page()
 
     // An unknown value is refused the same way, naming the file and the values there are.
     p.env.write("pages/bad.html", "<p>{{requestid}}</p>");
-    let text = config(&p.env, backend, p.admin, "pages/bad.html");
-    p.env.write_config("", &text);
+    p.env
+        .write_config("", config(&p.env, backend, p.admin, "pages/bad.html"));
     let (code, answer) = admin::reload(p.admin).await;
     assert_eq!(code, 422, "{answer}");
     let errors = answer["errors"].to_string();

@@ -10,19 +10,17 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use support::config::Config;
 use support::http::{handshake_serial, serial_of, tls_client};
 use support::pki::{Ca, Leaf, LeafSpec};
 use support::{eventually, Env};
 
-const SITE: &str = r#"
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn", "*.example.cn"]
-[[sites.routes]]
-prefix = "/"
-respond = { body = "ok" }
-"#;
+/// The site `shop`, for its host and every other name under example.cn.
+fn site() -> Config {
+    Config::new()
+        .site("shop", &["shop.example.cn", "*.example.cn"])
+        .respond("/", "ok")
+}
 
 /// The serial and the number of certificates a handshake with `sni` is served.
 async fn served(client: &TlsConnector, port: u16, sni: &str) -> std::io::Result<(String, usize)> {
@@ -55,7 +53,7 @@ async fn a_shuffled_bundle_with_its_root_serves_leaf_first_without_the_root() {
         "live/shop.crt",
         &format!("{}{}{}", root.pem, inter.pem, leaf.pem),
     );
-    env.write_config("", SITE);
+    env.write_config("", site());
 
     let (ok, out) = env.check();
     assert!(ok, "{out}");
@@ -122,7 +120,7 @@ async fn certbot_pem_and_reseller_layouts_serve_under_their_names() {
         ],
     );
     // The certbot pair is named after its folder (check fails on a default that names no pair).
-    env.write_config("default_certificate = \"shop\"", SITE);
+    env.write_config("default_certificate = \"shop\"", site());
     let (ok, out) = env.check();
     assert!(ok, "{out}");
     for said in [
@@ -155,7 +153,7 @@ async fn files_that_pair_two_ways_or_not_at_all_are_refused_by_name() {
     let (env, root) = Env::with_approved_root("Approved Root");
     let shop = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x41));
     env.put_cert("shop", &shop, &[]);
-    env.write_config("", SITE);
+    env.write_config("", site());
     let proxy = env.start();
     let client = tls_client(&[&root.pem]);
     assert_eq!(

@@ -19,8 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A proxy in front of an h2c backend (`/h2c/...`), a TLS HTTP/2 backend (`/tls/...`) and a
 /// TLS backend that speaks only HTTP/1.1 (`/h1/...`), prefixes stripped.
 fn launch(h2c: u16, tls: u16, h1: u16, backend_ca: &Ca) -> (Env, Running, Ca) {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    let (env, root) = Env::with_site(&["example.cn"]);
     env.write("backend-ca.pem", &backend_ca.pem);
     let tls_h2 = "tls = true\nhttp2 = true\nsni = \"grpc.internal\"\nca_file = \"backend-ca.pem\"";
     let config = Config::new()

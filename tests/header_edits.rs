@@ -9,7 +9,6 @@ mod support;
 use support::backend::Backend;
 use support::config::Config;
 use support::curl::{curl, Got};
-use support::pki::LeafSpec;
 use support::{admin, free_port, Env};
 
 /// shop at example.cn: its request edits (`X-Edge` set to `edge`), and an `/api/` route that
@@ -58,9 +57,7 @@ const CLIENT: [&str; 6] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sites_and_routes_edit_request_and_response_fields_on_both_engines() {
     let backend = Backend::start().await;
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
-    env.write("root.pem", &root.pem);
+    let (env, _) = Env::with_site(&["example.cn"]);
     let root = env.path("root.pem").display().to_string();
     let admin_port = free_port();
     let edge = "{site} for {client_ip}";

@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use support::config::Config;
 use support::http::get_plain;
-use support::pki::LeafSpec;
 use support::Env;
 
 fn env_with_site(server: &str) -> Env {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    let (env, _) = Env::with_site(&["example.cn"]);
     let config = Config::new()
         .raw(server)
         .site("site", &["example.cn"])

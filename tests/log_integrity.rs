@@ -9,17 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use support::config::Config;
 use support::http::get_plain;
 use support::{Env, SHOP_SITE};
 
 /// A proxy whose access log rotates every few lines, after `requests` requests, stopped once
 /// every rotated file is sealed. Returns the env (the logs are in `logs/`).
 async fn logged(requests: usize) -> Env {
-    let env = shop_env();
-    env.write_config(
-        "",
-        format!("[access_log]\npath = \"logs/access.log\"\nmax_file_bytes = 3000\n{SHOP_SITE}"),
-    );
+    let (env, _) = Env::with_shop();
+    let config = Config::new()
+        .access_log("logs/access.log")
+        .keys("max_file_bytes = 3000")
+        .raw(SHOP_SITE);
+    env.write_config("", config);
     let proxy = env.start();
     for i in 0..requests {
         let r = get_plain(env.http, "shop.example.cn", &format!("/item/{i}"))
@@ -238,12 +240,9 @@ async fn verify_names_every_kind_of_tampering() {
 
 #[test]
 fn a_missing_chain_key_refuses_the_start_with_the_fix() {
-    let env = shop_env();
+    let (env, _) = Env::with_shop();
     std::fs::remove_file(env.path("access-log.key")).expect("rm key");
-    env.write_config(
-        "",
-        format!("[access_log]\npath = \"logs/access.log\"\n{SHOP_SITE}"),
-    );
+    env.write_config("", logged_shop());
     let mut proxy = env.spawn();
     assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(1));
     let key = env.path("access-log.key");
@@ -259,7 +258,7 @@ fn a_missing_chain_key_refuses_the_start_with_the_fix() {
 
 #[tokio::test]
 async fn retention_keeps_six_calendar_months_and_refuses_less() {
-    let env = shop_env();
+    let (env, _) = Env::with_shop();
     std::fs::create_dir_all(env.path("logs")).expect("mkdir");
     let old = env.path("logs/access.log.2026-01-01");
     let old_manifest = env.path("logs/access.log.2026-01-01.manifest");
@@ -275,10 +274,11 @@ async fn retention_keeps_six_calendar_months_and_refuses_less() {
             .expect("mtime");
     }
     // 180 days is the old floor: refused with the reason, naming the key.
-    env.write_config(
-        "",
-        format!("[access_log]\npath = \"logs/access.log\"\nretention = \"180d\"\n{SHOP_SITE}"),
-    );
+    let config = Config::new()
+        .access_log("logs/access.log")
+        .keys("retention = \"180d\"")
+        .raw(SHOP_SITE);
+    env.write_config("", config);
     let (ok, out) = env.check();
     assert!(!ok);
     assert!(
@@ -287,10 +287,7 @@ async fn retention_keeps_six_calendar_months_and_refuses_less() {
         ),
         "{out}"
     );
-    env.write_config(
-        "",
-        format!("[access_log]\npath = \"logs/access.log\"\n{SHOP_SITE}"),
-    );
+    env.write_config("", logged_shop());
     let proxy = env.start();
     let removed = support::eventually(Duration::from_secs(10), || async {
         let gone = |f: &Path| !f.exists() && !gz(f).exists();
@@ -309,9 +306,7 @@ fn gz(file: &Path) -> PathBuf {
     PathBuf::from(format!("{}.zst", file.display()))
 }
 
-/// A directory with an approved root and a certificate for shop.example.cn.
-fn shop_env() -> Env {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
-    env
+/// The shop site, its access log in `logs/`.
+fn logged_shop() -> Config {
+    Config::new().access_log("logs/access.log").raw(SHOP_SITE)
 }

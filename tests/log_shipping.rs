@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use support::admin::{metric, section};
+use support::admin::metric;
+use support::config::Config;
 use support::http::{get_plain, raw_plain};
 use support::{free_port, Env, SHOP_SITE};
 
@@ -70,12 +71,6 @@ async fn s3_get(port: u16, key: &str) -> support::http::Response {
     s3(port, "GET", path).await
 }
 
-fn shop_env() -> Env {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
-    env
-}
-
 fn sealed(logs: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(logs)
         .expect("logs")
@@ -98,7 +93,7 @@ fn marker(file: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_files_wait_for_the_store_then_ship_intact() {
-    let env = shop_env();
+    let (env, _) = Env::with_shop();
     let admin = free_port();
     let s3_port = free_port();
     env.write("s3.credentials", "AKIDEXAMPLE\nsecret-example\n");
@@ -112,16 +107,18 @@ async fn sealed_files_wait_for_the_store_then_ship_intact() {
         .expect("open")
         .set_modified(SystemTime::now() - Duration::from_secs(200 * 86_400))
         .expect("mtime");
-    env.write_config(
-        "",
-        format!(
-            "{}\n[access_log]\npath = \"logs/access.log\"\nmax_file_bytes = 3000\n\
-             [access_log.shipping]\nendpoint = \"http://127.0.0.1:{s3_port}\"\nbucket = \"{BUCKET}\"\n\
-             region = \"us-east-1\"\nprefix = \"edge-1/\"\npath_style = true\n\
-             credentials_file = \"s3.credentials\"\n{SHOP_SITE}",
-            section(&env, admin)
-        ),
+    let shipping = format!(
+        "[access_log.shipping]\nendpoint = \"http://127.0.0.1:{s3_port}\"\nbucket = \"{BUCKET}\"\n\
+         region = \"us-east-1\"\nprefix = \"edge-1/\"\npath_style = true\n\
+         credentials_file = \"s3.credentials\""
     );
+    let config = Config::new()
+        .admin(&env, admin)
+        .access_log("logs/access.log")
+        .keys("max_file_bytes = 3000")
+        .raw(&shipping)
+        .raw(SHOP_SITE);
+    env.write_config("", config);
     let proxy = env.start();
     assert!(support::wait_port(admin, Duration::from_secs(10)));
     for i in 0..30 {

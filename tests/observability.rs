@@ -50,15 +50,15 @@ impl Drop for Proxy {
 
 impl Proxy {
     async fn start() -> Proxy {
-        let (env, root) = Env::with_approved_root("Approved Root");
-        env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+        let (env, root) = Env::with_shop();
         let origin = Origin::start("origin").await;
         let admin = free_port();
         // Nothing listens there: connects are refused.
         let dead = free_port();
         let body = Config::new()
             .raw(&support::admin::section(&env, admin))
-            .raw("[access_log]\npath = \"-\"\ntamper_evident = false")
+            .access_log("-")
+            .keys("tamper_evident = false")
             .upstream("origin", &[origin.port])
             .upstream("dead", &[dead])
             .site("shop", &["shop.example.cn"])

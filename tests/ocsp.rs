@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use der::Decode;
 use support::admin;
+use support::config::Config;
 use support::ocsp::{response, staple, Answer, Issuer};
 use support::pki::{Ca, LeafSpec};
 use support::{eventually, free_port, Env, SHOP_SITE};
@@ -103,10 +104,7 @@ async fn staple_until(root: &Ca, port: u16, ok: impl Fn(&[u8]) -> bool) -> Vec<u
 
 fn config(env: &Env, admin: u16) {
     let tls = "[tls.ocsp]\nretry = \"1s\"\ntimeout = \"5s\"";
-    env.write_config(
-        tls,
-        format!("[admin]\naddr = \"127.0.0.1:{admin}\"\n{SHOP_SITE}"),
-    );
+    env.write_config(tls, Config::new().admin(env, admin).raw(SHOP_SITE));
 }
 
 /// The value of a metric series, or none.

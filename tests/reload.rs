@@ -24,8 +24,7 @@ fn site(origin_port: u16, body: &str) -> String {
 
 /// A proxy serving `shop.example.cn` (certificate serial 01) and the `v1` config.
 async fn serving_v1() -> (Env, Ca, Origin, support::Running) {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+    let (env, root) = Env::with_shop();
     let origin = Origin::start("origin").await;
     env.write_config("", site(origin.port, "v1"));
     let proxy = env.start();
@@ -197,8 +196,7 @@ async fn download_in_flight_survives_certificate_and_config_reloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_listener_changes_wait_for_a_restart() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+    let (env, _) = Env::with_shop();
     let origin = Origin::start("origin").await;
     // No watcher and a slow poll: only SIGHUP can make this reload quick.
     let quiet = "[log]\nformat = \"json\"\n";

@@ -10,25 +10,25 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::admin;
+use support::config::Config;
 use support::http::get_plain;
 use support::{free_port, Env, SHOP_SITE};
 
-/// The shop site with a `/hello` route that answers `hello`.
-fn shop(hello: &str) -> String {
-    format!(
-        "{SHOP_SITE}[[sites.routes]]\nprefix = \"/hello\"\nrespond = {{ body = \"{hello}\" }}\n"
-    )
+/// The shop site, with a `/hello` route that answers `hello`.
+fn shop(hello: &str) -> Config {
+    Config::new().raw(SHOP_SITE).respond("/hello", hello)
 }
 
 /// A second site, blog.example.cn.
-fn blog() -> String {
-    SHOP_SITE
-        .replace("\"shop", "\"blog")
-        .replace("号-1", "号-2")
+fn blog() -> Config {
+    Config::new()
+        .site_filed("blog", "京ICP备16063439号-2", &["blog.example.cn"])
+        .respond("/", "ok")
 }
 
-fn config(env: &Env, admin_port: u16, body: &str) -> String {
-    let body = format!("{}{body}", admin::section(env, admin_port));
+/// The config with an admin listener and `body`, reloaded only by `POST /reload`.
+fn config(env: &Env, admin_port: u16, body: impl std::fmt::Display) -> String {
+    let body = Config::new().admin(env, admin_port).raw(&body.to_string());
     env.config_text_reloaded_by_hand("", body)
 }
 
@@ -38,21 +38,16 @@ fn diff_of(report: &serde_json::Value) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_names_what_it_added_removed_and_changed() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+    let (env, _) = Env::with_shop();
     let admin_port = free_port();
-    let spare = format!(
-        "[[upstreams]]\nname = \"spare\"\nbackends = [\"127.0.0.1:{}\"]\n",
-        free_port()
-    );
-    let v1 = format!("{spare}{}", shop("v1"));
-    env.write("menshen.toml", &config(&env, admin_port, &v1));
+    let v1 = shop("v1").upstream("spare", &[free_port()]);
+    env.write("menshen.toml", &config(&env, admin_port, v1));
     let proxy = env.start();
     assert!(support::wait_port(admin_port, Duration::from_secs(10)));
 
     // One site's route answers differently, a site is added, an upstream is removed.
     let v2 = format!("{}{}", shop("v2"), blog());
-    env.write("menshen.toml", &config(&env, admin_port, &v2));
+    env.write("menshen.toml", &config(&env, admin_port, v2));
     let (status, answer) = admin::reload(admin_port).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["result"], "ok", "{answer}");
@@ -109,10 +104,9 @@ async fn a_reload_names_what_it_added_removed_and_changed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_of_the_same_files_changes_nothing() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+    let (env, _) = Env::with_shop();
     let admin_port = free_port();
-    env.write("menshen.toml", &config(&env, admin_port, &shop("v1")));
+    env.write("menshen.toml", &config(&env, admin_port, shop("v1")));
     let proxy = env.start();
     assert!(support::wait_port(admin_port, Duration::from_secs(10)));
 

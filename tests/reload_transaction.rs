@@ -38,8 +38,7 @@ struct Serving {
 impl Serving {
     /// shop.example.cn with certificate serial 01, its `/` proxied to an origin.
     async fn start() -> Serving {
-        let (env, root) = Env::with_approved_root("Approved Root");
-        env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+        let (env, root) = Env::with_shop();
         let origin = Origin::start("origin").await;
         let admin = free_port();
         let serving = Serving {
@@ -211,8 +210,7 @@ async fn a_rejected_certificate_file_makes_the_reload_partial_not_ok() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolvable_backends_are_refused_and_a_changed_upstream_keeps_its_last_addresses() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+    let (env, _) = Env::with_shop();
     let origin = Origin::start("origin").await;
     let dns = DnsResponder::start("backend.gcp.internal", [127, 0, 0, 1].into()).await;
     let admin = free_port();
@@ -286,8 +284,7 @@ async fn unresolvable_backends_are_refused_and_a_changed_upstream_keeps_its_last
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creating_the_missing_directory_applies_the_config_that_waited_for_it() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+    let (env, root) = Env::with_shop();
     env.write_config("", support::SHOP_SITE);
     let proxy = env.start();
     let client = tls_client(&[&root.pem]);

@@ -9,24 +9,20 @@ use std::time::Duration;
 use support::eventually;
 use support::failing::{Failing, Mode};
 use support::free_port;
-use support::http::{h2_connect, Response};
-use support::retrying::{configure, events, order, Proxy};
+use support::http::Response;
+use support::retrying::{broken_and_good, configure, events, order, tries_until_good, Proxy};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_is_retried_on_another_backend_after_a_reset_over_http1_and_http2() {
-    let log = events();
-    let broken = Failing::start("broken", Mode::Reset, &log).await;
-    let good = Failing::start("good", Mode::Answer, &log).await;
+    let (log, broken, good) = broken_and_good(Mode::Reset).await;
     let proxy = Proxy::start(&[broken.port, good.port], "", "");
     for i in 0..4 {
         let resp = proxy.send("GET", &format!("/h1/{i}"), "").await;
         assert_eq!(resp.status, 200, "{}", proxy.running.log());
         assert_eq!(resp.text(), "good");
     }
-    let mut h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
-        .await
-        .expect("HTTP/2");
+    let mut h2 = proxy.h2().await;
     for i in 0..2 {
         let url = format!("https://example.cn/h2/{i}");
         let status = support::http::h2_get(&mut h2, &url).await.expect("GET");
@@ -43,13 +39,9 @@ async fn a_get_is_retried_on_another_backend_after_a_reset_over_http1_and_http2(
     let paths: Vec<String> = paths.chain((0..2).map(|i| format!("/h2/{i}"))).collect();
     let mut retried = 0;
     for path in &paths {
-        let tried = order(&log, path);
-        assert!(
-            tried == ["good"] || tried == ["broken", "good"],
-            "{path}: {tried:?}"
-        );
-        assert_eq!(proxy.logged(path).await["tries"], tried.len(), "{path}");
-        retried += tried.len() - 1;
+        let tries = tries_until_good(&log, path);
+        assert_eq!(proxy.logged(path).await["tries"], tries, "{path}");
+        retried += tries - 1;
     }
     assert_eq!(retried, broken.requests());
     let reset = "menshen_upstream_retries_total{reason=\"reset\",upstream=\"backend\"}";
@@ -95,9 +87,7 @@ async fn a_refused_connection_sends_even_a_post_to_another_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_whose_body_reached_the_backend_is_not_retried_and_a_put_is() {
-    let log = events();
-    let broken = Failing::start("broken", Mode::Reset, &log).await;
-    let good = Failing::start("good", Mode::Answer, &log).await;
+    let (log, broken, good) = broken_and_good(Mode::Reset).await;
     let proxy = Proxy::start(&[broken.port, good.port], "", "");
     let mut statuses = Vec::new();
     for i in 0..2 {
@@ -115,11 +105,7 @@ async fn a_post_whose_body_reached_the_backend_is_not_retried_and_a_put_is() {
         let path = format!("/put/{i}");
         let resp = proxy.send("PUT", &path, "v=2").await;
         assert_eq!(resp.status, 200, "a PUT is idempotent and its body held");
-        let tried = order(&log, &path);
-        assert!(
-            tried == ["good"] || tried == ["broken", "good"],
-            "{path}: {tried:?}"
-        );
+        tries_until_good(&log, &path);
     }
     assert!(
         broken.requests() >= 2,
@@ -153,9 +139,7 @@ async fn send_in_two(proxy: &Proxy, method: &str, path: &str, body: &[u8]) -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_body_that_streamed_is_sent_again_whole_up_to_64_kib() {
-    let log = events();
-    let broken = Failing::start("broken", Mode::Reset, &log).await;
-    let good = Failing::start("good", Mode::Answer, &log).await;
+    let (log, broken, good) = broken_and_good(Mode::Reset).await;
     let proxy = Proxy::start(&[broken.port, good.port], "", "");
     // Each PUT meets the broken backend first or second; after it, the good one reads the
     // whole body again (it answers only once it has read Content-Length bytes).
@@ -163,18 +147,12 @@ async fn a_put_body_that_streamed_is_sent_again_whole_up_to_64_kib() {
         let path = format!("/put/{i}");
         let resp = send_in_two(&proxy, "PUT", &path, &[b'v'; 40_000]).await;
         assert_eq!(resp.status, 200, "{}", proxy.running.log());
-        let tried = order(&log, &path);
-        assert!(
-            tried == ["good"] || tried == ["broken", "good"],
-            "{tried:?}"
-        );
+        tries_until_good(&log, &path);
     }
     assert!(broken.requests() >= 2, "a PUT met the broken backend");
 
     // An HTTP/2 client's body, forwarded frame by frame as it comes, is kept as well.
-    let h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
-        .await
-        .expect("HTTP/2");
+    let h2 = proxy.h2().await;
     let before = broken.requests();
     for i in 0..4 {
         let path = format!("/put-h2/{i}");
@@ -191,11 +169,7 @@ async fn a_put_body_that_streamed_is_sent_again_whole_up_to_64_kib() {
         body.send_data(half, true).expect("second half");
         let response = response.await.expect("a head");
         assert_eq!(response.status(), 200, "{}", proxy.running.log());
-        let tried = order(&log, &path);
-        assert!(
-            tried == ["good"] || tried == ["broken", "good"],
-            "{tried:?}"
-        );
+        tries_until_good(&log, &path);
     }
     assert!(
         broken.requests() > before,
@@ -217,9 +191,7 @@ async fn no_response_head_within_first_byte_timeout_is_a_504() {
     let route = "first_byte_timeout = \"300ms\"\nretries = { tries = 1 }";
     let proxy = Proxy::start(&[stalled.port], "", route);
     assert_eq!(proxy.send("GET", "/slow", "").await.status, 504);
-    let mut h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
-        .await
-        .expect("HTTP/2");
+    let mut h2 = proxy.h2().await;
     let status = support::http::h2_get(&mut h2, "https://example.cn/slow-h2").await;
     assert_eq!(status.expect("an answer"), 504);
     stalled.release();
@@ -264,9 +236,7 @@ async fn a_backend_that_stops_taking_a_body_is_given_up_after_the_route_idle_tim
     sending.abort();
 
     // HTTP/2: the same, on a stream.
-    let h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
-        .await
-        .expect("HTTP/2");
+    let h2 = proxy.h2().await;
     let mut h2 = h2.ready().await.expect("ready");
     let request = http::Request::post("https://example.cn/upload-h2")
         .body(())
@@ -297,9 +267,7 @@ async fn total_timeout_cuts_a_slow_stream_and_the_client_sees_it_incomplete() {
     assert_eq!(resp.header("content-length"), Some("100"));
     assert_eq!(resp.text(), "0123456789", "only what the backend sent");
     // HTTP/2: the stream is reset, never ended.
-    let h2 = h2_connect(&[&proxy.root.pem], proxy.env.https, "example.cn")
-        .await
-        .expect("HTTP/2");
+    let h2 = proxy.h2().await;
     let mut h2 = h2.ready().await.expect("ready");
     let request = http::Request::get("https://example.cn/stream-h2")
         .body(())
@@ -323,9 +291,7 @@ async fn total_timeout_cuts_a_slow_stream_and_the_client_sees_it_incomplete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_retry_budget_stops_retries_and_is_counted() {
-    let log = events();
-    let broken = Failing::start("broken", Mode::Reset, &log).await;
-    let good = Failing::start("good", Mode::Answer, &log).await;
+    let (_, broken, good) = broken_and_good(Mode::Reset).await;
     let budget = "retry_budget = { percent = 0, min_concurrent = 0 }";
     let proxy = Proxy::start(&[broken.port, good.port], budget, "");
     let mut statuses = Vec::new();

@@ -14,8 +14,7 @@ use support::{free_port, Env, SHOP_SITE};
 
 /// shop.example.cn under the approved root, news.example.cn under an unapproved one.
 fn one_good_one_bad(tls_extra: &str) -> (Env, Ca, u16) {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+    let (env, root) = Env::with_shop();
     env.put_leaf("news", &Ca::root("Unapproved Root"), "news.example.cn", 0x2);
     let admin = free_port();
     let body = format!("{}{SHOP_SITE}", admin::section(&env, admin));

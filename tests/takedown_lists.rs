@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::admin::{metric, reload, section};
+use support::admin::{metric, reload};
+use support::config::Config;
 use support::http::{get_with, raw_plain, Response};
 use support::{free_port, Env, SHOP_SITE};
 
@@ -22,17 +23,15 @@ async fn get(env: &Env, host: &str, path: &str) -> Response {
 }
 
 fn setup() -> (Env, u16) {
-    let env = shop_env();
+    let (env, _) = Env::with_shop();
     let admin = free_port();
     env.write("takedowns.txt", LIST);
-    env.write_config(
-        "",
-        format!(
-            "{}\n[access_log]\npath = \"logs/access.log\"\n\n[policy]\n\
-             takedown_files = [\"takedowns.txt\"]\n{SHOP_SITE}",
-            section(&env, admin)
-        ),
-    );
+    let config = Config::new()
+        .admin(&env, admin)
+        .access_log("logs/access.log")
+        .raw("[policy]\ntakedown_files = [\"takedowns.txt\"]")
+        .raw(SHOP_SITE);
+    env.write_config("", config);
     (env, admin)
 }
 
@@ -142,11 +141,4 @@ async fn the_list_reloads_and_a_bad_line_keeps_the_current_one() {
         .await
         .text()
         .contains("Case: case-7"));
-}
-
-/// A directory with an approved root and a certificate for shop.example.cn.
-fn shop_env() -> Env {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 0x1);
-    env
 }

@@ -4,19 +4,17 @@ mod support;
 
 use std::time::Duration;
 
+use support::config::Config;
 use support::http::{get_tls, handshake_serial, tls_client};
 use support::pki::{other_key_pem, self_signed, traditional_key_pem, Ca, LeafSpec};
 use support::Env;
 
-const SITE: &str = r#"
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn", "*.example.cn"]
-[[sites.routes]]
-prefix = "/"
-respond = { status = 200, body = "hello from shop" }
-"#;
+/// The site `shop`, for its host and every other name under example.cn.
+fn site() -> Config {
+    Config::new()
+        .site("shop", &["shop.example.cn", "*.example.cn"])
+        .respond("/", "hello from shop")
+}
 
 fn env_with_root() -> (Env, Ca) {
     Env::with_approved_root("Approved Test Root")
@@ -28,7 +26,7 @@ async fn approved_chain_with_intermediate_is_served() {
     let inter = root.intermediate("Approved Test Issuing CA");
     let leaf = inter.issue(&LeafSpec::new(&["shop.example.cn"], 0x51));
     env.put_cert("shop", &leaf, &[&inter]);
-    env.write_config("", SITE);
+    env.write_config("", site());
     let (ok, out) = env.check();
     assert!(ok, "check should pass: {out}");
 
@@ -113,7 +111,7 @@ async fn bad_certificates_are_refused_by_check_and_at_start() {
     for (what, install, message) in cases {
         let (env, root) = env_with_root();
         install(&env, &root);
-        env.write_config("", SITE);
+        env.write_config("", site());
         let (ok, out) = env.check();
         assert!(!ok, "{what}: check must fail");
         assert!(
@@ -139,7 +137,7 @@ async fn unknown_sni_is_refused_with_unrecognized_name() {
     let (env, root) = env_with_root();
     let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 7));
     env.put_cert("shop", &leaf, &[]);
-    env.write_config("", SITE);
+    env.write_config("", site());
     let _proxy = env.start();
     let client = tls_client(&[&root.pem]);
     let err = handshake_serial(&client, env.https, "unknown.example.org")
@@ -165,7 +163,7 @@ async fn wildcard_and_longest_valid_certificate_are_selected() {
     env.put_cert("wild", &wild, &[]);
     env.put_cert("short", &short, &[]);
     env.put_cert("long", &long, &[]);
-    env.write_config("", SITE);
+    env.write_config("", site());
     let _proxy = env.start();
     let client = tls_client(&[&root.pem]);
     let serial = |sni: &'static str| {
@@ -198,7 +196,7 @@ async fn rsa_and_ecdsa_keys_in_every_pem_form_serve() {
     assert!(key.contains("BEGIN RSA PRIVATE KEY"), "PKCS#1 form: {key}");
     let key = std::fs::read_to_string(env.path("live/ec.key")).expect("key");
     assert!(key.contains("BEGIN EC PRIVATE KEY"), "SEC1 form: {key}");
-    env.write_config("", SITE);
+    env.write_config("", site());
     let _proxy = env.start();
     let client = tls_client(&[&root.pem]);
     for (sni, serial) in [
@@ -220,7 +218,7 @@ async fn explicit_pairs_serve_like_directory_pairs() {
     env.write("leaf.pk8.pem", &leaf.key_pem);
     env.write_config(
         "[[tls.pairs]]\nname = \"bench\"\ncert = \"chain.pem\"\nkey = \"leaf.pk8.pem\"\n",
-        SITE,
+        site(),
     );
     let (ok, out) = env.check();
     assert!(ok, "{out}");
@@ -238,7 +236,7 @@ async fn expiring_and_rejected_certificates_are_reported() {
     let (env, root) = env_with_root();
     let soon = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x71).valid(-300, 10));
     env.put_cert("shop", &soon, &[]);
-    env.write_config("", SITE);
+    env.write_config("", site());
     let proxy = env.start();
     let warned = support::eventually(std::time::Duration::from_secs(3), || async {
         proxy
@@ -281,7 +279,7 @@ async fn no_sni_needs_a_default_certificate() {
     let (env, root) = env_with_root();
     let leaf = root.issue(&LeafSpec::new(&["shop.example.cn"], 0x81).ip("127.0.0.1"));
     env.put_cert("shop", &leaf, &[]);
-    env.write_config("", SITE);
+    env.write_config("", site());
     let proxy = env.start();
     let client = tls_client(&[&root.pem]);
     // rustls sends no SNI when the server name is an IP address.
@@ -289,7 +287,7 @@ async fn no_sni_needs_a_default_certificate() {
     assert!(format!("{err:?}").contains("UnrecognisedName"), "{err:?}");
     drop(proxy);
 
-    env.write_config("default_certificate = \"shop\"", SITE);
+    env.write_config("default_certificate = \"shop\"", site());
     let _proxy = env.start();
     let serial = handshake_serial(&client, env.https, "127.0.0.1")
         .await

@@ -27,7 +27,7 @@ fn config(env: &Env, backend: &Backend, admin: u16, api_mode: &str) {
         format!("client_certificates = {{ mode = \"{mode}\", cas = [\"clients/ca.pem\"] }}")
     };
     let body = Config::new()
-        .raw(&format!("[admin]\naddr = \"127.0.0.1:{admin}\""))
+        .admin(env, admin)
         .upstream("b", &[backend.port])
         .site("api", &["api.example.cn"])
         .keys(&checked(api_mode))

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{CipherSuite, HandshakeKind, NamedGroup, SupportedProtocolVersion};
+use support::config::Config;
 use support::http::{get_plain, root_store};
 use support::pki::Ca;
 use support::{eventually, free_port, Env};
@@ -18,13 +19,10 @@ use tokio_rustls::TlsConnector;
 
 use support::SHOP_SITE as SITE;
 
-/// Writes the config with these `[policy]` lines and an admin listener on `admin`.
-/// The config with `tls` added to its `[tls]` section.
+/// Writes the config: the shop site, an admin listener on `admin` and `tls` added to the
+/// `[tls]` section.
 fn write_config(env: &Env, admin: u16, tls: &str) {
-    env.write_config(
-        tls,
-        format!("[admin]\naddr = \"127.0.0.1:{admin}\"\n\n{SITE}"),
-    );
+    env.write_config(tls, Config::new().admin(env, admin).raw(SITE));
 }
 
 /// A client speaking `versions` and offering `suites` in this order (it keeps its tickets).
@@ -92,8 +90,7 @@ async fn metric(admin: u16, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumption_cipher_order_and_tls_version_follow_the_policy_across_reloads() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 1);
+    let (env, root) = Env::with_shop();
     let admin = free_port();
     write_config(&env, admin, "");
     let _proxy = env.start();
@@ -177,8 +174,7 @@ async fn resumption_cipher_order_and_tls_version_follow_the_policy_across_reload
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_on_a_tls_listener_is_never_answered_in_plain() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 1);
+    let (env, root) = Env::with_shop();
     write_config(&env, free_port(), "");
     let _proxy = env.start();
     let mut tcp = TcpStream::connect(("127.0.0.1", env.https))
@@ -227,8 +223,7 @@ async fn group(client: &TlsConnector, port: u16) -> std::io::Result<NamedGroup> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_quantum_key_exchange_is_offered_and_can_be_turned_off() {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_leaf("shop", &root, "shop.example.cn", 1);
+    let (env, root) = Env::with_shop();
     let admin = free_port();
     write_config(&env, admin, "");
     let _proxy = env.start();

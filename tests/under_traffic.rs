@@ -206,8 +206,7 @@ async fn a_grpc_stream_and_tls_upstream_traffic_cross_a_reload_and_an_upgrade() 
     let leaf = ca.issue(&LeafSpec::new(&["example.cn"], 7));
     let grpc = GrpcBackend::start(None).await;
     let tls = Backend::start_tls(&leaf).await;
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    let (env, root) = Env::with_site(&["example.cn"]);
     env.write("backend-ca.pem", &ca.pem);
     // `site_keys`: more keys for the site.
     let config = |site_keys: &str| {

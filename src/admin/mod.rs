@@ -211,36 +211,42 @@ impl Admin {
                     .set(f64::from(u8::from(healthy)));
             }
         }
-        m.rejected_cert_files.set(snapshot.cert_errors.len() as f64);
-        m.cert_expiry.reset();
-        m.ocsp_next_update.reset();
-        m.ocsp_status.reset();
+        m.certs
+            .rejected_files
+            .set(snapshot.cert_errors.len() as f64);
+        m.certs.expiry.reset();
+        m.certs.ocsp_next_update.reset();
+        m.certs.ocsp_status.reset();
         let now = crate::tls::cert::unix_now();
         for cert in snapshot.certs.certs() {
             let name = cert.info.name.as_str();
-            m.cert_expiry
+            m.certs
+                .expiry
                 .with_label_values(&[name, cert.info.root.as_str()])
                 .set(cert.info.not_after as f64);
             let ocsp = cert.ocsp.load();
             let Some(ocsp) = ocsp.as_deref() else {
                 continue;
             };
-            m.ocsp_status
+            m.certs
+                .ocsp_status
                 .with_label_values(&[name, ocsp.status_label(now)])
                 .set(1.0);
             if let (Some(v), Some(_)) = (&ocsp.verified, ocsp.current(now)) {
-                m.ocsp_next_update
+                m.certs
+                    .ocsp_next_update
                     .with_label_values(&[name])
                     .set(v.next_update as f64);
             }
         }
         if let Some(log) = &self.access_log {
-            m.access_log_backlog
+            m.access_log
+                .backlog
                 .set(log.backlog.load(Ordering::Relaxed) as f64);
             let dropped = log.dropped.load(Ordering::Relaxed);
-            catch_up(&m.access_log_dropped, dropped);
+            catch_up(&m.access_log.dropped, dropped);
             catch_up(
-                &m.access_log_write_failed,
+                &m.access_log.write_failed,
                 log.failed.load(Ordering::Relaxed),
             );
         }

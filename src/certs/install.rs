@@ -8,7 +8,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::decode::{decode, Delivery, Password};
 use super::place::Place;
-use super::plan::{plan, KeySource};
+use super::plan::{plan, KeySource, Plan};
 use super::{pending, reseller, write, IntakeError};
 use crate::tls::chain::key_spki;
 
@@ -83,6 +83,40 @@ fn pem_of(label: &str, der: &[u8]) -> String {
 
 /// Runs the install; prints the summary and what was done.
 pub fn run(config: &Path, opts: Options) -> Result<(), IntakeError> {
+    check_flags(&opts)?;
+    let place = Place::of(config)?;
+    let delivery = read_delivery(&opts)?;
+    let key = match &opts.key {
+        Some(file) => Some((file.clone(), read_key(file)?)),
+        None => None,
+    };
+    let plan = plan(
+        &place,
+        delivery,
+        key,
+        opts.name.as_deref(),
+        pending::list(&place.pending),
+    )?;
+    print!("{}", plan.summary());
+    refuse_name_loss(&plan, opts.allow_name_loss)?;
+    if opts.dry_run {
+        println!("dry run: nothing written");
+        return Ok(());
+    }
+    let crt = write_pair(&plan)?;
+    retire_requests(&place, &plan);
+    println!(
+        "installed: {} (pair {:?}); the running proxy serves it within about a second \
+         (menshen certs --config {} shows it)",
+        crt.display(),
+        plan.name,
+        config.display()
+    );
+    Ok(())
+}
+
+/// Refuses an install without files or with a `--name` that cannot be a file name.
+fn check_flags(opts: &Options) -> Result<(), IntakeError> {
     if opts.files.is_empty() {
         return Err(IntakeError::Usage {
             flag: "FILE",
@@ -97,24 +131,22 @@ pub fn run(config: &Path, opts: Options) -> Result<(), IntakeError> {
             });
         }
     }
-    let place = Place::of(config)?;
+    Ok(())
+}
+
+/// Everything the CA delivered, decoded from every file given.
+fn read_delivery(opts: &Options) -> Result<Delivery, IntakeError> {
     let mut delivery = Delivery::default();
     let ask = |source: &str| password(opts.password_file.as_deref(), source);
     for file in &opts.files {
         decode_file(file, &ask, &mut delivery)?;
     }
-    let key = match &opts.key {
-        Some(file) => Some((file.clone(), read_key(file)?)),
-        None => None,
-    };
-    let plan = plan(
-        &place,
-        delivery,
-        key,
-        opts.name.as_deref(),
-        pending::list(&place.pending),
-    )?;
-    print!("{}", plan.summary());
+    Ok(delivery)
+}
+
+/// Warns of each name the replaced pair serves and the new one does not; refuses the install
+/// unless `--allow-name-loss`.
+fn refuse_name_loss(plan: &Plan, allowed: bool) -> Result<(), IntakeError> {
     for host in &plan.lost {
         eprintln!(
             "warning: {host} is served by {} today and the new certificate does not cover it",
@@ -123,19 +155,20 @@ pub fn run(config: &Path, opts: Options) -> Result<(), IntakeError> {
                 .map_or(String::new(), |o| o.info.file.display().to_string())
         );
     }
-    if !plan.lost.is_empty() && !opts.allow_name_loss {
-        return Err(IntakeError::Refused(format!(
-            "refused: the new certificate would stop serving {}; ask the CA to add them, or, if \
-             they are meant to go, remove them from their site in the config (a reload that \
-             leaves a site's host without a certificate is refused) and install with \
-             --allow-name-loss",
-            plan.lost.join(", ")
-        )));
-    }
-    if opts.dry_run {
-        println!("dry run: nothing written");
+    if plan.lost.is_empty() || allowed {
         return Ok(());
     }
+    Err(IntakeError::Refused(format!(
+        "refused: the new certificate would stop serving {}; ask the CA to add them, or, if \
+         they are meant to go, remove them from their site in the config (a reload that \
+         leaves a site's host without a certificate is refused) and install with \
+         --allow-name-loss",
+        plan.lost.join(", ")
+    )))
+}
+
+/// Writes the planned pair as PEM (`write.rs`), warning of what it noticed; the certificate file.
+fn write_pair(plan: &Plan) -> Result<PathBuf, IntakeError> {
     let chain: String = plan
         .served
         .key
@@ -168,7 +201,11 @@ pub fn run(config: &Path, opts: Options) -> Result<(), IntakeError> {
     for w in warnings {
         eprintln!("warning: {w}");
     }
-    // The request is answered, whichever copy of its key was used.
+    Ok(crt)
+}
+
+/// Retires the pending request the pair answers, whichever copy of its key was used.
+fn retire_requests(place: &Place, plan: &Plan) {
     if let KeySource::Pending(p) = &plan.key_source {
         pending::done(p);
     }
@@ -178,12 +215,4 @@ pub fn run(config: &Path, opts: Options) -> Result<(), IntakeError> {
             pending::done(&p);
         }
     }
-    println!(
-        "installed: {} (pair {:?}); the running proxy serves it within about a second \
-         (menshen certs --config {} shows it)",
-        crt.display(),
-        plan.name,
-        config.display()
-    );
-    Ok(())
 }

@@ -50,6 +50,9 @@ pub struct Plan {
     pub dir: PathBuf,
 }
 
+/// A key that may sign the delivered leaf, with where it came from.
+type Candidate = (KeySource, PrivateKeyDer<'static>);
+
 /// Decides the install of `delivery`. `key` is `--key`, `name` is `--name`.
 pub fn plan(
     place: &Place,
@@ -58,39 +61,11 @@ pub fn plan(
     name: Option<&str>,
     pending: Vec<Pending>,
 ) -> Result<Plan, IntakeError> {
-    let mut keys: Vec<(KeySource, PrivateKeyDer<'static>)> = Vec::new();
     let given = key.is_some();
-    if let Some((file, k)) = key {
-        keys.push((KeySource::Given(file), k));
-    }
-    for (source, k) in delivery.keys.drain(..) {
-        keys.push((KeySource::Delivered(source), k));
-    }
     let pending_names: Vec<String> = pending.iter().map(|p| p.name.clone()).collect();
-    for p in pending {
-        let k = p.key.clone_key();
-        keys.push((KeySource::Pending(p), k));
-    }
+    let mut keys = candidate_keys(key, delivery.keys.drain(..), pending);
     let facts = Facts::all(&delivery.certs);
-    let servers: Vec<&Facts> = facts.iter().filter(|f| !f.is_ca).collect();
-    let mut matched: Vec<(&Facts, usize)> = Vec::new();
-    for leaf in &servers {
-        if let Some(i) = keys.iter().position(|(_, k)| leaf.matches_key(k)) {
-            matched.push((leaf, i));
-        }
-    }
-    let (leaf, key_at) = match matched.as_slice() {
-        [one] => *one,
-        [] => return Err(no_key(&servers, &facts, given, &pending_names, place)),
-        several => {
-            let names: Vec<&str> = several.iter().map(|(f, _)| f.short.as_str()).collect();
-            return Err(IntakeError::Refused(format!(
-                "several server certificates in the delivery have their key here ({}): \
-                 install them one at a time",
-                names.join(", ")
-            )));
-        }
-    };
+    let (leaf, key_at) = the_leaf(&facts, &keys, given, &pending_names, place)?;
     let (key_source, key) = keys.swap_remove(key_at);
     let chain: Vec<CertificateDer<'static>> = facts
         .iter()
@@ -99,26 +74,10 @@ pub fn plan(
         .collect();
     let arranged = arrange(chain, Some(&key));
     let given_len = arranged.chain.len();
-    let roots = ApprovedRoots::load(&place.approved).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        IntakeError::Config {
-            config: place.config.clone(),
-            reason: format!("the approved roots do not load: {}", lines.join("; ")),
-        }
-    })?;
+    let roots = approved_roots(place)?;
     let hints = intermediates(place)?;
     let (current, dir) = current(place)?;
-    let probe = Facts::of(&leaf.der).map(|f| f.short).unwrap_or_default();
-    let mut served = verify(
-        Path::new(&format!("the delivered certificate for {probe}")),
-        Path::new("its key"),
-        arranged.chain,
-        &hints,
-        key.clone_key(),
-        &roots,
-        unix_now(),
-    )
-    .map_err(|e| IntakeError::Refused(format!("refused: {e}")))?;
+    let mut served = verify_delivered(leaf, arranged.chain, &key, &hints, &roots)?;
     let replaces = replaced(&current, &served, name)?;
     let name = match (name, &replaces, &key_source) {
         (Some(n), _, _) => n.to_owned(),
@@ -129,14 +88,7 @@ pub fn plan(
     served.info.name = name.clone();
     let lost = replaces
         .as_ref()
-        .map(|old| {
-            old.info
-                .hosts
-                .iter()
-                .filter(|h| !served.covers(h))
-                .cloned()
-                .collect()
-        })
+        .map(|old| lost_names(old, &served))
         .unwrap_or_default();
     let dir = match &replaces {
         Some(old) => folder_of(place, &old.info.file)?,
@@ -153,6 +105,91 @@ pub fn plan(
         corrections: arranged.corrections,
         dir,
     })
+}
+
+/// Every key the leaf may belong to: `--key`, the delivery's, then the pending requests'.
+fn candidate_keys(
+    given: Option<(PathBuf, PrivateKeyDer<'static>)>,
+    delivered: impl Iterator<Item = (String, PrivateKeyDer<'static>)>,
+    pending: Vec<Pending>,
+) -> Vec<Candidate> {
+    let given = given.map(|(file, k)| (KeySource::Given(file), k));
+    let delivered = delivered.map(|(source, k)| (KeySource::Delivered(source), k));
+    let pending = pending.into_iter().map(|p| {
+        let k = p.key.clone_key();
+        (KeySource::Pending(p), k)
+    });
+    given.into_iter().chain(delivered).chain(pending).collect()
+}
+
+/// The one server certificate of the delivery whose key is here, and that key's index in `keys`.
+fn the_leaf<'f>(
+    facts: &'f [Facts],
+    keys: &[Candidate],
+    given: bool,
+    pending: &[String],
+    place: &Place,
+) -> Result<(&'f Facts, usize), IntakeError> {
+    let servers: Vec<&Facts> = facts.iter().filter(|f| !f.is_ca).collect();
+    let matched: Vec<(&Facts, usize)> = servers
+        .iter()
+        .filter_map(|leaf| Some((*leaf, keys.iter().position(|(_, k)| leaf.matches_key(k))?)))
+        .collect();
+    match matched.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(no_key(&servers, facts, given, pending, place)),
+        several => {
+            let names: Vec<&str> = several.iter().map(|(f, _)| f.short.as_str()).collect();
+            Err(IntakeError::Refused(format!(
+                "several server certificates in the delivery have their key here ({}): \
+                 install them one at a time",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// The approved roots the config names.
+fn approved_roots(place: &Place) -> Result<ApprovedRoots, IntakeError> {
+    ApprovedRoots::load(&place.approved).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        IntakeError::Config {
+            config: place.config.clone(),
+            reason: format!("the approved roots do not load: {}", lines.join("; ")),
+        }
+    })
+}
+
+/// The arranged chain verified against the approved roots and completed from `hints`
+/// (`tls.intermediates`), by the code that serves it.
+fn verify_delivered(
+    leaf: &Facts,
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+    hints: &[CertificateDer<'static>],
+    roots: &ApprovedRoots,
+) -> Result<ServedCert, IntakeError> {
+    let probe = Facts::of(&leaf.der).map(|f| f.short).unwrap_or_default();
+    verify(
+        Path::new(&format!("the delivered certificate for {probe}")),
+        Path::new("its key"),
+        chain,
+        hints,
+        key.clone_key(),
+        roots,
+        unix_now(),
+    )
+    .map_err(|e| IntakeError::Refused(format!("refused: {e}")))
+}
+
+/// The names `old` serves that `new` does not cover.
+fn lost_names(old: &ServedCert, new: &ServedCert) -> Vec<String> {
+    old.info
+        .hosts
+        .iter()
+        .filter(|h| !new.covers(h))
+        .cloned()
+        .collect()
 }
 
 /// Why no leaf could be installed: no server certificate, or none whose key is here.

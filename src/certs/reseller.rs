@@ -29,25 +29,64 @@ const MAX_ENTRIES: usize = 256;
 /// File endings read from a zip, PEM and DER forms.
 const WANTED: &[&str] = &[".crt", ".pem", ".cer", ".der", ".key", ".p7b"];
 
+/// An entry of a download: (entry name, content).
+type Entry = (String, Vec<u8>);
+
 /// The entries of the zip `bytes` (from `source`) that the server needs.
 pub fn unzip(source: &str, bytes: &[u8]) -> Result<Picked, IntakeError> {
-    let bad = |reason: String| IntakeError::File {
+    let entries = read_entries(source, bytes)?;
+    // The first server folder, in order of preference, that holds PEM or DER files.
+    let pick = (0..3).find(|rank| {
+        entries
+            .iter()
+            .any(|(n, _)| folder_rank(n) == *rank && wanted(n))
+    });
+    if let Some(rank) = pick {
+        let entries = entries
+            .into_iter()
+            .filter(|(n, _)| folder_rank(n) == rank && wanted(n))
+            .collect();
+        return Ok(Picked {
+            entries,
+            passwords: Vec::new(),
+        });
+    }
+    pfx_and_password(entries).ok_or_else(|| {
+        bad(
+            source,
+            "holds no PEM, DER or PKCS#12 certificate (a Tomcat .jks is not read): ask the CA \
+             for the nginx download"
+                .into(),
+        )
+    })
+}
+
+fn bad(source: &str, reason: String) -> IntakeError {
+    IntakeError::File {
         file: source.into(),
         reason,
-    };
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| bad(format!("not a readable zip ({e}): download it again")))?;
-    if archive.len() > MAX_ENTRIES {
-        return Err(bad(format!(
-            "{} entries: not a certificate download",
-            archive.len()
-        )));
     }
-    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+}
+
+/// Every file of the archive no larger than a certificate could be.
+fn read_entries(source: &str, bytes: &[u8]) -> Result<Vec<Entry>, IntakeError> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
+        bad(
+            source,
+            format!("not a readable zip ({e}): download it again"),
+        )
+    })?;
+    if archive.len() > MAX_ENTRIES {
+        return Err(bad(
+            source,
+            format!("{} entries: not a certificate download", archive.len()),
+        ));
+    }
+    let mut entries = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
-            .map_err(|e| bad(format!("entry {i} is unreadable ({e})")))?;
+            .map_err(|e| bad(source, format!("entry {i} is unreadable ({e})")))?;
         let name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
         if entry.is_dir() || entry.size() > MAX_ENTRY_BYTES {
             continue;
@@ -57,57 +96,58 @@ pub fn unzip(source: &str, bytes: &[u8]) -> Result<Picked, IntakeError> {
             .by_ref()
             .take(MAX_ENTRY_BYTES)
             .read_to_end(&mut content)
-            .map_err(|e| bad(format!("{name}: cannot unpack ({e}): download it again")))?;
+            .map_err(|e| {
+                bad(
+                    source,
+                    format!("{name}: cannot unpack ({e}): download it again"),
+                )
+            })?;
         entries.push((name, content));
     }
-    // 0: an nginx folder, 1: an apache folder, 2: anywhere else, 3: IIS or Tomcat folders.
-    let folder = |name: &str| {
-        let dirs = name
-            .rsplit_once('/')
-            .map_or("", |(d, _)| d)
-            .to_ascii_lowercase();
-        let has = |s: &str| dirs.split('/').any(|d| d.contains(s));
-        match () {
-            () if has("nginx") => 0,
-            () if has("apache") => 1,
-            () if has("iis") || has("tomcat") => 3,
-            () => 2,
-        }
-    };
-    let wanted = |name: &str| {
-        let lower = name.to_ascii_lowercase();
-        WANTED.iter().any(|end| lower.ends_with(end))
-    };
-    // The first server folder, in order of preference, that holds PEM or DER files.
-    let pick = (0..3).find(|rank| entries.iter().any(|(n, _)| folder(n) == *rank && wanted(n)));
-    let mut picked = Picked::default();
-    if let Some(rank) = pick {
-        picked.entries = entries
-            .into_iter()
-            .filter(|(n, _)| folder(n) == rank && wanted(n))
-            .collect();
-        return Ok(picked);
+    Ok(entries)
+}
+
+/// The preference of the folder an entry is in: 0 an nginx folder, 1 an apache folder, 2
+/// anywhere else, 3 IIS or Tomcat folders.
+fn folder_rank(name: &str) -> u8 {
+    let dirs = name
+        .rsplit_once('/')
+        .map_or("", |(d, _)| d)
+        .to_ascii_lowercase();
+    let has = |s: &str| dirs.split('/').any(|d| d.contains(s));
+    match () {
+        () if has("nginx") => 0,
+        () if has("apache") => 1,
+        () if has("iis") || has("tomcat") => 3,
+        () => 2,
     }
-    let pfx = entries.iter().find(|(n, _)| {
-        let lower = n.to_ascii_lowercase();
-        lower.ends_with(".pfx") || lower.ends_with(".p12")
-    });
-    let Some((name, _)) = pfx.cloned() else {
-        return Err(bad(
-            "holds no PEM, DER or PKCS#12 certificate (a Tomcat .jks is not read): ask the \
-             CA for the nginx download"
-                .into(),
-        ));
-    };
+}
+
+/// Whether the entry is a PEM or DER file.
+fn wanted(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    WANTED.iter().any(|end| lower.ends_with(end))
+}
+
+/// The first `.pfx` (or `.p12`) of the download, with the `keystorePass.txt` beside it.
+fn pfx_and_password(entries: Vec<Entry>) -> Option<Picked> {
+    let name = entries
+        .iter()
+        .map(|(n, _)| n)
+        .find(|n| {
+            let lower = n.to_ascii_lowercase();
+            lower.ends_with(".pfx") || lower.ends_with(".p12")
+        })?
+        .clone();
     let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
-    for (n, text) in &entries {
-        let in_dir = n.rsplit_once('/').map_or("", |(d, _)| d) == dir;
-        if in_dir && n.to_ascii_lowercase().ends_with("keystorepass.txt") {
-            picked
-                .passwords
-                .push(String::from_utf8_lossy(text).trim().to_owned());
-        }
-    }
-    picked.entries = entries.into_iter().filter(|(n, _)| *n == name).collect();
-    Ok(picked)
+    let passwords = entries
+        .iter()
+        .filter(|(n, _)| {
+            let in_dir = n.rsplit_once('/').map_or("", |(d, _)| d) == dir;
+            in_dir && n.to_ascii_lowercase().ends_with("keystorepass.txt")
+        })
+        .map(|(_, text)| String::from_utf8_lossy(text).trim().to_owned())
+        .collect();
+    let entries = entries.into_iter().filter(|(n, _)| *n == name).collect();
+    Some(Picked { entries, passwords })
 }

@@ -4,6 +4,7 @@
 //! `NAME -> .menshen/…` makes the pair appear, or replaces the previous version, at once. The
 //! pair it replaces, when it lived elsewhere, is moved aside into `.menshen/` afterwards.
 
+use std::ffi::OsStr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -51,14 +52,38 @@ pub fn install(
     old: Option<OldPair>,
 ) -> Result<(PathBuf, Vec<String>), IntakeError> {
     let versions = dir.join(VERSIONS);
+    let stamp = unique();
+    let version = format!("{name}.{serial}.{stamp}");
+    write_version(&versions, &version, name, chain, key)?;
+    let dest = dir.join(name);
+    let previous = std::fs::read_link(&dest).ok();
+    swap_in(dir, name, &stamp, &PathBuf::from(VERSIONS).join(&version))?;
+    let mut warnings = Vec::new();
+    if let Some(old) = old.filter(|(c, _)| !c.starts_with(&dest)) {
+        let aside = versions.join(format!("replaced-{name}.{stamp}"));
+        warnings.extend(move_aside(&old, &aside).err());
+        sync_dir(dir);
+    }
+    // Keep this version and the one it replaced (to roll back by hand); older ones go.
+    let keep_previous = previous.and_then(|p| p.file_name().map(|n| n.to_owned()));
+    prune_versions(&versions, name, &version, keep_previous.as_deref());
+    Ok((dest.join(format!("{name}.crt")), warnings))
+}
+
+/// Writes and syncs the pair in its own new folder `versions/version`.
+fn write_version(
+    versions: &Path,
+    version: &str,
+    name: &str,
+    chain: &str,
+    key: &str,
+) -> Result<(), IntakeError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
-        .create(&versions)
-        .map_err(io(&versions, "create"))?;
-    let stamp = unique();
-    let version = format!("{name}.{serial}.{stamp}");
-    let folder = versions.join(&version);
+        .create(versions)
+        .map_err(io(versions, "create"))?;
+    let folder = versions.join(version);
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(&folder)
@@ -66,15 +91,15 @@ pub fn install(
     write_new(&folder.join(format!("{name}.key")), key.as_bytes(), 0o600)?;
     write_new(&folder.join(format!("{name}.crt")), chain.as_bytes(), 0o644)?;
     sync_dir(&folder);
-    sync_dir(&versions);
+    sync_dir(versions);
+    Ok(())
+}
 
-    let target = PathBuf::from(VERSIONS).join(&version);
+/// Points `dir/name` at `target` (the new version) in one rename.
+fn swap_in(dir: &Path, name: &str, stamp: &str, target: &Path) -> Result<(), IntakeError> {
     let dest = dir.join(name);
-    let link = |at: &Path| std::os::unix::fs::symlink(&target, at).map_err(io(at, "link"));
-    let meta = dest.symlink_metadata().ok();
-    let previous = std::fs::read_link(&dest).ok();
-    let mut warnings = Vec::new();
-    match meta {
+    let link = |at: &Path| std::os::unix::fs::symlink(target, at).map_err(io(at, "link"));
+    match dest.symlink_metadata().ok() {
         // A symlink (an earlier install) or nothing: one rename swaps it in.
         None => {
             let tmp = dir.join(format!(".{name}.{stamp}.link"));
@@ -91,7 +116,7 @@ pub fn install(
         Some(m) if m.is_dir() => {
             let beside = dir.join(format!("{name}.installing"));
             link(&beside)?;
-            let aside = versions.join(format!("replaced-{name}.{stamp}"));
+            let aside = dir.join(VERSIONS).join(format!("replaced-{name}.{stamp}"));
             std::fs::rename(&dest, &aside).map_err(io(&dest, "move aside"))?;
             std::fs::rename(&beside, &dest).map_err(io(&dest, "rename into place"))?;
         }
@@ -105,39 +130,41 @@ pub fn install(
         }
     }
     sync_dir(dir);
-    let crt = dest.join(format!("{name}.crt"));
-    if let Some((old_crt, old_key)) = old.filter(|(c, _)| !c.starts_with(&dest)) {
-        // The replaced pair lived beside it: certificate first, then its key.
-        let aside = versions.join(format!("replaced-{name}.{stamp}"));
-        let moved = std::fs::create_dir_all(&aside).and_then(|()| {
-            for f in [&old_crt, &old_key] {
-                let to = aside.join(f.file_name().unwrap_or_default());
-                std::fs::rename(f, to)?;
-            }
-            Ok(())
-        });
-        if let Err(e) = moved {
-            warnings.push(format!(
-                "the replaced pair {} + {} could not be moved aside ({e}); remove it by hand",
-                old_crt.display(),
-                old_key.display()
-            ));
+    Ok(())
+}
+
+/// Moves the replaced pair, which lived beside the new one, into `aside`: certificate first,
+/// then its key. A warning when it could not.
+fn move_aside((old_crt, old_key): &OldPair, aside: &Path) -> Result<(), String> {
+    let moved = std::fs::create_dir_all(aside).and_then(|()| {
+        for f in [old_crt, old_key] {
+            let to = aside.join(f.file_name().unwrap_or_default());
+            std::fs::rename(f, to)?;
         }
-        sync_dir(dir);
-    }
-    // Keep this version and the one it replaced (to roll back by hand); older ones go.
-    let keep_previous = previous.and_then(|p| p.file_name().map(|n| n.to_owned()));
-    if let Ok(entries) = std::fs::read_dir(&versions) {
-        for entry in entries.flatten() {
-            let n = entry.file_name();
-            let text = n.to_string_lossy();
-            let ours = text.rsplitn(3, '.').nth(2) == Some(name);
-            if ours && n != version.as_str() && Some(&n) != keep_previous.as_ref() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+        Ok(())
+    });
+    moved.map_err(|e| {
+        format!(
+            "the replaced pair {} + {} could not be moved aside ({e}); remove it by hand",
+            old_crt.display(),
+            old_key.display()
+        )
+    })
+}
+
+/// Removes the versions of pair `name` but `version` and `keep`.
+fn prune_versions(versions: &Path, name: &str, version: &str, keep: Option<&OsStr>) {
+    let Ok(entries) = std::fs::read_dir(versions) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let n = entry.file_name();
+        let text = n.to_string_lossy();
+        let ours = text.rsplitn(3, '.').nth(2) == Some(name);
+        if ours && n != version && Some(n.as_os_str()) != keep {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-    Ok((crt, warnings))
 }
 
 #[cfg(test)]

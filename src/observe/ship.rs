@@ -249,17 +249,17 @@ fn run(log: &Path, key: &ChainKey, store: &Store) {
     loop {
         compress_left_plain(log, key);
         let files = pending(log);
-        m.log_ship_backlog.set(files.len() as f64);
+        m.shipping.backlog.set(files.len() as f64);
         let mut failed = false;
         for file in &files {
             match store.ship(file, key) {
                 Ok(()) => {
-                    m.log_shipped.inc();
-                    m.log_ship_backlog.dec();
+                    m.shipping.shipped.inc();
+                    m.shipping.backlog.dec();
                     tracing::info!(file = %file.display(), "log file shipped; the store took it with a matching Content-MD5");
                 }
                 Err(e) => {
-                    m.log_ship_failures.inc();
+                    m.shipping.failures.inc();
                     if !failing {
                         tracing::error!(
                             file = %file.display(),

@@ -95,13 +95,13 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
         let result = self.inner.export(batch).await;
         match &result {
             Ok(()) => {
-                metrics().trace_spans_exported.inc_by(spans);
+                metrics().traces.exported.inc_by(spans);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("trace export works again");
                 }
             }
             Err(e) => {
-                metrics().trace_export_failures.inc();
+                metrics().traces.failures.inc();
                 match self.failing.swap(true, Ordering::Relaxed) {
                     false => {
                         tracing::warn!(error = %e, spans, "trace export failed; spans dropped")

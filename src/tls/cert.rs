@@ -265,54 +265,9 @@ fn check_chain(
         issuer: leaf.issuer().to_string(),
         reason: Box::new(reason),
     };
-    if leaf.subject().as_raw() == leaf.issuer().as_raw() {
-        return Err(reject(RejectReason::SelfSigned));
-    }
-    if leaf.is_ca() {
-        return Err(reject(RejectReason::LeafIsCa));
-    }
-    let not_before = leaf.validity().not_before.timestamp();
-    let not_after = leaf.validity().not_after.timestamp();
-    if now > not_after {
-        return Err(reject(RejectReason::Expired(format_time(not_after))));
-    }
-    if now < not_before {
-        return Err(reject(RejectReason::NotYetValid(format_time(not_before))));
-    }
+    let (not_before, not_after) = check_leaf(&leaf, now).map_err(reject)?;
     let hosts = san_hosts(&leaf).map_err(reject)?;
-
-    let ee = webpki::EndEntityCert::try_from(leaf_der).map_err(|_| {
-        reject(RejectReason::Malformed(
-            "the server certificate cannot be parsed".into(),
-        ))
-    })?;
-    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
-    let mut intermediates = chain[1..].to_vec();
-    intermediates.extend(hints.iter().filter(|h| !chain.contains(h)).cloned());
-    let path = ee
-        .verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            roots.anchors(),
-            &intermediates,
-            time,
-            webpki::KeyUsage::server_auth(),
-            None,
-            None,
-        )
-        .map_err(|e| {
-            let mut offered = Facts::all(&chain[..1]);
-            offered.extend(Facts::all(&intermediates));
-            reject(diagnose(e, &offered, roots, now))
-        })?;
-    let root = roots
-        .root_for(path.anchor())
-        .map(|r| r.name.clone())
-        .unwrap_or_default();
-    let used: Vec<CertificateDer<'static>> = path
-        .intermediate_certificates()
-        .map(|c| c.der().into_owned())
-        .filter(|der| !chain.contains(der))
-        .collect();
+    let (root, used) = approved_path(chain, hints, roots, now).map_err(reject)?;
     let info = CertInfo {
         name: pair_name(crt),
         file: crt.to_path_buf(),
@@ -326,6 +281,69 @@ fn check_chain(
         corrections: Vec::new(),
     };
     Ok((info, used))
+}
+
+/// The leaf's validity `(not before, not after)`; refused when it is self-signed, a CA,
+/// expired or not yet valid.
+fn check_leaf(leaf: &X509Certificate<'_>, now: i64) -> Result<(i64, i64), RejectReason> {
+    if leaf.subject().as_raw() == leaf.issuer().as_raw() {
+        return Err(RejectReason::SelfSigned);
+    }
+    if leaf.is_ca() {
+        return Err(RejectReason::LeafIsCa);
+    }
+    let not_before = leaf.validity().not_before.timestamp();
+    let not_after = leaf.validity().not_after.timestamp();
+    if now > not_after {
+        return Err(RejectReason::Expired(format_time(not_after)));
+    }
+    if now < not_before {
+        return Err(RejectReason::NotYetValid(format_time(not_before)));
+    }
+    Ok((not_before, not_after))
+}
+
+/// The path from the chain's leaf (its first certificate) to an approved root, through the chain's
+/// intermediates and `hints`: the root's name and the hints the path went through.
+fn approved_path(
+    chain: &[CertificateDer<'static>],
+    hints: &[CertificateDer<'static>],
+    roots: &ApprovedRoots,
+    now: i64,
+) -> Result<(String, Vec<CertificateDer<'static>>), RejectReason> {
+    let Some((leaf, given)) = chain.split_first() else {
+        return Err(RejectReason::Refused("no certificate".into()));
+    };
+    let ee = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|_| RejectReason::Malformed("the server certificate cannot be parsed".into()))?;
+    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
+    let mut intermediates = given.to_vec();
+    intermediates.extend(hints.iter().filter(|h| !chain.contains(h)).cloned());
+    let path = ee
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            roots.anchors(),
+            &intermediates,
+            time,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| {
+            let mut offered = Facts::all(std::slice::from_ref(leaf));
+            offered.extend(Facts::all(&intermediates));
+            diagnose(e, &offered, roots, now)
+        })?;
+    let root = roots
+        .root_for(path.anchor())
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    let used = path
+        .intermediate_certificates()
+        .map(|c| c.der().into_owned())
+        .filter(|der| !chain.contains(der))
+        .collect();
+    Ok((root, used))
 }
 
 /// The pair name of a certificate file: its stem.

@@ -5,6 +5,7 @@
 //! hint). What could pair two ways, or not at all, is refused naming the files: menshen never
 //! guesses which key belongs to which certificate. `store.rs` loads what this finds.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::chain::{key_spki, Facts};
@@ -65,11 +66,14 @@ fn list(files: &[PathBuf]) -> String {
     names.join(" and ")
 }
 
+/// A key file and the certificate files beside it that pair with it by name.
+type Claim = (PathBuf, Vec<PathBuf>);
+
 /// The pairs among `files` (the regular files of one directory). `folder` names certbot's pair
 /// and, in a subdirectory (`subdir`), a Kubernetes Secret's `tls` pair.
 pub fn scan(files: &[PathBuf], folder: &str, subdir: bool) -> Scan {
     // Lookups by set and map, not by scanning: a folder may hold 10,000 pairs.
-    let present: std::collections::HashSet<&PathBuf> = files.iter().collect();
+    let present: HashSet<&PathBuf> = files.iter().collect();
     let has = |p: &PathBuf| present.contains(p);
     let is_key =
         |p: &PathBuf| p.extension().is_some_and(|e| e == "key") || name_of(p) == "privkey.pem";
@@ -77,7 +81,7 @@ pub fn scan(files: &[PathBuf], folder: &str, subdir: bool) -> Scan {
         .iter()
         .find(|p| name_of(p) == CHAIN_HINT && !has(&p.with_extension("key")))
         .cloned();
-    let keys: Vec<(PathBuf, Vec<PathBuf>)> = files
+    let keys: Vec<Claim> = files
         .iter()
         .filter(|p| is_key(p))
         .map(|k| (k.clone(), partners(k).into_iter().filter(has).collect()))
@@ -90,69 +94,87 @@ pub fn scan(files: &[PathBuf], folder: &str, subdir: bool) -> Scan {
     certs.extend(keys.iter().flat_map(|(_, found)| found.iter().cloned()));
     certs.sort();
     certs.dedup();
-    let mut scan = Scan {
-        hint,
-        ..Scan::default()
-    };
-    let mut claimed: std::collections::HashMap<&PathBuf, Vec<&(PathBuf, Vec<PathBuf>)>> =
-        std::collections::HashMap::new();
+    let mut claimed: HashMap<&PathBuf, Vec<&Claim>> = HashMap::new();
     for key in &keys {
         for partner in &key.1 {
             claimed.entry(partner).or_default().push(key);
         }
     }
+    let mut scan = Scan {
+        hint,
+        ..Scan::default()
+    };
     for crt in certs {
-        let claims: Vec<&(PathBuf, Vec<PathBuf>)> = claimed.get(&crt).cloned().unwrap_or_default();
-        match claims.as_slice() {
-            [] => scan.problems.push(TlsError::MissingKey {
-                key: expected_key(&crt),
-                crt,
-            }),
-            [(key, partners)] if partners.len() > 1 => scan.problems.push(TlsError::Layout {
-                file: crt,
-                reason: format!(
-                    "{} pair with the same key {}; menshen does not guess which to serve: keep \
-                     one of them (the full chain) and move the others out",
-                    list(partners),
-                    name_of(key)
-                ),
-            }),
-            [(key, _)] => scan.pairs.push(pair(crt, key.clone(), folder, subdir)),
-            several => {
-                let keys: Vec<PathBuf> = several.iter().map(|(k, _)| k.clone()).collect();
-                scan.problems.push(TlsError::Layout {
-                    file: crt,
-                    reason: format!(
-                        "{} both pair with this certificate; menshen does not guess which is its \
-                         key: move the other one out",
-                        list(&keys)
-                    ),
-                });
-            }
+        let claims = claimed.get(&crt).cloned().unwrap_or_default();
+        match pair_of(crt, &claims, folder, subdir) {
+            Ok(pair) => scan.pairs.push(pair),
+            Err(problem) => scan.problems.push(problem),
         }
     }
     for (key, found) in &keys {
         if found.is_empty() {
-            let expected = partners(key);
-            let owner = key_owner(key, files)
-                .map(|crt| format!(" (it is the key of {})", name_of(&crt)))
-                .unwrap_or_default();
-            scan.problems.push(TlsError::Layout {
-                file: key.clone(),
-                reason: format!(
-                    "a private key with no certificate beside it (expected {}){owner}; menshen \
-                     does not guess which certificate it belongs to: name the certificate after \
-                     it, or move the key out of the certificates directory",
-                    expected
-                        .iter()
-                        .map(|p| name_of(p))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
+            scan.problems.push(lone_key(key, files));
         }
     }
     scan
+}
+
+/// The pair certificate `crt` makes with the one key that `claims` it; refused when no key or
+/// several do, or when the key pairs with other certificates as well.
+fn pair_of(
+    crt: PathBuf,
+    claims: &[&Claim],
+    folder: &str,
+    subdir: bool,
+) -> Result<PairFiles, TlsError> {
+    match claims {
+        [] => Err(TlsError::MissingKey {
+            key: expected_key(&crt),
+            crt,
+        }),
+        [(key, partners)] if partners.len() > 1 => Err(TlsError::Layout {
+            file: crt,
+            reason: format!(
+                "{} pair with the same key {}; menshen does not guess which to serve: keep \
+                 one of them (the full chain) and move the others out",
+                list(partners),
+                name_of(key)
+            ),
+        }),
+        [(key, _)] => Ok(pair(crt, key.clone(), folder, subdir)),
+        several => {
+            let keys: Vec<PathBuf> = several.iter().map(|(k, _)| k.clone()).collect();
+            Err(TlsError::Layout {
+                file: crt,
+                reason: format!(
+                    "{} both pair with this certificate; menshen does not guess which is its \
+                     key: move the other one out",
+                    list(&keys)
+                ),
+            })
+        }
+    }
+}
+
+/// The refusal of `key`, which pairs with no certificate by name.
+fn lone_key(key: &Path, files: &[PathBuf]) -> TlsError {
+    let expected = partners(key);
+    let owner = key_owner(key, files)
+        .map(|crt| format!(" (it is the key of {})", name_of(&crt)))
+        .unwrap_or_default();
+    TlsError::Layout {
+        file: key.to_path_buf(),
+        reason: format!(
+            "a private key with no certificate beside it (expected {}){owner}; menshen does \
+             not guess which certificate it belongs to: name the certificate after it, or move \
+             the key out of the certificates directory",
+            expected
+                .iter()
+                .map(|p| name_of(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// The certificate file among `files` whose leaf `key` belongs to, for the message about a key

@@ -193,30 +193,11 @@ pub fn diagnose(
     };
     let path = issuer_path(leaf, offered);
     let issuers = || path.iter().skip(1).copied();
-    let name_of = |f: Option<&Facts>, fallback: &Facts| f.unwrap_or(fallback).subject.clone();
     match e {
-        E::UnknownIssuer => {
-            let end = chain_end(leaf, offered);
-            if roots.has_subject(&end) {
-                RejectReason::ApprovedNameOtherKey { issuer: end }
-            } else {
-                RejectReason::NotApproved { chain_end: end }
-            }
+        E::UnknownIssuer | E::InvalidSignatureForPublicKey => unapproved(&e, leaf, offered, roots),
+        E::CertExpired { .. } | E::CertNotValidYet { .. } => {
+            out_of_dates(&e, leaf, path.get(1..).unwrap_or_default(), now)
         }
-        E::CertExpired { .. } => match issuers().find(|f| f.not_after < now) {
-            Some(f) => RejectReason::IssuerExpired {
-                subject: f.subject.clone(),
-                date: super::format_time(f.not_after),
-            },
-            None => RejectReason::Expired(super::format_time(leaf.not_after)),
-        },
-        E::CertNotValidYet { .. } => match issuers().find(|f| f.not_before > now) {
-            Some(f) => RejectReason::IssuerNotYetValid {
-                subject: f.subject.clone(),
-                date: super::format_time(f.not_before),
-            },
-            None => RejectReason::NotYetValid(super::format_time(leaf.not_before)),
-        },
         E::RequiredEkuNotFoundContext(_) => {
             match issuers().find(|f| f.server_use == ServerUse::Forbidden) {
                 Some(f) => RejectReason::IssuerNotServerAuth {
@@ -227,21 +208,9 @@ pub fn diagnose(
         }
         E::CaUsedAsEndEntity => RejectReason::LeafIsCa,
         E::EndEntityUsedAsCa => RejectReason::EndEntityAsIssuer {
-            subject: name_of(issuers().find(|f| !f.is_ca), leaf),
+            subject: issuers().find(|f| !f.is_ca).unwrap_or(leaf).subject.clone(),
         },
-        E::PathLenConstraintViolated => {
-            let over = path.iter().enumerate().find_map(|(depth, f)| {
-                let limit = f.path_len?;
-                // Intermediates below this one on the path: `depth - 1` (the leaf is not one).
-                (depth > 0 && depth as u32 - 1 > limit).then_some((*f, limit))
-            });
-            let last = path.last().copied().unwrap_or(leaf);
-            let (f, limit) = over.unwrap_or((last, last.path_len.unwrap_or(0)));
-            RejectReason::PathTooLong {
-                subject: f.subject.clone(),
-                limit,
-            }
-        }
+        E::PathLenConstraintViolated => path_too_long(&path, leaf),
         E::UnsupportedSignatureAlgorithmContext(_)
         | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
         | E::SignatureAlgorithmMismatch => {
@@ -252,16 +221,73 @@ pub fn diagnose(
                 algorithm: signature_name(&f.signature_oid),
             }
         }
-        E::InvalidSignatureForPublicKey => {
-            let end = chain_end(leaf, offered);
-            if roots.has_subject(&end) {
-                RejectReason::ApprovedNameOtherKey { issuer: end }
-            } else {
-                RejectReason::BadSignature {
-                    subject: leaf.subject.clone(),
-                }
-            }
+        other => in_a_certificate(other),
+    }
+}
+
+/// Why the chain of `leaf` reaches no approved root (`e`: an unknown issuer or a bad
+/// signature): it ends at a root with an approved name but another key, or else at an issuer
+/// that is not approved, or the signature on the leaf is bad.
+fn unapproved(
+    e: &webpki::Error,
+    leaf: &Facts,
+    offered: &[Facts],
+    roots: &ApprovedRoots,
+) -> RejectReason {
+    let end = chain_end(leaf, offered);
+    if roots.has_subject(&end) {
+        RejectReason::ApprovedNameOtherKey { issuer: end }
+    } else if matches!(e, webpki::Error::UnknownIssuer) {
+        RejectReason::NotApproved { chain_end: end }
+    } else {
+        RejectReason::BadSignature {
+            subject: leaf.subject.clone(),
         }
+    }
+}
+
+/// The certificate that is expired or not yet valid at `now` (`e` says which): one of the
+/// leaf's `issuers` if one is, else the leaf.
+fn out_of_dates(e: &webpki::Error, leaf: &Facts, issuers: &[&Facts], now: i64) -> RejectReason {
+    if matches!(e, webpki::Error::CertExpired { .. }) {
+        match issuers.iter().find(|f| f.not_after < now) {
+            Some(f) => RejectReason::IssuerExpired {
+                subject: f.subject.clone(),
+                date: super::format_time(f.not_after),
+            },
+            None => RejectReason::Expired(super::format_time(leaf.not_after)),
+        }
+    } else {
+        match issuers.iter().find(|f| f.not_before > now) {
+            Some(f) => RejectReason::IssuerNotYetValid {
+                subject: f.subject.clone(),
+                date: super::format_time(f.not_before),
+            },
+            None => RejectReason::NotYetValid(super::format_time(leaf.not_before)),
+        }
+    }
+}
+
+/// The issuer on `path` (the leaf, then its issuers) whose path length limit is exceeded.
+fn path_too_long(path: &[&Facts], leaf: &Facts) -> RejectReason {
+    let over = path.iter().enumerate().find_map(|(depth, f)| {
+        let limit = f.path_len?;
+        // Intermediates below this one on the path: `depth - 1` (the leaf is not one).
+        (depth > 0 && depth as u32 - 1 > limit).then_some((*f, limit))
+    });
+    let last = path.last().copied().unwrap_or(leaf);
+    let (f, limit) = over.unwrap_or((last, last.path_len.unwrap_or(0)));
+    RejectReason::PathTooLong {
+        subject: f.subject.clone(),
+        limit,
+    }
+}
+
+/// The reason for a refusal of what a certificate holds (its encoding, extensions, names),
+/// or of what no served chain can meet.
+fn in_a_certificate(e: webpki::Error) -> RejectReason {
+    use webpki::Error as E;
+    match e {
         E::NameConstraintViolation => RejectReason::NameConstraints,
         E::MaximumPathBuildCallsExceeded
         | E::MaximumPathDepthExceeded

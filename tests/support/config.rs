@@ -33,6 +33,37 @@ impl Config {
         self
     }
 
+    /// One more `[[listeners]]`, named `name`, on the loopback `port`, with `keys` (`tls = true`).
+    pub fn listener(self, name: &str, port: u16, keys: &str) -> Config {
+        self.raw(&format!(
+            "[[listeners]]\nname = {name:?}\naddr = \"127.0.0.1:{port}\""
+        ))
+        .keys(keys)
+    }
+
+    /// `[admin]` on `port`, taking reloads with `admin::TOKEN` (whose file it writes into `env`).
+    pub fn admin(self, env: &super::Env, port: u16) -> Config {
+        self.raw(&super::admin::section(env, port))
+    }
+
+    /// `[access_log]` written to `path`; more keys with `keys`.
+    pub fn access_log(self, path: &str) -> Config {
+        self.raw(&format!("[access_log]\npath = {path:?}"))
+    }
+
+    /// A process-wide `[[error_pages]]` for `statuses`, its page given by `keys`
+    /// (`template = ".."`, or `file = ".."`, `language = ".."`).
+    pub fn error_page(self, statuses: &[u16], keys: &str) -> Config {
+        self.raw(&format!("[[error_pages]]\nstatus = {statuses:?}"))
+            .keys(keys)
+    }
+
+    /// An error page of the site just added, as `error_page` for the process.
+    pub fn site_error_page(self, statuses: &[u16], keys: &str) -> Config {
+        self.raw(&format!("[[sites.error_pages]]\nstatus = {statuses:?}"))
+            .keys(keys)
+    }
+
     /// `[[upstreams]]` named `name` with a backend on each loopback port.
     pub fn upstream(self, name: &str, ports: &[u16]) -> Config {
         let backends: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -50,9 +81,14 @@ impl Config {
 
     /// `[[sites]]` named `name` for `hosts`; the routes that follow are its.
     pub fn site(self, name: &str, hosts: &[&str]) -> Config {
+        self.site_filed(name, ICP, hosts)
+    }
+
+    /// A site, as `site`, under the ICP number `icp`.
+    pub fn site_filed(self, name: &str, icp: &str, hosts: &[&str]) -> Config {
         let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
         self.raw(&format!(
-            "[[sites]]\nname = {name:?}\nicp = {ICP:?}\nhosts = [{}]",
+            "[[sites]]\nname = {name:?}\nicp = {icp:?}\nhosts = [{}]",
             hosts.join(", ")
         ))
     }

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 pub use super::backend::Backend;
 use super::config::Config;
-use super::pki::{Ca, LeafSpec};
+use super::pki::Ca;
 use super::{Env, Running};
 
 /// One response read off a client connection.
@@ -192,8 +192,7 @@ fn launch_upstream(
     upstream: &str,
     backend_ca: Option<&Ca>,
 ) -> (Env, Running, Ca) {
-    let (env, root) = Env::with_approved_root("Approved Root");
-    env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+    let (env, root) = Env::with_site(&["example.cn"]);
     if let Some(ca) = backend_ca {
         env.write("backend-ca.pem", &ca.pem);
     }

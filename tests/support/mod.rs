@@ -102,6 +102,23 @@ impl Env {
         (env, root)
     }
 
+    /// A new directory whose approved root issued pair `shop` for shop.example.cn, the host of
+    /// [`SHOP_SITE`].
+    pub fn with_shop() -> (Env, Ca) {
+        let (env, root) = Env::with_approved_root("Approved Root");
+        env.put_leaf("shop", &root, "shop.example.cn", 0x1);
+        (env, root)
+    }
+
+    /// A new directory whose approved root issued pair `site` for `hosts`, that root's PEM
+    /// also in `root.pem` (for clients that read it from a file, as curl does).
+    pub fn with_site(hosts: &[&str]) -> (Env, Ca) {
+        let (env, root) = Env::with_approved_root("Approved Root");
+        env.put_cert("site", &root.issue(&pki::LeafSpec::new(hosts, 1)), &[]);
+        env.write("root.pem", &root.pem);
+        (env, root)
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

@@ -6,10 +6,20 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::config::Config;
 use super::http::{raw_plain, raw_tls, tls_client, Response};
 use super::origins::Origin;
 use super::pki::{Ca, LeafSpec};
 use super::{eventually, free_port, Env};
+
+/// The takedown of `shop.example.cn/banned/`.
+const TAKEDOWN: &str = "[[policy.takedowns]]\nid = \"case-42\"\nhost = \"shop.example.cn\"\n\
+                        prefix = \"/banned/\"\nbody = \"gone for legal reasons\"";
+
+/// The rules of the site `shop`: response headers removed and added, HSTS, a body limit.
+const SHOP_RULES: &str = "remove_response_headers = [\"Server\", \"X-Powered-By\"]\n\
+                          add_response_headers = { \"X-Frame-Options\" = \"DENY\" }\n\
+                          hsts_max_age = \"10m\"\nmax_body_bytes = 100";
 
 pub struct Setup {
     pub env: Env,
@@ -34,70 +44,24 @@ pub async fn setup(policy: &str, site_extra: &str) -> Setup {
     let pp_port = free_port();
     let pp_plain_port = free_port();
     let admin_port = free_port();
-    env.write_config(
-        "",
-        format!(
-            r#"
-[[listeners]]
-name = "https-lb"
-addr = "127.0.0.1:{pp_port}"
-tls = true
-proxy_protocol = true
-
-[[listeners]]
-name = "http-lb"
-addr = "127.0.0.1:{pp_plain_port}"
-proxy_protocol = true
-
-[admin]
-addr = "127.0.0.1:{admin_port}"
-
-[access_log]
-path = "logs/access.log"
-
-[policy]
-{policy}
-
-[[policy.takedowns]]
-id = "case-42"
-host = "shop.example.cn"
-prefix = "/banned/"
-body = "gone for legal reasons"
-
-[[upstreams]]
-name = "origin"
-backends = ["127.0.0.1:{port}"]
-
-[[sites]]
-name = "shop"
-icp = "京ICP备16063439号-1"
-hosts = ["shop.example.cn"]
-remove_response_headers = ["Server", "X-Powered-By"]
-add_response_headers = {{ "X-Frame-Options" = "DENY" }}
-hsts_max_age = "10m"
-max_body_bytes = 100
-{site_extra}
-[[sites.routes]]
-prefix = "/"
-upstream = "origin"
-[[sites.routes]]
-prefix = "/limited/"
-upstream = "origin"
-rate_limit = {{ requests_per_second = 0.5, burst = 1 }}
-
-[[sites]]
-name = "news"
-icp = "京ICP证110507号"
-hosts = ["news.example.cn"]
-https_only = true
-log_query = false
-[[sites.routes]]
-prefix = "/"
-respond = {{ body = "news" }}
-"#,
-            port = origin.port
-        ),
-    );
+    let config = Config::new()
+        .listener("https-lb", pp_port, "tls = true\nproxy_protocol = true")
+        .listener("http-lb", pp_plain_port, "proxy_protocol = true")
+        .admin(&env, admin_port)
+        .access_log("logs/access.log")
+        .raw(&format!("[policy]\n{policy}"))
+        .raw(TAKEDOWN)
+        .upstream("origin", &[origin.port])
+        .site("shop", &["shop.example.cn"])
+        .keys(SHOP_RULES)
+        .keys(site_extra)
+        .proxy("/", "origin")
+        .proxy("/limited/", "origin")
+        .keys("rate_limit = { requests_per_second = 0.5, burst = 1 }")
+        .site_filed("news", "京ICP证110507号", &["news.example.cn"])
+        .keys("https_only = true\nlog_query = false")
+        .respond("/", "news");
+    env.write_config("", config);
     let proxy = env.start();
     assert!(super::wait_port(pp_port, Duration::from_secs(10)));
     assert!(super::wait_port(pp_plain_port, Duration::from_secs(10)));

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::failing::Events;
+use super::config::Config;
+use super::failing::{Events, Failing, Mode};
+use super::failing_h2::{FailingH2, H2Mode};
 use super::http::{h2_connect, raw_plain, Response};
-use super::pki::{Ca, LeafSpec};
+use super::pki::Ca;
 use super::{eventually, free_port, Env, Running};
 
 /// The proxy in front of `backends` (one upstream, round robin) with `route` and `upstream`
@@ -22,8 +24,7 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(backends: &[u16], upstream: &str, route: &str) -> Proxy {
-        let (env, root) = Env::with_approved_root("Approved Root");
-        env.put_cert("site", &root.issue(&LeafSpec::new(&["example.cn"], 1)), &[]);
+        let (env, root) = Env::with_site(&["example.cn"]);
         let admin = free_port();
         configure(&env, admin, backends, upstream, route);
         let running = env.start();
@@ -47,13 +48,17 @@ impl Proxy {
             .expect("a response")
     }
 
+    /// A new HTTP/2 connection to the site.
+    pub async fn h2(&self) -> h2::client::SendRequest<bytes::Bytes> {
+        h2_connect(&[&self.root.pem], self.env.https, "example.cn")
+            .await
+            .expect("HTTP/2")
+    }
+
     /// One HTTP/2 request on a connection of its own: the status and the body (an error when
     /// the stream was reset).
     pub async fn send_h2(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let roots = [self.root.pem.as_str()];
-        let h2 = h2_connect(&roots, self.env.https, "example.cn");
-        let h2 = h2.await.expect("HTTP/2");
-        let mut h2 = h2.ready().await.expect("ready");
+        let mut h2 = self.h2().await.ready().await.expect("ready");
         let request = http::Request::builder()
             .method(method)
             .uri(format!("https://example.cn{path}"))
@@ -100,22 +105,45 @@ impl Proxy {
 /// Writes the config: `backends` as one upstream (round robin) with `upstream` added, one route
 /// to it with `route` added, an admin listener and an access log.
 pub fn configure(env: &Env, admin: u16, backends: &[u16], upstream: &str, route: &str) {
-    let list: Vec<String> = backends
-        .iter()
-        .map(|p| format!("\"127.0.0.1:{p}\""))
-        .collect();
-    env.write_config(
-        "",
-        format!(
-            "[admin]\naddr = \"127.0.0.1:{admin}\"\n\
-             [access_log]\npath = \"access.log\"\ntamper_evident = false\n\
-             [[upstreams]]\nname = \"backend\"\nbackends = [{}]\npassive_ejection = \"0s\"\n\
-             {upstream}\n\
-             [[sites]]\nname = \"site\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"example.cn\"]\n\
-             [[sites.routes]]\nprefix = \"/\"\nupstream = \"backend\"\n{route}\n",
-            list.join(", ")
-        ),
+    let config = Config::new()
+        .admin(env, admin)
+        .access_log("access.log")
+        .keys("tamper_evident = false")
+        .upstream("backend", backends)
+        .keys("passive_ejection = \"0s\"")
+        .keys(upstream)
+        .site("site", &["example.cn"])
+        .proxy("/", "backend")
+        .keys(route);
+    env.write_config("", config);
+}
+
+/// A backend that fails as `mode` ("broken") and one that answers ("good"), both noting their
+/// requests in the events returned.
+pub async fn broken_and_good(mode: Mode) -> (Events, Failing, Failing) {
+    let log = events();
+    let broken = Failing::start("broken", mode, &log).await;
+    let good = Failing::start("good", Mode::Answer, &log).await;
+    (log, broken, good)
+}
+
+/// The same with HTTP/2 (h2c) backends.
+pub async fn broken_and_good_h2(mode: H2Mode) -> (Events, FailingH2, FailingH2) {
+    let log = events();
+    let broken = FailingH2::start("broken", mode, &log).await;
+    let good = FailingH2::start("good", H2Mode::Answer, &log).await;
+    (log, broken, good)
+}
+
+/// How many backends the request to `path` went to, checked to be the good one alone, or the
+/// broken one and then the good one.
+pub fn tries_until_good(events: &Events, path: &str) -> usize {
+    let tried = order(events, path);
+    assert!(
+        tried == ["good"] || tried == ["broken", "good"],
+        "{path}: {tried:?}"
     );
+    tried.len()
 }
 
 pub fn events() -> Events {
