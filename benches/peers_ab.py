@@ -10,7 +10,9 @@ removed first); the ratios of every target to nginx are printed at the end.
     old="/tmp/menshen-old --config benches/peers.toml" \\
     new="target/release/menshen --config benches/peers.toml"
 
-Options before the pairs go to peers.py (`--rounds`, `--seconds`, `--scenarios`).
+Options before the pairs go to peers.py (`--rounds`, `--seconds`, `--scenarios`), but for
+`--peers haproxy,caddy`: other proxies run in the same rounds (a four-target table and an A/B
+from one run).
 """
 import importlib.util
 import json
@@ -24,8 +26,14 @@ LOG = "/tmp/menshen-bench/access.log*"
 
 
 def main():
-    pairs = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
-    options = [a for a in sys.argv[1:] if a not in pairs]
+    args = sys.argv[1:]
+    others = []
+    if "--peers" in args:
+        at = args.index("--peers")
+        others = args[at + 1].split(",")
+        del args[at:at + 2]
+    pairs = [a for a in args if "=" in a and not a.startswith("-")]
+    options = [a for a in args if a not in pairs]
     if not pairs:
         sys.exit(__doc__)
     spec = importlib.util.spec_from_file_location("peers", os.path.abspath(PEERS))
@@ -37,7 +45,7 @@ def main():
         peers.TARGETS[name] = (["bash", "-c", f"rm -f {LOG}; exec {cmd}"], *PORTS)
         names.append(name)
     out = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
-    sys.argv = ["peers.py", *options, "--targets", ",".join(["nginx", *names]), "--json", out]
+    sys.argv = ["peers.py", *options, "--targets", ",".join(["nginx", *others, *names]), "--json", out]
     peers.main()
     summary = json.load(open(out))["summary"]
     for name in names:

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
+use super::pool::Kind;
 use super::retry::{RetryPolicy, RouteTimeouts};
 use super::upstream::Upstream;
 use crate::policy::headers::HeaderEdits;
@@ -99,6 +100,18 @@ impl ProxyAction {
         let configured = self.upstream.tls().and_then(|t| t.sni.as_deref());
         let sent = self.host_header.as_ref().and_then(|h| h.to_str().ok());
         configured.unwrap_or_else(|| strip_port(sent.unwrap_or(request_host)))
+    }
+
+    /// Which pooled connections a request for `request_host` may take: plain ones, or TLS ones
+    /// of this upstream's group made for its [`Self::tls_name`].
+    pub fn connection_kind<'a>(&'a self, request_host: &'a str) -> Kind<'a> {
+        match self.upstream.tls() {
+            Some(tls) => Kind {
+                group: tls.group,
+                name: self.tls_name(request_host),
+            },
+            None => Kind::PLAIN,
+        }
     }
 }
 

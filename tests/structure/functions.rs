@@ -9,17 +9,6 @@ use super::rust_files;
 const MAX_FN_LINES: (usize, usize) = (60, 80);
 const DATA_PATH: [&str; 4] = ["src/proxy/", "src/policy/", "src/route/", "src/semantics/"];
 
-/// Functions over the limit, at their length when the check came (four grew by a few lines
-/// when the error pages and retries were merged): each may shrink, none may grow, and a
-/// function leaves the list once it is short. Those left are the request engines' (`src/proxy/`),
-/// still to be split into named steps (issue 18).
-const LONG_FUNCTIONS: &[(&str, usize)] = &[
-    ("src/proxy/h1/serve.rs one", 92),
-    ("src/proxy/h2/exchange.rs h2_exchange", 77),
-    ("src/proxy/h2/to_h2.rs to_h2", 73),
-    ("src/proxy/http1/body.rs advance_with", 107),
-];
-
 /// `("file function", lines)` for every function and method outside tests.
 fn function_lengths(root: &Path, file: &Path) -> Vec<(String, usize)> {
     use syn::visit::{self, Visit};
@@ -99,30 +88,9 @@ fn no_function_is_over_a_screen() {
             MAX_FN_LINES.1
         }
     };
-    let stale: Vec<&str> = LONG_FUNCTIONS
-        .iter()
-        .filter(|(f, _)| !lengths.iter().any(|(g, n)| g == f && *n > limit(f)))
-        .map(|(f, _)| *f)
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "short now (or gone): take them off LONG_FUNCTIONS: {stale:?}"
-    );
     let long: Vec<String> = lengths
         .iter()
-        .filter(|(name, lines)| {
-            let data_path = DATA_PATH.iter().any(|d| name.starts_with(d));
-            let limit = if data_path {
-                MAX_FN_LINES.0
-            } else {
-                MAX_FN_LINES.1
-            };
-            let allowed = LONG_FUNCTIONS
-                .iter()
-                .find(|(f, _)| f == name)
-                .map_or(limit, |(_, n)| *n);
-            *lines > allowed
-        })
+        .filter(|(name, lines)| *lines > limit(name))
         .map(|(name, lines)| format!("{name} ({lines} lines)"))
         .collect();
     assert!(

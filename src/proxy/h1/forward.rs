@@ -249,17 +249,10 @@ pub(super) struct Forward<'a, 'r> {
 
 impl<'a, 'r> Forward<'a, 'r> {
     fn new(request: &'a Request<'r>, action: &'a ProxyAction, facts: &'a ConnFacts) -> Self {
-        let kind = match action.upstream.tls() {
-            Some(tls) => Kind {
-                group: tls.group,
-                name: action.tls_name(request.req.host.as_str()),
-            },
-            None => Kind::PLAIN,
-        };
         Forward {
             request,
             action,
-            kind,
+            kind: action.connection_kind(request.req.host.as_str()),
             facts,
         }
     }

@@ -102,14 +102,10 @@ impl Proxy {
         conn.header_done();
         let req = request.req;
         let mut ctx = Ctx::new(&facts.gauges);
+        let (client, received) = (&facts.peer, &req.received);
+        let forwarding = (received.forwarded_for, req.request_id);
         let policy = &snapshot.policy;
-        self.identify(
-            &mut ctx,
-            policy,
-            &facts.peer,
-            (req.received.forwarded_for, req.request_id),
-            req.received.traceparent,
-        );
+        self.identify(&mut ctx, policy, client, forwarding, received.traceparent);
         let over_limit = conn.over_limit();
         let denial = match over_limit {
             true => Some(over_connection_limit()),
@@ -144,39 +140,10 @@ impl Proxy {
                 self.proxy(conn, facts, request, action, &mut ctx, bufs, input)
                     .await
             }
-            (None, None) => {
-                // The policy's route rule answers 404 first; this is not reached.
-                let head = req.method == http::Method::HEAD;
-                let send = send_timeout(&ctx);
-                let asking = request.asking(&ctx);
-                let sent = own::error_response(conn, &mut bufs.out, 404, &asking, head, send).await;
-                Outcome {
-                    status: Some(404),
-                    bytes_in: 0,
-                    bytes_out: sent,
-                    keep: false,
-                    error: None,
-                }
-            }
+            // The policy's route rule answers 404 first; this is not reached.
+            (None, None) => not_found(conn, &mut bufs.out, request, &ctx).await,
         };
-        let log = access::Facts {
-            listener_port: facts.listener_port,
-            http_version: Some(if req.version == 0 {
-                "HTTP/1.0"
-            } else {
-                "HTTP/1.1"
-            }),
-            tls: facts.tls.as_deref(),
-            host: Some(req.host.as_str()),
-            method: req.method_str,
-            path: req.target.path(),
-            query: req.target.query(),
-            user_agent: req.user_agent,
-            status: outcome.status,
-            bytes_in: outcome.bytes_in as usize,
-            bytes_out: outcome.bytes_out,
-            compression: ctx.compression_outcome(),
-        };
+        let log = log_facts(facts, req, &outcome, &ctx);
         let error = outcome.error.as_ref().map(|e| e as &dyn std::fmt::Display);
         self.finish(&mut ctx, &log, error);
         outcome
@@ -283,4 +250,50 @@ async fn conn_shutdown(conn: &mut ClientConn) -> std::io::Result<()> {
 /// The length of the response head at the start of `out`.
 fn head_len(out: &[u8]) -> usize {
     crate::proxy::http1::head_end(out, 0).unwrap_or(out.len())
+}
+
+/// Answers 404 (the connection closes after it).
+async fn not_found(
+    conn: &mut ClientConn,
+    out: &mut Vec<u8>,
+    request: &Request<'_>,
+    ctx: &Ctx,
+) -> Outcome {
+    let head = request.req.method == http::Method::HEAD;
+    let asking = request.asking(ctx);
+    let sent = own::error_response(conn, out, 404, &asking, head, send_timeout(ctx)).await;
+    Outcome {
+        status: Some(404),
+        bytes_in: 0,
+        bytes_out: sent,
+        keep: false,
+        error: None,
+    }
+}
+
+/// What the access log says of a request the HTTP/1 engine served.
+fn log_facts<'a>(
+    facts: &'a ConnFacts,
+    req: &'a Req<'_>,
+    outcome: &Outcome,
+    ctx: &Ctx,
+) -> access::Facts<'a> {
+    access::Facts {
+        listener_port: facts.listener_port,
+        http_version: Some(if req.version == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }),
+        tls: facts.tls.as_deref(),
+        host: Some(req.host.as_str()),
+        method: req.method_str,
+        path: req.target.path(),
+        query: req.target.query(),
+        user_agent: req.user_agent,
+        status: outcome.status,
+        bytes_in: outcome.bytes_in as usize,
+        bytes_out: outcome.bytes_out,
+        compression: ctx.compression_outcome(),
+    }
 }

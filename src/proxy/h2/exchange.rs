@@ -59,16 +59,10 @@ impl Proxy {
         let headers = &request.parts.headers;
         let head = request.parts.method == Method::HEAD;
         ctx.ask_compression(head, false, |name| headers.get(name).map(|v| v.as_bytes()));
-        let kind = match action.upstream.tls() {
-            Some(tls) => Kind {
-                group: tls.group,
-                name: action.tls_name(request.host.as_str()),
-            },
-            None => Kind::PLAIN,
-        };
+        let kind = action.connection_kind(request.host.as_str());
         if action.upstream.offers_http2() {
             match self
-                .to_h2(facts, request, body, action, kind, ctx, respond)
+                .to_h2(facts, request, body, (action, kind), ctx, respond)
                 .await
             {
                 Ok(outcome) => return outcome,
@@ -76,7 +70,6 @@ impl Proxy {
                 Err(returned) => body = returned,
             }
         }
-        let head_request = request.parts.method == Method::HEAD;
         let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
         let framing = match (body.is_end_stream(), request.length) {
             (true, _) => None,
@@ -86,16 +79,13 @@ impl Proxy {
         let mut out = Vec::with_capacity(1024);
         upstream_head(&mut out, request, framing, action, ctx, facts);
         let mut up = BytesMut::with_capacity(UPSTREAM_BUF);
-        let sent = self
-            .h2_send_request(
-                request, &out, &mut body, framing, action, kind, ctx, &mut up,
-            )
-            .await;
-        let (stream, addr, end, bytes_in) = match sent {
+        let to = (action, kind);
+        let sent = self.h2_send_request(request, &out, &mut body, framing, to, ctx, &mut up);
+        let (stream, addr, end, bytes_in) = match sent.await {
             Ok(ok) => ok,
             Err(failed) => {
                 let asking = request.asking(ctx);
-                return unanswered(respond, asking, (head_request, send), failed).await;
+                return unanswered(respond, asking, (head, send), failed).await;
             }
         };
         let relay = super::relay::Relay {
@@ -106,7 +96,7 @@ impl Proxy {
             addr,
             kind,
             send,
-            head_request,
+            head_request: head,
             bytes_in,
         };
         relay.run(stream, up, end, respond).await
@@ -123,8 +113,7 @@ impl Proxy {
         head: &[u8],
         body: &mut RecvStream,
         framing: Option<Framing>,
-        action: &ProxyAction,
-        kind: Kind<'_>,
+        (action, kind): (&ProxyAction, Kind<'_>),
         ctx: &mut Ctx,
         up: &mut BytesMut,
     ) -> Result<(UpstreamConn, std::net::SocketAddr, usize, u64), Unanswered> {

@@ -34,28 +34,67 @@ use crate::route::router::ProxyAction;
 
 /// The window each stream and each connection to a backend offers for responses.
 const STREAM_WINDOW: u32 = 1024 * 1024;
+
+/// A backend's answer: who answered, the response, and the task still sending the body.
+type Answered = (
+    SocketAddr,
+    http::Response<RecvStream>,
+    Option<JoinHandle<Pumped>>,
+);
 const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
 impl Proxy {
     /// Sends the request as an HTTP/2 stream to a backend (others as the route's retry policy
     /// allows) and its response to the client. `Err(body)`: the backend chose HTTP/1.1 by ALPN
     /// (its connection is in the HTTP/1 pool), and the request goes that way.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn to_h2(
         &self,
         facts: &ConnFacts,
         request: &Request<'_>,
         body: RecvStream,
-        action: &ProxyAction,
-        kind: Kind<'_>,
+        to: (&ProxyAction, Kind<'_>),
         ctx: &mut Ctx,
         respond: &mut SendResponse<Bytes>,
     ) -> Result<Outcome, RecvStream> {
         let head = request.parts.method == Method::HEAD;
         let send = ctx.snapshot.as_ref().map(|s| s.policy.send_timeout);
+        let (addr, response, pump) = match self.h2_attempts(facts, request, body, to, ctx).await? {
+            Ok(answered) => answered,
+            Err(failed) => {
+                let asking = request.asking(ctx);
+                return Ok(unanswered(respond, asking, (head, send), failed).await);
+            }
+        };
+        ctx.answered(response.status().as_u16());
+        let relay = Relay {
+            ctx,
+            facts,
+            addr,
+            head,
+            send,
+        };
+        let mut outcome = relay.run(response, respond).await;
+        if let Some(pump) = pump {
+            // The response is over: what the client still streams has nowhere to go.
+            pump.abort();
+            outcome.bytes_in = pump.await.map_or(0, |p| p.total);
+        }
+        Ok(outcome)
+    }
+
+    /// Attempts the request at the upstream's backends until one answers or the route's retry
+    /// policy gives up: the backend's answer, or what the client gets instead. `Err(body)`: the
+    /// backend chose HTTP/1.1 before any of the body was sent.
+    async fn h2_attempts(
+        &self,
+        facts: &ConnFacts,
+        request: &Request<'_>,
+        body: RecvStream,
+        (action, kind): (&ProxyAction, Kind<'_>),
+        ctx: &mut Ctx,
+    ) -> Result<Result<Answered, Unanswered>, RecvStream> {
         let idempotent = request.parts.method.is_idempotent();
         let mut body = Some(Upload::Client(body));
-        // The backend's answer, or the failure the client gets: its status and what to log.
         let answered = loop {
             let (path, fields) = (request.target.path(), &request.parts.headers);
             let header = |name: &HeaderName| fields.get(name).map(HeaderValue::as_bytes);
@@ -82,28 +121,7 @@ impl Proxy {
                 Err(NoResponse(_, unanswered)) => break Err(unanswered),
             }
         };
-        let (addr, response, pump) = match answered {
-            Ok(answered) => answered,
-            Err(failed) => {
-                let asking = request.asking(ctx);
-                return Ok(unanswered(respond, asking, (head, send), failed).await);
-            }
-        };
-        ctx.answered(response.status().as_u16());
-        let relay = Relay {
-            ctx,
-            facts,
-            addr,
-            head,
-            send,
-        };
-        let mut outcome = relay.run(response, respond).await;
-        if let Some(pump) = pump {
-            // The response is over: what the client still streams has nowhere to go.
-            pump.abort();
-            outcome.bytes_in = pump.await.map_or(0, |p| p.total);
-        }
-        Ok(outcome)
+        Ok(answered)
     }
 
     /// Picks a backend for the next attempt and a ready HTTP/2 connection to it.

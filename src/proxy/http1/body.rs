@@ -92,91 +92,105 @@ impl Chunks {
             if *self == Chunks::Done {
                 break;
             }
-            let b = buf[i];
+            *self = self.step(buf[i])?;
             i += 1;
-            let control = (b < 0x20 && b != b'\t') || b == 0x7f;
-            *self = match *self {
-                Chunks::Size {
-                    value,
-                    digits,
-                    seen,
-                } => match ((b as char).to_digit(16), seen, b) {
-                    (Some(d), _, _) => {
-                        let digits = digits + u8::from(value > 0 || d > 0);
-                        if digits > 15 {
-                            return Err(BadFraming);
-                        }
-                        Chunks::Size {
-                            value: value * 16 + u64::from(d),
-                            digits,
-                            seen: true,
-                        }
-                    }
-                    (None, true, b' ' | b'\t') => Chunks::SizeEnd { size: value },
-                    (None, true, b';') => Chunks::Ext {
-                        size: value,
-                        len: 0,
-                    },
-                    (None, true, b'\r') => Chunks::SizeLf { size: value },
-                    _ => return Err(BadFraming),
-                },
-                Chunks::SizeEnd { size } => match b {
-                    b' ' | b'\t' => Chunks::SizeEnd { size },
-                    b';' => Chunks::Ext { size, len: 0 },
-                    b'\r' => Chunks::SizeLf { size },
-                    _ => return Err(BadFraming),
-                },
-                Chunks::Ext { size, len } => match b {
-                    b'\r' => Chunks::SizeLf { size },
-                    _ if control || usize::from(len) >= MAX_LINE => return Err(BadFraming),
-                    _ => Chunks::Ext { size, len: len + 1 },
-                },
-                Chunks::SizeLf { size: 0 } if b == b'\n' => Chunks::Trailer {
-                    line: 0,
-                    colon: false,
-                    cr: false,
-                },
-                Chunks::SizeLf { size } if b == b'\n' => Chunks::Data(size),
-                Chunks::DataCr if b == b'\r' => Chunks::DataLf,
-                Chunks::DataLf if b == b'\n' => Chunks::new(),
-                Chunks::Trailer {
-                    line,
-                    colon,
-                    cr: false,
-                } => match b {
-                    // A trailer line is a field: a token, a colon, a value (so that no request
-                    // line can hide in the trailer section).
-                    b'\r' if line == 0 || colon => Chunks::Trailer {
-                        line,
-                        colon,
-                        cr: true,
-                    },
-                    b':' if line > 0 && !colon => Chunks::Trailer {
-                        line: line + 1,
-                        colon: true,
-                        cr: false,
-                    },
-                    _ if control || line >= MAX_LINE => return Err(BadFraming),
-                    _ if !colon && !is_token(b) => return Err(BadFraming),
-                    _ => Chunks::Trailer {
-                        line: line + 1,
-                        colon,
-                        cr: false,
-                    },
-                },
-                Chunks::Trailer {
-                    line: 0, cr: true, ..
-                } if b == b'\n' => Chunks::Done,
-                Chunks::Trailer { cr: true, .. } if b == b'\n' => Chunks::Trailer {
-                    line: 0,
-                    colon: false,
-                    cr: false,
-                },
-                _ => return Err(BadFraming),
-            };
         }
         Ok((i, payload))
     }
+
+    /// Where the framing stands after the byte `b` (not a chunk's data).
+    fn step(self, b: u8) -> Result<Chunks, BadFraming> {
+        let control = (b < 0x20 && b != b'\t') || b == 0x7f;
+        Ok(match self {
+            Chunks::Size {
+                value,
+                digits,
+                seen,
+            } => size_byte(value, digits, seen, b)?,
+            Chunks::SizeEnd { size } => match b {
+                b' ' | b'\t' => Chunks::SizeEnd { size },
+                b';' => Chunks::Ext { size, len: 0 },
+                b'\r' => Chunks::SizeLf { size },
+                _ => return Err(BadFraming),
+            },
+            Chunks::Ext { size, len } => match b {
+                b'\r' => Chunks::SizeLf { size },
+                _ if control || usize::from(len) >= MAX_LINE => return Err(BadFraming),
+                _ => Chunks::Ext { size, len: len + 1 },
+            },
+            Chunks::SizeLf { size: 0 } if b == b'\n' => Chunks::Trailer {
+                line: 0,
+                colon: false,
+                cr: false,
+            },
+            Chunks::SizeLf { size } if b == b'\n' => Chunks::Data(size),
+            Chunks::DataCr if b == b'\r' => Chunks::DataLf,
+            Chunks::DataLf if b == b'\n' => Chunks::new(),
+            Chunks::Trailer {
+                line,
+                colon,
+                cr: false,
+            } => trailer_byte(line, colon, b, control)?,
+            Chunks::Trailer {
+                line: 0, cr: true, ..
+            } if b == b'\n' => Chunks::Done,
+            Chunks::Trailer { cr: true, .. } if b == b'\n' => Chunks::Trailer {
+                line: 0,
+                colon: false,
+                cr: false,
+            },
+            _ => return Err(BadFraming),
+        })
+    }
+}
+
+/// A byte of a chunk-size line: a hex digit (at most 15 significant ones), or what ends the
+/// size (whitespace, `;` or CR) once a digit was seen.
+fn size_byte(value: u64, digits: u8, seen: bool, b: u8) -> Result<Chunks, BadFraming> {
+    Ok(match ((b as char).to_digit(16), seen, b) {
+        (Some(d), _, _) => {
+            let digits = digits + u8::from(value > 0 || d > 0);
+            if digits > 15 {
+                return Err(BadFraming);
+            }
+            Chunks::Size {
+                value: value * 16 + u64::from(d),
+                digits,
+                seen: true,
+            }
+        }
+        (None, true, b' ' | b'\t') => Chunks::SizeEnd { size: value },
+        (None, true, b';') => Chunks::Ext {
+            size: value,
+            len: 0,
+        },
+        (None, true, b'\r') => Chunks::SizeLf { size: value },
+        _ => return Err(BadFraming),
+    })
+}
+
+/// A byte of a trailer line before its CR. A trailer line is a field: a token, a colon, a
+/// value (so that no request line can hide in the trailer section).
+fn trailer_byte(line: usize, colon: bool, b: u8, control: bool) -> Result<Chunks, BadFraming> {
+    Ok(match b {
+        b'\r' if line == 0 || colon => Chunks::Trailer {
+            line,
+            colon,
+            cr: true,
+        },
+        b':' if line > 0 && !colon => Chunks::Trailer {
+            line: line + 1,
+            colon: true,
+            cr: false,
+        },
+        _ if control || line >= MAX_LINE => return Err(BadFraming),
+        _ if !colon && !is_token(b) => return Err(BadFraming),
+        _ => Chunks::Trailer {
+            line: line + 1,
+            colon,
+            cr: false,
+        },
+    })
 }
 
 /// Where a response body stands.
