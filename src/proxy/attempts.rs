@@ -67,6 +67,43 @@ impl Unanswered {
     }
 }
 
+/// What one attempt at a backend over HTTP/1 came to, for either engine.
+pub(super) enum Attempt<A> {
+    /// A response head (the connection, and where the engine keeps the head).
+    Answered(A),
+    /// No response: how it failed, and what the client gets if it is not retried.
+    Failed(Failure, Unanswered),
+    /// No response, and no retry (no connection, or the client's body failed).
+    Gave(Unanswered),
+    /// No connection; another backend is to be tried (the back-off waited).
+    Again,
+}
+
+impl Proxy {
+    /// After one attempt: the answer, or what the client gets instead, or `None` to attempt
+    /// again (the route's retry policy allowed it and its back-off was waited). `head_failure`
+    /// says what an answer's head is as a failure, when the route retries on its status.
+    pub(super) async fn settle<A>(
+        &self,
+        ctx: &mut Ctx,
+        attempt: Attempt<A>,
+        stake: Stake,
+        head_failure: impl FnOnce(&Ctx, &A) -> Option<Failure>,
+    ) -> Option<Result<A, Unanswered>> {
+        match attempt {
+            Attempt::Answered(answer) => match head_failure(ctx, &answer) {
+                Some(failure) if self.retry(ctx, failure, stake).await => None,
+                _ => Some(Ok(answer)),
+            },
+            Attempt::Failed(failure, failed) => {
+                (!self.retry(ctx, failure, stake).await).then_some(Err(failed))
+            }
+            Attempt::Gave(failed) => Some(Err(failed)),
+            Attempt::Again => None,
+        }
+    }
+}
+
 /// No response from an HTTP/2 backend: how the attempt failed (`None`: not the backend's
 /// doing), and what the client gets instead.
 pub(super) struct NoResponse(pub(super) Option<Failure>, pub(super) Unanswered);

@@ -13,7 +13,7 @@ use super::relay::Relay;
 use super::request::{upstream_request, Req, Request};
 use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
-use crate::proxy::attempts::{head_failure, io_failure, limit, Unanswered};
+use crate::proxy::attempts::{head_failure, io_failure, limit, Attempt, Unanswered};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
@@ -21,7 +21,7 @@ use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
-use crate::route::retry::{Failure, Stake};
+use crate::route::retry::Stake;
 use crate::route::router::ProxyAction;
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::coding::Skip;
@@ -59,8 +59,7 @@ impl Proxy {
         let exchanged = self.exchange(conn, input, to, ctx, bufs, &mut upload).await;
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
-            Err(failed) => {
-                let unanswered = failed.unwrap_or_else(body_failed);
+            Err(unanswered) => {
                 let (out, asking) = (&mut bufs.out, request.asking(ctx));
                 let answered =
                     answer_unanswered(conn, out, &asking, unanswered, how, upload.payload);
@@ -90,7 +89,7 @@ impl Proxy {
         ctx: &mut Ctx,
         bufs: &mut Buffers,
         upload: &mut Upload,
-    ) -> Result<(UpstreamConn, SocketAddr, usize), Result<Unanswered, UploadError>> {
+    ) -> Result<(UpstreamConn, SocketAddr, usize), Unanswered> {
         let (request, action, kind, facts) = (to.request, to.action, to.kind, to.facts);
         let (req, parsed) = (request.req, request.parsed);
         let stake = |upload: &Upload| Stake {
@@ -105,26 +104,17 @@ impl Proxy {
             };
             let addr = self
                 .pick_backend(action, ctx, req.target.path(), header)
-                .map_err(|e| Ok(Unanswered::answer(502, e.to_string())))?;
+                .map_err(|e| Unanswered::answer(502, e.to_string()))?;
             upstream_request(&mut bufs.out, request, action, ctx, facts);
             bufs.out.extend_from_slice(&upload.staged);
             let attempt = self.attempt(conn, input, req, kind, ctx, bufs, upload, addr);
-            match attempt.await {
-                Attempt::Answered(stream, end) => {
-                    let failure = head_failure(ctx, &bufs.up[..end]);
-                    match failure {
-                        Some(f) if self.retry(ctx, f, stake(upload)).await => continue,
-                        _ => return Ok((stream, addr, end)),
-                    }
-                }
-                Attempt::Again => continue,
-                Attempt::Failed(failure, failed) => {
-                    if !self.retry(ctx, failure, stake(upload)).await {
-                        return Err(Ok(failed));
-                    }
-                }
-                Attempt::Gave(failed) => return Err(Ok(failed)),
-                Attempt::Client(e) => return Err(Err(e)),
+            let attempt = attempt.await;
+            let up = &bufs.up;
+            let settled = self.settle(ctx, attempt, stake(upload), |ctx, (_, end)| {
+                head_failure(ctx, &up[..*end])
+            });
+            if let Some(settled) = settled.await {
+                return settled.map(|(stream, end)| (stream, addr, end));
             }
         }
     }
@@ -143,7 +133,7 @@ impl Proxy {
         bufs: &mut Buffers,
         upload: &mut Upload,
         addr: SocketAddr,
-    ) -> Attempt {
+    ) -> Attempt<(UpstreamConn, usize)> {
         // The request's start is "now" enough for idle expiry: no clock read.
         let mut pooled = pool::take(addr, kind, ctx.start);
         loop {
@@ -158,8 +148,8 @@ impl Proxy {
             let mut received = false;
             let sent = send_and_read(conn, input, &mut stream, ctx, bufs, upload, &mut received);
             match sent.await {
-                Ok(end) => return Attempt::Answered(stream, end),
-                Err(Err(e)) => return Attempt::Client(e),
+                Ok(end) => return Attempt::Answered((stream, end)),
+                Err(Err(e)) => return Attempt::Gave(body_failed(e)),
                 // A pooled connection the backend had closed: an idempotent request whose
                 // body is all here goes once more on a new one (as nginx and pingora retry).
                 Err(Ok((kind, _)))
@@ -175,20 +165,6 @@ impl Proxy {
             }
         }
     }
-}
-
-/// What one attempt at a backend came to.
-enum Attempt {
-    /// A response head, this long in `bufs.up`.
-    Answered(UpstreamConn, usize),
-    /// No response: how it failed, and what the client gets if it is not retried.
-    Failed(Failure, Unanswered),
-    /// No connection, and no retry: what the client gets.
-    Gave(Unanswered),
-    /// No connection; another backend is to be tried (the back-off waited).
-    Again,
-    /// The client's body failed.
-    Client(UploadError),
 }
 
 /// Writes the request head (and staged body) in `bufs.out` to `stream`, the rest of the body

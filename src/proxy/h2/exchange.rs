@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::answer::{unanswered, Outcome};
 use super::upload::{Replay, Upload, UploadError};
-use crate::proxy::attempts::{head_failure, io_failure, limit, Unanswered};
+use crate::proxy::attempts::{head_failure, io_failure, limit, Attempt, Unanswered};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
@@ -24,7 +24,7 @@ use crate::proxy::phases::Unconnected;
 use crate::proxy::timed::within;
 use crate::proxy::Proxy;
 use crate::route::pool::{self, Kind};
-use crate::route::retry::{Failure, Stake};
+use crate::route::retry::Stake;
 use crate::route::router::ProxyAction;
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::fields::{field, Field};
@@ -131,18 +131,12 @@ impl Proxy {
                 .map_err(|e| Unanswered::answer(502, e.to_string()))?;
             let sending = (&mut *body, &mut replay);
             let attempt = self.h2_attempt(request, head, sending, framing, kind, ctx, up, addr);
-            match attempt.await {
-                Attempt::Answered(stream, end, bytes_in) => match head_failure(ctx, &up[..end]) {
-                    Some(failure) if self.retry(ctx, failure, stake(&replay)).await => continue,
-                    _ => return Ok((stream, addr, end, bytes_in)),
-                },
-                Attempt::Again => continue,
-                Attempt::Failed(failure, failed) => {
-                    if !self.retry(ctx, failure, stake(&replay)).await {
-                        return Err(failed);
-                    }
-                }
-                Attempt::Gave(failed) => return Err(failed),
+            let attempt = attempt.await;
+            let settled = self.settle(ctx, attempt, stake(&replay), |ctx, (_, end, _)| {
+                head_failure(ctx, &up[..*end])
+            });
+            if let Some(settled) = settled.await {
+                return settled.map(|(stream, end, bytes_in)| (stream, addr, end, bytes_in));
             }
         }
     }
@@ -160,7 +154,7 @@ impl Proxy {
         ctx: &mut Ctx,
         up: &mut BytesMut,
         addr: std::net::SocketAddr,
-    ) -> Attempt {
+    ) -> Attempt<(UpstreamConn, usize, u64)> {
         let mut pooled = pool::take(addr, kind, ctx.start);
         loop {
             let (mut stream, reused) =
@@ -176,7 +170,7 @@ impl Proxy {
             let sending = (&mut *body, &mut *replay);
             let sent = send_and_read(ctx, &mut stream, head, sending, framing, up, &mut received);
             match sent.await {
-                Ok((end, bytes_in)) => return Attempt::Answered(stream, end, bytes_in),
+                Ok((end, bytes_in)) => return Attempt::Answered((stream, end, bytes_in)),
                 Err(Err(failed)) => return Attempt::Gave(failed),
                 // A pooled connection the backend had closed: a request whose body is kept
                 // goes once more on a new one.
@@ -193,18 +187,6 @@ impl Proxy {
             }
         }
     }
-}
-
-/// What one attempt at a backend came to.
-enum Attempt {
-    /// A response head, this long in `up`, after this many body bytes.
-    Answered(UpstreamConn, usize, u64),
-    /// No response: how it failed, and what the client gets if it is not retried.
-    Failed(Failure, Unanswered),
-    /// No response, and no retry (the client's body failed, or no connection).
-    Gave(Unanswered),
-    /// No connection; another backend is to be tried (the back-off waited).
-    Again,
 }
 
 /// Writes the request head and the body (as it streams from the client) to `stream`, then
