@@ -44,6 +44,7 @@ impl Ctx {
 
 /// Why a request got no response from a backend: the status menshen answers with instead
 /// (`None`: none can be sent, the client is gone) and what to log.
+#[derive(Debug)]
 pub(super) struct Unanswered {
     pub(super) status: Option<u16>,
     pub(super) error: String,
@@ -184,8 +185,8 @@ pub(in crate::proxy) enum Picked {
     Http1,
     /// No connection; another backend is to be tried (the back-off waited).
     Again,
-    /// No backend: the client's status and why.
-    Fail(u16, String),
+    /// No backend: what the client gets.
+    Fail(Unanswered),
 }
 
 impl Proxy {

@@ -9,6 +9,7 @@ use http::HeaderValue;
 use pingora::prelude::*;
 
 use super::access;
+use super::attempts::Unanswered;
 use super::ctx::{proxy_action, Ctx};
 use super::Proxy;
 use crate::observe::metrics::UpstreamErrorKind;
@@ -61,8 +62,8 @@ pub(crate) struct Peer {
 pub(super) enum Unconnected {
     /// The failure is counted against the backend; the request tries another one.
     TryAnother,
-    /// The request fails: the client's status and what to log.
-    Fail(u16, String),
+    /// The request fails: what the client gets.
+    Fail(Unanswered),
 }
 
 /// The site and route a request is for: lookups only, no side effect.
@@ -228,7 +229,7 @@ impl Proxy {
         let snapshot = ctx.snapshot.clone();
         let action = snapshot.as_deref().zip(ctx.route);
         let Some(action) = action.and_then(|(s, r)| proxy_action(s, r)) else {
-            return Err(Unconnected::Fail(502, "no route".into()));
+            return Err(Unconnected::Fail(Unanswered::answer(502, "no route")));
         };
         self.connect_backend(ctx, action, addr, name).await
     }
@@ -280,7 +281,10 @@ impl Proxy {
             return Err(Unconnected::TryAnother);
         }
         let error = format!("connect to {addr}: {e}");
-        Err(Unconnected::Fail(io_status(e.error.kind()), error))
+        Err(Unconnected::Fail(Unanswered::answer(
+            io_status(e.error.kind()),
+            error,
+        )))
     }
 
     /// Counts and logs a finished request, and ends its trace.

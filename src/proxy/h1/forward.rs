@@ -141,9 +141,7 @@ impl Proxy {
                 match self.pooled_or_new(ctx, addr, kind.name, &mut pooled).await {
                     Ok(taken) => taken,
                     Err(Unconnected::TryAnother) => return Attempt::Again,
-                    Err(Unconnected::Fail(status, error)) => {
-                        return Attempt::Gave(Unanswered::answer(status, error))
-                    }
+                    Err(Unconnected::Fail(failed)) => return Attempt::Gave(failed),
                 };
             let mut received = false;
             let sent = send_and_read(conn, input, &mut stream, ctx, bufs, upload, &mut received);

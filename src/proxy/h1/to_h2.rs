@@ -52,7 +52,7 @@ impl Proxy {
             };
             let picked = self.h2_pick(ctx, action, req.target.path(), header, kind);
             let unanswered = match picked.await {
-                Picked::Fail(status, error) => Unanswered::answer(status, error),
+                Picked::Fail(failed) => failed,
                 Picked::Http1 => return None,
                 Picked::Again => continue,
                 Picked::Ready(addr, sender) => {

@@ -161,9 +161,7 @@ impl Proxy {
                 match self.pooled_or_new(ctx, addr, kind.name, &mut pooled).await {
                     Ok(taken) => taken,
                     Err(Unconnected::TryAnother) => return Attempt::Again,
-                    Err(Unconnected::Fail(status, error)) => {
-                        return Attempt::Gave(Unanswered::answer(status, error))
-                    }
+                    Err(Unconnected::Fail(failed)) => return Attempt::Gave(failed),
                 };
             up.clear();
             let mut received = false;

@@ -13,8 +13,8 @@ use h2::{Reason, SendStream};
 use http::StatusCode;
 use tokio::io::AsyncReadExt;
 
-use super::answer::{answer, append_field, finish_head, own_response, Outcome};
-use crate::proxy::attempts::limit;
+use super::answer::{append_field, finish_head, Outcome};
+use crate::proxy::attempts::{limit, Unanswered};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::{Coded, Encoder};
@@ -23,7 +23,7 @@ use crate::proxy::http1::{
     UPSTREAM_BUF,
 };
 use crate::proxy::http2::send_data;
-use crate::proxy::own::{self, io_status};
+use crate::proxy::own::io_status;
 use crate::proxy::response_edits::{response_fields, ResponseEdits};
 use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
@@ -62,7 +62,7 @@ impl Relay<'_> {
     ) -> Outcome {
         let last = match self.final_head(&mut stream, &mut up, end).await {
             Ok(last) => last,
-            Err((status, error)) => return self.refuse(respond, status, error).await,
+            Err(failed) => return self.refuse(respond, failed).await,
         };
         let Final {
             head,
@@ -78,7 +78,7 @@ impl Relay<'_> {
             Ok(send) => send,
             Err(e) => {
                 let error = format!("sending the response head: {e}");
-                return self.refuse(respond, 502, error).await;
+                return self.refuse(respond, Unanswered::answer(502, error)).await;
             }
         };
         if empty {
@@ -109,7 +109,7 @@ impl Relay<'_> {
         stream: &mut UpstreamConn,
         up: &mut BytesMut,
         mut end: usize,
-    ) -> Result<Final, (u16, String)> {
+    ) -> Result<Final, Unanswered> {
         let mut interim = 0;
         loop {
             let failed = match with_response(&up[..end], |resp| self.edited(resp)) {
@@ -128,13 +128,13 @@ impl Relay<'_> {
                     let limit = self.ctx.first_byte_limit();
                     end = read_response_head(stream, up, limit, &mut received)
                         .await
-                        .map_err(|(kind, error)| (io_status(kind), error))?;
+                        .map_err(|(kind, error)| Unanswered::answer(io_status(kind), error))?;
                     continue;
                 }
                 Ok(None) => "bad status or Content-Length",
                 Err(_) => "bad response header",
             };
-            return Err((502, failed.into()));
+            return Err(Unanswered::answer(502, failed));
         }
     }
 
@@ -265,17 +265,14 @@ impl Relay<'_> {
         }
     }
 
-    /// Answers `status` when nothing of the response went to the client yet.
-    async fn refuse(
-        &self,
-        respond: &mut SendResponse<Bytes>,
-        status: u16,
-        error: String,
-    ) -> Outcome {
+    /// Answers `failed`'s status when nothing of the response went to the client yet.
+    async fn refuse(&self, respond: &mut SendResponse<Bytes>, failed: Unanswered) -> Outcome {
         let asking = super::answer::asking(self.ctx, self.parts, self.host);
-        let reply = own::error(status, &asking, |o| own_response(o, &self.ctx.request_id));
-        let (sent, _) = answer(respond, reply, self.head_request, self.send).await;
-        self.fail(status, sent, error)
+        let how = (self.head_request, self.send);
+        let mut outcome = super::answer::unanswered(respond, asking, how, failed).await;
+        outcome.bytes_in = self.bytes_in;
+        outcome.error = outcome.error.map(|e| format!("{}: {e}", self.addr));
+        outcome
     }
 }
 

@@ -108,7 +108,7 @@ impl Proxy {
                     }
                 },
                 Picked::Again => continue,
-                Picked::Fail(status, error) => break Err(Unanswered::answer(status, error)),
+                Picked::Fail(failed) => break Err(failed),
             };
             let stream = Stream { sender, addr, kind };
             let sent = self.backend_stream(stream, request, &mut body, action, ctx, facts);
@@ -135,13 +135,13 @@ impl Proxy {
     ) -> Picked {
         let addr = match self.pick_backend(action, ctx, path, header) {
             Ok(addr) => addr,
-            Err(e) => return Picked::Fail(502, e.to_string()),
+            Err(e) => return Picked::Fail(Unanswered::answer(502, e.to_string())),
         };
         match self.h2_sender(ctx, action, addr, kind).await {
             Ok(Some(sender)) => Picked::Ready(addr, sender),
             Ok(None) => Picked::Http1,
             Err(Unconnected::TryAnother) => Picked::Again,
-            Err(Unconnected::Fail(status, error)) => Picked::Fail(status, error),
+            Err(Unconnected::Fail(failed)) => Picked::Fail(failed),
         }
     }
 
@@ -236,18 +236,20 @@ impl Proxy {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .handshake::<_, Bytes>(conn)
             .await;
-        let (sender, connection) = handshake
-            .map_err(|e| Unconnected::Fail(502, format!("HTTP/2 handshake with {addr}: {e}")))?;
+        let (sender, connection) = handshake.map_err(|e| {
+            let error = format!("HTTP/2 handshake with {addr}: {e}");
+            Unconnected::Fail(Unanswered::answer(502, error))
+        })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(backend = %addr, "HTTP/2 connection to the backend ended: {e}");
             }
         });
         h2_pool::put(addr, kind, sender.clone());
-        let sender = sender
-            .ready()
-            .await
-            .map_err(|e| Unconnected::Fail(502, format!("HTTP/2 connection to {addr}: {e}")))?;
+        let sender = sender.ready().await.map_err(|e| {
+            let error = format!("HTTP/2 connection to {addr}: {e}");
+            Unconnected::Fail(Unanswered::answer(502, error))
+        })?;
         Ok(Some(sender))
     }
 }
