@@ -212,6 +212,12 @@ impl Admin {
             }
         }
         m.rejected_cert_files.set(snapshot.cert_errors.len() as f64);
+        if let Some(store) = crate::cache::store::current() {
+            let stats = store.stats();
+            let c = crate::observe::cache_metrics::cache_metrics();
+            c.entries.set(stats.entries as f64);
+            c.stored_bytes.set(stats.bytes as f64);
+        }
         m.cert_expiry.reset();
         m.ocsp_next_update.reset();
         m.ocsp_status.reset();

@@ -23,6 +23,7 @@
 
 mod access;
 mod attempts;
+mod cache;
 mod compress;
 pub mod conn;
 mod ctx;

@@ -22,7 +22,6 @@ const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("src/proxy/h1/serve.rs one", 92),
     ("src/proxy/h1/to_h2.rs h1_to_h2", 62),
     ("src/proxy/h2/exchange.rs h2_exchange", 77),
-    ("src/cli.rs check", 88),
     ("src/proxy/h2/stream.rs h2_stream", 121),
     ("src/proxy/h2/to_h2.rs to_h2", 73),
     ("src/proxy/http1/body.rs advance_with", 107),

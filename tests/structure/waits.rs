@@ -15,6 +15,12 @@ const SLEEPS: &[(&str, usize, &str)] = &[
         "a client that does not read while the send timeout runs",
     ),
     (
+        "tests/cache.rs",
+        1,
+        "an origin slow to answer, so that 100 concurrent misses arrive while its one fetch is \
+         under way: shaping, not waiting",
+    ),
+    (
         "tests/h1_engine.rs",
         1,
         "a pause inside a WebSocket conversation",

@@ -18,6 +18,7 @@ use super::request::Request;
 use super::response::{client_response_head, final_head, upgrade_head, Persist};
 use super::{write_out, Buffers, Outcome};
 use crate::proxy::attempts::limit;
+use crate::proxy::cache::Tee;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::Encoder;
@@ -61,7 +62,8 @@ impl Relay<'_, '_> {
         bufs: &mut Buffers,
         input: &mut BytesMut,
     ) -> Outcome {
-        let sent = match self.head(conn, &mut stream, end, bufs).await {
+        let mut tee = Tee::take(self.ctx);
+        let sent = match self.head(conn, &mut stream, end, bufs, &mut tee).await {
             Ok(sent) => sent,
             Err(outcome) => return outcome,
         };
@@ -88,7 +90,7 @@ impl Relay<'_, '_> {
                 error: bytes.2,
             };
         }
-        self.body(conn, stream, &head, bufs, persist).await
+        self.body(conn, stream, &head, bufs, persist, tee).await
     }
 
     /// Reads the final head (interim ones go to the client as they come) and writes it, edited,
@@ -99,6 +101,7 @@ impl Relay<'_, '_> {
         stream: &mut UpstreamConn,
         end: usize,
         bufs: &mut Buffers,
+        tee: &mut Tee,
     ) -> Result<Sent, Outcome> {
         let req = self.request.req;
         let head_request = req.method == http::Method::HEAD;
@@ -127,6 +130,7 @@ impl Relay<'_, '_> {
                 (502, "101 to a request without Upgrade".to_owned())
             }
             Ok((head, end)) => {
+                tee.head(&up[..end]);
                 up.advance(end);
                 return Ok(Sent {
                     head,
@@ -178,11 +182,12 @@ impl Relay<'_, '_> {
         head: &ResponseHead,
         bufs: &mut Buffers,
         persist: Persist,
+        mut tee: Tee,
     ) -> Outcome {
         let rechunk = head.framing == Framing::UntilClose && self.request.req.version != 0;
         let mut body = Body::new(head.framing);
         let Buffers { out, up } = bufs;
-        let Ok((first, sent)) = body.take(up) else {
+        let Ok((first, sent)) = body.take_with(up, |r| tee.data(&up[r])) else {
             // Nothing of this response reached the client yet: it gets a 502.
             let asking = self.request.asking(self.ctx);
             let head_request = self.request.req.method == http::Method::HEAD;
@@ -202,8 +207,9 @@ impl Relay<'_, '_> {
             sent,
             extra,
         };
-        match self.rest(conn, &mut stream, out, up, pass).await {
+        match self.rest(conn, &mut stream, out, up, pass, &mut tee).await {
             Ok((sent, extra)) => {
+                tee.finish(self.ctx);
                 self.finish(stream, head, extra);
                 self.done(head.status, sent, persist)
             }
@@ -241,6 +247,7 @@ impl Relay<'_, '_> {
         out: &mut Vec<u8>,
         up: &mut BytesMut,
         mut pass: Pass,
+        tee: &mut Tee,
     ) -> Result<(usize, bool), (usize, String)> {
         let (idle, deadline) = (self.ctx.timeouts().idle, self.ctx.deadline());
         while !pass.body.is_done() {
@@ -253,7 +260,7 @@ impl Relay<'_, '_> {
                 Ok(_) => {}
                 Err(e) => return Err((pass.sent, format!("reading the response body: {e}"))),
             }
-            let Ok((n, payload)) = pass.body.take(up) else {
+            let Ok((n, payload)) = pass.body.take_with(up, |r| tee.data(&up[r])) else {
                 return Err((pass.sent, "bad chunked framing from the backend".into()));
             };
             pass.extra |= up.len() > n;

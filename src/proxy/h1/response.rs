@@ -161,6 +161,7 @@ mod tests {
             alt_svc: None,
             coding: None,
             vary: false,
+            cache: None,
         };
         let mut out = Vec::new();
         with_response(raw, |r| {

@@ -141,7 +141,7 @@ impl Proxy {
                     .await
             }
             (None, Some(Action::Proxy(action))) => {
-                self.proxy(conn, facts, request, action, &mut ctx, bufs, input)
+                self.cached_or_proxy(conn, facts, request, action, &mut ctx, bufs, input)
                     .await
             }
             (None, None) => {

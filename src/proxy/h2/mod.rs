@@ -13,6 +13,7 @@
 //! stream with `RST_STREAM`, never as complete.
 
 mod answer;
+mod cached;
 mod exchange;
 mod from_h2;
 mod relay;

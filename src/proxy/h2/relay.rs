@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use super::answer::{answer, append_field, finish_head, own_response, Outcome};
 use crate::proxy::attempts::limit;
+use crate::proxy::cache::Tee;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::{Coded, Encoder};
@@ -60,7 +61,8 @@ impl Relay<'_> {
         end: usize,
         respond: &mut SendResponse<Bytes>,
     ) -> Outcome {
-        let last = match self.final_head(&mut stream, &mut up, end).await {
+        let mut tee = Tee::take(self.ctx);
+        let last = match self.final_head(&mut stream, &mut up, end, &mut tee).await {
             Ok(last) => last,
             Err((status, error)) => return self.refuse(respond, status, error).await,
         };
@@ -82,6 +84,7 @@ impl Relay<'_> {
             }
         };
         if empty {
+            tee.finish(self.ctx);
             return self.put_back(stream, &head, !body.is_done(), 0);
         }
         let mut pass = Pass {
@@ -91,9 +94,11 @@ impl Relay<'_> {
             coded,
             sent: 0,
             extra: false,
+            tee,
         };
         match self.body(&mut stream, &mut up, &mut pass).await {
             Ok(()) => {
+                std::mem::replace(&mut pass.tee, Tee::none()).finish(self.ctx);
                 let unfinished = pass.extra || !pass.body.is_done();
                 self.put_back(stream, &head, unfinished, pass.sent)
             }
@@ -109,11 +114,13 @@ impl Relay<'_> {
         stream: &mut UpstreamConn,
         up: &mut BytesMut,
         mut end: usize,
+        tee: &mut Tee,
     ) -> Result<Final, (u16, String)> {
         let mut interim = 0;
         loop {
             let failed = match with_response(&up[..end], |resp| self.edited(resp)) {
                 Ok(Some(Ok(last))) => {
+                    tee.head(&up[..end]);
                     up.advance(end);
                     return Ok(last);
                 }
@@ -145,9 +152,6 @@ impl Relay<'_> {
         if head.status < 200 {
             return Some(Err(head.status));
         }
-        let mut response = http::Response::new(());
-        *response.status_mut() = StatusCode::from_u16(head.status).ok()?;
-        let headers = response.headers_mut();
         let fields = resp.headers.iter().map(|h| (h.name, h.value));
         let compression = self.ctx.compression_for(head.status, fields);
         let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
@@ -157,14 +161,7 @@ impl Relay<'_> {
             Some(_) => Framing::UntilClose,
             None => head.framing,
         };
-        let has_date = response_fields(resp, framing, &edits, |name, value| {
-            // The backend's framing is its own: HTTP/2 frames the body.
-            if field(name) == Field::TransferEncoding {
-                return;
-            }
-            append_field(headers, name, value);
-        });
-        finish_head(headers, &self.ctx.request_id, has_date);
+        let response = client_head(resp, head.status, framing, &edits, &self.ctx.request_id)?;
         Some(Ok(Final {
             head,
             response,
@@ -221,6 +218,7 @@ impl Relay<'_> {
         };
         pass.extra |= up.len() > n;
         let data = payload(up, n, runs);
+        pass.tee.data(&data);
         let data = match pass.coded.pass(data) {
             Ok(data) => data,
             Err(e) => return Err(pass.reset(format!("compressing: {e}"))),
@@ -279,6 +277,29 @@ impl Relay<'_> {
     }
 }
 
+/// The HTTP/2 head a client gets of the HTTP/1 response head `resp` (a backend's, or a stored
+/// one), edited by the same `response_fields` as for an HTTP/1 client.
+pub(super) fn client_head(
+    resp: &httparse::Response<'_, '_>,
+    status: u16,
+    framing: Framing,
+    edits: &ResponseEdits<'_>,
+    id: &http::HeaderValue,
+) -> Option<http::Response<()>> {
+    let mut response = http::Response::new(());
+    *response.status_mut() = StatusCode::from_u16(status).ok()?;
+    let headers = response.headers_mut();
+    let has_date = response_fields(resp, framing, edits, |name, value| {
+        // The backend's framing is its own: HTTP/2 frames the body.
+        if field(name) == Field::TransferEncoding {
+            return;
+        }
+        append_field(headers, name, value);
+    });
+    finish_head(headers, id, has_date);
+    Some(response)
+}
+
 /// A body on its way to the client.
 struct Pass {
     send: SendStream<Bytes>,
@@ -287,6 +308,8 @@ struct Pass {
     coded: Coded,
     sent: usize,
     extra: bool,
+    /// The response's way into the edge cache.
+    tee: Tee,
 }
 
 impl Pass {

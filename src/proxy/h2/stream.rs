@@ -124,7 +124,7 @@ impl Proxy {
                     host: &host,
                     length,
                 };
-                self.h2_exchange(facts, &request, body, action, &mut ctx, &mut respond)
+                self.h2_cached_or_exchange(facts, &request, body, action, &mut ctx, &mut respond)
                     .await
             }
             (None, None) => {

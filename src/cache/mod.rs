@@ -1,0 +1,18 @@
+//! The edge cache (RFC 9111), below every engine: what a site or route caches (`rules.rs`),
+//! whether a response may be stored and for how long (`fresh.rs`, reading `control.rs`'s
+//! Cache-Control), the key (`key.rs`), the memory store (`store.rs`, TinyUFO), one backend
+//! fetch per key while other requests wait (`lock.rs`) and the response teed into the store as
+//! it streams to the client (`fill.rs`). No I/O here; the engines' hooks are `proxy/cache.rs`.
+
+pub mod control;
+pub mod fill;
+pub mod fresh;
+pub mod key;
+pub mod lock;
+pub mod rules;
+pub mod status;
+pub mod store;
+
+pub use fill::Fill;
+pub use rules::{KeyParts, Rules, Settings};
+pub use store::{Object, Stats, Store};

@@ -1,0 +1,251 @@
+//! The memory store: cached responses under their keys in TinyUFO (pingora's cache of
+//! TinyLFU admission and S3-FIFO eviction: an object seen once does not push out one asked for
+//! often, so a scan of many URLs passes through without emptying the store), weighed in KiB
+//! against the byte limit. A key with variants holds the names its `Vary` lists; each variant
+//! is stored under its own key.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tinyufo::TinyUfo;
+
+use super::fresh::Freshness;
+use super::key::{variant, RequestFields};
+use super::Settings;
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Object {
+    /// Its key (the variant's, when the response varies).
+    pub key: String,
+    /// Its status.
+    pub status: u16,
+    /// Its header fields as HTTP/1 lines (`name: value\r\n`), without those of its connection,
+    /// its framing and its `Age`.
+    pub fields: Bytes,
+    /// Its body, whole.
+    pub body: Bytes,
+    /// When it was stored.
+    pub stored_at: Instant,
+    /// How long it stays fresh.
+    pub fresh: Freshness,
+}
+
+/// Where an object stands at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Within its lifetime.
+    Fresh,
+    /// Stale, within its `stale-while-revalidate` time.
+    StaleWhileRevalidate,
+    /// Stale, within its `stale-if-error` time only (or beyond both).
+    Stale,
+}
+
+impl Object {
+    /// Its age (RFC 9111 4.2.3) at `now`.
+    pub fn age(&self, now: Instant) -> Duration {
+        self.fresh.initial_age + now.saturating_duration_since(self.stored_at)
+    }
+
+    /// Where it stands at `now`.
+    pub fn state(&self, now: Instant) -> State {
+        let (age, f) = (self.age(now), &self.fresh);
+        if age < f.lifetime {
+            State::Fresh
+        } else if !f.must_revalidate && age < f.lifetime + f.while_revalidate {
+            State::StaleWhileRevalidate
+        } else {
+            State::Stale
+        }
+    }
+
+    /// Whether it may answer when the backend fails (`stale-if-error`) at `now`.
+    pub fn usable_on_error(&self, now: Instant) -> bool {
+        let f = &self.fresh;
+        !f.must_revalidate && self.age(now) < f.lifetime + f.if_error
+    }
+
+    fn size(&self) -> usize {
+        self.key.len() + self.fields.len() + self.body.len()
+    }
+}
+
+/// What a key holds.
+#[derive(Clone)]
+enum Slot {
+    Object(Arc<Object>),
+    /// The response varies on these fields (lowercase, sorted).
+    Vary(Arc<[Box<str>]>),
+}
+
+/// Entries and bytes held, and the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Responses held.
+    pub entries: usize,
+    /// Their bytes (keys, fields, bodies).
+    pub bytes: u64,
+    /// The store's limit.
+    pub limit: u64,
+}
+
+/// The process's memory store.
+pub struct Store {
+    ufo: TinyUfo<String, Slot>,
+    entries: AtomicUsize,
+    bytes: AtomicU64,
+    limit: u64,
+}
+
+/// TinyUFO's weights are in these.
+const WEIGHT_UNIT: usize = 1024;
+/// For TinyUFO's sketch: objects expected in the store per MiB of its limit.
+const OBJECTS_PER_MIB: usize = 64;
+
+static STORE: OnceLock<Store> = OnceLock::new();
+
+/// The process's store, made with `settings` on first use (the limit is read at start).
+pub fn init(settings: &Settings) -> &'static Store {
+    STORE.get_or_init(|| Store::new(settings.memory_bytes))
+}
+
+/// The process's store, if a request has used it yet.
+pub fn current() -> Option<&'static Store> {
+    STORE.get()
+}
+
+impl Store {
+    /// A store of at most `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        let units = usize::try_from(limit).unwrap_or(usize::MAX) / WEIGHT_UNIT;
+        let estimated = (units / 1024 * OBJECTS_PER_MIB).max(1024);
+        Self {
+            ufo: TinyUfo::new(units.max(1), estimated),
+            entries: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    /// The object stored for a request with `primary` key and `request` fields.
+    pub fn get(&self, primary: &str, request: &dyn RequestFields) -> Option<Arc<Object>> {
+        let key = primary.to_owned();
+        match self.ufo.get(&key)? {
+            Slot::Object(o) => (o.key == primary).then_some(o),
+            Slot::Vary(names) => {
+                let key = variant(primary, &names, request);
+                match self.ufo.get(&key)? {
+                    // Keys are hashed: the object's own key tells a collision.
+                    Slot::Object(o) => (o.key == key).then_some(o),
+                    Slot::Vary(_) => None,
+                }
+            }
+        }
+    }
+
+    /// Stores `object` for `primary`, varying on `vary` (its key is the variant's then).
+    pub fn put(&self, primary: &str, vary: &[Box<str>], object: Object) {
+        if !vary.is_empty() {
+            let names: Arc<[Box<str>]> = vary.into();
+            self.insert(primary.to_owned(), Slot::Vary(names), 1);
+        }
+        let units = object.size().div_ceil(WEIGHT_UNIT).max(1);
+        let Ok(weight) = u16::try_from(units) else {
+            return;
+        };
+        let key = object.key.clone();
+        self.insert(key, Slot::Object(Arc::new(object)), weight);
+    }
+
+    /// Removes what `key` holds (an object, or a key's `Vary` names).
+    pub fn remove(&self, key: &str) {
+        if let Some(old) = self.ufo.remove(&key.to_owned()) {
+            self.forget(&old);
+        }
+    }
+
+    /// What it holds.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            entries: self.entries.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            limit: self.limit,
+        }
+    }
+
+    fn insert(&self, key: String, slot: Slot, weight: u16) {
+        if let Some(old) = self.ufo.remove(&key) {
+            self.forget(&old);
+        }
+        if let Slot::Object(o) = &slot {
+            self.entries.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(o.size() as u64, Ordering::Relaxed);
+        }
+        // What TinyUFO evicts (the new one itself, when TinyLFU finds it less asked for).
+        for evicted in self.ufo.put(key, slot, weight) {
+            self.forget(&evicted.data);
+        }
+    }
+
+    fn forget(&self, slot: &Slot) {
+        if let Slot::Object(o) = slot {
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+            self.bytes.fetch_sub(o.size() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::key::Taken;
+
+    fn object(key: &str, body: usize) -> Object {
+        Object {
+            key: key.into(),
+            status: 200,
+            fields: Bytes::new(),
+            body: Bytes::from(vec![b'x'; body]),
+            stored_at: Instant::now(),
+            fresh: Freshness {
+                lifetime: Duration::from_secs(60),
+                initial_age: Duration::ZERO,
+                while_revalidate: Duration::ZERO,
+                if_error: Duration::ZERO,
+                must_revalidate: false,
+            },
+        }
+    }
+
+    #[test]
+    fn objects_and_variants_are_found_by_their_keys() {
+        let store = Store::new(1 << 20);
+        store.put("a/x", &[], object("a/x", 10));
+        let none = Taken::default();
+        assert_eq!(store.get("a/x", &none).map(|o| o.body.len()), Some(10));
+        let vary: Vec<Box<str>> = vec!["accept-language".into()];
+        let zh = Taken(vec![("accept-language".into(), b"zh".to_vec())]);
+        let en = Taken(vec![("accept-language".into(), b"en".to_vec())]);
+        store.put("a/v", &vary, object(&variant("a/v", &vary, &zh), 3));
+        assert!(store.get("a/v", &zh).is_some());
+        assert!(store.get("a/v", &en).is_none());
+        assert_eq!(store.stats().entries, 2);
+        store.remove("a/x");
+        assert_eq!(store.stats().entries, 1);
+    }
+
+    #[test]
+    fn the_byte_limit_holds() {
+        let store = Store::new(64 * 1024);
+        for i in 0..100 {
+            let key = format!("k{i}");
+            store.put(&key, &[], object(&key, 4000));
+        }
+        let stats = store.stats();
+        assert!(stats.bytes <= 64 * 1024 + 4100, "{stats:?}");
+        assert!(stats.entries >= 8, "{stats:?}");
+    }
+}
