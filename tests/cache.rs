@@ -8,154 +8,12 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::config::Config;
-use support::h1::{field_value, next_head};
-use support::http::{get_with, h2_connect, raw_plain, Response};
-use support::{admin, eventually, free_port, Env, Running};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-
-const HOST: &str = "cache.test";
-
-/// An origin that answers by path and counts the requests for each.
-#[derive(Clone, Default)]
-struct Origin {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl Origin {
-    async fn start() -> (Origin, u16) {
-        let origin = Origin::default();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let o = origin.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(o.clone().serve(tcp));
-            }
-        });
-        (origin, port)
-    }
-
-    fn count(&self, path: &str) -> usize {
-        let counts = self.counts.lock().expect("counts");
-        counts.get(path).copied().unwrap_or(0)
-    }
-
-    async fn serve(self, mut tcp: TcpStream) {
-        let mut buf = Vec::new();
-        loop {
-            let Some(head) = next_head(&mut tcp, &mut buf).await else {
-                return;
-            };
-            let head = head.to_ascii_lowercase();
-            let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
-            let n = {
-                let mut counts = self.counts.lock().expect("counts");
-                let n = counts.entry(path.clone()).or_default();
-                *n += 1;
-                *n
-            };
-            let language = field_value(&head, "accept-language").unwrap_or("none".into());
-            let (fields, body) = answer(&path, n, &language).await;
-            let chunked = path.starts_with("/chunked");
-            let mut out = format!("HTTP/1.1 200 OK\r\n{fields}").into_bytes();
-            if chunked {
-                out.extend(b"transfer-encoding: chunked\r\n\r\n");
-                for part in body.as_bytes().chunks(7) {
-                    out.extend(format!("{:x}\r\n", part.len()).bytes());
-                    out.extend_from_slice(part);
-                    out.extend(b"\r\n");
-                }
-                out.extend(b"0\r\n\r\n");
-            } else {
-                out.extend(format!("content-length: {}\r\n\r\n", body.len()).bytes());
-                if !head.starts_with("head ") {
-                    out.extend(body.as_bytes());
-                }
-            }
-            if tcp.write_all(&out).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// The origin's fields and body for `path`, the `n`th request for it.
-async fn answer(path: &str, n: usize, language: &str) -> (String, String) {
-    let fields = match path.split('?').next().unwrap_or("") {
-        "/nostore" => "cache-control: no-store\r\n",
-        "/private" => "cache-control: private, max-age=60\r\n",
-        "/public" => "cache-control: public, max-age=60\r\n",
-        "/cookie" => "cache-control: max-age=60\r\nset-cookie: session=1\r\n",
-        "/vary" => "cache-control: max-age=60\r\nvary: Accept-Language\r\n",
-        "/short" => "cache-control: max-age=1\r\n",
-        "/slow" => {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            "cache-control: max-age=60\r\n"
-        }
-        _ => "cache-control: max-age=60\r\n",
-    };
-    (fields.to_owned(), format!("{path} #{n} for {language}\n"))
-}
-
-struct Setup {
-    env: Env,
-    origin: Origin,
-    admin: u16,
-    /// The origin's port.
-    port: u16,
-    _running: Running,
-    root_pem: String,
-}
-
-fn config(env: &Env, port: u16, admin_port: u16, takedown: bool) -> Config {
-    let mut c = Config::new()
-        .raw(&admin::section(env, admin_port))
-        .upstream("origin", &[port]);
-    if takedown {
-        c = c.raw(
-            "[[policy.takedowns]]\nid = \"case-7\"\nhost = \"cache.test\"\nprefix = \"/taken/\"",
-        );
-    }
-    c.site("cache", &[HOST])
-        .keys("add_response_headers = { \"x-site\" = \"edited\" }")
-        .raw("[sites.cache]\nmax_object_bytes = 1048576")
-        .proxy("/", "origin")
-        .proxy("/uncached/", "origin")
-        .keys("cache = { enabled = false }")
-}
-
-async fn setup() -> Setup {
-    let (env, root) = Env::with_approved_root("cache root");
-    env.put_leaf("cache", &root, HOST, 1);
-    let (origin, port) = Origin::start().await;
-    let admin_port = free_port();
-    env.write_config("", config(&env, port, admin_port, false));
-    let running = env.start();
-    Setup {
-        env,
-        origin,
-        admin: admin_port,
-        port,
-        _running: running,
-        root_pem: root.pem.clone(),
-    }
-}
-
-async fn get(s: &Setup, path: &str, extra: &str) -> Response {
-    raw_plain(s.env.http, &get_with(HOST, path, extra), None)
-        .await
-        .expect("GET through menshen")
-}
-
-fn x_cache(r: &Response) -> &str {
-    r.header("x-cache").unwrap_or("none")
-}
+use support::admin;
+use support::cache_origin::{config, get, h2_get, setup, x_cache, HOST};
+use support::eventually;
+use support::http::{get_with, raw_plain};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hits_misses_and_what_is_never_stored() {
@@ -280,36 +138,6 @@ async fn concurrent_misses_make_one_backend_request() {
         bodies.iter().all(|b| b == "/slow #1 for none\n"),
         "{bodies:?}"
     );
-}
-
-/// GET on an HTTP/2 connection: status, X-Cache and body.
-async fn h2_get(s: &Setup, path: &str) -> (u16, String, String) {
-    let mut send = h2_connect(&[&s.root_pem], s.env.https, HOST)
-        .await
-        .expect("h2");
-    let request = http::Request::get(format!("https://{HOST}{path}"))
-        .body(())
-        .expect("request");
-    send = send.ready().await.expect("ready");
-    let (response, _) = send.send_request(request, true).expect("send");
-    let response = response.await.expect("response");
-    let status = response.status().as_u16();
-    let x = response
-        .headers()
-        .get("x-cache")
-        .map(|v| v.to_str().unwrap_or("").to_owned());
-    let mut body = response.into_body();
-    let mut text = Vec::new();
-    while let Some(data) = body.data().await {
-        let data = data.expect("data");
-        let _ = body.flow_control().release_capacity(data.len());
-        text.extend_from_slice(&data);
-    }
-    (
-        status,
-        x.unwrap_or_default(),
-        String::from_utf8_lossy(&text).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,6 +26,9 @@ pub struct Fill {
     /// Held while the fetch runs: others wait for it.
     _lock: Option<FillLock>,
     filling: Option<Filling>,
+    /// The stored response this fetch revalidates (its validators go to the backend) or
+    /// stands in for when the backend fails (`stale-if-error`).
+    stale: Option<Arc<Object>>,
 }
 
 #[derive(Debug)]
@@ -55,7 +58,77 @@ impl Fill {
             request,
             _lock: lock,
             filling: None,
+            stale: None,
         }
+    }
+
+    /// This fetch revalidates `stale`.
+    pub fn revalidating(mut self, stale: Arc<Object>) -> Self {
+        self.stale = Some(stale);
+        self
+    }
+
+    /// The stored response being revalidated.
+    pub fn stale(&self) -> Option<&Arc<Object>> {
+        self.stale.as_ref()
+    }
+
+    /// The conditional fields for the backend (`If-None-Match`, `If-Modified-Since`) of the
+    /// response being revalidated.
+    pub fn conditions(&self, mut emit: impl FnMut(&'static str, &[u8])) {
+        let Some(stale) = &self.stale else { return };
+        if let Some(etag) = stale.field("etag") {
+            emit("if-none-match", etag);
+        }
+        if let Some(modified) = stale.field("last-modified") {
+            emit("if-modified-since", modified);
+        }
+    }
+
+    /// A `304 Not Modified` with `fields` answered the revalidation: the stored response with
+    /// its fields updated (RFC 9111 4.3.4), stored again when it still may be.
+    pub fn refresh<'a>(
+        &self,
+        fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+        store: &Store,
+    ) -> Option<Arc<Object>> {
+        let stale = self.stale.as_ref()?;
+        let updated = |name: &str| fields.clone().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let mut kept = Vec::with_capacity(stale.fields.len() + 256);
+        for (name, value) in stale.fields() {
+            if !updated(name) {
+                push_line(&mut kept, name, value);
+            }
+        }
+        for (name, value) in fields.filter(|(n, _)| stored_field(n)) {
+            push_line(&mut kept, name, value);
+        }
+        let object = Object {
+            key: stale.key.clone(),
+            status: stale.status,
+            fields: kept.into(),
+            body: stale.body.clone(),
+            stored_at: Instant::now(),
+            fresh: stale.fresh,
+        };
+        let judged = judge(
+            object.status,
+            object.fields(),
+            self.asked,
+            &self.rules,
+            SystemTime::now(),
+        );
+        let Ok(fresh) = judged else {
+            return Some(Arc::new(object));
+        };
+        let object = Object { fresh, ..object };
+        let vary = vary_names(
+            object
+                .fields()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
+                .map(|(_, v)| v),
+        );
+        Some(store.put(&self.primary, &vary, object))
     }
 
     /// The backend's final response head: `Ok` when it is being stored.
@@ -140,4 +213,21 @@ impl Fill {
         store.put(&self.primary, &f.vary, object);
         true
     }
+}
+
+/// Whether a response field is kept with a stored response: not those of its connection, its
+/// framing, its `Age` (the cache sends its own) or its request id.
+fn stored_field(name: &str) -> bool {
+    match field(name) {
+        Field::ContentLength | Field::TransferEncoding | Field::XRequestId => false,
+        f if is_hop_by_hop(f) => false,
+        _ => !name.eq_ignore_ascii_case("age"),
+    }
+}
+
+fn push_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }

@@ -39,7 +39,7 @@ pub enum State {
     /// Within its lifetime.
     Fresh,
     /// Stale, within its `stale-while-revalidate` time.
-    StaleWhileRevalidate,
+    WhileRevalidate,
     /// Stale, within its `stale-if-error` time only (or beyond both).
     Stale,
 }
@@ -56,7 +56,7 @@ impl Object {
         if age < f.lifetime {
             State::Fresh
         } else if !f.must_revalidate && age < f.lifetime + f.while_revalidate {
-            State::StaleWhileRevalidate
+            State::WhileRevalidate
         } else {
             State::Stale
         }
@@ -66,6 +66,23 @@ impl Object {
     pub fn usable_on_error(&self, now: Instant) -> bool {
         let f = &self.fresh;
         !f.must_revalidate && self.age(now) < f.lifetime + f.if_error
+    }
+
+    /// Its fields, as stored.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+        self.fields.split(|&b| b == b'\n').filter_map(|line| {
+            let line = line.strip_suffix(b"\r")?;
+            let at = line.iter().position(|&b| b == b':')?;
+            let name = std::str::from_utf8(&line[..at]).ok()?;
+            Some((name, line[at + 1..].trim_ascii_start()))
+        })
+    }
+
+    /// The value of its first field `name`.
+    pub fn field(&self, name: &str) -> Option<&[u8]> {
+        let mut all = self.fields();
+        all.find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     fn size(&self) -> usize {
@@ -147,17 +164,18 @@ impl Store {
     }
 
     /// Stores `object` for `primary`, varying on `vary` (its key is the variant's then).
-    pub fn put(&self, primary: &str, vary: &[Box<str>], object: Object) {
+    pub fn put(&self, primary: &str, vary: &[Box<str>], object: Object) -> Arc<Object> {
         if !vary.is_empty() {
             let names: Arc<[Box<str>]> = vary.into();
             self.insert(primary.to_owned(), Slot::Vary(names), 1);
         }
+        let object = Arc::new(object);
         let units = object.size().div_ceil(WEIGHT_UNIT).max(1);
-        let Ok(weight) = u16::try_from(units) else {
-            return;
-        };
-        let key = object.key.clone();
-        self.insert(key, Slot::Object(Arc::new(object)), weight);
+        if let Ok(weight) = u16::try_from(units) {
+            let key = object.key.clone();
+            self.insert(key, Slot::Object(object.clone()), weight);
+        }
+        object
     }
 
     /// Removes what `key` holds (an object, or a key's `Vary` names).

@@ -1,5 +1,5 @@
 //! The edge cache's metrics: requests and response bytes per site and result (`hit`, `miss`,
-//! `bypass`; both label sets bounded by the configured sites), and the store's entries and
+//! `expired`, `revalidated`, `stale`, `bypass`; both label sets bounded by the configured sites), and the store's entries and
 //! bytes (set when scraped).
 
 use std::sync::OnceLock;
@@ -26,7 +26,9 @@ pub fn cache_metrics() -> &'static CacheMetrics {
         requests: register_int_counter_vec!(
             "menshen_cache_requests_total",
             "Requests to caching routes, by site and result: hit (answered from the cache), \
-             miss (forwarded, stored when it may be), bypass (not looked up: a method, a body \
+             miss (forwarded, stored when it may be), expired (stale, forwarded with its \
+             validators), revalidated (a 304 made it fresh), stale (answered stale: \
+             stale-while-revalidate or stale-if-error), bypass (not looked up: a method, a body \
              or Authorization)",
             &["site", "result"]
         )

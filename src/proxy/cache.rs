@@ -18,7 +18,7 @@ use crate::cache::key::{primary, RequestFields, Taken};
 use crate::cache::lock::{self, Turn};
 use crate::cache::status::Outcome;
 use crate::cache::store::{self, State};
-use crate::cache::{Fill, Object};
+use crate::cache::{Fill, Object, Rules};
 
 /// A request as the cache reads it.
 pub(in crate::proxy) struct CacheRequest<'a> {
@@ -39,6 +39,12 @@ pub(in crate::proxy) struct Hit {
 }
 
 impl Hit {
+    /// `object`, aged now.
+    pub(in crate::proxy) fn of(object: Arc<Object>) -> Self {
+        let age = object.age(Instant::now());
+        Hit { object, age }
+    }
+
     /// Its response head as HTTP/1 (what `with_response` parses for either engine's writer):
     /// the stored fields, its length and its `Age`.
     pub(in crate::proxy) fn head(&self) -> Vec<u8> {
@@ -71,35 +77,21 @@ impl Proxy {
             (ctx.snapshot.clone()?, rules)
         };
         let asked = asked(req);
-        let looked_up = (req.method == Method::GET || req.method == Method::HEAD)
-            && req.bodyless
-            && !asked.authorization;
         let key = primary(rules.key, req.host, req.path, req.query);
-        if !looked_up {
-            // A response to an authorised request may still be stored when it says it may.
-            ctx.cache = Some(Outcome::Bypass);
-            if asked.get && req.bodyless {
-                ctx.fill = Some(Box::new(Fill::new(
-                    key,
-                    rules,
-                    asked,
-                    req.fields.taken(),
-                    None,
-                )));
-            }
+        if !looked_up(req, &asked) {
+            bypass(ctx, req, asked, key, rules);
             return None;
         }
         let store = store::init(&snapshot.cache);
         let mut waited = false;
         loop {
-            if let Some(object) = store.get(&key, req.fields) {
-                let now = Instant::now();
-                if object.state(now) == State::Fresh {
+            let stale = match store.get(&key, req.fields) {
+                Some(object) if object.state(Instant::now()) == State::Fresh => {
                     ctx.cache = Some(Outcome::Hit);
-                    let age = object.age(now);
-                    return Some(Hit { object, age });
+                    return Some(Hit::of(object));
                 }
-            }
+                found => found,
+            };
             ctx.cache = Some(Outcome::Miss);
             // A HEAD has no body to store: it neither fetches for others nor waits.
             if !asked.get {
@@ -110,17 +102,72 @@ impl Proxy {
                 false => match lock::turn(&key) {
                     Turn::Fetch(lock) => Some(lock),
                     Turn::Wait(waiting) => {
+                        // Another request revalidates it: stale is good enough meanwhile.
+                        if let Some(hit) = while_revalidating(ctx, stale) {
+                            return Some(hit);
+                        }
                         lock::wait(waiting, snapshot.cache.lock_timeout).await;
                         waited = true;
                         continue;
                     }
                 },
             };
-            let fill = Fill::new(key, rules, asked, req.fields.taken(), lock);
+            let mut fill = Fill::new(key, rules, asked, req.fields.taken(), lock);
+            // A client's own conditional goes to the backend as it is; its 304 is the client's.
+            if let Some(object) = stale.filter(|_| !conditional(req)) {
+                ctx.cache = Some(Outcome::Expired);
+                fill = fill.revalidating(object);
+            }
             ctx.fill = Some(Box::new(fill));
             return None;
         }
     }
+}
+
+/// Whether the cache answers requests like `req`: GET and HEAD without a body or
+/// `Authorization`.
+fn looked_up(req: &CacheRequest<'_>, asked: &Asked) -> bool {
+    (req.method == Method::GET || req.method == Method::HEAD)
+        && req.bodyless
+        && !asked.authorization
+}
+
+/// A request the cache does not answer; its response may still be stored when it says it may
+/// (a GET with `Authorization` and a `public` response).
+fn bypass(ctx: &mut Ctx, req: &CacheRequest<'_>, asked: Asked, key: String, rules: Arc<Rules>) {
+    ctx.cache = Some(Outcome::Bypass);
+    if asked.get && req.bodyless {
+        let fill = Fill::new(key, rules, asked, req.fields.taken(), None);
+        ctx.fill = Some(Box::new(fill));
+    }
+}
+
+/// `stale` when it may answer while another request revalidates it
+/// (`stale-while-revalidate`).
+fn while_revalidating(ctx: &mut Ctx, stale: Option<Arc<Object>>) -> Option<Hit> {
+    let stale = stale.filter(|o| o.state(Instant::now()) == State::WhileRevalidate)?;
+    ctx.cache = Some(Outcome::Stale);
+    Some(Hit::of(stale))
+}
+
+/// Whether the request is conditional itself.
+fn conditional(req: &CacheRequest<'_>) -> bool {
+    let mut values = Vec::new();
+    req.fields.values("if-none-match", &mut values);
+    req.fields.values("if-modified-since", &mut values);
+    !values.is_empty()
+}
+
+/// The stale response a failed exchange is answered with instead of an error, when it allows
+/// that (`stale-if-error`): a backend that cannot be reached, times out or breaks off.
+pub(in crate::proxy) fn stale_on_error(ctx: &mut Ctx) -> Option<Hit> {
+    let stale = ctx.fill.as_ref()?.stale()?.clone();
+    if !stale.usable_on_error(Instant::now()) {
+        return None;
+    }
+    ctx.fill = None;
+    ctx.cache = Some(Outcome::Stale);
+    Some(Hit::of(stale))
 }
 
 /// What of the request decides whether its response is stored.
@@ -136,45 +183,94 @@ fn asked(req: &CacheRequest<'_>) -> Asked {
     }
 }
 
-/// The fill of a response on its way to the client, taken out of its request's `ctx`.
-pub(in crate::proxy) struct Tee(Option<Box<Fill>>);
+/// The fill of a response on its way to the client, taken out of its request's `ctx`; or,
+/// once the backend's head said so, the stored response the client gets instead (refreshed by
+/// a `304`, or stale when the backend failed).
+pub(in crate::proxy) struct Tee {
+    fill: Option<Box<Fill>>,
+    instead: Option<(Hit, Outcome)>,
+}
 
 impl Tee {
     pub(in crate::proxy) fn take(ctx: &mut Ctx) -> Self {
-        Tee(ctx.fill.take())
+        Tee {
+            fill: ctx.fill.take(),
+            instead: None,
+        }
     }
 
     /// A tee that stores nothing.
     pub(in crate::proxy) fn none() -> Self {
-        Tee(None)
+        Tee {
+            fill: None,
+            instead: None,
+        }
     }
 
-    /// The backend's final head (`head`, HTTP/1): stored or not, as `fresh` judges it.
+    /// The backend's final head (`head`, HTTP/1): stored or not, as `fresh` judges it; a `304`
+    /// to a revalidation refreshes the stored response, a 500-504 makes way for a stale one
+    /// that allows it.
     pub(in crate::proxy) fn head(&mut self, head: &[u8]) {
-        let Some(fill) = &mut self.0 else { return };
+        let (Some(fill), Some(store)) = (&mut self.fill, store::current()) else {
+            return;
+        };
         let judged = with_response(head, |resp| {
             let status = resp.code.unwrap_or(0);
-            fill.head(status, resp.headers.iter().map(|h| (h.name, h.value)))
+            let fields = resp.headers.iter().map(|h| (h.name, h.value));
+            let now = Instant::now();
+            match fill.stale() {
+                Some(_) if status == 304 => {
+                    let refreshed = fill.refresh(fields, store);
+                    Judged::Instead(refreshed.map(|o| (Hit::of(o), Outcome::Revalidated)))
+                }
+                Some(stale) if (500..=504).contains(&status) && stale.usable_on_error(now) => {
+                    Judged::Instead(Some((Hit::of(stale.clone()), Outcome::Stale)))
+                }
+                _ => match fill.head(status, fields) {
+                    Ok(()) => Judged::Stored,
+                    Err(_) => Judged::Instead(None),
+                },
+            }
         });
-        if !matches!(judged, Ok(Ok(()))) {
+        match judged {
+            Ok(Judged::Stored) => {}
             // Not stored: the key's lock goes now, and waiters go to the backend.
-            self.0 = None;
+            Ok(Judged::Instead(instead)) => {
+                self.instead = instead;
+                self.fill = None;
+            }
+            Err(_) => self.fill = None,
         }
+    }
+
+    /// The stored response the client gets instead of the backend's, noted in `ctx`.
+    pub(in crate::proxy) fn instead(&mut self, ctx: &mut Ctx) -> Option<Hit> {
+        let (hit, outcome) = self.instead.take()?;
+        ctx.cache = Some(outcome);
+        Some(hit)
     }
 
     /// Payload as it passes to the client.
     pub(in crate::proxy) fn data(&mut self, bytes: &[u8]) {
-        if let Some(fill) = &mut self.0 {
+        if let Some(fill) = &mut self.fill {
             fill.data(bytes);
         }
     }
 
     /// The body ended whole: stored.
     pub(in crate::proxy) fn finish(self, ctx: &Ctx) {
-        if let (Some(fill), Some(snapshot)) = (self.0, &ctx.snapshot) {
+        if let (Some(fill), Some(snapshot)) = (self.fill, &ctx.snapshot) {
             fill.finish(store::init(&snapshot.cache));
         }
     }
+}
+
+/// What a backend's head means for the fill.
+enum Judged {
+    /// The response is stored as it passes.
+    Stored,
+    /// Not stored; the client gets this stored response instead, if any.
+    Instead(Option<(Hit, Outcome)>),
 }
 
 /// An HTTP/1 request's fields.

@@ -67,7 +67,7 @@ impl Proxy {
 }
 
 /// Writes a stored response to the client.
-async fn write_hit(
+pub(super) async fn write_hit(
     conn: &mut ClientConn,
     facts: &ConnFacts,
     request: &Request<'_>,

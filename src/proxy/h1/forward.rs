@@ -14,6 +14,7 @@ use super::request::{upstream_request, Req, Request};
 use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::attempts::{head_failure, io_failure, limit};
+use crate::proxy::cache::stale_on_error;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
@@ -120,6 +121,9 @@ impl Proxy {
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
             Err(Ok(Failed(status, error))) => {
+                if let Some(hit) = stale_on_error(ctx) {
+                    return super::cached::write_hit(conn, facts, request, ctx, bufs, &hit).await;
+                }
                 let (out, asking) = (&mut bufs.out, request.asking(ctx));
                 let sent = error_response(conn, out, status, &asking, head_request, send).await;
                 let mut outcome = failed(status, error, upload.payload);

@@ -18,7 +18,7 @@ use super::request::Request;
 use super::response::{client_response_head, final_head, upgrade_head, Persist};
 use super::{write_out, Buffers, Outcome};
 use crate::proxy::attempts::limit;
-use crate::proxy::cache::Tee;
+use crate::proxy::cache::{Hit, Tee};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::Encoder;
@@ -67,6 +67,11 @@ impl Relay<'_, '_> {
             Ok(sent) => sent,
             Err(outcome) => return outcome,
         };
+        if let Some(hit) = tee.instead(self.ctx) {
+            return self
+                .answer_stored(conn, stream, &sent.head, bufs, &hit)
+                .await;
+        }
         let Sent {
             head,
             persist,
@@ -144,6 +149,26 @@ impl Relay<'_, '_> {
         let asking = self.request.asking(self.ctx);
         let sent = error_response(conn, out, status, &asking, head_request, self.send);
         Err(self.fail(status, sent.await, error))
+    }
+
+    /// Answers with a stored response in place of the backend's (a `304` that refreshed it, or
+    /// a failure it stands in for); the backend's connection goes back to the pool when its
+    /// response had no body.
+    async fn answer_stored(
+        &self,
+        conn: &mut ClientConn,
+        stream: UpstreamConn,
+        head: &ResponseHead,
+        bufs: &mut Buffers,
+        hit: &Hit,
+    ) -> Outcome {
+        if head.framing == Framing::None {
+            self.finish(stream, head, false);
+        }
+        let (facts, request) = (self.facts, self.request);
+        let mut outcome = super::cached::write_hit(conn, facts, request, self.ctx, bufs, hit).await;
+        outcome.bytes_in = self.bytes_in;
+        outcome
     }
 
     /// Sends the head in `bufs.out` and the body compressed.

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::answer::{answer, own_response, Outcome};
 use super::upload::{Replay, Upload, UploadError};
 use crate::proxy::attempts::{head_failure, io_failure, limit};
+use crate::proxy::cache::stale_on_error;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
@@ -97,6 +98,9 @@ impl Proxy {
         let (stream, addr, end, bytes_in) = match sent {
             Ok(ok) => ok,
             Err(Failed(status, error)) => {
+                if let Some(hit) = stale_on_error(ctx) {
+                    return super::stored::send_hit(facts, ctx, &hit, head_request, respond).await;
+                }
                 let id = &ctx.request_id;
                 let bytes_out = match status {
                     0 => 0,

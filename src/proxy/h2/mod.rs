@@ -17,6 +17,7 @@ mod cached;
 mod exchange;
 mod from_h2;
 mod relay;
+mod stored;
 mod stream;
 mod to_h2;
 mod upload;

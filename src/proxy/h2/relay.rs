@@ -10,12 +10,12 @@ use std::ops::Range;
 use bytes::{Buf, Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Reason, SendStream};
-use http::StatusCode;
 use tokio::io::AsyncReadExt;
 
-use super::answer::{answer, append_field, finish_head, own_response, Outcome};
+use super::answer::{answer, own_response, Outcome};
+use super::stored::client_head;
 use crate::proxy::attempts::limit;
-use crate::proxy::cache::Tee;
+use crate::proxy::cache::{Hit, Tee};
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::{Coded, Encoder};
@@ -25,12 +25,11 @@ use crate::proxy::http1::{
 };
 use crate::proxy::http2::send_data;
 use crate::proxy::own::{self, io_status};
-use crate::proxy::response_edits::{response_fields, ResponseEdits};
+use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::coding::Decision;
-use crate::semantics::fields::{field, Field};
 
 /// One response to relay to an HTTP/2 client.
 pub(super) struct Relay<'a> {
@@ -66,6 +65,9 @@ impl Relay<'_> {
             Ok(last) => last,
             Err((status, error)) => return self.refuse(respond, status, error).await,
         };
+        if let Some(hit) = tee.instead(self.ctx) {
+            return self.answer_stored(stream, &last.head, &hit, respond).await;
+        }
         let Final {
             head,
             response,
@@ -104,6 +106,26 @@ impl Relay<'_> {
             }
             Err(error) => self.fail(head.status, pass.sent, error),
         }
+    }
+
+    /// Sends a stored response in place of the backend's (a `304` that refreshed it, or a
+    /// failure it stands in for); the backend's connection goes back to the pool when its
+    /// response had no body.
+    async fn answer_stored(
+        &self,
+        stream: UpstreamConn,
+        head: &ResponseHead,
+        hit: &Hit,
+        respond: &mut SendResponse<Bytes>,
+    ) -> Outcome {
+        if head.framing == Framing::None {
+            let _ = self.put_back(stream, head, false, 0);
+        }
+        let (facts, ctx) = (self.facts, &*self.ctx);
+        let mut outcome =
+            super::stored::send_hit(facts, ctx, hit, self.head_request, respond).await;
+        outcome.bytes_in = self.bytes_in;
+        outcome
     }
 
     /// Reads past interim heads (HTTP/2 clients are not sent them) to the final one, made
@@ -275,29 +297,6 @@ impl Relay<'_> {
         let (sent, _) = answer(respond, reply, self.head_request, self.send).await;
         self.fail(status, sent, error)
     }
-}
-
-/// The HTTP/2 head a client gets of the HTTP/1 response head `resp` (a backend's, or a stored
-/// one), edited by the same `response_fields` as for an HTTP/1 client.
-pub(super) fn client_head(
-    resp: &httparse::Response<'_, '_>,
-    status: u16,
-    framing: Framing,
-    edits: &ResponseEdits<'_>,
-    id: &http::HeaderValue,
-) -> Option<http::Response<()>> {
-    let mut response = http::Response::new(());
-    *response.status_mut() = StatusCode::from_u16(status).ok()?;
-    let headers = response.headers_mut();
-    let has_date = response_fields(resp, framing, edits, |name, value| {
-        // The backend's framing is its own: HTTP/2 frames the body.
-        if field(name) == Field::TransferEncoding {
-            return;
-        }
-        append_field(headers, name, value);
-    });
-    finish_head(headers, id, has_date);
-    Some(response)
 }
 
 /// A body on its way to the client.
