@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use super::fresh::{judge, Asked, Freshness, NotStored};
 use super::key::{variant, vary_names, Taken};
 use super::lock::FillLock;
-use super::store::{Object, Store};
+use super::store::{Object, Requested, Store};
 use super::Rules;
 use crate::semantics::fields::{content_length, field, is_hop_by_hop, nominated, Field};
 
@@ -19,6 +19,7 @@ use crate::semantics::fields::{content_length, field, is_hop_by_hop, nominated, 
 #[derive(Debug)]
 pub struct Fill {
     primary: String,
+    requested: Requested,
     rules: Arc<Rules>,
     asked: Asked,
     /// The request's fields, for the key of a response that varies.
@@ -46,6 +47,7 @@ impl Fill {
     /// key's, when this request fetches for others too.
     pub fn new(
         primary: String,
+        requested: Requested,
         rules: Arc<Rules>,
         asked: Asked,
         request: Taken,
@@ -53,6 +55,7 @@ impl Fill {
     ) -> Self {
         Self {
             primary,
+            requested,
             rules,
             asked,
             request,
@@ -110,6 +113,7 @@ impl Fill {
             body: stale.body.clone(),
             stored_at: Instant::now(),
             fresh: stale.fresh,
+            requested: stale.requested.clone(),
         };
         let judged = judge(
             object.status,
@@ -209,6 +213,7 @@ impl Fill {
             body: f.body.freeze(),
             stored_at: f.stored_at,
             fresh: f.fresh,
+            requested: self.requested,
         };
         store.put(&self.primary, &f.vary, object);
         true

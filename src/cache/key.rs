@@ -12,9 +12,12 @@ pub trait RequestFields: Sync {
     fn taken(&self) -> Taken;
 }
 
-/// The primary key: `host`, `path` and `?query` as `parts` say.
-pub fn primary(parts: KeyParts, host: &str, path: &str, query: Option<&str>) -> String {
-    let mut key = String::with_capacity(host.len() + path.len() + 64);
+/// The primary key: the site's name (so that sites whose keys leave the Host out never share
+/// an entry), then `host`, `path` and `?query` as `parts` say.
+pub fn primary(site: &str, parts: KeyParts, host: &str, path: &str, query: Option<&str>) -> String {
+    let mut key = String::with_capacity(site.len() + host.len() + path.len() + 64);
+    key.push_str(site);
+    key.push(SITE_END);
     if parts.host {
         key.push_str(&host.to_ascii_lowercase());
     }
@@ -27,6 +30,9 @@ pub fn primary(parts: KeyParts, host: &str, path: &str, query: Option<&str>) -> 
     }
     key
 }
+
+/// Ends the site's name in a key.
+pub const SITE_END: char = '\u{1}';
 
 /// The variant's key: `primary`, then each name of `vary` with the request's values.
 pub fn variant(primary: &str, vary: &[Box<str>], request: &dyn RequestFields) -> String {
@@ -94,12 +100,18 @@ mod tests {
             path: true,
             query: true,
         };
-        assert_eq!(primary(all, "A.cn", "/x", Some("q=1")), "a.cn/x?q=1");
+        assert_eq!(
+            primary("s", all, "A.cn", "/x", Some("q=1")),
+            "s\u{1}a.cn/x?q=1"
+        );
         let no_query = KeyParts {
             query: false,
             ..all
         };
-        assert_eq!(primary(no_query, "a.cn", "/x", Some("q=1")), "a.cn/x");
+        assert_eq!(
+            primary("s", no_query, "a.cn", "/x", Some("q=1")),
+            "s\u{1}a.cn/x"
+        );
         let names = vary_names([&b"Accept-Language, accept"[..]].into_iter());
         assert_eq!(
             names,

@@ -4,8 +4,9 @@
 //! against the byte limit. A key with variants holds the names its `Vary` lists; each variant
 //! is stored under its own key.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,6 +32,24 @@ pub struct Object {
     pub stored_at: Instant,
     /// How long it stays fresh.
     pub fresh: Freshness,
+    /// The request it was stored for (what a takedown is matched against).
+    pub requested: Requested,
+}
+
+/// The Host name and canonical target of the request a response was stored for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requested {
+    /// The Host, without its port.
+    pub host: Box<str>,
+    /// The canonical path and query.
+    pub target: Box<str>,
+}
+
+impl Requested {
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
 }
 
 /// Where an object stands at a moment.
@@ -94,8 +113,8 @@ impl Object {
 #[derive(Clone)]
 enum Slot {
     Object(Arc<Object>),
-    /// The response varies on these fields (lowercase, sorted).
-    Vary(Arc<[Box<str>]>),
+    /// The response of this key varies on these fields (lowercase, sorted).
+    Vary(Arc<str>, Arc<[Box<str>]>),
 }
 
 /// Entries and bytes held, and the limit.
@@ -112,6 +131,8 @@ pub struct Stats {
 /// The process's memory store.
 pub struct Store {
     ufo: TinyUfo<String, Slot>,
+    /// Every key held, in order (purges by prefix), with its object (takedown purges).
+    keys: Mutex<BTreeMap<String, Option<Arc<Object>>>>,
     entries: AtomicUsize,
     bytes: AtomicU64,
     limit: u64,
@@ -141,6 +162,7 @@ impl Store {
         let estimated = (units / 1024 * OBJECTS_PER_MIB).max(1024);
         Self {
             ufo: TinyUfo::new(units.max(1), estimated),
+            keys: Mutex::default(),
             entries: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
             limit,
@@ -152,12 +174,12 @@ impl Store {
         let key = primary.to_owned();
         match self.ufo.get(&key)? {
             Slot::Object(o) => (o.key == primary).then_some(o),
-            Slot::Vary(names) => {
+            Slot::Vary(_, names) => {
                 let key = variant(primary, &names, request);
                 match self.ufo.get(&key)? {
                     // Keys are hashed: the object's own key tells a collision.
                     Slot::Object(o) => (o.key == key).then_some(o),
-                    Slot::Vary(_) => None,
+                    Slot::Vary(..) => None,
                 }
             }
         }
@@ -167,7 +189,7 @@ impl Store {
     pub fn put(&self, primary: &str, vary: &[Box<str>], object: Object) -> Arc<Object> {
         if !vary.is_empty() {
             let names: Arc<[Box<str>]> = vary.into();
-            self.insert(primary.to_owned(), Slot::Vary(names), 1);
+            self.insert(primary.to_owned(), Slot::Vary(primary.into(), names), 1);
         }
         let object = Arc::new(object);
         let units = object.size().div_ceil(WEIGHT_UNIT).max(1);
@@ -178,11 +200,44 @@ impl Store {
         object
     }
 
-    /// Removes what `key` holds (an object, or a key's `Vary` names).
-    pub fn remove(&self, key: &str) {
-        if let Some(old) = self.ufo.remove(&key.to_owned()) {
-            self.forget(&old);
+    /// Removes what `key` holds (an object, or a key's `Vary` names): whether it held an
+    /// object.
+    pub fn remove(&self, key: &str) -> bool {
+        match self.ufo.remove(&key.to_owned()) {
+            Some(old) => self.forget(&old),
+            None => false,
         }
+    }
+
+    /// Removes the responses stored for `primary` (every variant): how many.
+    pub fn purge_key(&self, primary: &str) -> usize {
+        let variants = format!("{primary}\0");
+        usize::from(self.remove(primary)) + self.purge_prefix(&variants)
+    }
+
+    /// Removes every response whose key starts with `prefix`: how many.
+    pub fn purge_prefix(&self, prefix: &str) -> usize {
+        let keys: Vec<String> = {
+            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            let from = keys.range(prefix.to_owned()..);
+            from.take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        keys.iter().filter(|k| self.remove(k)).count()
+    }
+
+    /// Removes every response `doomed` says: how many.
+    pub fn purge_where(&self, doomed: impl Fn(&Object) -> bool) -> usize {
+        let keys: Vec<String> = {
+            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            let objects = keys.iter().filter_map(|(k, o)| Some((k, o.as_ref()?)));
+            objects
+                .filter(|(_, o)| doomed(o))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        keys.iter().filter(|k| self.remove(k)).count()
     }
 
     /// What it holds.
@@ -198,20 +253,45 @@ impl Store {
         if let Some(old) = self.ufo.remove(&key) {
             self.forget(&old);
         }
-        if let Slot::Object(o) = &slot {
-            self.entries.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(o.size() as u64, Ordering::Relaxed);
-        }
+        let object = match &slot {
+            Slot::Object(o) => {
+                self.entries.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(o.size() as u64, Ordering::Relaxed);
+                Some(o.clone())
+            }
+            Slot::Vary(..) => None,
+        };
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.insert(key.clone(), object);
+        drop(keys);
         // What TinyUFO evicts (the new one itself, when TinyLFU finds it less asked for).
         for evicted in self.ufo.put(key, slot, weight) {
             self.forget(&evicted.data);
         }
     }
 
-    fn forget(&self, slot: &Slot) {
-        if let Slot::Object(o) = slot {
-            self.entries.fetch_sub(1, Ordering::Relaxed);
-            self.bytes.fetch_sub(o.size() as u64, Ordering::Relaxed);
+    /// Accounts for `slot` leaving the store: whether it was an object.
+    fn forget(&self, slot: &Slot) -> bool {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot {
+            Slot::Object(o) => {
+                // A newer object under the same key stays listed.
+                if keys
+                    .get(&o.key)
+                    .is_some_and(|k| k.as_ref().is_some_and(|k| Arc::ptr_eq(k, o)))
+                {
+                    keys.remove(&o.key);
+                }
+                self.entries.fetch_sub(1, Ordering::Relaxed);
+                self.bytes.fetch_sub(o.size() as u64, Ordering::Relaxed);
+                true
+            }
+            Slot::Vary(key, _) => {
+                if keys.get(&**key).is_some_and(Option::is_none) {
+                    keys.remove(&**key);
+                }
+                false
+            }
         }
     }
 }
@@ -235,6 +315,7 @@ mod tests {
                 if_error: Duration::ZERO,
                 must_revalidate: false,
             },
+            requested: Requested::default(),
         }
     }
 
@@ -253,6 +334,14 @@ mod tests {
         assert_eq!(store.stats().entries, 2);
         store.remove("a/x");
         assert_eq!(store.stats().entries, 1);
+        assert_eq!(store.purge_key("a/v"), 1);
+        assert_eq!(store.stats().entries, 0);
+        store.put("s/a/1", &[], object("s/a/1", 1));
+        store.put("s/a/2", &[], object("s/a/2", 1));
+        store.put("s/b", &[], object("s/b", 1));
+        assert_eq!(store.purge_prefix("s/a/"), 2);
+        assert_eq!(store.purge_where(|o| o.key == "s/b"), 1);
+        assert_eq!(store.stats().entries, 0);
     }
 
     #[test]

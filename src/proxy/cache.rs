@@ -15,14 +15,19 @@ use super::Proxy;
 use crate::cache::control::Directives;
 use crate::cache::fresh::Asked;
 use crate::cache::key::{primary, RequestFields, Taken};
-use crate::cache::lock::{self, Turn};
+use crate::cache::lock::{self, FillLock, Turn};
 use crate::cache::status::Outcome;
+use crate::cache::store::Requested;
 use crate::cache::store::{self, State};
 use crate::cache::{Fill, Object, Rules};
+use crate::snapshot::Snapshot;
 
 /// A request as the cache reads it.
 pub(in crate::proxy) struct CacheRequest<'a> {
+    /// The Host's name, without its port.
     pub(in crate::proxy) host: &'a str,
+    /// The canonical path and query.
+    pub(in crate::proxy) target: &'a str,
     pub(in crate::proxy) path: &'a str,
     pub(in crate::proxy) query: Option<&'a str>,
     pub(in crate::proxy) method: &'a Method,
@@ -72,20 +77,21 @@ impl Proxy {
         ctx: &mut Ctx,
         req: &CacheRequest<'_>,
     ) -> Option<Hit> {
-        let (snapshot, rules) = {
-            let rules = ctx.proxy_action()?.cache.clone()?;
-            (ctx.snapshot.clone()?, rules)
-        };
-        let asked = asked(req);
-        let key = primary(rules.key, req.host, req.path, req.query);
+        let snapshot = ctx.snapshot.clone()?;
+        let asking = Asking::of(ctx, &snapshot, req)?;
+        let (key, asked) = (&asking.key, asking.asked);
         if !looked_up(req, &asked) {
-            bypass(ctx, req, asked, key, rules);
+            ctx.cache = Some(Outcome::Bypass);
+            // A response to an authorised GET may still be stored when it says it may.
+            if asked.get && req.bodyless {
+                ctx.fill = Some(Box::new(asking.fill(req, None)));
+            }
             return None;
         }
         let store = store::init(&snapshot.cache);
         let mut waited = false;
         loop {
-            let stale = match store.get(&key, req.fields) {
+            let stale = match store.get(key, req.fields) {
                 Some(object) if object.state(Instant::now()) == State::Fresh => {
                     ctx.cache = Some(Outcome::Hit);
                     return Some(Hit::of(object));
@@ -99,7 +105,7 @@ impl Proxy {
             }
             let lock = match waited {
                 true => None,
-                false => match lock::turn(&key) {
+                false => match lock::turn(key) {
                     Turn::Fetch(lock) => Some(lock),
                     Turn::Wait(waiting) => {
                         // Another request revalidates it: stale is good enough meanwhile.
@@ -112,7 +118,7 @@ impl Proxy {
                     }
                 },
             };
-            let mut fill = Fill::new(key, rules, asked, req.fields.taken(), lock);
+            let mut fill = asking.fill(req, lock);
             // A client's own conditional goes to the backend as it is; its 304 is the client's.
             if let Some(object) = stale.filter(|_| !conditional(req)) {
                 ctx.cache = Some(Outcome::Expired);
@@ -124,22 +130,45 @@ impl Proxy {
     }
 }
 
+/// What a lookup makes of its request: its key and what decides whether its response is
+/// stored.
+struct Asking {
+    key: String,
+    requested: Requested,
+    rules: Arc<Rules>,
+    asked: Asked,
+}
+
+impl Asking {
+    /// `None` when the request's route does not cache.
+    fn of(ctx: &Ctx, snapshot: &Snapshot, req: &CacheRequest<'_>) -> Option<Self> {
+        let rules = ctx.proxy_action()?.cache.clone()?;
+        let site = snapshot.router.site_at(ctx.site?)?.name.as_str();
+        Some(Asking {
+            key: primary(site, rules.key, req.host, req.path, req.query),
+            requested: Requested {
+                host: req.host.into(),
+                target: req.target.into(),
+            },
+            rules,
+            asked: asked(req),
+        })
+    }
+
+    /// A fill for the request's response, holding `lock` when it fetches for others too.
+    fn fill(&self, req: &CacheRequest<'_>, lock: Option<FillLock>) -> Fill {
+        let (key, requested) = (self.key.clone(), self.requested.clone());
+        let taken = req.fields.taken();
+        Fill::new(key, requested, self.rules.clone(), self.asked, taken, lock)
+    }
+}
+
 /// Whether the cache answers requests like `req`: GET and HEAD without a body or
 /// `Authorization`.
 fn looked_up(req: &CacheRequest<'_>, asked: &Asked) -> bool {
     (req.method == Method::GET || req.method == Method::HEAD)
         && req.bodyless
         && !asked.authorization
-}
-
-/// A request the cache does not answer; its response may still be stored when it says it may
-/// (a GET with `Authorization` and a `public` response).
-fn bypass(ctx: &mut Ctx, req: &CacheRequest<'_>, asked: Asked, key: String, rules: Arc<Rules>) {
-    ctx.cache = Some(Outcome::Bypass);
-    if asked.get && req.bodyless {
-        let fill = Fill::new(key, rules, asked, req.fields.taken(), None);
-        ctx.fill = Some(Box::new(fill));
-    }
 }
 
 /// `stale` when it may answer while another request revalidates it

@@ -54,7 +54,8 @@ impl Proxy {
         ctx.proxy_action()?.cache.as_ref()?;
         let req = request.req;
         let asked = CacheRequest {
-            host: req.host.as_str(),
+            host: req.host.name(),
+            target: req.target.as_str(),
             path: req.target.path(),
             query: req.target.query(),
             method: &req.method,

@@ -51,7 +51,8 @@ impl Proxy {
         ctx.proxy_action()?.cache.as_ref()?;
         let parts = request.parts;
         let asked = CacheRequest {
-            host: request.host.as_str(),
+            host: request.host.name(),
+            target: request.target.as_str(),
             path: request.target.path(),
             query: request.target.query(),
             method: &parts.method,
