@@ -9,6 +9,7 @@ pub mod fill;
 pub mod fresh;
 pub mod key;
 pub mod lock;
+pub mod range;
 pub mod rules;
 pub mod status;
 pub mod store;

@@ -5,12 +5,13 @@
 //! to the client. What is stored and how is `crate::cache`'s.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::Method;
 
 use super::ctx::Ctx;
-use super::http1::{push_field, status_line_for, with_response};
+pub(in crate::proxy) use super::hit::Hit;
+use super::http1::with_response;
 use super::Proxy;
 use crate::cache::control::Directives;
 use crate::cache::fresh::Asked;
@@ -34,38 +35,6 @@ pub(in crate::proxy) struct CacheRequest<'a> {
     /// It has no body (only those are answered from the store).
     pub(in crate::proxy) bodyless: bool,
     pub(in crate::proxy) fields: &'a dyn RequestFields,
-}
-
-/// A stored response that answers a request.
-pub(in crate::proxy) struct Hit {
-    pub(in crate::proxy) object: Arc<Object>,
-    /// Its age at the lookup.
-    pub(in crate::proxy) age: Duration,
-}
-
-impl Hit {
-    /// `object`, aged now.
-    pub(in crate::proxy) fn of(object: Arc<Object>) -> Self {
-        let age = object.age(Instant::now());
-        Hit { object, age }
-    }
-
-    /// Its response head as HTTP/1 (what `with_response` parses for either engine's writer):
-    /// the stored fields, its length and its `Age`.
-    pub(in crate::proxy) fn head(&self) -> Vec<u8> {
-        let o = &self.object;
-        let mut out = Vec::with_capacity(o.fields.len() + 96);
-        status_line_for(&mut out, o.status, None);
-        out.extend_from_slice(&o.fields);
-        if o.status != 204 {
-            let length = itoa::Buffer::new().format(o.body.len()).to_owned();
-            push_field(&mut out, b"content-length", length.as_bytes());
-        }
-        let age = itoa::Buffer::new().format(self.age.as_secs()).to_owned();
-        push_field(&mut out, b"age", age.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out
-    }
 }
 
 impl Proxy {
@@ -94,7 +63,7 @@ impl Proxy {
             let stale = match store.get(key, req.fields) {
                 Some(object) if object.state(Instant::now()) == State::Fresh => {
                     ctx.cache = Some(Outcome::Hit);
-                    return Some(Hit::of(object));
+                    return Some(Hit::of(object).ranged(req.fields));
                 }
                 found => found,
             };

@@ -7,9 +7,10 @@ use bytes::BytesMut;
 use super::request::{BodyFraming, Request};
 use super::response::{client_response_head, Persist};
 use super::{send_timeout, write_out, Buffers, Outcome};
-use crate::proxy::cache::{CacheRequest, H1Fields, Hit};
+use crate::proxy::cache::{CacheRequest, H1Fields};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
+use crate::proxy::hit::Hit;
 use crate::proxy::http1::{response_head, with_response};
 use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::Proxy;
@@ -95,9 +96,10 @@ pub(super) async fn write_hit(
         Some(head.status)
     });
     let status = written.ok().flatten().unwrap_or(0);
+    let whole = hit.body();
     let body = match head_request {
         true => &[][..],
-        false => &hit.object.body[..],
+        false => &whole[..],
     };
     let send = send_timeout(ctx);
     let first = body.len().min(COALESCE);

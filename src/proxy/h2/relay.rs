@@ -15,10 +15,11 @@ use tokio::io::AsyncReadExt;
 use super::answer::{answer, own_response, Outcome};
 use super::stored::client_head;
 use crate::proxy::attempts::limit;
-use crate::proxy::cache::{Hit, Tee};
+use crate::proxy::cache::Tee;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::{Coded, Encoder};
+use crate::proxy::hit::Hit;
 use crate::proxy::http1::{
     read_response_head, response_head, with_response, Body, Framing, ResponseHead, MAX_INTERIM,
     UPSTREAM_BUF,

@@ -7,9 +7,9 @@ use h2::server::SendResponse;
 use http::StatusCode;
 
 use super::answer::{append_field, finish_head, Outcome};
-use crate::proxy::cache::Hit;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
+use crate::proxy::hit::Hit;
 use crate::proxy::http1::{response_head, with_response, Framing};
 use crate::proxy::http2::send_data;
 use crate::proxy::response_edits::{response_fields, ResponseEdits};
@@ -52,8 +52,8 @@ pub(super) async fn send_hit(
         let head = response_head(resp, head_request)?;
         client_head(resp, head.status, head.framing, &edits, &ctx.request_id)
     });
-    let body = hit.object.body.clone();
-    let status = hit.object.status;
+    let body = hit.body();
+    let status = hit.status();
     let failed = |error: String| Outcome {
         status,
         bytes_in: 0,
