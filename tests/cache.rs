@@ -173,3 +173,19 @@ async fn a_takedown_added_by_reload_is_not_served_from_cache() {
     assert_eq!(status.header("x-cache"), None);
     assert_eq!(s.origin.count("/taken/page"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_compressed_on_its_way_is_stored_as_the_backend_sent_it() {
+    let s = setup().await;
+    let gzip = "Accept-Encoding: gzip\r\n";
+    let miss = get(&s, "/text", gzip).await;
+    assert_eq!(x_cache(&miss), "MISS");
+    assert_eq!(miss.header("content-encoding"), Some("gzip"), "{miss:?}");
+    let hit = get(&s, "/text", "").await;
+    assert_eq!(
+        (x_cache(&hit), hit.text().as_str()),
+        ("HIT", "/text #1 for none\n")
+    );
+    assert_eq!(hit.header("content-encoding"), None);
+    assert_eq!(s.origin.count("/text"), 1);
+}

@@ -140,6 +140,7 @@ async fn fields_of(path: &str) -> String {
             "cache-control: max-age=1, stale-while-revalidate=60\r\netag: \"v1\"\r\n"
         }
         "/sie" => "cache-control: max-age=1, stale-if-error=60\r\n",
+        "/text" => "cache-control: max-age=60\r\ncontent-type: text/plain\r\n",
         "/slow" => {
             // Slow, so that 100 concurrent misses arrive while its one fetch is under way.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -175,6 +176,7 @@ pub fn config(env: &Env, port: u16, admin_port: u16, takedown: bool) -> Config {
     c.site("cache", &[HOST])
         .keys("add_response_headers = { \"x-site\" = \"edited\" }")
         .raw("[sites.cache]\nmax_object_bytes = 1048576")
+        .raw("[sites.compression]\nencodings = [\"gzip\"]\nmin_bytes = 1")
         .proxy("/", "origin")
         .proxy("/uncached/", "origin")
         .keys("cache = { enabled = false }")

@@ -82,7 +82,7 @@ impl Relay<'_, '_> {
         self.ctx.note_compression(compression.as_ref().map(|c| c.0));
         if let Some(encoder) = compression.and_then(|c| c.1) {
             return self
-                .encoded(conn, stream, &head, bufs, encoder, persist)
+                .encoded(conn, stream, &head, bufs, encoder, persist, tee)
                 .await;
         }
         if head.status == 101 {
@@ -172,7 +172,9 @@ impl Relay<'_, '_> {
         outcome
     }
 
-    /// Sends the head in `bufs.out` and the body compressed.
+    /// Sends the head in `bufs.out` and the body compressed (stored as it came when `tee`
+    /// stores it).
+    #[allow(clippy::too_many_arguments)]
     async fn encoded(
         &self,
         conn: &mut ClientConn,
@@ -181,6 +183,7 @@ impl Relay<'_, '_> {
         bufs: &mut Buffers,
         encoder: Encoder,
         persist: Persist,
+        mut tee: Tee,
     ) -> Outcome {
         let encoded = Encoded {
             body: Body::new(head.framing),
@@ -191,8 +194,12 @@ impl Relay<'_, '_> {
             send: self.send,
         };
         let (out, up) = (&mut bufs.out, &mut bufs.up);
-        match encoded.run(conn, &mut stream, out, up, encoder).await {
+        match encoded
+            .run(conn, &mut stream, out, up, encoder, &mut tee)
+            .await
+        {
             Ok((sent, extra)) => {
+                tee.finish(self.ctx);
                 self.finish(stream, head, extra);
                 self.done(head.status, sent, persist)
             }
