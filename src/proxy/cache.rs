@@ -89,7 +89,7 @@ impl Proxy {
             };
             let mut fill = asking.fill(req, lock);
             // A client's own conditional goes to the backend as it is; its 304 is the client's.
-            if let Some(object) = stale.filter(|_| !conditional(req)) {
+            if let Some(object) = stale.filter(|_| !conditional(req) && !asking.h2_backend) {
                 ctx.cache = Some(Outcome::Expired);
                 fill = fill.revalidating(object);
             }
@@ -106,12 +106,17 @@ struct Asking {
     requested: Requested,
     rules: Arc<Rules>,
     asked: Asked,
+    /// The upstream is offered HTTP/2, whose responses are not stored (nor revalidated: a 304
+    /// would reach a client that asked for no condition).
+    h2_backend: bool,
 }
 
 impl Asking {
     /// `None` when the request's route does not cache.
     fn of(ctx: &Ctx, snapshot: &Snapshot, req: &CacheRequest<'_>) -> Option<Self> {
-        let rules = ctx.proxy_action()?.cache.clone()?;
+        let action = ctx.proxy_action()?;
+        let rules = action.cache.clone()?;
+        let h2_backend = action.upstream.offers_http2();
         let site = snapshot.router.site_at(ctx.site?)?.name.as_str();
         Some(Asking {
             key: primary(site, rules.key, req.host, req.path, req.query),
@@ -121,6 +126,7 @@ impl Asking {
             },
             rules,
             asked: asked(req),
+            h2_backend,
         })
     }
 
