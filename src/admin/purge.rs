@@ -39,9 +39,8 @@ pub(super) fn purge(snapshot: &Snapshot, query: &str) -> Reply {
         Ok(key) => key,
         Err(reason) => return Reply::text(404, format!("{url}: {reason}\n")),
     };
-    let Some(store) = crate::cache::store::current() else {
-        return purged(0);
-    };
+    // The disk tier holds what memory may not (yet).
+    let store = crate::cache::store::init(&snapshot.cache);
     match asked {
         Purge::Url(_) => purged(store.purge_key(&key)),
         Purge::Prefix(_) => purged(store.purge_prefix(&key)),

@@ -113,11 +113,12 @@ pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
     let stats = cache_stats(snapshot);
     let _ = write!(
         out,
-        ",\"cache\":{{\"memory_bytes\":{},\"entries\":{},\"bytes\":{},\"lock_timeout_ms\":{}}}",
+        ",\"cache\":{{\"memory_bytes\":{},\"entries\":{},\"bytes\":{},\"lock_timeout_ms\":{},\"disk_bytes\":{}}}",
         stats.limit,
         stats.entries,
         stats.bytes,
-        snapshot.cache.lock_timeout.as_millis()
+        snapshot.cache.lock_timeout.as_millis(),
+        stats.disk_bytes
     );
     out.push_str(",\"sites\":[");
     for (i, site) in snapshot.router.sites().iter().enumerate() {
@@ -349,6 +350,7 @@ fn cache_stats(snapshot: &Snapshot) -> crate::cache::Stats {
         entries: 0,
         bytes: 0,
         limit: snapshot.cache.memory_bytes,
+        disk_bytes: 0,
     };
     crate::cache::store::current().map_or(empty, |s| s.stats())
 }

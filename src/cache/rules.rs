@@ -59,6 +59,17 @@ pub struct Settings {
     /// How long a request waits for another's fetch of the same object before going to the
     /// backend itself.
     pub lock_timeout: Duration,
+    /// The disk tier, if any.
+    pub disk: Option<DiskSettings>,
+}
+
+/// The disk tier's directory and size limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSettings {
+    /// Where its files are.
+    pub dir: std::path::PathBuf,
+    /// Their size limit, bytes.
+    pub bytes: u64,
 }
 
 /// `[cache]` when the file has none.
@@ -67,6 +78,7 @@ impl Default for Settings {
         Self {
             memory_bytes: DEFAULT_MEMORY_BYTES,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            disk: None,
         }
     }
 }
@@ -75,5 +87,7 @@ impl Default for Settings {
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 /// A fetch across the border takes a few hundred milliseconds; a waiter gives up after this.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// 1 GiB of disk for cached responses.
+pub const DEFAULT_DISK_BYTES: u64 = 1024 * 1024 * 1024;
 /// The largest object the store holds: TinyUFO weighs entries in 16 bits, here KiB.
 pub const MAX_OBJECT_BYTES: u64 = (u16::MAX as u64 - 1) * 1024;

@@ -7,107 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
-
-use bytes::Bytes;
 use tinyufo::TinyUfo;
 
-use super::fresh::Freshness;
+use super::disk::Disk;
 use super::key::{variant, RequestFields};
+pub use super::object::{Object, Requested, State};
 use super::Settings;
-
-/// A stored response.
-#[derive(Debug)]
-pub struct Object {
-    /// Its key (the variant's, when the response varies).
-    pub key: String,
-    /// Its status.
-    pub status: u16,
-    /// Its header fields as HTTP/1 lines (`name: value\r\n`), without those of its connection,
-    /// its framing and its `Age`.
-    pub fields: Bytes,
-    /// Its body, whole.
-    pub body: Bytes,
-    /// When it was stored.
-    pub stored_at: Instant,
-    /// How long it stays fresh.
-    pub fresh: Freshness,
-    /// The request it was stored for (what a takedown is matched against).
-    pub requested: Requested,
-}
-
-/// The Host name and canonical target of the request a response was stored for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Requested {
-    /// The Host, without its port.
-    pub host: Box<str>,
-    /// The canonical path and query.
-    pub target: Box<str>,
-}
-
-impl Requested {
-    /// The path, without the query.
-    pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-}
-
-/// Where an object stands at a moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Within its lifetime.
-    Fresh,
-    /// Stale, within its `stale-while-revalidate` time.
-    WhileRevalidate,
-    /// Stale, within its `stale-if-error` time only (or beyond both).
-    Stale,
-}
-
-impl Object {
-    /// Its age (RFC 9111 4.2.3) at `now`.
-    pub fn age(&self, now: Instant) -> Duration {
-        self.fresh.initial_age + now.saturating_duration_since(self.stored_at)
-    }
-
-    /// Where it stands at `now`.
-    pub fn state(&self, now: Instant) -> State {
-        let (age, f) = (self.age(now), &self.fresh);
-        if age < f.lifetime {
-            State::Fresh
-        } else if !f.must_revalidate && age < f.lifetime + f.while_revalidate {
-            State::WhileRevalidate
-        } else {
-            State::Stale
-        }
-    }
-
-    /// Whether it may answer when the backend fails (`stale-if-error`) at `now`.
-    pub fn usable_on_error(&self, now: Instant) -> bool {
-        let f = &self.fresh;
-        !f.must_revalidate && self.age(now) < f.lifetime + f.if_error
-    }
-
-    /// Its fields, as stored.
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
-        self.fields.split(|&b| b == b'\n').filter_map(|line| {
-            let line = line.strip_suffix(b"\r")?;
-            let at = line.iter().position(|&b| b == b':')?;
-            let name = std::str::from_utf8(&line[..at]).ok()?;
-            Some((name, line[at + 1..].trim_ascii_start()))
-        })
-    }
-
-    /// The value of its first field `name`.
-    pub fn field(&self, name: &str) -> Option<&[u8]> {
-        let mut all = self.fields();
-        all.find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    }
-
-    fn size(&self) -> usize {
-        self.key.len() + self.fields.len() + self.body.len()
-    }
-}
 
 /// What a key holds.
 #[derive(Clone)]
@@ -126,6 +31,8 @@ pub struct Stats {
     pub bytes: u64,
     /// The store's limit.
     pub limit: u64,
+    /// Bytes of the disk tier's files.
+    pub disk_bytes: u64,
 }
 
 /// The process's memory store.
@@ -136,6 +43,7 @@ pub struct Store {
     entries: AtomicUsize,
     bytes: AtomicU64,
     limit: u64,
+    disk: Option<Disk>,
 }
 
 /// TinyUFO's weights are in these.
@@ -147,7 +55,19 @@ static STORE: OnceLock<Store> = OnceLock::new();
 
 /// The process's store, made with `settings` on first use (the limit is read at start).
 pub fn init(settings: &Settings) -> &'static Store {
-    STORE.get_or_init(|| Store::new(settings.memory_bytes))
+    STORE.get_or_init(|| {
+        let mut store = Store::new(settings.memory_bytes);
+        if let Some(d) = &settings.disk {
+            match Disk::open(&d.dir, d.bytes) {
+                Ok(disk) => store.disk = Some(disk),
+                Err(e) => {
+                    let dir = d.dir.display();
+                    tracing::error!("cache.disk_dir {dir}: {e}; the cache keeps to memory");
+                }
+            }
+        }
+        store
+    })
 }
 
 /// The process's store, if a request has used it yet.
@@ -166,7 +86,19 @@ impl Store {
             entries: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
             limit,
+            disk: None,
         }
+    }
+
+    /// Its disk tier, if any.
+    pub fn disk(&self) -> Option<&Disk> {
+        self.disk.as_ref()
+    }
+
+    /// Puts an object read from the disk tier back in memory.
+    pub fn promote(&self, object: Object) -> Arc<Object> {
+        let key = object.key.clone();
+        self.in_memory(key, object)
     }
 
     /// The object stored for a request with `primary` key and `request` fields.
@@ -191,10 +123,17 @@ impl Store {
             let names: Arc<[Box<str>]> = vary.into();
             self.insert(primary.to_owned(), Slot::Vary(primary.into(), names), 1);
         }
+        let object = self.in_memory(object.key.clone(), object);
+        if let Some(disk) = &self.disk {
+            disk.save(&object, !vary.is_empty());
+        }
+        object
+    }
+
+    fn in_memory(&self, key: String, object: Object) -> Arc<Object> {
         let object = Arc::new(object);
         let units = object.size().div_ceil(WEIGHT_UNIT).max(1);
         if let Ok(weight) = u16::try_from(units) {
-            let key = object.key.clone();
             self.insert(key, Slot::Object(object.clone()), weight);
         }
         object
@@ -203,6 +142,9 @@ impl Store {
     /// Removes what `key` holds (an object, or a key's `Vary` names): whether it held an
     /// object.
     pub fn remove(&self, key: &str) -> bool {
+        if let Some(disk) = &self.disk {
+            disk.remove(key);
+        }
         match self.ufo.remove(&key.to_owned()) {
             Some(old) => self.forget(&old),
             None => false,
@@ -245,6 +187,7 @@ impl Store {
         Stats {
             entries: self.entries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            disk_bytes: self.disk.as_ref().map_or(0, Disk::used),
             limit: self.limit,
         }
     }
@@ -298,7 +241,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
     use super::*;
+    use crate::cache::fresh::Freshness;
     use crate::cache::key::Taken;
 
     fn object(key: &str, body: usize) -> Object {

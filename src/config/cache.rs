@@ -7,19 +7,33 @@ use super::file::DEFAULT_MAX_OBJECT_BYTES;
 use super::file::{CacheProcessSection, CacheSection, DEFAULT_CACHE_KEY, DEFAULT_CACHE_TTL};
 use super::Errors;
 use crate::cache::rules::MAX_OBJECT_BYTES;
-use crate::cache::{KeyParts, Rules, Settings};
+use crate::cache::{DiskSettings, KeyParts, Rules, Settings};
 
 /// The process's cache settings.
-pub(super) fn settings(c: &CacheProcessSection, errors: &mut Errors<'_>) -> Settings {
+pub(super) fn settings(
+    path: &std::path::Path,
+    c: &CacheProcessSection,
+    errors: &mut Errors<'_>,
+) -> Settings {
     if c.memory_bytes < 1024 * 1024 {
         errors.invalid(
             "cache.memory_bytes",
             format!("{} is under 1 MiB; use at least 1048576", c.memory_bytes),
         );
     }
+    if c.disk_dir.is_some() && c.disk_bytes < 1024 * 1024 {
+        errors.invalid(
+            "cache.disk_bytes",
+            format!("{} is under 1 MiB; use at least 1048576", c.disk_bytes),
+        );
+    }
     Settings {
         memory_bytes: c.memory_bytes,
         lock_timeout: c.lock_timeout,
+        disk: c.disk_dir.as_ref().map(|dir| DiskSettings {
+            dir: super::relative_to(path, dir),
+            bytes: c.disk_bytes,
+        }),
     }
 }
 

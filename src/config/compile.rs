@@ -94,7 +94,7 @@ pub fn compile(
         .and_then(|o| process::otel(o, &mut errors));
     process::log(&file.log, &mut errors);
     let error_pages = error_pages::compile(&file.error_pages, "error_pages", &mut errors);
-    let cache = cache::settings(&file.cache, &mut errors);
+    let cache = cache::settings(path, &file.cache, &mut errors);
     if let Some(section) = &file.notify {
         notify::compile(section, &mut errors);
     }

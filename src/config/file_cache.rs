@@ -16,6 +16,10 @@ pub struct CacheProcessSection {
     /// How long a request waits for another's fetch of the same object.
     #[serde(deserialize_with = "duration::required")]
     pub lock_timeout: Duration,
+    /// The disk tier's directory, relative to the config file (none: memory only).
+    pub disk_dir: Option<String>,
+    /// The disk tier's size limit, bytes.
+    pub disk_bytes: u64,
 }
 
 impl Default for CacheProcessSection {
@@ -23,6 +27,8 @@ impl Default for CacheProcessSection {
         Self {
             memory_bytes: crate::cache::rules::DEFAULT_MEMORY_BYTES,
             lock_timeout: crate::cache::rules::DEFAULT_LOCK_TIMEOUT,
+            disk_dir: None,
+            disk_bytes: crate::cache::rules::DEFAULT_DISK_BYTES,
         }
     }
 }

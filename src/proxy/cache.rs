@@ -19,7 +19,7 @@ use crate::cache::key::{primary, RequestFields, Taken};
 use crate::cache::lock::{self, FillLock, Turn};
 use crate::cache::status::Outcome;
 use crate::cache::store::Requested;
-use crate::cache::store::{self, State};
+use crate::cache::store::{self, State, Store};
 use crate::cache::{Fill, Object, Rules};
 use crate::snapshot::Snapshot;
 
@@ -60,7 +60,11 @@ impl Proxy {
         let store = store::init(&snapshot.cache);
         let mut waited = false;
         loop {
-            let stale = match store.get(key, req.fields) {
+            let found = match store.get(key, req.fields) {
+                None => from_disk(store, key).await,
+                found => found,
+            };
+            let stale = match found {
                 Some(object) if object.state(Instant::now()) == State::Fresh => {
                     ctx.cache = Some(Outcome::Hit);
                     return Some(Hit::of(object).ranged(req.fields));
@@ -136,6 +140,15 @@ impl Asking {
         let taken = req.fields.taken();
         Fill::new(key, requested, self.rules.clone(), self.asked, taken, lock)
     }
+}
+
+/// The object the disk tier holds for `key` (read off the worker thread), back in memory.
+async fn from_disk(store: &'static Store, key: &str) -> Option<Arc<Object>> {
+    store.disk()?;
+    let key = key.to_owned();
+    let read = tokio::task::spawn_blocking(move || store.disk()?.load(&key));
+    let object = read.await.ok()??;
+    Some(store.promote(object))
 }
 
 /// Whether the cache answers requests like `req`: GET and HEAD without a body or
