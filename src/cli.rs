@@ -93,23 +93,25 @@ fn print_sites(snapshot: &crate::snapshot::Snapshot) {
             println!("site {:?}: error pages {pages}", site.name);
         }
         for route in &site.routes {
-            if let crate::route::Action::Proxy(p) = &route.action {
-                println!(
-                    "site {:?} route {}: timeouts {}; retries {}",
-                    site.name,
-                    route.prefix,
-                    p.timeouts.describe(),
-                    p.retries.describe()
-                );
-            }
-            let edits = route.headers.describe();
-            if !edits.is_empty() {
-                println!(
-                    "site {:?} route {}: headers {edits}",
-                    site.name, route.prefix
-                );
-            }
+            describe_route(&site.name, route);
         }
+    }
+}
+
+/// What `check` says of a route: its exchange's limits and retries, its cache, its header
+/// edits.
+fn describe_route(site: &str, route: &crate::route::router::Route) {
+    let prefix = &route.prefix;
+    if let crate::route::Action::Proxy(p) = &route.action {
+        let (timeouts, retries) = (p.timeouts.describe(), p.retries.describe());
+        println!("site {site:?} route {prefix}: timeouts {timeouts}; retries {retries}");
+        if let Some(cache) = &p.cache {
+            println!("site {site:?} route {prefix}: cache {}", cache.describe());
+        }
+    }
+    let edits = route.headers.describe();
+    if !edits.is_empty() {
+        println!("site {site:?} route {prefix}: headers {edits}");
     }
 }
 

@@ -5,6 +5,7 @@
 //! configuration hot-reload as one snapshot (`config`, `snapshot`, `reload`).
 
 pub mod admin;
+pub mod cache;
 pub mod certs;
 pub mod cli;
 pub mod cli_logs;

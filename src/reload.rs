@@ -277,6 +277,7 @@ impl Reloader {
         for change in diff.lines() {
             tracing::info!(trigger, "{change}");
         }
+        purge_taken_down(trigger, &snapshot);
         self.state.store(Arc::new(snapshot));
         ReloadReport {
             result: if errors.is_empty() {
@@ -417,5 +418,26 @@ fn parent(p: &Path) -> PathBuf {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+/// Removes from the edge cache what the takedowns of `snapshot` cover (a takedown is checked
+/// before any lookup, so this frees what would never be served again, and what a later removal
+/// of the takedown must not bring back).
+fn purge_taken_down(trigger: &str, snapshot: &Snapshot) {
+    let Some(store) = crate::cache::store::current() else {
+        return;
+    };
+    let chain = &snapshot.policy.chain;
+    let purged = store.purge_where(|o| {
+        let r = &o.requested;
+        chain.taken_down(&r.host, r.path(), &r.target)
+    });
+    if purged > 0 {
+        tracing::info!(
+            trigger,
+            purged,
+            "edge cache entries under a takedown purged"
+        );
     }
 }

@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub policy: Policy,
     /// Error pages for the statuses a site has none of, and for requests of no site.
     pub error_pages: crate::semantics::error_pages::ErrorPages,
+    /// The edge cache's store (applied at start; changing them needs a restart).
+    pub cache: crate::cache::Settings,
     /// Access log settings (applied at start; changing them needs a restart).
     pub access_log: Option<AccessLogConfig>,
     /// Trace export settings (applied at start; changing them needs a restart).

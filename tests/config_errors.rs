@@ -100,7 +100,7 @@ const RETRY_CASES: &[(&str, &str, &str)] = &[
     (
         "",
         "[[sites]]\nname = \"r\"\nicp = \"京ICP备16063439号-1\"\nhosts = [\"r.cn\"]\n[[sites.routes]]\nprefix = \"/\"\nrespond = { body = \"\" }\ntotal_timeout = \"5s\"\n",
-        "site \"r\": routes[0]: strip_prefix, replace_prefix, host_header, retries and the timeouts only apply to upstream routes",
+        "site \"r\": routes[0]: strip_prefix, replace_prefix, host_header, retries, cache and the timeouts only apply to upstream routes",
     ),
     (
         "",

@@ -91,6 +91,7 @@ fn no_import_cycles() {
 /// (`certs`, `cli`, `cli_logs`) and the fuzz entry points sit on top, beside `main.rs`.
 const LAYERS: &[&str] = &[
     "semantics",
+    "cache",
     "tls",
     "policy",
     "route",

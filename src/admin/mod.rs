@@ -4,6 +4,7 @@
 //! (`/readyz` 503) while the proxy drains on SIGTERM. Requests are tiny and rare: one request per
 //! connection, parsed with httparse.
 
+mod purge;
 mod status;
 
 use std::net::SocketAddr;
@@ -164,7 +165,7 @@ impl Admin {
     }
 
     async fn route(&self, method: &str, path: &str, auth: Option<&str>) -> Reply {
-        let path = path.split('?').next().unwrap_or(path);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         match (method, path) {
             ("GET" | "HEAD", "/healthz") => Reply::text(200, "ok\n"),
             ("GET" | "HEAD", "/readyz") => self.readyz(),
@@ -178,12 +179,19 @@ impl Admin {
                 status::json(&self.state.load(), &self.reloader),
             ),
             ("POST", "/reload") => self.reload(auth).await,
-            (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/status.json" | "/reload") => {
-                Reply::text(405, "method not allowed\n")
-            }
+            ("POST", "/cache/purge") => match self.authorized(auth, "POST /cache/purge") {
+                Ok(()) => purge::purge(&self.state.load(), query),
+                Err(refused) => refused,
+            },
+            (
+                _,
+                "/healthz" | "/readyz" | "/metrics" | "/status" | "/status.json" | "/reload"
+                | "/cache/purge",
+            ) => Reply::text(405, "method not allowed\n"),
             _ => Reply::text(
                 404,
-                "not found; try /healthz /readyz /metrics /status /status.json, POST /reload\n",
+                "not found; try /healthz /readyz /metrics /status /status.json, POST /reload, \
+                 POST /cache/purge\n",
             ),
         }
     }
@@ -217,6 +225,12 @@ impl Admin {
         m.certs.expiry.reset();
         m.certs.ocsp_next_update.reset();
         m.certs.ocsp_status.reset();
+        if let Some(store) = crate::cache::store::current() {
+            let stats = store.stats();
+            let c = crate::observe::cache_metrics::cache_metrics();
+            c.entries.set(stats.entries as f64);
+            c.stored_bytes.set(stats.bytes as f64);
+        }
         let now = crate::tls::cert::unix_now();
         for cert in snapshot.certs.certs() {
             let name = cert.info.name.as_str();
@@ -259,30 +273,8 @@ impl Admin {
     }
 
     async fn reload(&self, auth: Option<&str>) -> Reply {
-        let Some(token_file) = self
-            .state
-            .load()
-            .admin
-            .as_ref()
-            .and_then(|a| a.reload_token_file.clone())
-        else {
-            return Reply::text(
-                403,
-                "reload over HTTP is disabled: set admin.reload_token_file\n",
-            );
-        };
-        let expected = match std::fs::read_to_string(&token_file) {
-            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
-            _ => {
-                tracing::error!(file = %token_file.display(), "admin reload token file unreadable or empty");
-                return Reply::text(403, "reload token file is unreadable or empty\n");
-            }
-        };
-        let Some(given) = auth.and_then(|a| a.strip_prefix("Bearer ")) else {
-            return Reply::text(401, "POST /reload needs Authorization: Bearer <token>\n");
-        };
-        if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
-            return Reply::text(403, "wrong reload token\n");
+        if let Err(refused) = self.authorized(auth, "POST /reload") {
+            return refused;
         }
         let report = self.reloader.reload("API").await;
         Reply {
@@ -294,14 +286,55 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// Whether `auth` carries the reload token (`admin.reload_token_file`), which guards what
+    /// acts (`what`); `Err` is the refusal.
+    fn authorized(&self, auth: Option<&str>, what: &str) -> Result<(), Reply> {
+        let Some(token_file) = self
+            .state
+            .load()
+            .admin
+            .as_ref()
+            .and_then(|a| a.reload_token_file.clone())
+        else {
+            return Err(Reply::text(
+                403,
+                format!("{what} over HTTP is disabled: set admin.reload_token_file\n"),
+            ));
+        };
+        let expected = match std::fs::read_to_string(&token_file) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => {
+                tracing::error!(file = %token_file.display(), "admin reload token file unreadable or empty");
+                return Err(Reply::text(
+                    403,
+                    "reload token file is unreadable or empty\n",
+                ));
+            }
+        };
+        let Some(given) = auth.and_then(|a| a.strip_prefix("Bearer ")) else {
+            return Err(Reply::text(
+                401,
+                format!("{what} needs Authorization: Bearer <token>\n"),
+            ));
+        };
+        if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+            return Err(Reply::text(403, "wrong reload token\n"));
+        }
+        Ok(())
+    }
+}
+
 /// Records an admin request that acts (anything but a GET or HEAD) in the audit log.
 fn audit_action(audit: &Audit, peer: SocketAddr, method: &str, path: &str, reply: &Reply) {
     if matches!(method, "GET" | "HEAD") {
         return;
     }
-    let path = path.split('?').next().unwrap_or(path);
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let action = match (method, path) {
         ("POST", "/reload") => "reload".to_owned(),
+        // What was purged: `url=...` or `prefix=...`.
+        ("POST", "/cache/purge") => format!("cache purge {query}"),
         _ => format!("{method} {path}"),
     };
     let outcome = match (reply.reload, reply.status) {

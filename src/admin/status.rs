@@ -110,6 +110,16 @@ pub fn json(snapshot: &Snapshot, reloader: &Reloader) -> String {
     }
     out.push_str("],\"error_pages\":");
     error_pages_json(&mut out, &snapshot.error_pages);
+    let stats = cache_stats(snapshot);
+    let _ = write!(
+        out,
+        ",\"cache\":{{\"memory_bytes\":{},\"entries\":{},\"bytes\":{},\"lock_timeout_ms\":{},\"disk_bytes\":{}}}",
+        stats.limit,
+        stats.entries,
+        stats.bytes,
+        snapshot.cache.lock_timeout.as_millis(),
+        stats.disk_bytes
+    );
     out.push_str(",\"sites\":[");
     for (i, site) in snapshot.router.sites().iter().enumerate() {
         if i > 0 {
@@ -172,6 +182,7 @@ pub fn render(snapshot: &Snapshot, reloader: &Reloader) -> String {
     certificates(&mut h, snapshot);
     tls(&mut h, snapshot);
     sites(&mut h, snapshot);
+    cache(&mut h, snapshot);
     upstreams(&mut h, snapshot);
     h.push_str("</body></html>\n");
     h
@@ -281,10 +292,11 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
             .map(|r| {
                 let what = match &r.action {
                     Action::Proxy(p) => format!(
-                        "→ {} (timeouts: {}; retries: {})",
+                        "→ {} (timeouts: {}; retries: {}; cache: {})",
                         p.upstream.name,
                         p.timeouts.describe(),
-                        p.retries.describe()
+                        p.retries.describe(),
+                        p.cache.as_ref().map_or("off".into(), |c| c.describe())
                     ),
                     Action::Respond(c) => format!("respond {}", c.status.as_u16()),
                     Action::Redirect(r) => format!("redirect {} {}", r.status.as_u16(), r.to),
@@ -329,6 +341,32 @@ fn sites(h: &mut String, snapshot: &Snapshot) {
         );
     }
     h.push_str("</table>");
+}
+
+/// The edge cache's store: what it holds against its limit (nothing before a caching route's
+/// first request).
+fn cache_stats(snapshot: &Snapshot) -> crate::cache::Stats {
+    let empty = crate::cache::Stats {
+        entries: 0,
+        bytes: 0,
+        limit: snapshot.cache.memory_bytes,
+        disk_bytes: 0,
+    };
+    crate::cache::store::current().map_or(empty, |s| s.stats())
+}
+
+fn cache(h: &mut String, snapshot: &Snapshot) {
+    let stats = cache_stats(snapshot);
+    let _ = write!(
+        h,
+        "<h2>Edge cache</h2><table id=\"cache\"><tr><th>entries</th><th>bytes</th>\
+         <th>memory limit</th><th>lock timeout</th></tr><tr><td>{}</td><td>{}</td><td>{}</td>\
+         <td>{} ms</td></tr></table>",
+        stats.entries,
+        stats.bytes,
+        stats.limit,
+        snapshot.cache.lock_timeout.as_millis()
+    );
 }
 
 /// A site's error pages as `/status` shows them: its own statuses, then the process-wide ones it

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::file::{FileConfig, OcspSection, TlsSection};
 use super::{
-    error_pages, notify, policy, process, relative_to, sites, upstreams, ConfigError, Errors,
+    cache, error_pages, notify, policy, process, relative_to, sites, upstreams, ConfigError, Errors,
 };
 use crate::route::Router;
 use crate::snapshot::{CertPolicy, Snapshot};
@@ -94,6 +94,7 @@ pub fn compile(
         .and_then(|o| process::otel(o, &mut errors));
     process::log(&file.log, &mut errors);
     let error_pages = error_pages::compile(&file.error_pages, "error_pages", &mut errors);
+    let cache = cache::settings(path, &file.cache, &mut errors);
     if let Some(section) = &file.notify {
         notify::compile(section, &mut errors);
     }
@@ -118,6 +119,7 @@ pub fn compile(
         upstreams,
         policy,
         error_pages,
+        cache,
         access_log,
         otel,
         admin,

@@ -74,6 +74,9 @@ pub struct FileConfig {
     /// no site).
     #[serde(default)]
     pub error_pages: Vec<ErrorPageSection>,
+    /// The edge cache's store.
+    #[serde(default)]
+    pub cache: CacheProcessSection,
 }
 
 /// `[admin]`
@@ -337,6 +340,8 @@ pub struct SiteSection {
     pub client_certificates: Option<ClientCertificatesSection>,
     /// Compression of responses the backend did not compress (none when absent).
     pub compression: Option<CompressionSection>,
+    /// The edge cache for the site's upstream routes (off when absent).
+    pub cache: Option<CacheSection>,
     /// Request headers set, added and removed on the way to the backend.
     #[serde(default)]
     pub request_headers: RequestHeadersSection,
@@ -407,6 +412,8 @@ pub struct RouteSection {
     pub total_timeout: Option<Duration>,
     /// When a failed attempt is made again (default: `RetriesSection::default()`).
     pub retries: Option<RetriesSection>,
+    /// The edge cache for this route, over its site's (`[sites.cache]`).
+    pub cache: Option<CacheSection>,
 }
 
 /// `respond = { ... }`
@@ -446,6 +453,7 @@ fn default_redirect_status() -> u16 {
     DEFAULT_REDIRECT_STATUS
 }
 
+pub use super::file_cache::*;
 pub use super::file_compression::*;
 pub use super::file_error_pages::*;
 pub use super::file_notify::*;

@@ -6,11 +6,13 @@
 //! checks that no other module names them); `peek` serves what is read before the full load. Errors name the file, the key and the fix; loading
 //! collects every error rather than stopping at the first.
 
+mod cache;
 pub mod compile;
 mod compression;
 pub mod duration;
 mod error_pages;
 pub mod file;
+mod file_cache;
 mod file_compression;
 mod file_error_pages;
 mod file_notify;

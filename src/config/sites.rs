@@ -60,7 +60,7 @@ pub(crate) fn compile(
             .enumerate()
             .filter_map(|(i, r)| {
                 let key = format!("{key}: routes[{i}]");
-                let mut route = route(r, &s.name, upstreams, &key, errors)?;
+                let mut route = route(r, s, upstreams, &key, errors)?;
                 route.headers = edits.then(&super::headers::compile(&route_keys(r), &key, errors));
                 Some(route)
             })
@@ -112,12 +112,13 @@ fn valid_host(host: &str) -> bool {
 
 fn route(
     r: &RouteSection,
-    site_name: &str,
+    site: &SiteSection,
     upstreams: &HashMap<String, Arc<Upstream>>,
     key: &str,
     errors: &mut Errors<'_>,
 ) -> Option<Route> {
     let before = errors.list.len();
+    let site_name = site.name.as_str();
     if !r.prefix.starts_with('/') {
         errors.invalid(
             format!("{key}.prefix"),
@@ -147,16 +148,17 @@ fn route(
         || r.replace_prefix.is_some()
         || r.host_header.is_some()
         || r.retries.is_some()
+        || r.cache.is_some()
         || exchange.iter().any(Option::is_some);
     if proxy_only && r.upstream.is_none() {
         errors.invalid(
             key,
-            "strip_prefix, replace_prefix, host_header, retries and the timeouts only apply to \
-             upstream routes",
+            "strip_prefix, replace_prefix, host_header, retries, cache and the timeouts only \
+             apply to upstream routes",
         );
     }
     let action = if let Some(name) = &r.upstream {
-        proxy_action(r, name, upstreams, key, errors)
+        proxy_action(r, site, name, upstreams, key, errors)
     } else if let Some(resp) = &r.respond {
         canned(resp, key, errors).map(|c| Action::Respond(Arc::new(c)))
     } else {
@@ -211,6 +213,7 @@ fn redirect(rd: &RedirectSection, key: &str, errors: &mut Errors<'_>) -> Option<
 
 fn proxy_action(
     r: &RouteSection,
+    site: &SiteSection,
     name: &str,
     upstreams: &HashMap<String, Arc<Upstream>>,
     key: &str,
@@ -251,6 +254,7 @@ fn proxy_action(
         host_header,
         timeouts: super::retries::timeouts(r, &upstream.settings.timeouts),
         retries: super::retries::policy(r, key, errors),
+        cache: super::cache::rules(site.cache.as_ref(), r.cache.as_ref(), key, errors),
     }))
 }
 

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod audit;
+pub mod cache_metrics;
 pub mod chain;
 pub mod compress;
 mod conn_metrics;

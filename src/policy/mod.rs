@@ -117,6 +117,16 @@ impl Chain {
         self.rules.iter().find_map(|r| r.check(req))
     }
 
+    /// Whether a takedown (a rule or a list's entry) covers `host`, `path`
+    /// (`path_and_query`): what the edge cache purges after a reload.
+    pub fn taken_down(&self, host: &str, path: &str, path_and_query: &str) -> bool {
+        self.rules.iter().any(|r| {
+            let any = r.as_ref() as &dyn std::any::Any;
+            any.downcast_ref::<rules::Takedowns>()
+                .is_some_and(|t| t.find(host, path, path_and_query).is_some())
+        })
+    }
+
     /// Rule names in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.rules.iter().map(|r| r.name()).collect()

@@ -246,6 +246,27 @@ pub(crate) struct Takedowns {
     pub(crate) lists: super::takedown_list::TakedownIndex,
 }
 
+impl Takedowns {
+    /// The rule or list entry that takes down `host`, `path` (`path_and_query`): its id and
+    /// body.
+    pub(crate) fn find(
+        &self,
+        host: &str,
+        path: &str,
+        path_and_query: &str,
+    ) -> Option<(&Arc<str>, &Bytes)> {
+        let rule = self
+            .by_host
+            .get(host)
+            .and_then(|rules| rules.iter().find(|t| path.starts_with(t.prefix.as_str())));
+        if let Some(rule) = rule {
+            return Some((&rule.id, &rule.body));
+        }
+        let case = self.lists.find(host, path, path_and_query)?;
+        Some((&case.id, &case.body))
+    }
+}
+
 impl Rule for Takedowns {
     fn same_as(&self, other: &dyn Rule) -> bool {
         same(self, other)
@@ -254,16 +275,8 @@ impl Rule for Takedowns {
         "takedown"
     }
     fn check(&self, req: &Request<'_>) -> Option<Denial> {
-        let rule = self.by_host.get(req.host).and_then(|rules| {
-            rules
-                .iter()
-                .find(|t| req.path.starts_with(t.prefix.as_str()))
-        });
-        if let Some(rule) = rule {
-            return deny(451, &rule.id, &rule.body);
-        }
-        let case = self.lists.find(req.host, req.path, req.path_and_query)?;
-        deny(451, &case.id, &case.body)
+        let (id, body) = self.find(req.host, req.path, req.path_and_query)?;
+        deny(451, id, body)
     }
 }
 

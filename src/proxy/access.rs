@@ -80,7 +80,7 @@ pub fn line(f: &Facts<'_>, ctx: &Ctx, elapsed: std::time::Duration) -> String {
     push_request(&mut out, f, ctx);
     push_answer(&mut out, f, elapsed);
     push_backend(&mut out, ctx);
-    opt_str(&mut out, ",\"cache\":", ctx.cache);
+    opt_str(&mut out, ",\"cache\":", ctx.cache.map(|c| c.as_str()));
     opt_str(&mut out, ",\"compression\":", f.compression);
     opt_str(&mut out, ",\"request_id\":", Some(&ctx.request_id_str()));
     opt_str(&mut out, ",\"user_agent\":", f.user_agent);

@@ -89,8 +89,10 @@ pub struct Ctx {
     /// Its response's compression: what the request allows, then what was done (none when
     /// the site does not compress).
     pub(super) compression: Option<Compressing>,
-    /// The response cache's outcome, when a cache ran (`hit`, `miss`; `None`: none).
-    pub(super) cache: Option<&'static str>,
+    /// The edge cache's outcome, when the route caches.
+    pub(super) cache: Option<crate::cache::status::Outcome>,
+    /// The response being stored, on a miss whose response may be.
+    pub(super) fill: Option<Box<crate::cache::Fill>>,
     /// The request's spans, when `[otel]` is on and this trace is recorded.
     pub(super) trace: Option<Box<RequestTrace>>,
     /// Counts the request in flight to its upstream (for the retry budget) once it picked a
@@ -165,6 +167,7 @@ impl Ctx {
             upstream_first_byte: None,
             compression: None,
             cache: None,
+            fill: None,
             trace: None,
             active: None,
             retry_ticket: None,

@@ -97,6 +97,10 @@ pub(in crate::proxy) fn forwarding_fields(
     facts: &ConnFacts,
     mut emit: impl FnMut(&str, &[&[u8]]),
 ) {
+    if let Some(fill) = &ctx.fill {
+        // The edge cache revalidates its stale response.
+        fill.conditions(|name, value| emit(name, &[value]));
+    }
     let edits = ctx.header_edits();
     menshen_fields(hop, ctx, facts, |name, parts| {
         if !edits.is_some_and(|e| e.drops_request(name)) {

@@ -23,6 +23,7 @@
 
 mod access;
 mod attempts;
+mod cache;
 mod compress;
 pub mod conn;
 mod ctx;
@@ -30,6 +31,7 @@ mod encoder;
 mod forwarding;
 mod h1;
 mod h2;
+mod hit;
 mod http1;
 mod http2;
 pub mod in_flight;

@@ -309,6 +309,10 @@ impl Proxy {
             if let Some(rule) = &ctx.decision {
                 crate::observe::metrics::metrics().deny(Some(site.name()), rule);
             }
+            if let Some(cache) = ctx.cache {
+                let metrics = crate::observe::cache_metrics::cache_metrics();
+                metrics.count(site.name(), cache.as_str(), facts.bytes_out);
+            }
         }
         count_upstream_failure(ctx, facts.status);
         if let Some(e) = e {

@@ -29,6 +29,8 @@ pub(in crate::proxy) struct ResponseEdits<'a> {
     pub(in crate::proxy) coding: Option<Coding>,
     /// `Vary: Accept-Encoding` is added.
     pub(in crate::proxy) vary: bool,
+    /// What the edge cache did (`Cache-Status`, `X-Cache`).
+    pub(in crate::proxy) cache: Option<crate::cache::status::Outcome>,
 }
 
 /// `Server` on responses of a request no site took.
@@ -48,6 +50,7 @@ impl<'a> ResponseEdits<'a> {
                 alt_svc: site.alt_svc.as_ref(),
                 coding: None,
                 vary: false,
+                cache: ctx.cache,
             },
             None => Self {
                 remove: &[],
@@ -57,6 +60,7 @@ impl<'a> ResponseEdits<'a> {
                 alt_svc: None,
                 coding: None,
                 vary: false,
+                cache: ctx.cache,
             },
         }
     }
@@ -147,6 +151,10 @@ fn edited_fields<'a>(
     }
     if let Some(hsts) = edits.hsts {
         emit("strict-transport-security", hsts.as_bytes());
+    }
+    if let Some(cache) = edits.cache {
+        emit("cache-status", cache.cache_status());
+        emit("x-cache", cache.x_cache());
     }
     has_date
 }

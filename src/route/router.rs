@@ -79,6 +79,8 @@ pub struct ProxyAction {
     pub timeouts: RouteTimeouts,
     /// When a failed attempt is made again.
     pub retries: RetryPolicy,
+    /// What the edge cache stores of its responses (`None`: nothing).
+    pub cache: Option<Arc<crate::cache::Rules>>,
 }
 
 /// Two actions are the same when they go to the upstream of the same name the same way (the
@@ -90,6 +92,7 @@ impl PartialEq for ProxyAction {
             && self.host_header == other.host_header
             && self.timeouts == other.timeouts
             && self.retries == other.retries
+            && self.cache == other.cache
     }
 }
 

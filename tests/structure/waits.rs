@@ -15,6 +15,12 @@ const SLEEPS: &[(&str, usize, &str)] = &[
         "a client that does not read while the send timeout runs",
     ),
     (
+        "tests/support/cache_origin.rs",
+        2,
+        "an origin slow to answer, so that 100 concurrent misses arrive while its one fetch is \
+         under way, and a revalidation while another request comes: shaping, not waiting",
+    ),
+    (
         "tests/h1_engine.rs",
         1,
         "a pause inside a WebSocket conversation",

@@ -27,6 +27,24 @@ impl Answer {
     }
 }
 
+/// Reads from `stream` until `buf` holds a whole request head, takes it off `buf` and returns
+/// it as text; `None` when the connection ends first (an origin's loop).
+pub async fn next_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<String> {
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    Some(head)
+}
+
 /// A client connection reading responses one at a time.
 pub struct Client {
     pub tcp: TcpStream,

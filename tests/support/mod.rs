@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod cache_origin;
 pub mod config;
 pub mod curl;
 pub mod demo_pki;

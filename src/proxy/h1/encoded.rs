@@ -10,6 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use super::write_out;
 use crate::proxy::attempts::limit;
+use crate::proxy::cache::Tee;
 use crate::proxy::conn::ClientConn;
 use crate::proxy::encoder::Encoder;
 use crate::proxy::http1::{push_body, Body, Framing, UPSTREAM_BUF};
@@ -33,7 +34,8 @@ pub(super) struct Encoded {
 pub(super) type Sent = Result<(usize, bool), (usize, String)>;
 
 impl Encoded {
-    /// Sends `out` (the response head), then the body read from `up` and `stream`, compressed.
+    /// Sends `out` (the response head), then the body read from `up` and `stream`, compressed;
+    /// its payload goes to `tee` as it was read.
     pub(super) async fn run(
         mut self,
         conn: &mut ClientConn,
@@ -41,6 +43,7 @@ impl Encoded {
         out: &mut Vec<u8>,
         up: &mut BytesMut,
         encoder: Encoder,
+        tee: &mut Tee,
     ) -> Sent {
         let mut encoder = Some(encoder);
         let mut sent = 0;
@@ -49,7 +52,12 @@ impl Encoded {
         let mut runs = Vec::new();
         loop {
             runs.clear();
-            let Ok((n, _)) = self.body.take_with(up, |r| runs.push(r)) else {
+            let taken = self.body.take_with(up, |r| {
+                // The edge cache stores the backend's payload, as it came.
+                tee.data(&up[r.clone()]);
+                runs.push(r)
+            });
+            let Ok((n, _)) = taken else {
                 return Err((sent, "bad chunked framing from the backend".into()));
             };
             extra |= up.len() > n;

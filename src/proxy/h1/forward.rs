@@ -14,6 +14,7 @@ use super::request::{upstream_request, Req, Request};
 use super::upload::{Upload, UploadError};
 use super::{send_timeout, Buffers, Outcome};
 use crate::proxy::attempts::{head_failure, io_failure, limit, Attempt, Unanswered};
+use crate::proxy::cache::stale_on_error;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::http1::read_response_head;
@@ -60,6 +61,13 @@ impl Proxy {
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
             Err(unanswered) => {
+                if unanswered.status.is_some_and(|s| s >= 500) {
+                    if let Some(hit) = stale_on_error(ctx) {
+                        let (request, bufs) = (request, &mut *bufs);
+                        return super::cached::write_hit(conn, facts, request, ctx, bufs, &hit)
+                            .await;
+                    }
+                }
                 let (out, asking) = (&mut bufs.out, request.asking(ctx));
                 let answered =
                     answer_unanswered(conn, out, &asking, unanswered, how, upload.payload);

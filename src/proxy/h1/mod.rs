@@ -17,6 +17,7 @@
 //! Protocols`). Its own answers are `own`'s. HTTP/1 syntax both engines write and read is
 //! `proxy::http1`'s; backend connections come from a per-thread pool (`route::pool`).
 
+mod cached;
 mod encoded;
 mod forward;
 mod from_h2;

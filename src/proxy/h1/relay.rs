@@ -18,9 +18,11 @@ use super::request::Request;
 use super::response::{client_response_head, final_head, upgrade_head, Persist};
 use super::{write_out, Buffers, Outcome};
 use crate::proxy::attempts::{limit, Unanswered};
+use crate::proxy::cache::Tee;
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::Encoder;
+use crate::proxy::hit::Hit;
 use crate::proxy::http1::{push_body, Body, Framing, ResponseHead, UPSTREAM_BUF};
 use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
@@ -61,10 +63,16 @@ impl Relay<'_, '_> {
         bufs: &mut Buffers,
         input: &mut BytesMut,
     ) -> Outcome {
-        let sent = match self.head(conn, &mut stream, end, bufs).await {
+        let mut tee = Tee::take(self.ctx);
+        let sent = match self.head(conn, &mut stream, end, bufs, &mut tee).await {
             Ok(sent) => sent,
             Err(outcome) => return outcome,
         };
+        if let Some(hit) = tee.instead(self.ctx) {
+            return self
+                .answer_stored(conn, stream, &sent.head, bufs, &hit)
+                .await;
+        }
         let Sent {
             head,
             persist,
@@ -74,7 +82,7 @@ impl Relay<'_, '_> {
         self.ctx.note_compression(compression.as_ref().map(|c| c.0));
         if let Some(encoder) = compression.and_then(|c| c.1) {
             return self
-                .encoded(conn, stream, &head, bufs, encoder, persist)
+                .encoded(conn, stream, &head, bufs, encoder, persist, tee)
                 .await;
         }
         if head.status == 101 {
@@ -88,7 +96,7 @@ impl Relay<'_, '_> {
                 error: bytes.2,
             };
         }
-        self.body(conn, stream, &head, bufs, persist).await
+        self.body(conn, stream, &head, bufs, persist, tee).await
     }
 
     /// Reads the final head (interim ones go to the client as they come) and writes it, edited,
@@ -99,6 +107,7 @@ impl Relay<'_, '_> {
         stream: &mut UpstreamConn,
         end: usize,
         bufs: &mut Buffers,
+        tee: &mut Tee,
     ) -> Result<Sent, Outcome> {
         let req = self.request.req;
         let head_request = req.method == http::Method::HEAD;
@@ -127,6 +136,7 @@ impl Relay<'_, '_> {
                 Unanswered::answer(502, "101 to a request without Upgrade")
             }
             Ok((head, end)) => {
+                tee.head(&up[..end]);
                 up.advance(end);
                 return Ok(Sent {
                     head,
@@ -144,7 +154,29 @@ impl Relay<'_, '_> {
         Err(self.fail(Some(status), sent.await, unanswered.error))
     }
 
-    /// Sends the head in `bufs.out` and the body compressed.
+    /// Answers with a stored response in place of the backend's (a `304` that refreshed it, or
+    /// a failure it stands in for); the backend's connection goes back to the pool when its
+    /// response had no body.
+    async fn answer_stored(
+        &self,
+        conn: &mut ClientConn,
+        stream: UpstreamConn,
+        head: &ResponseHead,
+        bufs: &mut Buffers,
+        hit: &Hit,
+    ) -> Outcome {
+        if head.framing == Framing::None {
+            self.finish(stream, head, false);
+        }
+        let (facts, request) = (self.facts, self.request);
+        let mut outcome = super::cached::write_hit(conn, facts, request, self.ctx, bufs, hit).await;
+        outcome.bytes_in = self.bytes_in;
+        outcome
+    }
+
+    /// Sends the head in `bufs.out` and the body compressed (stored as it came when `tee`
+    /// stores it).
+    #[allow(clippy::too_many_arguments)]
     async fn encoded(
         &self,
         conn: &mut ClientConn,
@@ -153,6 +185,7 @@ impl Relay<'_, '_> {
         bufs: &mut Buffers,
         encoder: Encoder,
         persist: Persist,
+        mut tee: Tee,
     ) -> Outcome {
         let encoded = Encoded {
             body: Body::new(head.framing),
@@ -163,8 +196,12 @@ impl Relay<'_, '_> {
             send: self.send,
         };
         let (out, up) = (&mut bufs.out, &mut bufs.up);
-        match encoded.run(conn, &mut stream, out, up, encoder).await {
+        match encoded
+            .run(conn, &mut stream, out, up, encoder, &mut tee)
+            .await
+        {
             Ok((sent, extra)) => {
+                tee.finish(self.ctx);
                 self.finish(stream, head, extra);
                 self.done(head.status, sent, persist)
             }
@@ -180,11 +217,12 @@ impl Relay<'_, '_> {
         head: &ResponseHead,
         bufs: &mut Buffers,
         persist: Persist,
+        mut tee: Tee,
     ) -> Outcome {
         let rechunk = head.framing == Framing::UntilClose && self.request.req.version != 0;
         let mut body = Body::new(head.framing);
         let Buffers { out, up } = bufs;
-        let Ok((first, sent)) = body.take(up) else {
+        let Ok((first, sent)) = body.take_with(up, |r| tee.data(&up[r])) else {
             // Nothing of this response reached the client yet: it gets a 502.
             let asking = self.request.asking(self.ctx);
             let head_request = self.request.req.method == http::Method::HEAD;
@@ -205,8 +243,9 @@ impl Relay<'_, '_> {
             sent,
             extra,
         };
-        match self.rest(conn, &mut stream, out, up, pass).await {
+        match self.rest(conn, &mut stream, out, up, pass, &mut tee).await {
             Ok((sent, extra)) => {
+                tee.finish(self.ctx);
                 self.finish(stream, head, extra);
                 self.done(head.status, sent, persist)
             }
@@ -244,6 +283,7 @@ impl Relay<'_, '_> {
         out: &mut Vec<u8>,
         up: &mut BytesMut,
         mut pass: Pass,
+        tee: &mut Tee,
     ) -> Result<(usize, bool), (usize, String)> {
         let (idle, deadline) = (self.ctx.timeouts().idle, self.ctx.deadline());
         while !pass.body.is_done() {
@@ -256,7 +296,7 @@ impl Relay<'_, '_> {
                 Ok(_) => {}
                 Err(e) => return Err((pass.sent, format!("reading the response body: {e}"))),
             }
-            let Ok((n, payload)) = pass.body.take(up) else {
+            let Ok((n, payload)) = pass.body.take_with(up, |r| tee.data(&up[r])) else {
                 return Err((pass.sent, "bad chunked framing from the backend".into()));
             };
             pass.extra |= up.len() > n;

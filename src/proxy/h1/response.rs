@@ -163,6 +163,7 @@ mod tests {
             alt_svc: None,
             coding: None,
             vary: false,
+            cache: None,
         };
         let mut out = Vec::new();
         with_response(raw, |r| {

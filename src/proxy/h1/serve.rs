@@ -137,7 +137,7 @@ impl Proxy {
                     .await
             }
             (None, Some(Action::Proxy(action))) => {
-                self.proxy(conn, facts, request, action, &mut ctx, bufs, input)
+                self.cached_or_proxy(conn, facts, request, action, &mut ctx, bufs, input)
                     .await
             }
             // The policy's route rule answers 404 first; this is not reached.

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::answer::{unanswered, Outcome};
 use super::upload::{Replay, Upload, UploadError};
 use crate::proxy::attempts::{head_failure, io_failure, limit, Attempt, Unanswered};
+use crate::proxy::cache::stale_on_error;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::forwarding::{edited_out, forwarding_fields, Hop, Protocol, Received};
@@ -84,6 +85,11 @@ impl Proxy {
         let (stream, addr, end, bytes_in) = match sent.await {
             Ok(ok) => ok,
             Err(failed) => {
+                if failed.status.is_some_and(|s| s >= 500) {
+                    if let Some(hit) = stale_on_error(ctx) {
+                        return super::stored::send_hit(facts, ctx, &hit, head, respond).await;
+                    }
+                }
                 let asking = request.asking(ctx);
                 return unanswered(respond, asking, (head, send), failed).await;
             }

@@ -13,9 +13,11 @@
 //! stream with `RST_STREAM`, never as complete.
 
 mod answer;
+mod cached;
 mod exchange;
 mod from_h2;
 mod relay;
+mod stored;
 mod stream;
 mod to_h2;
 mod upload;

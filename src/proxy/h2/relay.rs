@@ -10,26 +10,27 @@ use std::ops::Range;
 use bytes::{Buf, Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Reason, SendStream};
-use http::StatusCode;
 use tokio::io::AsyncReadExt;
 
-use super::answer::{append_field, finish_head, Outcome};
+use super::answer::Outcome;
+use super::stored::client_head;
 use crate::proxy::attempts::{limit, Unanswered};
+use crate::proxy::cache::Tee;
 use crate::proxy::conn::ConnFacts;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::encoder::{Coded, Encoder};
+use crate::proxy::hit::Hit;
 use crate::proxy::http1::{
     read_response_head, response_head, with_response, Body, Framing, ResponseHead, MAX_INTERIM,
     UPSTREAM_BUF,
 };
 use crate::proxy::http2::send_data;
 use crate::proxy::own::io_status;
-use crate::proxy::response_edits::{response_fields, ResponseEdits};
+use crate::proxy::response_edits::ResponseEdits;
 use crate::proxy::timed::within;
 use crate::route::pool::{self, Kind};
 use crate::route::upstream_conn::UpstreamConn;
 use crate::semantics::coding::Decision;
-use crate::semantics::fields::{field, Field};
 
 /// One response to relay to an HTTP/2 client.
 pub(super) struct Relay<'a> {
@@ -60,10 +61,14 @@ impl Relay<'_> {
         end: usize,
         respond: &mut SendResponse<Bytes>,
     ) -> Outcome {
-        let last = match self.final_head(&mut stream, &mut up, end).await {
+        let mut tee = Tee::take(self.ctx);
+        let last = match self.final_head(&mut stream, &mut up, end, &mut tee).await {
             Ok(last) => last,
             Err(failed) => return self.refuse(respond, failed).await,
         };
+        if let Some(hit) = tee.instead(self.ctx) {
+            return self.answer_stored(stream, &last.head, &hit, respond).await;
+        }
         let Final {
             head,
             response,
@@ -82,6 +87,7 @@ impl Relay<'_> {
             }
         };
         if empty {
+            tee.finish(self.ctx);
             return self.put_back(stream, &head, !body.is_done(), 0);
         }
         let mut pass = Pass {
@@ -91,14 +97,36 @@ impl Relay<'_> {
             coded,
             sent: 0,
             extra: false,
+            tee,
         };
         match self.body(&mut stream, &mut up, &mut pass).await {
             Ok(()) => {
+                std::mem::replace(&mut pass.tee, Tee::none()).finish(self.ctx);
                 let unfinished = pass.extra || !pass.body.is_done();
                 self.put_back(stream, &head, unfinished, pass.sent)
             }
             Err(error) => self.fail(head.status, pass.sent, error),
         }
+    }
+
+    /// Sends a stored response in place of the backend's (a `304` that refreshed it, or a
+    /// failure it stands in for); the backend's connection goes back to the pool when its
+    /// response had no body.
+    async fn answer_stored(
+        &self,
+        stream: UpstreamConn,
+        head: &ResponseHead,
+        hit: &Hit,
+        respond: &mut SendResponse<Bytes>,
+    ) -> Outcome {
+        if head.framing == Framing::None {
+            let _ = self.put_back(stream, head, false, 0);
+        }
+        let (facts, ctx) = (self.facts, &*self.ctx);
+        let mut outcome =
+            super::stored::send_hit(facts, ctx, hit, self.head_request, respond).await;
+        outcome.bytes_in = self.bytes_in;
+        outcome
     }
 
     /// Reads past interim heads (HTTP/2 clients are not sent them) to the final one, made
@@ -109,11 +137,13 @@ impl Relay<'_> {
         stream: &mut UpstreamConn,
         up: &mut BytesMut,
         mut end: usize,
+        tee: &mut Tee,
     ) -> Result<Final, Unanswered> {
         let mut interim = 0;
         loop {
             let failed = match with_response(&up[..end], |resp| self.edited(resp)) {
                 Ok(Some(Ok(last))) => {
+                    tee.head(&up[..end]);
                     up.advance(end);
                     return Ok(last);
                 }
@@ -145,9 +175,6 @@ impl Relay<'_> {
         if head.status < 200 {
             return Some(Err(head.status));
         }
-        let mut response = http::Response::new(());
-        *response.status_mut() = StatusCode::from_u16(head.status).ok()?;
-        let headers = response.headers_mut();
         let fields = resp.headers.iter().map(|h| (h.name, h.value));
         let compression = self.ctx.compression_for(head.status, fields);
         let edits = ResponseEdits::of(self.ctx, self.facts.tls.is_some());
@@ -157,14 +184,7 @@ impl Relay<'_> {
             Some(_) => Framing::UntilClose,
             None => head.framing,
         };
-        let has_date = response_fields(resp, framing, &edits, |name, value| {
-            // The backend's framing is its own: HTTP/2 frames the body.
-            if field(name) == Field::TransferEncoding {
-                return;
-            }
-            append_field(headers, name, value);
-        });
-        finish_head(headers, &self.ctx.request_id, has_date);
+        let response = client_head(resp, head.status, framing, &edits, &self.ctx.request_id)?;
         Some(Ok(Final {
             head,
             response,
@@ -221,6 +241,7 @@ impl Relay<'_> {
         };
         pass.extra |= up.len() > n;
         let data = payload(up, n, runs);
+        pass.tee.data(&data);
         let data = match pass.coded.pass(data) {
             Ok(data) => data,
             Err(e) => return Err(pass.reset(format!("compressing: {e}"))),
@@ -284,6 +305,8 @@ struct Pass {
     coded: Coded,
     sent: usize,
     extra: bool,
+    /// The response's way into the edge cache.
+    tee: Tee,
 }
 
 impl Pass {

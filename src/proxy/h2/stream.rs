@@ -115,7 +115,7 @@ impl Proxy {
         let (status, reply) = match (&denial, at.route.map(|(_, r)| &r.action)) {
             (None, Some(Action::Proxy(action))) => {
                 return self
-                    .h2_exchange(facts, request, body, action, ctx, respond)
+                    .h2_cached_or_exchange(facts, request, body, action, ctx, respond)
                     .await;
             }
             (Some(denial), _) => {

@@ -217,13 +217,8 @@ impl Body {
 
     /// How many bytes at the start of `buf` belong to the body (the rest would be the
     /// backend's next message, which it should not have sent), and how many of those are
-    /// payload (not chunk framing).
-    pub(in crate::proxy) fn take(&mut self, buf: &[u8]) -> Result<(usize, usize), BadFraming> {
-        self.take_with(buf, |_| {})
-    }
-
-    /// As `take`, handing each run of payload in `buf` to `data` (what an HTTP/2 client gets
-    /// of a chunked body).
+    /// payload (not chunk framing); each run of payload in `buf` goes to `data` (what an
+    /// HTTP/2 client gets of a chunked body, what the edge cache stores).
     pub(in crate::proxy) fn take_with(
         &mut self,
         buf: &[u8],
