@@ -424,15 +424,16 @@ fn parent(p: &Path) -> PathBuf {
 /// Removes from the edge cache what the takedowns of `snapshot` cover (a takedown is checked
 /// before any lookup, so this frees what would never be served again, and what a later removal
 /// of the takedown must not bring back).
-fn purge_taken_down(trigger: &str, snapshot: &Snapshot) {
-    let Some(store) = crate::cache::store::current() else {
-        return;
+pub(crate) fn purge_taken_down(trigger: &str, snapshot: &Snapshot) {
+    // A disk tier holds responses from before this process: they are purged before the first
+    // request has made the store.
+    let store = match crate::cache::store::current() {
+        Some(store) => store,
+        None if snapshot.cache.disk.is_some() => crate::cache::store::init(&snapshot.cache),
+        None => return,
     };
     let chain = &snapshot.policy.chain;
-    let purged = store.purge_where(|o| {
-        let r = &o.requested;
-        chain.taken_down(&r.host, r.path(), &r.target)
-    });
+    let purged = store.purge_where(|r| chain.taken_down(&r.host, r.path(), &r.target));
     if purged > 0 {
         tracing::info!(
             trigger,

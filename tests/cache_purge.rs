@@ -6,20 +6,7 @@
 mod support;
 
 use support::admin::TOKEN;
-use support::cache_origin::{config, get, setup, x_cache, Setup};
-use support::http::raw_plain;
-
-/// `POST /cache/purge?QUERY` with `token`: the status and the body.
-async fn purge(s: &Setup, query: &str, token: Option<&str>) -> (u16, String) {
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let raw = format!(
-        "POST /cache/purge?{query} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\n\r\n"
-    );
-    let resp = raw_plain(s.admin, raw.as_bytes(), None)
-        .await
-        .expect("purge");
-    (resp.status, resp.text())
-}
+use support::cache_origin::{config, get, purge, setup, x_cache};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purge_by_url_and_by_prefix() {

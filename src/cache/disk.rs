@@ -4,11 +4,15 @@
 //! and then renamed, and end with a SHA-256 of all before it: a torn or corrupted file is
 //! removed when read, never served. A memory miss reads the key's file (off the worker
 //! thread) and puts what it holds back in memory. Responses that vary stay in memory only.
+//! An index of the keys on disk (read from the files' heads at open) lets purges by prefix and
+//! by takedown reach responses that are no longer in memory.
 
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -22,12 +26,18 @@ const QUEUE: usize = 256;
 const MAGIC: &[u8; 8] = b"MSHCACH1";
 /// After a write that goes over the limit, the oldest files go until this share is used.
 const LOW_WATER: f64 = 0.9;
+/// The most of a file read for its key, host and target (the index).
+const HEAD_BYTES: u64 = 64 * 1024;
+
+/// The keys held on disk, with what was requested (takedowns match that).
+type Index = Arc<Mutex<BTreeMap<String, Requested>>>;
 
 /// The disk tier of the process's store.
 pub struct Disk {
     dir: PathBuf,
     limit: u64,
     used: Arc<AtomicU64>,
+    index: Index,
     writes: SyncSender<Arc<Object>>,
 }
 
@@ -36,29 +46,37 @@ impl Disk {
     /// `limit` bytes.
     pub fn open(dir: &Path, limit: u64) -> std::io::Result<Disk> {
         std::fs::create_dir_all(dir)?;
-        let mut used = 0;
+        let (mut used, mut index) = (0, BTreeMap::new());
         for entry in std::fs::read_dir(dir)?.flatten() {
             let path = entry.path();
             match path.extension().and_then(|e| e.to_str()) {
                 Some("tmp") => _ = std::fs::remove_file(&path),
-                Some("obj") => used += entry.metadata().map_or(0, |m| m.len()),
+                Some("obj") => {
+                    used += entry.metadata().map_or(0, |m| m.len());
+                    if let Some((key, requested)) = read_head(&path) {
+                        index.insert(key, requested);
+                    }
+                }
                 _ => {}
             }
         }
         let used = Arc::new(AtomicU64::new(used));
+        let index: Index = Arc::new(Mutex::new(index));
         let (writes, queue) = sync_channel::<Arc<Object>>(QUEUE);
         let (writer_dir, writer_used) = (dir.to_path_buf(), used.clone());
+        let writer_index = index.clone();
         std::thread::Builder::new()
             .name("menshen-cache-disk".into())
             .spawn(move || {
                 for object in queue {
-                    write(&writer_dir, &object, &writer_used, limit);
+                    write(&writer_dir, &object, &writer_used, limit, &writer_index);
                 }
             })?;
         Ok(Disk {
             dir: dir.to_path_buf(),
             limit,
             used,
+            index,
             writes,
         })
     }
@@ -87,7 +105,15 @@ impl Disk {
 
     /// Removes the file of `key`, if any.
     pub fn remove(&self, key: &str) {
+        lock(&self.index).remove(key);
         self.forget(&file_of(&self.dir, key));
+    }
+
+    /// The keys on disk that `wanted` picks (by key, and what was requested).
+    pub fn keys_where(&self, wanted: impl Fn(&str, &Requested) -> bool) -> Vec<String> {
+        let index = lock(&self.index);
+        let picked = index.iter().filter(|(k, r)| wanted(k, r));
+        picked.map(|(k, _)| k.clone()).collect()
     }
 
     /// Bytes of files held.
@@ -110,8 +136,21 @@ fn file_of(dir: &Path, key: &str) -> PathBuf {
     dir.join(format!("{name}.obj"))
 }
 
+fn lock(index: &Index) -> std::sync::MutexGuard<'_, BTreeMap<String, Requested>> {
+    index.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The key and request a file holds, from its head (not checked against its checksum: that
+/// is done when it is read whole).
+fn read_head(path: &Path) -> Option<(String, Requested)> {
+    let mut head = Vec::new();
+    let file = std::fs::File::open(path).ok()?;
+    file.take(HEAD_BYTES).read_to_end(&mut head).ok()?;
+    Reader(&head).head()
+}
+
 /// Writes `object`'s file (a temporary one, renamed), then trims the directory to the limit.
-fn write(dir: &Path, object: &Object, used: &AtomicU64, limit: u64) {
+fn write(dir: &Path, object: &Object, used: &AtomicU64, limit: u64, index: &Index) {
     let path = file_of(dir, &object.key);
     let tmp = path.with_extension("tmp");
     let data = encode(object);
@@ -121,15 +160,16 @@ fn write(dir: &Path, object: &Object, used: &AtomicU64, limit: u64) {
         let _ = std::fs::remove_file(&tmp);
         return;
     }
+    lock(index).insert(object.key.clone(), object.requested.clone());
     let now = used.load(Ordering::Relaxed).saturating_sub(old) + data.len() as u64;
     used.store(now, Ordering::Relaxed);
     if now > limit {
-        trim(dir, used, (limit as f64 * LOW_WATER) as u64);
+        trim(dir, used, (limit as f64 * LOW_WATER) as u64, index);
     }
 }
 
 /// Removes the oldest files until `target` bytes are used.
-fn trim(dir: &Path, used: &AtomicU64, target: u64) {
+fn trim(dir: &Path, used: &AtomicU64, target: u64, index: &Index) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -146,6 +186,9 @@ fn trim(dir: &Path, used: &AtomicU64, target: u64) {
     for (_, len, path) in files {
         if total <= target {
             break;
+        }
+        if let Some((key, _)) = read_head(&path) {
+            lock(index).remove(&key);
         }
         if std::fs::remove_file(&path).is_ok() {
             total -= len;
@@ -214,6 +257,19 @@ impl<'a> Reader<'a> {
     fn text(&mut self) -> Option<&'a str> {
         std::str::from_utf8(self.bytes()?).ok()
     }
+
+    /// The magic, then the key and what was requested.
+    fn head(&mut self) -> Option<(String, Requested)> {
+        if self.take(MAGIC.len())? != MAGIC {
+            return None;
+        }
+        let key = self.text()?.to_owned();
+        let requested = Requested {
+            host: self.text()?.into(),
+            target: self.text()?.into(),
+        };
+        Some((key, requested))
+    }
 }
 
 /// The object a file holds; `None` when it is torn (short) or corrupt (its checksum).
@@ -225,14 +281,7 @@ fn decode(data: &[u8]) -> Option<Object> {
         return None;
     }
     let mut r = Reader(content);
-    if r.take(MAGIC.len())? != MAGIC {
-        return None;
-    }
-    let key = r.text()?.to_owned();
-    let requested = Requested {
-        host: r.text()?.into(),
-        target: r.text()?.into(),
-    };
+    let (key, requested) = r.head()?;
     let fields = Bytes::copy_from_slice(r.bytes()?);
     let body = Bytes::copy_from_slice(r.bytes()?);
     let mut times = [Duration::ZERO; 5];

@@ -4,7 +4,7 @@
 //! against the byte limit. A key with variants holds the names its `Vary` lists; each variant
 //! is stored under its own key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tinyufo::TinyUfo;
@@ -157,29 +157,45 @@ impl Store {
         usize::from(self.remove(primary)) + self.purge_prefix(&variants)
     }
 
-    /// Removes every response whose key starts with `prefix`: how many.
+    /// Removes every response whose key starts with `prefix`, in memory or on disk: how many.
     pub fn purge_prefix(&self, prefix: &str) -> usize {
-        let keys: Vec<String> = {
+        let mut keys: BTreeSet<String> = {
             let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             let from = keys.range(prefix.to_owned()..);
             from.take_while(|(k, _)| k.starts_with(prefix))
                 .map(|(k, _)| k.clone())
                 .collect()
         };
-        keys.iter().filter(|k| self.remove(k)).count()
+        if let Some(disk) = &self.disk {
+            keys.extend(disk.keys_where(|k, _| k.starts_with(prefix)));
+        }
+        keys.iter().filter(|k| self.remove_anywhere(k)).count()
     }
 
-    /// Removes every response `doomed` says: how many.
-    pub fn purge_where(&self, doomed: impl Fn(&Object) -> bool) -> usize {
-        let keys: Vec<String> = {
+    /// Removes every response stored for a request `doomed` picks, in memory or on disk: how
+    /// many.
+    pub fn purge_where(&self, doomed: impl Fn(&Requested) -> bool) -> usize {
+        let mut keys: BTreeSet<String> = {
             let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             let objects = keys.iter().filter_map(|(k, o)| Some((k, o.as_ref()?)));
             objects
-                .filter(|(_, o)| doomed(o))
+                .filter(|(_, o)| doomed(&o.requested))
                 .map(|(k, _)| k.clone())
                 .collect()
         };
-        keys.iter().filter(|k| self.remove(k)).count()
+        if let Some(disk) = &self.disk {
+            keys.extend(disk.keys_where(|_, requested| doomed(requested)));
+        }
+        keys.iter().filter(|k| self.remove_anywhere(k)).count()
+    }
+
+    /// Removes `key` from memory and disk: whether either held it.
+    fn remove_anywhere(&self, key: &str) -> bool {
+        let on_disk = self
+            .disk
+            .as_ref()
+            .is_some_and(|d| !d.keys_where(|k, _| k == key).is_empty());
+        self.remove(key) || on_disk
     }
 
     /// What it holds.
@@ -286,9 +302,11 @@ mod tests {
         assert_eq!(store.stats().entries, 0);
         store.put("s/a/1", &[], object("s/a/1", 1));
         store.put("s/a/2", &[], object("s/a/2", 1));
-        store.put("s/b", &[], object("s/b", 1));
+        let mut taken_down = object("s/b", 1);
+        taken_down.requested.target = "/b".into();
+        store.put("s/b", &[], taken_down);
         assert_eq!(store.purge_prefix("s/a/"), 2);
-        assert_eq!(store.purge_where(|o| o.key == "s/b"), 1);
+        assert_eq!(store.purge_where(|r| &*r.target == "/b"), 1);
         assert_eq!(store.stats().entries, 0);
     }
 

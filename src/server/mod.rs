@@ -44,6 +44,8 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> anyhow::Result<()> {
     snapshot.start_background(control.handle());
     snapshot.warn_expiring();
     log_startup_summary(&snapshot);
+    // A takedown added while menshen was down must not leave its responses in the disk cache.
+    crate::reload::purge_taken_down("start", &snapshot);
 
     // A binary upgrade takes the sockets over from the running process: they are meant to be
     // held.

@@ -239,3 +239,15 @@ pub async fn h2_get(s: &Setup, path: &str) -> (u16, String, String) {
         String::from_utf8_lossy(&text).into_owned(),
     )
 }
+
+/// `POST /cache/purge?QUERY` on the admin listener with `token`: the status and the body.
+pub async fn purge(s: &Setup, query: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let raw = format!(
+        "POST /cache/purge?{query} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\n\r\n"
+    );
+    let resp = super::http::raw_plain(s.admin, raw.as_bytes(), None)
+        .await
+        .expect("purge");
+    (resp.status, resp.text())
+}

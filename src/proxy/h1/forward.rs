@@ -241,7 +241,7 @@ impl<'a, 'r> Forward<'a, 'r> {
 }
 
 /// What the client gets when its request body could not be read or was refused.
-fn body_failed(e: UploadError) -> Unanswered {
+pub(super) fn body_failed(e: UploadError) -> Unanswered {
     if matches!(e, UploadError::TooLarge) {
         crate::observe::metrics::metrics().deny(None, "body_too_large");
     }

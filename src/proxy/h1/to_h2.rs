@@ -133,11 +133,7 @@ impl Proxy {
                     UploadError::Backend(e) if !upload.streamed => Some(stream_failure(e)),
                     _ => None,
                 };
-                let unanswered = Unanswered {
-                    status: e.status(),
-                    error: e.to_string(),
-                };
-                return Err(NoResponse(failure, unanswered));
+                return Err(NoResponse(failure, super::forward::body_failed(e)));
             }
         }
         let waited = within(ctx.first_byte_limit(), async {

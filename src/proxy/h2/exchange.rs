@@ -227,7 +227,8 @@ async fn send_and_read(
             return Err(Err(Unanswered::client_gone(error)));
         }
         Err(UploadError::TooLarge) => {
-            return Err(Err(Unanswered::answer(413, "request body too large")))
+            crate::observe::metrics::metrics().deny(None, "body_too_large");
+            return Err(Err(Unanswered::answer(413, "request body too large")));
         }
         Err(UploadError::Backend(e)) => {
             return Err(Ok((e.kind(), format!("writing the request body: {e}"))))
