@@ -4,9 +4,11 @@
 
 use bytes::BytesMut;
 
+use super::own::answer_unanswered;
 use super::request::{BodyFraming, Request};
 use super::response::{client_response_head, Persist};
 use super::{send_timeout, write_out, Buffers, Outcome};
+use crate::proxy::attempts::Unanswered;
 use crate::proxy::cache::{CacheRequest, H1Fields};
 use crate::proxy::conn::{ClientConn, ConnFacts};
 use crate::proxy::ctx::Ctx;
@@ -95,13 +97,18 @@ pub(super) async fn write_hit(
         client_response_head(out, resp, head.framing, false, &edits, id, persist);
         Some(head.status)
     });
-    let status = written.ok().flatten().unwrap_or(0);
+    let send = send_timeout(ctx);
+    let Some(status) = written.ok().flatten() else {
+        // A head menshen stored parsed when it was stored; not reached.
+        let failed = Unanswered::answer(502, "a stored response head did not parse");
+        let asking = request.asking(ctx);
+        return answer_unanswered(conn, out, &asking, failed, (head_request, send), 0).await;
+    };
     let whole = hit.body();
     let body = match head_request {
         true => &[][..],
         false => &whole[..],
     };
-    let send = send_timeout(ctx);
     let first = body.len().min(COALESCE);
     out.extend_from_slice(&body[..first]);
     let mut sent = write_out(conn, out, send).await;

@@ -61,9 +61,10 @@ impl Proxy {
         let (stream, addr, end) = match exchanged {
             Ok(ok) => ok,
             Err(unanswered) => {
+                // stale-if-error: only a backend's failure (a stale copy exists only for a
+                // bodiless GET or HEAD, so a client's failed body never gets here with one).
                 if unanswered.status.is_some_and(|s| s >= 500) {
                     if let Some(hit) = stale_on_error(ctx) {
-                        let (request, bufs) = (request, &mut *bufs);
                         return super::cached::write_hit(conn, facts, request, ctx, bufs, &hit)
                             .await;
                     }
