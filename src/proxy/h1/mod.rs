@@ -220,7 +220,12 @@ async fn keepalive_read(
         None => None,
     };
     if *drain.borrow() {
-        return Ok(0);
+        // The drain began while this client was quiet: one more quiet interval, so that a
+        // request it was about to send (a slow client, a busy machine) is still answered.
+        return match within(Some(DRAIN_QUIET), conn.read_buf(input)).await {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(0),
+            read => read,
+        };
     }
     tokio::select! {
         read = within(rest, conn.read_buf(input)) => read,
